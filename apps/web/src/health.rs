@@ -1,0 +1,29 @@
+//! `GET /api/health`: database reachability and queue depth per topic. No auth; reveals no
+//! params or secrets.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    let database = state.queue.store().ping().await;
+    let stats = state.queue.stats().await;
+    let queues: serde_json::Map<String, serde_json::Value> = stats
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.topic.clone(), json!({"waiting": s.waiting, "delayed": s.delayed, "running": s.running, "dead": s.dead})))
+        .collect();
+    let ok = database.is_ok() && stats.is_ok();
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "database": if database.is_ok() { "ok" } else { "unreachable" },
+        "queues": queues,
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}

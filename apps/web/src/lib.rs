@@ -1,0 +1,19 @@
+//! The vqs web app: queue routes, cron routes, the admin API, the local queue service
+//! (`/_vqs`) and the operator CLI. `fn app(state) -> Router` is the whole HTTP surface.
+
+pub mod admin;
+mod app;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod in_process;
+pub mod queue_route;
+pub mod routes;
+pub mod runtime;
+pub mod secret;
+pub mod state;
+pub mod vqs_api;
+
+pub use app::app;
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,15 @@
+//! Consumer routes: one file per job, registered here (`cargo xtask new-job` adds a line).
+
+use axum::Router;
+
+use crate::state::AppState;
+
+mod probe;
+mod sync_patient;
+
+/// Every job's `POST /api/queue/<topic>`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/queue/probe", probe::route())
+        .route("/api/queue/sync-patient", sync_patient::route())
+}

@@ -1,0 +1,139 @@
+//! Start-up: pick the backend, read `vercel.json`, start the dispatcher and maintenance.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vqs::{Clock, ConsumerConfig, DispatcherConfig, Queue, RetentionConfig, VercelConfig};
+
+use crate::config::{Config, redact_url};
+use crate::in_process::InProcessPusher;
+use crate::secret::Secret;
+use crate::state::AppState;
+
+/// Open the database named by `database_url`, apply migrations, and wrap it in a [`Queue`].
+pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
+    if database_url.starts_with("sqlite:") {
+        let store = vqs_sqlite::SqliteStore::open(database_url)
+            .await
+            .with_context(|| format!("opening {}", redact_url(database_url)))?;
+        store.migrate().await.context("applying migrations")?;
+        Ok(Queue::new(Arc::new(store), clock))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        bail!("DATABASE_URL names PostgreSQL, which this build does not support yet: use sqlite://path (the default)")
+    } else {
+        bail!("DATABASE_URL must start with sqlite:// (or postgres://), got {}", redact_url(database_url))
+    }
+}
+
+/// Read and validate `vercel.json`. A missing file is an empty config; an invalid one is an error.
+pub fn load_vercel(path: &Path) -> Result<VercelConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => VercelConfig::parse(&text).with_context(|| format!("invalid {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), "no vercel.json: no queue triggers and no crons");
+            Ok(VercelConfig::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The state handlers see.
+pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {
+    AppState {
+        queue,
+        vercel: Arc::new(vercel),
+        queue_secret: Secret::new(config.queue_secret.clone()),
+        admin_token: Secret::new(config.admin_token.clone()),
+        cron_auth: auth::CronAuth::from_values(config.cron_secret.clone(), config.is_local_dev),
+    }
+}
+
+/// The background work of a serving process.
+#[derive(Debug)]
+pub struct Workers {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Start the dispatcher (pushing through `router` in process) and the maintenance loop.
+    pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
+        let (shutdown, rx) = watch::channel(false);
+        let consumers: Vec<ConsumerConfig> = state.vercel.queue_triggers.iter().map(ConsumerConfig::from).collect();
+        vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
+        for c in &consumers {
+            tracing::info!(topic = %c.topic_pattern, route = %c.route_path, consumer_group = %c.consumer_group, "push consumer");
+        }
+        let pusher = Arc::new(InProcessPusher::new(router));
+        let mut tasks = vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone())];
+        tasks.push(tokio::spawn(maintenance_loop(state.queue.clone(), rx)));
+        Ok(Workers { shutdown, tasks })
+    }
+
+    /// Stop taking work; let in-flight deliveries finish (up to the dispatcher's grace period).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn maintenance_loop(queue: Queue, mut shutdown: watch::Receiver<bool>) {
+    let retention = RetentionConfig::default();
+    loop {
+        if let Err(e) = queue.maintenance(&retention).await {
+            tracing::warn!(error = %e, "maintenance failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `serve`: the web app, the dispatcher and maintenance until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> Result<()> {
+    let vercel = load_vercel(&config.vercel_json)?;
+    let queue = open_queue(&config.database_url, Clock::system()).await?;
+    let state = state(&config, queue, vercel);
+    let router = crate::app(state.clone());
+    let workers = Workers::start(&state, router.clone(), DispatcherConfig::default()).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (set PORT or HOST)", config.addr))?;
+    tracing::info!(addr = %config.addr, database = %redact_url(&config.database_url), "vqs listening");
+    println!("vqs listening on http://{}", config.addr);
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("shutting down: finishing in-flight deliveries");
+    workers.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use vqs::{Queue, VercelConfig};
+
+use crate::secret::Secret;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub queue: Queue,
+    pub vercel: Arc<VercelConfig>,
+    /// `VQS_QUEUE_SECRET`: the proof a push over HTTP must carry.
+    pub queue_secret: Option<Secret>,
+    /// `VQS_ADMIN_TOKEN`: the bearer token of the admin API and dashboard.
+    pub admin_token: Option<Secret>,
+    pub cron_auth: auth::CronAuth,
+}

@@ -1,0 +1,266 @@
+//! The v2beta push: a binary-mode CloudEvent (`ce-*` headers, the payload as the body).
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::HeaderMap;
+
+use crate::store::LeasedMessage;
+
+/// The `ce-type` of a v2beta push.
+pub const CE_TYPE_V2BETA: &str = "com.vercel.queue.v2beta";
+
+/// One push, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub topic: String,
+    pub consumer_group: String,
+    pub message_id: String,
+    /// Absent in routing-only mode: the consumer must lease the message by id.
+    pub receipt_handle: Option<String>,
+    pub delivery_count: u32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub visibility_deadline: Option<DateTime<Utc>>,
+    pub region: Option<String>,
+    pub content_type: Option<String>,
+    pub traceparent: Option<String>,
+    pub body: Bytes,
+}
+
+/// Why a push could not be parsed. The text names the header and what is wrong with it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{reason}")]
+pub struct DeliveryError {
+    pub reason: String,
+    /// What could be read before the error, so the message can still be dead-lettered.
+    pub message_id: Option<String>,
+    pub consumer_group: Option<String>,
+    pub receipt_handle: Option<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| format!("header {name} is not visible ASCII")),
+    }
+}
+
+fn time(headers: &HeaderMap, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match header(headers, name)? {
+        None | Some("") => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("header {name} is not an ISO-8601 time ({e}): {s:?}")),
+    }
+}
+
+fn is_region(s: &str) -> bool {
+    let letters = s.bytes().take_while(u8::is_ascii_lowercase).count();
+    let digits = s.len() - letters;
+    (2..=5).contains(&letters) && (1..=2).contains(&digits) && s[letters..].bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Delivery {
+    /// Parse a v2beta push from its headers and body.
+    pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Delivery, DeliveryError> {
+        let mut partial = DeliveryError { reason: String::new(), message_id: None, consumer_group: None, receipt_handle: None };
+        let fail = |mut e: DeliveryError, reason: String| {
+            e.reason = reason;
+            e
+        };
+        let get = |name: &str| header(headers, name);
+        partial.message_id = get("ce-vqsmessageid").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        partial.consumer_group = get("ce-vqsconsumergroup").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        partial.receipt_handle = get("ce-vqsreceipthandle").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+
+        match get("ce-type") {
+            Ok(Some(CE_TYPE_V2BETA)) => {}
+            Ok(Some(other)) => {
+                let reason = format!("unsupported ce-type {other:?}: expected {CE_TYPE_V2BETA:?} (a v2beta binary CloudEvent)");
+                return Err(fail(partial, reason));
+            }
+            Ok(None) => {
+                let reason = format!("missing header ce-type: a queue delivery is a binary CloudEvent with ce-type: {CE_TYPE_V2BETA}");
+                return Err(fail(partial, reason));
+            }
+            Err(e) => return Err(fail(partial, e)),
+        }
+        let required = |name: &str| -> Result<String, String> {
+            match header(headers, name)? {
+                Some(s) if !s.is_empty() => Ok(s.to_owned()),
+                _ => Err(format!("missing header {name}")),
+            }
+        };
+        let parsed = (|| -> Result<Delivery, String> {
+            let topic = required("ce-vqsqueuename")?;
+            let consumer_group = required("ce-vqsconsumergroup")?;
+            let message_id = required("ce-vqsmessageid")?;
+            let delivery_count = match header(headers, "ce-vqsdeliverycount")? {
+                None | Some("") => 1,
+                Some(s) => match s.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!("header ce-vqsdeliverycount must be an integer >= 1, got {s:?}")),
+                },
+            };
+            let region = match header(headers, "ce-vqsregion")? {
+                None | Some("") => None,
+                Some(r) if is_region(r) => Some(r.to_owned()),
+                Some(r) => return Err(format!("header ce-vqsregion {r:?} is not a region like iad1")),
+            };
+            Ok(Delivery {
+                topic,
+                consumer_group,
+                message_id,
+                receipt_handle: header(headers, "ce-vqsreceipthandle")?.filter(|s| !s.is_empty()).map(str::to_owned),
+                delivery_count,
+                created_at: time(headers, "ce-vqscreatedat")?,
+                expires_at: time(headers, "ce-vqsexpiresat")?,
+                visibility_deadline: time(headers, "ce-vqsvisibilitydeadline")?,
+                region,
+                content_type: header(headers, "content-type")?.map(str::to_owned),
+                traceparent: header(headers, "x-vercel-queue-traceparent")?.map(str::to_owned),
+                body,
+            })
+        })();
+        parsed.map_err(|reason| fail(partial, reason))
+    }
+
+    /// The push for a leased message, as the platform sends it.
+    pub fn from_leased(m: &LeasedMessage, region: &str) -> Delivery {
+        let traceparent = m
+            .headers_json
+            .as_deref()
+            .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
+            .and_then(|v| v.get("traceparent").and_then(|t| t.as_str()).map(str::to_owned));
+        Delivery {
+            topic: m.topic.clone(),
+            consumer_group: m.consumer_group.clone(),
+            message_id: m.message_id.clone(),
+            receipt_handle: Some(m.receipt_handle.clone()),
+            delivery_count: m.delivery_count,
+            created_at: Some(m.created_at),
+            expires_at: Some(m.expires_at),
+            visibility_deadline: Some(m.lease_until),
+            region: Some(region.to_owned()),
+            content_type: Some(m.content_type.clone()),
+            traceparent,
+            body: Bytes::from(m.payload.clone()),
+        }
+    }
+
+    /// The headers of this push, in binary CloudEvent form.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut h = vec![
+            ("ce-specversion", "1.0".to_owned()),
+            ("ce-type", CE_TYPE_V2BETA.to_owned()),
+            ("ce-id", self.message_id.clone()),
+            ("ce-source", format!("/topic/{}/consumer/{}", self.topic, self.consumer_group)),
+            ("ce-vqsqueuename", self.topic.clone()),
+            ("ce-vqsconsumergroup", self.consumer_group.clone()),
+            ("ce-vqsmessageid", self.message_id.clone()),
+            ("ce-vqsdeliverycount", self.delivery_count.to_string()),
+        ];
+        if let Some(rh) = &self.receipt_handle {
+            h.push(("ce-vqsreceipthandle", rh.clone()));
+        }
+        if let Some(r) = &self.region {
+            h.push(("ce-vqsregion", r.clone()));
+        }
+        if let Some(t) = &self.created_at {
+            h.push(("ce-vqscreatedat", ts(t)));
+            h.push(("ce-time", ts(t)));
+        }
+        if let Some(t) = &self.expires_at {
+            h.push(("ce-vqsexpiresat", ts(t)));
+        }
+        if let Some(t) = &self.visibility_deadline {
+            h.push(("ce-vqsvisibilitydeadline", ts(t)));
+        }
+        if let Some(ct) = &self.content_type {
+            h.push(("content-type", ct.clone()));
+        }
+        if let Some(tp) = &self.traceparent {
+            h.push(("x-vercel-queue-traceparent", tp.clone()));
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    fn sample() -> Delivery {
+        Delivery {
+            topic: "probe".into(),
+            consumer_group: "api_Squeue_Sprobe_Drs".into(),
+            message_id: "msg_1".into(),
+            receipt_handle: Some("msg_1.abc".into()),
+            delivery_count: 2,
+            created_at: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            expires_at: Some("2026-01-02T00:00:00Z".parse().unwrap()),
+            visibility_deadline: Some("2026-01-01T00:01:00Z".parse().unwrap()),
+            region: Some("dev1".into()),
+            content_type: Some("application/json".into()),
+            traceparent: None,
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_headers() {
+        let d = sample();
+        let parsed = Delivery::parse(&headers(&d.headers()), d.body.clone()).unwrap();
+        assert_eq!(parsed, d);
+    }
+
+    #[test]
+    fn names_the_missing_header_and_keeps_what_it_read() {
+        let mut h = sample().headers();
+        h.retain(|(k, _)| *k != "ce-vqsqueuename");
+        let err = Delivery::parse(&headers(&h), Bytes::new()).unwrap_err();
+        assert_eq!(err.reason, "missing header ce-vqsqueuename");
+        assert_eq!(err.message_id.as_deref(), Some("msg_1"));
+        assert_eq!(err.receipt_handle.as_deref(), Some("msg_1.abc"));
+    }
+
+    #[test]
+    fn refuses_bad_counts_types_and_regions() {
+        let mut h = sample().headers();
+        h.retain(|(k, _)| *k != "ce-vqsdeliverycount");
+        h.push(("ce-vqsdeliverycount", "zero".into()));
+        let err = Delivery::parse(&headers(&h), Bytes::new()).unwrap_err();
+        assert!(err.reason.contains("ce-vqsdeliverycount"), "{}", err.reason);
+
+        let err = Delivery::parse(&headers(&[("ce-type", "com.vercel.queue.v1beta".into())]), Bytes::new()).unwrap_err();
+        assert!(err.reason.contains("unsupported ce-type"), "{}", err.reason);
+
+        let mut h = sample().headers();
+        h.retain(|(k, _)| *k != "ce-vqsregion");
+        h.push(("ce-vqsregion", "not a region".into()));
+        assert!(Delivery::parse(&headers(&h), Bytes::new()).unwrap_err().reason.contains("ce-vqsregion"));
+    }
+
+    #[test]
+    fn regions() {
+        assert!(is_region("iad1"));
+        assert!(is_region("dev1"));
+        assert!(is_region("sfo12"));
+        assert!(!is_region("i1"));
+        assert!(!is_region("iad"));
+        assert!(!is_region("IAD1"));
+        assert!(!is_region("iad123"));
+    }
+}

@@ -1,0 +1,61 @@
+//! # vqs — durable background jobs, Vercel Queues compatible
+//!
+//! The core: the [`Jobbable`] trait, [`Queue`] (publish, track, inspect), the retry policy,
+//! the v2beta [`Delivery`] codec, the consumer logic ([`QueueHandler`]), the push
+//! dispatcher and the `vercel.json` model. It names no database and no web framework:
+//! storage comes in through [`QueueStore`] (`vqs-sqlite`, …), HTTP through the web app.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use vqs::{JobContext, JobError, Jobbable, Queue};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Params { patient_id: u64 }
+//!
+//! struct SyncPatient;
+//! impl Jobbable for SyncPatient {
+//!     type Params = Params;
+//!     const TOPIC: &'static str = "sync-patient";
+//!     async fn perform(&self, p: Params, _ctx: JobContext) -> Result<(), JobError> {
+//!         println!("syncing {}", p.patient_id);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn demo(queue: Queue) -> Result<(), vqs::QueueError> {
+//! let sent = queue.job(SyncPatient).perform_later(Params { patient_id: 7 }).await?;
+//! println!("queued {} (duplicate: {})", sent.message_id, sent.duplicate);
+//! # Ok(()) }
+//! ```
+
+mod clock;
+mod consumer;
+mod delivery;
+mod dispatcher;
+mod job_client;
+mod job_context;
+mod job_error;
+mod jobbable;
+mod queue;
+mod retry_policy;
+pub mod store;
+mod vercel_config;
+
+pub use clock::Clock;
+pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler};
+pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
+pub use dispatcher::{
+    ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due, register_consumers,
+    spawn_dispatcher,
+};
+pub use job_client::{JobClient, PerformOpts};
+pub use job_context::{JobContext, MessageMetadata};
+pub use job_error::{JobError, ResultExt};
+pub use jobbable::Jobbable;
+pub use queue::{
+    DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_RETENTION, MIN_RETENTION, Queue, QueueError, RetentionConfig,
+    SendOpts, is_valid_name,
+};
+pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
+pub use store::{QueueStore, SendResult, StoreError};
+pub use vercel_config::{CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for};

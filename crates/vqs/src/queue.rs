@@ -1,0 +1,246 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::store::{
+    DeadLetterRecord, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport,
+    MessageRecord, MessageSendParams, QueueStore, SendResult, StoreError, TopicStats,
+};
+use crate::{Clock, JobClient, Jobbable};
+
+/// Retention when none is given: 24 hours, as on Vercel.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Shortest retention Vercel accepts.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
+/// Longest retention (and delay) Vercel accepts: 7 days.
+pub const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest idempotency key Vercel accepts.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// Options for one publish.
+#[derive(Debug, Clone, Default)]
+pub struct SendOpts {
+    /// While a message with this key is pending or running, publishing again queues nothing.
+    pub idempotency_key: Option<String>,
+    /// Make the message visible only after this delay.
+    pub delay: Duration,
+    /// Keep the message this long at most (default 24 h, 60 s – 7 d).
+    pub retention: Option<Duration>,
+    /// The payload's content type (default `application/json`).
+    pub content_type: Option<String>,
+    /// Producer trace context (`traceparent`, `tracestate`, `baggage`) as a JSON object.
+    pub headers_json: Option<String>,
+}
+
+/// Why a publish or an admin call was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The request is invalid; the text says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The facade over a storage backend: publishing, leasing, tracking and the admin reads.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn QueueStore>,
+    clock: Clock,
+    published: Notify,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("clock", &self.inner.clock).finish_non_exhaustive()
+    }
+}
+
+/// True for names Vercel accepts as topics and consumer groups: `^[A-Za-z0-9_-]+$`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Queue {
+    /// A queue over `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn QueueStore>, clock: Clock) -> Self {
+        Queue { inner: Arc::new(Inner { store, clock, published: Notify::new() }) }
+    }
+
+    /// The backend.
+    pub fn store(&self) -> &Arc<dyn QueueStore> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// A handle to enqueue and run job `J`.
+    pub fn job<J: Jobbable>(&self, job: J) -> JobClient<J> {
+        JobClient::new(self.clone(), Arc::new(job))
+    }
+
+    /// Resolves at the next publish from this process (used by dispatchers to wake at once).
+    pub fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.published.notified()
+    }
+
+    /// Wake every dispatcher of this process (after a publish, a retry or a replay).
+    pub fn wake(&self) {
+        self.inner.published.notify_waiters();
+    }
+
+    /// Publish `payload` to `topic`.
+    pub async fn send(&self, topic: &str, payload: Vec<u8>, opts: SendOpts) -> Result<SendResult, QueueError> {
+        self.send_to(topic, payload, opts, None).await
+    }
+
+    pub(crate) async fn send_to(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        opts: SendOpts,
+        only_group: Option<String>,
+    ) -> Result<SendResult, QueueError> {
+        if !is_valid_name(topic) {
+            return Err(QueueError::Invalid(format!(
+                "invalid topic {topic:?}: use letters, digits, '-' and '_' only"
+            )));
+        }
+        if let Some(key) = &opts.idempotency_key {
+            if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(QueueError::Invalid(format!(
+                    "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+                )));
+            }
+        }
+        let retention = opts.retention.unwrap_or(DEFAULT_RETENTION);
+        if retention < MIN_RETENTION || retention > MAX_RETENTION {
+            return Err(QueueError::Invalid(format!(
+                "invalid retention {}s: it must be between {} and {} seconds",
+                retention.as_secs(),
+                MIN_RETENTION.as_secs(),
+                MAX_RETENTION.as_secs()
+            )));
+        }
+        if opts.delay > retention {
+            return Err(QueueError::Invalid(format!(
+                "invalid delay {}s: it cannot exceed the retention ({}s), or the message would expire before it is due",
+                opts.delay.as_secs(),
+                retention.as_secs()
+            )));
+        }
+        let result = self
+            .inner
+            .store
+            .message_send(MessageSendParams {
+                topic: topic.to_owned(),
+                payload,
+                content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),
+                idempotency_key: opts.idempotency_key,
+                delay_seconds: opts.delay.as_secs() as u32,
+                retention_seconds: retention.as_secs() as u32,
+                headers_json: opts.headers_json,
+                only_group,
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        if !result.duplicate {
+            tracing::debug!(queue.name = topic, message.id = %result.message_id, "published");
+            self.wake();
+        }
+        Ok(result)
+    }
+
+    /// Executions, newest first.
+    pub async fn executions(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, QueueError> {
+        Ok(self.inner.store.execution_list(p).await?)
+    }
+
+    /// One message with its deliveries.
+    pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>, QueueError> {
+        Ok(self.inner.store.message_get(id).await?)
+    }
+
+    /// Per-topic counts.
+    pub async fn stats(&self) -> Result<Vec<TopicStats>, QueueError> {
+        Ok(self.inner.store.queue_stats(self.inner.clock.now()).await?)
+    }
+
+    /// Dead letters, newest first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, QueueError> {
+        Ok(self.inner.store.dead_letter_list(limit).await?)
+    }
+
+    /// Publish a dead letter's payload again, to the consumer group it died in, and remove it
+    /// from the dead-letter store. Returns the new message.
+    pub async fn dead_letter_replay(&self, id: i64) -> Result<SendResult, QueueError> {
+        let dl = self
+            .inner
+            .store
+            .dead_letter_get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("dead letter {id}")))?;
+        let payload = match &dl.payload {
+            serde_json::Value::String(s) if dl.content_type != "application/json" => s.clone().into_bytes(),
+            v => serde_json::to_vec(v).map_err(|e| QueueError::Invalid(e.to_string()))?,
+        };
+        let opts = SendOpts { content_type: Some(dl.content_type.clone()), ..SendOpts::default() };
+        let sent = self.send_to(&dl.topic, payload, opts, Some(dl.consumer_group.clone())).await?;
+        self.inner.store.dead_letter_delete(id).await?;
+        Ok(sent)
+    }
+
+    /// Remove a dead letter for good. False when there was none with that id.
+    pub async fn dead_letter_discard(&self, id: i64) -> Result<bool, QueueError> {
+        Ok(self.inner.store.dead_letter_delete(id).await?)
+    }
+
+    /// One maintenance pass: rescue abandoned executions, prune by retention.
+    pub async fn maintenance(&self, retention: &RetentionConfig) -> Result<MaintenanceReport, QueueError> {
+        let report = self
+            .inner
+            .store
+            .maintenance_run(MaintenanceParams {
+                now: self.inner.clock.now(),
+                execution_retention_seconds: retention.executions.as_secs(),
+                dead_letter_retention_seconds: retention.dead_letters.as_secs(),
+                batch: retention.batch,
+            })
+            .await?;
+        if !report.is_empty() {
+            tracing::info!(?report, "maintenance");
+        }
+        Ok(report)
+    }
+}
+
+/// How long finished work is kept.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Execution rows. Default 7 days.
+    pub executions: Duration,
+    /// Dead letters. Default 30 days.
+    pub dead_letters: Duration,
+    /// Rows deleted per table per pass. Default 1000.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            executions: Duration::from_secs(7 * 24 * 3600),
+            dead_letters: Duration::from_secs(30 * 24 * 3600),
+            batch: 1000,
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The seam every storage backend implements. SQL lives behind it, in the backend crates.
+//!
+//! Methods are noun-first with one params struct each, so adding a field never changes a
+//! signature. Every method that depends on time takes `now` in its params: the facade owns
+//! the clock.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What can go wrong in a backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No message, lease or dead letter with that id.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The lease named by the receipt handle is no longer held (expired and taken by another
+    /// consumer, or the handle does not match).
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    /// Receive-by-id of a message currently leased by someone else.
+    #[error("message {0} is locked by another consumer")]
+    Locked(String),
+    /// Receive-by-id of a message whose delivery already finished.
+    #[error("message {0} was already acknowledged")]
+    AlreadyAcknowledged(String),
+    /// The database said no.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// Publish one message.
+#[derive(Debug, Clone)]
+pub struct MessageSendParams {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub content_type: String,
+    pub idempotency_key: Option<String>,
+    pub delay_seconds: u32,
+    pub retention_seconds: u32,
+    /// Producer trace context (`traceparent`, …) as a JSON object, carried to consumers.
+    pub headers_json: Option<String>,
+    /// Deliver to this consumer group only (dead-letter replay); `None` = every subscriber.
+    pub only_group: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SendResult {
+    /// The new message's id, or the id of the pending original when `duplicate` is true.
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    /// True when the idempotency key matched a message still pending or running: nothing new was queued.
+    pub duplicate: bool,
+}
+
+/// Subscribe a consumer group to a topic (or to a `prefix*` pattern).
+#[derive(Debug, Clone)]
+pub struct SubscriptionEnsureParams {
+    pub topic_pattern: String,
+    pub consumer_group: String,
+    /// Each message becomes visible to this group no sooner than `created_at + initial_delay`.
+    pub initial_delay_seconds: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// Lease due messages of a consumer group.
+#[derive(Debug, Clone)]
+pub struct DeliveryClaimParams {
+    pub consumer_group: String,
+    /// Restrict to one topic (the receive API names one); `None` = every topic of the group.
+    pub topic: Option<String>,
+    /// Lease this one message (receive by id).
+    pub message_id: Option<String>,
+    pub limit: u32,
+    pub visibility_seconds: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// A message handed to a consumer under a lease.
+#[derive(Debug, Clone)]
+pub struct LeasedMessage {
+    pub message_id: String,
+    pub topic: String,
+    pub consumer_group: String,
+    pub payload: Vec<u8>,
+    pub content_type: String,
+    pub headers_json: Option<String>,
+    /// 1 on the first delivery.
+    pub delivery_count: u32,
+    pub receipt_handle: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When the lease ends unless acknowledged or extended.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Identify a lease.
+#[derive(Debug, Clone)]
+pub struct LeaseParams {
+    pub consumer_group: String,
+    pub receipt_handle: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Change a lease's visibility timeout (extend it, or release it with 0).
+#[derive(Debug, Clone)]
+pub struct LeaseVisibilityParams {
+    pub lease: LeaseParams,
+    pub visibility_seconds: u32,
+}
+
+/// Give a message back for another attempt after `delay_seconds`.
+#[derive(Debug, Clone)]
+pub struct DeliveryRetryParams {
+    pub lease: LeaseParams,
+    pub delay_seconds: u32,
+}
+
+/// Acknowledge a lease and keep the message in the dead-letter store.
+#[derive(Debug, Clone)]
+pub struct DeliveryDeadLetterParams {
+    pub lease: LeaseParams,
+    pub reason: String,
+}
+
+/// Start one execution row (`running`).
+#[derive(Debug, Clone)]
+pub struct ExecutionStartParams {
+    pub topic: String,
+    pub message_id: String,
+    pub consumer_group: String,
+    pub attempt: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// An execution's end state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    Running,
+    Success,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(ExecutionStatus::Running),
+            "success" => Some(ExecutionStatus::Success),
+            "failed" => Some(ExecutionStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Close an execution row.
+#[derive(Debug, Clone)]
+pub struct ExecutionFinishParams {
+    pub id: i64,
+    pub status: ExecutionStatus,
+    pub error: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// One attempt of one job, as recorded in `job_executions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRecord {
+    pub id: i64,
+    pub topic: String,
+    pub message_id: String,
+    pub consumer_group: String,
+    pub attempt: u32,
+    pub status: ExecutionStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Filter executions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionListParams {
+    pub topic: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    pub message_id: Option<String>,
+    pub limit: u32,
+}
+
+/// A delivery's state for one consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting until `visible_at` (due now or delayed).
+    Pending,
+    /// Leased to a consumer until `visible_at`.
+    Leased,
+    /// Acknowledged: done.
+    Acked,
+    /// Acknowledged and kept in the dead-letter store.
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Leased => "leased",
+            DeliveryState::Acked => "acked",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "leased" => Some(DeliveryState::Leased),
+            "acked" => Some(DeliveryState::Acked),
+            "dead" => Some(DeliveryState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A message's delivery to one consumer group.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub consumer_group: String,
+    pub state: DeliveryState,
+    pub delivery_count: u32,
+    /// When it is next due (pending) or when its lease ends (leased).
+    pub visible_at: DateTime<Utc>,
+}
+
+/// A message and its deliveries.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub topic: String,
+    pub content_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub idempotency_key: Option<String>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Per-topic counts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TopicStats {
+    pub topic: String,
+    pub waiting: i64,
+    pub delayed: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub dead: i64,
+}
+
+/// A message kept after its last attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterRecord {
+    pub id: i64,
+    pub message_id: String,
+    pub topic: String,
+    pub consumer_group: String,
+    pub content_type: String,
+    pub payload: serde_json::Value,
+    pub error: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Save a job's checkpoint for its next attempt.
+#[derive(Debug, Clone)]
+pub struct CheckpointPutParams {
+    pub message_id: String,
+    pub consumer_group: String,
+    pub value: serde_json::Value,
+    pub now: DateTime<Utc>,
+}
+
+/// Maintenance knobs for one pass.
+#[derive(Debug, Clone)]
+pub struct MaintenanceParams {
+    pub now: DateTime<Utc>,
+    /// Delete execution rows older than this many seconds.
+    pub execution_retention_seconds: u64,
+    /// Delete dead letters older than this many seconds.
+    pub dead_letter_retention_seconds: u64,
+    /// At most this many rows per table per pass, so a pass never stalls the queue.
+    pub batch: u32,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReport {
+    /// `running` executions closed as failed because their lease expired.
+    pub executions_rescued: u64,
+    /// Messages past their retention deleted.
+    pub messages_pruned: u64,
+    /// Execution rows past retention deleted.
+    pub executions_pruned: u64,
+    /// Dead letters past retention deleted.
+    pub dead_letters_pruned: u64,
+}
+
+impl MaintenanceReport {
+    pub fn is_empty(&self) -> bool {
+        *self == MaintenanceReport::default()
+    }
+}
+
+/// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Publish a message: fan it out to every subscribed consumer group, unless the
+    /// idempotency key matches a message of the same topic that is still pending or running.
+    async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError>;
+    /// A message with its deliveries.
+    async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// Subscribe a consumer group; messages already in the topic and not expired are delivered too.
+    async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
+
+    /// Lease up to `limit` due messages (pending and due, or leased with an expired lease).
+    /// Re-leasing an expired lease closes that delivery's `running` executions as failed.
+    async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
+    /// Acknowledge: the delivery is done.
+    async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError>;
+    /// Extend (or with 0 release) a lease.
+    async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError>;
+    /// Release a lease for another attempt after a delay.
+    async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError>;
+    /// Acknowledge and keep a dead letter.
+    async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
+    /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
+    async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError>;
+    async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError>;
+    async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError>;
+
+    async fn checkpoint_get(&self, message_id: &str, consumer_group: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError>;
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError>;
+
+    async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
+    async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Rescue abandoned executions and prune by retention, in bounded batches.
+    async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError>;
+
+    /// Cheap liveness probe.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
