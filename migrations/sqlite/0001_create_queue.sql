@@ -1,5 +1,5 @@
 -- The queue: messages per topic, one delivery row per (message, consumer group), the
--- execution log, dead letters and checkpoints. Times are milliseconds since the Unix epoch
+-- execution log, dead letters and checkpoints. Times are microseconds since the Unix epoch
 -- (UTC) so that comparisons are integer comparisons on an index.
 
 CREATE TABLE messages (
@@ -23,7 +23,7 @@ CREATE TABLE subscriptions (
     topic_pattern    TEXT NOT NULL,
     prefix           TEXT NOT NULL,
     is_prefix        INTEGER NOT NULL,
-    initial_delay_ms INTEGER NOT NULL DEFAULT 0,
+    initial_delay_us INTEGER NOT NULL DEFAULT 0,
     created_at       INTEGER NOT NULL,
     PRIMARY KEY (consumer_group, topic_pattern)
 );

@@ -25,13 +25,16 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
+/// Stored times are microseconds since the Unix epoch.
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+fn time(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
 }
+
+const US_PER_S: i64 = 1_000_000;
 
 fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
@@ -150,7 +153,7 @@ impl SqliteStore {
         );
         let row = sqlx::query(&sql)
             .bind(visible_at)
-            .bind(ms(lease.now))
+            .bind(us(lease.now))
             .bind(message_id)
             .bind(&lease.consumer_group)
             .bind(token)
@@ -197,7 +200,7 @@ fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        let now = ms(p.now);
+        let now = us(p.now);
         let mut tx = self.write.begin().await.map_err(db_err)?;
         if let Some(key) = &p.idempotency_key {
             sqlx::query(
@@ -220,7 +223,7 @@ impl QueueStore for SqliteStore {
             }
         }
         let id = new_message_id();
-        let expires = now + i64::from(p.retention_seconds) * 1000;
+        let expires = now + i64::from(p.retention_seconds) * US_PER_S;
         sqlx::query(
             "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -236,7 +239,7 @@ impl QueueStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let due = now + i64::from(p.delay_seconds) * 1000;
+        let due = now + i64::from(p.delay_seconds) * US_PER_S;
         match &p.only_group {
             Some(group) => {
                 sqlx::query(
@@ -255,7 +258,7 @@ impl QueueStore for SqliteStore {
             None => {
                 sqlx::query(
                     "INSERT OR IGNORE INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, updated_at) \
-                     SELECT ?1, consumer_group, ?2, 'pending', MAX(?3, ?4 + initial_delay_ms), 0, ?4 FROM subscriptions \
+                     SELECT ?1, consumer_group, ?2, 'pending', MAX(?3, ?4 + initial_delay_us), 0, ?4 FROM subscriptions \
                      WHERE (is_prefix = 0 AND topic_pattern = ?2) OR (is_prefix = 1 AND substr(?2, 1, length(prefix)) = prefix)",
                 )
                 .bind(&id)
@@ -315,12 +318,12 @@ impl QueueStore for SqliteStore {
             Some(prefix) => (prefix.to_owned(), 1),
             None => (p.topic_pattern.clone(), 0),
         };
-        let now = ms(p.now);
-        let initial = i64::from(p.initial_delay_seconds) * 1000;
+        let now = us(p.now);
+        let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let inserted = sqlx::query(
-            "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_ms, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_ms = excluded.initial_delay_ms",
+            "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_us = excluded.initial_delay_us",
         )
         .bind(&p.consumer_group)
         .bind(&p.topic_pattern)
@@ -351,8 +354,8 @@ impl QueueStore for SqliteStore {
     }
 
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
-        let now = ms(p.now);
-        let lease_until = now + i64::from(p.visibility_seconds) * 1000;
+        let now = us(p.now);
+        let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
         q.push_bind(lease_until)
@@ -401,9 +404,9 @@ impl QueueStore for SqliteStore {
         let mut close: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE job_executions SET status = 'failed', finished_at = ");
         close
             .push_bind(now)
-            .push(", duration_ms = ")
+            .push(", duration_ms = (")
             .push_bind(now)
-            .push(" - started_at, error = ")
+            .push(" - started_at) / 1000, error = ")
             .push_bind(ABANDONED)
             .push(" WHERE status = 'running' AND consumer_group = ")
             .push_bind(&p.consumer_group)
@@ -451,26 +454,26 @@ impl QueueStore for SqliteStore {
     }
 
     async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError> {
-        let (message_id, _) = self.lease_update(&p, "state = 'acked', lease_token = NULL", ms(p.now)).await?;
+        let (message_id, _) = self.lease_update(&p, "state = 'acked', lease_token = NULL", us(p.now)).await?;
         self.release_key(&message_id).await
     }
 
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError> {
-        let until = ms(p.lease.now) + i64::from(p.visibility_seconds) * 1000;
+        let until = us(p.lease.now) + i64::from(p.visibility_seconds) * US_PER_S;
         let set = if p.visibility_seconds == 0 { "state = 'pending'" } else { "state = 'leased'" };
         self.lease_update(&p.lease, set, until).await?;
         Ok(time(until))
     }
 
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
-        let due = ms(p.lease.now) + i64::from(p.delay_seconds) * 1000;
+        let due = us(p.lease.now) + i64::from(p.delay_seconds) * US_PER_S;
         self.lease_update(&p.lease, "state = 'pending', lease_token = NULL", due).await?;
         Ok(())
     }
 
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
         let (message_id, attempts) =
-            self.lease_update(&p.lease, "state = 'dead', lease_token = NULL", ms(p.lease.now)).await?;
+            self.lease_update(&p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await?;
         sqlx::query(
             "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
              SELECT id, topic, ?, content_type, payload, ?, ?, ? FROM messages WHERE id = ?",
@@ -478,7 +481,7 @@ impl QueueStore for SqliteStore {
         .bind(&p.lease.consumer_group)
         .bind(&p.reason)
         .bind(attempts)
-        .bind(ms(p.lease.now))
+        .bind(us(p.lease.now))
         .bind(&message_id)
         .execute(&self.write)
         .await
@@ -506,7 +509,7 @@ impl QueueStore for SqliteStore {
         .bind(&p.message_id)
         .bind(&p.consumer_group)
         .bind(i64::from(p.attempt))
-        .bind(ms(p.now))
+        .bind(us(p.now))
         .fetch_one(&self.write)
         .await
         .map_err(db_err)?;
@@ -514,9 +517,9 @@ impl QueueStore for SqliteStore {
     }
 
     async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        let now = ms(p.now);
+        let now = us(p.now);
         sqlx::query(
-            "UPDATE job_executions SET status = ?, finished_at = ?, duration_ms = ? - started_at, error = ? \
+            "UPDATE job_executions SET status = ?, finished_at = ?, duration_ms = (? - started_at) / 1000, error = ? \
              WHERE id = ? AND status = 'running'",
         )
         .bind(p.status.as_str())
@@ -572,7 +575,7 @@ impl QueueStore for SqliteStore {
         .bind(&p.message_id)
         .bind(&p.consumer_group)
         .bind(p.value.to_string())
-        .bind(ms(p.now))
+        .bind(us(p.now))
         .execute(&self.write)
         .await
         .map_err(db_err)?;
@@ -580,7 +583,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError> {
-        let now = ms(now);
+        let now = us(now);
         let rows = sqlx::query(
             "SELECT topic, \
                SUM(state = 'pending' AND visible_at <= ?1) + SUM(state = 'leased' AND visible_at <= ?1), \
@@ -652,13 +655,13 @@ impl QueueStore for SqliteStore {
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
-        let now = ms(p.now);
+        let now = us(p.now);
         let batch = i64::from(p.batch.max(1));
         let mut report = MaintenanceReport::default();
 
         // Executions left `running` whose delivery no longer holds a live lease.
         report.executions_rescued = sqlx::query(
-            "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = ?1 - started_at, error = ?2 \
+            "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
              WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
                ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
                WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > ?1)) LIMIT ?3)",
@@ -707,7 +710,7 @@ impl QueueStore for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         report.messages_pruned = expired.len() as u64;
 
-        let exec_cutoff = now - (p.execution_retention_seconds as i64).saturating_mul(1000);
+        let exec_cutoff = now - (p.execution_retention_seconds as i64).saturating_mul(US_PER_S);
         report.executions_pruned = sqlx::query(
             "DELETE FROM job_executions WHERE id IN \
              (SELECT id FROM job_executions WHERE started_at < ? AND status != 'running' ORDER BY started_at LIMIT ?)",
@@ -719,7 +722,7 @@ impl QueueStore for SqliteStore {
         .map_err(db_err)?
         .rows_affected();
 
-        let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(1000);
+        let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
         report.dead_letters_pruned = sqlx::query(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)",
         )

@@ -39,6 +39,11 @@ impl TestApp {
     pub async fn with_clock(clock: Clock) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("vqs.db").display());
+        TestApp::open(dir, database_url, clock).await
+    }
+
+    /// An app on an existing database (e.g. one a child process used); `dir` is kept alive.
+    pub async fn open(dir: tempfile::TempDir, database_url: String, clock: Clock) -> TestApp {
         let config = web::Config {
             database_url: database_url.clone(),
             addr: "127.0.0.1:0".parse().unwrap(),
