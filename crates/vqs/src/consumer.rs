@@ -192,10 +192,13 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 now,
             };
 
-            let params: J::Params = match serde_json::from_slice(&delivery.body) {
+            let mut de = serde_json::Deserializer::from_slice(&delivery.body);
+            let params: J::Params = match serde_path_to_error::deserialize(&mut de) {
                 Ok(p) => p,
                 Err(e) => {
-                    let reason = format!("payload does not match the params of job {:?}: {e}", J::TOPIC);
+                    let at = e.path().to_string();
+                    let at = if at == "." { String::new() } else { format!(" at {at}") };
+                    let reason = format!("payload does not match the params of job {:?}{at}: {}", J::TOPIC, e.inner());
                     let _ = dead_letter(queue, &delivery.consumer_group, &handle, &reason).await;
                     return ConsumerOutcome::Rejected { status: 422, error: reason };
                 }
