@@ -8,9 +8,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Writes go through one connection (SQLite has one writer anyway), reads through a small
-//! pool; WAL journal, `synchronous=NORMAL`.
+//! Every write goes through one connection owned by a writer task that commits whatever is
+//! queued together (group commit, multi-row statements); reads use a small pool beside it
+//! (WAL journal, `synchronous=NORMAL`).
 
 mod sqlite_store;
+mod writer;
 
 pub use sqlite_store::SqliteStore;

@@ -3,9 +3,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use futures::FutureExt;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 use vqs::store::*;
+
+use crate::writer::Writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -15,18 +20,19 @@ const ABANDONED: &str =
 /// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// One connection: every write is serialized here.
-    write: SqlitePool,
+    /// Every write goes through this one connection's task.
+    writer: Writer,
     /// Readers (WAL lets them run beside the writer).
     read: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
-fn db_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
 /// Stored times are microseconds since the Unix epoch.
-fn us(t: DateTime<Utc>) -> i64 {
+pub(crate) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -36,12 +42,8 @@ fn time(us: i64) -> DateTime<Utc> {
 
 const US_PER_S: i64 = 1_000_000;
 
-fn new_message_id() -> String {
-    format!("msg_{}", uuid::Uuid::now_v7().simple())
-}
-
 /// A receipt handle is `<message id>.<lease token>`.
-fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
+pub(crate) fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
     handle
         .rsplit_once('.')
         .filter(|(m, t)| !m.is_empty() && !t.is_empty())
@@ -57,9 +59,79 @@ fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
     serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// Why a lease operation matched no row: gone, already finished, or held by someone else.
+pub(crate) async fn lease_failure(
+    conn: &mut SqliteConnection,
+    message_id: &str,
+    group: &str,
+    handle: &str,
+) -> StoreError {
+    let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+        .bind(message_id)
+        .bind(group)
+        .fetch_optional(&mut *conn)
+        .await;
+    match row {
+        Err(e) => db_err(e),
+        Ok(None) => StoreError::NotFound(format!("no message {message_id} for consumer group {group}")),
+        Ok(Some(r)) => match r.get::<String, _>(0).as_str() {
+            "acked" | "dead" => StoreError::NotFound(format!("message {message_id} was already acknowledged")),
+            _ => StoreError::LeaseLost(format!("receipt handle {handle:?} no longer holds the lease")),
+        },
+    }
+}
+
+/// Move a leased delivery to a new state; the error says why when the lease is not held.
+/// Returns the message id and its delivery count.
+async fn lease_update(
+    conn: &mut SqliteConnection,
+    lease: &LeaseParams,
+    set: &str,
+    visible_at: i64,
+) -> Result<(String, i64), StoreError> {
+    let (message_id, token) = split_handle(&lease.receipt_handle)?;
+    let sql = format!(
+        "UPDATE deliveries SET {set}, visible_at = ?1, updated_at = ?2 \
+         WHERE message_id = ?3 AND consumer_group = ?4 AND state = 'leased' AND lease_token = ?5 \
+         RETURNING delivery_count"
+    );
+    let row = sqlx::query(&sql)
+        .bind(visible_at)
+        .bind(us(lease.now))
+        .bind(message_id)
+        .bind(&lease.consumer_group)
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(r) => Ok((message_id.to_owned(), r.get(0))),
+        None => Err(lease_failure(conn, message_id, &lease.consumer_group, &lease.receipt_handle).await),
+    }
+}
+
+/// Forget the idempotency key of a message whose deliveries have all finished.
+async fn release_key(conn: &mut SqliteConnection, message_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE messages SET idempotency_key = NULL WHERE id = ?1 AND idempotency_key IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1 AND state IN ('pending', 'leased'))",
+    )
+    .bind(message_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 impl SqliteStore {
-    /// Open (and create) the database at `url` (`sqlite://path`, `sqlite::memory:`).
+    /// Open (and create) the database file named by `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Database(
+                "an in-memory SQLite database is not supported: the store reads beside its writer; use a file path"
+                    .into(),
+            ));
+        }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database(format!("invalid DATABASE_URL {url:?}: {e}")))?
             .create_if_missing(true)
@@ -74,96 +146,27 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
             }
         }
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
+        let conn = opts.connect().await.map_err(db_err)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(opts.clone())
-            .await
-            .map_err(db_err)?;
-        // An in-memory database is per connection: read through the writer.
-        let read = if memory {
-            write.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(opts.read_only(true))
-                .await
-                .map_err(db_err)?
-        };
-        Ok(SqliteStore { write, read })
+            .connect_lazy_with(opts.clone().read_only(true));
+        Ok(SqliteStore { writer: Writer::start(conn), read, options: opts })
     }
 
     /// Apply the migrations in `migrations/sqlite` that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.write).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+        // On a connection of its own: the writer's is idle until the schema exists.
+        let mut conn = self.options.connect().await.map_err(db_err)?;
+        let result = MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")));
+        let _ = conn.close().await;
+        result
     }
 
-    /// Close the pools (checkpoints the WAL).
+    /// Close the read pool; the writer closes when the last handle drops.
     pub async fn close(&self) {
         self.read.close().await;
-        self.write.close().await;
-    }
-
-    async fn classify_lease_failure(&self, message_id: &str, group: &str, handle: &str) -> StoreError {
-        let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = ? AND consumer_group = ?")
-            .bind(message_id)
-            .bind(group)
-            .fetch_optional(&self.write)
-            .await;
-        match row {
-            Err(e) => db_err(e),
-            Ok(None) => StoreError::NotFound(format!("no message {message_id} for consumer group {group}")),
-            Ok(Some(r)) => match r.get::<String, _>(0).as_str() {
-                "acked" | "dead" => StoreError::NotFound(format!("message {message_id} was already acknowledged")),
-                _ => StoreError::LeaseLost(format!("receipt handle {handle:?} no longer holds the lease")),
-            },
-        }
-    }
-
-    /// Forget the idempotency key of a message whose deliveries have all finished.
-    async fn release_key(&self, message_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE messages SET idempotency_key = NULL WHERE id = ?1 AND idempotency_key IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1 AND state IN ('pending', 'leased'))",
-        )
-        .bind(message_id)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Move a leased delivery to a new state; errors say why when the lease is not held.
-    async fn lease_update(
-        &self,
-        lease: &LeaseParams,
-        set: &str,
-        visible_at: i64,
-    ) -> Result<(String, i64), StoreError> {
-        let (message_id, token) = split_handle(&lease.receipt_handle)?;
-        let sql = format!(
-            "UPDATE deliveries SET {set}, visible_at = ?1, updated_at = ?2 \
-             WHERE message_id = ?3 AND consumer_group = ?4 AND state = 'leased' AND lease_token = ?5 \
-             RETURNING delivery_count"
-        );
-        let row = sqlx::query(&sql)
-            .bind(visible_at)
-            .bind(us(lease.now))
-            .bind(message_id)
-            .bind(&lease.consumer_group)
-            .bind(token)
-            .fetch_optional(&self.write)
-            .await
-            .map_err(db_err)?;
-        match row {
-            Some(r) => Ok((message_id.to_owned(), r.get(0))),
-            None => Err(self.classify_lease_failure(message_id, &lease.consumer_group, &lease.receipt_handle).await),
-        }
     }
 }
 
@@ -197,81 +200,264 @@ fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     }
 }
 
-#[async_trait]
-impl QueueStore for SqliteStore {
-    async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        let now = us(p.now);
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        if let Some(key) = &p.idempotency_key {
-            sqlx::query(
-                "UPDATE messages SET idempotency_key = NULL WHERE topic = ? AND idempotency_key = ? AND expires_at <= ?",
-            )
-            .bind(&p.topic)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let original = sqlx::query("SELECT id FROM messages WHERE topic = ? AND idempotency_key = ?")
-                .bind(&p.topic)
-                .bind(key)
-                .fetch_optional(&mut *tx)
+async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
+    let now = us(p.now);
+    let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
+    q.push_bind(lease_until)
+        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), updated_at = ")
+        .push_bind(now)
+        .push(" WHERE consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND message_id IN (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.consumer_group = ",
+        )
+        .push_bind(&p.consumer_group)
+        .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
+        .push_bind(now)
+        .push(" AND m.expires_at > ")
+        .push_bind(now);
+    if let Some(topic) = &p.topic {
+        q.push(" AND d.topic = ").push_bind(topic);
+    }
+    if let Some(id) = &p.message_id {
+        q.push(" AND d.message_id = ").push_bind(id);
+    }
+    q.push(" ORDER BY d.visible_at LIMIT ")
+        .push_bind(i64::from(p.limit.max(1)))
+        .push(") RETURNING message_id, delivery_count, lease_token");
+    let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    if leased.is_empty() {
+        if let Some(id) = &p.message_id {
+            let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+                .bind(id)
+                .bind(&p.consumer_group)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(db_err)?;
-            if let Some(r) = original {
-                return Ok(SendResult { message_id: r.get(0), duplicate: true });
-            }
+            return Err(match row {
+                None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
+                Some(r) => match r.get::<String, _>(0).as_str() {
+                    "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                    _ => StoreError::Locked(id.clone()),
+                },
+            });
         }
-        let id = new_message_id();
-        let expires = now + i64::from(p.retention_seconds) * US_PER_S;
+        return Ok(Vec::new());
+    }
+
+    // A redelivered message may have an execution still `running`: its attempt was abandoned.
+    let redelivered: Vec<String> =
+        leased.iter().filter(|r| r.get::<i64, _>(1) > 1).map(|r| r.get::<String, _>(0)).collect();
+    if !redelivered.is_empty() {
+        let mut close: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE job_executions SET status = 'failed', finished_at = ");
+        close
+            .push_bind(now)
+            .push(", duration_ms = (")
+            .push_bind(now)
+            .push(" - started_at) / 1000, error = ")
+            .push_bind(ABANDONED)
+            .push(" WHERE status = 'running' AND consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND message_id IN (");
+        let mut sep = close.separated(", ");
+        for id in &redelivered {
+            sep.push_bind(id);
+        }
+        close.push(")");
+        close.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+
+    let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at FROM messages WHERE id IN (",
+    );
+    let mut sep = sel.separated(", ");
+    for r in &leased {
+        sep.push_bind(r.get::<String, _>(0));
+    }
+    sel.push(")");
+    let messages = sel.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    let mut by_id: std::collections::HashMap<String, SqliteRow> =
+        messages.into_iter().map(|r| (r.get::<String, _>(0), r)).collect();
+    let mut out = Vec::with_capacity(leased.len());
+    for l in leased {
+        let id: String = l.get(0);
+        let Some(m) = by_id.remove(&id) else { continue };
+        let token: String = l.get(2);
+        out.push(LeasedMessage {
+            receipt_handle: format!("{id}.{token}"),
+            message_id: id,
+            topic: m.get(1),
+            consumer_group: p.consumer_group.clone(),
+            payload: m.get(2),
+            content_type: m.get(3),
+            headers_json: m.get(4),
+            delivery_count: l.get::<i64, _>(1) as u32,
+            created_at: time(m.get(5)),
+            expires_at: time(m.get(6)),
+            lease_until: time(lease_until),
+        });
+    }
+    Ok(out)
+}
+
+async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
+    let (prefix, is_prefix) = match p.topic_pattern.strip_suffix('*') {
+        Some(prefix) => (prefix.to_owned(), 1),
+        None => (p.topic_pattern.clone(), 0),
+    };
+    let now = us(p.now);
+    let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
+    let mut tx = conn.begin().await.map_err(db_err)?;
+    let existed = sqlx::query("SELECT 1 FROM subscriptions WHERE consumer_group = ? AND topic_pattern = ?")
+        .bind(&p.consumer_group)
+        .bind(&p.topic_pattern)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .is_some();
+    sqlx::query(
+        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_us = excluded.initial_delay_us",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic_pattern)
+    .bind(&prefix)
+    .bind(is_prefix)
+    .bind(initial)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if !existed {
+        // A new group starts at the beginning of the topic: every live message.
         sqlx::query(
-            "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO deliveries \
+               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
+             SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3 \
+             FROM messages \
+             WHERE expires_at > ?3 AND only_group IS NULL \
+               AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5))",
         )
-        .bind(&id)
-        .bind(&p.topic)
-        .bind(&p.payload)
-        .bind(&p.content_type)
-        .bind(&p.headers_json)
-        .bind(&p.idempotency_key)
+        .bind(&p.consumer_group)
+        .bind(initial)
         .bind(now)
-        .bind(expires)
+        .bind(is_prefix)
+        .bind(&prefix)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let due = now + i64::from(p.delay_seconds) * US_PER_S;
-        match &p.only_group {
-            Some(group) => {
-                sqlx::query(
-                    "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, updated_at) \
-                     VALUES (?, ?, ?, 'pending', ?, 0, ?)",
-                )
-                .bind(&id)
-                .bind(group)
-                .bind(&p.topic)
-                .bind(due)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, updated_at) \
-                     SELECT ?1, consumer_group, ?2, 'pending', MAX(?3, ?4 + initial_delay_us), 0, ?4 FROM subscriptions \
-                     WHERE (is_prefix = 0 AND topic_pattern = ?2) OR (is_prefix = 1 AND substr(?2, 1, length(prefix)) = prefix)",
-                )
-                .bind(&id)
-                .bind(&p.topic)
-                .bind(due)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await.map_err(db_err)?;
+    let (message_id, attempts) =
+        lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await?;
+    sqlx::query(
+        "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+         SELECT id, topic, ?, content_type, payload, ?, ?, ? FROM messages WHERE id = ?",
+    )
+    .bind(&p.lease.consumer_group)
+    .bind(&p.reason)
+    .bind(attempts)
+    .bind(us(p.lease.now))
+    .bind(&message_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    release_key(&mut tx, &message_id).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+    let now = us(p.now);
+    let batch = i64::from(p.batch.max(1));
+    let mut report = MaintenanceReport::default();
+
+    // Executions left `running` whose delivery no longer holds a live lease.
+    report.executions_rescued = sqlx::query(
+        "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
+         WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
+           ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
+           WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > ?1)) LIMIT ?3)",
+    )
+    .bind(now)
+    .bind(ABANDONED)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+
+    // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
+    let mut tx = conn.begin().await.map_err(db_err)?;
+    let expired: Vec<String> = sqlx::query("SELECT id FROM messages WHERE expires_at <= ? LIMIT ?")
+        .bind(now)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in &expired {
+        sqlx::query(
+            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+             SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
+               'expired after its retention before it was processed', d.delivery_count, ?1 \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.message_id = ?2 AND d.state IN ('pending', 'leased')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for sql in [
+            "DELETE FROM deliveries WHERE message_id = ?",
+            "DELETE FROM checkpoints WHERE message_id = ?",
+            "DELETE FROM messages WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)?;
-        Ok(SendResult { message_id: id, duplicate: false })
+    }
+    tx.commit().await.map_err(db_err)?;
+    report.messages_pruned = expired.len() as u64;
+
+    let exec_cutoff = now - (p.execution_retention_seconds as i64).saturating_mul(US_PER_S);
+    report.executions_pruned = sqlx::query(
+        "DELETE FROM job_executions WHERE id IN \
+         (SELECT id FROM job_executions WHERE started_at < ? AND status != 'running' ORDER BY started_at LIMIT ?)",
+    )
+    .bind(exec_cutoff)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+
+    let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
+    report.dead_letters_pruned = sqlx::query(
+        "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)",
+    )
+    .bind(dl_cutoff)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(report)
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
+        self.writer.send(p).await
     }
 
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -314,179 +500,37 @@ impl QueueStore for SqliteStore {
     }
 
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
-        let (prefix, is_prefix) = match p.topic_pattern.strip_suffix('*') {
-            Some(prefix) => (prefix.to_owned(), 1),
-            None => (p.topic_pattern.clone(), 0),
-        };
-        let now = us(p.now);
-        let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let inserted = sqlx::query(
-            "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_us = excluded.initial_delay_us",
-        )
-        .bind(&p.consumer_group)
-        .bind(&p.topic_pattern)
-        .bind(&prefix)
-        .bind(is_prefix)
-        .bind(initial)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if inserted.rows_affected() > 0 {
-            // A new group starts at the beginning of the topic: every live message.
-            sqlx::query(
-                "INSERT OR IGNORE INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, updated_at) \
-                 SELECT id, ?1, topic, 'pending', MAX(created_at + ?2, created_at), 0, ?3 FROM messages \
-                 WHERE expires_at > ?3 AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5))",
-            )
-            .bind(&p.consumer_group)
-            .bind(initial)
-            .bind(now)
-            .bind(is_prefix)
-            .bind(&prefix)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)
+        self.writer.run(move |c| subscribe(c, p).boxed()).await
     }
 
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
-        let now = us(p.now);
-        let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
-        q.push_bind(lease_until)
-            .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), updated_at = ")
-            .push_bind(now)
-            .push(" WHERE consumer_group = ")
-            .push_bind(&p.consumer_group)
-            .push(" AND message_id IN (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
-            .push_bind(&p.consumer_group)
-            .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
-            .push_bind(now)
-            .push(" AND m.expires_at > ")
-            .push_bind(now);
-        if let Some(topic) = &p.topic {
-            q.push(" AND d.topic = ").push_bind(topic);
-        }
-        if let Some(id) = &p.message_id {
-            q.push(" AND d.message_id = ").push_bind(id);
-        }
-        q.push(" ORDER BY d.visible_at LIMIT ")
-            .push_bind(i64::from(p.limit.max(1)))
-            .push(") RETURNING message_id, delivery_count, lease_token");
-        let leased = q.build().fetch_all(&mut *tx).await.map_err(db_err)?;
-        if leased.is_empty() {
-            tx.commit().await.map_err(db_err)?;
-            if let Some(id) = &p.message_id {
-                let row = sqlx::query("SELECT state, visible_at FROM deliveries WHERE message_id = ? AND consumer_group = ?")
-                    .bind(id)
-                    .bind(&p.consumer_group)
-                    .fetch_optional(&self.write)
-                    .await
-                    .map_err(db_err)?;
-                return Err(match row {
-                    None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
-                    Some(r) => match r.get::<String, _>(0).as_str() {
-                        "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
-                        _ => StoreError::Locked(id.clone()),
-                    },
-                });
-            }
-            return Ok(Vec::new());
-        }
-        let ids: Vec<String> = leased.iter().map(|r| r.get::<String, _>(0)).collect();
-
-        // Any execution still `running` for a message we just leased was abandoned.
-        let mut close: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE job_executions SET status = 'failed', finished_at = ");
-        close
-            .push_bind(now)
-            .push(", duration_ms = (")
-            .push_bind(now)
-            .push(" - started_at) / 1000, error = ")
-            .push_bind(ABANDONED)
-            .push(" WHERE status = 'running' AND consumer_group = ")
-            .push_bind(&p.consumer_group)
-            .push(" AND message_id IN (");
-        let mut sep = close.separated(", ");
-        for id in &ids {
-            sep.push_bind(id);
-        }
-        close.push(")");
-        close.build().execute(&mut *tx).await.map_err(db_err)?;
-
-        let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at FROM messages WHERE id IN (",
-        );
-        let mut sep = sel.separated(", ");
-        for id in &ids {
-            sep.push_bind(id);
-        }
-        sel.push(")");
-        let messages = sel.build().fetch_all(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-
-        let mut by_id: std::collections::HashMap<String, SqliteRow> =
-            messages.into_iter().map(|r| (r.get::<String, _>(0), r)).collect();
-        let mut out = Vec::with_capacity(leased.len());
-        for l in leased {
-            let id: String = l.get(0);
-            let Some(m) = by_id.remove(&id) else { continue };
-            let token: String = l.get(2);
-            out.push(LeasedMessage {
-                receipt_handle: format!("{id}.{token}"),
-                message_id: id,
-                topic: m.get(1),
-                consumer_group: p.consumer_group.clone(),
-                payload: m.get(2),
-                content_type: m.get(3),
-                headers_json: m.get(4),
-                delivery_count: l.get::<i64, _>(1) as u32,
-                created_at: time(m.get(5)),
-                expires_at: time(m.get(6)),
-                lease_until: time(lease_until),
-            });
-        }
-        Ok(out)
+        self.writer.run(move |c| claim(c, p).boxed()).await
     }
 
     async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError> {
-        let (message_id, _) = self.lease_update(&p, "state = 'acked', lease_token = NULL", us(p.now)).await?;
-        self.release_key(&message_id).await
+        self.writer.ack(p).await
     }
 
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError> {
         let until = us(p.lease.now) + i64::from(p.visibility_seconds) * US_PER_S;
-        let set = if p.visibility_seconds == 0 { "state = 'pending'" } else { "state = 'leased'" };
-        self.lease_update(&p.lease, set, until).await?;
-        Ok(time(until))
+        let set = if p.visibility_seconds == 0 { "state = 'pending', lease_token = NULL" } else { "state = 'leased'" };
+        self.writer
+            .run(move |c| async move { lease_update(c, &p.lease, set, until).await.map(|_| time(until)) }.boxed())
+            .await
     }
 
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
         let due = us(p.lease.now) + i64::from(p.delay_seconds) * US_PER_S;
-        self.lease_update(&p.lease, "state = 'pending', lease_token = NULL", due).await?;
-        Ok(())
+        self.writer
+            .run(move |c| {
+                async move { lease_update(c, &p.lease, "state = 'pending', lease_token = NULL", due).await.map(|_| ()) }
+                    .boxed()
+            })
+            .await
     }
 
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
-        let (message_id, attempts) =
-            self.lease_update(&p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await?;
-        sqlx::query(
-            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-             SELECT id, topic, ?, content_type, payload, ?, ?, ? FROM messages WHERE id = ?",
-        )
-        .bind(&p.lease.consumer_group)
-        .bind(&p.reason)
-        .bind(attempts)
-        .bind(us(p.lease.now))
-        .bind(&message_id)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        self.release_key(&message_id).await
+        self.writer.run(move |c| dead_letter_delivery(c, p).boxed()).await
     }
 
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -501,36 +545,11 @@ impl QueueStore for SqliteStore {
     }
 
     async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) \
-             VALUES (?, ?, ?, ?, 'running', ?) RETURNING id",
-        )
-        .bind(&p.topic)
-        .bind(&p.message_id)
-        .bind(&p.consumer_group)
-        .bind(i64::from(p.attempt))
-        .bind(us(p.now))
-        .fetch_one(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(row.get(0))
+        self.writer.execution_start(p).await
     }
 
     async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        let now = us(p.now);
-        sqlx::query(
-            "UPDATE job_executions SET status = ?, finished_at = ?, duration_ms = (? - started_at) / 1000, error = ? \
-             WHERE id = ? AND status = 'running'",
-        )
-        .bind(p.status.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(&p.error)
-        .bind(p.id)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        self.writer.execution_finish(p).await
     }
 
     async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError> {
@@ -552,7 +571,11 @@ impl QueueStore for SqliteStore {
         Ok(rows.iter().map(execution).collect())
     }
 
-    async fn checkpoint_get(&self, message_id: &str, consumer_group: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn checkpoint_get(
+        &self,
+        message_id: &str,
+        consumer_group: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
         let row = sqlx::query("SELECT value FROM checkpoints WHERE message_id = ? AND consumer_group = ?")
             .bind(message_id)
             .bind(consumer_group)
@@ -568,25 +591,32 @@ impl QueueStore for SqliteStore {
     }
 
     async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO checkpoints (message_id, consumer_group, value, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (message_id, consumer_group) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(&p.message_id)
-        .bind(&p.consumer_group)
-        .bind(p.value.to_string())
-        .bind(us(p.now))
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        self.writer
+            .run(move |c| {
+                async move {
+                    sqlx::query(
+                        "INSERT INTO checkpoints (message_id, consumer_group, value, updated_at) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (message_id, consumer_group) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    )
+                    .bind(&p.message_id)
+                    .bind(&p.consumer_group)
+                    .bind(p.value.to_string())
+                    .bind(us(p.now))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError> {
         let now = us(now);
         let rows = sqlx::query(
             "SELECT topic, \
-               SUM(state = 'pending' AND visible_at <= ?1) + SUM(state = 'leased' AND visible_at <= ?1), \
+               SUM(state IN ('pending', 'leased') AND visible_at <= ?1), \
                SUM(state = 'pending' AND visible_at > ?1), \
                SUM(state = 'leased' AND visible_at > ?1), \
                SUM(state = 'acked'), SUM(state = 'dead') \
@@ -600,18 +630,16 @@ impl QueueStore for SqliteStore {
             .iter()
             .map(|r| {
                 let topic: String = r.get(0);
-                (
-                    topic.clone(),
-                    TopicStats {
-                        topic,
-                        waiting: r.get(1),
-                        delayed: r.get(2),
-                        running: r.get(3),
-                        succeeded: r.get(4),
-                        failed: 0,
-                        dead: r.get(5),
-                    },
-                )
+                let stats = TopicStats {
+                    topic: topic.clone(),
+                    waiting: r.get(1),
+                    delayed: r.get(2),
+                    running: r.get(3),
+                    succeeded: r.get(4),
+                    failed: 0,
+                    dead: r.get(5),
+                };
+                (topic, stats)
             })
             .collect();
         let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
@@ -620,7 +648,8 @@ impl QueueStore for SqliteStore {
             .map_err(db_err)?;
         for r in failed {
             let topic: String = r.get(0);
-            stats.entry(topic.clone()).or_insert_with(|| TopicStats { topic, ..TopicStats::default() }).failed = r.get(1);
+            stats.entry(topic.clone()).or_insert_with(|| TopicStats { topic, ..TopicStats::default() }).failed =
+                r.get(1);
         }
         Ok(stats.into_values().collect())
     }
@@ -643,96 +672,30 @@ impl QueueStore for SqliteStore {
              FROM dead_letters WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await
         .map_err(db_err)?;
         Ok(row.as_ref().map(dead_letter))
     }
 
     async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM dead_letters WHERE id = ?").bind(id).execute(&self.write).await.map_err(db_err)?;
-        Ok(r.rows_affected() > 0)
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("DELETE FROM dead_letters WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
-        let now = us(p.now);
-        let batch = i64::from(p.batch.max(1));
-        let mut report = MaintenanceReport::default();
-
-        // Executions left `running` whose delivery no longer holds a live lease.
-        report.executions_rescued = sqlx::query(
-            "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
-             WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
-               ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
-               WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > ?1)) LIMIT ?3)",
-        )
-        .bind(now)
-        .bind(ABANDONED)
-        .bind(batch)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-
-        // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let expired: Vec<String> = sqlx::query("SELECT id FROM messages WHERE expires_at <= ? LIMIT ?")
-            .bind(now)
-            .bind(batch)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for id in &expired {
-            sqlx::query(
-                "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-                 SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
-                   'expired after its retention before it was processed', d.delivery_count, ?1 \
-                 FROM deliveries d JOIN messages m ON m.id = d.message_id \
-                 WHERE d.message_id = ?2 AND d.state IN ('pending', 'leased')",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            for table in ["deliveries", "checkpoints"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE message_id = ?"))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-            sqlx::query("DELETE FROM messages WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        report.messages_pruned = expired.len() as u64;
-
-        let exec_cutoff = now - (p.execution_retention_seconds as i64).saturating_mul(US_PER_S);
-        report.executions_pruned = sqlx::query(
-            "DELETE FROM job_executions WHERE id IN \
-             (SELECT id FROM job_executions WHERE started_at < ? AND status != 'running' ORDER BY started_at LIMIT ?)",
-        )
-        .bind(exec_cutoff)
-        .bind(batch)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-
-        let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
-        report.dead_letters_pruned = sqlx::query(
-            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)",
-        )
-        .bind(dl_cutoff)
-        .bind(batch)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        Ok(report)
+        self.writer.run(move |c| maintain(c, p).boxed()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -9,7 +9,9 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::store::{DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, LeaseParams, LeaseVisibilityParams, StoreError};
+use crate::store::{
+    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, LeaseParams, LeaseVisibilityParams, StoreError,
+};
 use crate::{Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue};
 
 /// The longest lease the API grants (1 hour).
@@ -126,7 +128,11 @@ async fn dead_letter(queue: &Queue, group: &str, handle: &str, reason: &str) -> 
     let r = queue
         .store()
         .delivery_dead_letter(DeliveryDeadLetterParams {
-            lease: LeaseParams { consumer_group: group.to_owned(), receipt_handle: handle.to_owned(), now: queue.clock().now() },
+            lease: LeaseParams {
+                consumer_group: group.to_owned(),
+                receipt_handle: handle.to_owned(),
+                now: queue.clock().now(),
+            },
             reason: reason.to_owned(),
         })
         .await;
@@ -246,12 +252,18 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         let delay = self.0.retry_policy().next_delay(attempt).as_secs();
                         tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
                         let r = store
-                            .delivery_retry(DeliveryRetryParams { lease: lease(clock.now()), delay_seconds: delay as u32 })
+                            .delivery_retry(DeliveryRetryParams {
+                                lease: lease(clock.now()),
+                                delay_seconds: delay as u32,
+                            })
                             .await;
                         if r.is_ok() {
                             queue.wake();
                         }
-                        settle(r, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() })
+                        settle(
+                            r,
+                            ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() },
+                        )
                     }
                 }
             }

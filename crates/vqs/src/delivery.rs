@@ -41,10 +41,7 @@ pub struct DeliveryError {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| format!("header {name} is not visible ASCII")),
+        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| format!("header {name} is not visible ASCII")),
     }
 }
 
@@ -66,7 +63,8 @@ fn is_region(s: &str) -> bool {
 impl Delivery {
     /// Parse a v2beta push from its headers and body.
     pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Delivery, DeliveryError> {
-        let mut partial = DeliveryError { reason: String::new(), message_id: None, consumer_group: None, receipt_handle: None };
+        let mut partial =
+            DeliveryError { reason: String::new(), message_id: None, consumer_group: None, receipt_handle: None };
         let fail = |mut e: DeliveryError, reason: String| {
             e.reason = reason;
             e
@@ -79,11 +77,14 @@ impl Delivery {
         match get("ce-type") {
             Ok(Some(CE_TYPE_V2BETA)) => {}
             Ok(Some(other)) => {
-                let reason = format!("unsupported ce-type {other:?}: expected {CE_TYPE_V2BETA:?} (a v2beta binary CloudEvent)");
+                let reason =
+                    format!("unsupported ce-type {other:?}: expected {CE_TYPE_V2BETA:?} (a v2beta binary CloudEvent)");
                 return Err(fail(partial, reason));
             }
             Ok(None) => {
-                let reason = format!("missing header ce-type: a queue delivery is a binary CloudEvent with ce-type: {CE_TYPE_V2BETA}");
+                let reason = format!(
+                    "missing header ce-type: a queue delivery is a binary CloudEvent with ce-type: {CE_TYPE_V2BETA}"
+                );
                 return Err(fail(partial, reason));
             }
             Err(e) => return Err(fail(partial, e)),
@@ -244,7 +245,8 @@ mod tests {
         let err = Delivery::parse(&headers(&h), Bytes::new()).unwrap_err();
         assert!(err.reason.contains("ce-vqsdeliverycount"), "{}", err.reason);
 
-        let err = Delivery::parse(&headers(&[("ce-type", "com.vercel.queue.v1beta".into())]), Bytes::new()).unwrap_err();
+        let err =
+            Delivery::parse(&headers(&[("ce-type", "com.vercel.queue.v1beta".into())]), Bytes::new()).unwrap_err();
         assert!(err.reason.contains("unsupported ce-type"), "{}", err.reason);
 
         let mut h = sample().headers();

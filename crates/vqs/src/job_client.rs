@@ -41,9 +41,7 @@ impl<J: Jobbable> JobClient<J> {
         let idempotency_key = opts.idempotency_key.or_else(|| self.job.dedup_key(&params));
         let payload = serde_json::to_vec(&params)
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
-        self.queue
-            .send(J::TOPIC, payload, SendOpts { idempotency_key, delay: opts.delay, ..SendOpts::default() })
-            .await
+        self.queue.send(J::TOPIC, payload, SendOpts { idempotency_key, delay: opts.delay, ..SendOpts::default() }).await
     }
 
     /// Run the job now, recording the attempt in `job_executions` (`running`, then `success`

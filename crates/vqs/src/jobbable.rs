@@ -67,9 +67,5 @@ pub trait Jobbable: Send + Sync + 'static {
 
     /// Do the work. `Err(JobError::retryable(..))` (or `?`) asks for another attempt,
     /// `Err(JobError::fatal(..))` dead-letters the message at once.
-    fn perform(
-        &self,
-        params: Self::Params,
-        ctx: JobContext,
-    ) -> impl Future<Output = Result<(), JobError>> + Send;
+    fn perform(&self, params: Self::Params, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 }

@@ -45,8 +45,8 @@ pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler};
 pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
 pub use dispatcher::{
-    ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due, register_consumers,
-    spawn_dispatcher,
+    ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,
+    register_consumers, spawn_dispatcher,
 };
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
@@ -58,4 +58,6 @@ pub use queue::{
 };
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use store::{QueueStore, SendResult, StoreError};
-pub use vercel_config::{CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for};
+pub use vercel_config::{
+    CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for,
+};

@@ -4,8 +4,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::store::{
-    DeadLetterRecord, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport,
-    MessageRecord, MessageSendParams, QueueStore, SendResult, StoreError, TopicStats,
+    DeadLetterRecord, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageRecord,
+    MessageSendParams, QueueStore, SendResult, StoreError, TopicStats,
 };
 use crate::{Clock, JobClient, Jobbable};
 
@@ -112,9 +112,7 @@ impl Queue {
         only_group: Option<String>,
     ) -> Result<SendResult, QueueError> {
         if !is_valid_name(topic) {
-            return Err(QueueError::Invalid(format!(
-                "invalid topic {topic:?}: use letters, digits, '-' and '_' only"
-            )));
+            return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
         }
         if let Some(key) = &opts.idempotency_key {
             if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {

@@ -45,9 +45,7 @@ impl RetryPolicy {
         let n = u64::from(attempt.max(1));
         let delay = match *self {
             RetryPolicy::Quadratic => Duration::from_secs((10 * n).saturating_pow(2)),
-            RetryPolicy::QuadraticWith { factor } => {
-                Duration::from_secs(factor.saturating_mul(n).saturating_pow(2))
-            }
+            RetryPolicy::QuadraticWith { factor } => Duration::from_secs(factor.saturating_mul(n).saturating_pow(2)),
             RetryPolicy::Fixed(d) => d,
             RetryPolicy::Exponential { base, max } => {
                 let shift = (n - 1).min(40) as u32;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What can go wrong in a backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// No message, lease or dead letter with that id.
@@ -351,7 +351,11 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError>;
     async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError>;
 
-    async fn checkpoint_get(&self, message_id: &str, consumer_group: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn checkpoint_get(
+        &self,
+        message_id: &str,
+        consumer_group: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
     async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError>;
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError>;

@@ -104,12 +104,18 @@ impl VercelConfig {
                 if let Some(k) = obj.keys().find(|k| *k != "path" && *k != "schedule") {
                     return Err(err(&at, format!("unknown field {k:?}: a cron entry has only path and schedule")));
                 }
-                let path = obj.get("path").and_then(Value::as_str).ok_or_else(|| err(&at, "path is required (a string)"))?;
+                let path =
+                    obj.get("path").and_then(Value::as_str).ok_or_else(|| err(&at, "path is required (a string)"))?;
                 if !path.starts_with('/') || path.is_empty() || path.len() > 512 {
-                    return Err(err(format!("{at}.path"), format!("{path:?} must start with / and be at most 512 characters")));
+                    return Err(err(
+                        format!("{at}.path"),
+                        format!("{path:?} must start with / and be at most 512 characters"),
+                    ));
                 }
-                let schedule =
-                    obj.get("schedule").and_then(Value::as_str).ok_or_else(|| err(&at, "schedule is required (a string)"))?;
+                let schedule = obj
+                    .get("schedule")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err(&at, "schedule is required (a string)"))?;
                 if schedule.len() < 9 || schedule.len() > 256 {
                     return Err(err(format!("{at}.schedule"), format!("{schedule:?} must be 9 to 256 characters")));
                 }
@@ -125,8 +131,10 @@ impl VercelConfig {
                     return Err(err(&at, "a functions key must be 1 to 256 characters"));
                 }
                 let Some(triggers) = f.get("experimentalTriggers") else { continue };
-                let triggers = triggers.as_array().ok_or_else(|| err(format!("{at}.experimentalTriggers"), "must be an array"))?;
-                let v2: Vec<_> = triggers.iter().filter(|t| t.get("type").and_then(Value::as_str) == Some("queue/v2beta")).collect();
+                let triggers =
+                    triggers.as_array().ok_or_else(|| err(format!("{at}.experimentalTriggers"), "must be an array"))?;
+                let v2: Vec<_> =
+                    triggers.iter().filter(|t| t.get("type").and_then(Value::as_str) == Some("queue/v2beta")).collect();
                 if v2.len() > 1 {
                     return Err(err(
                         format!("{at}.experimentalTriggers"),
@@ -151,9 +159,14 @@ fn parse_trigger(key: &str, at: &str, t: &Value) -> Result<QueueTrigger, VercelC
     match obj.get("type").and_then(Value::as_str) {
         Some("queue/v2beta") => {}
         Some("queue/v1beta") => {
-            return Err(err(format!("{at}.type"), "unsupported trigger type \"queue/v1beta\": use \"queue/v2beta\" instead"));
+            return Err(err(
+                format!("{at}.type"),
+                "unsupported trigger type \"queue/v1beta\": use \"queue/v2beta\" instead",
+            ));
         }
-        Some(other) => return Err(err(format!("{at}.type"), format!("unsupported trigger type {other:?}: use \"queue/v2beta\""))),
+        Some(other) => {
+            return Err(err(format!("{at}.type"), format!("unsupported trigger type {other:?}: use \"queue/v2beta\"")));
+        }
         None => return Err(err(at, "type is required: \"queue/v2beta\"")),
     }
     if obj.contains_key("consumer") {
@@ -231,13 +244,34 @@ mod tests {
     #[test]
     fn refuses_what_vercel_refuses() {
         let cases = [
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v1beta","topic":"t","consumer":"c"}]}}}"#, "use \"queue/v2beta\""),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","consumer":"c"}]}}}"#, "derived"),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t"},{"type":"queue/v2beta","topic":"u"}]}}}"#, "only have one item"),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxAttempts":3}]}}}"#, "unknown field \"maxAttempts\""),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","retryAfterSeconds":0}]}}}"#, "must be a number > 0"),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxConcurrency":1.5}]}}}"#, "an integer"),
-            (r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"a*b"}]}}}"#, "is not a topic"),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v1beta","topic":"t","consumer":"c"}]}}}"#,
+                "use \"queue/v2beta\"",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","consumer":"c"}]}}}"#,
+                "derived",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t"},{"type":"queue/v2beta","topic":"u"}]}}}"#,
+                "only have one item",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxAttempts":3}]}}}"#,
+                "unknown field \"maxAttempts\"",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","retryAfterSeconds":0}]}}}"#,
+                "must be a number > 0",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxConcurrency":1.5}]}}}"#,
+                "an integer",
+            ),
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"a*b"}]}}}"#,
+                "is not a topic",
+            ),
             (r#"{"crons":[{"path":"api/x","schedule":"0 * * * *"}]}"#, "must start with /"),
             (r#"{"crons":[{"path":"/x","schedule":"0 * * * *","tz":"UTC"}]}"#, "unknown field"),
             ("{", "not valid JSON"),

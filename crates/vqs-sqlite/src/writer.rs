@@ -1,0 +1,363 @@
+//! The single writer: every write goes through one connection owned by one task, which
+//! drains whatever is queued and commits the hot-path operations (sends, execution starts
+//! and finishes, acks) together, each kind as one multi-row statement. SQLite has one
+//! writer anyway; this turns N concurrent jobs into a handful of statements per commit.
+
+use std::collections::HashMap;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+use vqs::store::{ExecutionFinishParams, ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError};
+
+use crate::sqlite_store::{db_err, split_handle, us};
+
+/// Operations drained into one transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+type RunFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
+
+enum Op {
+    Send(MessageSendParams, Reply<SendResult>),
+    ExecStart(ExecutionStartParams, Reply<i64>),
+    ExecFinish(ExecutionFinishParams, Reply<()>),
+    Ack(LeaseParams, Reply<()>),
+    Run(RunFn),
+}
+
+/// A handle to the writer task. Cheap to clone; the task ends when the last handle drops.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+fn closed<E>(_: E) -> StoreError {
+    StoreError::Database("the SQLite writer has stopped".into())
+}
+
+impl Writer {
+    pub(crate) fn start(conn: SqliteConnection) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer_loop(conn, rx));
+        Writer { tx }
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(op(reply)).map_err(closed)?;
+        rx.await.map_err(closed)?
+    }
+
+    pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
+        self.call(|r| Op::Send(p, r)).await
+    }
+
+    pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
+        self.call(|r| Op::ExecStart(p, r)).await
+    }
+
+    pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
+        self.call(|r| Op::ExecFinish(p, r)).await
+    }
+
+    pub(crate) async fn ack(&self, p: LeaseParams) -> Result<(), StoreError> {
+        self.call(|r| Op::Ack(p, r)).await
+    }
+
+    /// Run `f` on the write connection, between batches.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: RunFn = Box::new(move |conn| {
+            Box::pin(async move {
+                let _ = reply.send(f(conn).await);
+            })
+        });
+        self.tx.send(Op::Run(job)).map_err(closed)?;
+        rx.await.map_err(closed)?
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    sends: Vec<(MessageSendParams, Reply<SendResult>)>,
+    starts: Vec<(ExecutionStartParams, Reply<i64>)>,
+    finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
+    acks: Vec<(LeaseParams, Reply<()>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.starts.is_empty() && self.finishes.is_empty() && self.acks.is_empty()
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Batch::default();
+        let mut runs = Vec::new();
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(op) = next.take() {
+            n += 1;
+            match op {
+                Op::Send(p, r) => batch.sends.push((p, r)),
+                Op::ExecStart(p, r) => batch.starts.push((p, r)),
+                Op::ExecFinish(p, r) => batch.finishes.push((p, r)),
+                Op::Ack(p, r) => batch.acks.push((p, r)),
+                Op::Run(f) => runs.push(f),
+            }
+            if n < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            flush(&mut conn, batch).await;
+        }
+        for f in runs {
+            f(&mut conn).await;
+        }
+    }
+    let _ = conn.close().await;
+}
+
+async fn flush(conn: &mut SqliteConnection, batch: Batch) {
+    // One transaction per batch, so each dirty page is written to the WAL once per commit
+    // rather than once per statement; a lone operation runs in autocommit (fewer round
+    // trips, lower latency when idle).
+    let many = batch.sends.len() + batch.starts.len() + batch.finishes.len() + batch.acks.len() > 1;
+    let result = async {
+        if many {
+            sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db_err)?;
+        }
+        let sent = sends(conn, &batch.sends).await?;
+        let started = starts(conn, &batch.starts).await?;
+        finishes(conn, &batch.finishes).await?;
+        let acked = acks(conn, &batch.acks).await?;
+        if many {
+            sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db_err)?;
+        }
+        Ok::<_, StoreError>((sent, started, acked))
+    }
+    .await;
+    if result.is_err() && many {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    match result {
+        Ok((sent, started, acked)) => {
+            for ((_, reply), r) in batch.sends.into_iter().zip(sent) {
+                let _ = reply.send(r);
+            }
+            for ((_, reply), id) in batch.starts.into_iter().zip(started) {
+                let _ = reply.send(Ok(id));
+            }
+            for (_, reply) in batch.finishes {
+                let _ = reply.send(Ok(()));
+            }
+            for ((_, reply), r) in batch.acks.into_iter().zip(acked) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "write batch failed");
+            batch.sends.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            batch.starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            batch.finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            batch.acks.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+        }
+    }
+}
+
+fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a MessageSendParams, String)]) {
+    q.push_values(rows, |mut b, (p, id)| {
+        let created = us(p.now);
+        b.push_bind(id.clone())
+            .push_bind(&p.topic)
+            .push_bind(&p.payload)
+            .push_bind(&p.content_type)
+            .push_bind(&p.headers_json)
+            .push_bind(&p.idempotency_key)
+            .push_bind(created)
+            .push_bind(created + i64::from(p.delay_seconds) * 1_000_000)
+            .push_bind(created + i64::from(p.retention_seconds) * 1_000_000)
+            .push_bind(&p.only_group);
+    });
+}
+
+const INSERT_MESSAGES: &str = "INSERT INTO messages \
+    (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group) ";
+
+async fn sends(
+    conn: &mut SqliteConnection,
+    sends: &[(MessageSendParams, Reply<SendResult>)],
+) -> Result<Vec<Result<SendResult, StoreError>>, StoreError> {
+    let mut out: Vec<Option<Result<SendResult, StoreError>>> = (0..sends.len()).map(|_| None).collect();
+    // Without a key: one multi-row INSERT (the fan-out trigger adds the deliveries).
+    let plain: Vec<(usize, &MessageSendParams, String)> = sends
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| p.idempotency_key.is_none())
+        .map(|(i, (p, _))| (i, p, new_message_id()))
+        .collect();
+    for chunk in plain.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(&MessageSendParams, String)> = chunk.iter().map(|(_, p, id)| (*p, id.clone())).collect();
+        let mut q = QueryBuilder::new(INSERT_MESSAGES);
+        push_message_values(&mut q, &rows);
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
+        for (i, _, id) in chunk {
+            out[*i] = Some(Ok(SendResult { message_id: id.clone(), duplicate: false }));
+        }
+    }
+    // With a key: one at a time, in order, so two sends of one key in a batch dedup too.
+    for (i, (p, _)) in sends.iter().enumerate().filter(|(_, (p, _))| p.idempotency_key.is_some()) {
+        out[i] = Some(keyed_send(conn, p).await);
+    }
+    Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Database("send lost".into())))).collect())
+}
+
+async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Result<SendResult, StoreError> {
+    for _ in 0..2 {
+        let id = new_message_id();
+        let mut q = QueryBuilder::new(INSERT_MESSAGES);
+        push_message_values(&mut q, &[(p, id.clone())]);
+        q.push(" ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
+        if q.build().fetch_optional(&mut *conn).await.map_err(db_err)?.is_some() {
+            return Ok(SendResult { message_id: id, duplicate: false });
+        }
+        let original = sqlx::query("SELECT id, expires_at FROM messages WHERE topic = ? AND idempotency_key = ?")
+            .bind(&p.topic)
+            .bind(&p.idempotency_key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        match original {
+            Some(r) if r.get::<i64, _>(1) > us(p.now) => {
+                return Ok(SendResult { message_id: r.get(0), duplicate: true });
+            }
+            // The original expired: its key no longer dedups. Release it and insert again.
+            Some(r) => {
+                sqlx::query("UPDATE messages SET idempotency_key = NULL WHERE id = ?")
+                    .bind(r.get::<String, _>(0))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+            }
+            None => {}
+        }
+    }
+    Err(StoreError::Database("idempotent insert did not settle".into()))
+}
+
+async fn starts(
+    conn: &mut SqliteConnection,
+    starts: &[(ExecutionStartParams, Reply<i64>)],
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(starts.len());
+    for chunk in starts.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
+        );
+        q.push_values(chunk, |mut b, (p, _)| {
+            b.push_bind(&p.topic)
+                .push_bind(&p.message_id)
+                .push_bind(&p.consumer_group)
+                .push_bind(i64::from(p.attempt))
+                .push_bind("running")
+                .push_bind(us(p.now));
+        });
+        q.push(" RETURNING id, message_id, consumer_group, attempt");
+        let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        let by_key: HashMap<(String, String, i64), i64> =
+            rows.iter().map(|r| ((r.get(1), r.get(2), r.get(3)), r.get(0))).collect();
+        for (p, _) in chunk {
+            let key = (p.message_id.clone(), p.consumer_group.clone(), i64::from(p.attempt));
+            ids.push(*by_key.get(&key).ok_or_else(|| StoreError::Database("execution insert lost a row".into()))?);
+        }
+    }
+    Ok(ids)
+}
+
+async fn finishes(
+    conn: &mut SqliteConnection,
+    finishes: &[(ExecutionFinishParams, Reply<()>)],
+) -> Result<(), StoreError> {
+    for chunk in finishes.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("WITH v (id, status, now, error) AS (");
+        q.push_values(chunk, |mut b, (p, _)| {
+            b.push_bind(p.id).push_bind(p.status.as_str()).push_bind(us(p.now)).push_bind(&p.error);
+        });
+        q.push(
+            ") UPDATE job_executions SET status = v.status, finished_at = v.now, \
+             duration_ms = (v.now - job_executions.started_at) / 1000, error = v.error \
+             FROM v WHERE job_executions.id = v.id AND job_executions.status = 'running'",
+        );
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn acks(
+    conn: &mut SqliteConnection,
+    acks: &[(LeaseParams, Reply<()>)],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut out = Vec::with_capacity(acks.len());
+    for chunk in acks.chunks(ROWS_PER_STATEMENT) {
+        let parsed: Vec<Result<(&str, &str), StoreError>> =
+            chunk.iter().map(|(p, _)| split_handle(&p.receipt_handle)).collect();
+        let valid: Vec<(&LeaseParams, &str, &str)> =
+            chunk.iter().zip(&parsed).filter_map(|((p, _), h)| h.as_ref().ok().map(|(m, t)| (p, *m, *t))).collect();
+        let mut acked: std::collections::HashSet<(String, String)> = Default::default();
+        if !valid.is_empty() {
+            let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
+            q.push_values(&valid, |mut b, (p, m, t)| {
+                b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now));
+            });
+            q.push(
+                ") UPDATE deliveries SET state = 'acked', lease_token = NULL, visible_at = v.now, updated_at = v.now \
+                 FROM v WHERE deliveries.message_id = v.message_id AND deliveries.consumer_group = v.consumer_group \
+                 AND deliveries.state = 'leased' AND deliveries.lease_token = v.token \
+                 RETURNING deliveries.message_id, deliveries.consumer_group, deliveries.keyed",
+            );
+            let mut keyed = Vec::new();
+            for r in q.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+                if r.get::<i64, _>(2) != 0 {
+                    keyed.push(r.get::<String, _>(0));
+                }
+                acked.insert((r.get(0), r.get(1)));
+            }
+            // Keys of messages with nothing left to deliver can be used again.
+            let mut q = QueryBuilder::new(
+                "UPDATE messages SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for m in &keyed {
+                sep.push_bind(m.clone());
+            }
+            q.push(") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.state IN ('pending', 'leased'))");
+            if !keyed.is_empty() {
+                q.build().execute(&mut *conn).await.map_err(db_err)?;
+            }
+        }
+        for ((p, _), h) in chunk.iter().zip(parsed) {
+            out.push(match h {
+                Err(e) => Err(e),
+                Ok((m, _)) if acked.contains(&(m.to_owned(), p.consumer_group.clone())) => Ok(()),
+                Ok((m, _)) => {
+                    Err(crate::sqlite_store::lease_failure(conn, m, &p.consumer_group, &p.receipt_handle).await)
+                }
+            });
+        }
+    }
+    Ok(out)
+}
