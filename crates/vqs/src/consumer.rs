@@ -17,6 +17,9 @@ use crate::{Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue
 /// The longest lease the API grants (1 hour).
 pub const MAX_VISIBILITY_SECONDS: u32 = 3600;
 
+/// Lease time kept beyond a job's timeout to record and settle the outcome.
+const SETTLE_MARGIN_SECONDS: i64 = 5;
+
 /// What the consumer did with one delivery; maps to the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -210,10 +213,13 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 }
             };
 
-            // Make sure the lease outlives the job's timeout.
+            // Make sure the lease outlives the job's timeout (plus a little to settle it); the
+            // common case — a 60 s lease for a short job — needs no extra round trip.
             let now = clock.now();
             let deadline = delivery.visibility_deadline.unwrap_or(now);
-            if deadline < now + chrono::Duration::seconds(i64::from(needed)) {
+            let must_cover = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
+                + chrono::Duration::seconds(SETTLE_MARGIN_SECONDS);
+            if deadline < now + must_cover {
                 let r = store
                     .delivery_set_visibility(LeaseVisibilityParams { lease: lease(now), visibility_seconds: needed })
                     .await

@@ -141,7 +141,7 @@ async fn consumer_loop(
         }
         // Under load, let a few slots free up before claiming again, so that a claim leases
         // a batch instead of one message per finished job (a round trip each).
-        let low_water = (max / 4).clamp(1, config.batch.max(1));
+        let low_water = (max / 2).clamp(1, config.batch.max(1));
         if (permits.available_permits() as u32) < low_water {
             tokio::select! {
                 p = permits.clone().acquire_many_owned(low_water) => drop(p),
