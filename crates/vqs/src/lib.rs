@@ -30,6 +30,7 @@
 
 mod clock;
 mod consumer;
+mod cron_schedule;
 mod delivery;
 mod dispatcher;
 mod job_client;
@@ -43,6 +44,7 @@ mod vercel_config;
 
 pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler};
+pub use cron_schedule::{CronSchedule, CronScheduleError};
 pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
 pub use dispatcher::{
     ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,

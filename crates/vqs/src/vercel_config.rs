@@ -116,8 +116,8 @@ impl VercelConfig {
                     .get("schedule")
                     .and_then(Value::as_str)
                     .ok_or_else(|| err(&at, "schedule is required (a string)"))?;
-                if schedule.len() < 9 || schedule.len() > 256 {
-                    return Err(err(format!("{at}.schedule"), format!("{schedule:?} must be 9 to 256 characters")));
+                if let Err(e) = crate::CronSchedule::parse(schedule) {
+                    return Err(err(format!("{at}.schedule"), format!("{schedule:?}: {}", e.reason)));
                 }
                 config.crons.push(CronEntry { path: path.to_owned(), schedule: schedule.to_owned() });
             }
@@ -274,6 +274,10 @@ mod tests {
             ),
             (r#"{"crons":[{"path":"api/x","schedule":"0 * * * *"}]}"#, "must start with /"),
             (r#"{"crons":[{"path":"/x","schedule":"0 * * * *","tz":"UTC"}]}"#, "unknown field"),
+            (
+                r#"{"crons":[{"path":"/x","schedule":"0 0 * * MON"}]}"#,
+                "crons[0].schedule: \"0 0 * * MON\": \"MON\" in the day of week field: names are not allowed",
+            ),
             ("{", "not valid JSON"),
         ];
         for (text, want) in cases {

@@ -1,0 +1,258 @@
+//! Cron expressions in Vercel's dialect: what Vercel accepts is accepted, what it refuses is
+//! refused with the reason, and fire times mean what they mean on Vercel (UTC).
+//!
+//! The dialect: exactly five fields — minute 0–59, hour 0–23, day of month 1–31, month
+//! 1–12, day of week 0–7 (0 and 7 are Sunday) — each `*`, a number, a range `a-b`, a step
+//! `*/n` or `a-b/n`, or a comma list of those. No names (`MON`, `JAN`), no `L`, `W`, `#`,
+//! `?`, no `@daily` macros, no seconds or years, and never both a day of month and a day
+//! of week (one of them must be `*`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// A validated schedule.
+#[derive(Clone)]
+pub struct CronSchedule {
+    expr: String,
+    cron: croner::Cron,
+}
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronSchedule({:?})", self.expr)
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+/// Why a schedule was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cron schedule {expr:?}: {reason}")]
+pub struct CronScheduleError {
+    pub expr: String,
+    pub reason: String,
+}
+
+const FIELDS: [(&str, u32, u32); 5] =
+    [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+
+fn number(field: &str, s: &str, min: u32, max: u32) -> Result<u32, String> {
+    if s.is_empty() {
+        return Err(format!("the {field} field has an empty value"));
+    }
+    if s.bytes().any(|b| b.is_ascii_alphabetic()) {
+        let upper = s.to_ascii_uppercase();
+        if ["L", "W", "LW"].contains(&upper.as_str()) || upper.ends_with('L') || upper.ends_with('W') {
+            return Err(format!("{s:?} in the {field} field: L and W are not supported by Vercel"));
+        }
+        return Err(format!(
+            "{s:?} in the {field} field: names are not allowed by Vercel, use numbers (Sunday = 0, January = 1)"
+        ));
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} in the {field} field is not a number"));
+    }
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} in the {field} field is too large"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range for the {field} field ({min}-{max})"));
+    }
+    Ok(n)
+}
+
+fn check_item(field: &str, item: &str, min: u32, max: u32) -> Result<(), String> {
+    for bad in ['#', '?'] {
+        if item.contains(bad) {
+            return Err(format!("{item:?} in the {field} field: '{bad}' is not supported by Vercel"));
+        }
+    }
+    let (range, step) = match item.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (item, None),
+    };
+    if let Some(step) = step {
+        let n = number(field, step, 1, u32::MAX).map_err(|_| {
+            format!("{item:?} in the {field} field: the step after '/' must be a whole number of at least 1")
+        })?;
+        if n > max {
+            return Err(format!(
+                "{item:?} in the {field} field: step {n} is larger than the field's range ({min}-{max})"
+            ));
+        }
+    }
+    match range {
+        "*" => Ok(()),
+        r => match r.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(field, a, min, max)?, number(field, b, min, max)?);
+                if a > b {
+                    return Err(format!("{r:?} in the {field} field: a range must go from low to high"));
+                }
+                Ok(())
+            }
+            None if step.is_some() => Err(format!(
+                "{item:?} in the {field} field: a step needs '*' or a range before it (e.g. */{0} or {1}-{max}/{0})",
+                step.unwrap_or_default(),
+                r
+            )),
+            None => number(field, r, min, max).map(|_| ()),
+        },
+    }
+}
+
+impl CronSchedule {
+    /// Validate `expr` in Vercel's dialect.
+    pub fn parse(expr: &str) -> Result<CronSchedule, CronScheduleError> {
+        let fail = |reason: String| CronScheduleError { expr: expr.to_owned(), reason };
+        if expr.trim().starts_with('@') {
+            return Err(fail(
+                "macros like @daily are not supported by Vercel: write the five fields (e.g. 0 0 * * *)".into(),
+            ));
+        }
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        if fields.len() != 5 {
+            return Err(fail(format!(
+                "expected 5 fields (minute hour day-of-month month day-of-week), found {}{}",
+                fields.len(),
+                if fields.len() == 6 { ": seconds and years are not supported by Vercel" } else { "" }
+            )));
+        }
+        if expr.len() < 9 || expr.len() > 256 {
+            return Err(fail("a schedule is 9 to 256 characters: five fields, e.g. 0 * * * *".into()));
+        }
+        for (value, (field, min, max)) in fields.iter().zip(FIELDS) {
+            for item in value.split(',') {
+                check_item(field, item, min, max).map_err(fail)?;
+            }
+        }
+        if fields[2] != "*" && fields[4] != "*" {
+            return Err(fail("Vercel cannot set both day of month and day of week: make one of them *".into()));
+        }
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&fields.join(" "))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(CronSchedule { expr: expr.to_owned(), cron })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    /// The first fire time strictly after `t` (UTC, on a whole minute).
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&t, false).ok()
+    }
+
+    /// The next `n` fire times strictly after `t`.
+    pub fn upcoming(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut at = t;
+        while out.len() < n {
+            match self.next_after(at) {
+                Some(next) => {
+                    out.push(next);
+                    at = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The longest gap between consecutive fire times over the next few fires after `t`:
+    /// how long a healthy cron may go without running.
+    pub fn longest_gap(&self, t: DateTime<Utc>) -> Duration {
+        let times = self.upcoming(t, 8);
+        times.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok()).max().unwrap_or(Duration::from_secs(24 * 3600))
+    }
+}
+
+impl FromStr for CronSchedule {
+    type Err = CronScheduleError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CronSchedule::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn next(expr: &str, from: &str) -> String {
+        CronSchedule::parse(expr).unwrap().next_after(at(from)).unwrap().to_rfc3339()
+    }
+
+    #[test]
+    fn every_field_form_fires_when_vercel_would() {
+        // 2026-01-05 is a Monday.
+        let from = "2026-01-05T10:07:30Z";
+        assert_eq!(next("* * * * *", from), "2026-01-05T10:08:00+00:00");
+        assert_eq!(next("0 * * * *", from), "2026-01-05T11:00:00+00:00");
+        assert_eq!(next("*/15 * * * *", from), "2026-01-05T10:15:00+00:00");
+        assert_eq!(next("10-20/5 * * * *", from), "2026-01-05T10:10:00+00:00");
+        assert_eq!(next("5,50 * * * *", from), "2026-01-05T10:50:00+00:00");
+        assert_eq!(next("0 5 * * *", from), "2026-01-06T05:00:00+00:00");
+        assert_eq!(next("0 9-17 * * *", from), "2026-01-05T11:00:00+00:00");
+        assert_eq!(next("0 0 1 * *", from), "2026-02-01T00:00:00+00:00");
+        assert_eq!(next("0 0 1 6 *", from), "2026-06-01T00:00:00+00:00");
+        assert_eq!(next("0 0 * 3-4 *", from), "2026-03-01T00:00:00+00:00");
+        // Day of week: Sunday is 0 and 7.
+        assert_eq!(next("0 0 * * 0", from), "2026-01-11T00:00:00+00:00");
+        assert_eq!(next("0 0 * * 7", from), "2026-01-11T00:00:00+00:00");
+        assert_eq!(next("0 0 * * 1-5", from), "2026-01-06T00:00:00+00:00");
+        assert_eq!(next("0 0 * * 6", from), "2026-01-10T00:00:00+00:00");
+        assert_eq!(next("0 0 29 2 *", from), "2028-02-29T00:00:00+00:00");
+    }
+
+    #[test]
+    fn refuses_what_vercel_refuses_and_says_why() {
+        let cases = [
+            ("0 0 * * MON", "names are not allowed"),
+            ("0 0 * JAN *", "names are not allowed"),
+            ("0 0 L * *", "L and W are not supported"),
+            ("0 0 15W * *", "L and W are not supported"),
+            ("0 0 * * 1#2", "'#' is not supported"),
+            ("0 0 ? * 1", "'?' is not supported"),
+            ("@daily", "macros like @daily"),
+            ("0 0 0 * * *", "seconds and years"),
+            ("0 0 * *", "expected 5 fields"),
+            ("60 * * * *", "out of range for the minute field (0-59)"),
+            ("0 24 * * *", "out of range for the hour field"),
+            ("0 0 0 * *", "out of range for the day of month field (1-31)"),
+            ("0 0 * 13 *", "out of range for the month field"),
+            ("0 0 * * 8", "out of range for the day of week field (0-7)"),
+            ("0 0 1 * 1", "both day of month and day of week"),
+            ("*/0 * * * *", "at least 1"),
+            ("5/10 * * * *", "a step needs '*' or a range"),
+            ("30-10 * * * *", "from low to high"),
+            ("0,,5 * * * *", "empty value"),
+        ];
+        for (expr, want) in cases {
+            let e = CronSchedule::parse(expr).unwrap_err().to_string();
+            assert!(e.contains(want), "{expr}: {e}");
+        }
+    }
+
+    #[test]
+    fn upcoming_and_gaps() {
+        let s = CronSchedule::parse("0 * * * *").unwrap();
+        let t = at("2026-01-05T10:30:00Z");
+        assert_eq!(s.upcoming(t, 2), vec![at("2026-01-05T11:00:00Z"), at("2026-01-05T12:00:00Z")]);
+        assert_eq!(s.longest_gap(t), Duration::from_secs(3600));
+        assert_eq!(CronSchedule::parse("0 0 * * *").unwrap().longest_gap(t), Duration::from_secs(86400));
+    }
+}
