@@ -16,7 +16,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .map(|s| (s.topic.clone(), json!({"waiting": s.waiting, "delayed": s.delayed, "running": s.running, "dead": s.dead})))
+        .map(|s| {
+            (s.topic.clone(), json!({"waiting": s.waiting, "delayed": s.delayed, "running": s.running, "dead": s.dead}))
+        })
         .collect();
     let ok = database.is_ok() && stats.is_ok();
     let body = json!({

@@ -10,7 +10,6 @@ pub mod in_process;
 pub mod queue_route;
 pub mod routes;
 pub mod runtime;
-pub mod secret;
 pub mod state;
 pub mod vqs_api;
 

@@ -11,8 +11,8 @@ use vqs::{Clock, ConsumerConfig, DispatcherConfig, Queue, RetentionConfig, Verce
 
 use crate::config::{Config, redact_url};
 use crate::in_process::InProcessPusher;
-use crate::secret::Secret;
 use crate::state::AppState;
+use auth::Secret;
 
 /// Open the database named by `database_url`, apply migrations, and wrap it in a [`Queue`].
 pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {

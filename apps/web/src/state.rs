@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use vqs::{Queue, VercelConfig};
 
-use crate::secret::Secret;
+use auth::Secret;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]

@@ -52,10 +52,7 @@ async fn failed_attempts_are_retried_after_100s_then_400s() {
 
     clock.advance(Duration::from_secs(400));
     assert_eq!(app.dispatch("probe").await, 1);
-    assert_eq!(
-        app.attempts(&id).await,
-        vec![(1, "failed".into()), (2, "failed".into()), (3, "success".into())]
-    );
+    assert_eq!(app.attempts(&id).await, vec![(1, "failed".into()), (2, "failed".into()), (3, "success".into())]);
     assert_eq!(delivery_of(&app, &id).await.state, DeliveryState::Acked);
     let errors: Vec<_> = app
         .queue()
@@ -138,7 +135,8 @@ async fn the_same_idempotency_key_while_pending_queues_one_message() {
 async fn a_jobs_dedup_key_applies_to_perform_later() {
     let app = TestApp::new().await;
     let job = app.queue().job(jobs::SyncPatient);
-    let params = jobs::SyncPatientParams { window_start: "2026-01-05T10:00:00Z".into(), patient_ids: vec!["p1".into()] };
+    let params =
+        jobs::SyncPatientParams { window_start: "2026-01-05T10:00:00Z".into(), patient_ids: vec!["p1".into()] };
     let a = job.perform_later(params.clone()).await.unwrap();
     let b = job.perform_later(params).await.unwrap();
     assert!(b.duplicate && a.message_id == b.message_id);

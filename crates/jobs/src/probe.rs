@@ -39,10 +39,10 @@ impl Jobbable for Probe {
             return Err(JobError::fatal("probe asked to fail fatally"));
         }
         let attempt = ctx.attempt();
-        if let Some(n) = params.fail_attempts {
-            if attempt <= n {
-                return Err(JobError::retryable(format!("probe asked to fail attempt {attempt} of the first {n}")));
-            }
+        if let Some(n) = params.fail_attempts
+            && attempt <= n
+        {
+            return Err(JobError::retryable(format!("probe asked to fail attempt {attempt} of the first {n}")));
         }
         Ok(())
     }

@@ -51,10 +51,10 @@ pub(crate) fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
 }
 
 fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
-    if content_type.starts_with("application/json") {
-        if let Ok(v) = serde_json::from_slice(bytes) {
-            return v;
-        }
+    if content_type.starts_with("application/json")
+        && let Ok(v) = serde_json::from_slice(bytes)
+    {
+        return v;
     }
     serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
 }
@@ -140,11 +140,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000");
-        if let Some(dir) = opts.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
-            }
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = opts.connect().await.map_err(db_err)?;
         let read = SqlitePoolOptions::new()
@@ -377,10 +377,8 @@ async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetter
 async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
     let now = us(p.now);
     let batch = i64::from(p.batch.max(1));
-    let mut report = MaintenanceReport::default();
-
     // Executions left `running` whose delivery no longer holds a live lease.
-    report.executions_rescued = sqlx::query(
+    let executions_rescued = sqlx::query(
         "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
          WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
            ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
@@ -393,6 +391,7 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     .await
     .map_err(db_err)?
     .rows_affected();
+    let mut report = MaintenanceReport { executions_rescued, ..MaintenanceReport::default() };
 
     // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
     let mut tx = conn.begin().await.map_err(db_err)?;

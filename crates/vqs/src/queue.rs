@@ -114,12 +114,12 @@ impl Queue {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
         }
-        if let Some(key) = &opts.idempotency_key {
-            if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(QueueError::Invalid(format!(
-                    "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
-                )));
-            }
+        if let Some(key) = &opts.idempotency_key
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN)
+        {
+            return Err(QueueError::Invalid(format!(
+                "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            )));
         }
         let retention = opts.retention.unwrap_or(DEFAULT_RETENTION);
         if retention < MIN_RETENTION || retention > MAX_RETENTION {

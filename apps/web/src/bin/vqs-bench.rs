@@ -70,8 +70,11 @@ async fn main() -> Result<()> {
     let queue = web::runtime::open_queue(&url, Clock::system()).await?;
     let state = web::runtime::state(&config, queue.clone(), vercel);
     let router = web::app(state.clone());
-    vqs::register_consumers(&queue, &state.vercel.queue_triggers.iter().map(vqs::ConsumerConfig::from).collect::<Vec<_>>())
-        .await?;
+    vqs::register_consumers(
+        &queue,
+        &state.vercel.queue_triggers.iter().map(vqs::ConsumerConfig::from).collect::<Vec<_>>(),
+    )
+    .await?;
     let job = queue.job(jobs::Probe);
 
     // 1. Enqueue, one at a time, nothing consuming.
@@ -108,7 +111,11 @@ async fn main() -> Result<()> {
     for id in &ids {
         let msg = queue.message(id).await?.context("message vanished")?;
         let exec = queue
-            .executions(vqs::store::ExecutionListParams { message_id: Some(id.clone()), limit: 1, ..Default::default() })
+            .executions(vqs::store::ExecutionListParams {
+                message_id: Some(id.clone()),
+                limit: 1,
+                ..Default::default()
+            })
             .await?;
         let exec = exec.first().context("no execution")?;
         latencies.push((exec.started_at - msg.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
@@ -132,7 +139,10 @@ async fn main() -> Result<()> {
         println!("vqs on SQLite — {n} probe jobs, maxConcurrency {}, every attempt tracked", args.concurrency);
         println!("  enqueue (one at a time)   {enqueue_rate:>10.0} jobs/s");
         println!("  processing (tracked)      {process_rate:>10.0} jobs/s");
-        println!("  enqueue→start latency     p50 {p50:.2} ms   p95 {p95:.2} ms   p99 {p99:.2} ms   ({} jobs, one every ~2 ms)", args.latency_jobs);
+        println!(
+            "  enqueue→start latency     p50 {p50:.2} ms   p95 {p95:.2} ms   p99 {p99:.2} ms   ({} jobs, one every ~2 ms)",
+            args.latency_jobs
+        );
     }
     Ok(())
 }

@@ -9,5 +9,6 @@ mod sync_patients;
 
 /// Every `GET /api/cron/<name>`.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new().route("/api/cron/sync-patients", auth::with_cron_secret(sync_patients::route(), state.cron_auth.clone()))
+    Router::new()
+        .route("/api/cron/sync-patients", auth::with_cron_secret(sync_patients::route(), state.cron_auth.clone()))
 }

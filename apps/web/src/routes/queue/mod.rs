@@ -9,7 +9,5 @@ mod sync_patient;
 
 /// Every job's `POST /api/queue/<topic>`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/queue/probe", probe::route())
-        .route("/api/queue/sync-patient", sync_patient::route())
+    Router::new().route("/api/queue/probe", probe::route()).route("/api/queue/sync-patient", sync_patient::route())
 }
