@@ -1,9 +1,178 @@
-//! The admin API under `/api/admin`, behind `VQS_ADMIN_TOKEN`.
+//! The admin API under `/api/admin`, behind `Authorization: Bearer <VQS_ADMIN_TOKEN>`.
 
-use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord};
+use vqs::{CronSchedule, SendOpts};
 
+use crate::api_error::ApiError;
 use crate::state::AppState;
 
-pub fn routes(_state: &AppState) -> Router<AppState> {
+/// Every `/api/admin/*` route; unknown paths stay 404.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
+        .route("/api/admin/executions", get(executions))
+        .route("/api/admin/messages", post(enqueue))
+        .route("/api/admin/messages/{id}", get(message))
+        .route("/api/admin/queues", get(queues))
+        .route("/api/admin/dead-letters", get(dead_letters))
+        .route("/api/admin/dead-letters/{id}/replay", post(replay))
+        .route("/api/admin/dead-letters/{id}", delete(discard))
+        .route("/api/admin/crons", get(crons))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
+}
+
+async fn require_admin_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match &state.admin_token {
+        None => ApiError::unauthorized(
+            "this server has no VQS_ADMIN_TOKEN configured, so the admin API refuses every request: set VQS_ADMIN_TOKEN",
+        )
+        .into_response(),
+        Some(token) if token.matches_bearer(req.headers()) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("missing or wrong Authorization: send Authorization: Bearer <VQS_ADMIN_TOKEN>")
+            .into_response(),
+    }
+}
+
+/// The largest `limit` a list returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct ExecutionsQuery {
+    pub topic: Option<String>,
+    pub status: Option<String>,
+    pub message_id: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Parse the `executions` filters (shared with the CLI).
+pub fn execution_filter(q: ExecutionsQuery) -> Result<ExecutionListParams, ApiError> {
+    let status =
+        match q.status.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown status {s:?}: use running, success or failed"))
+            })?),
+        };
+    Ok(ExecutionListParams {
+        topic: q.topic.filter(|t| !t.is_empty()),
+        status,
+        message_id: q.message_id.filter(|m| !m.is_empty()),
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+    })
+}
+
+async fn executions(State(state): State<AppState>, Query(q): Query<ExecutionsQuery>) -> Result<Json<Value>, ApiError> {
+    let rows = state.queue.executions(execution_filter(q)?).await?;
+    Ok(Json(json!(rows)))
+}
+
+/// A message as the admin API shows it: the first consumer group's delivery on top.
+pub fn message_json(m: &MessageRecord) -> Value {
+    let first = m.deliveries.first();
+    json!({
+        "id": m.id,
+        "topic": m.topic,
+        "state": first.map(|d| d.state.as_str()).unwrap_or("unrouted"),
+        "delivery_count": first.map(|d| d.delivery_count).unwrap_or(0),
+        "visible_at": first.map(|d| d.visible_at),
+        "created_at": m.created_at,
+        "expires_at": m.expires_at,
+        "idempotency_key": m.idempotency_key,
+        "content_type": m.content_type,
+        "payload": m.payload,
+        "deliveries": m.deliveries,
+    })
+}
+
+async fn message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
+    Ok(Json(message_json(&m)))
+}
+
+async fn queues(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.queue.stats().await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueBody {
+    topic: String,
+    #[serde(default)]
+    payload: Value,
+    idempotency_key: Option<String>,
+    delay_seconds: Option<u64>,
+}
+
+async fn enqueue(
+    State(state): State<AppState>,
+    body: Result<Json<EnqueueBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}: send JSON {{\"topic\": \"probe\", \"payload\": {{}}, \"idempotency_key\"?: \"…\", \"delay_seconds\"?: 0}}",
+            e.body_text()
+        ))
+    })?;
+    let payload = serde_json::to_vec(&body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let opts = SendOpts {
+        idempotency_key: body.idempotency_key,
+        delay: std::time::Duration::from_secs(body.delay_seconds.unwrap_or(0)),
+        ..SendOpts::default()
+    };
+    let sent = state.queue.send(&body.topic, payload, opts).await?;
+    Ok((StatusCode::CREATED, Json(json!(sent))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.queue.dead_letters(q.limit.unwrap_or(100).clamp(1, MAX_LIMIT)).await?)))
+}
+
+async fn replay(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let sent = state.queue.dead_letter_replay(id).await?;
+    Ok((StatusCode::CREATED, Json(json!(sent))).into_response())
+}
+
+async fn discard(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    if state.queue.dead_letter_discard(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no dead letter {id}")))
+    }
+}
+
+/// Each `vercel.json` cron with its next fire times (shared with the CLI).
+pub fn crons_json(state: &AppState, next: usize) -> Value {
+    let now = state.queue.clock().now();
+    let crons: Vec<Value> = state
+        .vercel
+        .crons
+        .iter()
+        .map(|c| {
+            let next: Vec<_> = CronSchedule::parse(&c.schedule).map(|s| s.upcoming(now, next)).unwrap_or_default();
+            json!({ "path": c.path, "schedule": c.schedule, "next": next })
+        })
+        .collect();
+    json!(crons)
+}
+
+#[derive(Debug, Deserialize)]
+struct CronsQuery {
+    next: Option<usize>,
+}
+
+async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Json<Value> {
+    Json(crons_json(&state, q.next.unwrap_or(3).min(100)))
 }

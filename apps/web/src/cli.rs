@@ -1,13 +1,18 @@
-//! The operator CLI: subcommands of the web binary.
+//! The operator CLI: subcommands of the web binary. Each talks to the database directly
+//! (no server needed) and prints one JSON document with `--json`, with the admin API's
+//! field names.
 
-use anyhow::Result;
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use vqs::{Clock, SendOpts};
 
+use crate::admin::{ExecutionsQuery, crons_json, execution_filter, message_json};
 use crate::config::Config;
 
 /// vqs: durable background jobs and crons for this app.
 #[derive(Debug, Parser)]
-#[command(name = "web", version, about)]
+#[command(name = "web", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -19,16 +24,201 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Publish a message: `enqueue probe '{"sleep_ms": 100}'`.
+    Enqueue {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
+        /// The payload, as JSON.
+        payload: String,
+        /// While a message with this key is pending or running, queue nothing.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Deliver no sooner than this many seconds from now.
+        #[arg(long, default_value_t = 0)]
+        delay: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List executions, newest first.
+    Executions {
+        #[arg(long)]
+        topic: Option<String>,
+        /// running, success or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-topic counts: waiting, delayed, running, succeeded, failed, dead.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message with its deliveries.
+    Message {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List dead letters, or replay / discard one.
+    DeadLetters {
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// The crons of vercel.json with their next fire times.
+    Crons {
+        /// How many fire times to show per cron.
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Publish the dead letter's payload again and remove it from the dead letters.
+    Replay { id: i64 },
+    /// Remove the dead letter for good.
+    Discard { id: i64 },
+}
+
+fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        print!("{}", human(value));
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
 }
 
 /// Run the CLI.
 pub async fn run(cli: Cli, config: Config) -> Result<()> {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::runtime::serve(config).await,
-        Command::Migrate => {
-            crate::runtime::open_queue(&config.database_url, vqs::Clock::system()).await?;
-            println!("migrations applied");
-            Ok(())
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        return crate::runtime::serve(config).await;
+    }
+    let queue = crate::runtime::open_queue(&config.database_url, Clock::system()).await?;
+    match command {
+        Command::Serve => unreachable!("handled above"),
+        Command::Migrate => println!("migrations applied"),
+        Command::Enqueue { topic, payload, idempotency_key, delay, json } => {
+            let payload: Value = serde_json::from_str(&payload).with_context(|| {
+                format!("the payload is not valid JSON: {payload:?} (quote it: '{{\"sleep_ms\": 100}}')")
+            })?;
+            let opts =
+                SendOpts { idempotency_key, delay: std::time::Duration::from_secs(delay), ..SendOpts::default() };
+            let sent = queue.send(&topic, serde_json::to_vec(&payload)?, opts).await.map_err(|e| anyhow!("{e}"))?;
+            print(json, &json!(sent), |v| {
+                let dup = if sent.duplicate { " (duplicate: an equal message is already pending)" } else { "" };
+                format!("{}{dup}\n", s(&v["messageId"]))
+            });
+        }
+        Command::Executions { topic, status, limit, json } => {
+            let filter = execution_filter(ExecutionsQuery { topic, status, message_id: None, limit: Some(limit) })
+                .map_err(|e| anyhow!("{}", e.message))?;
+            let rows = json!(queue.executions(filter).await?);
+            print(json, &rows, |v| {
+                let mut out = format!(
+                    "{:>8}  {:<16} {:<36} {:>3}  {:<8} {:<24} {:>8}  error\n",
+                    "id", "topic", "message", "try", "status", "started", "ms"
+                );
+                for e in v.as_array().into_iter().flatten() {
+                    out += &format!(
+                        "{:>8}  {:<16} {:<36} {:>3}  {:<8} {:<24} {:>8}  {}\n",
+                        s(&e["id"]),
+                        s(&e["topic"]),
+                        s(&e["message_id"]),
+                        s(&e["attempt"]),
+                        s(&e["status"]),
+                        s(&e["started_at"]),
+                        s(&e["duration_ms"]),
+                        s(&e["error"])
+                    );
+                }
+                out
+            });
+        }
+        Command::Queues { json } => {
+            let stats = json!(queue.stats().await?);
+            print(json, &stats, |v| {
+                let mut out = format!(
+                    "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6}\n",
+                    "topic", "waiting", "delayed", "running", "succeeded", "failed", "dead"
+                );
+                for t in v.as_array().into_iter().flatten() {
+                    out += &format!(
+                        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6}\n",
+                        s(&t["topic"]),
+                        s(&t["waiting"]),
+                        s(&t["delayed"]),
+                        s(&t["running"]),
+                        s(&t["succeeded"]),
+                        s(&t["failed"]),
+                        s(&t["dead"])
+                    );
+                }
+                out
+            });
+        }
+        Command::Message { id, json } => {
+            let m = queue.message(&id).await?.ok_or_else(|| anyhow!("no message {id}"))?;
+            let v = message_json(&m);
+            print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");
+        }
+        Command::DeadLetters { action: None, json } => {
+            let rows = json!(queue.dead_letters(100).await?);
+            print(json, &rows, |v| {
+                let mut out = format!("{:>6}  {:<16} {:<36} {:>4}  error\n", "id", "topic", "message", "tries");
+                for d in v.as_array().into_iter().flatten() {
+                    out += &format!(
+                        "{:>6}  {:<16} {:<36} {:>4}  {}\n",
+                        s(&d["id"]),
+                        s(&d["topic"]),
+                        s(&d["message_id"]),
+                        s(&d["attempts"]),
+                        s(&d["error"])
+                    );
+                }
+                out
+            });
+        }
+        Command::DeadLetters { action: Some(DeadLetterAction::Replay { id }), json } => {
+            let sent = queue.dead_letter_replay(id).await.map_err(|e| anyhow!("{e}"))?;
+            print(json, &json!(sent), |v| format!("replayed as {}\n", s(&v["messageId"])));
+        }
+        Command::DeadLetters { action: Some(DeadLetterAction::Discard { id }), json } => {
+            if !queue.dead_letter_discard(id).await? {
+                bail!("no dead letter {id}");
+            }
+            print(json, &json!({ "discarded": id }), |_| format!("discarded {id}\n"));
+        }
+        Command::Crons { next, json } => {
+            let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
+            let state = crate::runtime::state(&config, queue, vercel);
+            let crons = crons_json(&state, next);
+            print(json, &crons, |v| {
+                let mut out = String::new();
+                for c in v.as_array().into_iter().flatten() {
+                    out += &format!("{:<32} {:<16}\n", s(&c["path"]), s(&c["schedule"]));
+                    for t in c["next"].as_array().into_iter().flatten() {
+                        out += &format!("    next {}\n", s(t));
+                    }
+                }
+                out
+            });
         }
     }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! (`/_vqs`) and the operator CLI. `fn app(state) -> Router` is the whole HTTP surface.
 
 pub mod admin;
+pub mod api_error;
 mod app;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,165 @@
+//! The admin API through the router, on real SQLite.
+
+mod common;
+
+use axum::body::Body;
+use common::{ADMIN_TOKEN, TestApp};
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+fn post(path: &str, body: Value) -> Request<Body> {
+    Request::post(path)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn topic<'a>(queues: &'a Value, name: &str) -> &'a Value {
+    queues.as_array().unwrap().iter().find(|t| t["topic"] == name).expect("topic listed")
+}
+
+#[tokio::test]
+async fn refuses_without_the_token_and_fails_closed_when_unset() {
+    let app = TestApp::new().await;
+    for auth in
+        [None, Some("Bearer nope".to_owned()), Some(ADMIN_TOKEN.to_owned()), Some(format!("bearer {ADMIN_TOKEN}"))]
+    {
+        let mut req = Request::get("/api/admin/queues");
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let (status, body) = app.call(req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(body["error"].as_str().unwrap().contains("VQS_ADMIN_TOKEN"));
+        assert!(!body.to_string().contains(ADMIN_TOKEN));
+    }
+    // Token unset: every request refused, even one that sends an empty bearer.
+    let mut state = app.state.clone();
+    state.admin_token = None;
+    let router = web::app(state);
+    let resp = tower::ServiceExt::oneshot(
+        router,
+        Request::get("/api/admin/queues").header("authorization", "Bearer ").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Unknown admin paths stay 404.
+    let (status, _) = app.admin_get("/api/admin/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_probe_enqueued_through_the_admin_api_runs_once_and_shows_success() {
+    let app = TestApp::new().await;
+    let (status, sent) = app.call(post("/api/admin/messages", json!({"topic": "probe", "payload": {}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["duplicate"], false);
+    let id = sent["messageId"].as_str().unwrap().to_owned();
+
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(topic(&queues, "probe")["waiting"], 1);
+
+    assert_eq!(app.dispatch("probe").await, 1);
+    let (status, rows) = app.admin_get("/api/admin/executions?topic=probe").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    for field in ["id", "topic", "message_id", "attempt", "status", "started_at", "finished_at", "duration_ms", "error"]
+    {
+        assert!(rows[0].get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(
+        (rows[0]["message_id"].as_str().unwrap(), rows[0]["status"].as_str().unwrap()),
+        (id.as_str(), "success")
+    );
+
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(
+        (topic(&queues, "probe")["waiting"].as_i64(), topic(&queues, "probe")["succeeded"].as_i64()),
+        (Some(0), Some(1))
+    );
+
+    let (status, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (m["id"].as_str(), m["topic"].as_str(), m["state"].as_str()),
+        (Some(id.as_str()), Some("probe"), Some("acked"))
+    );
+    assert_eq!(m["delivery_count"], 1);
+    for field in ["visible_at", "created_at", "expires_at"] {
+        assert!(m[field].is_string(), "{field}");
+    }
+    let (status, _) = app.admin_get("/api/admin/messages/msg_nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_replayed_and_discarded() {
+    let app = TestApp::new().await;
+    for _ in 0..2 {
+        app.call(post("/api/admin/messages", json!({"topic": "probe", "payload": {"fatal": true}}))).await;
+    }
+    app.dispatch("probe").await;
+    let (_, dead) = app.admin_get("/api/admin/dead-letters").await;
+    let dead = dead.as_array().unwrap().clone();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["payload"], json!({"fatal": true}));
+    assert!(dead[0]["error"].as_str().unwrap().contains("fatal"));
+
+    let (status, replayed) =
+        app.call(post(&format!("/api/admin/dead-letters/{}/replay", dead[0]["id"]), json!(null))).await;
+    assert_eq!(status, StatusCode::CREATED, "{replayed}");
+    assert_eq!(app.dispatch("probe").await, 1, "the replay runs again");
+    assert_eq!(app.attempts(replayed["messageId"].as_str().unwrap()).await.len(), 1);
+
+    let discard = |id: &Value| {
+        Request::delete(format!("/api/admin/dead-letters/{id}"))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = app.call(discard(&dead[1]["id"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call(discard(&dead[1]["id"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.call(post("/api/admin/dead-letters/999999/replay", json!(null))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_400_and_queues_nothing() {
+    let app = TestApp::new().await;
+    let bad = [
+        (json!({"payload": {}}), "topic"),
+        (json!({"topic": "no spaces", "payload": {}}), "invalid topic"),
+        (json!({"topic": "probe", "payload": {}, "delay_seconds": 700000}), "invalid delay"),
+        (json!({"topic": "probe", "payload": {}, "idempotency_key": ""}), "idempotency key"),
+        (json!({"topic": "probe", "payload": {}, "priority": 1}), "priority"),
+    ];
+    for (body, want) in bad {
+        let (status, resp) = app.call(post("/api/admin/messages", body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(resp["error"].as_str().unwrap().contains(want), "{body}: {resp}");
+    }
+    let (status, resp) = app.admin_get("/api/admin/executions?status=done").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(resp["error"].as_str().unwrap().contains("running, success or failed"));
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(queues, json!([]), "nothing was queued");
+}
+
+#[tokio::test]
+async fn crons_list_schedules_with_next_fire_times() {
+    let app = TestApp::new().await;
+    let (status, crons) = app.admin_get("/api/admin/crons?next=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let c = &crons[0];
+    assert_eq!((c["path"].as_str(), c["schedule"].as_str()), (Some("/api/cron/sync-patients"), Some("0 * * * *")));
+    let next: Vec<chrono::DateTime<chrono::Utc>> =
+        c["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(next.len(), 2);
+    assert_eq!(next[1] - next[0], chrono::Duration::hours(1));
+    assert!(next.iter().all(|t| t.timestamp() % 3600 == 0), "on the hour");
+}

@@ -1,0 +1,95 @@
+//! The operator CLI, as the real binary, on a real SQLite file.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+use vqs::Clock;
+
+struct Cli {
+    database_url: String,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_web"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the web binary");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(ok, "{args:?} failed: {stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {stdout}"))
+    }
+}
+
+#[tokio::test]
+async fn a_probe_enqueued_through_the_cli_runs_once_and_shows_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("vqs.db").display());
+    let cli = Cli { database_url: database_url.clone() };
+
+    let sent = cli.json(&["enqueue", "probe", "{}", "--json"]);
+    assert_eq!(sent["duplicate"], false);
+    let id = sent["messageId"].as_str().unwrap().to_owned();
+
+    let a = cli.json(&["enqueue", "probe", "{}", "--idempotency-key", "k1", "--json"]);
+    let b = cli.json(&["enqueue", "probe", "{}", "--idempotency-key", "k1", "--json"]);
+    assert_eq!((a["duplicate"].as_bool(), b["duplicate"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(a["messageId"], b["messageId"]);
+
+    // The same database, consumed by the app's dispatcher path.
+    let app = common::TestApp::open(dir, database_url, Clock::system()).await;
+    assert_eq!(app.dispatch("probe").await, 2, "two messages: the duplicate was dropped");
+
+    let rows = cli.json(&["executions", "--topic", "probe", "--json"]);
+    let mine: Vec<&Value> = rows.as_array().unwrap().iter().filter(|r| r["message_id"] == id.as_str()).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["status"], "success");
+
+    let queues = cli.json(&["queues", "--json"]);
+    assert_eq!(queues[0]["succeeded"], 2);
+    let message = cli.json(&["message", &id, "--json"]);
+    assert_eq!(message["state"], "acked");
+    assert_eq!(cli.json(&["dead-letters", "--json"]), serde_json::json!([]));
+    let (ok, human, _) = cli.run(&["executions"]);
+    assert!(ok && human.contains("success") && human.contains(&id), "{human}");
+}
+
+#[tokio::test]
+async fn bad_arguments_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { database_url: format!("sqlite://{}", dir.path().join("vqs.db").display()) };
+    let (ok, _, stderr) = cli.run(&["enqueue", "probe", "{not json"]);
+    assert!(!ok);
+    assert!(stderr.contains("the payload is not valid JSON"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["enqueue", "bad topic!", "{}"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid topic"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["executions", "--status", "done"]);
+    assert!(!ok);
+    assert!(stderr.contains("running, success or failed"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["dead-letters", "replay", "42"]);
+    assert!(!ok);
+    assert!(stderr.contains("dead letter 42"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["no-such-command"]);
+    assert!(!ok);
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+}
+
+#[tokio::test]
+async fn crons_prints_the_next_fire_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { database_url: format!("sqlite://{}", dir.path().join("vqs.db").display()) };
+    let crons = cli.json(&["crons", "--next", "3", "--json"]);
+    assert_eq!(crons[0]["path"], "/api/cron/sync-patients");
+    assert_eq!(crons[0]["schedule"], "0 * * * *");
+    assert_eq!(crons[0]["next"].as_array().unwrap().len(), 3);
+}
