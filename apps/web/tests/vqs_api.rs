@@ -40,8 +40,11 @@ fn ndjson(body: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(body).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// A small honest multipart/mixed parser: (part headers, part body) per part.
-fn multipart(content_type: &str, body: &[u8]) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+/// One part: its headers (lower-cased names) and its body.
+type Part = (Vec<(String, String)>, Vec<u8>);
+
+/// A small honest multipart/mixed parser.
+fn multipart(content_type: &str, body: &[u8]) -> Vec<Part> {
     let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
     let text = String::from_utf8(body.to_vec()).unwrap();
     let delimiter = format!("--{boundary}");
@@ -114,7 +117,8 @@ async fn the_same_idempotency_key_twice_queues_one_message() {
 async fn invalid_headers_are_refused_and_queue_nothing() {
     let app = TestApp::new().await;
     let long_key = "k".repeat(257);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("probe", vec![("vqs-delay-seconds", "soon")], "vqs-delay-seconds must be a whole number"),
         ("probe", vec![("vqs-delay-seconds", "-1")], "vqs-delay-seconds"),
         ("probe", vec![("vqs-retention-seconds", "10")], "vqs-retention-seconds must be a whole number from 60"),
