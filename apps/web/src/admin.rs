@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord};
 use vqs::{CronSchedule, SendOpts};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, require_bearer};
 use crate::state::AppState;
 
 /// Every `/api/admin/*` route; unknown paths stay 404.
@@ -30,14 +30,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 async fn require_admin_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match &state.admin_token {
-        None => ApiError::unauthorized(
-            "this server has no VQS_ADMIN_TOKEN configured, so the admin API refuses every request: set VQS_ADMIN_TOKEN",
-        )
-        .into_response(),
-        Some(token) if token.matches_bearer(req.headers()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("missing or wrong Authorization: send Authorization: Bearer <VQS_ADMIN_TOKEN>")
-            .into_response(),
+    match require_bearer(state.admin_token.as_ref(), req.headers(), "VQS_ADMIN_TOKEN", "the admin API") {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -32,6 +32,26 @@ impl ApiError {
     }
 }
 
+/// Allow a request only with `Authorization: Bearer <secret>`; `var` names the setting
+/// (`VQS_ADMIN_TOKEN`) and `what` the service, for the refusal's message. An unset secret
+/// refuses everything (fail closed).
+pub fn require_bearer(
+    secret: Option<&auth::Secret>,
+    headers: &axum::http::HeaderMap,
+    var: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    match secret {
+        None => Err(ApiError::unauthorized(format!(
+            "this server has no {var} configured, so {what} refuses every request: set {var}"
+        ))),
+        Some(s) if s.matches_bearer(headers) => Ok(()),
+        Some(_) => {
+            Err(ApiError::unauthorized(format!("missing or wrong Authorization: send Authorization: Bearer <{var}>")))
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -25,7 +25,7 @@ use vqs::{MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_val
 
 pub use receive_codec::{ReceiveFormat, encode};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, require_bearer};
 use crate::state::AppState;
 
 /// The largest message accepted: 100 MB, Vercel's payload limit.
@@ -51,14 +51,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 async fn require_queue_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match &state.queue_secret {
-        None => ApiError::unauthorized(
-            "this server has no VQS_QUEUE_SECRET configured, so the queue service refuses every request: set VQS_QUEUE_SECRET",
-        )
-        .into_response(),
-        Some(s) if s.matches_bearer(req.headers()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("missing or wrong Authorization: send Authorization: Bearer <VQS_QUEUE_SECRET>")
-            .into_response(),
+    match require_bearer(state.queue_secret.as_ref(), req.headers(), "VQS_QUEUE_SECRET", "the queue service") {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
