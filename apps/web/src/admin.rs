@@ -9,8 +9,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vqs::SendOpts;
 use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord};
-use vqs::{CronSchedule, SendOpts};
 
 use crate::api_error::{ApiError, require_bearer};
 use crate::state::AppState;
@@ -148,19 +148,10 @@ async fn discard(State(state): State<AppState>, Path(id): Path<i64>) -> Result<S
     }
 }
 
-/// Each `vercel.json` cron with its next fire times (shared with the CLI).
-pub fn crons_json(state: &AppState, next: usize) -> Value {
-    let now = state.queue.clock().now();
-    let crons: Vec<Value> = state
-        .vercel
-        .crons
-        .iter()
-        .map(|c| {
-            let next: Vec<_> = CronSchedule::parse(&c.schedule).map(|s| s.upcoming(now, next)).unwrap_or_default();
-            json!({ "path": c.path, "schedule": c.schedule, "next": next })
-        })
-        .collect();
-    json!(crons)
+/// Each `vercel.json` cron with its next fire times, last run and heartbeat state (shared
+/// with the CLI).
+pub async fn crons_json(state: &AppState, next: usize) -> Result<Value, ApiError> {
+    Ok(json!(state.queue.cron_statuses(&state.vercel.crons, state.started_at, next).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +159,6 @@ struct CronsQuery {
     next: Option<usize>,
 }
 
-async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Json<Value> {
-    Json(crons_json(&state, q.next.unwrap_or(3).min(100)))
+async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(100)).await?))
 }

@@ -207,11 +207,19 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Crons { next, json } => {
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
             let state = crate::runtime::state(&config, queue, vercel);
-            let crons = crons_json(&state, next);
+            let crons = crons_json(&state, next).await.map_err(|e| anyhow!("{}", e.message))?;
             print(json, &crons, |v| {
                 let mut out = String::new();
                 for c in v.as_array().into_iter().flatten() {
-                    out += &format!("{:<32} {:<16}\n", s(&c["path"]), s(&c["schedule"]));
+                    let last = &c["last_run"];
+                    out += &format!(
+                        "{:<32} {:<16} {:<8} last run: {} {}\n",
+                        s(&c["path"]),
+                        s(&c["schedule"]),
+                        s(&c["state"]),
+                        s(&last["started_at"]),
+                        s(&last["outcome"])
+                    );
                     for t in c["next"].as_array().into_iter().flatten() {
                         out += &format!("    next {}\n", s(t));
                     }

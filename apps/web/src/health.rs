@@ -1,5 +1,5 @@
-//! `GET /api/health`: database reachability and queue depth per topic. No auth; reveals no
-//! params or secrets.
+//! `GET /api/health`: database reachability, queue depth per topic and each cron's heartbeat
+//! state (`ok`, `late`, `failing`). No auth; reveals no params or secrets.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,11 +20,20 @@ pub async fn health(State(state): State<AppState>) -> Response {
             (s.topic.clone(), json!({"waiting": s.waiting, "delayed": s.delayed, "running": s.running, "dead": s.dead}))
         })
         .collect();
+    let crons: Vec<serde_json::Value> = state
+        .queue
+        .cron_statuses(&state.vercel.crons, state.started_at, 1)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| json!({"path": c.path, "schedule": c.schedule, "state": c.state, "next": c.next.first()}))
+        .collect();
     let ok = database.is_ok() && stats.is_ok();
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if database.is_ok() { "ok" } else { "unreachable" },
         "queues": queues,
+        "crons": crons,
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vqs::{Clock, ConsumerConfig, DispatcherConfig, Queue, RetentionConfig, VercelConfig};
+use vqs::{
+    Clock, ConsumerConfig, CronScheduler, DispatcherConfig, Queue, RetentionConfig, ScheduledCron, VercelConfig,
+};
 
 use crate::config::{Config, redact_url};
-use crate::in_process::InProcessPusher;
+use crate::in_process::{InProcessCronInvoker, InProcessPusher};
 use crate::state::AppState;
 use auth::Secret;
 
@@ -43,12 +45,14 @@ pub fn load_vercel(path: &Path) -> Result<VercelConfig> {
 
 /// The state handlers see.
 pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {
+    let queue_now = queue.clock().now();
     AppState {
         queue,
         vercel: Arc::new(vercel),
         queue_secret: Secret::new(config.queue_secret.clone()),
         admin_token: Secret::new(config.admin_token.clone()),
         cron_auth: auth::CronAuth::from_values(config.cron_secret.clone(), config.is_local_dev),
+        started_at: queue_now,
     }
 }
 
@@ -60,7 +64,8 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Start the dispatcher (pushing through `router` in process) and the maintenance loop.
+    /// Start the dispatcher (pushing through `router` in process), the cron scheduler
+    /// (calling `router` in process) and the maintenance loop.
     pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
         let consumers: Vec<ConsumerConfig> = state.vercel.queue_triggers.iter().map(ConsumerConfig::from).collect();
@@ -68,8 +73,23 @@ impl Workers {
         for c in &consumers {
             tracing::info!(topic = %c.topic_pattern, route = %c.route_path, consumer_group = %c.consumer_group, "push consumer");
         }
-        let pusher = Arc::new(InProcessPusher::new(router));
+        let pusher = Arc::new(InProcessPusher::new(router.clone()));
         let mut tasks = vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone())];
+        let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
+        if !crons.is_empty() {
+            if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {
+                tracing::warn!(
+                    "CRON_SECRET is unset and IS_LOCAL_DEV is not true: cron routes refuse every call, the scheduler's too; \
+                     set CRON_SECRET (or IS_LOCAL_DEV=true on a developer machine)"
+                );
+            }
+            for c in &crons {
+                tracing::info!(cron.path = %c.path, schedule = %c.schedule, "cron scheduled");
+            }
+            let invoker = Arc::new(InProcessCronInvoker::new(router, state.cron_auth.clone()));
+            let scheduler = CronScheduler::new(state.queue.clone(), crons, invoker);
+            tasks.push(vqs::spawn_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25)));
+        }
         tasks.push(tokio::spawn(maintenance_loop(state.queue.clone(), rx)));
         Ok(Workers { shutdown, tasks })
     }

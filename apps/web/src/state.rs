@@ -14,4 +14,6 @@ pub struct AppState {
     /// `VQS_ADMIN_TOKEN`: the bearer token of the admin API and dashboard.
     pub admin_token: Option<Secret>,
     pub cron_auth: auth::CronAuth,
+    /// When this process started (a cron that never ran is late counted from here).
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }

@@ -33,6 +33,11 @@ impl CronAuth {
     pub fn secret(&self) -> Option<&Secret> {
         self.secret.as_ref()
     }
+
+    /// True when `IS_LOCAL_DEV` lets loopback callers skip the secret.
+    pub fn is_local_dev(&self) -> bool {
+        self.local_dev
+    }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

@@ -36,6 +36,11 @@ impl Secret {
         !bool::from(diff)
     }
 
+    /// The value, to send it as a credential. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// True when `headers` carry exactly `Authorization: Bearer <secret>`.
     pub fn matches_bearer(&self, headers: &http::HeaderMap) -> bool {
         headers

@@ -185,6 +185,23 @@ fn execution(r: &SqliteRow) -> ExecutionRecord {
     }
 }
 
+const CRON_RUN_COLUMNS: &str = "r.id, r.path, r.schedule, r.scheduled_at, r.started_at, r.finished_at, r.duration_ms, r.status_code, r.outcome, r.error";
+
+fn cron_run(r: &SqliteRow) -> CronRunRecord {
+    CronRunRecord {
+        id: r.get("id"),
+        path: r.get("path"),
+        schedule: r.get("schedule"),
+        scheduled_at: time(r.get("scheduled_at")),
+        started_at: time(r.get("started_at")),
+        finished_at: r.get::<Option<i64>, _>("finished_at").map(time),
+        duration_ms: r.get("duration_ms"),
+        status_code: r.get::<Option<i64>, _>("status_code").map(|c| c as u16),
+        outcome: r.get("outcome"),
+        error: r.get("error"),
+    }
+}
+
 fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
     DeadLetterRecord {
@@ -450,6 +467,30 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     .await
     .map_err(db_err)?
     .rows_affected();
+
+    report.cron_runs_rescued = sqlx::query(
+        "UPDATE cron_runs SET outcome = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, \
+         error = 'abandoned: still running after an hour (the process died during the run)' \
+         WHERE id IN (SELECT id FROM cron_runs WHERE outcome = 'running' AND started_at < ?2 LIMIT ?3)",
+    )
+    .bind(now)
+    .bind(now - 3600 * US_PER_S)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    report.cron_runs_pruned = sqlx::query(
+        "DELETE FROM cron_runs WHERE id IN (SELECT id FROM cron_runs WHERE started_at < ? AND outcome != 'running' ORDER BY id LIMIT ?)",
+    )
+    .bind(exec_cutoff)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    // Expired locks are dead weight.
+    sqlx::query("DELETE FROM cron_locks WHERE expires_at <= ?").bind(now).execute(&mut *conn).await.map_err(db_err)?;
     Ok(report)
 }
 
@@ -695,6 +736,127 @@ impl QueueStore for SqliteStore {
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
         self.writer.run(move |c| maintain(c, p).boxed()).await
+    }
+
+    async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let row = sqlx::query(
+                        "INSERT INTO cron_runs (path, schedule, scheduled_at, started_at, outcome) VALUES (?, ?, ?, ?, 'running') \
+                         ON CONFLICT (path, schedule, scheduled_at) DO NOTHING RETURNING id",
+                    )
+                    .bind(&p.path)
+                    .bind(&p.schedule)
+                    .bind(us(p.scheduled_at))
+                    .bind(us(p.now))
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(row.map(|r| r.get(0)))
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn cron_run_finish(&self, p: CronRunFinishParams) -> Result<(), StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    sqlx::query(
+                        "UPDATE cron_runs SET finished_at = ?1, duration_ms = (?1 - started_at) / 1000, status_code = ?2, \
+                         outcome = ?3, error = ?4 WHERE id = ?5",
+                    )
+                    .bind(us(p.now))
+                    .bind(p.status_code.map(i64::from))
+                    .bind(if p.success { "success" } else { "failed" })
+                    .bind(&p.error)
+                    .bind(p.id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {CRON_RUN_COLUMNS} FROM cron_runs r WHERE 1 = 1"));
+        if let Some(path) = path {
+            q.push(" AND path = ").push_bind(path);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if limit == 0 { 100 } else { limit }));
+        let rows = q.build().fetch_all(&self.read).await.map_err(db_err)?;
+        Ok(rows.iter().map(cron_run).collect())
+    }
+
+    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CRON_RUN_COLUMNS}, s.last_success FROM cron_runs r JOIN \
+               (SELECT MAX(id) AS id, MAX(CASE WHEN outcome = 'success' THEN finished_at END) AS last_success \
+                FROM cron_runs GROUP BY path, schedule) s ON s.id = r.id ORDER BY r.path, r.schedule"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let run = cron_run(r);
+                CronRunSummary {
+                    path: run.path.clone(),
+                    schedule: run.schedule.clone(),
+                    last_success_at: r.get::<Option<i64>, _>("last_success").map(time),
+                    last_run: Some(run),
+                }
+            })
+            .collect())
+    }
+
+    async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let now = us(p.now);
+                    let row = sqlx::query(
+                        "INSERT INTO cron_locks (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                         WHERE cron_locks.expires_at <= ?4 RETURNING owner",
+                    )
+                    .bind(&p.name)
+                    .bind(&p.owner)
+                    .bind(now + i64::from(p.ttl_seconds) * US_PER_S)
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(row.is_some())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("DELETE FROM cron_locks WHERE name = ? AND owner = ?")
+                        .bind(&name)
+                        .bind(&owner)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

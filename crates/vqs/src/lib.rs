@@ -30,7 +30,10 @@
 
 mod clock;
 mod consumer;
+mod cron_health;
+mod cron_lock;
 mod cron_schedule;
+mod cron_scheduler;
 mod delivery;
 mod dispatcher;
 mod job_client;
@@ -44,7 +47,10 @@ mod vercel_config;
 
 pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler};
+pub use cron_health::{CronState, CronStatus, cron_state, expected_window};
+pub use cron_lock::CronLock;
 pub use cron_schedule::{CronSchedule, CronScheduleError};
+pub use cron_scheduler::{CronInvoker, CronResponse, CronScheduler, FiredTick, ScheduledCron, spawn_cron_scheduler};
 pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
 pub use dispatcher::{
     ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,

@@ -313,12 +313,72 @@ pub struct MaintenanceReport {
     pub executions_pruned: u64,
     /// Dead letters past retention deleted.
     pub dead_letters_pruned: u64,
+    /// Cron runs left `running` for over an hour (their process died) closed as failed.
+    pub cron_runs_rescued: u64,
+    /// Cron runs past the execution retention deleted.
+    pub cron_runs_pruned: u64,
 }
 
 impl MaintenanceReport {
     pub fn is_empty(&self) -> bool {
         *self == MaintenanceReport::default()
     }
+}
+
+/// Claim one scheduled tick of a cron (unique per path, schedule and instant).
+#[derive(Debug, Clone)]
+pub struct CronRunStartParams {
+    pub path: String,
+    pub schedule: String,
+    /// The instant the schedule named (whole minute, UTC).
+    pub scheduled_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// Record how a cron invocation ended.
+#[derive(Debug, Clone)]
+pub struct CronRunFinishParams {
+    pub id: i64,
+    /// The HTTP status the route answered, when it answered.
+    pub status_code: Option<u16>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// One cron invocation.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CronRunRecord {
+    pub id: i64,
+    pub path: String,
+    pub schedule: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub status_code: Option<u16>,
+    /// `running`, `success` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// The latest run and the last success of one (path, schedule).
+#[derive(Debug, Clone, Serialize)]
+pub struct CronRunSummary {
+    pub path: String,
+    pub schedule: String,
+    pub last_run: Option<CronRunRecord>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// Take (or take over an expired) named lock.
+#[derive(Debug, Clone)]
+pub struct CronLockParams {
+    pub name: String,
+    /// Who holds it: only the owner releases it.
+    pub owner: String,
+    pub ttl_seconds: u32,
+    pub now: DateTime<Utc>,
 }
 
 /// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
@@ -366,6 +426,18 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Rescue abandoned executions and prune by retention, in bounded batches.
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError>;
+
+    /// Claim a tick: `Some(run id)` for the one process that fires it, `None` if it was claimed already.
+    async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError>;
+    async fn cron_run_finish(&self, p: CronRunFinishParams) -> Result<(), StoreError>;
+    /// Runs, newest first, optionally of one path.
+    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError>;
+    /// For every (path, schedule) that ever ran: its latest run and its last success.
+    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError>;
+    /// True when the lock was free (or expired) and is now held by `owner` until `now + ttl`.
+    async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError>;
+    /// Release a lock `owner` holds; false if it held none.
+    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe.
     async fn ping(&self) -> Result<(), StoreError>;
