@@ -4,11 +4,18 @@
 
 mod probe;
 mod sync_patient;
+// @xtask:modules — `cargo xtask new-job` adds `mod <job>;` above this line.
 
 pub use probe::{Probe, ProbeParams};
 pub use sync_patient::{SyncPatient, SyncPatientParams};
+// @xtask:exports — `cargo xtask new-job` adds `pub use <job>::{…};` above this line.
 
-/// The consumer of every job, keyed by topic (the web app mounts one route each).
+/// The consumer of every job (the web app mounts one route each, and a test checks that
+/// each has its route and its `vercel.json` trigger).
 pub fn handlers() -> Vec<vqs::QueueHandler> {
-    vec![vqs::QueueHandler::new(Probe), vqs::QueueHandler::new(SyncPatient)]
+    vec![
+        vqs::QueueHandler::new(Probe),
+        vqs::QueueHandler::new(SyncPatient),
+        // @xtask:handlers — `cargo xtask new-job` adds a line above this one.
+    ]
 }

@@ -30,6 +30,7 @@
 
 mod clock;
 mod consumer;
+mod cron_dialect;
 mod cron_health;
 mod cron_lock;
 mod cron_schedule;

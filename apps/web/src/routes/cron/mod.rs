@@ -1,14 +1,17 @@
 //! Cron routes: one file per cron, each a `GET` behind `with_cron_secret`
 //! (`cargo xtask new-cron` adds a line).
 
+use auth::with_cron_secret;
 use axum::Router;
 
 use crate::state::AppState;
 
 mod sync_patients;
+// @xtask:modules — `cargo xtask new-cron` adds `mod <cron>;` above this line.
 
 /// Every `GET /api/cron/<name>`.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/cron/sync-patients", auth::with_cron_secret(sync_patients::route(), state.cron_auth.clone()))
+    let guard = || state.cron_auth.clone();
+    Router::new().route("/api/cron/sync-patients", with_cron_secret(sync_patients::route(), guard()))
+    // @xtask:routes — `cargo xtask new-cron` adds `.route(…)` above this line.
 }
