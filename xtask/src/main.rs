@@ -39,12 +39,12 @@ TASKS:
 ";
 
 fn workspace_root(args: &mut Vec<String>) -> PathBuf {
-    if let Some(i) = args.iter().position(|a| a == "--root") {
-        if i + 1 < args.len() {
-            let dir = args.remove(i + 1);
-            args.remove(i);
-            return PathBuf::from(dir);
-        }
+    if let Some(i) = args.iter().position(|a| a == "--root")
+        && i + 1 < args.len()
+    {
+        let dir = args.remove(i + 1);
+        args.remove(i);
+        return PathBuf::from(dir);
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
