@@ -25,7 +25,14 @@ pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
         store.migrate().await.context("applying migrations")?;
         Ok(Queue::new(Arc::new(store), clock))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        bail!("DATABASE_URL names PostgreSQL, which this build does not support yet: use sqlite://path (the default)")
+        let store = vqs_postgres::PgStore::connect(database_url)
+            .await
+            .with_context(|| format!("opening {}", redact_url(database_url)))?;
+        store.migrate().await.context("applying migrations")?;
+        let queue = Queue::new(Arc::new(store.clone()), clock);
+        // Every process wakes on every publish (LISTEN/NOTIFY), not at its next poll.
+        store.forward_wakeups(queue.clone());
+        Ok(queue)
     } else {
         bail!("DATABASE_URL must start with sqlite:// (or postgres://), got {}", redact_url(database_url))
     }

@@ -33,7 +33,7 @@ impl Cli {
 #[tokio::test]
 async fn a_probe_enqueued_through_the_cli_runs_once_and_shows_success() {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", dir.path().join("vqs.db").display());
+    let database_url = common::fresh_database_url(&dir).await;
     let cli = Cli { database_url: database_url.clone() };
 
     let sent = cli.json(&["enqueue", "probe", "{}", "--json"]);
@@ -66,7 +66,7 @@ async fn a_probe_enqueued_through_the_cli_runs_once_and_shows_success() {
 #[tokio::test]
 async fn bad_arguments_fail_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = Cli { database_url: format!("sqlite://{}", dir.path().join("vqs.db").display()) };
+    let cli = Cli { database_url: common::fresh_database_url(&dir).await };
     let (ok, _, stderr) = cli.run(&["enqueue", "probe", "{not json"]);
     assert!(!ok);
     assert!(stderr.contains("the payload is not valid JSON"), "{stderr}");
@@ -87,7 +87,7 @@ async fn bad_arguments_fail_with_a_clear_message() {
 #[tokio::test]
 async fn crons_prints_the_next_fire_times() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = Cli { database_url: format!("sqlite://{}", dir.path().join("vqs.db").display()) };
+    let cli = Cli { database_url: common::fresh_database_url(&dir).await };
     let crons = cli.json(&["crons", "--next", "3", "--json"]);
     assert_eq!(crons[0]["path"], "/api/cron/sync-patients");
     assert_eq!(crons[0]["schedule"], "0 * * * *");

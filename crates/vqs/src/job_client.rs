@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, SendResult};
+use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult};
 use crate::{JobContext, JobError, Jobbable, MessageMetadata, Queue, QueueError, SendOpts};
 
 /// Options for [`JobClient::perform_later_with`].
@@ -38,10 +38,23 @@ impl<J: Jobbable> JobClient<J> {
 
     /// [`Self::perform_later`] with a delay or an explicit idempotency key.
     pub async fn perform_later_with(&self, params: J::Params, opts: PerformOpts) -> Result<SendResult, QueueError> {
+        let (payload, opts) = self.encode(params, opts)?;
+        self.queue.send(J::TOPIC, payload, opts).await
+    }
+
+    /// The validated publish of `params`, not sent: hand it to a backend function that
+    /// publishes inside your database transaction (`vqs_postgres::enqueue_in`), so the job
+    /// commits or rolls back with the data it is about.
+    pub fn prepare(&self, params: J::Params, opts: PerformOpts) -> Result<MessageSendParams, QueueError> {
+        let (payload, opts) = self.encode(params, opts)?;
+        self.queue.prepare_send(J::TOPIC, payload, opts)
+    }
+
+    fn encode(&self, params: J::Params, opts: PerformOpts) -> Result<(Vec<u8>, SendOpts), QueueError> {
         let idempotency_key = opts.idempotency_key.or_else(|| self.job.dedup_key(&params));
         let payload = serde_json::to_vec(&params)
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
-        self.queue.send(J::TOPIC, payload, SendOpts { idempotency_key, delay: opts.delay, ..SendOpts::default() }).await
+        Ok((payload, SendOpts { idempotency_key, delay: opts.delay, ..SendOpts::default() }))
     }
 
     /// Run the job now, recording the attempt in `job_executions` (`running`, then `success`

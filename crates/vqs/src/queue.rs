@@ -111,6 +111,20 @@ impl Queue {
         opts: SendOpts,
         only_group: Option<String>,
     ) -> Result<SendResult, QueueError> {
+        let mut params = self.prepare_send(topic, payload, opts)?;
+        params.only_group = only_group;
+        let result = self.inner.store.message_send(params).await?;
+        if !result.duplicate {
+            tracing::debug!(queue.name = topic, message.id = %result.message_id, "published");
+            self.wake();
+        }
+        Ok(result)
+    }
+
+    /// Validate a publish and turn it into the backend's params without sending it — for a
+    /// backend function that publishes inside the caller's database transaction
+    /// (`vqs_postgres::enqueue_in`).
+    pub fn prepare_send(&self, topic: &str, payload: Vec<u8>, opts: SendOpts) -> Result<MessageSendParams, QueueError> {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
         }
@@ -137,26 +151,17 @@ impl Queue {
                 retention.as_secs()
             )));
         }
-        let result = self
-            .inner
-            .store
-            .message_send(MessageSendParams {
-                topic: topic.to_owned(),
-                payload,
-                content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),
-                idempotency_key: opts.idempotency_key,
-                delay_seconds: opts.delay.as_secs() as u32,
-                retention_seconds: retention.as_secs() as u32,
-                headers_json: opts.headers_json,
-                only_group,
-                now: self.inner.clock.now(),
-            })
-            .await?;
-        if !result.duplicate {
-            tracing::debug!(queue.name = topic, message.id = %result.message_id, "published");
-            self.wake();
-        }
-        Ok(result)
+        Ok(MessageSendParams {
+            topic: topic.to_owned(),
+            payload,
+            content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),
+            idempotency_key: opts.idempotency_key,
+            delay_seconds: opts.delay.as_secs() as u32,
+            retention_seconds: retention.as_secs() as u32,
+            headers_json: opts.headers_json,
+            only_group: None,
+            now: self.inner.clock.now(),
+        })
     }
 
     /// Executions, newest first.

@@ -21,6 +21,28 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A URL for a new, empty database of the backend under test: SQLite (a file in `dir`) by
+/// default; PostgreSQL when `VQS_TEST_BACKEND=postgres` (a fresh `vqs_test_*` database on
+/// `VQS_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`). A PostgreSQL run
+/// fails loudly when the server is unreachable: it never passes without a database.
+pub async fn fresh_database_url(dir: &tempfile::TempDir) -> String {
+    match std::env::var("VQS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            use sqlx::Connection;
+            let base =
+                std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+                .await
+                .unwrap_or_else(|e| panic!("VQS_TEST_BACKEND=postgres but {base} is unreachable: {e}"));
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            format!("{base}/{name}")
+        }
+        Ok("sqlite") | Err(_) => format!("sqlite://{}", dir.path().join("vqs.db").display()),
+        Ok(other) => panic!("VQS_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
 pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub database_url: String,
@@ -38,7 +60,7 @@ impl TestApp {
     /// The repo's `vercel.json`, a fresh database, the given clock.
     pub async fn with_clock(clock: Clock) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = format!("sqlite://{}", dir.path().join("vqs.db").display());
+        let database_url = fresh_database_url(&dir).await;
         TestApp::open(dir, database_url, clock).await
     }
 

@@ -1,0 +1,21 @@
+//! The PostgreSQL backend of vqs: any number of processes share one database.
+//!
+//! - a message is leased by one process at a time (`FOR UPDATE SKIP LOCKED`);
+//! - every process wakes at once on a publish (`LISTEN vqs_published`, notified by the
+//!   insert trigger on commit) — see [`PgStore::forward_wakeups`];
+//! - a cron tick fires once (a unique row per tick);
+//! - maintenance is safe to run from every process;
+//! - [`enqueue_in`] publishes inside the caller's transaction.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vqs::StoreError> {
+//! let store = vqs_postgres::PgStore::connect("postgres://postgres@127.0.0.1/app").await?;
+//! store.migrate().await?;
+//! let queue = vqs::Queue::new(std::sync::Arc::new(store.clone()), vqs::Clock::system());
+//! store.forward_wakeups(queue.clone());
+//! # Ok(()) }
+//! ```
+
+mod pg_store;
+
+pub use pg_store::{PgStore, enqueue_in};

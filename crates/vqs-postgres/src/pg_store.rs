@@ -1,0 +1,862 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use vqs::store::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+const ABANDONED: &str =
+    "abandoned: the lease expired before the attempt finished (the process died or the job outlived its lease)";
+
+/// The PostgreSQL store. Cheap to clone (a pool).
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn secs(n: impl Into<i64>) -> chrono::Duration {
+    chrono::Duration::seconds(n.into())
+}
+
+fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A receipt handle is `<message id>.<lease token>`.
+fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
+    handle
+        .rsplit_once('.')
+        .filter(|(m, t)| !m.is_empty() && !t.is_empty())
+        .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
+}
+
+fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
+    if content_type.starts_with("application/json")
+        && let Ok(v) = serde_json::from_slice(bytes)
+    {
+        return v;
+    }
+    serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Publish inside the caller's transaction (or on any connection): the message exists if
+/// and only if the transaction commits.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool, queue: vqs::Queue) -> Result<(), Box<dyn std::error::Error>> {
+/// # struct SendInvoice;
+/// # impl vqs::Jobbable for SendInvoice { type Params = i64; const TOPIC: &'static str = "send-invoice";
+/// #   async fn perform(&self, _: i64, _: vqs::JobContext) -> Result<(), vqs::JobError> { Ok(()) } }
+/// let mut tx = pool.begin().await?;
+/// // … write the invoice …
+/// let prepared = queue.job(SendInvoice).prepare(7, Default::default())?;
+/// vqs_postgres::enqueue_in(&mut tx, prepared).await?;
+/// tx.commit().await?; // the job is queued now, or never
+/// # Ok(()) }
+/// ```
+pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result<SendResult, StoreError> {
+    for _ in 0..2 {
+        let id = new_message_id();
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+        )
+        .bind(&id)
+        .bind(&p.topic)
+        .bind(&p.payload)
+        .bind(&p.content_type)
+        .bind(&p.headers_json)
+        .bind(&p.idempotency_key)
+        .bind(p.now)
+        .bind(p.now + secs(p.delay_seconds))
+        .bind(p.now + secs(p.retention_seconds))
+        .bind(&p.only_group)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if inserted.is_some() {
+            return Ok(SendResult { message_id: id, duplicate: false });
+        }
+        let original = sqlx::query("SELECT id, expires_at FROM messages WHERE topic = $1 AND idempotency_key = $2")
+            .bind(&p.topic)
+            .bind(&p.idempotency_key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        match original {
+            Some(r) if r.get::<DateTime<Utc>, _>(1) > p.now => {
+                return Ok(SendResult { message_id: r.get(0), duplicate: true });
+            }
+            // The original expired: its key no longer dedups. Release it and insert again.
+            Some(r) => {
+                sqlx::query("UPDATE messages SET idempotency_key = NULL WHERE id = $1")
+                    .bind(r.get::<String, _>(0))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+            }
+            None => {}
+        }
+    }
+    Err(StoreError::Database("idempotent insert did not settle".into()))
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://…`).
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(PgStore { pool })
+    }
+
+    /// The pool, for callers that want to open a transaction and [`enqueue_in`] it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply the migrations in `migrations/postgres` that have not run yet (safe from many
+    /// processes at once: sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// Wake `queue`'s dispatchers whenever any process publishes (LISTEN/NOTIFY), so new work
+    /// starts at once instead of at the next poll. Reconnects by itself.
+    pub fn forward_wakeups(&self, queue: vqs::Queue) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying in 1s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen("vqs_published").await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(_) => queue.wake(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+async fn lease_failure(conn: &mut PgConnection, message_id: &str, group: &str, handle: &str) -> StoreError {
+    let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+        .bind(message_id)
+        .bind(group)
+        .fetch_optional(&mut *conn)
+        .await;
+    match row {
+        Err(e) => db_err(e),
+        Ok(None) => StoreError::NotFound(format!("no message {message_id} for consumer group {group}")),
+        Ok(Some(r)) => match r.get::<String, _>(0).as_str() {
+            "acked" | "dead" => StoreError::NotFound(format!("message {message_id} was already acknowledged")),
+            _ => StoreError::LeaseLost(format!("receipt handle {handle:?} no longer holds the lease")),
+        },
+    }
+}
+
+/// Move a leased delivery to a new state; returns its message id, delivery count and
+/// whether the message has an idempotency key.
+async fn lease_update(
+    conn: &mut PgConnection,
+    lease: &LeaseParams,
+    set: &str,
+    visible_at: DateTime<Utc>,
+) -> Result<(String, i32, bool), StoreError> {
+    let (message_id, token) = split_handle(&lease.receipt_handle)?;
+    let sql = format!(
+        "UPDATE deliveries SET {set}, visible_at = $1, updated_at = $2 \
+         WHERE message_id = $3 AND consumer_group = $4 AND state = 'leased' AND lease_token = $5 \
+         RETURNING delivery_count, keyed"
+    );
+    let row = sqlx::query(&sql)
+        .bind(visible_at)
+        .bind(lease.now)
+        .bind(message_id)
+        .bind(&lease.consumer_group)
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(r) => Ok((message_id.to_owned(), r.get(0), r.get(1))),
+        None => Err(lease_failure(conn, message_id, &lease.consumer_group, &lease.receipt_handle).await),
+    }
+}
+
+async fn release_key(conn: &mut PgConnection, message_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE messages SET idempotency_key = NULL WHERE id = $1 AND idempotency_key IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = $1 AND state IN ('pending', 'leased'))",
+    )
+    .bind(message_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn execution(r: &PgRow) -> ExecutionRecord {
+    ExecutionRecord {
+        id: r.get("id"),
+        topic: r.get("topic"),
+        message_id: r.get("message_id"),
+        consumer_group: r.get("consumer_group"),
+        attempt: r.get::<i32, _>("attempt") as u32,
+        status: ExecutionStatus::parse(r.get("status")).unwrap_or(ExecutionStatus::Failed),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        duration_ms: r.get("duration_ms"),
+        error: r.get("error"),
+    }
+}
+
+fn dead_letter(r: &PgRow) -> DeadLetterRecord {
+    let content_type: String = r.get("content_type");
+    DeadLetterRecord {
+        id: r.get("id"),
+        message_id: r.get("message_id"),
+        topic: r.get("topic"),
+        consumer_group: r.get("consumer_group"),
+        payload: payload_json(r.get::<&[u8], _>("payload"), &content_type),
+        content_type,
+        error: r.get("error"),
+        attempts: r.get::<i32, _>("attempts") as u32,
+        created_at: r.get("created_at"),
+    }
+}
+
+const CRON_RUN_COLUMNS: &str = "r.id, r.path, r.schedule, r.scheduled_at, r.started_at, r.finished_at, r.duration_ms, r.status_code, r.outcome, r.error";
+
+fn cron_run(r: &PgRow) -> CronRunRecord {
+    CronRunRecord {
+        id: r.get("id"),
+        path: r.get("path"),
+        schedule: r.get("schedule"),
+        scheduled_at: r.get("scheduled_at"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        duration_ms: r.get("duration_ms"),
+        status_code: r.get::<Option<i32>, _>("status_code").map(|c| c as u16),
+        outcome: r.get("outcome"),
+        error: r.get("error"),
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        enqueue_in(&mut conn, p).await
+    }
+
+    async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let Some(m) = sqlx::query(
+            "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let deliveries = sqlx::query(
+            "SELECT consumer_group, state, delivery_count, visible_at FROM deliveries WHERE message_id = $1 ORDER BY consumer_group",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| DeliveryRecord {
+            consumer_group: r.get(0),
+            state: DeliveryState::parse(r.get(1)).unwrap_or(DeliveryState::Pending),
+            delivery_count: r.get::<i32, _>(2) as u32,
+            visible_at: r.get(3),
+        })
+        .collect();
+        let content_type: String = m.get("content_type");
+        Ok(Some(MessageRecord {
+            id: m.get("id"),
+            topic: m.get("topic"),
+            payload: payload_json(m.get::<&[u8], _>("payload"), &content_type),
+            content_type,
+            created_at: m.get("created_at"),
+            expires_at: m.get("expires_at"),
+            idempotency_key: m.get("idempotency_key"),
+            deliveries,
+        }))
+    }
+
+    async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
+        let (prefix, is_prefix) = match p.topic_pattern.strip_suffix('*') {
+            Some(prefix) => (prefix.to_owned(), true),
+            None => (p.topic_pattern.clone(), false),
+        };
+        let initial = p.initial_delay_seconds as i32;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // (xmax = 0) is true only for a freshly inserted row.
+        let fresh: bool = sqlx::query(
+            "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_s, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_s = EXCLUDED.initial_delay_s \
+             RETURNING (xmax = 0)",
+        )
+        .bind(&p.consumer_group)
+        .bind(&p.topic_pattern)
+        .bind(&prefix)
+        .bind(is_prefix)
+        .bind(initial)
+        .bind(p.now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .get(0);
+        if fresh {
+            // A new group starts at the beginning of the topic: every live message.
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
+                 SELECT id, $1, topic, 'pending', GREATEST(deliver_at, created_at + make_interval(secs => $2)), 0, \
+                        idempotency_key IS NOT NULL, $3 \
+                 FROM messages WHERE expires_at > $3 AND only_group IS NULL \
+                   AND ((NOT $4 AND topic = $5) OR ($4 AND starts_with(topic, $5))) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.consumer_group)
+            .bind(f64::from(initial))
+            .bind(p.now)
+            .bind(is_prefix)
+            .bind(&prefix)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
+        let lease_until = p.now + secs(p.visibility_seconds);
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "WITH due AS (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
+        );
+        q.push_bind(&p.consumer_group)
+            .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
+            .push_bind(p.now)
+            .push(" AND m.expires_at > ")
+            .push_bind(p.now);
+        if let Some(topic) = &p.topic {
+            q.push(" AND d.topic = ").push_bind(topic);
+        }
+        if let Some(id) = &p.message_id {
+            q.push(" AND d.message_id = ").push_bind(id);
+        }
+        q.push(" ORDER BY d.visible_at LIMIT ")
+            .push_bind(i64::from(p.limit.max(1)))
+            .push(" FOR UPDATE OF d SKIP LOCKED) UPDATE deliveries d SET state = 'leased', visible_at = ")
+            .push_bind(lease_until)
+            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), updated_at = ")
+            .push_bind(p.now)
+            .push(" FROM due, messages m WHERE d.message_id = due.message_id AND m.id = due.message_id AND d.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(
+                " RETURNING d.message_id, d.delivery_count, d.lease_token, m.topic, m.payload, m.content_type, \
+                 m.headers_json, m.created_at, m.expires_at",
+            );
+        let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        if rows.is_empty() {
+            if let Some(id) = &p.message_id {
+                let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+                    .bind(id)
+                    .bind(&p.consumer_group)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+                return Err(match row {
+                    None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
+                    Some(r) => match r.get::<String, _>(0).as_str() {
+                        "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                        _ => StoreError::Locked(id.clone()),
+                    },
+                });
+            }
+            return Ok(Vec::new());
+        }
+        let redelivered: Vec<String> =
+            rows.iter().filter(|r| r.get::<i32, _>(1) > 1).map(|r| r.get::<String, _>(0)).collect();
+        if !redelivered.is_empty() {
+            sqlx::query(
+                "UPDATE job_executions SET status = 'failed', finished_at = $1, \
+                 duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
+                 WHERE status = 'running' AND consumer_group = $3 AND message_id = ANY($4)",
+            )
+            .bind(p.now)
+            .bind(ABANDONED)
+            .bind(&p.consumer_group)
+            .bind(&redelivered)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let token: String = r.get(2);
+                LeasedMessage {
+                    receipt_handle: format!("{id}.{token}"),
+                    message_id: id,
+                    topic: r.get(3),
+                    consumer_group: p.consumer_group.clone(),
+                    payload: r.get(4),
+                    content_type: r.get(5),
+                    headers_json: r.get(6),
+                    delivery_count: r.get::<i32, _>(1) as u32,
+                    created_at: r.get(7),
+                    expires_at: r.get(8),
+                    lease_until,
+                }
+            })
+            .collect())
+    }
+
+    async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let (message_id, _, keyed) = lease_update(&mut conn, &p, "state = 'acked', lease_token = NULL", p.now).await?;
+        if keyed {
+            release_key(&mut conn, &message_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError> {
+        let until = p.lease.now + secs(p.visibility_seconds);
+        let set = if p.visibility_seconds == 0 { "state = 'pending', lease_token = NULL" } else { "state = 'leased'" };
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        lease_update(&mut conn, &p.lease, set, until).await?;
+        Ok(until)
+    }
+
+    async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
+        let due = p.lease.now + secs(p.delay_seconds);
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        lease_update(&mut conn, &p.lease, "state = 'pending', lease_token = NULL", due).await?;
+        Ok(())
+    }
+
+    async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let (message_id, attempts, _) =
+            lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", p.lease.now).await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+             SELECT id, topic, $1, content_type, payload, $2, $3, $4 FROM messages WHERE id = $5",
+        )
+        .bind(&p.lease.consumer_group)
+        .bind(&p.reason)
+        .bind(attempts)
+        .bind(p.lease.now)
+        .bind(&message_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        release_key(&mut tx, &message_id).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = $1 AND state IN ('pending', 'leased')",
+        )
+        .bind(consumer_group)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
+    async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+        )
+        .bind(&p.topic)
+        .bind(&p.message_id)
+        .bind(&p.consumer_group)
+        .bind(p.attempt as i32)
+        .bind(p.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
+    async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE job_executions SET status = $1, finished_at = $2, \
+             duration_ms = (EXTRACT(EPOCH FROM ($2 - started_at)) * 1000)::BIGINT, error = $3 \
+             WHERE id = $4 AND status = 'running'",
+        )
+        .bind(p.status.as_str())
+        .bind(p.now)
+        .bind(&p.error)
+        .bind(p.id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT id, topic, message_id, consumer_group, attempt, status, started_at, finished_at, duration_ms, error \
+             FROM job_executions WHERE TRUE",
+        );
+        if let Some(t) = &p.topic {
+            q.push(" AND topic = ").push_bind(t);
+        }
+        if let Some(s) = p.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(m) = &p.message_id {
+            q.push(" AND message_id = ").push_bind(m);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if p.limit == 0 { 100 } else { p.limit }));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        Ok(rows.iter().map(execution).collect())
+    }
+
+    async fn checkpoint_get(
+        &self,
+        message_id: &str,
+        consumer_group: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let row = sqlx::query("SELECT value FROM checkpoints WHERE message_id = $1 AND consumer_group = $2")
+            .bind(message_id)
+            .bind(consumer_group)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            None => Ok(None),
+            Some(r) => serde_json::from_str(r.get::<&str, _>(0))
+                .map(Some)
+                .map_err(|e| StoreError::Database(format!("corrupt checkpoint: {e}"))),
+        }
+    }
+
+    async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (message_id, consumer_group, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (message_id, consumer_group) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&p.message_id)
+        .bind(&p.consumer_group)
+        .bind(p.value.to_string())
+        .bind(p.now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT topic, \
+               COUNT(*) FILTER (WHERE state IN ('pending', 'leased') AND visible_at <= $1), \
+               COUNT(*) FILTER (WHERE state = 'pending' AND visible_at > $1), \
+               COUNT(*) FILTER (WHERE state = 'leased' AND visible_at > $1), \
+               COUNT(*) FILTER (WHERE state = 'acked'), COUNT(*) FILTER (WHERE state = 'dead') \
+             FROM deliveries GROUP BY topic",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut stats: std::collections::BTreeMap<String, TopicStats> = rows
+            .iter()
+            .map(|r| {
+                let topic: String = r.get(0);
+                let s = TopicStats {
+                    topic: topic.clone(),
+                    waiting: r.get(1),
+                    delayed: r.get(2),
+                    running: r.get(3),
+                    succeeded: r.get(4),
+                    failed: 0,
+                    dead: r.get(5),
+                };
+                (topic, s)
+            })
+            .collect();
+        let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        for r in failed {
+            let topic: String = r.get(0);
+            stats.entry(topic.clone()).or_insert_with(|| TopicStats { topic, ..TopicStats::default() }).failed =
+                r.get(1);
+        }
+        Ok(stats.into_values().collect())
+    }
+
+    async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
+             FROM dead_letters ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(if limit == 0 { 100 } else { limit }))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(dead_letter).collect())
+    }
+
+    async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
+             FROM dead_letters WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.as_ref().map(dead_letter))
+    }
+
+    async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&self.pool).await.map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+        let batch = i64::from(p.batch.max(1));
+        let executions_rescued = sqlx::query(
+            "UPDATE job_executions SET status = 'failed', finished_at = $1, \
+             duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
+             WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
+               ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
+               WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > $1)) \
+               LIMIT $3 FOR UPDATE OF e SKIP LOCKED)",
+        )
+        .bind(p.now)
+        .bind(ABANDONED)
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let mut report = MaintenanceReport { executions_rescued, ..MaintenanceReport::default() };
+
+        // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let expired: Vec<String> =
+            sqlx::query("SELECT id FROM messages WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED")
+                .bind(p.now)
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        if !expired.is_empty() {
+            sqlx::query(
+                "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+                 SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
+                   'expired after its retention before it was processed', d.delivery_count, $1 \
+                 FROM deliveries d JOIN messages m ON m.id = d.message_id \
+                 WHERE d.message_id = ANY($2) AND d.state IN ('pending', 'leased')",
+            )
+            .bind(p.now)
+            .bind(&expired)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            for sql in [
+                "DELETE FROM deliveries WHERE message_id = ANY($1)",
+                "DELETE FROM checkpoints WHERE message_id = ANY($1)",
+                "DELETE FROM messages WHERE id = ANY($1)",
+            ] {
+                sqlx::query(sql).bind(&expired).execute(&mut *tx).await.map_err(db_err)?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        report.messages_pruned = expired.len() as u64;
+
+        let exec_cutoff = p.now - chrono::Duration::seconds(p.execution_retention_seconds as i64);
+        report.executions_pruned = sqlx::query(
+            "DELETE FROM job_executions WHERE id IN \
+             (SELECT id FROM job_executions WHERE started_at < $1 AND status != 'running' ORDER BY started_at LIMIT $2)",
+        )
+        .bind(exec_cutoff)
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let dl_cutoff = p.now - chrono::Duration::seconds(p.dead_letter_retention_seconds as i64);
+        report.dead_letters_pruned = sqlx::query(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(dl_cutoff)
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        report.cron_runs_rescued = sqlx::query(
+            "UPDATE cron_runs SET outcome = 'failed', finished_at = $1, \
+             duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, \
+             error = 'abandoned: still running after an hour (the process died during the run)' \
+             WHERE id IN (SELECT id FROM cron_runs WHERE outcome = 'running' AND started_at < $2 LIMIT $3)",
+        )
+        .bind(p.now)
+        .bind(p.now - chrono::Duration::hours(1))
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        report.cron_runs_pruned = sqlx::query(
+            "DELETE FROM cron_runs WHERE id IN (SELECT id FROM cron_runs WHERE started_at < $1 AND outcome != 'running' ORDER BY id LIMIT $2)",
+        )
+        .bind(exec_cutoff)
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        sqlx::query("DELETE FROM cron_locks WHERE expires_at <= $1")
+            .bind(p.now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(report)
+    }
+
+    async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO cron_runs (path, schedule, scheduled_at, started_at, outcome) VALUES ($1, $2, $3, $4, 'running') \
+             ON CONFLICT (path, schedule, scheduled_at) DO NOTHING RETURNING id",
+        )
+        .bind(&p.path)
+        .bind(&p.schedule)
+        .bind(p.scheduled_at)
+        .bind(p.now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn cron_run_finish(&self, p: CronRunFinishParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE cron_runs SET finished_at = $1, duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, \
+             status_code = $2, outcome = $3, error = $4 WHERE id = $5",
+        )
+        .bind(p.now)
+        .bind(p.status_code.map(i32::from))
+        .bind(if p.success { "success" } else { "failed" })
+        .bind(&p.error)
+        .bind(p.id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {CRON_RUN_COLUMNS} FROM cron_runs r WHERE TRUE"));
+        if let Some(path) = path {
+            q.push(" AND path = ").push_bind(path);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if limit == 0 { 100 } else { limit }));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        Ok(rows.iter().map(cron_run).collect())
+    }
+
+    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CRON_RUN_COLUMNS}, s.last_success FROM cron_runs r JOIN \
+               (SELECT MAX(id) AS id, MAX(finished_at) FILTER (WHERE outcome = 'success') AS last_success \
+                FROM cron_runs GROUP BY path, schedule) s ON s.id = r.id ORDER BY r.path, r.schedule"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let run = cron_run(r);
+                CronRunSummary {
+                    path: run.path.clone(),
+                    schedule: run.schedule.clone(),
+                    last_success_at: r.get("last_success"),
+                    last_run: Some(run),
+                }
+            })
+            .collect())
+    }
+
+    async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO cron_locks (name, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+             WHERE cron_locks.expires_at <= $4 RETURNING owner",
+        )
+        .bind(&p.name)
+        .bind(&p.owner)
+        .bind(p.now + secs(p.ttl_seconds))
+        .bind(p.now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM cron_locks WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! PostgreSQL-only guarantees, on a real server (`VQS_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432`; a fresh database per test). These fail — never
+//! skip — when the server is unreachable. The behaviour suite shared with SQLite runs in
+//! `apps/web/tests` with `VQS_TEST_BACKEND=postgres`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Connection;
+use vqs::store::{DeliveryClaimParams, LeaseParams, SubscriptionEnsureParams};
+use vqs::{Clock, Queue, QueueStore, SendOpts};
+use vqs_postgres::{PgStore, enqueue_in};
+
+async fn fresh_url() -> String {
+    let base = std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {base} is unreachable ({e}): start it, or set VQS_TEST_POSTGRES_URL")
+    });
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    format!("{base}/{name}")
+}
+
+async fn store(url: &str) -> PgStore {
+    let s = PgStore::connect(url).await.unwrap();
+    s.migrate().await.unwrap();
+    s
+}
+
+async fn subscribe(store: &PgStore, topic: &str, group: &str) {
+    store
+        .subscription_ensure(SubscriptionEnsureParams {
+            topic_pattern: topic.into(),
+            consumer_group: group.into(),
+            initial_delay_seconds: 0,
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_leaves_no_job_behind() {
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe(&store, "probe", "g").await;
+    let queue = Queue::new(Arc::new(store.clone()), Clock::system());
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let prepared = queue.prepare_send("probe", b"{}".to_vec(), SendOpts::default()).unwrap();
+    let rolled_back = enqueue_in(&mut tx, prepared).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(queue.message(&rolled_back.message_id).await.unwrap().is_none(), "rolled back with the data");
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let prepared = queue.job(Probe).prepare((), Default::default()).unwrap();
+    let committed = enqueue_in(&mut tx, prepared).await.unwrap();
+    assert!(queue.message(&committed.message_id).await.unwrap().is_none(), "invisible before commit");
+    tx.commit().await.unwrap();
+    let m = queue.message(&committed.message_id).await.unwrap().expect("committed with the data");
+    assert_eq!(m.deliveries.len(), 1, "fanned out on commit");
+}
+
+struct Probe;
+impl vqs::Jobbable for Probe {
+    type Params = ();
+    const TOPIC: &'static str = "probe";
+    async fn perform(&self, _: (), _: vqs::JobContext) -> Result<(), vqs::JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claimers_on_separate_connections_never_lease_the_same_message() {
+    let url = fresh_url().await;
+    let first = store(&url).await;
+    subscribe(&first, "work", "g").await;
+    let queue = Queue::new(Arc::new(first.clone()), Clock::system());
+    for _ in 0..2000 {
+        queue.send("work", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    }
+    // Six "processes": each its own pool, claiming and acknowledging as fast as it can.
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let s = PgStore::connect(&url).await.unwrap();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let now = chrono::Utc::now();
+                let batch = s
+                    .delivery_claim(DeliveryClaimParams {
+                        consumer_group: "g".into(),
+                        topic: None,
+                        message_id: None,
+                        limit: 25,
+                        visibility_seconds: 300,
+                        now,
+                    })
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                for m in batch {
+                    s.delivery_ack(LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now })
+                        .await
+                        .unwrap();
+                    mine.push(m.message_id);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 2000, "every message handled");
+    assert_eq!(unique.len(), 2000, "none handled twice");
+}
+
+#[tokio::test]
+async fn a_publish_in_one_process_wakes_the_others_at_once() {
+    let url = fresh_url().await;
+    let (a, b) = (store(&url).await, store(&url).await);
+    let queue_a = Queue::new(Arc::new(a.clone()), Clock::system());
+    let queue_b = Queue::new(Arc::new(b), Clock::system());
+    let _listener = a.forward_wakeups(queue_a.clone());
+    // Publish from B until A's listener is up and hears one (LISTEN starts asynchronously).
+    let woke = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let notified = queue_a.published();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            queue_b.send("anything", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(500), notified).await.is_ok() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(woke.is_ok(), "process A never heard process B's publish");
+}
