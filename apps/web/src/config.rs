@@ -18,6 +18,9 @@ pub struct Config {
     pub is_local_dev: bool,
     pub queue_secret: Option<String>,
     pub admin_token: Option<String>,
+    /// How long a pushed delivery is leased before it is redelivered (`VQS_LEASE_SECONDS`,
+    /// default 60, as Vercel). A consumer extends the lease when its job's timeout needs more.
+    pub lease_seconds: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Config {
             .field("is_local_dev", &self.is_local_dev)
             .field("queue_secret", &set(&self.queue_secret))
             .field("admin_token", &set(&self.admin_token))
+            .field("lease_seconds", &self.lease_seconds)
             .finish()
     }
 }
@@ -74,6 +78,14 @@ impl Config {
             is_local_dev: std::env::var("IS_LOCAL_DEV").is_ok_and(|v| v == "true"),
             queue_secret: secret("VQS_QUEUE_SECRET"),
             admin_token: secret("VQS_ADMIN_TOKEN"),
+            lease_seconds: match std::env::var("VQS_LEASE_SECONDS") {
+                Ok(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=3600).contains(n))
+                    .with_context(|| format!("VQS_LEASE_SECONDS must be 1 to 3600 seconds, got {v:?}"))?,
+                Err(_) => 60,
+            },
         })
     }
 }

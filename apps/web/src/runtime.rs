@@ -60,6 +60,7 @@ pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {
         admin_token: Secret::new(config.admin_token.clone()),
         cron_auth: auth::CronAuth::from_values(config.cron_secret.clone(), config.is_local_dev),
         started_at: queue_now,
+        lease: Duration::from_secs(u64::from(config.lease_seconds)),
     }
 }
 
@@ -75,7 +76,12 @@ impl Workers {
     /// (calling `router` in process) and the maintenance loop.
     pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
-        let consumers: Vec<ConsumerConfig> = state.vercel.queue_triggers.iter().map(ConsumerConfig::from).collect();
+        let consumers: Vec<ConsumerConfig> = state
+            .vercel
+            .queue_triggers
+            .iter()
+            .map(|t| ConsumerConfig { visibility: state.lease, ..ConsumerConfig::from(t) })
+            .collect();
         vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
         for c in &consumers {
             tracing::info!(topic = %c.topic_pattern, route = %c.route_path, consumer_group = %c.consumer_group, "push consumer");

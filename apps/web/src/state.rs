@@ -16,4 +16,6 @@ pub struct AppState {
     pub cron_auth: auth::CronAuth,
     /// When this process started (a cron that never ran is late counted from here).
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The lease a pushed delivery gets (`VQS_LEASE_SECONDS`).
+    pub lease: std::time::Duration,
 }

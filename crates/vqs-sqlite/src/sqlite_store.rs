@@ -157,11 +157,21 @@ impl SqliteStore {
 
     /// Apply the migrations in `migrations/sqlite` that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        // On a connection of its own: the writer's is idle until the schema exists.
-        let mut conn = self.options.connect().await.map_err(db_err)?;
-        let result = MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")));
-        let _ = conn.close().await;
-        result
+        // On a connection of its own: the writer's is idle until the schema exists. sqlx
+        // takes no lock for SQLite migrations, so processes starting together on one file
+        // can race; the loser retries and finds the migration applied.
+        let mut last = None;
+        for attempt in 0..5 {
+            let mut conn = self.options.connect().await.map_err(db_err)?;
+            let result = MIGRATOR.run(&mut conn).await;
+            let _ = conn.close().await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+        }
+        Err(StoreError::Database(format!("migration failed: {}", last.map(|e| e.to_string()).unwrap_or_default())))
     }
 
     /// Close the read pool; the writer closes when the last handle drops.
@@ -327,7 +337,7 @@ async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsureParams) -> 
     };
     let now = us(p.now);
     let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
-    let mut tx = conn.begin().await.map_err(db_err)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let existed = sqlx::query("SELECT 1 FROM subscriptions WHERE consumer_group = ? AND topic_pattern = ?")
         .bind(&p.consumer_group)
         .bind(&p.topic_pattern)
@@ -372,7 +382,7 @@ async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsureParams) -> 
 }
 
 async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
-    let mut tx = conn.begin().await.map_err(db_err)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let (message_id, attempts) =
         lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await?;
     sqlx::query(
@@ -411,7 +421,7 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     let mut report = MaintenanceReport { executions_rescued, ..MaintenanceReport::default() };
 
     // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
-    let mut tx = conn.begin().await.map_err(db_err)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let expired: Vec<String> = sqlx::query("SELECT id FROM messages WHERE expires_at <= ? LIMIT ?")
         .bind(now)
         .bind(batch)

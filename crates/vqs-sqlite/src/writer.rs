@@ -135,7 +135,9 @@ async fn flush(conn: &mut SqliteConnection, batch: Batch) {
     let many = batch.sends.len() + batch.starts.len() + batch.finishes.len() + batch.acks.len() > 1;
     let result = async {
         if many {
-            sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db_err)?;
+            // IMMEDIATE: take the write lock up front, so another process writing the same
+            // file makes this wait (busy timeout) instead of failing with SQLITE_BUSY.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
         }
         let sent = sends(conn, &batch.sends).await?;
         let started = starts(conn, &batch.starts).await?;

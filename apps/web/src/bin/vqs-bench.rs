@@ -66,6 +66,7 @@ async fn main() -> Result<()> {
         is_local_dev: false,
         queue_secret: None,
         admin_token: None,
+        lease_seconds: 60,
     };
     let queue = web::runtime::open_queue(&url, Clock::system()).await?;
     let state = web::runtime::state(&config, queue.clone(), vercel);

@@ -74,6 +74,7 @@ impl TestApp {
             is_local_dev: false,
             queue_secret: Some(QUEUE_SECRET.into()),
             admin_token: Some(ADMIN_TOKEN.into()),
+            lease_seconds: 60,
         };
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();
         let queue = web::runtime::open_queue(&database_url, clock.clone()).await.unwrap();
