@@ -18,4 +18,4 @@
 
 mod pg_store;
 
-pub use pg_store::{PgStore, enqueue_in};
+pub use pg_store::{PgStore, create_database, enqueue_in};

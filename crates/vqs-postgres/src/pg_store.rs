@@ -109,6 +109,22 @@ pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result
     Err(StoreError::Database("idempotent insert did not settle".into()))
 }
 
+/// Create database `name` on the server at `server_url` (`postgres://user@host:port`, no
+/// database) and return its URL. For tests and benchmarks that want a fresh database.
+pub async fn create_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::Database(format!("invalid database name {name:?}: use letters, digits and _")));
+    }
+    let base = server_url.trim_end_matches('/');
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .map_err(|e| StoreError::Database(format!("PostgreSQL at {base} is unreachable: {e}")))?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.map_err(db_err)?;
+    let _ = admin.close().await;
+    Ok(format!("{base}/{name}"))
+}
+
 impl PgStore {
     /// Connect to `url` (`postgres://…`).
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
@@ -130,6 +146,12 @@ impl PgStore {
     /// processes at once: sqlx takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// Refresh the planner's statistics of the queue tables.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE deliveries, messages, job_executions").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
     }
 
     /// Wake `queue`'s dispatchers whenever any process publishes (LISTEN/NOTIFY), so new work

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Connection;
 use vqs::store::{DeliveryClaimParams, LeaseParams, SubscriptionEnsureParams};
 use vqs::{Clock, Queue, QueueStore, SendOpts};
 use vqs_postgres::{PgStore, enqueue_in};
@@ -15,11 +14,9 @@ use vqs_postgres::{PgStore, enqueue_in};
 async fn fresh_url() -> String {
     let base = std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {base} is unreachable ({e}): start it, or set VQS_TEST_POSTGRES_URL")
-    });
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    format!("{base}/{name}")
+    vqs_postgres::create_database(&base, &name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: start PostgreSQL, or set VQS_TEST_POSTGRES_URL"))
 }
 
 async fn store(url: &str) -> PgStore {

@@ -28,15 +28,12 @@ pub fn repo_root() -> PathBuf {
 pub async fn fresh_database_url(dir: &tempfile::TempDir) -> String {
     match std::env::var("VQS_TEST_BACKEND").as_deref() {
         Ok("postgres") => {
-            use sqlx::Connection;
             let base =
                 std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
             let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+            vqs_postgres::create_database(&base, &name)
                 .await
-                .unwrap_or_else(|e| panic!("VQS_TEST_BACKEND=postgres but {base} is unreachable: {e}"));
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-            format!("{base}/{name}")
+                .unwrap_or_else(|e| panic!("VQS_TEST_BACKEND=postgres: {e}"))
         }
         Ok("sqlite") | Err(_) => format!("sqlite://{}", dir.path().join("vqs.db").display()),
         Ok(other) => panic!("VQS_TEST_BACKEND={other:?}: use sqlite or postgres"),
