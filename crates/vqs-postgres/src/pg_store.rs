@@ -8,9 +8,6 @@ use vqs::store::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-const ABANDONED: &str =
-    "abandoned: the lease expired before the attempt finished (the process died or the job outlived its lease)";
-
 /// The PostgreSQL store. Cheap to clone (a pool).
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -23,27 +20,6 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 fn secs(n: impl Into<i64>) -> chrono::Duration {
     chrono::Duration::seconds(n.into())
-}
-
-fn new_message_id() -> String {
-    format!("msg_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// A receipt handle is `<message id>.<lease token>`.
-fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
-    handle
-        .rsplit_once('.')
-        .filter(|(m, t)| !m.is_empty() && !t.is_empty())
-        .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
-}
-
-fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
-    if content_type.starts_with("application/json")
-        && let Ok(v) = serde_json::from_slice(bytes)
-    {
-        return v;
-    }
-    serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// Publish inside the caller's transaction (or on any connection): the message exists if
@@ -211,7 +187,7 @@ async fn lease_update(
     set: &str,
     visible_at: DateTime<Utc>,
 ) -> Result<(String, i32, bool), StoreError> {
-    let (message_id, token) = split_handle(&lease.receipt_handle)?;
+    let (message_id, token) = split_receipt_handle(&lease.receipt_handle)?;
     let sql = format!(
         "UPDATE deliveries SET {set}, visible_at = $1, updated_at = $2 \
          WHERE message_id = $3 AND consumer_group = $4 AND state = 'leased' AND lease_token = $5 \
@@ -440,7 +416,7 @@ impl QueueStore for PgStore {
                  WHERE status = 'running' AND consumer_group = $3 AND message_id = ANY($4)",
             )
             .bind(p.now)
-            .bind(ABANDONED)
+            .bind(ABANDONED_ERROR)
             .bind(&p.consumer_group)
             .bind(&redelivered)
             .execute(&mut *conn)
@@ -453,7 +429,7 @@ impl QueueStore for PgStore {
                 let id: String = r.get(0);
                 let token: String = r.get(2);
                 LeasedMessage {
-                    receipt_handle: format!("{id}.{token}"),
+                    receipt_handle: receipt_handle(&id, &token),
                     message_id: id,
                     topic: r.get(3),
                     consumer_group: p.consumer_group.clone(),
@@ -691,7 +667,7 @@ impl QueueStore for PgStore {
                LIMIT $3 FOR UPDATE OF e SKIP LOCKED)",
         )
         .bind(p.now)
-        .bind(ABANDONED)
+        .bind(ABANDONED_ERROR)
         .bind(batch)
         .execute(&self.pool)
         .await

@@ -14,9 +14,6 @@ use crate::writer::Writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-const ABANDONED: &str =
-    "abandoned: the lease expired before the attempt finished (the process died or the job outlived its lease)";
-
 /// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -41,23 +38,6 @@ fn time(us: i64) -> DateTime<Utc> {
 }
 
 const US_PER_S: i64 = 1_000_000;
-
-/// A receipt handle is `<message id>.<lease token>`.
-pub(crate) fn split_handle(handle: &str) -> Result<(&str, &str), StoreError> {
-    handle
-        .rsplit_once('.')
-        .filter(|(m, t)| !m.is_empty() && !t.is_empty())
-        .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
-}
-
-fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
-    if content_type.starts_with("application/json")
-        && let Ok(v) = serde_json::from_slice(bytes)
-    {
-        return v;
-    }
-    serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-}
 
 /// Why a lease operation matched no row: gone, already finished, or held by someone else.
 pub(crate) async fn lease_failure(
@@ -89,7 +69,7 @@ async fn lease_update(
     set: &str,
     visible_at: i64,
 ) -> Result<(String, i64), StoreError> {
-    let (message_id, token) = split_handle(&lease.receipt_handle)?;
+    let (message_id, token) = split_receipt_handle(&lease.receipt_handle)?;
     let sql = format!(
         "UPDATE deliveries SET {set}, visible_at = ?1, updated_at = ?2 \
          WHERE message_id = ?3 AND consumer_group = ?4 AND state = 'leased' AND lease_token = ?5 \
@@ -285,7 +265,7 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
             .push(", duration_ms = (")
             .push_bind(now)
             .push(" - started_at) / 1000, error = ")
-            .push_bind(ABANDONED)
+            .push_bind(ABANDONED_ERROR)
             .push(" WHERE status = 'running' AND consumer_group = ")
             .push_bind(&p.consumer_group)
             .push(" AND message_id IN (");
@@ -314,7 +294,7 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
         let Some(m) = by_id.remove(&id) else { continue };
         let token: String = l.get(2);
         out.push(LeasedMessage {
-            receipt_handle: format!("{id}.{token}"),
+            receipt_handle: receipt_handle(&id, &token),
             message_id: id,
             topic: m.get(1),
             consumer_group: p.consumer_group.clone(),
@@ -412,7 +392,7 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
            WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > ?1)) LIMIT ?3)",
     )
     .bind(now)
-    .bind(ABANDONED)
+    .bind(ABANDONED_ERROR)
     .bind(batch)
     .execute(&mut *conn)
     .await

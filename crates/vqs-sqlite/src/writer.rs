@@ -9,9 +9,12 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
-use vqs::store::{ExecutionFinishParams, ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError};
+use vqs::store::{
+    ExecutionFinishParams, ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError,
+    new_message_id, split_receipt_handle,
+};
 
-use crate::sqlite_store::{db_err, split_handle, us};
+use crate::sqlite_store::{db_err, us};
 
 /// Operations drained into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -177,10 +180,6 @@ async fn flush(conn: &mut SqliteConnection, batch: Batch) {
     }
 }
 
-fn new_message_id() -> String {
-    format!("msg_{}", uuid::Uuid::now_v7().simple())
-}
-
 fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a MessageSendParams, String)]) {
     q.push_values(rows, |mut b, (p, id)| {
         let created = us(p.now);
@@ -316,7 +315,7 @@ async fn acks(
     let mut out = Vec::with_capacity(acks.len());
     for chunk in acks.chunks(ROWS_PER_STATEMENT) {
         let parsed: Vec<Result<(&str, &str), StoreError>> =
-            chunk.iter().map(|(p, _)| split_handle(&p.receipt_handle)).collect();
+            chunk.iter().map(|(p, _)| split_receipt_handle(&p.receipt_handle)).collect();
         let valid: Vec<(&LeaseParams, &str, &str)> =
             chunk.iter().zip(&parsed).filter_map(|((p, _), h)| h.as_ref().ok().map(|(m, t)| (p, *m, *t))).collect();
         let mut acked: std::collections::HashSet<(String, String)> = Default::default();

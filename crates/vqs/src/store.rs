@@ -8,6 +8,39 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+/// The error text of an execution closed because its lease expired before it finished.
+pub const ABANDONED_ERROR: &str =
+    "abandoned: the lease expired before the attempt finished (the process died or the job outlived its lease)";
+
+/// A new message id: `msg_` and a time-ordered UUID (v7).
+pub fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A receipt handle names a message and the lease token of one delivery of it:
+/// `<message id>.<lease token>`.
+pub fn receipt_handle(message_id: &str, lease_token: &str) -> String {
+    format!("{message_id}.{lease_token}")
+}
+
+/// The message id and lease token of a receipt handle.
+pub fn split_receipt_handle(handle: &str) -> Result<(&str, &str), StoreError> {
+    handle
+        .rsplit_once('.')
+        .filter(|(m, t)| !m.is_empty() && !t.is_empty())
+        .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
+}
+
+/// A payload as the admin API shows it: JSON when it is JSON, else text.
+pub fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
+    if content_type.starts_with("application/json")
+        && let Ok(v) = serde_json::from_slice(bytes)
+    {
+        return v;
+    }
+    serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+}
+
 /// What can go wrong in a backend.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
