@@ -6,6 +6,8 @@
 //! - a cron tick fires once (a unique row per tick);
 //! - maintenance is safe to run from every process;
 //! - [`enqueue_in`] publishes inside the caller's transaction.
+//! - the hot path (publishes, execution starts and finishes, acknowledgements) is written
+//!   in batches by group-commit writer tasks: one statement per batch, not per job.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vqs::StoreError> {
@@ -16,6 +18,13 @@
 //! # Ok(()) }
 //! ```
 
+mod held_connection;
+mod job_progress;
 mod pg_store;
+mod queue_depth;
+mod retention;
+mod server_admin;
+mod writer;
 
 pub use pg_store::{PgStore, create_database, enqueue_in};
+pub use server_admin::{checkpoint, drop_database};

@@ -2,23 +2,39 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use vqs::store::*;
 
+use crate::held_connection::HeldConnection;
+use crate::writer::Writer;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// The PostgreSQL store. Cheap to clone (a pool).
+/// The PostgreSQL store. Cheap to clone (a pool and a handle to its writer tasks).
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Group commit for the hot path: publishes, execution starts and finishes, acks.
+    writer: Writer,
+    /// The claims' own connection (a claim is one statement: no pool pings around it).
+    claim_conn: Arc<tokio::sync::Mutex<HeldConnection>>,
 }
 
-fn db_err(e: sqlx::Error) -> StoreError {
+/// Messages per multi-row insert of `message_send_many`.
+const SEND_MANY_CHUNK: usize = 5000;
+
+/// Writer tasks: while one writes its batch, the next one collects the following batch.
+const WRITER_TASKS: usize = 2;
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn secs(n: impl Into<i64>) -> chrono::Duration {
+pub(crate) fn secs(n: impl Into<i64>) -> chrono::Duration {
     chrono::Duration::seconds(n.into())
 }
 
@@ -39,7 +55,7 @@ fn secs(n: impl Into<i64>) -> chrono::Duration {
 /// ```
 pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result<SendResult, StoreError> {
     for _ in 0..2 {
-        let id = new_message_id();
+        let id = new_message_id_at(p.now);
         let inserted = sqlx::query(
             "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -104,13 +120,30 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String, Sto
 impl PgStore {
     /// Connect to `url` (`postgres://…`).
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
+            // Plan every execution with the tables' current sizes. Queue tables start empty
+            // and grow by thousands of rows a second: a generic plan cached while they were
+            // small (a sequential scan, a hash join) stays in use long after it is wrong.
+            .options([("plan_cache_mode", "force_custom_plan")])
+            // The queue's working set is in memory (or on SSD): an index lookup is not four
+            // times a sequential page read, and with the default the planner prefers scanning
+            // a still-small table to a few dozen primary-key lookups.
+            .options([("random_page_cost", "1.1")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(PgStore { pool })
+        let claim_conn = Arc::new(tokio::sync::Mutex::new(HeldConnection::new(pool.clone())));
+        // `pool.close()` waits for every connection to come back: give the claims' back.
+        let (held, closed) = (claim_conn.clone(), pool.close_event());
+        tokio::spawn(async move {
+            closed.await;
+            held.lock().await.discard();
+        });
+        Ok(PgStore { writer: Writer::start(pool.clone(), WRITER_TASKS), claim_conn, pool })
     }
 
     /// The pool, for callers that want to open a transaction and [`enqueue_in`] it.
@@ -163,7 +196,7 @@ impl PgStore {
     }
 }
 
-async fn lease_failure(conn: &mut PgConnection, message_id: &str, group: &str, handle: &str) -> StoreError {
+pub(crate) async fn lease_failure(conn: &mut PgConnection, message_id: &str, group: &str, handle: &str) -> StoreError {
     let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
         .bind(message_id)
         .bind(group)
@@ -220,6 +253,24 @@ async fn release_key(conn: &mut PgConnection, message_id: &str) -> Result<(), St
     Ok(())
 }
 
+/// Close one execution row, if it is still `running`.
+async fn finish_execution(conn: &mut PgConnection, p: &ExecutionFinishParams) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE job_executions SET status = $1, finished_at = $2, started_at = COALESCE($5, started_at), \
+         duration_ms = (EXTRACT(EPOCH FROM ($2 - COALESCE($5, started_at))) * 1000)::BIGINT, error = $3 \
+         WHERE id = $4 AND finished_at IS NULL",
+    )
+    .bind(p.status.as_str())
+    .bind(p.now)
+    .bind(&p.error)
+    .bind(p.id)
+    .bind(p.began_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 fn execution(r: &PgRow) -> ExecutionRecord {
     ExecutionRecord {
         id: r.get("id"),
@@ -270,8 +321,27 @@ fn cron_run(r: &PgRow) -> CronRunRecord {
 #[async_trait]
 impl QueueStore for PgStore {
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        enqueue_in(&mut conn, p).await
+        self.writer.send(p).await
+    }
+
+    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut out: Vec<Option<SendResult>> = vec![None; p.len()];
+        let (plain, keyed): (Vec<_>, Vec<_>) = p.iter().enumerate().partition(|(_, m)| m.idempotency_key.is_none());
+        for chunk in plain.chunks(SEND_MANY_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|(_, m)| new_message_id_at(m.now)).collect();
+            let params: Vec<&MessageSendParams> = chunk.iter().map(|(_, m)| *m).collect();
+            crate::writer::insert_plain(&mut tx, &params, &ids).await?;
+            for ((i, _), id) in chunk.iter().zip(ids) {
+                out[*i] = Some(SendResult { message_id: id, duplicate: false });
+            }
+        }
+        // With a key: one at a time, in order, so two sends of one key dedup too.
+        for (i, m) in keyed {
+            out[i] = Some(enqueue_in(&mut tx, m.clone()).await?);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(out.into_iter().flatten().collect())
     }
 
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -359,11 +429,14 @@ impl QueueStore for PgStore {
         tx.commit().await.map_err(db_err)
     }
 
+    /// One statement: pick due deliveries (`SKIP LOCKED`), lease them, close the `running`
+    /// executions of those whose earlier lease expired (abandoned), and — with
+    /// `start_executions` — record each new attempt's `running` execution.
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
         let lease_until = p.now + secs(p.visibility_seconds);
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "WITH due AS (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
+            "WITH due AS (SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
         );
         q.push_bind(&p.consumer_group)
             .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
@@ -378,50 +451,65 @@ impl QueueStore for PgStore {
         }
         q.push(" ORDER BY d.visible_at LIMIT ")
             .push_bind(i64::from(p.limit.max(1)))
-            .push(" FOR UPDATE OF d SKIP LOCKED) UPDATE deliveries d SET state = 'leased', visible_at = ")
+            .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
             .push_bind(lease_until)
             .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), updated_at = ")
             .push_bind(p.now)
-            .push(" FROM due, messages m WHERE d.message_id = due.message_id AND m.id = due.message_id AND d.consumer_group = ")
+            .push(" FROM due WHERE d.message_id = due.message_id AND d.consumer_group = ")
             .push_bind(&p.consumer_group)
             .push(
-                " RETURNING d.message_id, d.delivery_count, d.lease_token, m.topic, m.payload, m.content_type, \
-                 m.headers_json, m.created_at, m.expires_at",
-            );
-        let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
-        if rows.is_empty() {
-            if let Some(id) = &p.message_id {
-                let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
-                    .bind(id)
-                    .bind(&p.consumer_group)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db_err)?;
-                return Err(match row {
-                    None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
-                    Some(r) => match r.get::<String, _>(0).as_str() {
-                        "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
-                        _ => StoreError::Locked(id.clone()),
-                    },
-                });
-            }
-            return Ok(Vec::new());
-        }
-        let redelivered: Vec<String> =
-            rows.iter().filter(|r| r.get::<i32, _>(1) > 1).map(|r| r.get::<String, _>(0)).collect();
-        if !redelivered.is_empty() {
-            sqlx::query(
-                "UPDATE job_executions SET status = 'failed', finished_at = $1, \
-                 duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
-                 WHERE status = 'running' AND consumer_group = $3 AND message_id = ANY($4)",
+                " RETURNING d.message_id, d.topic, d.delivery_count, d.lease_token), \
+                 abandoned AS (UPDATE job_executions e SET status = 'failed', finished_at = ",
             )
-            .bind(p.now)
-            .bind(ABANDONED_ERROR)
-            .bind(&p.consumer_group)
-            .bind(&redelivered)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
+            .push_bind(p.now)
+            .push(", duration_ms = (EXTRACT(EPOCH FROM (")
+            .push_bind(p.now)
+            .push(" - e.started_at)) * 1000)::BIGINT, error = ")
+            .push_bind(ABANDONED_ERROR)
+            // The redelivered ids as an array computed first: an index condition on
+            // (message_id, consumer_group), and nothing read at all when there are none (a
+            // join lets the planner scan every execution of the group, guessing wrong).
+            .push(
+                " WHERE e.message_id = ANY(ARRAY(SELECT message_id FROM leased WHERE delivery_count > 1)) \
+                 AND e.finished_at IS NULL AND e.consumer_group = ",
+            )
+            .push_bind(&p.consumer_group)
+            .push(
+                "), started AS (INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) \
+                 SELECT l.topic, l.message_id, ",
+            )
+            .push_bind(&p.consumer_group)
+            .push(", l.delivery_count, 'running', ")
+            .push_bind(p.now)
+            .push(" FROM leased l WHERE ")
+            .push_bind(p.start_executions)
+            .push(
+                " RETURNING id, message_id) \
+                 SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
+                 m.headers_json, m.created_at, m.expires_at, s.id \
+                 FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
+            );
+        let mut held = self.claim_conn.lock().await;
+        let conn = held.get().await?;
+        let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err);
+        let rows = held.check(rows)?;
+        drop(held);
+        if rows.is_empty()
+            && let Some(id) = &p.message_id
+        {
+            let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+                .bind(id)
+                .bind(&p.consumer_group)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            return Err(match row {
+                None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
+                Some(r) => match r.get::<String, _>(0).as_str() {
+                    "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                    _ => StoreError::Locked(id.clone()),
+                },
+            });
         }
         Ok(rows
             .iter()
@@ -440,18 +528,14 @@ impl QueueStore for PgStore {
                     created_at: r.get(7),
                     expires_at: r.get(8),
                     lease_until,
+                    execution_id: r.get(9),
                 }
             })
             .collect())
     }
 
-    async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        let (message_id, _, keyed) = lease_update(&mut conn, &p, "state = 'acked', lease_token = NULL", p.now).await?;
-        if keyed {
-            release_key(&mut conn, &message_id).await?;
-        }
-        Ok(())
+    async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
+        self.writer.ack(p).await
     }
 
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError> {
@@ -464,15 +548,30 @@ impl QueueStore for PgStore {
 
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
         let due = p.lease.now + secs(p.delay_seconds);
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        lease_update(&mut conn, &p.lease, "state = 'pending', lease_token = NULL", due).await?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if let Some(e) = &p.execution {
+            finish_execution(&mut tx, e).await?;
+        }
+        let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
+        // The attempt is closed even when the lease was lost.
+        tx.commit().await.map_err(db_err)?;
+        r.map(|_| ())
     }
 
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if let Some(e) = &p.execution {
+            finish_execution(&mut tx, e).await?;
+        }
         let (message_id, attempts, _) =
-            lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", p.lease.now).await?;
+            match lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", p.lease.now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // The attempt is closed even when the lease was lost.
+                    tx.commit().await.map_err(db_err)?;
+                    return Err(e);
+                }
+            };
         sqlx::query(
             "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
              SELECT id, topic, $1, content_type, payload, $2, $3, $4 FROM messages WHERE id = $5",
@@ -501,35 +600,11 @@ impl QueueStore for PgStore {
     }
 
     async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) \
-             VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
-        )
-        .bind(&p.topic)
-        .bind(&p.message_id)
-        .bind(&p.consumer_group)
-        .bind(p.attempt as i32)
-        .bind(p.now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(row.get(0))
+        self.writer.execution_start(p).await
     }
 
     async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE job_executions SET status = $1, finished_at = $2, \
-             duration_ms = (EXTRACT(EPOCH FROM ($2 - started_at)) * 1000)::BIGINT, error = $3 \
-             WHERE id = $4 AND status = 'running'",
-        )
-        .bind(p.status.as_str())
-        .bind(p.now)
-        .bind(&p.error)
-        .bind(p.id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        self.writer.execution_finish(p).await
     }
 
     async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError> {
@@ -626,6 +701,34 @@ impl QueueStore for PgStore {
         Ok(stats.into_values().collect())
     }
 
+    async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
+        crate::queue_depth::queue_depth(&self.pool, p).await
+    }
+
+    async fn execution_counts(&self, p: ExecutionCountParams) -> Result<Vec<ExecutionCounts>, StoreError> {
+        crate::queue_depth::execution_counts(&self.pool, p).await
+    }
+
+    async fn progress_put(&self, p: ProgressPutParams) -> Result<(), StoreError> {
+        crate::job_progress::progress_put(&self.pool, p).await
+    }
+
+    async fn progress_list(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, StoreError> {
+        crate::job_progress::progress_list(&self.pool, p).await
+    }
+
+    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError> {
+        crate::job_progress::sync_log_get(&self.pool, topic, key).await
+    }
+
+    async fn sync_log_put(&self, p: SyncLogPutParams) -> Result<(), StoreError> {
+        crate::job_progress::sync_log_put(&self.pool, p).await
+    }
+
+    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError> {
+        crate::job_progress::sync_log_list(&self.pool, topic).await
+    }
+
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
@@ -654,6 +757,25 @@ impl QueueStore for PgStore {
         let r =
             sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&self.pool).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&p.message_id)
+        .bind(&p.topic)
+        .bind(&p.consumer_group)
+        .bind(&p.content_type)
+        .bind(&p.payload)
+        .bind(&p.error)
+        .bind(p.attempts as i32)
+        .bind(p.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
@@ -703,6 +825,7 @@ impl QueueStore for PgStore {
             for sql in [
                 "DELETE FROM deliveries WHERE message_id = ANY($1)",
                 "DELETE FROM checkpoints WHERE message_id = ANY($1)",
+                "DELETE FROM job_progress WHERE message_id = ANY($1)",
                 "DELETE FROM messages WHERE id = ANY($1)",
             ] {
                 sqlx::query(sql).bind(&expired).execute(&mut *tx).await.map_err(db_err)?;
@@ -711,17 +834,8 @@ impl QueueStore for PgStore {
         tx.commit().await.map_err(db_err)?;
         report.messages_pruned = expired.len() as u64;
 
-        let exec_cutoff = p.now - chrono::Duration::seconds(p.execution_retention_seconds as i64);
-        report.executions_pruned = sqlx::query(
-            "DELETE FROM job_executions WHERE id IN \
-             (SELECT id FROM job_executions WHERE started_at < $1 AND status != 'running' ORDER BY started_at LIMIT $2)",
-        )
-        .bind(exec_cutoff)
-        .bind(batch)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        report.executions_pruned = crate::retention::prune_executions(&self.pool, &p).await?;
+        report.finished_messages_pruned = crate::retention::prune_finished_messages(&self.pool, &p).await?;
         let dl_cutoff = p.now - chrono::Duration::seconds(p.dead_letter_retention_seconds as i64);
         report.dead_letters_pruned = sqlx::query(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
@@ -745,15 +859,7 @@ impl QueueStore for PgStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        report.cron_runs_pruned = sqlx::query(
-            "DELETE FROM cron_runs WHERE id IN (SELECT id FROM cron_runs WHERE started_at < $1 AND outcome != 'running' ORDER BY id LIMIT $2)",
-        )
-        .bind(exec_cutoff)
-        .bind(batch)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        report.cron_runs_pruned = crate::retention::prune_cron_runs(&self.pool, &p).await?;
         sqlx::query("DELETE FROM cron_locks WHERE expires_at <= $1")
             .bind(p.now)
             .execute(&self.pool)

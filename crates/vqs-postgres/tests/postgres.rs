@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vqs::store::{DeliveryClaimParams, LeaseParams, SubscriptionEnsureParams};
+use vqs::store::{DeliveryAckParams, DeliveryClaimParams, LeaseParams, SubscriptionEnsureParams};
 use vqs::{Clock, Queue, QueueStore, SendOpts};
 use vqs_postgres::{PgStore, enqueue_in};
 
@@ -92,6 +92,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         message_id: None,
                         limit: 25,
                         visibility_seconds: 300,
+                        start_executions: false,
                         now,
                     })
                     .await
@@ -100,9 +101,8 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                     return mine;
                 }
                 for m in batch {
-                    s.delivery_ack(LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now })
-                        .await
-                        .unwrap();
+                    let lease = LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now };
+                    s.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
                     mine.push(m.message_id);
                 }
             }
@@ -138,4 +138,31 @@ async fn a_publish_in_one_process_wakes_the_others_at_once() {
     })
     .await;
     assert!(woke.is_ok(), "process A never heard process B's publish");
+}
+
+#[tokio::test]
+async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
+    // The group-commit writers and the claim keep connections of their own; `pool.close()`
+    // waits for every connection to come back, so they must give theirs back when it is called.
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe(&store, "probe", "g").await;
+    let queue = Queue::new(Arc::new(store.clone()), Clock::system());
+    queue.send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    let now = chrono::Utc::now();
+    let claim = DeliveryClaimParams {
+        consumer_group: "g".into(),
+        topic: None,
+        message_id: None,
+        limit: 10,
+        visibility_seconds: 60,
+        start_executions: true,
+        now,
+    };
+    let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();
+    let lease = LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now };
+    store.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
+
+    let closed = tokio::time::timeout(Duration::from_secs(10), store.pool().close()).await;
+    assert!(closed.is_ok(), "pool.close() waited for connections that were never given back");
 }

@@ -12,6 +12,9 @@
 //! queued together (group commit, multi-row statements); reads use a small pool beside it
 //! (WAL journal, `synchronous=NORMAL`).
 
+mod job_progress;
+mod queue_depth;
+mod retention;
 mod sqlite_store;
 mod writer;
 

@@ -33,7 +33,7 @@ pub(crate) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(us: i64) -> DateTime<Utc> {
+pub(crate) fn time(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
@@ -207,7 +207,17 @@ fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     }
 }
 
+/// Lease due deliveries, close the `running` executions of those whose earlier lease expired
+/// (abandoned), and — with `start_executions` — record each new attempt's `running`
+/// execution: one transaction.
 async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let leased = claim_in(&mut tx, p).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(leased)
+}
+
+async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
     let now = us(p.now);
     let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
@@ -233,7 +243,7 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
     }
     q.push(" ORDER BY d.visible_at LIMIT ")
         .push_bind(i64::from(p.limit.max(1)))
-        .push(") RETURNING message_id, delivery_count, lease_token");
+        .push(") RETURNING message_id, delivery_count, lease_token, topic");
     let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
     if leased.is_empty() {
         if let Some(id) = &p.message_id {
@@ -277,6 +287,25 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
         close.build().execute(&mut *conn).await.map_err(db_err)?;
     }
 
+    let mut started: std::collections::HashMap<String, i64> = Default::default();
+    if p.start_executions {
+        let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
+        );
+        ins.push_values(&leased, |mut b, l| {
+            b.push_bind(l.get::<String, _>(3))
+                .push_bind(l.get::<String, _>(0))
+                .push_bind(&p.consumer_group)
+                .push_bind(l.get::<i64, _>(1))
+                .push_bind("running")
+                .push_bind(now);
+        });
+        ins.push(" RETURNING id, message_id");
+        for r in ins.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+            started.insert(r.get(1), r.get(0));
+        }
+    }
+
     let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
         "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at FROM messages WHERE id IN (",
     );
@@ -292,6 +321,7 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
     for l in leased {
         let id: String = l.get(0);
         let Some(m) = by_id.remove(&id) else { continue };
+        let execution_id = started.get(&id).copied();
         let token: String = l.get(2);
         out.push(LeasedMessage {
             receipt_handle: receipt_handle(&id, &token),
@@ -305,6 +335,7 @@ async fn claim(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result<Ve
             created_at: time(m.get(5)),
             expires_at: time(m.get(6)),
             lease_until: time(lease_until),
+            execution_id,
         });
     }
     Ok(out)
@@ -363,8 +394,16 @@ async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsureParams) -> 
 
 async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    crate::writer::finishes(&mut tx, p.execution.iter()).await?;
     let (message_id, attempts) =
-        lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await?;
+        match lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The attempt is closed even when the lease was lost.
+                tx.commit().await.map_err(db_err)?;
+                return Err(e);
+            }
+        };
     sqlx::query(
         "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
          SELECT id, topic, ?, content_type, payload, ?, ?, ? FROM messages WHERE id = ?",
@@ -427,6 +466,7 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
         for sql in [
             "DELETE FROM deliveries WHERE message_id = ?",
             "DELETE FROM checkpoints WHERE message_id = ?",
+            "DELETE FROM job_progress WHERE message_id = ?",
             "DELETE FROM messages WHERE id = ?",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db_err)?;
@@ -435,17 +475,8 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     tx.commit().await.map_err(db_err)?;
     report.messages_pruned = expired.len() as u64;
 
-    let exec_cutoff = now - (p.execution_retention_seconds as i64).saturating_mul(US_PER_S);
-    report.executions_pruned = sqlx::query(
-        "DELETE FROM job_executions WHERE id IN \
-         (SELECT id FROM job_executions WHERE started_at < ? AND status != 'running' ORDER BY started_at LIMIT ?)",
-    )
-    .bind(exec_cutoff)
-    .bind(batch)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?
-    .rows_affected();
+    report.executions_pruned = crate::retention::prune_executions(conn, &p).await?;
+    report.finished_messages_pruned = crate::retention::prune_finished_messages(conn, &p).await?;
 
     let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
     report.dead_letters_pruned = sqlx::query(
@@ -470,15 +501,7 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     .await
     .map_err(db_err)?
     .rows_affected();
-    report.cron_runs_pruned = sqlx::query(
-        "DELETE FROM cron_runs WHERE id IN (SELECT id FROM cron_runs WHERE started_at < ? AND outcome != 'running' ORDER BY id LIMIT ?)",
-    )
-    .bind(exec_cutoff)
-    .bind(batch)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?
-    .rows_affected();
+    report.cron_runs_pruned = crate::retention::prune_cron_runs(conn, &p).await?;
     // Expired locks are dead weight.
     sqlx::query("DELETE FROM cron_locks WHERE expires_at <= ?").bind(now).execute(&mut *conn).await.map_err(db_err)?;
     Ok(report)
@@ -488,6 +511,21 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
 impl QueueStore for SqliteStore {
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
         self.writer.send(p).await
+    }
+
+    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    let all: Vec<&MessageSendParams> = p.iter().collect();
+                    let sent = crate::writer::sends(&mut tx, &all).await?.into_iter().collect::<Result<Vec<_>, _>>()?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(sent)
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -537,7 +575,7 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| claim(c, p).boxed()).await
     }
 
-    async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError> {
+    async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
         self.writer.ack(p).await
     }
 
@@ -553,8 +591,15 @@ impl QueueStore for SqliteStore {
         let due = us(p.lease.now) + i64::from(p.delay_seconds) * US_PER_S;
         self.writer
             .run(move |c| {
-                async move { lease_update(c, &p.lease, "state = 'pending', lease_token = NULL", due).await.map(|_| ()) }
-                    .boxed()
+                async move {
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    crate::writer::finishes(&mut tx, p.execution.iter()).await?;
+                    let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
+                    // The attempt is closed even when the lease was lost.
+                    tx.commit().await.map_err(db_err)?;
+                    r.map(|_| ())
+                }
+                .boxed()
             })
             .await
     }
@@ -684,6 +729,34 @@ impl QueueStore for SqliteStore {
         Ok(stats.into_values().collect())
     }
 
+    async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
+        crate::queue_depth::queue_depth(&self.read, p).await
+    }
+
+    async fn execution_counts(&self, p: ExecutionCountParams) -> Result<Vec<ExecutionCounts>, StoreError> {
+        crate::queue_depth::execution_counts(&self.read, p).await
+    }
+
+    async fn progress_put(&self, p: ProgressPutParams) -> Result<(), StoreError> {
+        self.writer.run(move |c| crate::job_progress::progress_put(c, p).boxed()).await
+    }
+
+    async fn progress_list(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, StoreError> {
+        crate::job_progress::progress_list(&self.read, p).await
+    }
+
+    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError> {
+        crate::job_progress::sync_log_get(&self.read, topic, key).await
+    }
+
+    async fn sync_log_put(&self, p: SyncLogPutParams) -> Result<(), StoreError> {
+        self.writer.run(move |c| crate::job_progress::sync_log_put(c, p).boxed()).await
+    }
+
+    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError> {
+        crate::job_progress::sync_log_list(&self.read, topic).await
+    }
+
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
@@ -718,6 +791,33 @@ impl QueueStore for SqliteStore {
                         .await
                         .map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let row = sqlx::query(
+                        "INSERT INTO dead_letters \
+                           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(&p.message_id)
+                    .bind(&p.topic)
+                    .bind(&p.consumer_group)
+                    .bind(&p.content_type)
+                    .bind(&p.payload)
+                    .bind(&p.error)
+                    .bind(i64::from(p.attempts))
+                    .bind(us(p.now))
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(row.get(0))
                 }
                 .boxed()
             })

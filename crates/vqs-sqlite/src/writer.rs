@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use vqs::store::{
-    ExecutionFinishParams, ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError,
-    new_message_id, split_receipt_handle,
+    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
+    new_message_id_at, split_receipt_handle,
 };
 
 use crate::sqlite_store::{db_err, us};
@@ -28,7 +29,7 @@ enum Op {
     Send(MessageSendParams, Reply<SendResult>),
     ExecStart(ExecutionStartParams, Reply<i64>),
     ExecFinish(ExecutionFinishParams, Reply<()>),
-    Ack(LeaseParams, Reply<()>),
+    Ack(DeliveryAckParams, Reply<()>),
     Run(RunFn),
 }
 
@@ -67,7 +68,7 @@ impl Writer {
         self.call(|r| Op::ExecFinish(p, r)).await
     }
 
-    pub(crate) async fn ack(&self, p: LeaseParams) -> Result<(), StoreError> {
+    pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
         self.call(|r| Op::Ack(p, r)).await
     }
 
@@ -93,7 +94,7 @@ struct Batch {
     sends: Vec<(MessageSendParams, Reply<SendResult>)>,
     starts: Vec<(ExecutionStartParams, Reply<i64>)>,
     finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
-    acks: Vec<(LeaseParams, Reply<()>)>,
+    acks: Vec<(DeliveryAckParams, Reply<()>)>,
 }
 
 impl Batch {
@@ -122,7 +123,11 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
             }
         }
         if !batch.is_empty() {
-            flush(&mut conn, batch).await;
+            // A bug in a batch fails that batch (its callers see the writer's error), never the
+            // writer: the next batch is written as usual.
+            if std::panic::AssertUnwindSafe(flush(&mut conn, batch)).catch_unwind().await.is_err() {
+                tracing::error!("a write batch panicked; its operations failed");
+            }
         }
         for f in runs {
             f(&mut conn).await;
@@ -135,16 +140,22 @@ async fn flush(conn: &mut SqliteConnection, batch: Batch) {
     // One transaction per batch, so each dirty page is written to the WAL once per commit
     // rather than once per statement; a lone operation runs in autocommit (fewer round
     // trips, lower latency when idle).
-    let many = batch.sends.len() + batch.starts.len() + batch.finishes.len() + batch.acks.len() > 1;
+    // An ack that closes its execution is two statements: one transaction too.
+    let many = batch.sends.len() + batch.starts.len() + batch.finishes.len() + batch.acks.len() > 1
+        || batch.acks.iter().any(|(a, _)| a.execution.is_some());
     let result = async {
         if many {
             // IMMEDIATE: take the write lock up front, so another process writing the same
             // file makes this wait (busy timeout) instead of failing with SQLITE_BUSY.
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db_err)?;
         }
-        let sent = sends(conn, &batch.sends).await?;
+        let sending: Vec<&MessageSendParams> = batch.sends.iter().map(|(p, _)| p).collect();
+        let sent = sends(conn, &sending).await?;
         let started = starts(conn, &batch.starts).await?;
-        finishes(conn, &batch.finishes).await?;
+        // Executions closed on their own and those closed with their acknowledgement.
+        let closing =
+            batch.finishes.iter().map(|(p, _)| p).chain(batch.acks.iter().filter_map(|(a, _)| a.execution.as_ref()));
+        finishes(conn, closing).await?;
         let acked = acks(conn, &batch.acks).await?;
         if many {
             sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db_err)?;
@@ -199,17 +210,19 @@ fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a Messag
 const INSERT_MESSAGES: &str = "INSERT INTO messages \
     (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group) ";
 
-async fn sends(
+/// Insert messages: those without a key in multi-row statements, keyed ones one by one.
+/// One result per message (a keyed send can fail alone); `Err` when a statement failed.
+pub(crate) async fn sends(
     conn: &mut SqliteConnection,
-    sends: &[(MessageSendParams, Reply<SendResult>)],
+    sends: &[&MessageSendParams],
 ) -> Result<Vec<Result<SendResult, StoreError>>, StoreError> {
     let mut out: Vec<Option<Result<SendResult, StoreError>>> = (0..sends.len()).map(|_| None).collect();
     // Without a key: one multi-row INSERT (the fan-out trigger adds the deliveries).
     let plain: Vec<(usize, &MessageSendParams, String)> = sends
         .iter()
         .enumerate()
-        .filter(|(_, (p, _))| p.idempotency_key.is_none())
-        .map(|(i, (p, _))| (i, p, new_message_id()))
+        .filter(|(_, p)| p.idempotency_key.is_none())
+        .map(|(i, p)| (i, *p, new_message_id_at(p.now)))
         .collect();
     for chunk in plain.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<(&MessageSendParams, String)> = chunk.iter().map(|(_, p, id)| (*p, id.clone())).collect();
@@ -221,7 +234,7 @@ async fn sends(
         }
     }
     // With a key: one at a time, in order, so two sends of one key in a batch dedup too.
-    for (i, (p, _)) in sends.iter().enumerate().filter(|(_, (p, _))| p.idempotency_key.is_some()) {
+    for (i, p) in sends.iter().enumerate().filter(|(_, p)| p.idempotency_key.is_some()) {
         out[i] = Some(keyed_send(conn, p).await);
     }
     Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Database("send lost".into())))).collect())
@@ -229,7 +242,7 @@ async fn sends(
 
 async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Result<SendResult, StoreError> {
     for _ in 0..2 {
-        let id = new_message_id();
+        let id = new_message_id_at(p.now);
         let mut q = QueryBuilder::new(INSERT_MESSAGES);
         push_message_values(&mut q, &[(p, id.clone())]);
         q.push(" ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
@@ -289,18 +302,25 @@ async fn starts(
     Ok(ids)
 }
 
-async fn finishes(
+/// Close execution rows (those still `running`), a multi-row statement per chunk.
+pub(crate) async fn finishes<'a>(
     conn: &mut SqliteConnection,
-    finishes: &[(ExecutionFinishParams, Reply<()>)],
+    finishes: impl Iterator<Item = &'a ExecutionFinishParams>,
 ) -> Result<(), StoreError> {
+    let finishes: Vec<&ExecutionFinishParams> = finishes.collect();
     for chunk in finishes.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new("WITH v (id, status, now, error) AS (");
-        q.push_values(chunk, |mut b, (p, _)| {
-            b.push_bind(p.id).push_bind(p.status.as_str()).push_bind(us(p.now)).push_bind(&p.error);
+        let mut q = QueryBuilder::new("WITH v (id, status, now, error, began) AS (");
+        q.push_values(chunk, |mut b, p| {
+            b.push_bind(p.id)
+                .push_bind(p.status.as_str())
+                .push_bind(us(p.now))
+                .push_bind(&p.error)
+                .push_bind(p.began_at.map(us));
         });
         q.push(
             ") UPDATE job_executions SET status = v.status, finished_at = v.now, \
-             duration_ms = (v.now - job_executions.started_at) / 1000, error = v.error \
+             started_at = COALESCE(v.began, job_executions.started_at), \
+             duration_ms = (v.now - COALESCE(v.began, job_executions.started_at)) / 1000, error = v.error \
              FROM v WHERE job_executions.id = v.id AND job_executions.status = 'running'",
         );
         q.build().execute(&mut *conn).await.map_err(db_err)?;
@@ -310,14 +330,17 @@ async fn finishes(
 
 async fn acks(
     conn: &mut SqliteConnection,
-    acks: &[(LeaseParams, Reply<()>)],
+    acks: &[(DeliveryAckParams, Reply<()>)],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut out = Vec::with_capacity(acks.len());
     for chunk in acks.chunks(ROWS_PER_STATEMENT) {
         let parsed: Vec<Result<(&str, &str), StoreError>> =
-            chunk.iter().map(|(p, _)| split_receipt_handle(&p.receipt_handle)).collect();
-        let valid: Vec<(&LeaseParams, &str, &str)> =
-            chunk.iter().zip(&parsed).filter_map(|((p, _), h)| h.as_ref().ok().map(|(m, t)| (p, *m, *t))).collect();
+            chunk.iter().map(|(p, _)| split_receipt_handle(&p.lease.receipt_handle)).collect();
+        let valid: Vec<(&vqs::store::LeaseParams, &str, &str)> = chunk
+            .iter()
+            .zip(&parsed)
+            .filter_map(|((p, _), h)| h.as_ref().ok().map(|(m, t)| (&p.lease, *m, *t)))
+            .collect();
         let mut acked: std::collections::HashSet<(String, String)> = Default::default();
         if !valid.is_empty() {
             let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
@@ -351,6 +374,7 @@ async fn acks(
             }
         }
         for ((p, _), h) in chunk.iter().zip(parsed) {
+            let p = &p.lease;
             out.push(match h {
                 Err(e) => Err(e),
                 Ok((m, _)) if acked.contains(&(m.to_owned(), p.consumer_group.clone())) => Ok(()),

@@ -39,11 +39,6 @@ impl Clock {
             *t += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
         }
     }
-
-    /// True for a manual clock.
-    pub fn is_manual(&self) -> bool {
-        matches!(self.0, Inner::Manual(_))
-    }
 }
 
 impl Default for Clock {

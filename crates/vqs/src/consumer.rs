@@ -9,10 +9,12 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::store::{
-    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, LeaseParams, LeaseVisibilityParams, StoreError,
+use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_FAILED, METRIC_RETRIED, METRIC_SUCCEEDED};
+use crate::queue_service::{
+    DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease,
 };
-use crate::{Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue};
+use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
+use crate::{Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, TraceContext};
 
 /// The longest lease the API grants (1 hour).
 pub const MAX_VISIBILITY_SECONDS: u32 = 3600;
@@ -65,7 +67,12 @@ impl ConsumerOutcome {
 
 trait ErasedJob: Send + Sync {
     fn topic(&self) -> &'static str;
-    fn handle<'a>(&'a self, queue: &'a Queue, delivery: Delivery) -> BoxFuture<'a, ConsumerOutcome>;
+    fn handle<'a>(
+        &'a self,
+        queue: &'a Queue,
+        service: &'a dyn QueueService,
+        delivery: Delivery,
+    ) -> BoxFuture<'a, ConsumerOutcome>;
 }
 
 struct Erased<J>(Arc<J>);
@@ -93,14 +100,35 @@ impl QueueHandler {
         self.job.topic()
     }
 
-    /// Handle one push: `parsed` is what [`Delivery::parse`] made of it.
+    /// Handle one push from this database's own queue (the local dispatcher, or a
+    /// self-hosted push): `parsed` is what [`Delivery::parse`] made of it.
     pub async fn handle(&self, queue: &Queue, parsed: Result<Delivery, DeliveryError>) -> ConsumerOutcome {
+        self.handle_with(queue, &LocalQueueService::new(queue.clone()), parsed).await
+    }
+
+    /// Handle one push delivered by `service` (e.g. Vercel's queue service): the message is
+    /// leased, acknowledged, retried and dead-lettered there; the execution rows, checkpoints
+    /// and dead letters are kept in `queue`'s database.
+    pub async fn handle_with(
+        &self,
+        queue: &Queue,
+        service: &dyn QueueService,
+        parsed: Result<Delivery, DeliveryError>,
+    ) -> ConsumerOutcome {
         let delivery = match parsed {
             Ok(d) => d,
             Err(e) => {
                 let reason = format!("malformed delivery: {}", e.reason);
-                if let (Some(group), Some(handle)) = (e.consumer_group, e.receipt_handle) {
-                    let _ = dead_letter(queue, &group, &handle, &reason).await;
+                if let (Some(topic), Some(group), Some(handle)) = (e.topic, e.consumer_group, e.receipt_handle) {
+                    let lease = ServiceLease { topic, consumer_group: group, receipt_handle: handle };
+                    let letter = DeadLetter {
+                        message_id: e.message_id.unwrap_or_default(),
+                        content_type: String::new(),
+                        payload: Default::default(),
+                        attempts: 0,
+                        reason: reason.clone(),
+                    };
+                    let _ = dead_letter(queue, service, &lease, letter, None).await;
                 }
                 return ConsumerOutcome::Rejected { status: 400, error: reason };
             }
@@ -112,45 +140,125 @@ impl QueueHandler {
                 self.topic()
             );
             if let Some(handle) = &delivery.receipt_handle {
-                let _ = dead_letter(queue, &delivery.consumer_group, handle, &reason).await;
+                let letter = dead_letter_of(&delivery, &reason);
+                let closing = closing_started(&delivery, queue, &reason);
+                let _ = dead_letter(queue, service, &lease_of(&delivery, handle), letter, closing).await;
             }
             return ConsumerOutcome::Rejected { status: 400, error: reason };
         }
+        // The producer's trace continues in this job: same trace id, a span of its own, which
+        // messages the job publishes carry on. Without one, the job starts a trace.
+        let producer = delivery.traceparent.as_deref().and_then(TraceContext::parse);
+        let trace = producer.as_ref().map(TraceContext::child).unwrap_or_else(TraceContext::new_root);
         let span = tracing::info_span!(
             "job",
             job.topic = self.topic(),
+            job.id = tracing::field::Empty,
             job.attempt = delivery.delivery_count,
             message.id = %delivery.message_id,
             queue.consumer_group = %delivery.consumer_group,
+            trace.id = %trace.trace_id,
+            trace.parent_id = producer.as_ref().map(|p| p.parent_id.as_str()),
         );
-        self.job.handle(queue, delivery).instrument(span).await
+        trace.scope(self.job.handle(queue, service, delivery).instrument(span)).await
     }
 }
 
-async fn dead_letter(queue: &Queue, group: &str, handle: &str, reason: &str) -> Result<(), StoreError> {
-    let r = queue
-        .store()
-        .delivery_dead_letter(DeliveryDeadLetterParams {
-            lease: LeaseParams {
-                consumer_group: group.to_owned(),
-                receipt_handle: handle.to_owned(),
-                now: queue.clock().now(),
-            },
-            reason: reason.to_owned(),
-        })
-        .await;
+fn lease_of(delivery: &Delivery, handle: &str) -> ServiceLease {
+    ServiceLease {
+        topic: delivery.topic.clone(),
+        consumer_group: delivery.consumer_group.clone(),
+        receipt_handle: handle.to_owned(),
+    }
+}
+
+/// The write that closes the attempt the local dispatcher recorded with the lease, when the
+/// consumer stops before running the job.
+fn closing_started(delivery: &Delivery, queue: &Queue, reason: &str) -> Option<ExecutionFinishParams> {
+    delivery.execution_id.map(|id| ExecutionFinishParams {
+        id,
+        began_at: None,
+        status: ExecutionStatus::Failed,
+        error: Some(reason.to_owned()),
+        now: queue.clock().now(),
+    })
+}
+
+fn dead_letter_of(delivery: &Delivery, reason: &str) -> DeadLetter {
+    DeadLetter {
+        message_id: delivery.message_id.clone(),
+        content_type: delivery.content_type.clone().unwrap_or_else(|| "application/json".to_owned()),
+        payload: delivery.body.clone(),
+        attempts: delivery.delivery_count,
+        reason: reason.to_owned(),
+    }
+}
+
+async fn dead_letter(
+    queue: &Queue,
+    service: &dyn QueueService,
+    lease: &ServiceLease,
+    letter: DeadLetter,
+    closing: Option<ExecutionFinishParams>,
+) -> Result<(), ServiceError> {
+    let reason = letter.reason.clone();
+    let r = service.dead_letter(lease, letter, closing).await;
     match &r {
-        Ok(()) => tracing::warn!(reason, "dead-lettered"),
+        Ok(()) => {
+            queue.count(METRIC_DEAD_LETTERED, &lease.topic);
+            tracing::warn!(reason, "dead-lettered")
+        }
         Err(e) => tracing::warn!(error = %e, "could not dead-letter"),
     }
     r
 }
 
-fn settle(result: Result<(), StoreError>, done: ConsumerOutcome) -> ConsumerOutcome {
+fn settle(result: Result<(), ServiceError>, done: ConsumerOutcome) -> ConsumerOutcome {
     match result {
         Ok(()) => done,
-        Err(StoreError::LeaseLost(r)) | Err(StoreError::NotFound(r)) => ConsumerOutcome::Skipped { reason: r },
+        Err(ServiceError::LeaseLost(r)) | Err(ServiceError::NotFound(r)) => ConsumerOutcome::Skipped { reason: r },
         Err(e) => ConsumerOutcome::Unavailable { error: format!("could not settle the message: {e}") },
+    }
+}
+
+/// How often the SDK renews a lease of `seconds`: `min(60, max(10, seconds / 5))`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(vqs::renewal_interval(300.0), Duration::from_secs(60));
+/// assert_eq!(vqs::renewal_interval(100.0), Duration::from_secs(20));
+/// assert_eq!(vqs::renewal_interval(12.0), Duration::from_secs(10));
+/// ```
+pub fn renewal_interval(seconds: f64) -> Duration {
+    Duration::from_secs_f64((seconds / 5.0).clamp(10.0, 60.0))
+}
+
+/// Renew `lease` for `seconds` at a time until dropped, as the SDK does: the first renewal
+/// is due by the current deadline (at once when it has passed), later ones every
+/// [`renewal_interval`]. A refusal (the lease is gone) stops renewing; an unavailable
+/// service is asked again in 3 s.
+async fn renew_lease(
+    service: &dyn QueueService,
+    lease: &ServiceLease,
+    seconds: u32,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+    clock: &Clock,
+) {
+    let left = deadline.map(|d| (d - clock.now()).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
+    let mut wait = if left > 0.0 { renewal_interval(left) } else { Duration::ZERO };
+    loop {
+        tokio::time::sleep(wait).await;
+        match service.extend(lease, seconds).await {
+            Ok(()) => wait = renewal_interval(f64::from(seconds)),
+            Err(ServiceError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed; retrying in 3s");
+                wait = Duration::from_secs(3);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal refused; no more renewals");
+                return std::future::pending().await;
+            }
+        }
     }
 }
 
@@ -159,9 +267,13 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
         J::TOPIC
     }
 
-    fn handle<'a>(&'a self, queue: &'a Queue, mut delivery: Delivery) -> BoxFuture<'a, ConsumerOutcome> {
+    fn handle<'a>(
+        &'a self,
+        queue: &'a Queue,
+        service: &'a dyn QueueService,
+        mut delivery: Delivery,
+    ) -> BoxFuture<'a, ConsumerOutcome> {
         Box::pin(async move {
-            let store = queue.store();
             let clock = queue.clock();
             let timeout = self.0.timeout();
             let needed = (timeout + Duration::from_secs(30)).as_secs().min(u64::from(MAX_VISIBILITY_SECONDS)) as u32;
@@ -170,36 +282,33 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             let handle = match delivery.receipt_handle.clone() {
                 Some(h) => h,
                 None => {
-                    let claimed = store
-                        .delivery_claim(DeliveryClaimParams {
+                    let claimed = service
+                        .receive_by_id(ReceiveByIdParams {
+                            topic: delivery.topic.clone(),
                             consumer_group: delivery.consumer_group.clone(),
-                            topic: Some(delivery.topic.clone()),
-                            message_id: Some(delivery.message_id.clone()),
-                            limit: 1,
+                            message_id: delivery.message_id.clone(),
                             visibility_seconds: needed,
-                            now: clock.now(),
                         })
                         .await;
-                    match claimed.map(|mut v| v.pop()) {
-                        Ok(Some(m)) => {
+                    match claimed {
+                        Ok(m) => {
                             delivery.delivery_count = m.delivery_count;
                             delivery.body = m.payload.into();
+                            delivery.content_type = Some(m.content_type);
                             delivery.created_at = Some(m.created_at);
                             delivery.expires_at = Some(m.expires_at);
                             delivery.visibility_deadline = Some(m.lease_until);
                             m.receipt_handle
                         }
-                        Ok(None) => return ConsumerOutcome::Skipped { reason: "not_available".into() },
-                        Err(StoreError::Database(e)) => return ConsumerOutcome::Unavailable { error: e },
-                        Err(e) => return ConsumerOutcome::Skipped { reason: e.to_string() },
+                        Err(ServiceError::Unavailable(e)) => return ConsumerOutcome::Unavailable { error: e },
+                        Err(ServiceError::AlreadyAcknowledged(_)) => {
+                            return ConsumerOutcome::Skipped { reason: "already_processed".into() };
+                        }
+                        Err(_) => return ConsumerOutcome::Skipped { reason: "not_available".into() },
                     }
                 }
             };
-            let lease = |now| LeaseParams {
-                consumer_group: delivery.consumer_group.clone(),
-                receipt_handle: handle.clone(),
-                now,
-            };
+            let lease = lease_of(&delivery, &handle);
 
             let mut de = serde_json::Deserializer::from_slice(&delivery.body);
             let params: J::Params = match serde_path_to_error::deserialize(&mut de) {
@@ -208,27 +317,43 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     let at = e.path().to_string();
                     let at = if at == "." { String::new() } else { format!(" at {at}") };
                     let reason = format!("payload does not match the params of job {:?}{at}: {}", J::TOPIC, e.inner());
-                    let _ = dead_letter(queue, &delivery.consumer_group, &handle, &reason).await;
+                    // The attempt is recorded as failed with the reason, like any other failure
+                    // an operator must see (recorded now when the lease did not record it).
+                    if delivery.execution_id.is_none() {
+                        delivery.execution_id = queue
+                            .store()
+                            .execution_start(ExecutionStartParams {
+                                topic: delivery.topic.clone(),
+                                message_id: delivery.message_id.clone(),
+                                consumer_group: delivery.consumer_group.clone(),
+                                attempt: delivery.delivery_count,
+                                now: clock.now(),
+                            })
+                            .await
+                            .ok();
+                    }
+                    let closing = closing_started(&delivery, queue, &reason);
+                    let _ = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
                     return ConsumerOutcome::Rejected { status: 422, error: reason };
                 }
             };
 
             // Make sure the lease outlives the job's timeout (plus a little to settle it); the
-            // common case — a 60 s lease for a short job — needs no extra round trip.
+            // common case — a 60 s lease for a short job — needs no extra round trip. A
+            // service that wants its leases renewed (Vercel's) is renewed while the job runs.
             let now = clock.now();
             let deadline = delivery.visibility_deadline.unwrap_or(now);
             let must_cover = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
                 + chrono::Duration::seconds(SETTLE_MARGIN_SECONDS);
-            if deadline < now + must_cover {
-                let r = store
-                    .delivery_set_visibility(LeaseVisibilityParams { lease: lease(now), visibility_seconds: needed })
-                    .await
-                    .map(|_| ());
-                if let outcome @ (ConsumerOutcome::Skipped { .. } | ConsumerOutcome::Unavailable { .. }) =
-                    settle(r, ConsumerOutcome::Succeeded)
-                {
-                    return outcome;
+            if !service.renews_leases()
+                && deadline < now + must_cover
+                && let Err(e) = service.extend(&lease, needed).await
+            {
+                // The lease is gone (another consumer has it) or the store is down: don't run.
+                if let Some(closing) = closing_started(&delivery, queue, &format!("not run: {e}")) {
+                    let _ = queue.store().execution_finish(closing).await;
                 }
+                return settle(Err(e), ConsumerOutcome::Succeeded);
             }
 
             let metadata = MessageMetadata {
@@ -242,8 +367,40 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             };
             let attempt = delivery.delivery_count;
             let client = JobClient::new(queue.clone(), self.0.clone());
-            match client.run_tracked(params, metadata).await {
-                Ok(()) => settle(store.delivery_ack(lease(clock.now())).await, ConsumerOutcome::Succeeded),
+            // The local dispatcher recorded this attempt with its lease; anyone else's push
+            // is recorded now, before the job runs.
+            let started = std::time::Instant::now();
+            let run = async {
+                match delivery.execution_id {
+                    Some(id) => Ok(client.run_started(id, params, metadata).await),
+                    None => client.run_attempt(params, metadata).await,
+                }
+            };
+            let ran = if service.renews_leases() {
+                let renew = renew_lease(service, &lease, needed, delivery.visibility_deadline, clock);
+                tokio::select! {
+                    r = run => r,
+                    _ = renew => unreachable!("renewal never ends by itself"),
+                }
+            } else {
+                run.await
+            };
+            // The job's code is done: its execution slot goes to the next message now.
+            crate::dispatcher::job_finished();
+            let ran = match ran {
+                Ok(ran) => ran,
+                Err(e) => {
+                    // Not even the start could be recorded: don't run; the platform retries.
+                    return ConsumerOutcome::Unavailable { error: format!("could not record the attempt: {e}") };
+                }
+            };
+            queue.job_duration(J::TOPIC, ran.result.is_ok(), started.elapsed());
+            queue.count(if ran.result.is_ok() { METRIC_SUCCEEDED } else { METRIC_FAILED }, J::TOPIC);
+            // The attempt's execution row is closed by the same call that settles the
+            // delivery: locally one write, and never `success` beside a message still leased.
+            let closing = Some(ran.finish);
+            match ran.result {
+                Ok(()) => settle(service.acknowledge(&lease, closing).await, ConsumerOutcome::Succeeded),
                 Err(e) => {
                     let max = self.0.max_attempts();
                     if e.is_fatal() || attempt >= max {
@@ -252,19 +409,14 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         } else {
                             format!("gave up after {attempt} of {max} attempts: {}", e.message())
                         };
-                        let r = dead_letter(queue, &delivery.consumer_group, &handle, &reason).await;
+                        let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
                         settle(r, ConsumerOutcome::DeadLettered { reason })
                     } else {
                         let delay = self.0.retry_policy().next_delay(attempt).as_secs();
                         tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
-                        let r = store
-                            .delivery_retry(DeliveryRetryParams {
-                                lease: lease(clock.now()),
-                                delay_seconds: delay as u32,
-                            })
-                            .await;
+                        let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
                         if r.is_ok() {
-                            queue.wake();
+                            queue.count(METRIC_RETRIED, J::TOPIC);
                         }
                         settle(
                             r,

@@ -25,6 +25,10 @@ pub struct Delivery {
     pub content_type: Option<String>,
     pub traceparent: Option<String>,
     pub body: Bytes,
+    /// The `running` execution the local dispatcher recorded with the lease. Never read from
+    /// a header: it only travels inside this process (the web app carries it as a request
+    /// extension of an in-process push).
+    pub execution_id: Option<i64>,
 }
 
 /// Why a push could not be parsed. The text names the header and what is wrong with it.
@@ -33,6 +37,7 @@ pub struct Delivery {
 pub struct DeliveryError {
     pub reason: String,
     /// What could be read before the error, so the message can still be dead-lettered.
+    pub topic: Option<String>,
     pub message_id: Option<String>,
     pub consumer_group: Option<String>,
     pub receipt_handle: Option<String>,
@@ -63,13 +68,19 @@ fn is_region(s: &str) -> bool {
 impl Delivery {
     /// Parse a v2beta push from its headers and body.
     pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Delivery, DeliveryError> {
-        let mut partial =
-            DeliveryError { reason: String::new(), message_id: None, consumer_group: None, receipt_handle: None };
+        let mut partial = DeliveryError {
+            reason: String::new(),
+            topic: None,
+            message_id: None,
+            consumer_group: None,
+            receipt_handle: None,
+        };
         let fail = |mut e: DeliveryError, reason: String| {
             e.reason = reason;
             e
         };
         let get = |name: &str| header(headers, name);
+        partial.topic = get("ce-vqsqueuename").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
         partial.message_id = get("ce-vqsmessageid").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
         partial.consumer_group = get("ce-vqsconsumergroup").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
         partial.receipt_handle = get("ce-vqsreceipthandle").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
@@ -124,6 +135,7 @@ impl Delivery {
                 content_type: header(headers, "content-type")?.map(str::to_owned),
                 traceparent: header(headers, "x-vercel-queue-traceparent")?.map(str::to_owned),
                 body,
+                execution_id: None,
             })
         })();
         parsed.map_err(|reason| fail(partial, reason))
@@ -149,6 +161,7 @@ impl Delivery {
             content_type: Some(m.content_type.clone()),
             traceparent,
             body: Bytes::from(m.payload.clone()),
+            execution_id: m.execution_id,
         }
     }
 
@@ -217,6 +230,7 @@ mod tests {
             content_type: Some("application/json".into()),
             traceparent: None,
             body: Bytes::from_static(b"{}"),
+            execution_id: None,
         }
     }
 

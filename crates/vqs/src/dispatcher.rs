@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_DELIVERED};
 use crate::store::{
-    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, LeaseParams, LeasedMessage, StoreError,
-    SubscriptionEnsureParams,
+    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, ExecutionFinishParams, ExecutionStatus,
+    LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
 };
 use crate::{Delivery, Queue, QueueTrigger};
 
@@ -42,6 +43,10 @@ pub struct ConsumerConfig {
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
     pub visibility: Duration,
+    /// The route is a job's consumer route served by this process (the queue handler runs
+    /// there): each lease records the attempt's `running` execution in the same write, and
+    /// the push hands it to the consumer. Default false (a route elsewhere records its own).
+    pub starts_executions: bool,
 }
 
 impl From<&QueueTrigger> for ConsumerConfig {
@@ -55,6 +60,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             max_concurrency: t.max_concurrency.unwrap_or(100),
             initial_delay: t.initial_delay_seconds.map(Duration::from_secs_f64).unwrap_or_default(),
             visibility: Duration::from_secs(60),
+            starts_executions: false,
         }
     }
 }
@@ -72,10 +78,19 @@ pub struct DispatcherConfig {
     pub region: String,
     /// How often to look for work that another process published. Default 200 ms.
     pub poll_interval: Duration,
-    /// Messages leased per round trip at most. Default 100.
+    /// Messages leased per round trip at most. Default 500.
     pub batch: u32,
+    /// How much work to lease ahead of free execution slots: as many messages as this
+    /// consumer group started in this long, recently (none when it is idle or slow). Leasing
+    /// ahead lets a claim carry hundreds of messages instead of the few slots that just
+    /// freed, and hides the claim's round trip. Default 50 ms. Zero turns it off.
+    pub prefetch: Duration,
     /// On shutdown, how long to let in-flight pushes finish. Default 25 s.
     pub shutdown_grace: Duration,
+    /// Pushes of a consumer group whose job has finished but whose settlement (execution row
+    /// and acknowledgement) is still being written, at most, beyond `maxConcurrency`.
+    /// Default 1024. See [`job_finished`].
+    pub settling: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -83,8 +98,10 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             region: "dev1".into(),
             poll_interval: Duration::from_millis(200),
-            batch: 100,
+            batch: 500,
+            prefetch: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(25),
+            settling: 1024,
         }
     }
 }
@@ -125,6 +142,69 @@ pub fn spawn_dispatcher(
     })
 }
 
+tokio::task_local! {
+    /// The execution slot an in-process push holds (see [`job_finished`]).
+    static EXECUTION_SLOT: ExecutionSlot;
+}
+
+/// One of a consumer group's `maxConcurrency` execution slots, lent to a push.
+#[derive(Clone)]
+struct ExecutionSlot {
+    permit: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+    /// Wakes the consumer loop: a slot is free.
+    freed: Arc<Notify>,
+}
+
+impl ExecutionSlot {
+    fn release(&self) {
+        if let Ok(mut slot) = self.permit.lock()
+            && slot.take().is_some()
+        {
+            self.freed.notify_one();
+        }
+    }
+}
+
+/// Tell the local dispatcher that the job of the push being handled has finished running:
+/// its execution slot goes to the next message at once, while the settlement (closing the
+/// execution, acknowledging) is written — so `maxConcurrency` bounds jobs *running*, as on
+/// Vercel, and a group's settlements are written in large batches instead of one small
+/// batch per slot. The push still holds a place among the group's in-flight pushes until the
+/// consumer answers (after the acknowledgement is durable); those are bounded too
+/// ([`DispatcherConfig::settling`]). A no-op outside an in-process push.
+pub(crate) fn job_finished() {
+    let _ = EXECUTION_SLOT.try_with(ExecutionSlot::release);
+}
+
+/// Pushes started per second by one consumer group, smoothed over about a second.
+struct PushRate {
+    per_s: f64,
+    counted: u32,
+    since: std::time::Instant,
+}
+
+impl PushRate {
+    fn new() -> Self {
+        PushRate { per_s: 0.0, counted: 0, since: std::time::Instant::now() }
+    }
+
+    fn count(&mut self) {
+        self.counted += 1;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_millis(100) {
+            let now = f64::from(self.counted) / elapsed.as_secs_f64();
+            self.per_s = 0.7 * self.per_s + 0.3 * now;
+            self.counted = 0;
+            self.since = std::time::Instant::now();
+        }
+    }
+
+    /// Messages this group would start within `horizon` at the recent rate.
+    fn ahead(&self, horizon: Duration) -> u32 {
+        (self.per_s * horizon.as_secs_f64()) as u32
+    }
+}
+
 async fn consumer_loop(
     queue: Queue,
     consumer: ConsumerConfig,
@@ -133,78 +213,129 @@ async fn consumer_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = consumer.max_concurrency.max(1);
+    // Jobs running (maxConcurrency), and pushes in flight (running or settling).
     let permits = Arc::new(Semaphore::new(max as usize));
+    let in_flight_max = max.saturating_add(config.settling);
+    let in_flight = Arc::new(Semaphore::new(in_flight_max as usize));
+    let freed = Arc::new(Notify::new());
     let consumer = Arc::new(consumer);
+    let free = || (permits.available_permits().min(in_flight.available_permits())) as u32;
+    // Leased messages waiting for a slot (see `DispatcherConfig::prefetch`).
+    let mut buffer: std::collections::VecDeque<LeasedMessage> = Default::default();
+    let mut rate = PushRate::new();
+    let mut claiming: Option<futures::future::BoxFuture<'static, Result<Vec<LeasedMessage>, StoreError>>> = None;
+    // The last claim found nothing: wait for a publish or the next due time before the next.
+    let mut idle = false;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // Under load, let a few slots free up before claiming again, so that a claim leases
-        // a batch instead of one message per finished job (a round trip each).
-        let low_water = (max / 2).clamp(1, config.batch.max(1));
-        if (permits.available_permits() as u32) < low_water {
-            tokio::select! {
-                p = permits.clone().acquire_many_owned(low_water) => drop(p),
-                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-                _ = shutdown.changed() => {}
-            }
-            if permits.available_permits() == 0 {
+        // Hand out what is leased while slots are free.
+        while !buffer.is_empty() {
+            let (Ok(permit), Ok(place)) = (permits.clone().try_acquire_owned(), in_flight.clone().try_acquire_owned())
+            else {
+                break;
+            };
+            let Some(m) = buffer.pop_front() else { break };
+            // A lease that waited too long in the buffer is given back, not pushed late.
+            if m.lease_until - queue.clock().now()
+                < chrono::Duration::from_std(consumer.visibility / 2).unwrap_or_default()
+            {
+                release(&queue, &m, "released: it waited for a free slot past half its lease").await;
                 continue;
             }
+            rate.count();
+            let slot = ExecutionSlot { permit: Arc::new(std::sync::Mutex::new(Some(permit))), freed: freed.clone() };
+            let (queue, consumer, pusher, region) =
+                (queue.clone(), consumer.clone(), pusher.clone(), config.region.clone());
+            tokio::spawn(async move {
+                let push = push_one(&queue, &consumer, pusher.as_ref(), &region, m);
+                EXECUTION_SLOT.scope(slot.clone(), push).await;
+                slot.release();
+                drop(place);
+                slot.freed.notify_one();
+            });
         }
-        let free = permits.available_permits() as u32;
+        // Lease more when the buffer runs low: the free slots, plus what the recent rate
+        // will start before a claim could come back. Under load, wait until enough slots
+        // are free for the claim to carry a batch, not one message per finished job.
+        if claiming.is_none() && !idle {
+            let ahead = if config.prefetch.is_zero() { 0 } else { rate.ahead(config.prefetch) };
+            let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
+            let low_water = (max / 2).clamp(1, config.batch.max(1));
+            if want >= low_water || (buffer.is_empty() && want > 0) {
+                let (queue, consumer) = (queue.clone(), consumer.clone());
+                claiming = Some(Box::pin(async move {
+                    queue
+                        .store()
+                        .delivery_claim(DeliveryClaimParams {
+                            consumer_group: consumer.consumer_group.clone(),
+                            topic: None,
+                            message_id: None,
+                            limit: want,
+                            visibility_seconds: consumer.visibility.as_secs() as u32,
+                            start_executions: consumer.starts_executions,
+                            now: queue.clock().now(),
+                        })
+                        .await
+                }));
+            }
+        }
         let notified = queue.published();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let claimed = queue
-            .store()
-            .delivery_claim(DeliveryClaimParams {
-                consumer_group: consumer.consumer_group.clone(),
-                topic: None,
-                message_id: None,
-                limit: free.min(config.batch),
-                visibility_seconds: consumer.visibility.as_secs() as u32,
-                now: queue.clock().now(),
-            })
-            .await;
-        match claimed {
-            Err(e) => {
-                tracing::warn!(error = %e, queue.consumer_group = %consumer.consumer_group, "claim failed; retrying in 1s");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
+        let slot_freed = freed.notified();
+        tokio::pin!(slot_freed);
+        let idle_wait = async {
+            if !idle {
+                return std::future::pending::<()>().await;
+            }
+            let wait = match queue.store().delivery_next_due(&consumer.consumer_group).await {
+                Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(config.poll_interval),
+                _ => config.poll_interval,
+            };
+            tokio::time::sleep(wait).await;
+        };
+        let claimed = async {
+            match claiming.as_mut() {
+                Some(c) => c.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = claimed => {
+                claiming = None;
+                match r {
+                    Ok(batch) => {
+                        idle = batch.is_empty() && buffer.is_empty();
+                        buffer.extend(batch);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, queue.consumer_group = %consumer.consumer_group, "claim failed; retrying in 1s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
                 }
             }
-            Ok(batch) if batch.is_empty() => {
-                let wait = match queue.store().delivery_next_due(&consumer.consumer_group).await {
-                    Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(config.poll_interval),
-                    _ => config.poll_interval,
-                };
-                tokio::select! {
-                    _ = &mut notified => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            Ok(batch) => {
-                for m in batch {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        // Cannot happen: we claimed at most `free`. Give the lease back rather than hold it.
-                        release(&queue, &m).await;
-                        continue;
-                    };
-                    let (queue, consumer, pusher, region) =
-                        (queue.clone(), consumer.clone(), pusher.clone(), config.region.clone());
-                    tokio::spawn(async move {
-                        push_one(&queue, &consumer, pusher.as_ref(), &region, m).await;
-                        drop(permit);
-                    });
-                }
-            }
+            _ = &mut notified, if idle => idle = false,
+            _ = idle_wait => idle = false,
+            _ = &mut slot_freed => {}
+            _ = shutdown.changed() => {}
         }
     }
-    // Graceful stop: let in-flight pushes finish, up to the grace period.
-    let _ = tokio::time::timeout(config.shutdown_grace, permits.acquire_many(max)).await;
+    // Graceful stop: a claim under way is let finish; what waits in the buffer goes back at
+    // once; in-flight pushes finish, up to the grace period.
+    if let Some(c) = claiming.take()
+        && let Ok(Ok(batch)) = tokio::time::timeout(config.shutdown_grace, c).await
+    {
+        buffer.extend(batch);
+    }
+    for m in buffer.drain(..) {
+        release(&queue, &m, "released: the process stopped before it was pushed").await;
+    }
+    let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
 }
 
 /// Lease every due message of `consumer` (up to `limit`) and push them one by one, waiting
@@ -225,6 +356,7 @@ pub async fn dispatch_due(
             message_id: None,
             limit,
             visibility_seconds: consumer.visibility.as_secs() as u32,
+            start_executions: consumer.starts_executions,
             now: queue.clock().now(),
         })
         .await?;
@@ -235,8 +367,25 @@ pub async fn dispatch_due(
     Ok(n)
 }
 
-async fn release(queue: &Queue, m: &LeasedMessage) {
-    let _ = queue.store().delivery_retry(DeliveryRetryParams { lease: lease_of(queue, m), delay_seconds: 0 }).await;
+/// Give a lease back (due again at once), closing the attempt recorded with it.
+async fn release(queue: &Queue, m: &LeasedMessage, reason: &str) {
+    let execution = closing(queue, m, reason);
+    let _ = queue
+        .store()
+        .delivery_retry(DeliveryRetryParams { lease: lease_of(queue, m), delay_seconds: 0, execution })
+        .await;
+}
+
+/// The write that closes the attempt recorded with the lease, when the push did not reach a
+/// consumer that closed it (the store leaves a row that is no longer `running` alone).
+fn closing(queue: &Queue, m: &LeasedMessage, reason: &str) -> Option<ExecutionFinishParams> {
+    m.execution_id.map(|id| ExecutionFinishParams {
+        id,
+        began_at: None,
+        status: ExecutionStatus::Failed,
+        error: Some(reason.to_owned()),
+        now: queue.clock().now(),
+    })
 }
 
 fn lease_of(queue: &Queue, m: &LeasedMessage) -> LeaseParams {
@@ -253,10 +402,17 @@ async fn push_one(queue: &Queue, consumer: &ConsumerConfig, pusher: &dyn Pusher,
             "delivered {} times without acknowledgement (maxDeliveries is {})",
             consumer.max_deliveries, consumer.max_deliveries
         );
-        let _ =
-            queue.store().delivery_dead_letter(DeliveryDeadLetterParams { lease: lease_of(queue, &m), reason }).await;
+        let execution = closing(queue, &m, &reason);
+        let r = queue
+            .store()
+            .delivery_dead_letter(DeliveryDeadLetterParams { lease: lease_of(queue, &m), reason, execution })
+            .await;
+        if r.is_ok() {
+            queue.count(METRIC_DEAD_LETTERED, &m.topic);
+        }
         return;
     }
+    queue.count(METRIC_DELIVERED, &m.topic);
     let delivery = Delivery::from_leased(&m, region);
     let outcome = pusher.push(&consumer.route_path, delivery).await;
     let failure = match outcome {
@@ -276,6 +432,7 @@ async fn push_one(queue: &Queue, consumer: &ConsumerConfig, pusher: &dyn Pusher,
         .delivery_retry(DeliveryRetryParams {
             lease: lease_of(queue, &m),
             delay_seconds: consumer.retry_after.as_secs().max(1) as u32,
+            execution: closing(queue, &m, &failure),
         })
         .await;
     match r {

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult};
+use crate::store::{
+    ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult, StoreError,
+};
 use crate::{JobContext, JobError, Jobbable, MessageMetadata, Queue, QueueError, SendOpts};
 
 /// Options for [`JobClient::perform_later_with`].
@@ -42,6 +44,28 @@ impl<J: Jobbable> JobClient<J> {
         self.queue.send(J::TOPIC, payload, opts).await
     }
 
+    /// Publish one message per `params`, in one transaction: all of them, or none on an
+    /// error — the bulk form of [`Self::perform_later`] (one round trip per few thousand
+    /// messages instead of one each). Each message gets the job's dedup key for its params.
+    ///
+    /// ```no_run
+    /// # async fn demo(queue: vqs::Queue) -> Result<(), vqs::QueueError> {
+    /// # struct Probe;
+    /// # impl vqs::Jobbable for Probe { type Params = u32; const TOPIC: &'static str = "probe";
+    /// #   async fn perform(&self, _: u32, _: vqs::JobContext) -> Result<(), vqs::JobError> { Ok(()) } }
+    /// let sent = queue.job(Probe).perform_later_many(0..1000).await?;
+    /// assert_eq!(sent.len(), 1000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn perform_later_many(
+        &self,
+        params: impl IntoIterator<Item = J::Params>,
+    ) -> Result<Vec<SendResult>, QueueError> {
+        let messages =
+            params.into_iter().map(|p| self.encode(p, PerformOpts::default())).collect::<Result<Vec<_>, _>>()?;
+        self.queue.send_many(J::TOPIC, messages).await
+    }
+
     /// The validated publish of `params`, not sent: hand it to a backend function that
     /// publishes inside your database transaction (`vqs_postgres::enqueue_in`), so the job
     /// commits or rolls back with the data it is about.
@@ -61,6 +85,20 @@ impl<J: Jobbable> JobClient<J> {
     /// or `failed` with the error text). The attempt number is `metadata.delivery_count`;
     /// an attempt that outlives [`Jobbable::timeout`] fails.
     pub async fn run_tracked(&self, params: J::Params, metadata: MessageMetadata) -> Result<(), JobError> {
+        let attempt = self.run_attempt(params, metadata).await.map_err(JobError::retryable)?;
+        self.queue.store().execution_finish(attempt.finish).await.map_err(JobError::retryable)?;
+        attempt.result
+    }
+
+    /// Record the start of an attempt (`running`), run it, and return its result with the
+    /// write that closes its execution row, for the caller to apply — the consumer applies
+    /// it together with the acknowledgement (or retry, or dead letter) in one store call.
+    /// Fails, without running the job, when the start cannot be recorded.
+    pub(crate) async fn run_attempt(
+        &self,
+        params: J::Params,
+        metadata: MessageMetadata,
+    ) -> Result<Attempt, StoreError> {
         let store = self.queue.store();
         let clock = self.queue.clock();
         let execution_id = store
@@ -71,9 +109,17 @@ impl<J: Jobbable> JobClient<J> {
                 attempt: metadata.delivery_count,
                 now: clock.now(),
             })
-            .await
-            .map_err(JobError::retryable)?;
-        let ctx = JobContext::new(metadata, store.clone(), clock.clone());
+            .await?;
+        Ok(self.run_started(execution_id, params, metadata).await)
+    }
+
+    /// Run an attempt whose `running` execution row already exists (recorded with its lease
+    /// by the local dispatcher), and return its result with the write that closes the row.
+    pub(crate) async fn run_started(&self, execution_id: i64, params: J::Params, metadata: MessageMetadata) -> Attempt {
+        let clock = self.queue.clock();
+        tracing::Span::current().record("job.id", execution_id);
+        let ctx = JobContext::new(metadata, self.queue.clone());
+        let began_at = Some(clock.now());
         let timeout = self.job.timeout();
         let result = match tokio::time::timeout(timeout, self.job.perform(params, ctx)).await {
             Ok(r) => r,
@@ -83,10 +129,16 @@ impl<J: Jobbable> JobClient<J> {
             Ok(()) => (ExecutionStatus::Success, None),
             Err(e) => (ExecutionStatus::Failed, Some(e.message().to_owned())),
         };
-        store
-            .execution_finish(ExecutionFinishParams { id: execution_id, status, error, now: clock.now() })
-            .await
-            .map_err(JobError::retryable)?;
-        result
+        Attempt {
+            result,
+            finish: ExecutionFinishParams { id: execution_id, status, error, began_at, now: clock.now() },
+        }
     }
+}
+
+/// An attempt that ran, with the write that closes its execution row.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) result: Result<(), JobError>,
+    pub(crate) finish: ExecutionFinishParams,
 }

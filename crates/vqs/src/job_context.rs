@@ -1,11 +1,9 @@
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::store::{CheckpointPutParams, QueueStore};
-use crate::{Clock, JobError};
+use crate::store::{CheckpointPutParams, ProgressPutParams, SyncLogPutParams, SyncLogRecord, SyncOutcome};
+use crate::{JobError, Queue};
 
 /// Facts about the message being processed (the SDK's `MessageMetadata`).
 #[derive(Debug, Clone, Serialize)]
@@ -24,8 +22,7 @@ pub struct MessageMetadata {
 #[derive(Clone)]
 pub struct JobContext {
     metadata: MessageMetadata,
-    store: Arc<dyn QueueStore>,
-    clock: Clock,
+    queue: Queue,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -35,8 +32,14 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new(metadata: MessageMetadata, store: Arc<dyn QueueStore>, clock: Clock) -> Self {
-        JobContext { metadata, store, clock }
+    pub(crate) fn new(metadata: MessageMetadata, queue: Queue) -> Self {
+        JobContext { metadata, queue }
+    }
+
+    /// The queue the job runs on: enqueue follow-up jobs with `ctx.queue().job(J)` (they
+    /// carry this job's trace context), or run maintenance.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     /// The message's metadata.
@@ -51,13 +54,14 @@ impl JobContext {
 
     /// The current time, from the queue's clock.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.queue.clock().now()
     }
 
     /// The checkpoint a previous attempt of this message saved, if any.
     pub async fn checkpoint<T: DeserializeOwned>(&self) -> Result<Option<T>, JobError> {
         let value = self
-            .store
+            .queue
+            .store()
             .checkpoint_get(&self.metadata.message_id, &self.metadata.consumer_group)
             .await
             .map_err(JobError::retryable)?;
@@ -72,12 +76,60 @@ impl JobContext {
     /// Save a checkpoint: the next attempt of this message reads it back with [`Self::checkpoint`].
     pub async fn save_checkpoint<T: Serialize>(&self, value: &T) -> Result<(), JobError> {
         let value = serde_json::to_value(value).map_err(JobError::fatal)?;
-        self.store
+        self.queue
+            .store()
             .checkpoint_put(CheckpointPutParams {
                 message_id: self.metadata.message_id.clone(),
                 consumer_group: self.metadata.consumer_group.clone(),
                 value,
-                now: self.clock.now(),
+                now: self.now(),
+            })
+            .await
+            .map_err(JobError::retryable)
+    }
+
+    /// Report progress (`done` of `total` units, and a short note) where operators see it:
+    /// the admin API (`GET /api/admin/progress`, a message's `progress`) and the dashboard.
+    /// Each report replaces the previous one of this delivery.
+    pub async fn report_progress(&self, done: u64, total: Option<u64>, note: Option<&str>) -> Result<(), JobError> {
+        self.queue
+            .store()
+            .progress_put(ProgressPutParams {
+                message_id: self.metadata.message_id.clone(),
+                consumer_group: self.metadata.consumer_group.clone(),
+                topic: self.metadata.topic_name.clone(),
+                done,
+                total,
+                note: note.map(str::to_owned),
+                now: self.now(),
+            })
+            .await
+            .map_err(JobError::retryable)
+    }
+
+    /// This job's sync log entry for `key` (an account, a tenant…): its cursor and last success.
+    pub async fn sync_log(&self, key: &str) -> Result<Option<SyncLogRecord>, JobError> {
+        self.queue.store().sync_log_get(&self.metadata.topic_name, key).await.map_err(JobError::retryable)
+    }
+
+    /// Record a successful sync of `key`: the next run starts from `cursor`.
+    pub async fn sync_log_success(&self, key: &str, cursor: Option<String>, items_synced: u64) -> Result<(), JobError> {
+        self.sync_log_put(key, SyncOutcome::Success { cursor, items_synced }).await
+    }
+
+    /// Record a failed sync of `key`: its cursor and last success stay as they were.
+    pub async fn sync_log_failure(&self, key: &str, error: &str) -> Result<(), JobError> {
+        self.sync_log_put(key, SyncOutcome::Failure { error: error.to_owned() }).await
+    }
+
+    async fn sync_log_put(&self, key: &str, outcome: SyncOutcome) -> Result<(), JobError> {
+        self.queue
+            .store()
+            .sync_log_put(SyncLogPutParams {
+                topic: self.metadata.topic_name.clone(),
+                key: key.to_owned(),
+                outcome,
+                now: self.now(),
             })
             .await
             .map_err(JobError::retryable)

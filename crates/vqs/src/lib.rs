@@ -42,12 +42,15 @@ mod job_context;
 mod job_error;
 mod jobbable;
 mod queue;
+mod queue_metrics;
+mod queue_service;
 mod retry_policy;
 pub mod store;
+mod trace_context;
 mod vercel_config;
 
 pub use clock::Clock;
-pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler};
+pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler, renewal_interval};
 pub use cron_health::{CronState, CronStatus, cron_state, expected_window};
 pub use cron_lock::CronLock;
 pub use cron_schedule::{CronSchedule, CronScheduleError};
@@ -62,11 +65,17 @@ pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};
 pub use jobbable::Jobbable;
 pub use queue::{
-    DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_RETENTION, MIN_RETENTION, Queue, QueueError, RetentionConfig,
-    SendOpts, is_valid_name,
+    DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_PAYLOAD_BYTES, MAX_RETENTION, MIN_RETENTION, Queue, QueueError,
+    RetentionConfig, SendOpts, is_valid_name,
 };
+pub use queue_metrics::{
+    METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
+    METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SUCCEEDED, SharedRecorder,
+};
+pub use queue_service::{DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease};
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use store::{QueueStore, SendResult, StoreError};
+pub use trace_context::TraceContext;
 pub use vercel_config::{
     CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for,
 };

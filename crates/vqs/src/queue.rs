@@ -1,13 +1,15 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
-    DeadLetterRecord, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageRecord,
-    MessageSendParams, QueueStore, SendResult, StoreError, TopicStats,
+    DeadLetterRecord, ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams,
+    MaintenanceReport, MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams,
+    QueueStore, SendResult, StoreError, SyncLogRecord, TopicDepth, TopicStats,
 };
-use crate::{Clock, JobClient, Jobbable};
+use crate::{Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext};
 
 /// Retention when none is given: 24 hours, as on Vercel.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -15,6 +17,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const MIN_RETENTION: Duration = Duration::from_secs(60);
 /// Longest retention (and delay) Vercel accepts: 7 days.
 pub const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest message payload Vercel accepts: 100 MB.
+pub const MAX_PAYLOAD_BYTES: usize = 100 * 1024 * 1024;
 /// Longest idempotency key Vercel accepts.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
@@ -42,6 +46,9 @@ pub enum QueueError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The remote queue service (see [`Queue::with_publisher`]) failed or refused.
+    #[error("queue service: {0}")]
+    Service(#[from] ServiceError),
 }
 
 /// The facade over a storage backend: publishing, leasing, tracking and the admin reads.
@@ -55,6 +62,9 @@ struct Inner {
     store: Arc<dyn QueueStore>,
     clock: Clock,
     published: Notify,
+    /// Where messages are published when not to `store` (Vercel's queue service).
+    publisher: Option<Arc<dyn QueueService>>,
+    recorder: OnceLock<SharedRecorder>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -71,7 +81,30 @@ pub fn is_valid_name(name: &str) -> bool {
 impl Queue {
     /// A queue over `store`, reading time from `clock`.
     pub fn new(store: Arc<dyn QueueStore>, clock: Clock) -> Self {
-        Queue { inner: Arc::new(Inner { store, clock, published: Notify::new() }) }
+        Queue {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                published: Notify::new(),
+                publisher: None,
+                recorder: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A queue that publishes to `publisher` (e.g. Vercel's queue service, which pushes to
+    /// the deployment's consumer functions) while executions, checkpoints and dead letters
+    /// stay in `store`.
+    pub fn with_publisher(store: Arc<dyn QueueStore>, clock: Clock, publisher: Arc<dyn QueueService>) -> Self {
+        Queue {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                published: Notify::new(),
+                publisher: Some(publisher),
+                recorder: OnceLock::new(),
+            }),
+        }
     }
 
     /// The backend.
@@ -82,6 +115,10 @@ impl Queue {
     /// The clock.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    pub(crate) fn recorder_cell(&self) -> &OnceLock<SharedRecorder> {
+        &self.inner.recorder
     }
 
     /// A handle to enqueue and run job `J`.
@@ -113,12 +150,57 @@ impl Queue {
     ) -> Result<SendResult, QueueError> {
         let mut params = self.prepare_send(topic, payload, opts)?;
         params.only_group = only_group;
-        let result = self.inner.store.message_send(params).await?;
+        let result = match &self.inner.publisher {
+            Some(remote) => remote.send(params).await?,
+            None => self.inner.store.message_send(params).await?,
+        };
         if !result.duplicate {
             tracing::debug!(queue.name = topic, message.id = %result.message_id, "published");
+            self.count(METRIC_PUBLISHED, topic);
             self.wake();
         }
         Ok(result)
+    }
+
+    /// Publish many messages to `topic` in one transaction: all of them, or on an error none
+    /// (an invalid message refuses the whole batch before anything is written). A message
+    /// whose idempotency key matches a pending one is reported as a duplicate, as in
+    /// [`Self::send`]. One result per message, in order.
+    pub async fn send_many(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (Vec<u8>, SendOpts)>,
+    ) -> Result<Vec<SendResult>, QueueError> {
+        let params = messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, (payload, opts))| {
+                self.prepare_send(topic, payload, opts).map_err(|e| QueueError::Invalid(format!("message {i}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = match &self.inner.publisher {
+            // Vercel's queue service has no transaction to share: one send each.
+            Some(remote) => {
+                let mut sent = Vec::with_capacity(params.len());
+                for p in params {
+                    sent.push(remote.send(p).await?);
+                }
+                sent
+            }
+            None => self.inner.store.message_send_many(params).await?,
+        };
+        let published = results.iter().filter(|r| !r.duplicate).count();
+        if published > 0 {
+            tracing::debug!(queue.name = topic, messages = published, "published");
+            self.with_metrics(|| {
+                metrics::counter!(METRIC_PUBLISHED, "topic" => topic.to_owned()).increment(published as u64)
+            });
+            self.wake();
+        }
+        Ok(results)
     }
 
     /// Validate a publish and turn it into the backend's params without sending it — for a
@@ -158,7 +240,10 @@ impl Queue {
             idempotency_key: opts.idempotency_key,
             delay_seconds: opts.delay.as_secs() as u32,
             retention_seconds: retention.as_secs() as u32,
-            headers_json: opts.headers_json,
+            // Published from inside a job (or a traced request): carry its trace context.
+            headers_json: opts.headers_json.or_else(|| {
+                TraceContext::current().map(|c| serde_json::json!({ "traceparent": c.traceparent() }).to_string())
+            }),
             only_group: None,
             now: self.inner.clock.now(),
         })
@@ -177,6 +262,28 @@ impl Queue {
     /// Per-topic counts.
     pub async fn stats(&self) -> Result<Vec<TopicStats>, QueueError> {
         Ok(self.inner.store.queue_stats(self.inner.clock.now()).await?)
+    }
+
+    /// Live counts per topic (waiting, delayed, running, oldest due, dead letters): cheap at
+    /// any history size, for health checks, dashboards and metrics.
+    pub async fn depth(&self) -> Result<Vec<TopicDepth>, QueueError> {
+        Ok(self.inner.store.queue_depth(QueueDepthParams { now: self.inner.clock.now() }).await?)
+    }
+
+    /// Executions started in the last `window`, per topic and status (throughput).
+    pub async fn execution_counts(&self, window: Duration) -> Result<Vec<ExecutionCounts>, QueueError> {
+        let since = self.inner.clock.now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+        Ok(self.inner.store.execution_counts(ExecutionCountParams { since }).await?)
+    }
+
+    /// Progress reports of running (and recently finished) jobs, most recent first.
+    pub async fn progress(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, QueueError> {
+        Ok(self.inner.store.progress_list(p).await?)
+    }
+
+    /// The sync log of a topic's keys (or of every topic).
+    pub async fn sync_log(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, QueueError> {
+        Ok(self.inner.store.sync_log_list(topic).await?)
     }
 
     /// Dead letters, newest first.
@@ -208,7 +315,9 @@ impl Queue {
         Ok(self.inner.store.dead_letter_delete(id).await?)
     }
 
-    /// One maintenance pass: rescue abandoned executions, prune by retention.
+    /// One maintenance pass: rescue abandoned executions, prune by retention (each table at
+    /// most `retention.batch` rows; [`MaintenanceReport::hit_batch_limit`] says whether
+    /// another pass has more to do).
     pub async fn maintenance(&self, retention: &RetentionConfig) -> Result<MaintenanceReport, QueueError> {
         let report = self
             .inner
@@ -216,6 +325,11 @@ impl Queue {
             .maintenance_run(MaintenanceParams {
                 now: self.inner.clock.now(),
                 execution_retention_seconds: retention.executions.as_secs(),
+                max_executions: retention.max_executions,
+                message_retention_seconds: retention.messages.as_secs(),
+                max_messages: retention.max_messages,
+                cron_run_retention_seconds: retention.cron_runs.as_secs(),
+                max_cron_runs: retention.max_cron_runs,
                 dead_letter_retention_seconds: retention.dead_letters.as_secs(),
                 batch: retention.batch,
             })
@@ -227,11 +341,24 @@ impl Queue {
     }
 }
 
-/// How long finished work is kept.
-#[derive(Debug, Clone)]
+/// How long finished work is kept. Age limits and count limits both apply; a count limit of
+/// 0 means none. Unfinished work (live messages, `running` rows, the latest run and the
+/// latest success of each cron) is never pruned.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionConfig {
-    /// Execution rows. Default 7 days.
+    /// Execution rows, by start time. Default 7 days.
     pub executions: Duration,
+    /// Execution rows kept at most (the newest). Default 1 000 000.
+    pub max_executions: u64,
+    /// Finished messages (every delivery acknowledged or dead), by creation time. Default 24
+    /// hours. A message is removed at the end of its own retention in any case.
+    pub messages: Duration,
+    /// Messages kept at most; only finished ones are deleted. Default 1 000 000.
+    pub max_messages: u64,
+    /// Cron runs, by start time. Default 30 days.
+    pub cron_runs: Duration,
+    /// Runs kept per cron at most. Default 1000.
+    pub max_cron_runs: u64,
     /// Dead letters. Default 30 days.
     pub dead_letters: Duration,
     /// Rows deleted per table per pass. Default 1000.
@@ -240,9 +367,15 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
         RetentionConfig {
-            executions: Duration::from_secs(7 * 24 * 3600),
-            dead_letters: Duration::from_secs(30 * 24 * 3600),
+            executions: Duration::from_secs(7 * DAY),
+            max_executions: 1_000_000,
+            messages: Duration::from_secs(DAY),
+            max_messages: 1_000_000,
+            cron_runs: Duration::from_secs(30 * DAY),
+            max_cron_runs: 1000,
+            dead_letters: Duration::from_secs(30 * DAY),
             batch: 1000,
         }
     }

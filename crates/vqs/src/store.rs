@@ -17,6 +17,21 @@ pub fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A new message id for a message created at `now` (the queue's clock): `msg_` and a UUID v7
+/// whose time part is `now`, so ids sort by creation time as the queue sees it.
+pub fn new_message_id_at(now: DateTime<Utc>) -> String {
+    let secs = now.timestamp().max(0) as u64;
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos());
+    format!("msg_{}", uuid::Uuid::new_v7(ts).simple())
+}
+
+/// The smallest message id that [`new_message_id_at`] can issue at `t` or later: ids are
+/// time-ordered (UUID v7, milliseconds first), so `id < message_id_floor(t)` selects the
+/// messages created before `t` through the primary key, with no index on `created_at`.
+pub fn message_id_floor(t: DateTime<Utc>) -> String {
+    format!("msg_{:012x}{}", t.timestamp_millis().max(0), "0".repeat(20))
+}
+
 /// A receipt handle names a message and the lease token of one delivery of it:
 /// `<message id>.<lease token>`.
 pub fn receipt_handle(message_id: &str, lease_token: &str) -> String {
@@ -109,6 +124,10 @@ pub struct DeliveryClaimParams {
     pub message_id: Option<String>,
     pub limit: u32,
     pub visibility_seconds: u32,
+    /// Record each leased message's attempt as a `running` execution in the same write (the
+    /// local dispatcher does this for the job routes of its own process: the lease *is* the
+    /// start of the attempt, and the consumer needs no write of its own before it runs).
+    pub start_executions: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -128,6 +147,8 @@ pub struct LeasedMessage {
     pub expires_at: DateTime<Utc>,
     /// When the lease ends unless acknowledged or extended.
     pub lease_until: DateTime<Utc>,
+    /// The `running` execution recorded with the lease (`start_executions`).
+    pub execution_id: Option<i64>,
 }
 
 /// Identify a lease.
@@ -145,11 +166,23 @@ pub struct LeaseVisibilityParams {
     pub visibility_seconds: u32,
 }
 
+/// Acknowledge a lease: the delivery is done.
+#[derive(Debug, Clone)]
+pub struct DeliveryAckParams {
+    pub lease: LeaseParams,
+    /// The attempt that just ran, closed in the same write as the acknowledgement (so an
+    /// execution never reads `success` while its message is still leased, and the pair
+    /// costs one round trip). Closed even when the lease turns out to be lost.
+    pub execution: Option<ExecutionFinishParams>,
+}
+
 /// Give a message back for another attempt after `delay_seconds`.
 #[derive(Debug, Clone)]
 pub struct DeliveryRetryParams {
     pub lease: LeaseParams,
     pub delay_seconds: u32,
+    /// The attempt that just failed, closed in the same write (see [`DeliveryAckParams`]).
+    pub execution: Option<ExecutionFinishParams>,
 }
 
 /// Acknowledge a lease and keep the message in the dead-letter store.
@@ -157,6 +190,22 @@ pub struct DeliveryRetryParams {
 pub struct DeliveryDeadLetterParams {
     pub lease: LeaseParams,
     pub reason: String,
+    /// The last attempt, closed in the same write (see [`DeliveryAckParams`]).
+    pub execution: Option<ExecutionFinishParams>,
+}
+
+/// Keep a dead letter for a message this database never stored: one that came from
+/// another queue service (Vercel's), whose payload the consumer has in hand.
+#[derive(Debug, Clone)]
+pub struct DeadLetterInsertParams {
+    pub message_id: String,
+    pub topic: String,
+    pub consumer_group: String,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    pub now: DateTime<Utc>,
 }
 
 /// Start one execution row (`running`).
@@ -203,6 +252,10 @@ pub struct ExecutionFinishParams {
     pub id: i64,
     pub status: ExecutionStatus,
     pub error: Option<String>,
+    /// When the job actually began, if later than its row says: an attempt recorded with its
+    /// lease may wait a moment for a free slot; its `started_at` (and duration) are corrected
+    /// to when the job's code started. `None` leaves `started_at` as recorded.
+    pub began_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -300,6 +353,140 @@ pub struct TopicStats {
     pub dead: i64,
 }
 
+/// Live counts of one topic, read from unfinished deliveries only, so the cost follows the
+/// queue's depth, not its history (health, dashboard and `/metrics` poll it).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TopicDepth {
+    pub topic: String,
+    /// Due now, not leased.
+    pub waiting: i64,
+    /// Not due yet (a send delay or a retry backoff).
+    pub delayed: i64,
+    /// Leased to a consumer whose lease has not expired.
+    pub running: i64,
+    /// The `visible_at` of the oldest due delivery: how long the head of the queue has waited.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Rows in the dead-letter store.
+    pub dead_letters: i64,
+}
+
+/// Per-topic depth from the rows a backend read: `due` as (topic, count, oldest
+/// `visible_at`), `not_due` as (topic, pending, leased), `dead` as (topic, dead letters).
+/// A topic may appear more than once (one row per consumer group); counts add up.
+pub fn topic_depths(
+    due: impl IntoIterator<Item = (String, i64, Option<DateTime<Utc>>)>,
+    not_due: impl IntoIterator<Item = (String, i64, i64)>,
+    dead: impl IntoIterator<Item = (String, i64)>,
+) -> Vec<TopicDepth> {
+    let mut by_topic: std::collections::BTreeMap<String, TopicDepth> = Default::default();
+    fn at(m: &mut std::collections::BTreeMap<String, TopicDepth>, topic: String) -> &mut TopicDepth {
+        m.entry(topic.clone()).or_insert_with(|| TopicDepth { topic, ..TopicDepth::default() })
+    }
+    for (topic, n, oldest) in due {
+        let d = at(&mut by_topic, topic);
+        d.waiting += n;
+        d.oldest_due_at = match (d.oldest_due_at, oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    for (topic, pending, leased) in not_due {
+        let d = at(&mut by_topic, topic);
+        d.delayed += pending;
+        d.running += leased;
+    }
+    for (topic, n) in dead {
+        at(&mut by_topic, topic).dead_letters += n;
+    }
+    by_topic.into_values().collect()
+}
+
+/// Read live counts per topic.
+#[derive(Debug, Clone)]
+pub struct QueueDepthParams {
+    pub now: DateTime<Utc>,
+}
+
+/// Executions per topic started since an instant (throughput).
+#[derive(Debug, Clone)]
+pub struct ExecutionCountParams {
+    pub since: DateTime<Utc>,
+}
+
+/// How many executions of one topic started in the window, by status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ExecutionCounts {
+    pub topic: String,
+    pub running: i64,
+    pub success: i64,
+    pub failed: i64,
+}
+
+/// Report a running job's progress (replaces the previous report of the same delivery).
+#[derive(Debug, Clone)]
+pub struct ProgressPutParams {
+    pub message_id: String,
+    pub consumer_group: String,
+    pub topic: String,
+    pub done: u64,
+    /// `None` when the total is not known.
+    pub total: Option<u64>,
+    pub note: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// Progress reports, most recently updated first.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressListParams {
+    pub message_id: Option<String>,
+    pub limit: u32,
+}
+
+/// The latest progress a job reported for one delivery.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProgressRecord {
+    pub message_id: String,
+    pub consumer_group: String,
+    pub topic: String,
+    pub done: u64,
+    pub total: Option<u64>,
+    pub note: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A sync job's record of one account (or any key it syncs separately).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SyncLogRecord {
+    /// The job's topic.
+    pub topic: String,
+    pub key: String,
+    /// Where the next run starts (the upstream's cursor after the last success).
+    pub cursor: Option<String>,
+    pub last_attempt_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The error of the last attempt; `None` when it succeeded.
+    pub last_error: Option<String>,
+    /// Items synced by the last successful run.
+    pub items_synced: u64,
+}
+
+/// Record one attempt of syncing a key: on success the cursor moves and `last_success_at`
+/// is set; on failure only the error and the attempt time change.
+#[derive(Debug, Clone)]
+pub struct SyncLogPutParams {
+    pub topic: String,
+    pub key: String,
+    pub outcome: SyncOutcome,
+    pub now: DateTime<Utc>,
+}
+
+/// How a sync attempt of one key ended.
+#[derive(Debug, Clone)]
+pub enum SyncOutcome {
+    Success { cursor: Option<String>, items_synced: u64 },
+    Failure { error: String },
+}
+
 /// A message kept after its last attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterRecord {
@@ -323,12 +510,22 @@ pub struct CheckpointPutParams {
     pub now: DateTime<Utc>,
 }
 
-/// Maintenance knobs for one pass.
+/// Maintenance knobs for one pass. A `max_*` of 0 means no count limit.
 #[derive(Debug, Clone)]
 pub struct MaintenanceParams {
     pub now: DateTime<Utc>,
     /// Delete execution rows older than this many seconds.
     pub execution_retention_seconds: u64,
+    /// Keep at most this many execution rows (the newest).
+    pub max_executions: u64,
+    /// Delete finished messages (every delivery acknowledged or dead) created longer ago than this.
+    pub message_retention_seconds: u64,
+    /// Keep at most this many messages; only finished ones are deleted to get there.
+    pub max_messages: u64,
+    /// Delete cron runs older than this many seconds.
+    pub cron_run_retention_seconds: u64,
+    /// Keep at most this many runs per cron (path and schedule).
+    pub max_cron_runs: u64,
     /// Delete dead letters older than this many seconds.
     pub dead_letter_retention_seconds: u64,
     /// At most this many rows per table per pass, so a pass never stalls the queue.
@@ -342,19 +539,35 @@ pub struct MaintenanceReport {
     pub executions_rescued: u64,
     /// Messages past their retention deleted.
     pub messages_pruned: u64,
+    /// Finished messages deleted by the retention policy (age or count).
+    pub finished_messages_pruned: u64,
     /// Execution rows past retention deleted.
     pub executions_pruned: u64,
     /// Dead letters past retention deleted.
     pub dead_letters_pruned: u64,
     /// Cron runs left `running` for over an hour (their process died) closed as failed.
     pub cron_runs_rescued: u64,
-    /// Cron runs past the execution retention deleted.
+    /// Cron runs past retention (age or count) deleted.
     pub cron_runs_pruned: u64,
 }
 
 impl MaintenanceReport {
     pub fn is_empty(&self) -> bool {
         *self == MaintenanceReport::default()
+    }
+
+    /// True when some table hit the batch limit: another pass has more to do.
+    pub fn hit_batch_limit(&self, batch: u32) -> bool {
+        let b = u64::from(batch.max(1));
+        [
+            self.messages_pruned,
+            self.finished_messages_pruned,
+            self.executions_pruned,
+            self.dead_letters_pruned,
+            self.cron_runs_pruned,
+        ]
+        .iter()
+        .any(|n| *n >= b)
     }
 }
 
@@ -420,6 +633,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Publish a message: fan it out to every subscribed consumer group, unless the
     /// idempotency key matches a message of the same topic that is still pending or running.
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError>;
+    /// Publish many messages in one transaction — all of them or, on an error, none — each
+    /// as [`Self::message_send`] would (a duplicate key is reported, not an error), in as
+    /// few round trips as the backend can. One result per message, in input order.
+    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError>;
     /// A message with its deliveries.
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
 
@@ -427,15 +644,16 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
 
     /// Lease up to `limit` due messages (pending and due, or leased with an expired lease).
-    /// Re-leasing an expired lease closes that delivery's `running` executions as failed.
+    /// Re-leasing an expired lease closes that delivery's `running` executions as failed;
+    /// with `start_executions`, each new attempt's `running` execution is recorded with it.
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
-    /// Acknowledge: the delivery is done.
-    async fn delivery_ack(&self, p: LeaseParams) -> Result<(), StoreError>;
+    /// Acknowledge: the delivery is done (and close the attempt's execution, if given).
+    async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError>;
     /// Extend (or with 0 release) a lease.
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError>;
-    /// Release a lease for another attempt after a delay.
+    /// Release a lease for another attempt after a delay (and close the attempt's execution, if given).
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError>;
-    /// Acknowledge and keep a dead letter.
+    /// Acknowledge and keep a dead letter (and close the attempt's execution, if given).
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
@@ -452,10 +670,24 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError>;
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError>;
+    /// Live counts per topic from unfinished deliveries only (cheap: polled by health and metrics).
+    async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError>;
+    /// Executions started since `p.since`, per topic and status.
+    async fn execution_counts(&self, p: ExecutionCountParams) -> Result<Vec<ExecutionCounts>, StoreError>;
+
+    async fn progress_put(&self, p: ProgressPutParams) -> Result<(), StoreError>;
+    async fn progress_list(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, StoreError>;
+
+    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError>;
+    async fn sync_log_put(&self, p: SyncLogPutParams) -> Result<(), StoreError>;
+    /// Every key of a topic (or of every topic), by key.
+    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError>;
 
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
     async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// Keep a dead letter of a message delivered by another queue service (no message row here).
+    async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 
     /// Rescue abandoned executions and prune by retention, in bounded batches.
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError>;

@@ -1,0 +1,122 @@
+//! The local dispatcher on both backends: `maxConcurrency` bounds jobs running at once while
+//! it leases ahead, and a graceful stop leaves no lease held and no attempt running.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use common::TestApp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use vqs::store::{DeliveryState, ExecutionListParams, ExecutionStatus};
+use vqs::{ConsumerConfig, DispatcherConfig, JobContext, JobError, Jobbable, QueueHandler, SendOpts};
+use web::in_process::InProcessPusher;
+use web::queue_route::queue_route;
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Serialize, Deserialize)]
+struct Nothing {}
+
+/// A job that notes how many of its kind run at once.
+struct Counted;
+
+impl Jobbable for Counted {
+    type Params = Nothing;
+    const TOPIC: &'static str = "counted";
+
+    async fn perform(&self, _: Nothing, _: JobContext) -> Result<(), JobError> {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn wait_for_successes(app: &TestApp, topic: &str, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done: i64 =
+            app.queue().stats().await.unwrap().iter().filter(|t| t.topic == topic).map(|t| t.succeeded).sum();
+        if done >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} succeeded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn max_concurrency_bounds_the_jobs_running_at_once() {
+    let app = TestApp::new().await;
+    let router = Router::new()
+        .route("/api/queue/counted", queue_route(QueueHandler::new(Counted)))
+        .with_state(app.state.clone());
+    let consumer = ConsumerConfig {
+        consumer_group: "counted-group".into(),
+        topic_pattern: "counted".into(),
+        route_path: "/api/queue/counted".into(),
+        max_concurrency: 3,
+        starts_executions: true,
+        ..ConsumerConfig::from(&app.state.vercel.queue_triggers[0])
+    };
+    vqs::register_consumers(app.queue(), std::slice::from_ref(&consumer)).await.unwrap();
+    let messages = (0..120).map(|_| (b"{}".to_vec(), SendOpts::default()));
+    app.queue().send_many("counted", messages).await.unwrap();
+
+    let (stop, stopped) = watch::channel(false);
+    let pusher = Arc::new(InProcessPusher::new(router));
+    let dispatcher =
+        vqs::spawn_dispatcher(app.queue().clone(), vec![consumer], pusher, DispatcherConfig::default(), stopped);
+    wait_for_successes(&app, "counted", 120).await;
+    stop.send(true).unwrap();
+    dispatcher.await.unwrap();
+
+    let most = MOST.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&most), "{most} jobs ran at once with maxConcurrency 3");
+    let runs = app
+        .queue()
+        .executions(ExecutionListParams { topic: Some("counted".into()), limit: 1000, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 120, "one attempt each");
+    assert!(runs.iter().all(|r| r.status == ExecutionStatus::Success));
+}
+
+#[tokio::test]
+async fn a_graceful_stop_leaves_no_lease_held_and_no_attempt_running() {
+    let app = TestApp::new().await;
+    let messages = (0..600).map(|_| (br#"{"sleep_ms":1}"#.to_vec(), SendOpts::default()));
+    let sent = app.queue().send_many("probe", messages).await.unwrap();
+
+    let (stop, stopped) = watch::channel(false);
+    let pusher = Arc::new(InProcessPusher::new(app.router.clone()));
+    let consumers = vec![app.consumer("probe")];
+    let dispatcher =
+        vqs::spawn_dispatcher(app.queue().clone(), consumers, pusher, DispatcherConfig::default(), stopped);
+    wait_for_successes(&app, "probe", 100).await;
+    stop.send(true).unwrap(); // mid-stream: jobs running, settling, and leased ahead
+    dispatcher.await.unwrap();
+
+    let mut done = 0;
+    for s in &sent {
+        let m = app.queue().message(&s.message_id).await.unwrap().unwrap();
+        match m.deliveries[0].state {
+            DeliveryState::Acked => done += 1,
+            DeliveryState::Pending => assert!(m.deliveries[0].visible_at <= app.clock.now(), "given back due at once"),
+            other => panic!("{} is {other:?} after the stop", s.message_id),
+        }
+    }
+    assert!(done >= 100, "{done} finished before the stop");
+    let running = app
+        .queue()
+        .executions(ExecutionListParams { status: Some(ExecutionStatus::Running), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(running.is_empty(), "attempts left running: {running:?}");
+}

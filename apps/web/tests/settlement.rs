@@ -1,0 +1,233 @@
+//! Settling a delivery closes the attempt's execution in the same write, on both backends:
+//! an execution never reads `success` beside a message still leased, and an attempt is
+//! closed even when its lease was lost on the way.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::TestApp;
+use vqs::store::{
+    DeliveryAckParams, DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, DeliveryState,
+    ExecutionFinishParams, ExecutionListParams, ExecutionStartParams, ExecutionStatus, LeaseParams, LeasedMessage,
+    StoreError,
+};
+use vqs::{Clock, SendOpts};
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-02T08:00:00Z".parse().unwrap()
+}
+
+/// A probe message, claimed with a 60 s lease, and the `running` execution of its attempt.
+async fn leased_attempt(app: &TestApp) -> (LeasedMessage, i64) {
+    let group = app.consumer("probe").consumer_group;
+    app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    let m = claim(app, &group).await.expect("a message is due");
+    let id = app
+        .queue()
+        .store()
+        .execution_start(ExecutionStartParams {
+            topic: "probe".into(),
+            message_id: m.message_id.clone(),
+            consumer_group: group,
+            attempt: m.delivery_count,
+            now: app.clock.now(),
+        })
+        .await
+        .unwrap();
+    (m, id)
+}
+
+async fn claim(app: &TestApp, group: &str) -> Option<LeasedMessage> {
+    let params = DeliveryClaimParams {
+        consumer_group: group.into(),
+        topic: None,
+        message_id: None,
+        limit: 1,
+        visibility_seconds: 60,
+        start_executions: false,
+        now: app.clock.now(),
+    };
+    app.queue().store().delivery_claim(params).await.unwrap().pop()
+}
+
+fn lease(app: &TestApp, m: &LeasedMessage) -> LeaseParams {
+    LeaseParams {
+        consumer_group: m.consumer_group.clone(),
+        receipt_handle: m.receipt_handle.clone(),
+        now: app.clock.now(),
+    }
+}
+
+fn finish(app: &TestApp, id: i64, status: ExecutionStatus, error: Option<&str>) -> Option<ExecutionFinishParams> {
+    Some(ExecutionFinishParams { id, status, error: error.map(str::to_owned), began_at: None, now: app.clock.now() })
+}
+
+async fn execution_of(app: &TestApp, message_id: &str) -> vqs::store::ExecutionRecord {
+    let rows = app
+        .queue()
+        .executions(ExecutionListParams { message_id: Some(message_id.into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one attempt: {rows:?}");
+    rows.into_iter().next().unwrap()
+}
+
+async fn delivery_state(app: &TestApp, message_id: &str) -> DeliveryState {
+    app.queue().message(message_id).await.unwrap().unwrap().deliveries[0].state
+}
+
+#[tokio::test]
+async fn an_ack_closes_the_attempt_with_it() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let (m, id) = leased_attempt(&app).await;
+    app.clock.advance(Duration::from_millis(1500));
+    let execution = finish(&app, id, ExecutionStatus::Success, None);
+    app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await.unwrap();
+
+    let e = execution_of(&app, &m.message_id).await;
+    assert_eq!((e.status, e.duration_ms), (ExecutionStatus::Success, Some(1500)));
+    assert_eq!(delivery_state(&app, &m.message_id).await, DeliveryState::Acked);
+}
+
+#[tokio::test]
+async fn a_retry_and_a_dead_letter_close_the_attempt_with_them() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let (m, id) = leased_attempt(&app).await;
+    let execution = finish(&app, id, ExecutionStatus::Failed, Some("upstream said 503"));
+    let retry = DeliveryRetryParams { lease: lease(&app, &m), delay_seconds: 100, execution };
+    app.queue().store().delivery_retry(retry).await.unwrap();
+    let e = execution_of(&app, &m.message_id).await;
+    assert_eq!((e.status, e.error.as_deref()), (ExecutionStatus::Failed, Some("upstream said 503")));
+    assert_eq!(delivery_state(&app, &m.message_id).await, DeliveryState::Pending);
+
+    let (m, id) = leased_attempt(&app).await;
+    let execution = finish(&app, id, ExecutionStatus::Failed, Some("fatal: no such account"));
+    let dead = DeliveryDeadLetterParams { lease: lease(&app, &m), reason: "fatal: no such account".into(), execution };
+    app.queue().store().delivery_dead_letter(dead).await.unwrap();
+    assert_eq!(execution_of(&app, &m.message_id).await.status, ExecutionStatus::Failed);
+    assert_eq!(delivery_state(&app, &m.message_id).await, DeliveryState::Dead);
+}
+
+#[tokio::test]
+async fn an_attempt_is_closed_even_when_its_message_was_acknowledged_meanwhile() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let (m, id) = leased_attempt(&app).await;
+    // Someone else acknowledged it (e.g. a consumer through /_vqs with the same handle).
+    app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution: None }).await.unwrap();
+
+    let execution = finish(&app, id, ExecutionStatus::Success, None);
+    let r = app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    assert_eq!(
+        execution_of(&app, &m.message_id).await.status,
+        ExecutionStatus::Success,
+        "the attempt is not left running"
+    );
+}
+
+#[tokio::test]
+async fn a_late_settle_does_not_overwrite_an_abandoned_attempt() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let (m, id) = leased_attempt(&app).await;
+    // The lease runs out and another consumer takes the message: attempt 1 is abandoned.
+    app.clock.advance(Duration::from_secs(61));
+    let again = claim(&app, &m.consumer_group).await.expect("redelivered after the lease");
+    assert_eq!(again.delivery_count, 2);
+
+    let execution = finish(&app, id, ExecutionStatus::Success, None);
+    let r = app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))), "{r:?}");
+    let e = execution_of(&app, &m.message_id).await;
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert!(e.error.unwrap().starts_with("abandoned"), "the verdict of the takeover stands");
+    assert_eq!(delivery_state(&app, &m.message_id).await, DeliveryState::Leased, "the new lease is untouched");
+}
+
+#[tokio::test]
+async fn the_local_dispatcher_records_the_attempt_with_its_lease() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let consumer = app.consumer("probe");
+    assert!(consumer.starts_executions, "probe's route is served by this app");
+    let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+
+    let claim = |now| DeliveryClaimParams {
+        consumer_group: consumer.consumer_group.clone(),
+        topic: None,
+        message_id: None,
+        limit: 10,
+        visibility_seconds: 60,
+        start_executions: true,
+        now,
+    };
+    let first = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    let e = execution_of(&app, &id).await;
+    assert_eq!(Some(e.id), first.execution_id);
+    assert_eq!((e.attempt, e.status, e.started_at), (1, ExecutionStatus::Running, t0()));
+
+    // The process dies; the lease runs out; the next lease closes attempt 1 and opens attempt 2.
+    app.clock.advance(Duration::from_secs(61));
+    let second = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    let rows = app
+        .queue()
+        .executions(ExecutionListParams { message_id: Some(id.clone()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    let by_attempt: Vec<_> = rows.iter().rev().map(|e| (e.attempt, e.status, e.error.is_some())).collect();
+    assert_eq!(by_attempt, vec![(1, ExecutionStatus::Failed, true), (2, ExecutionStatus::Running, false)]);
+    assert_eq!(second.execution_id, Some(rows[0].id));
+    assert!(rows[1].error.as_deref().unwrap().starts_with("abandoned"));
+}
+
+/// A consumer that answers every push with one status, without touching the message.
+struct Answering(u16);
+
+#[async_trait::async_trait]
+impl vqs::Pusher for Answering {
+    async fn push(&self, _route: &str, _delivery: vqs::Delivery) -> Result<u16, String> {
+        Ok(self.0)
+    }
+}
+
+#[tokio::test]
+async fn a_push_that_fails_closes_the_attempt_recorded_with_its_lease() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let pushed = vqs::dispatch_due(app.queue(), &app.consumer("probe"), &Answering(503), "dev1", 10).await.unwrap();
+    assert_eq!(pushed, 1);
+    let e = execution_of(&app, &id).await;
+    assert_eq!((e.status, e.error.as_deref()), (ExecutionStatus::Failed, Some("consumer answered 503")));
+    assert_eq!(delivery_state(&app, &id).await, DeliveryState::Pending, "due again after retryAfterSeconds");
+}
+
+#[tokio::test]
+async fn an_attempt_recorded_with_its_lease_reads_when_the_job_began() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let consumer = app.consumer("probe");
+    let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let claim = DeliveryClaimParams {
+        consumer_group: consumer.consumer_group.clone(),
+        topic: None,
+        message_id: None,
+        limit: 1,
+        visibility_seconds: 60,
+        start_executions: true,
+        now: app.clock.now(),
+    };
+    let m = app.queue().store().delivery_claim(claim).await.unwrap().pop().unwrap();
+    // It waited 2 s for a free slot, then ran for 1 s.
+    app.clock.advance(Duration::from_secs(2));
+    let began_at = Some(app.clock.now());
+    app.clock.advance(Duration::from_secs(1));
+    let execution = Some(ExecutionFinishParams {
+        id: m.execution_id.unwrap(),
+        status: ExecutionStatus::Success,
+        error: None,
+        began_at,
+        now: app.clock.now(),
+    });
+    app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await.unwrap();
+    let e = execution_of(&app, &id).await;
+    assert_eq!((e.started_at, e.duration_ms), (t0() + chrono::Duration::seconds(2), Some(1000)));
+}

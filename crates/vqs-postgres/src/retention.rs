@@ -1,0 +1,122 @@
+//! Retention: finished messages and old execution rows and cron runs, pruned by age and by
+//! count, each step at most `batch` rows (and `SKIP LOCKED` where rows may be in use), so a
+//! pass never stalls the queue.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use vqs::store::{MaintenanceParams, StoreError, message_id_floor};
+
+use crate::pg_store::db_err;
+
+fn cutoff(p: &MaintenanceParams, seconds: u64) -> DateTime<Utc> {
+    p.now - chrono::Duration::seconds(seconds.min(i64::MAX as u64 / 1000) as i64)
+}
+
+/// Execution rows older than the retention, then beyond the count limit (oldest first).
+pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
+    let batch = i64::from(p.batch.max(1));
+    let mut pruned = sqlx::query(
+        "DELETE FROM job_executions WHERE id IN \
+         (SELECT id FROM job_executions WHERE started_at < $1 AND status != 'running' ORDER BY started_at LIMIT $2)",
+    )
+    .bind(cutoff(p, p.execution_retention_seconds))
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if p.max_executions > 0 && (pruned as i64) < batch {
+        let boundary: Option<i64> = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
+            .bind(p.max_executions as i64)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+        if let Some(boundary) = boundary {
+            pruned += sqlx::query(
+                "DELETE FROM job_executions WHERE id IN \
+                 (SELECT id FROM job_executions WHERE id <= $1 AND status != 'running' ORDER BY id LIMIT $2)",
+            )
+            .bind(boundary)
+            .bind(batch - pruned as i64)
+            .execute(pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        }
+    }
+    Ok(pruned)
+}
+
+/// Messages whose every delivery finished (acknowledged or dead), created before the
+/// retention cut-off or beyond the count limit, with their deliveries, checkpoint and
+/// progress. Ids are time-ordered, so "older than" is a primary-key range.
+pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
+    let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
+    let over_count: String = if p.max_messages > 0 {
+        sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
+            .bind(p.max_messages as i64)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let ids: Vec<String> = sqlx::query(
+        "SELECT m.id FROM messages m WHERE (m.id < $1 OR m.id <= $2) \
+           AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+         ORDER BY m.id LIMIT $3 FOR UPDATE OF m SKIP LOCKED",
+    )
+    .bind(&age_floor)
+    .bind(&over_count)
+    .bind(i64::from(p.batch.max(1)))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    for sql in [
+        "DELETE FROM deliveries WHERE message_id = ANY($1)",
+        "DELETE FROM checkpoints WHERE message_id = ANY($1)",
+        "DELETE FROM job_progress WHERE message_id = ANY($1)",
+    ] {
+        sqlx::query(sql).bind(&ids).execute(&mut *tx).await.map_err(db_err)?;
+    }
+    let n = sqlx::query("DELETE FROM messages WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    tx.commit().await.map_err(db_err)?;
+    Ok(n)
+}
+
+/// Cron runs older than the retention or beyond the per-cron count limit — never a run
+/// still `running`, the latest run of a cron, nor its latest success (heartbeats read them).
+pub(crate) async fn prune_cron_runs(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM cron_runs WHERE id IN (SELECT id FROM \
+           (SELECT id, started_at, outcome, ROW_NUMBER() OVER (PARTITION BY path, schedule ORDER BY id DESC) AS rn \
+            FROM cron_runs) r \
+         WHERE r.outcome != 'running' AND (r.started_at < $1 OR ($2 > 0 AND r.rn > $2)) \
+           AND r.id NOT IN (SELECT MAX(id) FROM cron_runs GROUP BY path, schedule) \
+           AND r.id NOT IN (SELECT MAX(id) FROM cron_runs WHERE outcome = 'success' GROUP BY path, schedule) \
+         ORDER BY r.id LIMIT $3)",
+    )
+    .bind(cutoff(p, p.cron_run_retention_seconds))
+    .bind(p.max_cron_runs as i64)
+    .bind(i64::from(p.batch.max(1)))
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected())
+}

@@ -1,0 +1,347 @@
+//! Group commit for the hot path. Concurrent jobs each need a few small writes (publish,
+//! start an execution, close it, acknowledge); one commit per write caps a process at a few
+//! thousand jobs a second. Writer tasks take whatever is queued and write it together:
+//! every plain publish of a batch in one multi-row insert, and every execution start,
+//! execution finish and acknowledgement of a batch in **one** statement (data-modifying
+//! CTEs over `UNNEST`ed arrays: one round trip and one commit, whatever the batch size, with
+//! one prepared statement). A lone operation goes out at once: batching adds no waiting,
+//! it only collects what queued up while the previous batch was being written.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use vqs::store::{
+    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
+    new_message_id_at, split_receipt_handle,
+};
+
+use crate::held_connection::HeldConnection;
+use crate::pg_store::{db_err, enqueue_in, lease_failure, secs};
+
+/// Operations taken into one batch at most.
+const MAX_BATCH: usize = 2048;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Op {
+    Send(MessageSendParams, Reply<SendResult>),
+    ExecStart(ExecutionStartParams, Reply<i64>),
+    ExecFinish(ExecutionFinishParams, Reply<()>),
+    Ack(DeliveryAckParams, Reply<()>),
+}
+
+/// A handle to the writer tasks. Cheap to clone; the tasks end when the last handle drops.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+fn closed<E>(_: E) -> StoreError {
+    StoreError::Database("the PostgreSQL writer has stopped".into())
+}
+
+impl Writer {
+    /// Start `tasks` writers on `pool`: while one writes its batch, the next collects one.
+    pub(crate) fn start(pool: PgPool, tasks: usize) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(writer_loop(pool.clone(), rx.clone()));
+        }
+        Writer { tx }
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(op(reply)).map_err(closed)?;
+        rx.await.map_err(closed)?
+    }
+
+    pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
+        self.call(|r| Op::Send(p, r)).await
+    }
+
+    pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
+        self.call(|r| Op::ExecStart(p, r)).await
+    }
+
+    pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
+        self.call(|r| Op::ExecFinish(p, r)).await
+    }
+
+    pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
+        self.call(|r| Op::Ack(p, r)).await
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    sends: Vec<(MessageSendParams, Reply<SendResult>)>,
+    starts: Vec<(ExecutionStartParams, Reply<i64>)>,
+    finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
+    acks: Vec<(DeliveryAckParams, Reply<()>)>,
+}
+
+async fn writer_loop(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Op>>>) {
+    let mut held = HeldConnection::new(pool.clone());
+    // `pool.close()` waits for every connection to come back: give ours back and stop.
+    let closed = pool.close_event();
+    tokio::pin!(closed);
+    loop {
+        let mut batch = Batch::default();
+        {
+            // One writer collects at a time; the others are writing their batches meanwhile.
+            let mut rx = tokio::select! {
+                rx = rx.lock() => rx,
+                _ = &mut closed => return,
+            };
+            let first = tokio::select! {
+                op = rx.recv() => op,
+                _ = &mut closed => None,
+            };
+            let Some(first) = first else { return };
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(op) = next.take() {
+                n += 1;
+                match op {
+                    Op::Send(p, r) => batch.sends.push((p, r)),
+                    Op::ExecStart(p, r) => batch.starts.push((p, r)),
+                    Op::ExecFinish(p, r) => batch.finishes.push((p, r)),
+                    Op::Ack(p, r) => batch.acks.push((p, r)),
+                }
+                if n < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+        }
+        let Batch { sends, starts, finishes, acks } = batch;
+        // A bug in a batch fails that batch (its callers see the writer's error), never the
+        // writers: the next batch is written as usual.
+        let write = async {
+            write_sends(&mut held, sends).await;
+            write_settlements(&mut held, &pool, starts, finishes, acks).await;
+        };
+        if std::panic::AssertUnwindSafe(write).catch_unwind().await.is_err() {
+            tracing::error!("a write batch panicked; its operations failed");
+        }
+    }
+}
+
+async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, Reply<SendResult>)>) {
+    if sends.is_empty() {
+        return;
+    }
+    let (plain, keyed): (Vec<_>, Vec<_>) = sends.into_iter().partition(|(p, _)| p.idempotency_key.is_none());
+    if !plain.is_empty() {
+        let params: Vec<&MessageSendParams> = plain.iter().map(|(p, _)| p).collect();
+        let ids: Vec<String> = plain.iter().map(|(p, _)| new_message_id_at(p.now)).collect();
+        let inserted = match held.get().await {
+            Ok(conn) => insert_plain(conn, &params, &ids).await,
+            Err(e) => Err(e),
+        };
+        let inserted = held.check(inserted);
+        match inserted {
+            Ok(()) => {
+                for ((_, reply), id) in plain.into_iter().zip(ids) {
+                    let _ = reply.send(Ok(SendResult { message_id: id, duplicate: false }));
+                }
+            }
+            Err(e) => plain.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone())))),
+        }
+    }
+    // With a key: one at a time, in order, so two sends of one key in a batch dedup too.
+    for (p, reply) in keyed {
+        let r = match held.get().await {
+            Ok(conn) => enqueue_in(conn, p).await,
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(held.check(r));
+    }
+}
+
+/// Messages without an idempotency key, in one statement (the fan-out trigger adds their deliveries).
+pub(crate) async fn insert_plain(
+    conn: &mut PgConnection,
+    sends: &[&MessageSendParams],
+    ids: &[String],
+) -> Result<(), StoreError> {
+    let col = |f: fn(&MessageSendParams) -> &str| sends.iter().map(|p| f(p)).collect::<Vec<_>>();
+    let times = |f: fn(&MessageSendParams) -> DateTime<Utc>| sends.iter().map(|p| f(p)).collect::<Vec<_>>();
+    let payloads: Vec<&[u8]> = sends.iter().map(|p| p.payload.as_slice()).collect();
+    let headers: Vec<Option<&str>> = sends.iter().map(|p| p.headers_json.as_deref()).collect();
+    let only_group: Vec<Option<&str>> = sends.iter().map(|p| p.only_group.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO messages (id, topic, payload, content_type, headers_json, created_at, deliver_at, expires_at, only_group) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], \
+                              $7::timestamptz[], $8::timestamptz[], $9::text[])",
+    )
+    .bind(ids)
+    .bind(col(|p| &p.topic))
+    .bind(payloads)
+    .bind(col(|p| &p.content_type))
+    .bind(headers)
+    .bind(times(|p| p.now))
+    .bind(times(|p| p.now + secs(p.delay_seconds)))
+    .bind(times(|p| p.now + secs(p.retention_seconds)))
+    .bind(only_group)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Execution starts, execution finishes (alone or with their acknowledgement) and
+/// acknowledgements, in one statement. Execution ids are drawn in input order, so each
+/// start gets its own id back; an acknowledgement that matched no live lease is looked at
+/// again to say why.
+const SETTLE: &str = "\
+WITH started AS MATERIALIZED (
+    SELECT v.ord, nextval(pg_get_serial_sequence('job_executions', 'id')) AS id, v.topic, v.message_id,
+           v.consumer_group, v.attempt, v.started_at
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::timestamptz[])
+         WITH ORDINALITY AS v(topic, message_id, consumer_group, attempt, started_at, ord)
+), inserted AS (
+    INSERT INTO job_executions (id, topic, message_id, consumer_group, attempt, status, started_at)
+    SELECT id, topic, message_id, consumer_group, attempt, 'running', started_at FROM started
+), finished AS (
+    -- No join with the input: a row is found by primary key and reads its own values from the
+    -- arrays by position. (Joined, the planner trusts statistics that lag the queue tables by
+    -- thousands of rows and picks a nested loop that re-reads the input for every row.)
+    -- Still running = not finished yet, said with finished_at, which no index covers.
+    -- An attempt recorded with its lease may have waited for a slot: started_at becomes when
+    -- the job began ($13, NULL = as recorded).
+    UPDATE job_executions e SET status = ($7::text[])[array_position($6::int8[], e.id)],
+           finished_at = ($8::timestamptz[])[array_position($6::int8[], e.id)],
+           started_at = COALESCE(($13::timestamptz[])[array_position($6::int8[], e.id)], e.started_at),
+           duration_ms = (EXTRACT(EPOCH FROM (($8::timestamptz[])[array_position($6::int8[], e.id)]
+                          - COALESCE(($13::timestamptz[])[array_position($6::int8[], e.id)], e.started_at))) * 1000)::BIGINT,
+           error = ($9::text[])[array_position($6::int8[], e.id)]
+    WHERE e.id = ANY($6::int8[]) AND e.finished_at IS NULL
+), acked AS (
+    -- Likewise by primary key, and the lease named by the receipt handle (unique per lease).
+    UPDATE deliveries d SET state = 'acked', lease_token = NULL, visible_at = $12, updated_at = $12
+    WHERE d.message_id = ANY($10::text[]) AND d.state = 'leased'
+      AND d.consumer_group || '/' || d.message_id || '.' || d.lease_token = ANY($11::text[])
+    RETURNING d.message_id, d.consumer_group, d.keyed
+), released AS (
+    -- A key is free again once none of its message's deliveries is pending or leased.
+    UPDATE messages m SET idempotency_key = NULL
+    FROM (SELECT DISTINCT message_id FROM acked WHERE keyed) k
+    WHERE m.id = k.message_id AND m.idempotency_key IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries o
+          WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
+            AND NOT EXISTS (SELECT 1 FROM acked a WHERE a.message_id = o.message_id AND a.consumer_group = o.consumer_group))
+)
+SELECT 's' AS kind, ord, id, NULL AS message_id, NULL AS consumer_group FROM started
+UNION ALL SELECT 'a', 0, 0, message_id, consumer_group FROM acked";
+
+/// Started execution ids in input order, and the (consumer group, message id) pairs acknowledged.
+type Settled = (Vec<Option<i64>>, std::collections::HashSet<(String, String)>);
+
+/// Read the settle statement's rows. Never panics: a row that does not decode fails the batch.
+fn decode_settled(rows: &[sqlx::postgres::PgRow], starts: usize) -> Result<Settled, StoreError> {
+    let mut ids = vec![None; starts];
+    let mut acked = std::collections::HashSet::new();
+    for r in rows {
+        if r.try_get::<&str, _>(0).map_err(db_err)? == "s" {
+            let ord = usize::try_from(r.try_get::<i64, _>(1).map_err(db_err)?).unwrap_or(0);
+            let slot = ord.checked_sub(1).and_then(|i| ids.get_mut(i));
+            *slot.ok_or_else(|| StoreError::Database(format!("execution insert returned position {ord}")))? =
+                Some(r.try_get::<i64, _>(2).map_err(db_err)?);
+        } else {
+            acked.insert((r.try_get::<String, _>(4).map_err(db_err)?, r.try_get::<String, _>(3).map_err(db_err)?));
+        }
+    }
+    Ok((ids, acked))
+}
+
+async fn write_settlements(
+    held: &mut HeldConnection,
+    pool: &PgPool,
+    starts: Vec<(ExecutionStartParams, Reply<i64>)>,
+    finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
+    acks: Vec<(DeliveryAckParams, Reply<()>)>,
+) {
+    if starts.is_empty() && finishes.is_empty() && acks.is_empty() {
+        return;
+    }
+    // Receipt handles that don't parse fail alone, before the statement.
+    let mut valid_acks = Vec::with_capacity(acks.len());
+    for (p, reply) in acks {
+        match split_receipt_handle(&p.lease.receipt_handle) {
+            Ok((m, t)) => {
+                let (m, t) = (m.to_owned(), t.to_owned());
+                valid_acks.push((p, reply, m, t));
+            }
+            Err(e) => {
+                // Its execution still closes, with the others.
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+    let closing: Vec<&ExecutionFinishParams> =
+        finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|(a, ..)| a.execution.as_ref())).collect();
+    let conn = match held.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
+            return;
+        }
+    };
+    let result = sqlx::query(SETTLE)
+        .bind(starts.iter().map(|(p, _)| p.topic.as_str()).collect::<Vec<_>>())
+        .bind(starts.iter().map(|(p, _)| p.message_id.as_str()).collect::<Vec<_>>())
+        .bind(starts.iter().map(|(p, _)| p.consumer_group.as_str()).collect::<Vec<_>>())
+        .bind(starts.iter().map(|(p, _)| p.attempt as i32).collect::<Vec<_>>())
+        .bind(starts.iter().map(|(p, _)| p.now).collect::<Vec<_>>())
+        .bind(closing.iter().map(|p| p.id).collect::<Vec<_>>())
+        .bind(closing.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(closing.iter().map(|p| p.now).collect::<Vec<_>>())
+        .bind(closing.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
+        .bind(valid_acks.iter().map(|(_, _, m, _)| m.as_str()).collect::<Vec<_>>())
+        .bind(valid_acks.iter().map(|(p, _, m, t)| format!("{}/{m}.{t}", p.lease.consumer_group)).collect::<Vec<_>>())
+        .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
+        .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)
+        .and_then(|rows| decode_settled(&rows, starts.len()));
+    let (ids, mut acked) = match held.check(result) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            tracing::warn!(error = %e, "write batch failed");
+            starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+            valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
+            return;
+        }
+    };
+    for ((_, reply), id) in starts.into_iter().zip(ids) {
+        let _ = reply.send(id.ok_or_else(|| StoreError::Database("execution insert lost a row".into())));
+    }
+    for (_, reply) in finishes {
+        let _ = reply.send(Ok(()));
+    }
+    for (p, reply, message_id, _) in valid_acks {
+        // A lease acknowledged twice in one batch: the second finds it acknowledged.
+        let r = if acked.remove(&(p.lease.consumer_group.clone(), message_id.clone())) {
+            Ok(())
+        } else {
+            Err(match pool.acquire().await {
+                Ok(mut conn) => {
+                    lease_failure(&mut conn, &message_id, &p.lease.consumer_group, &p.lease.receipt_handle).await
+                }
+                Err(e) => db_err(e),
+            })
+        };
+        let _ = reply.send(r);
+    }
+}

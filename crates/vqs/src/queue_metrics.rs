@@ -1,0 +1,64 @@
+//! What the queue counts, through the [`metrics`] facade: one call at the one place each
+//! event happens (publish in [`Queue`], push in the dispatcher, outcome and duration in the
+//! consumer), labelled by topic. The web app exports them in Prometheus format.
+//!
+//! A queue reports to the recorder given to [`Queue::set_metrics_recorder`] when it has one
+//! (so two apps in one process — tests — each see their own values), else to the global
+//! recorder `metrics` was given, if any.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Queue;
+
+/// Counter: messages published (not counting duplicates), by `topic`.
+pub const METRIC_PUBLISHED: &str = "vqs_messages_published_total";
+/// Counter: pushes the local dispatcher made to a consumer route, by `topic`.
+pub const METRIC_DELIVERED: &str = "vqs_messages_delivered_total";
+/// Counter: attempts that succeeded, by `topic`.
+pub const METRIC_SUCCEEDED: &str = "vqs_jobs_succeeded_total";
+/// Counter: attempts that failed (retried or not), by `topic`.
+pub const METRIC_FAILED: &str = "vqs_jobs_failed_total";
+/// Counter: failed attempts given another try after the backoff, by `topic`.
+pub const METRIC_RETRIED: &str = "vqs_jobs_retried_total";
+/// Counter: messages moved to the dead-letter store, by `topic`.
+pub const METRIC_DEAD_LETTERED: &str = "vqs_messages_dead_lettered_total";
+/// Histogram: how long an attempt ran, in seconds, by `topic` and `outcome` (`success`, `failed`).
+pub const METRIC_JOB_DURATION: &str = "vqs_job_duration_seconds";
+/// Gauge (read at scrape time): deliveries per `topic` and `state` (`waiting`, `delayed`, `running`).
+pub const METRIC_QUEUE_DEPTH: &str = "vqs_queue_depth";
+/// Gauge (read at scrape time): seconds the oldest due delivery of a `topic` has waited (0 when none).
+pub const METRIC_OLDEST_DUE_AGE: &str = "vqs_queue_oldest_due_age_seconds";
+/// Gauge (read at scrape time): rows in the dead-letter store, by `topic`.
+pub const METRIC_DEAD_LETTERS: &str = "vqs_dead_letters";
+
+/// A recorder a queue reports to.
+pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
+
+impl Queue {
+    /// Report this queue's metrics to `recorder` instead of the global one. Set it once, at
+    /// start-up; returns false (and changes nothing) when one was set already.
+    pub fn set_metrics_recorder(&self, recorder: SharedRecorder) -> bool {
+        self.recorder_cell().set(recorder).is_ok()
+    }
+
+    /// Run `f` (which emits through the `metrics` macros) against this queue's recorder.
+    pub fn with_metrics<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.recorder_cell().get() {
+            Some(r) => metrics::with_local_recorder(r.as_ref(), f),
+            None => f(),
+        }
+    }
+
+    pub(crate) fn count(&self, name: &'static str, topic: &str) {
+        self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1));
+    }
+
+    pub(crate) fn job_duration(&self, topic: &str, success: bool, took: Duration) {
+        let outcome = if success { "success" } else { "failed" };
+        self.with_metrics(|| {
+            metrics::histogram!(METRIC_JOB_DURATION, "topic" => topic.to_owned(), "outcome" => outcome)
+                .record(took.as_secs_f64())
+        });
+    }
+}
