@@ -1,0 +1,34 @@
+//! # vqs-vercel — Vercel's Queue Service from Rust
+//!
+//! [`VqsClient`] speaks the v3 data plane (`send`, `receive`, `receive_by_id`,
+//! `acknowledge`, `change_visibility`) as `@vercel/queue` 0.6.0 does: a bearer OIDC token
+//! ([`oidc_token`]: the `x-vercel-oidc-token` request header, else `VERCEL_OIDC_TOKEN`),
+//! the `Vqs-Deployment-Id` header, and region routing (`https://{region}.vercel-queue.com`,
+//! [`VqsClient::for_region`] for a push's `ce-vqsregion`). [`VercelQueueService`] is the
+//! core's `QueueService` over it: the queue handler settles a delivery that came from
+//! Vercel through it, while executions and dead letters stay in the app's database.
+//!
+//! No TLS unless the `rustls` feature is on (the web app's `vercel` feature turns it on):
+//! without it the client speaks plain HTTP only — enough for the local queue service.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vqs_vercel::VqsError> {
+//! use vqs_vercel::{SendOptions, VqsClient, VqsClientConfig};
+//! let client = VqsClient::new(VqsClientConfig {
+//!     base_url: Some("http://127.0.0.1:3000/_vqs".into()), // None on Vercel
+//!     region: "iad1".into(),
+//!     token: "dev-queue".into(),
+//!     deployment_id: None,
+//! })?;
+//! let id = client.send("probe", "{}".into(), &SendOptions::default()).await?;
+//! println!("sent {id:?}");
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod oidc;
+mod service;
+
+pub use client::{ReceivedMessage, SendOptions, USER_AGENT, VqsClient, VqsClientConfig, VqsError, is_valid_region};
+pub use oidc::{OIDC_TOKEN_HEADER, oidc_token};
+pub use service::{VercelQueueService, service_error};
