@@ -6,12 +6,15 @@ use axum::Router;
 
 use crate::state::AppState;
 
+mod cleanup;
 mod sync_patients;
 // @xtask:modules — `cargo xtask new-cron` adds `mod <cron>;` above this line.
 
 /// Every `GET /api/cron/<name>`.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let guard = || state.cron_auth.clone();
-    Router::new().route("/api/cron/sync-patients", with_cron_secret(sync_patients::route(), guard()))
+    Router::new()
+        .route("/api/cron/sync-patients", with_cron_secret(sync_patients::route(), guard()))
+        .route("/api/cron/cleanup", with_cron_secret(cleanup::route(), guard()))
     // @xtask:routes — `cargo xtask new-cron` adds `.route(…)` above this line.
 }

@@ -1,0 +1,362 @@
+//! The dashboard's two pages: the overview (`/admin`) and one message's history
+//! (`/admin/messages/{id}`). Each renders its live part on its own for the page's polling.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use vqs::store::{ExecutionListParams, ExecutionRecord, ExecutionStatus, ProgressListParams, ProgressRecord};
+use vqs::{CronState, QueueError};
+
+use super::html::{badge, cut, esc, url, when};
+use crate::state::AppState;
+
+/// The overview's filters (`?topic=&status=`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Filters {
+    pub topic: Option<String>,
+    pub status: Option<String>,
+    pub flash: Option<String>,
+}
+
+fn status_badge(s: ExecutionStatus) -> String {
+    let class = match s {
+        ExecutionStatus::Success => "ok",
+        ExecutionStatus::Failed => "bad",
+        ExecutionStatus::Running => "info",
+    };
+    badge(class, s.as_str())
+}
+
+fn progress_bar(p: &ProgressRecord) -> String {
+    let (pct, text) = match p.total {
+        Some(t) if t > 0 => {
+            let pct = (p.done.min(t) as f64 * 100.0 / t as f64).round() as u64;
+            (pct, format!("{} / {} ({pct}%)", p.done, t))
+        }
+        _ => (0, format!("{} done", p.done)),
+    };
+    format!(
+        r#"<div class="bar" role="progressbar" aria-valuenow="{pct}" aria-valuemin="0" aria-valuemax="100"><div class="fill w{w}"></div></div><span class="bartext">{text}</span>"#,
+        w = pct / 5 * 5,
+        text = esc(&text)
+    )
+}
+
+/// A form that posts to `action` with the CSRF token; `confirm` asks first.
+pub fn action_form(action: &str, csrf: &str, label: &str, class: &str, confirm: Option<&str>) -> String {
+    let confirm = confirm.map(|c| format!(r#" data-confirm="{}""#, esc(c))).unwrap_or_default();
+    format!(
+        r#"<form method="post" action="{action}" class="inline"{confirm}><input type="hidden" name="csrf" value="{csrf}"><button type="submit" class="{class}">{label}</button></form>"#,
+        action = esc(action),
+        csrf = esc(csrf),
+        class = esc(class),
+        label = esc(label)
+    )
+}
+
+fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: bool) -> String {
+    if rows.is_empty() {
+        return r#"<p class="empty">No executions.</p>"#.into();
+    }
+    let mut out = String::from(r#"<table class="executions"><thead><tr><th>#</th><th>topic</th>"#);
+    if with_message {
+        out += "<th>message</th>";
+    }
+    out += "<th>attempt</th><th>status</th><th>started</th><th>duration</th><th>error</th></tr></thead><tbody>";
+    for e in rows {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td>", e.id, esc(&e.topic));
+        if with_message {
+            let _ = write!(
+                out,
+                r#"<td><a href="/admin/messages/{}">{}</a></td>"#,
+                url(&e.message_id),
+                esc(&cut(&e.message_id, 16))
+            );
+        }
+        let _ = write!(
+            out,
+            r#"<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="error">{}</td></tr>"#,
+            e.attempt,
+            status_badge(e.status),
+            when(e.started_at, now),
+            e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_else(|| "–".into()),
+            esc(&cut(e.error.as_deref().unwrap_or(""), 400))
+        );
+    }
+    out + "</tbody></table>"
+}
+
+/// The overview's live part.
+pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<String, QueueError> {
+    let q = &state.queue;
+    let now = q.clock().now();
+    let depth = q.depth().await?;
+    let recent = q.execution_counts(Duration::from_secs(300)).await?;
+    let crons = q.cron_statuses(&state.vercel.crons, state.started_at, 1).await?;
+    let progress = q.progress(ProgressListParams { message_id: None, limit: 20 }).await?;
+    let dead = q.dead_letters(50).await?;
+    let sync_log = q.sync_log(None).await?;
+    let status = f.status.as_deref().filter(|s| !s.is_empty()).and_then(ExecutionStatus::parse);
+    let topic = f.topic.clone().filter(|t| !t.is_empty());
+    let executions = q.executions(ExecutionListParams { topic, status, message_id: None, limit: 50 }).await?;
+
+    let mut out = String::new();
+    if let Some(flash) = f.flash.as_deref() {
+        let text = match flash {
+            "discarded" => "Dead letter discarded.",
+            "not-found" => "That dead letter is gone already (replayed or discarded elsewhere).",
+            _ => "",
+        };
+        if !text.is_empty() {
+            let _ = write!(out, r#"<p class="flash">{}</p>"#, esc(text));
+        }
+    }
+
+    // Topics: live counts and the last five minutes.
+    out += r#"<section><h2>Topics</h2>"#;
+    let mut topics: Vec<String> = state.vercel.queue_triggers.iter().map(|t| t.topic.clone()).collect();
+    for d in &depth {
+        if !topics.contains(&d.topic) {
+            topics.push(d.topic.clone());
+        }
+    }
+    topics.sort();
+    out += "<table><thead><tr><th>topic</th><th>waiting</th><th>oldest due</th><th>delayed</th><th>running</th>\
+            <th>succeeded (5 min)</th><th>failed (5 min)</th><th>dead letters</th></tr></thead><tbody>";
+    for t in &topics {
+        let d = depth.iter().find(|d| &d.topic == t).cloned().unwrap_or_default();
+        let r = recent.iter().find(|r| &r.topic == t).cloned().unwrap_or_default();
+        let _ = write!(
+            out,
+            r#"<tr data-topic="{tt}"><td><a href="/admin?topic={tu}">{tt}</a></td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num{}">{}</td></tr>"#,
+            d.waiting,
+            d.oldest_due_at.map(|t| when(t, now)).unwrap_or_else(|| "–".into()),
+            d.delayed,
+            d.running,
+            r.success,
+            if r.failed > 0 { " warn" } else { "" },
+            r.failed,
+            if d.dead_letters > 0 { " bad" } else { "" },
+            d.dead_letters,
+            tt = esc(t),
+            tu = url(t),
+        );
+    }
+    out += "</tbody></table></section>";
+
+    // Crons with their heartbeat.
+    out += r#"<section><h2>Crons</h2>"#;
+    if crons.is_empty() {
+        out += r#"<p class="empty">No crons in vercel.json.</p>"#;
+    } else {
+        out += "<table><thead><tr><th>path</th><th>schedule</th><th>heartbeat</th><th>last run</th><th>last success</th><th>next</th></tr></thead><tbody>";
+        for c in &crons {
+            let (class, label) = match c.state {
+                CronState::Ok => ("ok", "ok"),
+                CronState::Late => ("warn", "late"),
+                CronState::Failing => ("bad", "failing"),
+            };
+            let last = c
+                .last_run
+                .as_ref()
+                .map(|r| {
+                    let err =
+                        r.error.as_deref().map(|e| format!(r#" <span class="error">{}</span>"#, esc(&cut(e, 200))));
+                    format!("{} {}{}", when(r.started_at, now), esc(&r.outcome), err.unwrap_or_default())
+                })
+                .unwrap_or_else(|| "never".into());
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.path),
+                esc(&c.schedule),
+                badge(class, label),
+                last,
+                c.last_success_at.map(|t| when(t, now)).unwrap_or_else(|| "never".into()),
+                c.next.first().map(|t| when(*t, now)).unwrap_or_else(|| "–".into()),
+            );
+        }
+        out += "</tbody></table>";
+    }
+    out += "</section>";
+
+    // Progress of jobs that report it.
+    if !progress.is_empty() {
+        out += r#"<section><h2>Progress</h2><table><thead><tr><th>topic</th><th>message</th><th>progress</th><th>note</th><th>updated</th></tr></thead><tbody>"#;
+        for p in &progress {
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td><a href="/admin/messages/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&p.topic),
+                url(&p.message_id),
+                esc(&cut(&p.message_id, 16)),
+                progress_bar(p),
+                esc(&cut(p.note.as_deref().unwrap_or(""), 200)),
+                when(p.updated_at, now)
+            );
+        }
+        out += "</tbody></table></section>";
+    }
+
+    // Dead letters, with replay and discard.
+    let _ =
+        write!(out, r#"<section id="dead-letters"><h2>Dead letters <span class="count">{}</span></h2>"#, dead.len());
+    if dead.is_empty() {
+        out += r#"<p class="empty">No dead letters.</p>"#;
+    } else {
+        out += "<table><thead><tr><th>#</th><th>topic</th><th>message</th><th>attempts</th><th>died</th><th>error</th><th>payload</th><th></th></tr></thead><tbody>";
+        for d in &dead {
+            let payload = serde_json::to_string(&d.payload).unwrap_or_default();
+            let _ = write!(
+                out,
+                r#"<tr data-dead-letter="{id}"><td>{id}</td><td>{}</td><td><a href="/admin/messages/{}">{}</a></td><td class="num">{}</td><td>{}</td><td class="error">{}</td><td><code>{}</code></td><td class="actions">{}{}</td></tr>"#,
+                esc(&d.topic),
+                url(&d.message_id),
+                esc(&cut(&d.message_id, 16)),
+                d.attempts,
+                when(d.created_at, now),
+                esc(&cut(&d.error, 400)),
+                esc(&cut(&payload, 200)),
+                action_form(&format!("/admin/dead-letters/{}/replay", d.id), csrf, "Replay", "primary", None),
+                action_form(
+                    &format!("/admin/dead-letters/{}/discard", d.id),
+                    csrf,
+                    "Discard",
+                    "danger",
+                    Some("Discard this dead letter for good?")
+                ),
+                id = d.id,
+            );
+        }
+        out += "</tbody></table>";
+    }
+    out += "</section>";
+
+    // Sync log of incremental sync jobs.
+    if !sync_log.is_empty() {
+        out += r#"<section><h2>Sync log</h2><table><thead><tr><th>job</th><th>account</th><th>state</th><th>last success</th><th>last attempt</th><th>items</th><th>cursor</th><th>error</th></tr></thead><tbody>"#;
+        for s in &sync_log {
+            let state = if s.last_error.is_some() { badge("bad", "failing") } else { badge("ok", "ok") };
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td><code>{}</code></td><td class="error">{}</td></tr>"#,
+                esc(&s.topic),
+                esc(&s.key),
+                state,
+                s.last_success_at.map(|t| when(t, now)).unwrap_or_else(|| "never".into()),
+                when(s.last_attempt_at, now),
+                s.items_synced,
+                esc(&cut(s.cursor.as_deref().unwrap_or("–"), 40)),
+                esc(&cut(s.last_error.as_deref().unwrap_or(""), 300))
+            );
+        }
+        out += "</tbody></table></section>";
+    }
+
+    // Recent executions (the filters live outside the refreshed part).
+    out += r#"<section id="executions"><h2>Recent executions</h2>"#;
+    out += &executions_table(&executions, now, true);
+    out += "</section>";
+    Ok(out)
+}
+
+/// The overview's filter form (not refreshed, so typing is never interrupted).
+pub fn filter_form(state: &AppState, f: &Filters) -> String {
+    let mut topics: Vec<&str> = state.vercel.queue_triggers.iter().map(|t| t.topic.as_str()).collect();
+    topics.sort();
+    let current = f.topic.as_deref().unwrap_or("");
+    let mut out = String::from(
+        r#"<form method="get" action="/admin" class="filters"><label>topic <select name="topic"><option value="">all</option>"#,
+    );
+    for t in topics {
+        let sel = if t == current { " selected" } else { "" };
+        let _ = write!(out, r#"<option value="{0}"{sel}>{0}</option>"#, esc(t));
+    }
+    out += r#"</select></label> <label>status <select name="status"><option value="">all</option>"#;
+    for s in ["running", "success", "failed"] {
+        let sel = if f.status.as_deref() == Some(s) { " selected" } else { "" };
+        let _ = write!(out, r#"<option value="{s}"{sel}>{s}</option>"#);
+    }
+    out + r#"</select></label> <button type="submit">Filter</button></form>"#
+}
+
+/// One message's live part: its state, deliveries, every attempt with its error, its
+/// progress and its dead letter. `None` when there is no such message.
+pub async fn message(
+    state: &AppState,
+    id: &str,
+    flash: Option<&str>,
+    csrf: &str,
+) -> Result<Option<String>, QueueError> {
+    let q = &state.queue;
+    let now = q.clock().now();
+    let Some(m) = q.message(id).await? else { return Ok(None) };
+    let mut attempts = q
+        .executions(ExecutionListParams { message_id: Some(id.to_owned()), limit: 1000, ..Default::default() })
+        .await?;
+    attempts.reverse();
+    let progress = q.progress(ProgressListParams { message_id: Some(id.to_owned()), limit: 10 }).await?;
+    let dead: Vec<_> = q.dead_letters(1000).await?.into_iter().filter(|d| d.message_id == id).collect();
+
+    let mut out = String::new();
+    if flash == Some("replayed") {
+        out += r#"<p class="flash">Replayed: this is the new message. It runs as soon as a worker is free.</p>"#;
+    }
+    let state_label = match (m.deliveries.first().map(|d| d.state), attempts.last().map(|a| a.status)) {
+        (Some(vqs::store::DeliveryState::Acked), _) => badge("ok", "succeeded"),
+        (Some(vqs::store::DeliveryState::Dead), _) => badge("bad", "dead"),
+        (Some(vqs::store::DeliveryState::Leased), _) => badge("info", "running"),
+        (Some(vqs::store::DeliveryState::Pending), Some(ExecutionStatus::Failed)) => badge("warn", "retrying"),
+        (Some(vqs::store::DeliveryState::Pending), _) => badge("info", "waiting"),
+        (None, _) => badge("warn", "no consumer"),
+    };
+    let _ = write!(
+        out,
+        r#"<section><h2>Message <code>{}</code> <span id="message-state">{}</span></h2><dl class="facts"><dt>topic</dt><dd>{}</dd><dt>created</dt><dd>{}</dd><dt>expires</dt><dd>{}</dd><dt>idempotency key</dt><dd>{}</dd><dt>content type</dt><dd>{}</dd></dl>"#,
+        esc(&m.id),
+        state_label,
+        esc(&m.topic),
+        when(m.created_at, now),
+        when(m.expires_at, now),
+        esc(m.idempotency_key.as_deref().unwrap_or("–")),
+        esc(&m.content_type),
+    );
+    let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
+    let _ = write!(out, r#"<h3>Payload</h3><pre class="payload">{}</pre>"#, esc(&cut(&payload, 20_000)));
+    out += "<h3>Deliveries</h3><table><thead><tr><th>consumer group</th><th>state</th><th>deliveries</th><th>visible at</th></tr></thead><tbody>";
+    for d in &m.deliveries {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&d.consumer_group),
+            esc(d.state.as_str()),
+            d.delivery_count,
+            when(d.visible_at, now)
+        );
+    }
+    out += "</tbody></table>";
+    for p in &progress {
+        let _ = write!(out, r#"<h3>Progress</h3><p>{} {}</p>"#, progress_bar(p), esc(p.note.as_deref().unwrap_or("")));
+    }
+    out += r#"<h3>Attempts</h3>"#;
+    out += &executions_table(&attempts, now, false);
+    for d in &dead {
+        let _ = write!(
+            out,
+            r#"<h3>Dead letter #{}</h3><p class="error">{}</p><p>{}{}</p>"#,
+            d.id,
+            esc(&d.error),
+            action_form(&format!("/admin/dead-letters/{}/replay", d.id), csrf, "Replay", "primary", None),
+            action_form(
+                &format!("/admin/dead-letters/{}/discard", d.id),
+                csrf,
+                "Discard",
+                "danger",
+                Some("Discard this dead letter for good?")
+            ),
+        );
+    }
+    out += "</section>";
+    Ok(Some(out))
+}

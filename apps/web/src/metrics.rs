@@ -1,0 +1,117 @@
+//! `GET /metrics`: the queue's counters and histograms (recorded where each event happens,
+//! through the `metrics` facade) and its gauges (read from the store at scrape time), in
+//! the Prometheus text format. Behind `Authorization: Bearer <VQS_METRICS_TOKEN>` (or the
+//! admin token).
+//!
+//! Each app has its own recorder (not a process-wide one), handed to its [`Queue`]: two
+//! apps in one process — the tests — each see their own values.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use vqs::{METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, Queue};
+
+use crate::api_error::ApiError;
+use crate::state::AppState;
+
+/// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
+const DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
+
+/// This app's Prometheus recorder and what it needs at scrape time. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    /// Topics that ever had a gauge: set to 0 when they empty, rather than left stale.
+    topics: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A new recorder, installed on `queue` (its counters and histograms go here). `topics`
+    /// get gauges from the first scrape on, even while empty.
+    pub fn install(queue: &Queue, topics: impl IntoIterator<Item = String>) -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(METRIC_JOB_DURATION.into()), DURATION_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if !queue.set_metrics_recorder(Arc::new(recorder)) {
+            tracing::warn!("this queue already reports to another metrics recorder; /metrics shows gauges only");
+        }
+        Metrics { handle, topics: Arc::new(Mutex::new(topics.into_iter().collect())) }
+    }
+
+    /// Read the gauges from the store, then render everything.
+    pub async fn render(&self, queue: &Queue) -> Result<String, vqs::QueueError> {
+        let depth = queue.depth().await?;
+        let now = queue.clock().now();
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let mut zero: BTreeSet<String> = topics.clone();
+        queue.with_metrics(|| {
+            for d in &depth {
+                zero.remove(&d.topic);
+                topics.insert(d.topic.clone());
+                let t = d.topic.clone();
+                metrics::gauge!(METRIC_QUEUE_DEPTH, "topic" => t.clone(), "state" => "waiting").set(d.waiting as f64);
+                metrics::gauge!(METRIC_QUEUE_DEPTH, "topic" => t.clone(), "state" => "delayed").set(d.delayed as f64);
+                metrics::gauge!(METRIC_QUEUE_DEPTH, "topic" => t.clone(), "state" => "running").set(d.running as f64);
+                let age = d.oldest_due_at.map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
+                metrics::gauge!(METRIC_OLDEST_DUE_AGE, "topic" => t.clone()).set(age);
+                metrics::gauge!(METRIC_DEAD_LETTERS, "topic" => t).set(d.dead_letters as f64);
+            }
+            for t in zero {
+                for state in ["waiting", "delayed", "running"] {
+                    metrics::gauge!(METRIC_QUEUE_DEPTH, "topic" => t.clone(), "state" => state).set(0.0);
+                }
+                metrics::gauge!(METRIC_OLDEST_DUE_AGE, "topic" => t.clone()).set(0.0);
+                metrics::gauge!(METRIC_DEAD_LETTERS, "topic" => t).set(0.0);
+            }
+        });
+        drop(topics);
+        Ok(self.handle.render())
+    }
+}
+
+/// `GET /metrics`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_metrics_token))
+}
+
+async fn require_metrics_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let ok = [&state.metrics_token, &state.admin_token]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|s| s.matches_bearer(headers)));
+    if ok {
+        return next.run(req).await;
+    }
+    let message = if state.metrics_token.is_none() && state.admin_token.is_none() {
+        "this server has neither VQS_METRICS_TOKEN nor VQS_ADMIN_TOKEN configured, so /metrics refuses every request: set VQS_METRICS_TOKEN"
+    } else {
+        "missing or wrong Authorization: send Authorization: Bearer <VQS_METRICS_TOKEN>"
+    };
+    ApiError::unauthorized(message).into_response()
+}
+
+async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = state.metrics.render(&state.queue).await?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(resp)
+}

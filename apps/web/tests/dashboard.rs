@@ -1,0 +1,176 @@
+//! The dashboard through the router: login by form (the token never in a URL, a header we
+//! send back or the page), a signed HttpOnly SameSite=Strict cookie, CSRF-checked actions,
+//! escaping of attacker-controlled text. The browser test (e2e/dashboard) drives the same
+//! pages in Chromium.
+
+mod common;
+
+use axum::body::Body;
+use common::{ADMIN_TOKEN, TestApp};
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn send(app: &TestApp, req: Request<Body>) -> Resp {
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Resp { status, headers, body }
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut r = Request::get(path);
+    if let Some(c) = cookie {
+        r = r.header(header::COOKIE, c);
+    }
+    r.body(Body::empty()).unwrap()
+}
+
+fn post_form(path: &str, cookie: Option<&str>, form: &str) -> Request<Body> {
+    let mut r = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        r = r.header(header::COOKIE, c);
+    }
+    r.body(Body::from(form.to_owned())).unwrap()
+}
+
+/// Sign in; returns the `name=value` cookie to send back.
+async fn login(app: &TestApp) -> String {
+    let r = send(app, post_form("/admin/login", None, &format!("token={ADMIN_TOKEN}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains(ADMIN_TOKEN), "the cookie is not the token");
+    set.split(';').next().unwrap().to_owned()
+}
+
+fn csrf(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a form with a CSRF token") + r#"name="csrf" value=""#.len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn login_shows_the_dashboard_and_a_wrong_token_does_not() {
+    let app = TestApp::new().await;
+    let r = send(&app, get("/admin", None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains(r#"<form method="post" action="/admin/login">"#));
+    assert!(r.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().contains("script-src 'self'"));
+    assert_eq!(r.headers.get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+
+    let r = send(&app, post_form("/admin/login", None, "token=nope")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Wrong token"));
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    assert!(!r.body.contains("nope"), "the attempt is not echoed");
+
+    let cookie = login(&app).await;
+    let r = send(&app, get("/admin", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for section in ["Topics", "Crons", "Dead letters", "Recent executions", "/api/cron/sync-patients"] {
+        assert!(r.body.contains(section), "{section}");
+    }
+    assert!(!r.body.contains(ADMIN_TOKEN));
+    // The live part alone, for the page's polling; without a session it is a plain 401.
+    let r = send(&app, get("/admin?fragment=1", Some(&cookie))).await;
+    assert!(r.body.starts_with("<section>"), "{}", &r.body[..80.min(r.body.len())]);
+    assert_eq!(send(&app, get("/admin?fragment=1", None)).await.status, StatusCode::UNAUTHORIZED);
+    // A forged or foreign cookie is no session.
+    let forged = format!("{cookie}x");
+    assert!(send(&app, get("/admin", Some(&forged))).await.body.contains("/admin/login"));
+
+    // Sign out needs the form's CSRF token, then the cookie is cleared.
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    let r = send(&app, post_form("/admin/logout", Some(&cookie), "csrf=wrong")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&app, post_form("/admin/logout", Some(&cookie), &format!("csrf={}", csrf(&page)))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_dashboard_is_closed() {
+    let mut app = TestApp::new().await;
+    app.state.admin_token = None;
+    app.router = web::app(app.state.clone());
+    let r = send(&app, post_form("/admin/login", None, "token=")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("VQS_ADMIN_TOKEN"));
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn error_text_and_params_are_escaped() {
+    let app = TestApp::new().await;
+    let evil = r#"<script>alert(1)</script><img src=x onerror=alert(2)>"#;
+    // A payload that is not a probe's params: dead-lettered with serde's error, which
+    // quotes the unknown field — attacker-controlled text in the error and the payload.
+    let payload = serde_json::json!({ evil: evil });
+    app.queue().send("probe", serde_json::to_vec(&payload).unwrap(), Default::default()).await.unwrap();
+    app.dispatch("probe").await;
+    let dead = app.queue().dead_letters(10).await.unwrap();
+    assert!(dead[0].error.contains("<script>"), "{}", dead[0].error);
+
+    let cookie = login(&app).await;
+    for path in ["/admin".to_owned(), format!("/admin/messages/{}", dead[0].message_id)] {
+        let body = send(&app, get(&path, Some(&cookie))).await.body;
+        assert!(!body.contains("<script>alert"), "{path}: unescaped script");
+        assert!(!body.contains("<img src=x"), "{path}: unescaped tag");
+        assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: the text is shown, escaped");
+    }
+}
+
+#[tokio::test]
+async fn replay_and_discard_are_csrf_checked_posts() {
+    let app = TestApp::new().await;
+    let job = app.queue().job(jobs::Probe);
+    for _ in 0..2 {
+        job.perform_later(jobs::ProbeParams { fatal: Some(true), ..Default::default() }).await.unwrap();
+    }
+    app.dispatch("probe").await;
+    let dead = app.queue().dead_letters(10).await.unwrap();
+    let cookie = login(&app).await;
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(page.contains("probe asked to fail fatally"), "the error is on the page");
+    let token = csrf(&page);
+
+    // No token, a wrong one, or no session: refused, nothing replayed.
+    let replay = format!("/admin/dead-letters/{}/replay", dead[0].id);
+    for (cookie, form) in [
+        (Some(cookie.as_str()), String::new()),
+        (Some(cookie.as_str()), "csrf=x".into()),
+        (None, format!("csrf={token}")),
+    ] {
+        let r = send(&app, post_form(&replay, cookie, &form)).await;
+        assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::UNAUTHORIZED, "{:?}", r.status);
+    }
+    assert_eq!(app.queue().dead_letters(10).await.unwrap().len(), 2);
+    // A GET does nothing either.
+    assert_eq!(send(&app, get(&replay, Some(&cookie))).await.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let r = send(&app, post_form(&replay, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let to = r.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_owned();
+    assert!(to.starts_with("/admin/messages/msg_") && to.ends_with("?flash=replayed"), "{to}");
+    assert_eq!(app.queue().dead_letters(10).await.unwrap().len(), 1);
+    let r = send(&app, get(&to, Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("Replayed"));
+
+    let discard = format!("/admin/dead-letters/{}/discard", dead[1].id);
+    let r = send(&app, post_form(&discard, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(app.queue().dead_letters(10).await.unwrap().is_empty());
+    // Again: it is gone, and the page says so instead of failing.
+    let r = send(&app, post_form(&discard, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/admin?flash=not-found");
+}

@@ -1,0 +1,161 @@
+//! Tracing: the producer's W3C `traceparent` reaches the job's span and every message the
+//! job publishes; `VQS_LOG_FORMAT=json` writes one JSON object per line whose span carries
+//! the stable fields `job.topic`, `job.id`, `job.attempt`, `message.id` and `trace.id`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use serde_json::Value;
+use vqs::store::{DeliveryClaimParams, SubscriptionEnsureParams};
+use vqs::{Delivery, JobContext, JobError, Jobbable, QueueHandler, SendOpts, TraceContext};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
+
+fn traceparent() -> String {
+    format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01")
+}
+
+/// A job that enqueues a probe, as a job handing work on does.
+struct Chain;
+
+impl Jobbable for Chain {
+    type Params = serde_json::Value;
+    const TOPIC: &'static str = "chain";
+    async fn perform(&self, _: serde_json::Value, ctx: JobContext) -> Result<(), JobError> {
+        ctx.queue().job(jobs::Probe).perform_later(jobs::ProbeParams::default()).await.map_err(JobError::retryable)?;
+        Ok(())
+    }
+}
+
+async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
+    let claimed = app
+        .queue()
+        .store()
+        .delivery_claim(DeliveryClaimParams {
+            consumer_group: group.into(),
+            topic: None,
+            message_id: None,
+            limit: 1,
+            visibility_seconds: 60,
+            start_executions: false,
+            now: app.clock.now(),
+        })
+        .await
+        .unwrap();
+    claimed.into_iter().next().expect("a message to claim")
+}
+
+fn traceparent_of(m: &vqs::store::LeasedMessage) -> Option<TraceContext> {
+    let headers: Value = serde_json::from_str(m.headers_json.as_deref()?).ok()?;
+    TraceContext::parse(headers["traceparent"].as_str()?)
+}
+
+#[tokio::test]
+async fn a_producers_trace_reaches_the_job_and_the_jobs_it_enqueues() {
+    let app = TestApp::new().await;
+    let store = app.queue().store();
+    let now = app.clock.now();
+    store
+        .subscription_ensure(SubscriptionEnsureParams {
+            topic_pattern: "chain".into(),
+            consumer_group: "chain-group".into(),
+            initial_delay_seconds: 0,
+            now,
+        })
+        .await
+        .unwrap();
+    let headers = serde_json::json!({ "traceparent": traceparent() }).to_string();
+    let opts = SendOpts { headers_json: Some(headers), ..SendOpts::default() };
+    app.queue().send("chain", b"{}".to_vec(), opts).await.unwrap();
+
+    let leased = claim_one(&app, "chain-group").await;
+    let delivery = Delivery::from_leased(&leased, "dev1");
+    assert_eq!(delivery.traceparent.as_deref(), Some(traceparent().as_str()), "the push carries the producer's trace");
+    let outcome = QueueHandler::new(Chain).handle(app.queue(), Ok(delivery)).await;
+    assert_eq!(outcome, vqs::ConsumerOutcome::Succeeded);
+
+    // The probe the job published: same trace, the job's own span as its parent.
+    let probe = claim_one(&app, &app.consumer("probe").consumer_group).await;
+    let child = traceparent_of(&probe).expect("the enqueued message carries a traceparent");
+    assert_eq!(child.trace_id, TRACE_ID);
+    assert_ne!(child.parent_id, PRODUCER_SPAN, "the job is a span of its own");
+
+    // Outside any job, a publish carries no trace context of its own making.
+    let plain = app.queue().send("chain", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    let m = claim_one(&app, "chain-group").await;
+    assert_eq!(m.message_id, plain.message_id);
+    assert_eq!(m.headers_json, None);
+}
+
+#[tokio::test]
+async fn a_request_with_a_traceparent_enqueues_in_its_trace() {
+    let app = TestApp::new().await;
+    let req = http::Request::post("/api/admin/messages")
+        .header("authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+        .header("content-type", "application/json")
+        .header("traceparent", traceparent())
+        .body(axum::body::Body::from(r#"{"topic":"probe","payload":{}}"#))
+        .unwrap();
+    assert_eq!(app.call(req).await.0, http::StatusCode::CREATED);
+    let m = claim_one(&app, &app.consumer("probe").consumer_group).await;
+    assert_eq!(traceparent_of(&m).expect("traceparent stored").trace_id, TRACE_ID);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_job_span_fields_and_no_secret() {
+    let app = TestApp::new().await;
+    let headers = serde_json::json!({ "traceparent": traceparent() }).to_string();
+    let opts = SendOpts { headers_json: Some(headers), ..SendOpts::default() };
+    let id = app.queue().send("probe", br#"{"fatal":true}"#.to_vec(), opts).await.unwrap().message_id;
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
+        .arg("serve")
+        .env("DATABASE_URL", &app.database_url)
+        .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
+        .env("VQS_LOG_FORMAT", "json")
+        .env("VQS_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .env("VQS_QUEUE_SECRET", common::QUEUE_SECRET)
+        .env("CRON_SECRET", common::CRON_SECRET)
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start web serve");
+    // Wait until the job ran and the message was dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.queue().dead_letters(10).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the job never ran");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for secret in [common::ADMIN_TOKEN, common::QUEUE_SECRET, common::CRON_SECRET] {
+        assert!(!stderr.contains(secret), "a secret reached the log");
+    }
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "vqs listening"));
+    let dead = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "dead-lettered")
+        .unwrap_or_else(|| panic!("no dead-lettered event in {stderr}"));
+    let span = &dead["span"];
+    assert_eq!(span["name"], "job");
+    assert_eq!(span["job.topic"], "probe");
+    assert_eq!(span["job.attempt"], 1);
+    assert_eq!(span["message.id"], id.as_str());
+    assert_eq!(span["trace.id"], TRACE_ID);
+    assert_eq!(span["trace.parent_id"], PRODUCER_SPAN);
+    let execution = app.queue().executions(Default::default()).await.unwrap()[0].id;
+    assert_eq!(span["job.id"], execution, "job.id is the execution row's id");
+}

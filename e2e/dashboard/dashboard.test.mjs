@@ -1,0 +1,191 @@
+// The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core.
+//
+// Starts the real `web` binary on a fresh SQLite file (and a small upstream API on
+// localhost for the sync job to call), signs in through the form, sees a failed job's
+// error, replays the dead letter after fixing its cause, and watches it succeed.
+//
+//   cargo build -p web && (cd e2e/dashboard && npm ci && npm test)
+//
+// Environment: VQS_WEB_BIN (default ../../target/debug/web), CHROMIUM (default
+// /usr/bin/chromium), VQS_SCREENSHOTS (a folder for dashboard.png and message.png; default
+// a temporary one — `docs/` is made this way). Fails, never skips, when the binary or the
+// browser is missing.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const WEB = resolve(process.env.VQS_WEB_BIN ?? join(here, "../../target/debug/web"));
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const TOKEN = "e2e-admin-token-" + Math.random().toString(36).slice(2);
+const WAIT = 30_000; // the most any one condition may take to appear
+const SHOTS = resolve(process.env.VQS_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), "vqs-shots-")));
+
+// The upstream the sync job calls: "ghost" is unknown (404) until the test creates it.
+function startUpstream() {
+  const accounts = new Map([["acme", [1, 2, 3]]]);
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    const m = url.pathname.match(/^\/accounts\/([^/]+)\/changes$/);
+    const feed = m && accounts.get(decodeURIComponent(m[1]));
+    if (!feed) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("no such account");
+      return;
+    }
+    const from = Number((url.searchParams.get("cursor") ?? "pos-0").slice(4));
+    const items = feed.slice(from);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ items, next_cursor: `pos-${from + items.length}`, has_more: false }));
+  });
+  return new Promise((ok) =>
+    server.listen(0, "127.0.0.1", () => ok({ server, accounts, base: `http://127.0.0.1:${server.address().port}` })),
+  );
+}
+
+// The real app: `web serve` on a fresh database; resolves with its base URL.
+function startWeb() {
+  assert.ok(existsSync(WEB), `no web binary at ${WEB}: run cargo build -p web first (or set VQS_WEB_BIN)`);
+  const dir = mkdtempSync(join(tmpdir(), "vqs-e2e-"));
+  const child = spawn(WEB, ["serve"], {
+    cwd: resolve(here, "../.."),
+    env: {
+      ...process.env,
+      DATABASE_URL: `sqlite://${join(dir, "vqs.db")}`,
+      VQS_VERCEL_JSON: resolve(here, "../../vercel.json"),
+      VQS_ADMIN_TOKEN: TOKEN,
+      CRON_SECRET: "e2e-cron-secret",
+      PORT: "0",
+      RUST_LOG: "warn",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stderr.on("data", (d) => (log += d));
+  const url = new Promise((ok, fail) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/vqs listening on (http:\/\/\S+)/);
+      if (m) ok(m[1]);
+    });
+    child.on("exit", (code) => fail(new Error(`web exited (${code}) before listening:\n${log}`)));
+  });
+  return { child, url, log: () => log };
+}
+
+async function api(base, path, body) {
+  const resp = await fetch(base + path, {
+    method: body ? "POST" : "GET",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: body && JSON.stringify(body),
+  });
+  assert.ok(resp.ok, `${path}: ${resp.status} ${await resp.clone().text()}`);
+  return resp.json();
+}
+
+async function until(what, check) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("sign in, see a failed job's error, replay its dead letter and watch it succeed", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const upstream = await startUpstream();
+  const web = startWeb();
+  t.after(() => {
+    web.child.kill("SIGTERM");
+    upstream.server.close();
+  });
+  const base = await web.url;
+
+  // A sync whose account the upstream does not know: a permanent failure, dead-lettered.
+  const sent = await api(base, "/api/admin/messages", {
+    topic: "sync-accounts",
+    payload: { api_base: upstream.base, accounts: ["ghost", "acme"] },
+  });
+  await until("the dead letter", async () => (await api(base, "/api/admin/dead-letters")).length === 1);
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  const problems = [];
+  // Script errors and CSP refusals; failed loads are judged by their responses below.
+  page.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && problems.push(m.text()));
+  page.on("response", (r) => {
+    const expected = r.status() === 401 && r.url().endsWith("/admin/login"); // the wrong token, on purpose
+    if (r.status() >= 400 && !expected) problems.push(`${r.status()} ${r.url()}`);
+  });
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.on("dialog", (d) => d.accept());
+
+  // Sign in through the form; the token goes in the body, never the URL.
+  await page.goto(base + "/admin");
+  await page.fill("#token", "not-the-token");
+  await page.click("button[type=submit]");
+  await page.locator("#login-error").waitFor({ timeout: WAIT });
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+  assert.equal(new URL(page.url()).pathname, "/admin");
+  assert.ok(!page.url().includes(TOKEN), "the token is not in the URL");
+  const [cookie] = (await context.cookies()).filter((c) => c.name === "vqs_admin");
+  assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict", JSON.stringify(cookie));
+  assert.ok(!cookie.value.includes(TOKEN), "the cookie is not the token");
+
+  // The failed job's error, in the dead letters and in the executions.
+  const row = page.locator(`tr[data-dead-letter]`, { hasText: sent.messageId.slice(0, 16) });
+  await row.waitFor({ timeout: WAIT });
+  assert.match(await row.locator("td.error").innerText(), /1 of 2 accounts failed: ghost: upstream answered 404/);
+  const failed = page.locator("#executions tr", { hasText: "failed" });
+  assert.match(await failed.first().innerText(), /ghost: upstream answered 404/);
+  // The sync log shows the other account synced all the same.
+  await page.locator("section", { hasText: "Sync log" }).locator("tr", { hasText: "acme" }).waitFor({ timeout: WAIT });
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, "dashboard.png"), fullPage: true });
+
+  // Fix the cause upstream, then replay from the dashboard: the new message's page
+  // refreshes by itself until the run succeeds.
+  upstream.accounts.set("ghost", [1, 2]);
+  await row.getByRole("button", { name: "Replay" }).click();
+  await page.waitForURL(/\/admin\/messages\/msg_[0-9a-f]+\?flash=replayed$/, { timeout: WAIT });
+  await page.locator("#message-state", { hasText: "succeeded" }).waitFor({ timeout: WAIT });
+  assert.match(await page.locator("table.executions").innerText(), /success/);
+  await page.screenshot({ path: join(SHOTS, "message.png"), fullPage: true });
+
+  // Back on the dashboard the dead letter is gone, and the page refreshes on its own (the
+  // stamp is written only by a poll).
+  await page.goto(base + "/admin");
+  await page.locator("#dead-letters", { hasText: "No dead letters." }).waitFor({ timeout: WAIT });
+  await page.locator("#refreshed", { hasText: /updated/ }).waitFor({ timeout: WAIT });
+  console.log(`screenshots in ${SHOTS}`);
+
+  // Sign out: back to the form.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.locator("#token").waitFor({ timeout: WAIT });
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
+  assert.ok(!web.log().includes(TOKEN), "the token never reaches the server log");
+});
