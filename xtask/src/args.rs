@@ -39,6 +39,24 @@ impl Args {
         }
     }
 
+    /// A flag without a value; true when it was given.
+    pub fn flag(&mut self, flag: &str) -> bool {
+        let before = self.rest.len();
+        self.rest.retain(|a| a != flag);
+        self.rest.len() != before
+    }
+
+    /// Everything after a lone `--` (to hand to another program), removed from the rest.
+    pub fn passthrough(&mut self) -> Vec<String> {
+        match self.rest.iter().position(|a| a == "--") {
+            Some(i) => {
+                let tail = self.rest.split_off(i);
+                tail[1..].to_vec()
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// `--flag N` with `min <= N <= max`.
     pub fn number(&mut self, flag: &str, min: u64, max: u64) -> Result<Option<u64>, String> {
         match self.value(flag)? {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod args;
+mod bench;
+mod bench_table;
 #[path = "../../crates/vqs/src/cron_dialect.rs"]
 mod cron_dialect;
 mod names;
@@ -14,7 +16,7 @@ mod new_job;
 mod plan;
 mod vercel_json;
 
-const HELP: &str = "\
+const HELP_HEAD: &str = "\
 cargo xtask — workspace tasks for vqs
 
 USAGE:
@@ -29,9 +31,9 @@ TASKS:
     new-cron <name> --schedule \"<expr>\" [--enqueues <job-topic>] [--dry-run]
                       add a guarded cron route apps/web/src/routes/cron/<name>.rs, registered,
                       and its vercel.json crons entry (schedule in Vercel's dialect, UTC)
-    bench [ARGS]      run the SQLite benchmark (release build); ARGS go to vqs-bench,
-                      e.g. `cargo xtask bench --jobs 20000 --concurrency 50`
-    help              print this help
+";
+
+const HELP_TAIL: &str = "    help              print this help
 
     --dry-run prints the plan and writes nothing. Names are kebab-case (send-invoice).
     Everything is checked before anything is written; existing files are never overwritten.
@@ -82,28 +84,14 @@ fn main() -> ExitCode {
     let task = if args.is_empty() { None } else { Some(args.remove(0)) };
     match task.as_deref() {
         None | Some("help" | "--help" | "-h") => {
-            print!("{HELP}");
+            print!("{HELP_HEAD}{}{HELP_TAIL}", bench::HELP);
             ExitCode::SUCCESS
         }
         Some(t @ ("new-job" | "new-cron")) => scaffold(t, root, args),
-        Some("bench") => {
-            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&root)
-                .args(["run", "--release", "-q", "-p", "web", "--bin", "vqs-bench", "--"])
-                .args(&args)
-                .status();
-            match status {
-                Ok(s) if s.success() => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("error: could not run cargo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some("bench") => bench::run(&root, args),
         Some(other) => {
             eprintln!("error: unknown task {other:?}\n");
-            eprint!("{HELP}");
+            eprint!("{HELP_HEAD}{}{HELP_TAIL}", bench::HELP);
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,60 @@
+//! The worker of the throughput workloads, in the benchmark's own process (as the peers'
+//! harness starts its worker): the app's router and `web::runtime::Workers` — dispatcher,
+//! consumer route in process, tracked run, ack, and the maintenance loop — exactly as
+//! `web serve` starts them, with a probe consumer of the given maxConcurrency.
+
+use anyhow::Result;
+use vqs::{DispatcherConfig, Queue, VercelConfig};
+use web::runtime::Workers;
+
+use crate::completions::Completions;
+
+/// A `vercel.json` with one trigger: the probe consumer route at `max_concurrency`.
+pub fn probe_vercel_json(max_concurrency: u32) -> String {
+    format!(
+        r#"{{"functions":{{"api/queue/probe.rs":{{"experimentalTriggers":[{{"type":"queue/v2beta","topic":"probe","maxConcurrency":{max_concurrency}}}]}}}}}}"#
+    )
+}
+
+pub fn probe_vercel(max_concurrency: u32) -> Result<VercelConfig> {
+    Ok(VercelConfig::parse(&probe_vercel_json(max_concurrency))?)
+}
+
+/// The configuration of a serving process with no secrets and the default lease.
+pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> web::Config {
+    web::Config {
+        database_url: database_url.to_owned(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        vercel_json,
+        cron_secret: None,
+        is_local_dev: false,
+        queue_secret: None,
+        admin_token: None,
+        metrics_token: None,
+        retention: vqs::RetentionConfig::default(),
+        lease_seconds: 60,
+        vercel: Default::default(),
+    }
+}
+
+pub struct InProcessWorker {
+    workers: Workers,
+    pub completions: Completions,
+}
+
+impl InProcessWorker {
+    /// Start a worker on `queue` with the probe consumer at `concurrency`.
+    pub async fn start(queue: &Queue, concurrency: u32) -> Result<InProcessWorker> {
+        let config = serving_config("", "vercel.json".into());
+        let state = web::runtime::state(&config, queue.clone(), probe_vercel(concurrency)?);
+        let completions = Completions::default();
+        let router = completions.layer(web::app(state.clone()));
+        let workers = Workers::start(&state, router, DispatcherConfig::default()).await?;
+        Ok(InProcessWorker { workers, completions })
+    }
+
+    /// Stop taking work and let in-flight deliveries finish.
+    pub async fn stop(self) {
+        self.workers.stop().await;
+    }
+}
