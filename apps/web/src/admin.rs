@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vqs::SendOpts;
-use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord};
+use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord, ProgressListParams, ProgressRecord};
 
 use crate::api_error::{ApiError, require_bearer};
 use crate::state::AppState;
@@ -26,6 +26,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/admin/dead-letters/{id}/replay", post(replay))
         .route("/api/admin/dead-letters/{id}", delete(discard))
         .route("/api/admin/crons", get(crons))
+        .route("/api/admin/progress", get(progress))
+        .route("/api/admin/sync-log", get(sync_log))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
 }
 
@@ -69,8 +71,9 @@ async fn executions(State(state): State<AppState>, Query(q): Query<ExecutionsQue
     Ok(Json(json!(rows)))
 }
 
-/// A message as the admin API shows it: the first consumer group's delivery on top.
-pub fn message_json(m: &MessageRecord) -> Value {
+/// A message as the admin API shows it: the first consumer group's delivery on top, and
+/// the progress its job last reported (if it reports any).
+pub fn message_json(m: &MessageRecord, progress: &[ProgressRecord]) -> Value {
     let first = m.deliveries.first();
     json!({
         "id": m.id,
@@ -84,12 +87,19 @@ pub fn message_json(m: &MessageRecord) -> Value {
         "content_type": m.content_type,
         "payload": m.payload,
         "deliveries": m.deliveries,
+        "progress": progress,
     })
+}
+
+/// The progress reports of one message.
+pub async fn message_progress(queue: &vqs::Queue, id: &str) -> Result<Vec<ProgressRecord>, ApiError> {
+    Ok(queue.progress(ProgressListParams { message_id: Some(id.to_owned()), limit: 100 }).await?)
 }
 
 async fn message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
-    Ok(Json(message_json(&m)))
+    let progress = message_progress(&state.queue, &id).await?;
+    Ok(Json(message_json(&m, &progress)))
 }
 
 async fn queues(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -161,4 +171,31 @@ struct CronsQuery {
 
 async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
     Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(100)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ProgressQuery {
+    message_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Progress reports of jobs, most recently updated first (`?message_id=` for one message).
+async fn progress(State(state): State<AppState>, Query(q): Query<ProgressQuery>) -> Result<Json<Value>, ApiError> {
+    let p = ProgressListParams {
+        message_id: q.message_id.filter(|m| !m.is_empty()),
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+    };
+    Ok(Json(json!(state.queue.progress(p).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncLogQuery {
+    topic: Option<String>,
+}
+
+/// The sync log: per job topic and key (account), the cursor, last attempt, last success
+/// and last error.
+async fn sync_log(State(state): State<AppState>, Query(q): Query<SyncLogQuery>) -> Result<Json<Value>, ApiError> {
+    let topic = q.topic.filter(|t| !t.is_empty());
+    Ok(Json(json!(state.queue.sync_log(topic.as_deref()).await?)))
 }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
 
-use crate::admin::{ExecutionsQuery, crons_json, execution_filter, message_json};
+use crate::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
 use crate::config::Config;
 
 /// vqs: durable background jobs and crons for this app.
@@ -67,6 +67,12 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<DeadLetterAction>,
         #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Apply the retention policy now (`VQS_RETENTION_*`), in bounded batches until nothing
+    /// is left to prune; prints what was removed.
+    Prune {
+        #[arg(long)]
         json: bool,
     },
     /// The crons of vercel.json with their next fire times.
@@ -174,7 +180,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         }
         Command::Message { id, json } => {
             let m = queue.message(&id).await?.ok_or_else(|| anyhow!("no message {id}"))?;
-            let v = message_json(&m);
+            let progress = message_progress(&queue, &id).await.map_err(|e| anyhow!("{}", e.message))?;
+            let v = message_json(&m, &progress);
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");
         }
         Command::DeadLetters { action: None, json } => {
@@ -203,6 +210,29 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 bail!("no dead letter {id}");
             }
             print(json, &json!({ "discarded": id }), |_| format!("discarded {id}\n"));
+        }
+        Command::Prune { json } => {
+            let mut total = vqs::store::MaintenanceReport::default();
+            loop {
+                let r = queue.maintenance(&config.retention).await?;
+                total.executions_rescued += r.executions_rescued;
+                total.messages_pruned += r.messages_pruned;
+                total.finished_messages_pruned += r.finished_messages_pruned;
+                total.executions_pruned += r.executions_pruned;
+                total.dead_letters_pruned += r.dead_letters_pruned;
+                total.cron_runs_rescued += r.cron_runs_rescued;
+                total.cron_runs_pruned += r.cron_runs_pruned;
+                if !r.hit_batch_limit(config.retention.batch) {
+                    break;
+                }
+            }
+            print(json, &json!(total), |v| {
+                let mut out = String::new();
+                for (k, n) in v.as_object().into_iter().flatten() {
+                    out += &format!("{k:<26} {n}\n");
+                }
+                out
+            });
         }
         Command::Crons { next, json } => {
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;

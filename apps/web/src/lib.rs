@@ -6,12 +6,18 @@ pub mod api_error;
 mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod health;
+pub mod http_pusher;
 pub mod in_process;
+pub mod metrics;
 pub mod queue_route;
 pub mod routes;
 pub mod runtime;
 pub mod state;
+pub mod vercel_access;
+#[cfg(feature = "vercel")]
+pub mod vercel_function;
 pub mod vqs_api;
 
 pub use app::app;

@@ -1,12 +1,24 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use web::config::{LogFormat, log_filter, log_format};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .init();
+    let format = match log_format() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let filter = EnvFilter::try_new(log_filter()).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line; the fields of the enclosing spans (`job.topic`, `job.id`,
+        // `trace.id`, …) ride along on every event logged inside a job.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Text => logs.init(),
+    }
     let cli = web::cli::Cli::parse();
     let result = match web::Config::from_env() {
         Ok(config) => web::cli::run(cli, config).await,

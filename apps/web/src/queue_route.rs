@@ -7,14 +7,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use serde_json::json;
-use vqs::{Delivery, QueueHandler};
+use vqs::{Delivery, MAX_PAYLOAD_BYTES, QueueHandler};
 
-use crate::state::AppState;
+use crate::state::{AppState, PushSource};
 
 /// Marks a request made by this process's own dispatcher (`router.oneshot`). A request
 /// extension: nothing a client sends over HTTP can set it.
 #[derive(Clone, Copy, Debug)]
-pub struct InProcessPush;
+pub struct InProcessPush {
+    /// The `running` execution the dispatcher recorded with the lease, if it did.
+    pub execution_id: Option<i64>,
+}
 
 /// The consumer route of `handler`'s job.
 pub fn queue_route(handler: QueueHandler) -> MethodRouter<AppState> {
@@ -25,7 +28,9 @@ pub fn queue_route(handler: QueueHandler) -> MethodRouter<AppState> {
 }
 
 async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum::extract::Request) -> Response {
-    let trusted = req.extensions().get::<InProcessPush>().is_some();
+    // On Vercel a queue-consumer function is private: only the platform's queue can call it.
+    let in_process = req.extensions().get::<InProcessPush>().copied();
+    let trusted = in_process.is_some() || matches!(state.push_source, PushSource::Vercel(_));
     let (parts, body) = req.into_parts();
     if !trusted && !has_queue_proof(&state, &parts.headers) {
         return (
@@ -36,23 +41,42 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
         )
             .into_response();
     }
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body: Bytes = match axum::body::to_bytes(body, MAX_PAYLOAD_BYTES).await {
         Ok(b) => b,
         Err(_) => {
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                Json(json!({"error": format!("delivery body over {MAX_BODY} bytes")})),
+                Json(json!({"error": format!("delivery body over {MAX_PAYLOAD_BYTES} bytes")})),
             )
                 .into_response();
         }
     };
-    let outcome = handler.handle(&state.queue, Delivery::parse(&parts.headers, body)).await;
+    let parsed = Delivery::parse(&parts.headers, body).map(|mut d| {
+        d.execution_id = in_process.and_then(|p| p.execution_id);
+        d
+    });
+    let outcome = match &state.push_source {
+        PushSource::Local => handler.handle(&state.queue, parsed).await,
+        PushSource::Vercel(access) => {
+            let Some(token) = access.token(&parts.headers) else {
+                // Vercel retries the delivery; an operator sees why in the log.
+                tracing::error!(
+                    "no OIDC token: the request has no x-vercel-oidc-token header and VERCEL_OIDC_TOKEN is unset"
+                );
+                let error = "no OIDC token for the queue service: the request has no x-vercel-oidc-token header and \
+                             VERCEL_OIDC_TOKEN is unset (enable OIDC for the project)";
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": error }))).into_response();
+            };
+            let region = parsed.as_ref().ok().and_then(|d| d.region.clone());
+            match access.service(&state.queue, token, region.as_deref()) {
+                Ok(service) => handler.handle_with(&state.queue, &service, parsed).await,
+                Err(e) => vqs::ConsumerOutcome::Unavailable { error: e.to_string() },
+            }
+        }
+    };
     let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(outcome.body())).into_response()
 }
-
-/// The largest delivery body accepted: 100 MB, Vercel's payload limit.
-pub const MAX_BODY: usize = 100 * 1024 * 1024;
 
 fn has_queue_proof(state: &AppState, headers: &HeaderMap) -> bool {
     state.queue_secret.as_ref().is_some_and(|s| s.matches_bearer(headers))

@@ -12,6 +12,7 @@ use vqs::{
 };
 
 use crate::config::{Config, redact_url};
+use crate::http_pusher::{AppPusher, HttpPusher};
 use crate::in_process::{InProcessCronInvoker, InProcessPusher};
 use crate::state::AppState;
 use auth::Secret;
@@ -51,16 +52,28 @@ pub fn load_vercel(path: &Path) -> Result<VercelConfig> {
 }
 
 /// The state handlers see.
-pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {
+pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppState {
     let queue_now = queue.clock().now();
+    // Consumer functions served by another process: the dispatcher pushes to their URL.
+    for t in &mut vercel.queue_triggers {
+        if let Some(url) = config.vercel.function_urls.get(&t.function_key) {
+            t.route_path = url.clone();
+        }
+    }
+    let topics = vercel.queue_triggers.iter().filter(|t| !t.topic.ends_with('*')).map(|t| t.topic.clone());
+    let metrics = crate::metrics::Metrics::install(&queue, topics);
     AppState {
         queue,
         vercel: Arc::new(vercel),
         queue_secret: Secret::new(config.queue_secret.clone()),
         admin_token: Secret::new(config.admin_token.clone()),
+        metrics_token: Secret::new(config.metrics_token.clone()),
+        metrics,
+        retention: config.retention.clone(),
         cron_auth: auth::CronAuth::from_values(config.cron_secret.clone(), config.is_local_dev),
         started_at: queue_now,
         lease: Duration::from_secs(u64::from(config.lease_seconds)),
+        push_source: crate::state::PushSource::Local,
     }
 }
 
@@ -71,22 +84,37 @@ pub struct Workers {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The push consumers of `vercel.json` as this process's dispatcher runs them: leased for
+/// `VQS_LEASE_SECONDS`; a job's consumer route served by this process records each attempt
+/// with its lease (one write fewer per job, and never a job running before its row exists).
+pub fn consumers(state: &AppState) -> Vec<ConsumerConfig> {
+    let job_routes: std::collections::HashSet<String> =
+        jobs::handlers().iter().map(|h| format!("/api/queue/{}", h.topic())).collect();
+    state
+        .vercel
+        .queue_triggers
+        .iter()
+        .map(|t| {
+            let c = ConsumerConfig::from(t);
+            ConsumerConfig { visibility: state.lease, starts_executions: job_routes.contains(&c.route_path), ..c }
+        })
+        .collect()
+}
+
 impl Workers {
     /// Start the dispatcher (pushing through `router` in process), the cron scheduler
     /// (calling `router` in process) and the maintenance loop.
     pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
-        let consumers: Vec<ConsumerConfig> = state
-            .vercel
-            .queue_triggers
-            .iter()
-            .map(|t| ConsumerConfig { visibility: state.lease, ..ConsumerConfig::from(t) })
-            .collect();
+        let consumers = consumers(state);
         vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
         for c in &consumers {
             tracing::info!(topic = %c.topic_pattern, route = %c.route_path, consumer_group = %c.consumer_group, "push consumer");
         }
-        let pusher = Arc::new(InProcessPusher::new(router.clone()));
+        let pusher = Arc::new(AppPusher {
+            in_process: InProcessPusher::new(router.clone()),
+            http: HttpPusher::new(state.queue_secret.clone(), state.lease).context("building the HTTP pusher")?,
+        });
         let mut tasks = vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone())];
         let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
         if !crons.is_empty() {
@@ -103,7 +131,7 @@ impl Workers {
             let scheduler = CronScheduler::new(state.queue.clone(), crons, invoker);
             tasks.push(vqs::spawn_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25)));
         }
-        tasks.push(tokio::spawn(maintenance_loop(state.queue.clone(), rx)));
+        tasks.push(tokio::spawn(maintenance_loop(state.queue.clone(), state.retention.clone(), rx)));
         Ok(Workers { shutdown, tasks })
     }
 
@@ -116,14 +144,21 @@ impl Workers {
     }
 }
 
-async fn maintenance_loop(queue: Queue, mut shutdown: watch::Receiver<bool>) {
-    let retention = RetentionConfig::default();
+/// Every 15 s, one maintenance pass; while a pass hits its batch limit (a backlog to prune),
+/// the next follows after a short pause instead, so a backlog drains in bounded batches
+/// with the queue's own work running in between.
+async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = queue.maintenance(&retention).await {
-            tracing::warn!(error = %e, "maintenance failed");
-        }
+        let more = match queue.maintenance(&retention).await {
+            Ok(report) => report.hit_batch_limit(retention.batch),
+            Err(e) => {
+                tracing::warn!(error = %e, "maintenance failed");
+                false
+            }
+        };
+        let pause = if more { Duration::from_millis(250) } else { Duration::from_secs(15) };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -139,8 +174,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (set PORT or HOST)", config.addr))?;
-    tracing::info!(addr = %config.addr, database = %redact_url(&config.database_url), "vqs listening");
-    println!("vqs listening on http://{}", config.addr);
+    let addr = listener.local_addr().unwrap_or(config.addr);
+    tracing::info!(addr = %addr, database = %redact_url(&config.database_url), "vqs listening");
+    println!("vqs listening on http://{addr}");
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await

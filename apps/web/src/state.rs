@@ -13,9 +13,31 @@ pub struct AppState {
     pub queue_secret: Option<Secret>,
     /// `VQS_ADMIN_TOKEN`: the bearer token of the admin API and dashboard.
     pub admin_token: Option<Secret>,
+    /// `VQS_METRICS_TOKEN`: the read-only bearer token of `/metrics`.
+    pub metrics_token: Option<Secret>,
+    /// This app's Prometheus recorder (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// What retention keeps; the maintenance loop and the cleanup cron use it.
+    pub retention: vqs::RetentionConfig,
     pub cron_auth: auth::CronAuth,
     /// When this process started (a cron that never ran is late counted from here).
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The lease a pushed delivery gets (`VQS_LEASE_SECONDS`).
     pub lease: std::time::Duration,
+    /// Where pushes to the consumer routes come from, and so who settles them.
+    pub push_source: PushSource,
+}
+
+/// Where the consumer routes' pushes come from. Chosen when the process starts (by which
+/// binary runs), never by anything in a request.
+#[derive(Clone, Debug)]
+pub enum PushSource {
+    /// This database's own queue: pushes from this process's dispatcher (a request
+    /// extension) or over HTTP with `Authorization: Bearer <VQS_QUEUE_SECRET>`, settled in
+    /// this database.
+    Local,
+    /// Vercel's queue service, in a queue-consumer function on Vercel. Such a function is
+    /// private — only Vercel's queue infrastructure can invoke it — so every push is
+    /// accepted, and settled on Vercel's queue service over HTTP.
+    Vercel(crate::vercel_access::VercelAccess),
 }

@@ -79,6 +79,7 @@ async fn maintenance_closes_running_rows_whose_lease_expired() {
             message_id: None,
             limit: 1,
             visibility_seconds: 60,
+            start_executions: false,
             now: clock.now(),
         })
         .await

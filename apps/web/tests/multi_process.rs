@@ -28,11 +28,30 @@ fn serve(database_url: &str) -> Child {
         .env("VQS_LEASE_SECONDS", LEASE_SECONDS)
         .env("PORT", "0")
         .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .expect("start web serve")
+}
+
+/// Wait until the process says it is listening: it has migrated, registered its consumers
+/// and started its dispatcher (so a kill after this can land on work in flight).
+async fn serving(child: &mut Child) {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("vqs listening") {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(ready.await.unwrap_or(false), "a serving process did not start");
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 }
 
 async fn succeeded(app: &TestApp) -> i64 {
@@ -57,16 +76,23 @@ async fn wait_until(app: &TestApp, at_least: i64, limit: Duration, procs: &mut [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_share_the_work_and_a_killed_one_loses_nothing() {
     let app = TestApp::new().await;
-    // A few milliseconds of work each, so that jobs are in flight when the kill lands.
-    for _ in 0..JOBS {
-        app.queue().send("probe", br#"{"sleep_ms":5}"#.to_vec(), SendOpts::default()).await.unwrap();
+    // 50 ms of work each: one process (maxConcurrency 100) needs at least 10 s for them all,
+    // so jobs are certainly in flight when the kill lands a moment after the others start.
+    let probes = (0..JOBS).map(|_| (br#"{"sleep_ms":50}"#.to_vec(), SendOpts::default()));
+    app.queue().send_many("probe", probes).await.unwrap();
+    // The victim works alone first, so it certainly holds leases when the kill lands (on one
+    // SQLite file, a process waiting for the write lock in a claim holds none).
+    let mut victim = serve(&app.database_url);
+    serving(&mut victim).await;
+    wait_until(&app, JOBS / 10, Duration::from_secs(300), std::slice::from_mut(&mut victim)).await;
+    let mut procs: Vec<Child> = (0..2).map(|_| serve(&app.database_url)).collect();
+    for p in procs.iter_mut() {
+        serving(p).await;
     }
-    let mut procs: Vec<Child> = (0..3).map(|_| serve(&app.database_url)).collect();
-
-    wait_until(&app, JOBS / 4, Duration::from_secs(300), &mut procs).await;
-    let mut killed = procs.remove(0);
-    killed.start_kill().unwrap(); // SIGKILL, mid-run
-    killed.wait().await.unwrap();
+    victim.start_kill().unwrap(); // SIGKILL, mid-run
+    victim.wait().await.unwrap();
+    let at_kill = succeeded(&app).await;
+    assert!(at_kill < JOBS, "all {JOBS} jobs were done before the kill: the test showed nothing");
 
     wait_until(&app, JOBS, Duration::from_secs(600), &mut procs).await;
     for p in procs.iter_mut() {
@@ -107,8 +133,10 @@ async fn three_processes_share_the_work_and_a_killed_one_loses_nothing() {
             redelivered += 1;
         }
     }
-    // The killed process held at most maxConcurrency (100) leases; at least one was in flight.
-    assert!((1..=100).contains(&redelivered), "{redelivered} messages were redelivered");
+    // The killed process held at most maxConcurrency (100) leases of running jobs plus those of
+    // jobs whose settlement was being written; at least one was in flight.
+    let most = 100 + vqs::DispatcherConfig::default().settling as usize;
+    assert!((1..=most).contains(&redelivered), "{redelivered} messages were redelivered");
     assert!(rows.iter().all(|r| r.status != ExecutionStatus::Running), "nothing left running");
     let stats = app.queue().stats().await.unwrap();
     let probe = stats.iter().find(|t| t.topic == "probe").unwrap();

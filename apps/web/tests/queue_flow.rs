@@ -282,7 +282,18 @@ async fn a_payload_that_does_not_fit_the_params_is_dead_lettered_with_the_reason
     assert!(dead[0].error.contains("payload does not match the params of job \"probe\""), "{}", dead[0].error);
     assert!(dead[0].error.contains("sleep_ms"), "{}", dead[0].error);
     assert_eq!(app.dispatch("probe").await, 0, "not redelivered forever");
-    assert!(app.attempts(&sent.message_id).await.is_empty(), "the job never ran");
+    // The attempt is on record as failed, with the same reason, for operators to see.
+    assert_eq!(app.attempts(&sent.message_id).await, vec![(1, "failed".to_owned())]);
+    let run = app
+        .queue()
+        .executions(vqs::store::ExecutionListParams {
+            message_id: Some(sent.message_id),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(run[0].error.as_deref(), Some(dead[0].error.as_str()));
 }
 
 #[tokio::test]
@@ -300,6 +311,7 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
             message_id: None,
             limit: 1,
             visibility_seconds: 60,
+            start_executions: false,
             now: Utc::now(),
         })
         .await

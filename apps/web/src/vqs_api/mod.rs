@@ -20,16 +20,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
-use vqs::store::{DeliveryClaimParams, LeaseParams, LeaseVisibilityParams, SubscriptionEnsureParams};
-use vqs::{MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_valid_name};
+use vqs::store::{
+    DeliveryAckParams, DeliveryClaimParams, LeaseParams, LeaseVisibilityParams, SubscriptionEnsureParams,
+};
+use vqs::{MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_valid_name};
 
 pub use receive_codec::{ReceiveFormat, encode};
 
 use crate::api_error::{ApiError, require_bearer};
 use crate::state::AppState;
-
-/// The largest message accepted: 100 MB, Vercel's payload limit.
-pub const MAX_PAYLOAD: usize = 100 * 1024 * 1024;
 
 /// `/_vqs` routes (nested by the app).
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -46,7 +45,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/api/v3/topic/{topic}/consumer/{group}/lease/{handle}/visibility",
             axum::routing::patch(change_visibility),
         )
-        .layer(DefaultBodyLimit::max(MAX_PAYLOAD))
+        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_queue_secret))
 }
 
@@ -188,6 +187,7 @@ async fn claim(
             message_id,
             limit: opts.max,
             visibility_seconds: opts.visibility,
+            start_executions: false,
             now: state.queue.clock().now(),
         })
         .await?;
@@ -229,7 +229,8 @@ async fn ack(
     Path((_topic, group, handle)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let now = state.queue.clock().now();
-    state.queue.store().delivery_ack(LeaseParams { consumer_group: group, receipt_handle: handle, now }).await?;
+    let lease = LeaseParams { consumer_group: group, receipt_handle: handle, now };
+    state.queue.store().delivery_ack(DeliveryAckParams { lease, execution: None }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -71,7 +71,10 @@ impl TestApp {
             is_local_dev: false,
             queue_secret: Some(QUEUE_SECRET.into()),
             admin_token: Some(ADMIN_TOKEN.into()),
+            metrics_token: None,
+            retention: vqs::RetentionConfig::default(),
             lease_seconds: 60,
+            vercel: Default::default(),
         };
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();
         let queue = web::runtime::open_queue(&database_url, clock.clone()).await.unwrap();
@@ -86,8 +89,9 @@ impl TestApp {
         &self.state.queue
     }
 
+    /// The consumers as `web serve`'s dispatcher runs them.
     fn consumers_of(state: &AppState) -> Vec<ConsumerConfig> {
-        state.vercel.queue_triggers.iter().map(ConsumerConfig::from).collect()
+        web::runtime::consumers(state)
     }
 
     /// The push consumer of `topic` from vercel.json.
