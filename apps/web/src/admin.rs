@@ -126,6 +126,7 @@ async fn enqueue(
             e.body_text()
         ))
     })?;
+    crate::runtime::require_consumed_topic(&state.vercel, &body.topic).map_err(ApiError::not_found)?;
     let payload = serde_json::to_vec(&body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let opts = SendOpts {
         idempotency_key: body.idempotency_key,

@@ -51,6 +51,64 @@ pub fn load_vercel(path: &Path) -> Result<VercelConfig> {
     }
 }
 
+/// Refuse a topic nothing consumes (no queue trigger in vercel.json matches it): a message
+/// published there from the admin API or the CLI would wait forever, so a typo is an error
+/// that lists the topics there are. (The `/_vqs` API, like Vercel's, takes any topic.)
+pub fn require_consumed_topic(vercel: &VercelConfig, topic: &str) -> Result<(), String> {
+    if !vqs::is_valid_name(topic) {
+        return Ok(()); // the queue refuses it, saying what a topic may be
+    }
+    let matches = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
+    };
+    if vercel.queue_triggers.iter().any(|t| matches(&t.topic)) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = vercel.queue_triggers.iter().map(|t| t.topic.as_str()).collect();
+    known.sort_unstable();
+    known.dedup();
+    Err(format!(
+        "no job or consumer for topic {topic:?}: the topics with a consumer in vercel.json are {}",
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    ))
+}
+
+/// Refuse to start when a cron of vercel.json has no route in this app (every tick would be
+/// a 404) or a queue trigger's in-process route is missing (every delivery would fail). A
+/// route is looked up with `OPTIONS`, which runs no handler: an unknown path is 404.
+async fn require_routes(router: &axum::Router, state: &AppState) -> Result<()> {
+    use tower::ServiceExt;
+    let exists = |path: String| {
+        let router = router.clone();
+        async move {
+            let req = http::Request::options(path.as_str()).body(axum::body::Body::empty())?;
+            let status = router.oneshot(req).await?.status();
+            anyhow::Ok(status != http::StatusCode::NOT_FOUND)
+        }
+    };
+    for c in &state.vercel.crons {
+        if !exists(c.path.clone()).await? {
+            bail!(
+                "vercel.json: the cron {} has no route in this app: fix the path, or add the cron with \
+                 `cargo xtask new-cron <name>` (cron routes are GET /api/cron/<name>)",
+                c.path
+            );
+        }
+    }
+    for c in consumers(state).iter().filter(|c| c.route_path.starts_with('/')) {
+        if !exists(c.route_path.clone()).await? {
+            bail!(
+                "vercel.json: the queue trigger for topic {} names {}, which has no route in this app: \
+                 fix the functions key, or add the job with `cargo xtask new-job <name>`",
+                c.topic_pattern,
+                c.route_path
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The state handlers see.
 pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppState {
     let queue_now = queue.clock().now();
@@ -170,6 +228,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let queue = open_queue(&config.database_url, Clock::system()).await?;
     let state = state(&config, queue, vercel);
     let router = crate::app(state.clone());
+    require_routes(&router, &state).await?;
     let workers = Workers::start(&state, router.clone(), DispatcherConfig::default()).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -63,7 +63,24 @@ impl TestApp {
 
     /// An app on an existing database (e.g. one a child process used); `dir` is kept alive.
     pub async fn open(dir: tempfile::TempDir, database_url: String, clock: Clock) -> TestApp {
-        let config = web::Config {
+        TestApp::open_with(dir, database_url, clock, |_| {}).await
+    }
+
+    /// A fresh database and the test configuration as `change` leaves it (secrets unset,
+    /// `IS_LOCAL_DEV`, …).
+    pub async fn with_config(change: impl FnOnce(&mut web::Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database_url(&dir).await;
+        TestApp::open_with(dir, database_url, Clock::system(), change).await
+    }
+
+    async fn open_with(
+        dir: tempfile::TempDir,
+        database_url: String,
+        clock: Clock,
+        change: impl FnOnce(&mut web::Config),
+    ) -> TestApp {
+        let mut config = web::Config {
             database_url: database_url.clone(),
             addr: "127.0.0.1:0".parse().unwrap(),
             vercel_json: repo_root().join("vercel.json"),
@@ -76,6 +93,7 @@ impl TestApp {
             lease_seconds: 60,
             vercel: Default::default(),
         };
+        change(&mut config);
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();
         let queue = web::runtime::open_queue(&database_url, clock.clone()).await.unwrap();
         let state = web::runtime::state(&config, queue, vercel);
