@@ -74,6 +74,7 @@ impl TestApp {
             metrics_token: None,
             retention: vqs::RetentionConfig::default(),
             lease_seconds: 60,
+            retry_delay_seconds: None,
             vercel: Default::default(),
         };
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();
