@@ -29,6 +29,10 @@ pub struct Config {
     /// How long a pushed delivery is leased before it is redelivered (`VQS_LEASE_SECONDS`,
     /// default 60, as Vercel). A consumer extends the lease when its job's timeout needs more.
     pub lease_seconds: u32,
+    /// `VQS_RETRY_DELAY_SECONDS`: when set, every job's failed attempt is retried after this
+    /// many seconds instead of its own retry policy (`(10 · n)²` s by default). For fault and
+    /// load drills that must see retries happen within a test; leave it unset in production.
+    pub retry_delay_seconds: Option<u32>,
     /// What a Vercel deployment (and the Vercel-facing tests) read.
     pub vercel: VercelEnv,
 }
@@ -106,6 +110,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_token", &set(&self.metrics_token))
             .field("retention", &self.retention)
             .field("lease_seconds", &self.lease_seconds)
+            .field("retry_delay_seconds", &self.retry_delay_seconds)
             .field("vercel", &self.vercel)
             .finish()
     }
@@ -232,6 +237,15 @@ impl Config {
                     .filter(|n| (1..=3600).contains(n))
                     .with_context(|| format!("VQS_LEASE_SECONDS must be 1 to 3600 seconds, got {v:?}"))?,
                 Err(_) => 60,
+            },
+            retry_delay_seconds: match std::env::var("VQS_RETRY_DELAY_SECONDS") {
+                Ok(v) => Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=3600).contains(n))
+                        .with_context(|| format!("VQS_RETRY_DELAY_SECONDS must be 1 to 3600 seconds, got {v:?}"))?,
+                ),
+                Err(_) => None,
             },
             vercel: VercelEnv::from_env()?,
         })

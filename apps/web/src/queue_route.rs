@@ -55,6 +55,10 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
         d.execution_id = in_process.and_then(|p| p.execution_id);
         d
     });
+    let handler = match state.retry_policy {
+        Some(policy) => handler.with_retry_policy(policy),
+        None => handler,
+    };
     let outcome = match &state.push_source {
         PushSource::Local => handler.handle(&state.queue, parsed).await,
         PushSource::Vercel(access) => {

@@ -132,6 +132,7 @@ pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppStat
         started_at: queue_now,
         lease: Duration::from_secs(u64::from(config.lease_seconds)),
         push_source: crate::state::PushSource::Local,
+        retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
     }
 }
 

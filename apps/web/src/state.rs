@@ -26,6 +26,8 @@ pub struct AppState {
     pub lease: std::time::Duration,
     /// Where pushes to the consumer routes come from, and so who settles them.
     pub push_source: PushSource,
+    /// `VQS_RETRY_DELAY_SECONDS`: a fixed retry delay that replaces every job's own policy.
+    pub retry_policy: Option<vqs::RetryPolicy>,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which

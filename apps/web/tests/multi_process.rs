@@ -7,11 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use vqs::SendOpts;
 use vqs::store::{ExecutionListParams, ExecutionStatus};
 
@@ -21,37 +20,11 @@ const JOBS: i64 = 20_000;
 const LEASE_SECONDS: &str = "36";
 
 fn serve(database_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_web"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-        .env("VQS_LEASE_SECONDS", LEASE_SECONDS)
-        .env("PORT", "0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start web serve")
+    common::serve(database_url, &[("VQS_LEASE_SECONDS", LEASE_SECONDS)])
 }
 
-/// Wait until the process says it is listening: it has migrated, registered its consumers
-/// and started its dispatcher (so a kill after this can land on work in flight).
 async fn serving(child: &mut Child) {
-    use tokio::io::AsyncBufReadExt;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with("vqs listening") {
-                return true;
-            }
-        }
-        false
-    });
-    assert!(ready.await.unwrap_or(false), "a serving process did not start");
-    // Keep draining its stdout so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    common::serving(child).await;
 }
 
 async fn succeeded(app: &TestApp) -> i64 {

@@ -14,7 +14,7 @@ use crate::queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease,
 };
 use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
-use crate::{Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, TraceContext};
+use crate::{Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy, TraceContext};
 
 /// The longest lease the API grants (1 hour).
 pub const MAX_VISIBILITY_SECONDS: u32 = 3600;
@@ -72,6 +72,7 @@ trait ErasedJob: Send + Sync {
         queue: &'a Queue,
         service: &'a dyn QueueService,
         delivery: Delivery,
+        retry_policy: Option<RetryPolicy>,
     ) -> BoxFuture<'a, ConsumerOutcome>;
 }
 
@@ -81,6 +82,7 @@ struct Erased<J>(Arc<J>);
 #[derive(Clone)]
 pub struct QueueHandler {
     job: Arc<dyn ErasedJob>,
+    retry_policy: Option<RetryPolicy>,
 }
 
 impl std::fmt::Debug for QueueHandler {
@@ -92,7 +94,14 @@ impl std::fmt::Debug for QueueHandler {
 impl QueueHandler {
     /// The consumer for job `J`.
     pub fn new<J: Jobbable>(job: J) -> Self {
-        QueueHandler { job: Arc::new(Erased(Arc::new(job))) }
+        QueueHandler { job: Arc::new(Erased(Arc::new(job))), retry_policy: None }
+    }
+
+    /// The same consumer, retrying failed attempts after `policy` instead of the job's own
+    /// [`Jobbable::retry_policy`] (e.g. a short fixed delay for fault and load drills).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = Some(policy);
+        self
     }
 
     /// The topic it consumes.
@@ -160,7 +169,7 @@ impl QueueHandler {
             trace.id = %trace.trace_id,
             trace.parent_id = producer.as_ref().map(|p| p.parent_id.as_str()),
         );
-        trace.scope(self.job.handle(queue, service, delivery).instrument(span)).await
+        trace.scope(self.job.handle(queue, service, delivery, self.retry_policy).instrument(span)).await
     }
 }
 
@@ -272,6 +281,7 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
         queue: &'a Queue,
         service: &'a dyn QueueService,
         mut delivery: Delivery,
+        retry_policy: Option<RetryPolicy>,
     ) -> BoxFuture<'a, ConsumerOutcome> {
         Box::pin(async move {
             let clock = queue.clock();
@@ -412,7 +422,7 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
                         settle(r, ConsumerOutcome::DeadLettered { reason })
                     } else {
-                        let delay = self.0.retry_policy().next_delay(attempt).as_secs();
+                        let delay = retry_policy.unwrap_or_else(|| self.0.retry_policy()).next_delay(attempt).as_secs();
                         tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
                         let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
                         if r.is_ok() {

@@ -91,6 +91,7 @@ impl TestApp {
             metrics_token: None,
             retention: vqs::RetentionConfig::default(),
             lease_seconds: 60,
+            retry_delay_seconds: None,
             vercel: Default::default(),
         };
         change(&mut config);
@@ -158,4 +159,275 @@ impl TestApp {
         rows.reverse();
         rows.into_iter().map(|e| (e.attempt, e.status.as_str().to_owned())).collect()
     }
+}
+
+/// A real `web serve` process on `database_url` (PORT=0, quiet logs) with these extra
+/// environment variables; killed when dropped.
+pub fn serve(database_url: &str, env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"));
+    cmd.arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("VQS_VERCEL_JSON", repo_root().join("vercel.json"))
+        .env("VQS_QUEUE_SECRET", QUEUE_SECRET)
+        .env("PORT", "0")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start web serve")
+}
+
+/// Wait until the process says it is listening: it has migrated, registered its consumers
+/// and started its dispatcher (so a kill after this can land on work in flight). Returns
+/// its base URL (`http://127.0.0.1:port`).
+pub async fn serving(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("vqs listening on ") {
+                return Some(url.trim().to_owned());
+            }
+        }
+        None
+    });
+    let url = ready.await.ok().flatten().expect("a serving process did not start");
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A size knob from the environment (`name`), or `default`: tests run quick by default and
+/// long when asked (RELIABILITY.md gives the commands).
+pub fn knob(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name} must be a whole number, got {v:?}")),
+        Err(_) => default,
+    }
+}
+
+/// A small seeded random number generator (xorshift64*): enough to pick kill moments and
+/// job mixes reproducibly; the seed is printed so a failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `VQS_FAULT_SEED` when set, else from the clock; prints the seed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = knob(
+            "VQS_FAULT_SEED",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        );
+        eprintln!("{test}: VQS_FAULT_SEED={seed}");
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// What a probe in a fault or load run is asked to do, and so how it must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Sleeps a little and succeeds: ends `success`.
+    Ok,
+    /// Fails its first attempt, then succeeds: one retry, ends `success`.
+    FailOnce,
+    /// Fails every attempt: `max_attempts` (3) attempts, dead-lettered "gave up after …".
+    FailAlways,
+    /// Fails fatally: one attempt, dead-lettered "fatal: …".
+    Fatal,
+}
+
+impl ProbeKind {
+    /// The mix of fault and load runs, by the message's index: of every 20, one fatal, one
+    /// failing for ever, two failing once, the rest succeeding after up to `sleep_ms`.
+    pub fn of(i: u64) -> ProbeKind {
+        match i % 20 {
+            0 => ProbeKind::Fatal,
+            1 => ProbeKind::FailAlways,
+            2 | 3 => ProbeKind::FailOnce,
+            _ => ProbeKind::Ok,
+        }
+    }
+
+    pub fn params(self, sleep_ms: u64) -> jobs::ProbeParams {
+        let sleep_ms = Some(sleep_ms);
+        match self {
+            ProbeKind::Ok => jobs::ProbeParams { sleep_ms, ..Default::default() },
+            ProbeKind::FailOnce => jobs::ProbeParams { sleep_ms, fail_attempts: Some(1), ..Default::default() },
+            ProbeKind::FailAlways => jobs::ProbeParams { sleep_ms, fail_attempts: Some(1000), ..Default::default() },
+            ProbeKind::Fatal => jobs::ProbeParams { sleep_ms, fatal: Some(true), ..Default::default() },
+        }
+    }
+
+    /// Attempts that fail by the probe's own choice (retries plus the last failure), when no
+    /// attempt is abandoned.
+    pub fn failed_attempts(self) -> i64 {
+        match self {
+            ProbeKind::Ok => 0,
+            ProbeKind::FailOnce | ProbeKind::Fatal => 1,
+            ProbeKind::FailAlways => 3,
+        }
+    }
+}
+
+/// Publish probes `first..first + n` of the mix; returns `(message id, kind)` of each.
+pub async fn send_probes(queue: &Queue, first: u64, n: u64, max_sleep_ms: u64) -> Vec<(String, ProbeKind)> {
+    let kinds: Vec<ProbeKind> = (first..first + n).map(ProbeKind::of).collect();
+    let messages = kinds.iter().enumerate().map(|(i, k)| {
+        let sleep = if max_sleep_ms == 0 { 0 } else { (first + i as u64) * 7919 % (max_sleep_ms + 1) };
+        (serde_json::to_vec(&k.params(sleep)).unwrap(), vqs::SendOpts::default())
+    });
+    let sent = queue.send_many("probe", messages).await.unwrap();
+    sent.into_iter().zip(kinds).map(|(s, k)| (s.message_id, k)).collect()
+}
+
+/// The probe topic's counts: `(waiting, delayed, running, succeeded, dead)`.
+pub async fn probe_counts(queue: &Queue) -> (i64, i64, i64, i64, i64) {
+    // A restarting database may refuse the test's own reads for a moment.
+    let mut tries = 0;
+    let stats = loop {
+        match queue.stats().await {
+            Ok(stats) => break stats,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("stats: {e}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("stats: {e}"),
+        }
+    };
+    let p = stats.iter().find(|t| t.topic == "probe").cloned().unwrap_or_default();
+    (p.waiting, p.delayed, p.running, p.succeeded, p.dead)
+}
+
+/// Wait until all `total` probes are settled — acknowledged or dead-lettered, none waiting,
+/// delayed or leased — while every process in `procs` keeps running. Panics after `limit`
+/// (a hang guard, not a timing assertion).
+pub async fn wait_settled(queue: &Queue, total: i64, limit: std::time::Duration, procs: &mut [tokio::process::Child]) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        // A restarting database may refuse the test's own reads for a moment.
+        if let Ok(stats) = queue.stats().await {
+            let p = stats.iter().find(|t| t.topic == "probe").cloned().unwrap_or_default();
+            if p.succeeded + p.dead == total && p.waiting + p.delayed + p.running == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "not settled after {limit:?}: {p:?} of {total}");
+        }
+        for p in procs.iter_mut() {
+            assert!(p.try_wait().unwrap().is_none(), "a serving process exited on its own");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// What the runs of a settled set of probes came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub messages: i64,
+    pub succeeded: i64,
+    pub dead: i64,
+    /// Attempts that failed by the probe's choice (fatal or retryable).
+    pub failed_by_job: i64,
+    /// Attempts closed as abandoned (a killed process's) or by a failed push.
+    pub abandoned: i64,
+    /// Messages run more than once because an attempt was abandoned.
+    pub redelivered: i64,
+    pub executions: i64,
+}
+
+/// Check every probe in `sent` ended as its kind says — `success`, or dead-lettered with the
+/// reason its kind gives — and nothing else is in the database: none lost, none `running`,
+/// no stray messages. With `lease`, a message run again after an abandoned attempt was run
+/// again no sooner than the lease allowed.
+pub async fn check_outcomes(queue: &Queue, sent: &[(String, ProbeKind)], lease: Option<chrono::Duration>) -> Tally {
+    use std::collections::HashMap;
+    use vqs::store::{ExecutionListParams, ExecutionStatus};
+    let rows = queue
+        .executions(ExecutionListParams { topic: Some("probe".into()), limit: u32::MAX, ..Default::default() })
+        .await
+        .unwrap();
+    let letters: HashMap<String, String> =
+        queue.dead_letters(u32::MAX).await.unwrap().into_iter().map(|d| (d.message_id, d.error)).collect();
+    let mut runs: HashMap<&str, Vec<&vqs::store::ExecutionRecord>> = HashMap::new();
+    for r in &rows {
+        runs.entry(r.message_id.as_str()).or_default().push(r);
+    }
+    let expected: HashMap<&str, ProbeKind> = sent.iter().map(|(id, k)| (id.as_str(), *k)).collect();
+    assert_eq!(expected.len(), sent.len(), "message ids are unique");
+    for id in runs.keys() {
+        assert!(expected.contains_key(id), "a run of a message nobody sent: {id}");
+    }
+    let mut t = Tally { messages: sent.len() as i64, executions: rows.len() as i64, ..Tally::default() };
+    for (id, kind) in &expected {
+        let mut runs = runs.remove(id).unwrap_or_default();
+        runs.sort_by_key(|r| (r.attempt, r.started_at));
+        assert!(runs.iter().all(|r| r.status != ExecutionStatus::Running), "{id} left running: {runs:?}");
+        let success = runs.iter().any(|r| r.status == ExecutionStatus::Success);
+        let letter = letters.get(*id);
+        match kind {
+            ProbeKind::Ok | ProbeKind::FailOnce => {
+                assert!(success && letter.is_none(), "{id} ({kind:?}) did not succeed: {runs:?} {letter:?}");
+                t.succeeded += 1;
+            }
+            ProbeKind::FailAlways | ProbeKind::Fatal => {
+                let want = if *kind == ProbeKind::Fatal { "fatal: probe asked" } else { "gave up after" };
+                let reason = letter.unwrap_or_else(|| panic!("{id} ({kind:?}) lost: not dead-lettered: {runs:?}"));
+                assert!(reason.starts_with(want), "{id} ({kind:?}) dead-lettered for {reason:?}");
+                assert!(!success, "{id} ({kind:?}) succeeded: {runs:?}");
+                t.dead += 1;
+            }
+        }
+        let mut abandoned_any = false;
+        for r in &runs {
+            if r.status != ExecutionStatus::Failed {
+                continue;
+            }
+            let error = r.error.as_deref().unwrap_or("");
+            if error.starts_with("probe asked to fail") {
+                t.failed_by_job += 1;
+            } else {
+                t.abandoned += 1;
+                abandoned_any = true;
+            }
+        }
+        if abandoned_any {
+            t.redelivered += 1;
+        }
+        if let Some(lease) = lease {
+            // The lease starts when the message is claimed, a moment before its execution row.
+            for pair in runs.windows(2) {
+                let abandoned = pair[0].error.as_deref().is_some_and(|e| e.starts_with("abandoned"));
+                if abandoned {
+                    assert!(
+                        pair[1].started_at - pair[0].started_at >= lease - chrono::Duration::seconds(1),
+                        "{id} ran again before its lease expired: {runs:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(letters.keys().filter(|id| !expected.contains_key(id.as_str())).count(), 0, "stray dead letters");
+    t
 }
