@@ -7,7 +7,7 @@
 //! back to the same push, times truncated to the millisecond the wire carries.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use vqs::Delivery;
 
@@ -39,9 +39,11 @@ pub fn split(data: &[u8]) -> (HeaderMap, Bytes) {
     (headers, Bytes::copy_from_slice(rest))
 }
 
-/// `t` truncated to the millisecond (`duration_trunc` refuses times past 2262).
+/// `t` truncated to the millisecond, a leap second (`…:60.123Z`, nanoseconds past 10⁹) kept
+/// as one (`duration_trunc` refuses times past 2262; a timestamp would fold the leap second
+/// into the next minute).
 fn millis(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    t.map(|t| DateTime::from_timestamp_millis(t.timestamp_millis()).expect("a millisecond of a valid time"))
+    t.map(|t| t.with_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).expect("fewer nanoseconds are valid"))
 }
 
 pub fn check(data: &[u8]) {
