@@ -247,3 +247,19 @@ async fn receive_needs_an_accept_it_can_answer() {
         app.call(receive("orders/consumer/x", "application/x-ndjson", &[("vqs-max-messages", "11")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Found by the `receive_codec` fuzz target: a content type with a CRLF, published from Rust
+/// (`SendOpts::content_type` is free text), was written as-is into a multipart receive's part
+/// headers, forging the headers after it. `Queue::send` now refuses it.
+#[tokio::test]
+async fn a_content_type_with_a_line_break_is_refused_and_cannot_forge_part_headers() {
+    let app = TestApp::new().await;
+    let forged = "text/plain\r\nVqs-Message-Id: forged";
+    let opts = vqs::SendOpts { content_type: Some(forged.into()), ..vqs::SendOpts::default() };
+    let err = app.queue().send("orders", b"x".to_vec(), opts).await.unwrap_err();
+    assert!(err.to_string().contains("invalid content type"), "{err}");
+    let (status, _, body) = raw(&app, receive("orders/consumer/mp", "multipart/mixed", &[])).await;
+    assert!(!String::from_utf8_lossy(&body).contains("forged"), "{status}");
+    let ok = vqs::SendOpts { content_type: Some("text/plain; charset=utf-8".into()), ..vqs::SendOpts::default() };
+    app.queue().send("orders", b"x".to_vec(), ok).await.unwrap();
+}

@@ -133,6 +133,29 @@ struct NdjsonMessage {
     body: String,
 }
 
+/// Decode an `application/x-ndjson` receive response: one JSON message per non-blank line,
+/// the body in base64. `Err` says what is wrong with the first bad line. A pure function of
+/// the text, so it is fuzzed on raw bytes (`fuzz/`, target `receive_ndjson`).
+pub fn decode_ndjson(text: &str) -> Result<Vec<ReceivedMessage>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let m: NdjsonMessage = serde_json::from_str(line).map_err(|e| format!("bad NDJSON line ({e})"))?;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&m.body)
+            .map_err(|e| format!("body is not base64 ({e})"))?;
+        out.push(ReceivedMessage {
+            message_id: m.message_id,
+            receipt_handle: m.receipt_handle,
+            delivery_count: m.delivery_count,
+            created_at: m.timestamp,
+            expires_at: m.expires_at,
+            content_type: m.content_type.unwrap_or_else(|| "application/octet-stream".into()),
+            body: body.into(),
+        });
+    }
+    Ok(out)
+}
+
 /// Ack and visibility changes are retried this many times on a transient failure, as the SDK does.
 const ATTEMPTS: u32 = 3;
 
@@ -306,24 +329,7 @@ impl VqsClient {
             return Ok(Vec::new());
         }
         let text = resp.text().await.map_err(|e| VqsError::Transport { operation, message: e.to_string() })?;
-        let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let m: NdjsonMessage = serde_json::from_str(line)
-                .map_err(|e| VqsError::Protocol { operation, message: format!("bad NDJSON line ({e})") })?;
-            let body = base64::engine::general_purpose::STANDARD
-                .decode(&m.body)
-                .map_err(|e| VqsError::Protocol { operation, message: format!("body is not base64 ({e})") })?;
-            out.push(ReceivedMessage {
-                message_id: m.message_id,
-                receipt_handle: m.receipt_handle,
-                delivery_count: m.delivery_count,
-                created_at: m.timestamp,
-                expires_at: m.expires_at,
-                content_type: m.content_type.unwrap_or_else(|| "application/octet-stream".into()),
-                body: body.into(),
-            });
-        }
-        Ok(out)
+        decode_ndjson(&text).map_err(|message| VqsError::Protocol { operation, message })
     }
 
     /// Acknowledge (`DELETE …/lease/{receiptHandle}`): the message is done for the group.

@@ -29,6 +29,8 @@ mod client;
 mod oidc;
 mod service;
 
-pub use client::{ReceivedMessage, SendOptions, USER_AGENT, VqsClient, VqsClientConfig, VqsError, is_valid_region};
+pub use client::{
+    ReceivedMessage, SendOptions, USER_AGENT, VqsClient, VqsClientConfig, VqsError, decode_ndjson, is_valid_region,
+};
 pub use oidc::{OIDC_TOKEN_HEADER, oidc_token};
 pub use service::{VercelQueueService, service_error};

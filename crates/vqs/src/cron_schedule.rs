@@ -18,6 +18,10 @@ use chrono::{DateTime, Utc};
 pub struct CronSchedule {
     expr: String,
     cron: croner::Cron,
+    /// False for a schedule whose days of month occur in none of its months
+    /// (`0 0 31 2 *`): `next_after` answers `None` at once instead of searching
+    /// thousands of years for a day that does not exist.
+    fires: bool,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -52,7 +56,11 @@ impl CronSchedule {
             .build()
             .parse(&fields.join(" "))
             .map_err(|e| fail(e.to_string()))?;
-        Ok(CronSchedule { expr: expr.to_owned(), cron })
+        let fires = match (fields.get(2), fields.get(3)) {
+            (Some(dom), Some(month)) => can_fire(dom, month),
+            _ => true,
+        };
+        Ok(CronSchedule { expr: expr.to_owned(), cron, fires })
     }
 
     /// The expression as written.
@@ -60,8 +68,12 @@ impl CronSchedule {
         &self.expr
     }
 
-    /// The first fire time strictly after `t` (UTC, on a whole minute).
+    /// The first fire time strictly after `t` (UTC, on a whole minute); `None` when there is
+    /// none, e.g. for `0 0 31 2 *` (Vercel accepts it; it never fires).
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.fires {
+            return None;
+        }
         self.cron.find_next_occurrence(&t, false).ok()
     }
 
@@ -87,6 +99,38 @@ impl CronSchedule {
         let times = self.upcoming(t, 8);
         times.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok()).max().unwrap_or(Duration::from_secs(24 * 3600))
     }
+}
+
+/// The values a validated field allows (`*`, `n`, `a-b`, `*/n`, `a-b/n`, comma lists).
+fn field_values(field: &str, min: u32, max: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(1).max(1)),
+            None => (item, 1),
+        };
+        let (lo, hi) = match range.split_once('-') {
+            _ if range == "*" => (min, max),
+            Some((a, b)) => (a.parse().unwrap_or(min), b.parse().unwrap_or(max)),
+            None => {
+                let n = range.parse().unwrap_or(min);
+                (n, n)
+            }
+        };
+        out.extend((lo..=hi.min(max)).step_by(step as usize));
+    }
+    out
+}
+
+/// Whether a validated schedule has a day of month that occurs in one of its months. The
+/// day of week is `*` whenever the day of month is restricted (the dialect refuses both),
+/// so this is the only way a schedule can never fire.
+fn can_fire(dom: &str, month: &str) -> bool {
+    const DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let first_day = field_values(dom, 1, 31).into_iter().min().unwrap_or(1);
+    field_values(month, 1, 12)
+        .into_iter()
+        .any(|m| (m as usize).checked_sub(1).and_then(|i| DAYS.get(i)).is_some_and(|&d| first_day <= d))
 }
 
 impl FromStr for CronSchedule {
@@ -161,6 +205,25 @@ mod tests {
             let e = CronSchedule::parse(expr).unwrap_err().to_string();
             assert!(e.contains(want), "{expr}: {e}");
         }
+    }
+
+    /// Found by the `cron_expr` fuzz target: a schedule whose day never occurs in its months
+    /// made every `next_after` search for seconds (croner gives up only years later).
+    #[test]
+    fn a_schedule_that_never_fires_answers_none_at_once() {
+        let from = at("2026-01-05T10:07:30Z");
+        for expr in ["0 0 31 4,6,9,11 *", "0 0 30 2 *", "0 0 30-31 2 *", "0 0 31 4-6/2 *"] {
+            let s = CronSchedule::parse(expr).unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(s.next_after(from), None, "{expr}");
+            assert!(s.upcoming(from, 3).is_empty(), "{expr}");
+            assert!(started.elapsed() < Duration::from_millis(50), "{expr}: {:?}", started.elapsed());
+        }
+        // Still fires: a 31st in some month, the 29th of February in leap years, steps.
+        assert_eq!(next("0 0 31 2,3 *", "2026-01-05T10:07:30Z"), "2026-03-31T00:00:00+00:00");
+        assert_eq!(next("0 0 29 2 *", "2026-01-05T10:07:30Z"), "2028-02-29T00:00:00+00:00");
+        assert_eq!(next("0 0 */10 2 *", "2026-01-05T10:07:30Z"), "2026-02-01T00:00:00+00:00");
+        assert_eq!(next("0 0 30-31 1-2 *", "2026-01-31T10:07:30Z"), "2027-01-30T00:00:00+00:00");
     }
 
     #[test]

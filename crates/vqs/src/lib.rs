@@ -66,7 +66,7 @@ pub use job_error::{JobError, ResultExt};
 pub use jobbable::Jobbable;
 pub use queue::{
     DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_PAYLOAD_BYTES, MAX_RETENTION, MIN_RETENTION, Queue, QueueError,
-    RetentionConfig, SendOpts, is_valid_name,
+    RetentionConfig, SendOpts, is_valid_content_type, is_valid_name,
 };
 pub use queue_metrics::{
     METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,

@@ -78,6 +78,23 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// True for content types a message can carry: what an HTTP header value holds (visible
+/// ASCII, inner spaces and tabs), not empty, no whitespace at either end. A content type
+/// travels as a header — `Content-Type` of a push, a part header of a multipart receive — so
+/// a CR or LF in it would forge the headers after it.
+///
+/// ```
+/// assert!(vqs::is_valid_content_type("application/json; charset=utf-8"));
+/// assert!(!vqs::is_valid_content_type("text/plain\r\nVqs-Message-Id: forged"));
+/// ```
+pub fn is_valid_content_type(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))
+        && !b[0].is_ascii_whitespace()
+        && !b[b.len() - 1].is_ascii_whitespace()
+}
+
 impl Queue {
     /// A queue over `store`, reading time from `clock`.
     pub fn new(store: Arc<dyn QueueStore>, clock: Clock) -> Self {
@@ -215,6 +232,13 @@ impl Queue {
         {
             return Err(QueueError::Invalid(format!(
                 "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            )));
+        }
+        if let Some(ct) = &opts.content_type
+            && !is_valid_content_type(ct)
+        {
+            return Err(QueueError::Invalid(format!(
+                "invalid content type {ct:?}: it must be a header value (visible ASCII, no line breaks)"
             )));
         }
         let retention = opts.retention.unwrap_or(DEFAULT_RETENTION);

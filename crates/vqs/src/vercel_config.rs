@@ -192,6 +192,10 @@ fn parse_trigger(key: &str, at: &str, t: &Value) -> Result<QueueTrigger, VercelC
             let cmp = if exclusive { ">" } else { ">=" };
             return Err(err(format!("{at}.{field}"), format!("must be {what} {cmp} {min}, got {n}")));
         }
+        // An integer field becomes a `u32`: a larger one would be clamped, silently.
+        if integer && n > f64::from(u32::MAX) {
+            return Err(err(format!("{at}.{field}"), format!("must be at most {}, got {n}", u32::MAX)));
+        }
         Ok(Some(n))
     };
     Ok(QueueTrigger {
@@ -267,6 +271,11 @@ mod tests {
             (
                 r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxConcurrency":1.5}]}}}"#,
                 "an integer",
+            ),
+            // Found by the `vercel_json` fuzz target: 1e10 was clamped to 4294967295 silently.
+            (
+                r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"t","maxDeliveries":1e10}]}}}"#,
+                "maxDeliveries: must be at most 4294967295, got 10000000000",
             ),
             (
                 r#"{"functions":{"a.rs":{"experimentalTriggers":[{"type":"queue/v2beta","topic":"a*b"}]}}}"#,
