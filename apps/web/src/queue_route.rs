@@ -78,6 +78,10 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
             }
         }
     };
+    if let vqs::ConsumerOutcome::Unavailable { error } = &outcome {
+        // The platform (or the local dispatcher) redelivers it; say why at the consumer.
+        tracing::warn!(error, "answered 500: the delivery will be retried");
+    }
     let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(outcome.body())).into_response()
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::TestApp;
 use vqs::store::{
-    DeliveryAckParams, DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, DeliveryState,
-    ExecutionFinishParams, ExecutionListParams, ExecutionStartParams, ExecutionStatus, LeaseParams, LeasedMessage,
-    StoreError,
+    DeliveryAckParams, DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams,
+    DeliveryState, ExecutionFinishParams, ExecutionListParams, ExecutionStartParams, ExecutionStatus, LeaseParams,
+    LeasedMessage, StoreError,
 };
 use vqs::{Clock, SendOpts};
 
@@ -230,4 +230,141 @@ async fn an_attempt_recorded_with_its_lease_reads_when_the_job_began() {
     app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await.unwrap();
     let e = execution_of(&app, &id).await;
     assert_eq!((e.started_at, e.duration_ms), (t0() + chrono::Duration::seconds(2), Some(1000)));
+}
+
+#[tokio::test]
+async fn a_lease_given_back_unused_spends_no_attempt() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let consumer = app.consumer("probe");
+    let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let claim = |now| DeliveryClaimParams {
+        consumer_group: consumer.consumer_group.clone(),
+        topic: None,
+        message_id: None,
+        limit: 1,
+        visibility_seconds: 60,
+        start_executions: true,
+        now,
+    };
+    // Leased ahead of a free slot, then given back without being pushed (twice over).
+    for _ in 0..2 {
+        let m = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+        assert_eq!(m.delivery_count, 1);
+        let p = DeliveryReleaseParams { lease: lease(&app, &m), execution_id: m.execution_id };
+        app.queue().store().delivery_release(p).await.unwrap();
+        let message = app.queue().message(&id).await.unwrap().unwrap();
+        let d = &message.deliveries[0];
+        assert_eq!((d.state, d.delivery_count, d.visible_at), (DeliveryState::Pending, 0, app.clock.now()));
+        let rows = app
+            .queue()
+            .executions(ExecutionListParams { message_id: Some(id.clone()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "no attempt was made: {rows:?}");
+    }
+    // The first real delivery is attempt 1; a stale handle cannot release it.
+    let m = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    assert_eq!(m.delivery_count, 1);
+    let stale = LeaseParams { receipt_handle: format!("{id}.0000"), ..lease(&app, &m) };
+    let r = app.queue().store().delivery_release(DeliveryReleaseParams { lease: stale, execution_id: None }).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))), "{r:?}");
+    assert_eq!(execution_of(&app, &id).await.status, ExecutionStatus::Running);
+}
+
+/// Thousands of failures settling at once (a batch whose retries all come due together):
+/// every retry, dead letter and release lands, each on its own lease, with its attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failures_settles_every_lease() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let consumer = app.consumer("probe");
+    let n = 1500;
+    let sends = (0..n)
+        .map(|i| vqs::store::MessageSendParams {
+            topic: "probe".into(),
+            payload: format!("{{\"i\":{i}}}").into_bytes(),
+            content_type: "application/json".into(),
+            headers_json: None,
+            idempotency_key: (i % 2 == 0).then(|| format!("key-{i}")),
+            delay_seconds: 0,
+            retention_seconds: 86_400,
+            only_group: None,
+            now: app.clock.now(),
+        })
+        .collect();
+    app.queue().store().message_send_many(sends).await.unwrap();
+    let leased = app
+        .queue()
+        .store()
+        .delivery_claim(DeliveryClaimParams {
+            consumer_group: consumer.consumer_group.clone(),
+            topic: None,
+            message_id: None,
+            limit: n,
+            visibility_seconds: 60,
+            start_executions: true,
+            now: app.clock.now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), n as usize);
+
+    // Each message's fate by its `i`: retried, dead-lettered or released.
+    let index =
+        |m: &LeasedMessage| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["i"].as_u64().unwrap();
+    let settled = futures::future::join_all(leased.iter().map(|m| {
+        let i = index(m);
+        let store = app.queue().store().clone();
+        let lease = lease(&app, m);
+        let execution = finish(&app, m.execution_id.unwrap(), ExecutionStatus::Failed, Some("upstream said 503"));
+        async move {
+            match i % 3 {
+                0 => store.delivery_retry(DeliveryRetryParams { lease, delay_seconds: 100, execution }).await,
+                1 => {
+                    let reason = "gave up after 1 of 1 attempts: upstream said 503".into();
+                    store.delivery_dead_letter(DeliveryDeadLetterParams { lease, reason, execution }).await
+                }
+                _ => store.delivery_release(DeliveryReleaseParams { lease, execution_id: m.execution_id }).await,
+            }
+        }
+    }))
+    .await;
+    let failed: Vec<_> = settled.iter().filter(|r| r.is_err()).collect();
+    assert!(failed.is_empty(), "{} of {n} failed, e.g. {:?}", failed.len(), failed.first());
+
+    let letters = app.queue().dead_letters(2 * n).await.unwrap();
+    assert_eq!(letters.len(), n as usize / 3);
+    for m in &leased {
+        let i = index(m);
+        let message = app.queue().message(&m.message_id).await.unwrap().unwrap();
+        let d = &message.deliveries[0];
+        let rows = app
+            .queue()
+            .executions(ExecutionListParams { message_id: Some(m.message_id.clone()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        let attempts: Vec<_> = rows.iter().map(|e| (e.status, e.error.as_deref())).collect();
+        match i % 3 {
+            0 => {
+                assert_eq!((d.state, d.delivery_count), (DeliveryState::Pending, 1));
+                assert_eq!(d.visible_at, t0() + chrono::Duration::seconds(100));
+                assert_eq!(attempts, vec![(ExecutionStatus::Failed, Some("upstream said 503"))]);
+            }
+            1 => {
+                assert_eq!((d.state, d.delivery_count), (DeliveryState::Dead, 1));
+                assert_eq!(attempts, vec![(ExecutionStatus::Failed, Some("upstream said 503"))]);
+                let letter = letters.iter().find(|l| l.message_id == m.message_id).expect("its dead letter");
+                let payload: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                assert_eq!((&letter.payload, letter.attempts), (&payload, 1));
+            }
+            _ => {
+                assert_eq!((d.state, d.delivery_count, d.visible_at), (DeliveryState::Pending, 0, t0()));
+                assert!(attempts.is_empty(), "{attempts:?}");
+            }
+        }
+    }
+    // A dead letter frees its key; a retried or released message keeps it.
+    let send = |i: u32| vqs::SendOpts { idempotency_key: Some(format!("key-{i}")), ..Default::default() };
+    assert!(!app.queue().send("probe", b"{}".to_vec(), send(4)).await.unwrap().duplicate, "4 was dead-lettered");
+    assert!(app.queue().send("probe", b"{}".to_vec(), send(0)).await.unwrap().duplicate, "0 waits for its retry");
+    assert!(app.queue().send("probe", b"{}".to_vec(), send(2)).await.unwrap().duplicate, "2 was released");
 }

@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use vqs::store::*;
 
 use crate::held_connection::HeldConnection;
-use crate::writer::Writer;
+use crate::writer::{Move, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -239,36 +239,6 @@ async fn lease_update(
         Some(r) => Ok((message_id.to_owned(), r.get(0), r.get(1))),
         None => Err(lease_failure(conn, message_id, &lease.consumer_group, &lease.receipt_handle).await),
     }
-}
-
-async fn release_key(conn: &mut PgConnection, message_id: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE messages SET idempotency_key = NULL WHERE id = $1 AND idempotency_key IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = $1 AND state IN ('pending', 'leased'))",
-    )
-    .bind(message_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-/// Close one execution row, if it is still `running`.
-async fn finish_execution(conn: &mut PgConnection, p: &ExecutionFinishParams) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE job_executions SET status = $1, finished_at = $2, started_at = COALESCE($5, started_at), \
-         duration_ms = (EXTRACT(EPOCH FROM ($2 - COALESCE($5, started_at))) * 1000)::BIGINT, error = $3 \
-         WHERE id = $4 AND finished_at IS NULL",
-    )
-    .bind(p.status.as_str())
-    .bind(p.now)
-    .bind(&p.error)
-    .bind(p.id)
-    .bind(p.began_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
 }
 
 fn execution(r: &PgRow) -> ExecutionRecord {
@@ -547,45 +517,15 @@ impl QueueStore for PgStore {
     }
 
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
-        let due = p.lease.now + secs(p.delay_seconds);
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if let Some(e) = &p.execution {
-            finish_execution(&mut tx, e).await?;
-        }
-        let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
-        // The attempt is closed even when the lease was lost.
-        tx.commit().await.map_err(db_err)?;
-        r.map(|_| ())
+        self.writer.move_lease(Move::Retry(p)).await
+    }
+
+    async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError> {
+        self.writer.move_lease(Move::Release(p)).await
     }
 
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if let Some(e) = &p.execution {
-            finish_execution(&mut tx, e).await?;
-        }
-        let (message_id, attempts, _) =
-            match lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", p.lease.now).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // The attempt is closed even when the lease was lost.
-                    tx.commit().await.map_err(db_err)?;
-                    return Err(e);
-                }
-            };
-        sqlx::query(
-            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-             SELECT id, topic, $1, content_type, payload, $2, $3, $4 FROM messages WHERE id = $5",
-        )
-        .bind(&p.lease.consumer_group)
-        .bind(&p.reason)
-        .bind(attempts)
-        .bind(p.lease.now)
-        .bind(&message_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        release_key(&mut tx, &message_id).await?;
-        tx.commit().await.map_err(db_err)
+        self.writer.move_lease(Move::DeadLetter(p)).await
     }
 
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

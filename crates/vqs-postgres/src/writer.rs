@@ -15,8 +15,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use vqs::store::{
-    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
-    new_message_id_at, split_receipt_handle,
+    DeliveryAckParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
+    ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
+    split_receipt_handle,
 };
 
 use crate::held_connection::HeldConnection;
@@ -32,6 +33,25 @@ enum Op {
     ExecStart(ExecutionStartParams, Reply<i64>),
     ExecFinish(ExecutionFinishParams, Reply<()>),
     Ack(DeliveryAckParams, Reply<()>),
+    /// A lease given back: for a retry, to the dead letters, or unused (see [`Move`]).
+    Move(Move, Reply<()>),
+}
+
+/// A leased delivery leaving its lease other than by an acknowledgement.
+pub(crate) enum Move {
+    Retry(DeliveryRetryParams),
+    DeadLetter(DeliveryDeadLetterParams),
+    Release(DeliveryReleaseParams),
+}
+
+impl Move {
+    fn lease(&self) -> &LeaseParams {
+        match self {
+            Move::Retry(p) => &p.lease,
+            Move::DeadLetter(p) => &p.lease,
+            Move::Release(p) => &p.lease,
+        }
+    }
 }
 
 /// A handle to the writer tasks. Cheap to clone; the tasks end when the last handle drops.
@@ -76,6 +96,13 @@ impl Writer {
     pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
         self.call(|r| Op::Ack(p, r)).await
     }
+
+    /// Retries, dead letters and releases are group-committed like acknowledgements: a burst
+    /// of thousands of failures due at once (the third attempts of a failing batch) is a few
+    /// statements, not thousands of transactions queueing for the pool.
+    pub(crate) async fn move_lease(&self, m: Move) -> Result<(), StoreError> {
+        self.call(|r| Op::Move(m, r)).await
+    }
 }
 
 #[derive(Default)]
@@ -84,6 +111,7 @@ struct Batch {
     starts: Vec<(ExecutionStartParams, Reply<i64>)>,
     finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
     acks: Vec<(DeliveryAckParams, Reply<()>)>,
+    moves: Vec<(Move, Reply<()>)>,
 }
 
 async fn writer_loop(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Op>>>) {
@@ -113,18 +141,20 @@ async fn writer_loop(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Op>>>) 
                     Op::ExecStart(p, r) => batch.starts.push((p, r)),
                     Op::ExecFinish(p, r) => batch.finishes.push((p, r)),
                     Op::Ack(p, r) => batch.acks.push((p, r)),
+                    Op::Move(m, r) => batch.moves.push((m, r)),
                 }
                 if n < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
             }
         }
-        let Batch { sends, starts, finishes, acks } = batch;
+        let Batch { sends, starts, finishes, acks, moves } = batch;
         // A bug in a batch fails that batch (its callers see the writer's error), never the
         // writers: the next batch is written as usual.
         let write = async {
             write_sends(&mut held, sends).await;
             write_settlements(&mut held, &pool, starts, finishes, acks).await;
+            write_moves(&mut held, &pool, moves).await;
         };
         if std::panic::AssertUnwindSafe(write).catch_unwind().await.is_err() {
             tracing::error!("a write batch panicked; its operations failed");
@@ -343,5 +373,167 @@ async fn write_settlements(
             })
         };
         let _ = reply.send(r);
+    }
+}
+
+/// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
+/// for its new state (`pending` after its delay, or `dead` with a dead letter), the attempts
+/// that ran are closed as failed, and the attempts recorded with a released lease are removed
+/// (released deliveries are not counted). Small batches (failures are the exception), so
+/// the input is joined rather than read by position.
+const MOVE: &str = "\
+WITH input AS MATERIALIZED (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[])
+        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason)
+), closed AS (
+    UPDATE job_executions e SET status = c.status, finished_at = c.now,
+           started_at = COALESCE(c.began_at, e.started_at),
+           duration_ms = (EXTRACT(EPOCH FROM (c.now - COALESCE(c.began_at, e.started_at))) * 1000)::BIGINT,
+           error = c.error
+    FROM UNNEST($8::int8[], $9::text[], $10::timestamptz[], $11::timestamptz[], $14::text[])
+         AS c(id, error, now, began_at, status)
+    WHERE e.id = c.id AND e.finished_at IS NULL
+), dropped AS (
+    DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL
+), moved AS (
+    UPDATE deliveries d SET state = v.state, lease_token = NULL, visible_at = v.visible_at, updated_at = $13,
+           delivery_count = GREATEST(d.delivery_count - v.uncount, 0)
+    FROM input v
+    WHERE d.message_id = v.message_id AND d.consumer_group = v.consumer_group
+      AND d.state = 'leased' AND d.lease_token = v.token
+    RETURNING d.message_id, d.consumer_group, d.delivery_count, d.keyed, v.state, v.reason
+), lettered AS (
+    INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at)
+    SELECT m.id, m.topic, mv.consumer_group, m.content_type, m.payload, mv.reason, mv.delivery_count, $13
+    FROM moved mv JOIN messages m ON m.id = mv.message_id
+    WHERE mv.state = 'dead'
+), released AS (
+    -- A dead letter frees its message's key once no other delivery of it is pending or leased.
+    UPDATE messages m SET idempotency_key = NULL
+    FROM (SELECT DISTINCT message_id FROM moved WHERE keyed AND state = 'dead') k
+    WHERE m.id = k.message_id AND m.idempotency_key IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries o
+          WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
+            AND NOT EXISTS (SELECT 1 FROM moved a
+                            WHERE a.message_id = o.message_id AND a.consumer_group = o.consumer_group AND a.state = 'dead'))
+)
+SELECT message_id, consumer_group FROM moved";
+
+async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move, Reply<()>)>) {
+    if moves.is_empty() {
+        return;
+    }
+    // Receipt handles that don't parse fail alone, before the statement.
+    let mut valid = Vec::with_capacity(moves.len());
+    for (m, reply) in moves {
+        match split_receipt_handle(&m.lease().receipt_handle) {
+            Ok((id, token)) => {
+                let (id, token) = (id.to_owned(), token.to_owned());
+                valid.push((m, reply, id, token));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+    let mut cols = MoveColumns::default();
+    for (m, _, id, token) in &valid {
+        cols.push(m, id, token);
+    }
+    let now = valid.iter().map(|(m, ..)| m.lease().now).max();
+    let result = match held.get().await {
+        Ok(conn) => sqlx::query(MOVE)
+            .bind(&cols.message_ids)
+            .bind(&cols.groups)
+            .bind(&cols.tokens)
+            .bind(&cols.states)
+            .bind(&cols.visible_at)
+            .bind(&cols.uncount)
+            .bind(&cols.reasons)
+            .bind(&cols.closing_ids)
+            .bind(&cols.closing_errors)
+            .bind(&cols.closing_at)
+            .bind(&cols.closing_began)
+            .bind(&cols.dropped)
+            .bind(now)
+            .bind(&cols.closing_status)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((r.try_get::<String, _>(1).map_err(db_err)?, r.try_get::<String, _>(0).map_err(db_err)?))
+                    })
+                    .collect::<Result<std::collections::HashSet<(String, String)>, StoreError>>()
+            }),
+        Err(e) => Err(e),
+    };
+    let mut moved = match held.check(result) {
+        Ok(moved) => moved,
+        Err(e) => {
+            tracing::warn!(error = %e, "write batch failed");
+            valid.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
+            return;
+        }
+    };
+    for (m, reply, message_id, _) in valid {
+        let group = &m.lease().consumer_group;
+        let r = if moved.remove(&(group.clone(), message_id.clone())) {
+            Ok(())
+        } else {
+            Err(match pool.acquire().await {
+                Ok(mut conn) => lease_failure(&mut conn, &message_id, group, &m.lease().receipt_handle).await,
+                Err(e) => db_err(e),
+            })
+        };
+        let _ = reply.send(r);
+    }
+}
+
+/// The `MOVE` statement's arrays.
+#[derive(Default)]
+struct MoveColumns<'a> {
+    message_ids: Vec<&'a str>,
+    groups: Vec<&'a str>,
+    tokens: Vec<&'a str>,
+    states: Vec<&'static str>,
+    visible_at: Vec<DateTime<Utc>>,
+    uncount: Vec<i32>,
+    reasons: Vec<Option<&'a str>>,
+    closing_ids: Vec<i64>,
+    closing_errors: Vec<Option<&'a str>>,
+    closing_at: Vec<DateTime<Utc>>,
+    closing_began: Vec<Option<DateTime<Utc>>>,
+    closing_status: Vec<&'static str>,
+    dropped: Vec<i64>,
+}
+
+impl<'a> MoveColumns<'a> {
+    fn push(&mut self, m: &'a Move, message_id: &'a str, token: &'a str) {
+        let lease = m.lease();
+        let (state, visible_at, uncount, reason, closing) = match m {
+            Move::Retry(p) => ("pending", lease.now + secs(p.delay_seconds), 0, None, p.execution.as_ref()),
+            Move::DeadLetter(p) => ("dead", lease.now, 0, Some(p.reason.as_str()), p.execution.as_ref()),
+            Move::Release(p) => {
+                self.dropped.extend(p.execution_id);
+                ("pending", lease.now, 1, None, None)
+            }
+        };
+        self.message_ids.push(message_id);
+        self.groups.push(&lease.consumer_group);
+        self.tokens.push(token);
+        self.states.push(state);
+        self.visible_at.push(visible_at);
+        self.uncount.push(uncount);
+        self.reasons.push(reason);
+        if let Some(c) = closing {
+            self.closing_ids.push(c.id);
+            self.closing_errors.push(c.error.as_deref());
+            self.closing_at.push(c.now);
+            self.closing_began.push(c.began_at);
+            self.closing_status.push(c.status.as_str());
+        }
     }
 }

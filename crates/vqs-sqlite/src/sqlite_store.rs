@@ -604,6 +604,29 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    if let Some(id) = p.execution_id {
+                        sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    let set = "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)";
+                    let r = lease_update(&mut tx, &p.lease, set, us(p.lease.now)).await;
+                    // The unused attempt is removed even when the lease was lost.
+                    tx.commit().await.map_err(db_err)?;
+                    r.map(|_| ())
+                }
+                .boxed()
+            })
+            .await
+    }
+
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
         self.writer.run(move |c| dead_letter_delivery(c, p).boxed()).await
     }

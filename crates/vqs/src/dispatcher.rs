@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_DELIVERED};
 use crate::store::{
-    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, ExecutionFinishParams, ExecutionStatus,
-    LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
+    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
+    ExecutionStatus, LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
 };
 use crate::{Delivery, Queue, QueueTrigger};
 
@@ -241,7 +241,7 @@ async fn consumer_loop(
             if m.lease_until - queue.clock().now()
                 < chrono::Duration::from_std(consumer.visibility / 2).unwrap_or_default()
             {
-                release(&queue, &m, "released: it waited for a free slot past half its lease").await;
+                release(&queue, &m, "it waited for a free slot past half its lease").await;
                 continue;
             }
             rate.count();
@@ -333,7 +333,7 @@ async fn consumer_loop(
         buffer.extend(batch);
     }
     for m in buffer.drain(..) {
-        release(&queue, &m, "released: the process stopped before it was pushed").await;
+        release(&queue, &m, "the process stopped before it was pushed").await;
     }
     let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
 }
@@ -367,13 +367,22 @@ pub async fn dispatch_due(
     Ok(n)
 }
 
-/// Give a lease back (due again at once), closing the attempt recorded with it.
-async fn release(queue: &Queue, m: &LeasedMessage, reason: &str) {
-    let execution = closing(queue, m, reason);
-    let _ = queue
-        .store()
-        .delivery_retry(DeliveryRetryParams { lease: lease_of(queue, m), delay_seconds: 0, execution })
-        .await;
+/// Give a lease that was never pushed back: due again at once, neither the delivery nor the
+/// attempt recorded with it counted (the job did not run, so it spends none of its attempts).
+async fn release(queue: &Queue, m: &LeasedMessage, why: &str) {
+    let p = DeliveryReleaseParams { lease: lease_of(queue, m), execution_id: m.execution_id };
+    match queue.store().delivery_release(p).await {
+        Ok(()) => {
+            tracing::debug!(message.id = %m.message_id, queue.consumer_group = %m.consumer_group, why, "lease released")
+        }
+        Err(e) => tracing::warn!(
+            message.id = %m.message_id,
+            queue.consumer_group = %m.consumer_group,
+            why,
+            error = %e,
+            "could not release a lease; it will expire instead"
+        ),
+    }
 }
 
 /// The write that closes the attempt recorded with the lease, when the push did not reach a

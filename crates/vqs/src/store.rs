@@ -185,6 +185,17 @@ pub struct DeliveryRetryParams {
     pub execution: Option<ExecutionFinishParams>,
 }
 
+/// Give a lease back unused: the message was leased but never handed to a consumer (it
+/// waited for a free execution slot too long, or the process is stopping). It is due again
+/// at once and the delivery is not counted (`delivery_count` goes back down); the `running`
+/// execution recorded with the lease is removed. No attempt was made, so none is spent.
+#[derive(Debug, Clone)]
+pub struct DeliveryReleaseParams {
+    pub lease: LeaseParams,
+    /// The attempt recorded with the lease (`start_executions`): removed while still `running`.
+    pub execution_id: Option<i64>,
+}
+
 /// Acknowledge a lease and keep the message in the dead-letter store.
 #[derive(Debug, Clone)]
 pub struct DeliveryDeadLetterParams {
@@ -653,6 +664,8 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError>;
     /// Release a lease for another attempt after a delay (and close the attempt's execution, if given).
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError>;
+    /// Give an unused lease back (see [`DeliveryReleaseParams`]): due at once, not counted.
+    async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError>;
     /// Acknowledge and keep a dead letter (and close the attempt's execution, if given).
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
