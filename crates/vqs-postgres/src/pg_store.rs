@@ -30,6 +30,9 @@ const SEND_MANY_CHUNK: usize = 5000;
 /// Writer tasks: while one writes its batch, the next one collects the following batch.
 const WRITER_TASKS: usize = 2;
 
+/// Connections of the hot path's pool: one per writer task, the claim's, and one spare.
+const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 2;
+
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -122,28 +125,47 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
-            // Plan every execution with the tables' current sizes. Queue tables start empty
-            // and grow by thousands of rows a second: a generic plan cached while they were
-            // small (a sequential scan, a hash join) stays in use long after it is wrong.
-            .options([("plan_cache_mode", "force_custom_plan")])
             // The queue's working set is in memory (or on SSD): an index lookup is not four
             // times a sequential page read, and with the default the planner prefers scanning
             // a still-small table to a few dozen primary-key lookups.
             .options([("random_page_cost", "1.1")]);
+        // The pool serves everything but the hot path: plan every execution with the tables'
+        // current sizes. Queue tables start empty and grow by thousands of rows a second: a
+        // generic plan cached while they were small (a sequential scan, a hash join) would
+        // stay in use long after it is wrong.
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone().options([("plan_cache_mode", "force_custom_plan")]))
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-        let claim_conn = Arc::new(tokio::sync::Mutex::new(HeldConnection::new(pool.clone())));
-        // `pool.close()` waits for every connection to come back: give the claims' back.
-        let (held, closed) = (claim_conn.clone(), pool.close_event());
+        // The hot path's connections (the claim, the writers) each run a handful of statements
+        // written to be driven by their indexes, thousands of times a second. Planning them
+        // anew each time was a seventh of the server's time per job (the settle statement
+        // took 1 ms to plan): here each is planned once per connection — and again whenever
+        // ANALYZE changes its tables' statistics — and a sequential scan is never a plan's
+        // choice (`enable_seqscan = off`), so a plan made while a table was small stays right
+        // when it is large. No JIT: a disabled scan that has no alternative (the fan-out
+        // trigger's transition table) is costed at 10^10, which would JIT-compile every
+        // publish (230 ms each); a queue's short statements never gain from it anyway.
+        let hot = PgPoolOptions::new()
+            .max_connections(HOT_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.options([
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
+                ("jit", "off"),
+            ]));
+        let claim_conn = Arc::new(tokio::sync::Mutex::new(HeldConnection::new(hot.clone())));
+        // `pool.close()` waits for every connection to come back: give the claims' back, and
+        // close the hot path's pool with it.
+        let (held, closed, hot_pool) = (claim_conn.clone(), pool.close_event(), hot.clone());
         tokio::spawn(async move {
             closed.await;
             held.lock().await.discard();
+            hot_pool.close().await;
         });
-        Ok(PgStore { writer: Writer::start(pool.clone(), WRITER_TASKS), claim_conn, pool })
+        Ok(PgStore { writer: Writer::start(pool.clone(), hot, WRITER_TASKS), claim_conn, pool })
     }
 
     /// The pool, for callers that want to open a transaction and [`enqueue_in`] it.

@@ -65,12 +65,13 @@ fn closed<E>(_: E) -> StoreError {
 }
 
 impl Writer {
-    /// Start `tasks` writers on `pool`: while one writes its batch, the next collects one.
-    pub(crate) fn start(pool: PgPool, tasks: usize) -> Writer {
+    /// Start `tasks` writers, each holding a connection of `hot`: while one writes its
+    /// batch, the next collects one. They stop when `pool` closes.
+    pub(crate) fn start(pool: PgPool, hot: PgPool, tasks: usize) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
-            tokio::spawn(writer_loop(pool.clone(), rx.clone()));
+            tokio::spawn(writer_loop(pool.clone(), hot.clone(), rx.clone()));
         }
         Writer { tx }
     }
@@ -114,8 +115,8 @@ struct Batch {
     moves: Vec<(Move, Reply<()>)>,
 }
 
-async fn writer_loop(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Op>>>) {
-    let mut held = HeldConnection::new(pool.clone());
+async fn writer_loop(pool: PgPool, hot: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Op>>>) {
+    let mut held = HeldConnection::new(hot);
     // `pool.close()` waits for every connection to come back: give ours back and stop.
     let closed = pool.close_event();
     tokio::pin!(closed);
