@@ -103,3 +103,44 @@ async fn maintenance_closes_running_rows_whose_lease_expired() {
     assert_eq!(report.executions_rescued, 1);
     assert_eq!(app.attempts(&id).await, vec![(1, "failed".to_owned())]);
 }
+
+#[tokio::test]
+async fn maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone() {
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let group = app.consumer("probe").consumer_group;
+    let start = |message_id: &str| vqs::store::ExecutionStartParams {
+        topic: "probe".into(),
+        message_id: message_id.into(),
+        consumer_group: group.clone(),
+        attempt: 1,
+        now: clock.now(),
+    };
+    // A message with a short retention, leased for a long job that never comes back.
+    let opts = vqs::SendOpts { retention: Some(Duration::from_secs(60)), ..Default::default() };
+    let id = app.queue().send("probe", b"{}".to_vec(), opts).await.unwrap().message_id;
+    let claim = vqs::store::DeliveryClaimParams {
+        consumer_group: group.clone(),
+        topic: None,
+        message_id: None,
+        limit: 1,
+        visibility_seconds: 600,
+        start_executions: true,
+        now: clock.now(),
+    };
+    assert_eq!(app.queue().store().delivery_claim(claim).await.unwrap().len(), 1);
+    // An attempt of a message delivered by another queue service (Vercel's): its delivery is
+    // not in this database, and nothing here can tell that it is over.
+    let elsewhere = app.queue().store().execution_start(start("msg_delivered_by_vercel")).await.unwrap();
+
+    clock.advance(Duration::from_secs(120));
+    let report = app.queue().maintenance(&vqs::RetentionConfig::default()).await.unwrap();
+    assert_eq!(report.messages_pruned, 1);
+    let rows =
+        app.queue().executions(vqs::store::ExecutionListParams { limit: 10, ..Default::default() }).await.unwrap();
+    let of = |id: &str| rows.iter().find(|r| r.message_id == id).unwrap();
+    assert_eq!(of(&id).status, ExecutionStatus::Failed, "closed with its expired message");
+    assert!(of(&id).error.as_deref().unwrap().starts_with("abandoned"));
+    let other = of("msg_delivered_by_vercel");
+    assert_eq!((other.id, other.status), (elsewhere, ExecutionStatus::Running), "still running, as far as we know");
+}

@@ -202,7 +202,7 @@ async fn a_push_that_fails_closes_the_attempt_recorded_with_its_lease() {
 }
 
 #[tokio::test]
-async fn an_attempt_recorded_with_its_lease_reads_when_the_job_began() {
+async fn an_attempt_recorded_with_its_lease_times_the_job_from_when_it_began() {
     let app = TestApp::with_clock(Clock::manual(t0())).await;
     let consumer = app.consumer("probe");
     let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
@@ -228,8 +228,12 @@ async fn an_attempt_recorded_with_its_lease_reads_when_the_job_began() {
         now: app.clock.now(),
     });
     app.queue().store().delivery_ack(DeliveryAckParams { lease: lease(&app, &m), execution }).await.unwrap();
+    // started_at is when the attempt was recorded (its lease); the duration is the job's own.
     let e = execution_of(&app, &id).await;
-    assert_eq!((e.started_at, e.duration_ms), (t0() + chrono::Duration::seconds(2), Some(1000)));
+    assert_eq!(
+        (e.started_at, e.finished_at, e.duration_ms),
+        (t0(), Some(t0() + chrono::Duration::seconds(3)), Some(1000))
+    );
 }
 
 #[tokio::test]

@@ -742,13 +742,19 @@ impl QueueStore for PgStore {
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
         let batch = i64::from(p.batch.max(1));
+        // Attempts left `running` by a process that died: their delivery's lease ran out and
+        // nobody has leased it again yet (a new lease closes them itself). Found from the
+        // leases (`deliveries_leased`), so the scan covers expired leases only, not history.
         let executions_rescued = sqlx::query(
-            "UPDATE job_executions SET status = 'failed', finished_at = $1, \
-             duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
-             WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
-               ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
-               WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > $1)) \
-               LIMIT $3 FOR UPDATE OF e SKIP LOCKED)",
+            "UPDATE job_executions e SET status = 'failed', finished_at = $1, \
+             duration_ms = (EXTRACT(EPOCH FROM ($1 - e.started_at)) * 1000)::BIGINT, error = $2 \
+             FROM (SELECT d.message_id, d.consumer_group FROM deliveries d \
+                   WHERE d.state = 'leased' AND d.visible_at <= $1 \
+                     AND EXISTS (SELECT 1 FROM job_executions r WHERE r.message_id = d.message_id \
+                                 AND r.consumer_group = d.consumer_group AND r.finished_at IS NULL) \
+                   LIMIT $3 FOR UPDATE OF d SKIP LOCKED) lapsed \
+             WHERE e.message_id = lapsed.message_id AND e.consumer_group = lapsed.consumer_group \
+               AND e.finished_at IS NULL",
         )
         .bind(p.now)
         .bind(ABANDONED_ERROR)
@@ -780,6 +786,18 @@ impl QueueStore for PgStore {
                  WHERE d.message_id = ANY($2) AND d.state IN ('pending', 'leased')",
             )
             .bind(p.now)
+            .bind(&expired)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            // An attempt still running when its message expires is closed with it.
+            sqlx::query(
+                "UPDATE job_executions SET status = 'failed', finished_at = $1, \
+                 duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
+                 WHERE message_id = ANY($3) AND finished_at IS NULL",
+            )
+            .bind(p.now)
+            .bind(ABANDONED_ERROR)
             .bind(&expired)
             .execute(&mut *tx)
             .await

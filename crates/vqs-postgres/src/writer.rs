@@ -243,12 +243,11 @@ WITH started AS MATERIALIZED (
     -- No join with the input: a row is found by primary key and reads its own values from the
     -- arrays by position. (Joined, the planner trusts statistics that lag the queue tables by
     -- thousands of rows and picks a nested loop that re-reads the input for every row.)
-    -- Still running = not finished yet, said with finished_at, which no index covers.
-    -- An attempt recorded with its lease may have waited for a slot: started_at becomes when
-    -- the job began ($13, NULL = as recorded).
+    -- Still running = not finished yet, said with finished_at, which no index covers: no
+    -- indexed column changes, so the row is updated in place (migration 0009). The duration
+    -- counts from when the job began ($13; NULL = when the attempt was recorded).
     UPDATE job_executions e SET status = ($7::text[])[array_position($6::int8[], e.id)],
            finished_at = ($8::timestamptz[])[array_position($6::int8[], e.id)],
-           started_at = COALESCE(($13::timestamptz[])[array_position($6::int8[], e.id)], e.started_at),
            duration_ms = (EXTRACT(EPOCH FROM (($8::timestamptz[])[array_position($6::int8[], e.id)]
                           - COALESCE(($13::timestamptz[])[array_position($6::int8[], e.id)], e.started_at))) * 1000)::BIGINT,
            error = ($9::text[])[array_position($6::int8[], e.id)]
@@ -388,7 +387,6 @@ WITH input AS MATERIALIZED (
         AS v(message_id, consumer_group, token, state, visible_at, uncount, reason)
 ), closed AS (
     UPDATE job_executions e SET status = c.status, finished_at = c.now,
-           started_at = COALESCE(c.began_at, e.started_at),
            duration_ms = (EXTRACT(EPOCH FROM (c.now - COALESCE(c.began_at, e.started_at))) * 1000)::BIGINT,
            error = c.error
     FROM UNNEST($8::int8[], $9::text[], $10::timestamptz[], $11::timestamptz[], $14::text[])

@@ -423,12 +423,17 @@ async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetter
 async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
     let now = us(p.now);
     let batch = i64::from(p.batch.max(1));
-    // Executions left `running` whose delivery no longer holds a live lease.
+    // Attempts left `running` by a process that died: their delivery's lease ran out and
+    // nobody has leased it again yet (a new lease closes them itself). Found from the leases
+    // (`deliveries_leased`), so the scan covers expired leases only, not history.
     let executions_rescued = sqlx::query(
         "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
-         WHERE id IN (SELECT e.id FROM job_executions e LEFT JOIN deliveries d \
-           ON d.message_id = e.message_id AND d.consumer_group = e.consumer_group \
-           WHERE e.status = 'running' AND (d.message_id IS NULL OR NOT (d.state = 'leased' AND d.visible_at > ?1)) LIMIT ?3)",
+         WHERE status = 'running' AND (message_id, consumer_group) IN ( \
+           SELECT d.message_id, d.consumer_group FROM deliveries d \
+           WHERE d.state = 'leased' AND d.visible_at <= ?1 \
+             AND EXISTS (SELECT 1 FROM job_executions r WHERE r.message_id = d.message_id \
+                         AND r.consumer_group = d.consumer_group AND r.status = 'running') \
+           LIMIT ?3)",
     )
     .bind(now)
     .bind(ABANDONED_ERROR)
@@ -459,6 +464,17 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
              WHERE d.message_id = ?2 AND d.state IN ('pending', 'leased')",
         )
         .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // An attempt still running when its message expires is closed with it.
+        sqlx::query(
+            "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, \
+             error = ?2 WHERE message_id = ?3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(ABANDONED_ERROR)
         .bind(id)
         .execute(&mut *tx)
         .await

@@ -319,7 +319,6 @@ pub(crate) async fn finishes<'a>(
         });
         q.push(
             ") UPDATE job_executions SET status = v.status, finished_at = v.now, \
-             started_at = COALESCE(v.began, job_executions.started_at), \
              duration_ms = (v.now - COALESCE(v.began, job_executions.started_at)) / 1000, error = v.error \
              FROM v WHERE job_executions.id = v.id AND job_executions.status = 'running'",
         );

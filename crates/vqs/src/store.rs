@@ -263,9 +263,10 @@ pub struct ExecutionFinishParams {
     pub id: i64,
     pub status: ExecutionStatus,
     pub error: Option<String>,
-    /// When the job actually began, if later than its row says: an attempt recorded with its
-    /// lease may wait a moment for a free slot; its `started_at` (and duration) are corrected
-    /// to when the job's code started. `None` leaves `started_at` as recorded.
+    /// When the job's code began, if later than the row's `started_at`: an attempt recorded
+    /// with its lease may wait a moment for a free execution slot. The duration counts from
+    /// here (`None`: from `started_at`); `started_at` itself stays when the attempt was
+    /// recorded, so closing a row never changes an indexed column.
     pub began_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
