@@ -35,10 +35,7 @@ impl HttpPusher {
 #[async_trait]
 impl Pusher for HttpPusher {
     async fn push(&self, url: &str, delivery: Delivery) -> Result<u16, String> {
-        let mut req = self.http.post(url);
-        for (name, value) in delivery.headers() {
-            req = req.header(name, value);
-        }
+        let mut req = self.http.post(url).headers(delivery.header_map()?);
         if let Some(s) = &self.secret {
             req = req.bearer_auth(s.expose());
         }

@@ -25,11 +25,9 @@ impl InProcessPusher {
 impl Pusher for InProcessPusher {
     async fn push(&self, route_path: &str, delivery: Delivery) -> Result<u16, String> {
         let execution_id = delivery.execution_id;
-        let mut req = http::Request::post(route_path);
-        for (name, value) in delivery.headers() {
-            req = req.header(name, value);
-        }
-        let mut req = req.body(Body::from(delivery.body)).map_err(|e| e.to_string())?;
+        let headers = delivery.header_map()?;
+        let mut req = http::Request::post(route_path).body(Body::from(delivery.body)).map_err(|e| e.to_string())?;
+        *req.headers_mut() = headers;
         req.extensions_mut().insert(InProcessPush { execution_id });
         let resp = self.router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
         Ok(resp.status().as_u16())

@@ -2,9 +2,32 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::store::LeasedMessage;
+
+/// The header names of a push, parsed once: looking a header up by `&str`, or adding one
+/// by `&str`, parses the name every time (and allocates it, for a non-standard one).
+mod name {
+    use http::HeaderName;
+
+    pub static SPECVERSION: HeaderName = HeaderName::from_static("ce-specversion");
+    pub static TYPE: HeaderName = HeaderName::from_static("ce-type");
+    pub static ID: HeaderName = HeaderName::from_static("ce-id");
+    pub static SOURCE: HeaderName = HeaderName::from_static("ce-source");
+    pub static TIME: HeaderName = HeaderName::from_static("ce-time");
+    pub static QUEUE_NAME: HeaderName = HeaderName::from_static("ce-vqsqueuename");
+    pub static CONSUMER_GROUP: HeaderName = HeaderName::from_static("ce-vqsconsumergroup");
+    pub static MESSAGE_ID: HeaderName = HeaderName::from_static("ce-vqsmessageid");
+    pub static DELIVERY_COUNT: HeaderName = HeaderName::from_static("ce-vqsdeliverycount");
+    pub static RECEIPT_HANDLE: HeaderName = HeaderName::from_static("ce-vqsreceipthandle");
+    pub static REGION: HeaderName = HeaderName::from_static("ce-vqsregion");
+    pub static CREATED_AT: HeaderName = HeaderName::from_static("ce-vqscreatedat");
+    pub static EXPIRES_AT: HeaderName = HeaderName::from_static("ce-vqsexpiresat");
+    pub static VISIBILITY_DEADLINE: HeaderName = HeaderName::from_static("ce-vqsvisibilitydeadline");
+    pub static CONTENT_TYPE: HeaderName = http::header::CONTENT_TYPE;
+    pub static TRACEPARENT: HeaderName = HeaderName::from_static("x-vercel-queue-traceparent");
+}
 
 /// The `ce-type` of a v2beta push.
 pub const CE_TYPE_V2BETA: &str = "com.vercel.queue.v2beta";
@@ -43,14 +66,14 @@ pub struct DeliveryError {
     pub receipt_handle: Option<String>,
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, String> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| format!("header {name} is not visible ASCII")),
     }
 }
 
-fn time(headers: &HeaderMap, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+fn time(headers: &HeaderMap, name: &HeaderName) -> Result<Option<DateTime<Utc>>, String> {
     match header(headers, name)? {
         None | Some("") => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
@@ -79,13 +102,13 @@ impl Delivery {
             e.reason = reason;
             e
         };
-        let get = |name: &str| header(headers, name);
-        partial.topic = get("ce-vqsqueuename").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.message_id = get("ce-vqsmessageid").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.consumer_group = get("ce-vqsconsumergroup").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.receipt_handle = get("ce-vqsreceipthandle").ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        let get = |name: &HeaderName| header(headers, name);
+        partial.topic = get(&name::QUEUE_NAME).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        partial.message_id = get(&name::MESSAGE_ID).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        partial.consumer_group = get(&name::CONSUMER_GROUP).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+        partial.receipt_handle = get(&name::RECEIPT_HANDLE).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
 
-        match get("ce-type") {
+        match get(&name::TYPE) {
             Ok(Some(CE_TYPE_V2BETA)) => {}
             Ok(Some(other)) => {
                 let reason =
@@ -100,24 +123,24 @@ impl Delivery {
             }
             Err(e) => return Err(fail(partial, e)),
         }
-        let required = |name: &str| -> Result<String, String> {
+        let required = |name: &HeaderName| -> Result<String, String> {
             match header(headers, name)? {
                 Some(s) if !s.is_empty() => Ok(s.to_owned()),
                 _ => Err(format!("missing header {name}")),
             }
         };
         let parsed = (|| -> Result<Delivery, String> {
-            let topic = required("ce-vqsqueuename")?;
-            let consumer_group = required("ce-vqsconsumergroup")?;
-            let message_id = required("ce-vqsmessageid")?;
-            let delivery_count = match header(headers, "ce-vqsdeliverycount")? {
+            let topic = required(&name::QUEUE_NAME)?;
+            let consumer_group = required(&name::CONSUMER_GROUP)?;
+            let message_id = required(&name::MESSAGE_ID)?;
+            let delivery_count = match header(headers, &name::DELIVERY_COUNT)? {
                 None | Some("") => 1,
                 Some(s) => match s.parse::<u32>() {
                     Ok(n) if n >= 1 => n,
                     _ => return Err(format!("header ce-vqsdeliverycount must be an integer >= 1, got {s:?}")),
                 },
             };
-            let region = match header(headers, "ce-vqsregion")? {
+            let region = match header(headers, &name::REGION)? {
                 None | Some("") => None,
                 Some(r) if is_region(r) => Some(r.to_owned()),
                 Some(r) => return Err(format!("header ce-vqsregion {r:?} is not a region like iad1")),
@@ -126,14 +149,14 @@ impl Delivery {
                 topic,
                 consumer_group,
                 message_id,
-                receipt_handle: header(headers, "ce-vqsreceipthandle")?.filter(|s| !s.is_empty()).map(str::to_owned),
+                receipt_handle: header(headers, &name::RECEIPT_HANDLE)?.filter(|s| !s.is_empty()).map(str::to_owned),
                 delivery_count,
-                created_at: time(headers, "ce-vqscreatedat")?,
-                expires_at: time(headers, "ce-vqsexpiresat")?,
-                visibility_deadline: time(headers, "ce-vqsvisibilitydeadline")?,
+                created_at: time(headers, &name::CREATED_AT)?,
+                expires_at: time(headers, &name::EXPIRES_AT)?,
+                visibility_deadline: time(headers, &name::VISIBILITY_DEADLINE)?,
                 region,
-                content_type: header(headers, "content-type")?.map(str::to_owned),
-                traceparent: header(headers, "x-vercel-queue-traceparent")?.map(str::to_owned),
+                content_type: header(headers, &name::CONTENT_TYPE)?.map(str::to_owned),
+                traceparent: header(headers, &name::TRACEPARENT)?.map(str::to_owned),
                 body,
                 execution_id: None,
             })
@@ -167,38 +190,56 @@ impl Delivery {
 
     /// The headers of this push, in binary CloudEvent form.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
+        self.fields().into_iter().map(|(n, v)| (n.as_str(), v)).collect()
+    }
+
+    /// The headers of this push as a header map, ready for a request. Fails on a value that
+    /// is not a header value (a content type with a line break: `Queue::send` refuses those).
+    pub fn header_map(&self) -> Result<HeaderMap, String> {
+        let fields = self.fields();
+        let mut map = HeaderMap::with_capacity(fields.len());
+        for (name, value) in fields {
+            let value = HeaderValue::try_from(value).map_err(|e| format!("header {name}: {e}"))?;
+            map.append(name.clone(), value);
+        }
+        Ok(map)
+    }
+
+    fn fields(&self) -> Vec<(&'static HeaderName, String)> {
         let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mut h = vec![
-            ("ce-specversion", "1.0".to_owned()),
-            ("ce-type", CE_TYPE_V2BETA.to_owned()),
-            ("ce-id", self.message_id.clone()),
-            ("ce-source", format!("/topic/{}/consumer/{}", self.topic, self.consumer_group)),
-            ("ce-vqsqueuename", self.topic.clone()),
-            ("ce-vqsconsumergroup", self.consumer_group.clone()),
-            ("ce-vqsmessageid", self.message_id.clone()),
-            ("ce-vqsdeliverycount", self.delivery_count.to_string()),
-        ];
+        let mut h = Vec::with_capacity(16);
+        h.extend([
+            (&name::SPECVERSION, "1.0".to_owned()),
+            (&name::TYPE, CE_TYPE_V2BETA.to_owned()),
+            (&name::ID, self.message_id.clone()),
+            (&name::SOURCE, format!("/topic/{}/consumer/{}", self.topic, self.consumer_group)),
+            (&name::QUEUE_NAME, self.topic.clone()),
+            (&name::CONSUMER_GROUP, self.consumer_group.clone()),
+            (&name::MESSAGE_ID, self.message_id.clone()),
+            (&name::DELIVERY_COUNT, self.delivery_count.to_string()),
+        ]);
         if let Some(rh) = &self.receipt_handle {
-            h.push(("ce-vqsreceipthandle", rh.clone()));
+            h.push((&name::RECEIPT_HANDLE, rh.clone()));
         }
         if let Some(r) = &self.region {
-            h.push(("ce-vqsregion", r.clone()));
+            h.push((&name::REGION, r.clone()));
         }
         if let Some(t) = &self.created_at {
-            h.push(("ce-vqscreatedat", ts(t)));
-            h.push(("ce-time", ts(t)));
+            let t = ts(t);
+            h.push((&name::CREATED_AT, t.clone()));
+            h.push((&name::TIME, t));
         }
         if let Some(t) = &self.expires_at {
-            h.push(("ce-vqsexpiresat", ts(t)));
+            h.push((&name::EXPIRES_AT, ts(t)));
         }
         if let Some(t) = &self.visibility_deadline {
-            h.push(("ce-vqsvisibilitydeadline", ts(t)));
+            h.push((&name::VISIBILITY_DEADLINE, ts(t)));
         }
         if let Some(ct) = &self.content_type {
-            h.push(("content-type", ct.clone()));
+            h.push((&name::CONTENT_TYPE, ct.clone()));
         }
         if let Some(tp) = &self.traceparent {
-            h.push(("x-vercel-queue-traceparent", tp.clone()));
+            h.push((&name::TRACEPARENT, tp.clone()));
         }
         h
     }
