@@ -2,6 +2,12 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use web::config::{LogFormat, log_filter, log_format};
 
+/// mimalloc rather than glibc's malloc: a job's push allocates a few hundred small objects
+/// across threads (headers, strings, futures), and glibc's arenas spent a third of the app's
+/// CPU on them (`malloc_consolidate`, `_int_free`; perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let format = match log_format() {

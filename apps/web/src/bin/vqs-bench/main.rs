@@ -38,6 +38,12 @@ use crate::bench_db::Target;
 use crate::latency::{LatencyOpts, Placement};
 use crate::line::Emitter;
 
+/// mimalloc rather than glibc's malloc: a job's push allocates a few hundred small objects
+/// across threads (headers, strings, futures), and glibc's arenas spent a third of the app's
+/// CPU on them (`malloc_consolidate`, `_int_free`; perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
