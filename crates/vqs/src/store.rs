@@ -280,8 +280,11 @@ pub struct ExecutionRecord {
     pub consumer_group: String,
     pub attempt: u32,
     pub status: ExecutionStatus,
+    /// When the attempt was recorded: its lease, for the local dispatcher's pushes (a
+    /// prefetched message may then wait a few milliseconds for a free execution slot).
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How long the job's code ran (from when it began, not from `started_at`).
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
 }
