@@ -40,16 +40,22 @@ async fn leased_attempt(app: &TestApp) -> (LeasedMessage, i64) {
 }
 
 async fn claim(app: &TestApp, group: &str) -> Option<LeasedMessage> {
+    lease_due(app, group, 1, false).await.pop()
+}
+
+/// Lease up to `limit` due messages of `group` for 60 s, recording their attempts with the
+/// lease when `start_executions` (as the local dispatcher does).
+async fn lease_due(app: &TestApp, group: &str, limit: u32, start_executions: bool) -> Vec<LeasedMessage> {
     let params = DeliveryClaimParams {
         consumer_group: group.into(),
         topic: None,
         message_id: None,
-        limit: 1,
+        limit,
         visibility_seconds: 60,
-        start_executions: false,
+        start_executions,
         now: app.clock.now(),
     };
-    app.queue().store().delivery_claim(params).await.unwrap().pop()
+    app.queue().store().delivery_claim(params).await.unwrap()
 }
 
 fn lease(app: &TestApp, m: &LeasedMessage) -> LeaseParams {
@@ -152,23 +158,14 @@ async fn the_local_dispatcher_records_the_attempt_with_its_lease() {
     assert!(consumer.starts_executions, "probe's route is served by this app");
     let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
 
-    let claim = |now| DeliveryClaimParams {
-        consumer_group: consumer.consumer_group.clone(),
-        topic: None,
-        message_id: None,
-        limit: 10,
-        visibility_seconds: 60,
-        start_executions: true,
-        now,
-    };
-    let first = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    let first = lease_due(&app, &consumer.consumer_group, 10, true).await.pop().unwrap();
     let e = execution_of(&app, &id).await;
     assert_eq!(Some(e.id), first.execution_id);
     assert_eq!((e.attempt, e.status, e.started_at), (1, ExecutionStatus::Running, t0()));
 
     // The process dies; the lease runs out; the next lease closes attempt 1 and opens attempt 2.
     app.clock.advance(Duration::from_secs(61));
-    let second = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    let second = lease_due(&app, &consumer.consumer_group, 10, true).await.pop().unwrap();
     let rows = app
         .queue()
         .executions(ExecutionListParams { message_id: Some(id.clone()), limit: 10, ..Default::default() })
@@ -206,16 +203,7 @@ async fn an_attempt_recorded_with_its_lease_times_the_job_from_when_it_began() {
     let app = TestApp::with_clock(Clock::manual(t0())).await;
     let consumer = app.consumer("probe");
     let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
-    let claim = DeliveryClaimParams {
-        consumer_group: consumer.consumer_group.clone(),
-        topic: None,
-        message_id: None,
-        limit: 1,
-        visibility_seconds: 60,
-        start_executions: true,
-        now: app.clock.now(),
-    };
-    let m = app.queue().store().delivery_claim(claim).await.unwrap().pop().unwrap();
+    let m = lease_due(&app, &consumer.consumer_group, 1, true).await.pop().unwrap();
     // It waited 2 s for a free slot, then ran for 1 s.
     app.clock.advance(Duration::from_secs(2));
     let began_at = Some(app.clock.now());
@@ -241,18 +229,9 @@ async fn a_lease_given_back_unused_spends_no_attempt() {
     let app = TestApp::with_clock(Clock::manual(t0())).await;
     let consumer = app.consumer("probe");
     let id = app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
-    let claim = |now| DeliveryClaimParams {
-        consumer_group: consumer.consumer_group.clone(),
-        topic: None,
-        message_id: None,
-        limit: 1,
-        visibility_seconds: 60,
-        start_executions: true,
-        now,
-    };
     // Leased ahead of a free slot, then given back without being pushed (twice over).
     for _ in 0..2 {
-        let m = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+        let m = lease_due(&app, &consumer.consumer_group, 1, true).await.pop().unwrap();
         assert_eq!(m.delivery_count, 1);
         let p = DeliveryReleaseParams { lease: lease(&app, &m), execution_id: m.execution_id };
         app.queue().store().delivery_release(p).await.unwrap();
@@ -267,7 +246,7 @@ async fn a_lease_given_back_unused_spends_no_attempt() {
         assert!(rows.is_empty(), "no attempt was made: {rows:?}");
     }
     // The first real delivery is attempt 1; a stale handle cannot release it.
-    let m = app.queue().store().delivery_claim(claim(app.clock.now())).await.unwrap().pop().unwrap();
+    let m = lease_due(&app, &consumer.consumer_group, 1, true).await.pop().unwrap();
     assert_eq!(m.delivery_count, 1);
     let stale = LeaseParams { receipt_handle: format!("{id}.0000"), ..lease(&app, &m) };
     let r = app.queue().store().delivery_release(DeliveryReleaseParams { lease: stale, execution_id: None }).await;
@@ -296,20 +275,7 @@ async fn a_burst_of_failures_settles_every_lease() {
         })
         .collect();
     app.queue().store().message_send_many(sends).await.unwrap();
-    let leased = app
-        .queue()
-        .store()
-        .delivery_claim(DeliveryClaimParams {
-            consumer_group: consumer.consumer_group.clone(),
-            topic: None,
-            message_id: None,
-            limit: n,
-            visibility_seconds: 60,
-            start_executions: true,
-            now: app.clock.now(),
-        })
-        .await
-        .unwrap();
+    let leased = lease_due(&app, &consumer.consumer_group, n, true).await;
     assert_eq!(leased.len(), n as usize);
 
     // Each message's fate by its `i`: retried, dead-lettered or released.
