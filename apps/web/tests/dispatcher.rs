@@ -1,5 +1,6 @@
 //! The local dispatcher on both backends: `maxConcurrency` bounds jobs running at once while
-//! it leases ahead, and a graceful stop leaves no lease held and no attempt running.
+//! it leases ahead, a graceful stop leaves no lease held and no attempt running, and an idle
+//! dispatcher is woken by every publish.
 
 mod common;
 
@@ -119,4 +120,34 @@ async fn a_graceful_stop_leaves_no_lease_held_and_no_attempt_running() {
         .await
         .unwrap();
     assert!(running.is_empty(), "attempts left running: {running:?}");
+}
+
+#[tokio::test]
+async fn an_idle_dispatcher_runs_every_publish_without_polling() {
+    // Polling never comes to the rescue here: every message must be claimed because its
+    // publish woke the dispatcher — including publishes that land while a claim is in flight
+    // and the claims that come back short, after which the dispatcher goes idle.
+    let app = TestApp::new().await;
+    let (stop, stopped) = watch::channel(false);
+    let pusher = Arc::new(InProcessPusher::new(app.router.clone()));
+    let config = DispatcherConfig { poll_interval: Duration::from_secs(3600), ..DispatcherConfig::default() };
+    let dispatcher = vqs::spawn_dispatcher(app.queue().clone(), vec![app.consumer("probe")], pusher, config, stopped);
+    let mut sent = 0;
+    for round in 0..40u64 {
+        // Alone, in pairs and in small bursts, with and without a pause between them.
+        for _ in 0..=(round % 3) {
+            app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(round % 4)).await;
+    }
+    wait_for_successes(&app, "probe", sent).await;
+    stop.send(true).unwrap();
+    dispatcher.await.unwrap();
+    let runs = app
+        .queue()
+        .executions(ExecutionListParams { topic: Some("probe".into()), limit: 1000, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(runs.len() as i64, sent, "one attempt each");
 }

@@ -551,14 +551,18 @@ impl QueueStore for PgStore {
     }
 
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Asked by every dispatcher as it goes idle: on the claim's connection, where the
+        // statement is planned once and no ping precedes it (the main pool plans every call).
+        let mut held = self.claim_conn.lock().await;
+        let conn = held.get().await?;
         let row = sqlx::query(
             "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = $1 AND state IN ('pending', 'leased')",
         )
         .bind(consumer_group)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(db_err)?;
-        Ok(row.get(0))
+        .map_err(db_err);
+        Ok(held.check(row)?.get(0))
     }
 
     async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {

@@ -224,8 +224,21 @@ async fn consumer_loop(
     let mut buffer: std::collections::VecDeque<LeasedMessage> = Default::default();
     let mut rate = PushRate::new();
     let mut claiming: Option<futures::future::BoxFuture<'static, Result<Vec<LeasedMessage>, StoreError>>> = None;
-    // The last claim found nothing: wait for a publish or the next due time before the next.
+    // The last claim came back short — nothing more is due — so the next waits for a publish
+    // or the next due time (claiming again at once only to find nothing cost a statement per
+    // message at low rates).
     let mut idle = false;
+    // A publish in this process (or a NOTIFY from another) since the last claim started. Kept
+    // across iterations, so a wake-up that lands while a claim is in flight — a claim that may
+    // have run before the message was committed — is not lost: the group claims once more
+    // instead of going idle.
+    let mut published = Box::pin(queue.published());
+    published.as_mut().enable();
+    // While idle: sleep until the next delivery comes due (a retry, a delay) or the poll
+    // interval, whichever is sooner; looked up once per idle spell.
+    let mut idle_wait: Option<futures::future::BoxFuture<'static, ()>> = None;
+    // How many the claim under way asked for.
+    let mut asked = 0u32;
     loop {
         if *shutdown.borrow() {
             break;
@@ -264,6 +277,10 @@ async fn consumer_loop(
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
             let low_water = (max / 2).clamp(1, config.batch.max(1));
             if want >= low_water || (buffer.is_empty() && want > 0) {
+                asked = want;
+                // This claim sees every publish before this point.
+                published.set(queue.published());
+                published.as_mut().enable();
                 let (queue, consumer) = (queue.clone(), consumer.clone());
                 claiming = Some(Box::pin(async move {
                     queue
@@ -281,20 +298,23 @@ async fn consumer_loop(
                 }));
             }
         }
-        let notified = queue.published();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let slot_freed = freed.notified();
         tokio::pin!(slot_freed);
-        let idle_wait = async {
-            if !idle {
-                return std::future::pending::<()>().await;
+        if idle && idle_wait.is_none() {
+            let (queue, group, poll) = (queue.clone(), consumer.consumer_group.clone(), config.poll_interval);
+            idle_wait = Some(Box::pin(async move {
+                let wait = match queue.store().delivery_next_due(&group).await {
+                    Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
+                    _ => poll,
+                };
+                tokio::time::sleep(wait).await;
+            }));
+        }
+        let idle_over = async {
+            match idle_wait.as_mut() {
+                Some(w) => w.await,
+                None => std::future::pending().await,
             }
-            let wait = match queue.store().delivery_next_due(&consumer.consumer_group).await {
-                Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(config.poll_interval),
-                _ => config.poll_interval,
-            };
-            tokio::time::sleep(wait).await;
         };
         let claimed = async {
             match claiming.as_mut() {
@@ -307,7 +327,7 @@ async fn consumer_loop(
                 claiming = None;
                 match r {
                     Ok(batch) => {
-                        idle = batch.is_empty() && buffer.is_empty();
+                        idle = (batch.len() as u32) < asked;
                         buffer.extend(batch);
                     }
                     Err(e) => {
@@ -319,8 +339,14 @@ async fn consumer_loop(
                     }
                 }
             }
-            _ = &mut notified, if idle => idle = false,
-            _ = idle_wait => idle = false,
+            _ = &mut published, if idle => {
+                idle = false;
+                idle_wait = None;
+            }
+            _ = idle_over => {
+                idle = false;
+                idle_wait = None;
+            }
             _ = &mut slot_freed => {}
             _ = shutdown.changed() => {}
         }
