@@ -39,16 +39,33 @@ pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
     }
 }
 
-/// Read and validate `vercel.json`. A missing file is an empty config; an invalid one is an error.
+/// Read and validate `vercel.json`. A missing or invalid file is an error: without it the app
+/// would run with no queue triggers and no crons — every job published would wait forever.
 pub fn load_vercel(path: &Path) -> Result<VercelConfig> {
     match std::fs::read_to_string(path) {
         Ok(text) => VercelConfig::parse(&text).with_context(|| format!("invalid {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(path = %path.display(), "no vercel.json: no queue triggers and no crons");
-            Ok(VercelConfig::default())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no vercel.json at {}: run from the project's root (where vercel.json is), or set \
+             VQS_VERCEL_JSON to its path; an app with no crons and no queues needs one holding {{}}",
+            absolute(path).display()
+        ),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// `vercel.json` where the deployment may not ship it (a Vercel Function's bundle holds only
+/// the files it includes): a missing file is an empty config, with a warning; an invalid one
+/// is still an error.
+pub fn load_vercel_if_present(path: &Path) -> Result<VercelConfig> {
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "no vercel.json: no queue triggers and no crons");
+        return Ok(VercelConfig::default());
+    }
+    load_vercel(path)
+}
+
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Refuse a topic nothing consumes (no queue trigger in vercel.json matches it): a message

@@ -17,7 +17,7 @@ use vqs::{Clock, Queue, QueueHandler, VercelConfig};
 
 use crate::config::Config;
 use crate::queue_route::queue_route;
-use crate::runtime::{load_vercel, open_queue};
+use crate::runtime::{load_vercel_if_present, open_queue};
 use crate::state::PushSource;
 use crate::vercel_access::{VercelAccess, VercelPublisher, with_request_token};
 
@@ -50,7 +50,7 @@ pub async fn run_consumer(handler: QueueHandler) -> Result<(), vercel_runtime::E
 
 /// The router of the public function: the whole app, publishing to Vercel's queue service.
 pub async fn app_router(config: &Config) -> anyhow::Result<Router> {
-    let vercel = load_vercel(&config.vercel_json)?;
+    let vercel = load_vercel_if_present(&config.vercel_json)?;
     let local = open_queue(&config.database_url, Clock::system()).await?;
     let access = VercelAccess::new(config.vercel.clone()).context("setting up Vercel's queue service client")?;
     let publisher = VercelPublisher::new(access, local.store().clone(), local.clock().clone());

@@ -165,12 +165,15 @@ async fn the_queue_api_refuses_bad_keys_delays_handles_and_timeouts() {
     }
 }
 
-/// `web serve` with `vercel.json` in `text`: it must refuse to start, naming the file and
-/// the problem (and, when the file does not parse, before it touches the database).
-fn serve_refuses(text: &str, want: &str) {
+/// `web serve` with `vercel.json` in `text` (no file at all for `None`): it must refuse to
+/// start, naming the file and the problem (and, when the file is missing or does not parse,
+/// before it touches the database).
+fn serve_refuses(text: Option<&str>, want: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vercel.json");
-    std::fs::write(&path, text).unwrap();
+    if let Some(text) = text {
+        std::fs::write(&path, text).unwrap();
+    }
     let db = dir.path().join("vqs.db");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_web"))
         .arg("serve")
@@ -193,16 +196,22 @@ fn serve_refuses(text: &str, want: &str) {
     assert!(stderr.contains("vercel.json"), "names the file: {stderr}");
     assert!(stderr.contains(want), "wanted {want:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    if stderr.contains("invalid ") {
-        assert!(!db.exists(), "a file that does not parse stops start-up before the database is opened");
+    if stderr.contains("invalid ") || text.is_none() {
+        assert!(!db.exists(), "a file that is missing or does not parse stops start-up before the database is opened");
     }
 }
 
 #[test]
 fn an_invalid_vercel_json_stops_start_up_with_the_reason() {
-    serve_refuses("{ not json", "line 1");
-    serve_refuses(r#"{"crons":[{"path":"/api/cron/cleanup","schedule":"every day"}]}"#, "every day");
-    serve_refuses(r#"{"crons":[{"path":"/api/cron/cleanup","schedule":"61 * * * *"}]}"#, "61 * * * *");
-    serve_refuses(r#"{"crons":[{"path":"/api/cron/nope","schedule":"0 * * * *"}]}"#, "/api/cron/nope");
-    serve_refuses(r#"{"crons":"yes"}"#, "crons");
+    serve_refuses(Some("{ not json"), "line 1");
+    serve_refuses(Some(r#"{"crons":[{"path":"/api/cron/cleanup","schedule":"every day"}]}"#), "every day");
+    serve_refuses(Some(r#"{"crons":[{"path":"/api/cron/cleanup","schedule":"61 * * * *"}]}"#), "61 * * * *");
+    serve_refuses(Some(r#"{"crons":[{"path":"/api/cron/nope","schedule":"0 * * * *"}]}"#), "/api/cron/nope");
+    serve_refuses(Some(r#"{"crons":"yes"}"#), "crons");
+}
+
+#[test]
+fn a_missing_vercel_json_stops_start_up_and_says_where_it_looked() {
+    // Started from the wrong folder, the app would otherwise run with no queues and no crons.
+    serve_refuses(None, "set VQS_VERCEL_JSON");
 }
