@@ -338,3 +338,62 @@ async fn a_burst_of_failures_settles_every_lease() {
     assert!(app.queue().send("probe", b"{}".to_vec(), send(0)).await.unwrap().duplicate, "0 waits for its retry");
     assert!(app.queue().send("probe", b"{}".to_vec(), send(2)).await.unwrap().duplicate, "2 was released");
 }
+
+/// Thousands of acknowledgements settling at once, each closing its own attempt: every
+/// execution gets its own duration and status, and a receipt handle naming another lease's
+/// token — mixed into the same burst — acknowledges nothing and fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values() {
+    let app = TestApp::with_clock(Clock::manual(t0())).await;
+    let consumer = app.consumer("probe");
+    let n = 1200u32;
+    let messages = (0..n).map(|i| (format!("{{\"i\":{i}}}").into_bytes(), SendOpts::default()));
+    app.queue().send_many("probe", messages).await.unwrap();
+    let leased = lease_due(&app, &consumer.consumer_group, n, true).await;
+    assert_eq!(leased.len(), n as usize);
+    app.clock.advance(Duration::from_secs(10));
+    let index =
+        |m: &LeasedMessage| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["i"].as_u64().unwrap();
+    // The job of message i began i ms after the lease; every 7th message also gets an ack with
+    // the next lease's token, before or after its own.
+    let forged = |k: usize| {
+        let (m, other) = (&leased[k], &leased[(k + 1) % leased.len()]);
+        let token = other.receipt_handle.rsplit_once('.').unwrap().1;
+        LeaseParams { receipt_handle: format!("{}.{token}", m.message_id), ..lease(&app, m) }
+    };
+    let acks = leased.iter().enumerate().flat_map(|(k, m)| {
+        let i = index(m);
+        let began = t0() + chrono::Duration::milliseconds(i as i64);
+        let execution = Some(ExecutionFinishParams {
+            id: m.execution_id.unwrap(),
+            status: ExecutionStatus::Success,
+            error: None,
+            began_at: Some(began),
+            now: app.clock.now(),
+        });
+        let genuine = DeliveryAckParams { lease: lease(&app, m), execution };
+        let fake = (k % 7 == 0).then(|| DeliveryAckParams { lease: forged(k), execution: None });
+        // Sometimes the forged handle comes first.
+        let (genuine, fake) = (Some((true, genuine)), fake.map(|f| (false, f)));
+        if k % 2 == 0 { [genuine, fake] } else { [fake, genuine] }.into_iter().flatten()
+    });
+    let store = app.queue().store().clone();
+    let results = futures::future::join_all(acks.map(|(genuine, p)| {
+        let store = store.clone();
+        async move { (genuine, store.delivery_ack(p).await) }
+    }))
+    .await;
+    for (genuine, r) in &results {
+        if *genuine {
+            assert!(r.is_ok(), "a genuine ack failed: {r:?}");
+        } else {
+            assert!(r.is_err(), "an ack with another lease's token was taken");
+        }
+    }
+    for m in &leased {
+        let e = execution_of(&app, &m.message_id).await;
+        let expected = 10_000 - index(m) as i64;
+        assert_eq!((e.status, e.duration_ms), (ExecutionStatus::Success, Some(expected)), "{}", m.message_id);
+        assert_eq!(delivery_state(&app, &m.message_id).await, DeliveryState::Acked);
+    }
+}

@@ -242,21 +242,29 @@ WITH started AS MATERIALIZED (
 ), finished AS (
     -- No join with the input: a row is found by primary key and reads its own values from the
     -- arrays by position. (Joined, the planner trusts statistics that lag the queue tables by
-    -- thousands of rows and picks a nested loop that re-reads the input for every row.)
+    -- thousands of rows and picks a nested loop that re-reads the input for every row.) The
+    -- ids come sorted and unique, so a row's position is a binary search (`width_bucket`), not
+    -- a walk through the whole batch — which made a batch's cost grow with its square.
     -- Still running = not finished yet, said with finished_at, which no index covers: no
     -- indexed column changes, so the row is updated in place (migration 0009). The duration
     -- counts from when the job began ($13; NULL = when the attempt was recorded).
-    UPDATE job_executions e SET status = ($7::text[])[array_position($6::int8[], e.id)],
-           finished_at = ($8::timestamptz[])[array_position($6::int8[], e.id)],
-           duration_ms = (EXTRACT(EPOCH FROM (($8::timestamptz[])[array_position($6::int8[], e.id)]
-                          - COALESCE(($13::timestamptz[])[array_position($6::int8[], e.id)], e.started_at))) * 1000)::BIGINT,
-           error = ($9::text[])[array_position($6::int8[], e.id)]
+    UPDATE job_executions e SET status = ($7::text[])[width_bucket(e.id, $6::int8[])],
+           finished_at = ($8::timestamptz[])[width_bucket(e.id, $6::int8[])],
+           duration_ms = (EXTRACT(EPOCH FROM (($8::timestamptz[])[width_bucket(e.id, $6::int8[])]
+                          - COALESCE(($13::timestamptz[])[width_bucket(e.id, $6::int8[])], e.started_at))) * 1000)::BIGINT,
+           error = ($9::text[])[width_bucket(e.id, $6::int8[])]
     WHERE e.id = ANY($6::int8[]) AND e.finished_at IS NULL
 ), acked AS (
-    -- Likewise by primary key, and the lease named by the receipt handle (unique per lease).
+    -- Likewise by primary key, and the lease named by the receipt handle (unique per lease):
+    -- `group/message.token`, sorted and unique in $11, found by binary search. The state
+    -- comes as a parameter ($14 = 'leased'): written as a constant, it lets the planner
+    -- read every lease in flight through the partial index `deliveries_leased` and test
+    -- each against the batch — its choice whenever statistics show few leases, as after a
+    -- backlog was loaded — instead of looking the batch's rows up by primary key.
     UPDATE deliveries d SET state = 'acked', lease_token = NULL, visible_at = $12, updated_at = $12
-    WHERE d.message_id = ANY($10::text[]) AND d.state = 'leased'
-      AND d.consumer_group || '/' || d.message_id || '.' || d.lease_token = ANY($11::text[])
+    WHERE d.message_id = ANY($10::text[]) AND d.state = $14::text
+      AND (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\"
+          = ($11::text[])[width_bucket((d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
     RETURNING d.message_id, d.consumer_group, d.keyed
 ), released AS (
     -- A key is free again once none of its message's deliveries is pending or leased.
@@ -298,13 +306,33 @@ async fn write_settlements(
     finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
     acks: Vec<(DeliveryAckParams, Reply<()>)>,
 ) {
+    let mut later = write_settlement_round(held, pool, starts, finishes, acks).await;
+    while !later.is_empty() {
+        later = write_settlement_round(held, pool, Vec::new(), Vec::new(), later).await;
+    }
+}
+
+/// One settle statement. Of several acknowledgements of one delivery in the batch (a stale
+/// lease's and the current one's), the first is written and the others are returned, for a
+/// statement of their own: the statement says which deliveries it acknowledged, not with
+/// which handle, so each must be alone in its statement to be answered right.
+async fn write_settlement_round(
+    held: &mut HeldConnection,
+    pool: &PgPool,
+    starts: Vec<(ExecutionStartParams, Reply<i64>)>,
+    finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
+    acks: Vec<(DeliveryAckParams, Reply<()>)>,
+) -> Vec<(DeliveryAckParams, Reply<()>)> {
     if starts.is_empty() && finishes.is_empty() && acks.is_empty() {
-        return;
+        return Vec::new();
     }
     // Receipt handles that don't parse fail alone, before the statement.
     let mut valid_acks = Vec::with_capacity(acks.len());
+    let mut later = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (p, reply) in acks {
         match split_receipt_handle(&p.lease.receipt_handle) {
+            Ok((m, _)) if !seen.insert((p.lease.consumer_group.clone(), m.to_owned())) => later.push((p, reply)),
             Ok((m, t)) => {
                 let (m, t) = (m.to_owned(), t.to_owned());
                 valid_acks.push((p, reply, m, t));
@@ -315,15 +343,23 @@ async fn write_settlements(
             }
         }
     }
-    let closing: Vec<&ExecutionFinishParams> =
+    // Sorted and unique, as the statement's binary searches need: executions by id, leases by
+    // `group/message.token` (bytewise, as COLLATE "C" compares).
+    let mut closing: Vec<&ExecutionFinishParams> =
         finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|(a, ..)| a.execution.as_ref())).collect();
+    closing.sort_by_key(|p| p.id);
+    closing.dedup_by_key(|p| p.id);
+    let mut leases: Vec<String> =
+        valid_acks.iter().map(|(p, _, m, t)| format!("{}/{m}.{t}", p.lease.consumer_group)).collect();
+    leases.sort_unstable();
+    leases.dedup();
     let conn = match held.get().await {
         Ok(conn) => conn,
         Err(e) => {
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
-            return;
+            return later;
         }
     };
     let result = sqlx::query(SETTLE)
@@ -337,9 +373,10 @@ async fn write_settlements(
         .bind(closing.iter().map(|p| p.now).collect::<Vec<_>>())
         .bind(closing.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
         .bind(valid_acks.iter().map(|(_, _, m, _)| m.as_str()).collect::<Vec<_>>())
-        .bind(valid_acks.iter().map(|(p, _, m, t)| format!("{}/{m}.{t}", p.lease.consumer_group)).collect::<Vec<_>>())
+        .bind(&leases)
         .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
         .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
+        .bind("leased")
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)
@@ -351,7 +388,7 @@ async fn write_settlements(
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
-            return;
+            return later;
         }
     };
     for ((_, reply), id) in starts.into_iter().zip(ids) {
@@ -361,7 +398,6 @@ async fn write_settlements(
         let _ = reply.send(Ok(()));
     }
     for (p, reply, message_id, _) in valid_acks {
-        // A lease acknowledged twice in one batch: the second finds it acknowledged.
         let r = if acked.remove(&(p.lease.consumer_group.clone(), message_id.clone())) {
             Ok(())
         } else {
@@ -374,6 +410,7 @@ async fn write_settlements(
         };
         let _ = reply.send(r);
     }
+    later
 }
 
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`

@@ -331,17 +331,33 @@ async fn acks(
     conn: &mut SqliteConnection,
     acks: &[(DeliveryAckParams, Reply<()>)],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let mut out = Vec::with_capacity(acks.len());
-    for chunk in acks.chunks(ROWS_PER_STATEMENT) {
-        let parsed: Vec<Result<(&str, &str), StoreError>> =
-            chunk.iter().map(|(p, _)| split_receipt_handle(&p.lease.receipt_handle)).collect();
-        let valid: Vec<(&vqs::store::LeaseParams, &str, &str)> = chunk
-            .iter()
-            .zip(&parsed)
-            .filter_map(|((p, _), h)| h.as_ref().ok().map(|(m, t)| (&p.lease, *m, *t)))
-            .collect();
-        let mut acked: std::collections::HashSet<(String, String)> = Default::default();
-        if !valid.is_empty() {
+    let mut out: Vec<Option<Result<(), StoreError>>> = vec![None; acks.len()];
+    // Of several acknowledgements of one delivery (a stale lease's and the current one's),
+    // each goes in a statement of its own, in order: a statement says which deliveries it
+    // acknowledged, not with which handle.
+    let mut todo: Vec<usize> = Vec::with_capacity(acks.len());
+    for (i, (p, _)) in acks.iter().enumerate() {
+        match split_receipt_handle(&p.lease.receipt_handle) {
+            Ok(_) => todo.push(i),
+            Err(e) => out[i] = Some(Err(e)),
+        }
+    }
+    while !todo.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let (now, later): (Vec<usize>, Vec<usize>) = todo.iter().partition(|&&i| {
+            let p = &acks[i].0.lease;
+            let (m, _) = split_receipt_handle(&p.receipt_handle).unwrap_or_default();
+            seen.insert((m, p.consumer_group.as_str()))
+        });
+        for chunk in now.chunks(ROWS_PER_STATEMENT) {
+            let valid: Vec<(&vqs::store::LeaseParams, &str, &str)> = chunk
+                .iter()
+                .filter_map(|&i| {
+                    let p = &acks[i].0.lease;
+                    split_receipt_handle(&p.receipt_handle).ok().map(|(m, t)| (p, m, t))
+                })
+                .collect();
+            let mut acked: std::collections::HashSet<(String, String)> = Default::default();
             let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
             q.push_values(&valid, |mut b, (p, m, t)| {
                 b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now));
@@ -371,17 +387,18 @@ async fn acks(
             if !keyed.is_empty() {
                 q.build().execute(&mut *conn).await.map_err(db_err)?;
             }
-        }
-        for ((p, _), h) in chunk.iter().zip(parsed) {
-            let p = &p.lease;
-            out.push(match h {
-                Err(e) => Err(e),
-                Ok((m, _)) if acked.contains(&(m.to_owned(), p.consumer_group.clone())) => Ok(()),
-                Ok((m, _)) => {
+            for (&i, (p, m, _)) in chunk.iter().zip(&valid) {
+                out[i] = Some(if acked.contains(&(m.to_string(), p.consumer_group.clone())) {
+                    Ok(())
+                } else {
                     Err(crate::sqlite_store::lease_failure(conn, m, &p.consumer_group, &p.receipt_handle).await)
-                }
-            });
+                });
+            }
         }
+        todo = later;
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Database("an ack was not written".into()))))
+        .collect())
 }
