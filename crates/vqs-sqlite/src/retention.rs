@@ -1,7 +1,7 @@
 //! Retention: finished messages and old execution rows and cron runs, pruned by age and by
 //! count, each step at most `batch` rows so a pass never holds the writer for long.
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use vqs::store::{MaintenanceParams, StoreError, message_id_floor};
 
@@ -13,8 +13,43 @@ fn cutoff(p: &MaintenanceParams, seconds: u64) -> i64 {
     us(p.now) - (seconds.min(i64::MAX as u64 / US_PER_S as u64) as i64) * US_PER_S
 }
 
+/// Where the count limits fall: the newest execution id and message id beyond them, if the
+/// tables hold more. Each is an OFFSET walk over up to a limit's worth of index entries
+/// (a million by default, tens of milliseconds): read through the read pool before the pass,
+/// so the single writer — every job's settlement — is not held for them.
+#[derive(Debug, Default)]
+pub(crate) struct CountBoundaries {
+    executions: Option<i64>,
+    messages: Option<String>,
+}
+
+pub(crate) async fn count_boundaries(read: &SqlitePool, p: &MaintenanceParams) -> Result<CountBoundaries, StoreError> {
+    let mut b = CountBoundaries::default();
+    if p.max_executions > 0 {
+        b.executions = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
+            .bind(p.max_executions as i64)
+            .fetch_optional(read)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+    }
+    if p.max_messages > 0 {
+        b.messages = sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
+            .bind(p.max_messages as i64)
+            .fetch_optional(read)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+    }
+    Ok(b)
+}
+
 /// Execution rows older than the retention, then beyond the count limit (oldest first).
-pub(crate) async fn prune_executions(conn: &mut SqliteConnection, p: &MaintenanceParams) -> Result<u64, StoreError> {
+pub(crate) async fn prune_executions(
+    conn: &mut SqliteConnection,
+    p: &MaintenanceParams,
+    counts: &CountBoundaries,
+) -> Result<u64, StoreError> {
     let batch = i64::from(p.batch.max(1));
     let mut pruned = sqlx::query(
         "DELETE FROM job_executions WHERE id IN \
@@ -26,28 +61,33 @@ pub(crate) async fn prune_executions(conn: &mut SqliteConnection, p: &Maintenanc
     .await
     .map_err(db_err)?
     .rows_affected();
-    if p.max_executions > 0 && (pruned as i64) < batch {
-        let boundary: Option<i64> = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(p.max_executions as i64)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0));
-        if let Some(boundary) = boundary {
-            pruned += sqlx::query(
-                "DELETE FROM job_executions WHERE id IN \
-                 (SELECT id FROM job_executions WHERE id <= ? AND status != 'running' ORDER BY id LIMIT ?)",
-            )
-            .bind(boundary)
-            .bind(batch - pruned as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        }
+    if (pruned as i64) < batch
+        && let Some(boundary) = counts.executions
+    {
+        pruned += sqlx::query(
+            "DELETE FROM job_executions WHERE id IN \
+             (SELECT id FROM job_executions WHERE id <= ? AND status != 'running' ORDER BY id LIMIT ?)",
+        )
+        .bind(boundary)
+        .bind(batch - pruned as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
     }
     Ok(pruned)
 }
+
+/// Finished messages (every delivery acknowledged or dead) with ids below a bound, oldest first.
+const FINISHED_BEFORE: &str = "SELECT m.id FROM messages m WHERE m.id < ?1 \
+       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+     ORDER BY m.id LIMIT ?2";
+/// The same, up to and including the bound.
+const FINISHED_UP_TO: &str = "SELECT m.id FROM messages m WHERE m.id <= ?1 \
+       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+     ORDER BY m.id LIMIT ?2";
 
 /// Messages whose every delivery finished (acknowledged or dead), created before the
 /// retention cut-off or beyond the count limit, with their deliveries, checkpoint and
@@ -55,36 +95,26 @@ pub(crate) async fn prune_executions(conn: &mut SqliteConnection, p: &Maintenanc
 pub(crate) async fn prune_finished_messages(
     conn: &mut SqliteConnection,
     p: &MaintenanceParams,
+    counts: &CountBoundaries,
 ) -> Result<u64, StoreError> {
     let age_floor = message_id_floor(
         p.now - chrono::Duration::seconds(p.message_retention_seconds.min(i64::MAX as u64 / 1000) as i64),
     );
-    let over_count: String = if p.max_messages > 0 {
-        sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(p.max_messages as i64)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0))
-            .unwrap_or_default()
-    } else {
-        String::new()
+    // One primary-key range, whichever limit reaches further: an OR of the two would make
+    // SQLite walk every message — a backlog of a million on every pass, holding the writer.
+    let (candidates, bound) = match &counts.messages {
+        Some(over_count) if *over_count >= age_floor => (FINISHED_UP_TO, over_count.as_str()),
+        _ => (FINISHED_BEFORE, age_floor.as_str()),
     };
-    let ids: Vec<String> = sqlx::query(
-        "SELECT m.id FROM messages m WHERE (m.id < ?1 OR m.id <= ?2) \
-           AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
-         ORDER BY m.id LIMIT ?3",
-    )
-    .bind(&age_floor)
-    .bind(&over_count)
-    .bind(i64::from(p.batch.max(1)))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+    let ids: Vec<String> = sqlx::query(candidates)
+        .bind(bound)
+        .bind(i64::from(p.batch.max(1)))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     if ids.is_empty() {
         return Ok(0);
     }

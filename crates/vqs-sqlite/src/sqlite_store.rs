@@ -420,7 +420,11 @@ async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetter
     tx.commit().await.map_err(db_err)
 }
 
-async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+async fn maintain(
+    conn: &mut SqliteConnection,
+    p: MaintenanceParams,
+    counts: crate::retention::CountBoundaries,
+) -> Result<MaintenanceReport, StoreError> {
     let now = us(p.now);
     let batch = i64::from(p.batch.max(1));
     // Attempts left `running` by a process that died: their delivery's lease ran out and
@@ -491,8 +495,8 @@ async fn maintain(conn: &mut SqliteConnection, p: MaintenanceParams) -> Result<M
     tx.commit().await.map_err(db_err)?;
     report.messages_pruned = expired.len() as u64;
 
-    report.executions_pruned = crate::retention::prune_executions(conn, &p).await?;
-    report.finished_messages_pruned = crate::retention::prune_finished_messages(conn, &p).await?;
+    report.executions_pruned = crate::retention::prune_executions(conn, &p, &counts).await?;
+    report.finished_messages_pruned = crate::retention::prune_finished_messages(conn, &p, &counts).await?;
 
     let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
     report.dead_letters_pruned = sqlx::query(
@@ -864,7 +868,8 @@ impl QueueStore for SqliteStore {
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
-        self.writer.run(move |c| maintain(c, p).boxed()).await
+        let counts = crate::retention::count_boundaries(&self.read, &p).await?;
+        self.writer.run(move |c| maintain(c, p, counts).boxed()).await
     }
 
     async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError> {
