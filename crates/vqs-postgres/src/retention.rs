@@ -12,6 +12,25 @@ fn cutoff(p: &MaintenanceParams, seconds: u64) -> DateTime<Utc> {
     p.now - chrono::Duration::seconds(seconds.min(i64::MAX as u64 / 1000) as i64)
 }
 
+/// Whether `table` may hold more than `max` rows. Finding where a count limit falls is an
+/// OFFSET walk over `max` index entries (a million by default: ~0.2 s of server time on
+/// each maintenance pass); a limit that large is only walked when the planner's estimate
+/// of the table's rows is above it (or the table has no estimate yet). Small limits are
+/// always walked: that is cheap, and exact.
+async fn may_exceed(pool: &PgPool, table: &str, max: u64) -> Result<bool, StoreError> {
+    const ALWAYS_WALKED: u64 = 100_000;
+    if max < ALWAYS_WALKED {
+        return Ok(true);
+    }
+    let estimate: Option<f32> = sqlx::query("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
+        .bind(table)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| r.get(0));
+    Ok(estimate.is_none_or(|rows| rows < 0.0 || f64::from(rows) > max as f64))
+}
+
 /// Execution rows older than the retention, then beyond the count limit (oldest first).
 pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
     let batch = i64::from(p.batch.max(1));
@@ -25,7 +44,7 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
     .await
     .map_err(db_err)?
     .rows_affected();
-    if p.max_executions > 0 && (pruned as i64) < batch {
+    if p.max_executions > 0 && (pruned as i64) < batch && may_exceed(pool, "job_executions", p.max_executions).await? {
         let boundary: Option<i64> = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
             .bind(p.max_executions as i64)
             .fetch_optional(pool)
@@ -53,7 +72,7 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
 /// progress. Ids are time-ordered, so "older than" is a primary-key range.
 pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
     let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
-    let over_count: String = if p.max_messages > 0 {
+    let over_count: String = if p.max_messages > 0 && may_exceed(pool, "messages", p.max_messages).await? {
         sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
             .bind(p.max_messages as i64)
             .fetch_optional(pool)
