@@ -267,10 +267,13 @@ WITH started AS MATERIALIZED (
           = ($11::text[])[width_bucket((d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
     RETURNING d.message_id, d.consumer_group, d.keyed
 ), released AS (
-    -- A key is free again once none of its message's deliveries is pending or leased.
+    -- A key is free again once none of its message's deliveries is pending or leased. The
+    -- messages are named by an array computed first, found by primary key, and no other
+    -- condition on `messages` is given: `idempotency_key IS NOT NULL` would let a plan made
+    -- on an empty table's statistics walk `messages_idempotency` (or the whole primary key)
+    -- on every settle. (A key already freed has no pending delivery left to reach here.)
     UPDATE messages m SET idempotency_key = NULL
-    FROM (SELECT DISTINCT message_id FROM acked WHERE keyed) k
-    WHERE m.id = k.message_id AND m.idempotency_key IS NOT NULL
+    WHERE m.id = ANY(ARRAY(SELECT message_id FROM acked WHERE keyed))
       AND NOT EXISTS (
           SELECT 1 FROM deliveries o
           WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
@@ -444,10 +447,10 @@ WITH input AS MATERIALIZED (
     FROM moved mv JOIN messages m ON m.id = mv.message_id
     WHERE mv.state = 'dead'
 ), released AS (
-    -- A dead letter frees its message's key once no other delivery of it is pending or leased.
+    -- A dead letter frees its message's key once no other delivery of it is pending or
+    -- leased (found as in SETTLE's `released`).
     UPDATE messages m SET idempotency_key = NULL
-    FROM (SELECT DISTINCT message_id FROM moved WHERE keyed AND state = 'dead') k
-    WHERE m.id = k.message_id AND m.idempotency_key IS NOT NULL
+    WHERE m.id = ANY(ARRAY(SELECT message_id FROM moved WHERE keyed AND state = 'dead'))
       AND NOT EXISTS (
           SELECT 1 FROM deliveries o
           WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
