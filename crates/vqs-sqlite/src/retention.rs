@@ -78,16 +78,21 @@ pub(crate) async fn prune_executions(
     Ok(pruned)
 }
 
-/// Finished messages (every delivery acknowledged or dead) with ids below a bound, oldest first.
-const FINISHED_BEFORE: &str = "SELECT m.id FROM messages m WHERE m.id < ?1 \
-       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
-       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
-     ORDER BY m.id LIMIT ?2";
-/// The same, up to and including the bound.
-const FINISHED_UP_TO: &str = "SELECT m.id FROM messages m WHERE m.id <= ?1 \
-       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
-       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
-     ORDER BY m.id LIMIT ?2";
+/// Finished messages (every delivery acknowledged or dead) with ids `$op` a bound, oldest first.
+macro_rules! finished_with_id {
+    ($op:literal) => {
+        concat!(
+            "SELECT m.id FROM messages m WHERE m.id ",
+            $op,
+            " ?1 \
+               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+             ORDER BY m.id LIMIT ?2"
+        )
+    };
+}
+const FINISHED_BEFORE: &str = finished_with_id!("<");
+const FINISHED_UP_TO: &str = finished_with_id!("<=");
 
 /// Messages whose every delivery finished (acknowledged or dead), created before the
 /// retention cut-off or beyond the count limit, with their deliveries, checkpoint and

@@ -335,31 +335,21 @@ async fn acks(
     // Of several acknowledgements of one delivery (a stale lease's and the current one's),
     // each goes in a statement of its own, in order: a statement says which deliveries it
     // acknowledged, not with which handle.
-    let mut todo: Vec<usize> = Vec::with_capacity(acks.len());
+    let mut todo: Vec<(usize, &vqs::store::LeaseParams, &str, &str)> = Vec::with_capacity(acks.len());
     for (i, (p, _)) in acks.iter().enumerate() {
         match split_receipt_handle(&p.lease.receipt_handle) {
-            Ok(_) => todo.push(i),
+            Ok((m, t)) => todo.push((i, &p.lease, m, t)),
             Err(e) => out[i] = Some(Err(e)),
         }
     }
     while !todo.is_empty() {
         let mut seen = std::collections::HashSet::new();
-        let (now, later): (Vec<usize>, Vec<usize>) = todo.iter().partition(|&&i| {
-            let p = &acks[i].0.lease;
-            let (m, _) = split_receipt_handle(&p.receipt_handle).unwrap_or_default();
-            seen.insert((m, p.consumer_group.as_str()))
-        });
+        let (now, later): (Vec<_>, Vec<_>) =
+            todo.into_iter().partition(|(_, p, m, _)| seen.insert((*m, p.consumer_group.as_str())));
         for chunk in now.chunks(ROWS_PER_STATEMENT) {
-            let valid: Vec<(&vqs::store::LeaseParams, &str, &str)> = chunk
-                .iter()
-                .filter_map(|&i| {
-                    let p = &acks[i].0.lease;
-                    split_receipt_handle(&p.receipt_handle).ok().map(|(m, t)| (p, m, t))
-                })
-                .collect();
             let mut acked: std::collections::HashSet<(String, String)> = Default::default();
             let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
-            q.push_values(&valid, |mut b, (p, m, t)| {
+            q.push_values(chunk, |mut b, (_, p, m, t)| {
                 b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now));
             });
             q.push(
@@ -387,7 +377,7 @@ async fn acks(
             if !keyed.is_empty() {
                 q.build().execute(&mut *conn).await.map_err(db_err)?;
             }
-            for (&i, (p, m, _)) in chunk.iter().zip(&valid) {
+            for &(i, p, m, _) in chunk {
                 out[i] = Some(if acked.contains(&(m.to_string(), p.consumer_group.clone())) {
                     Ok(())
                 } else {

@@ -176,6 +176,9 @@ pub(crate) fn job_finished() {
     let _ = EXECUTION_SLOT.try_with(ExecutionSlot::release);
 }
 
+/// A claim under way: how many messages it asked for, and what it leased.
+type Claim = futures::future::BoxFuture<'static, (u32, Result<Vec<LeasedMessage>, StoreError>)>;
+
 /// Pushes started per second by one consumer group, smoothed over about a second.
 struct PushRate {
     per_s: f64,
@@ -223,22 +226,19 @@ async fn consumer_loop(
     // Leased messages waiting for a slot (see `DispatcherConfig::prefetch`).
     let mut buffer: std::collections::VecDeque<LeasedMessage> = Default::default();
     let mut rate = PushRate::new();
-    let mut claiming: Option<futures::future::BoxFuture<'static, Result<Vec<LeasedMessage>, StoreError>>> = None;
-    // The last claim came back short — nothing more is due — so the next waits for a publish
-    // or the next due time (claiming again at once only to find nothing cost a statement per
-    // message at low rates).
-    let mut idle = false;
+    // The claim under way; it answers with how many it asked for.
+    let mut claiming: Option<Claim> = None;
     // A publish in this process (or a NOTIFY from another) since the last claim started. Kept
     // across iterations, so a wake-up that lands while a claim is in flight — a claim that may
     // have run before the message was committed — is not lost: the group claims once more
     // instead of going idle.
     let mut published = Box::pin(queue.published());
     published.as_mut().enable();
-    // While idle: sleep until the next delivery comes due (a retry, a delay) or the poll
-    // interval, whichever is sooner; looked up once per idle spell.
-    let mut idle_wait: Option<futures::future::BoxFuture<'static, ()>> = None;
-    // How many the claim under way asked for.
-    let mut asked = 0u32;
+    // Idle: the last claim came back short — nothing more is due — so the next waits for a
+    // publish or this: the next due time (a retry, a delay) or the poll interval, whichever is
+    // sooner, looked up once per idle spell. (Claiming again at once only to find nothing cost
+    // a statement per message at low rates.)
+    let mut idle: Option<futures::future::BoxFuture<'static, ()>> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -272,18 +272,17 @@ async fn consumer_loop(
         // Lease more when the buffer runs low: the free slots, plus what the recent rate
         // will start before a claim could come back. Under load, wait until enough slots
         // are free for the claim to carry a batch, not one message per finished job.
-        if claiming.is_none() && !idle {
+        if claiming.is_none() && idle.is_none() {
             let ahead = if config.prefetch.is_zero() { 0 } else { rate.ahead(config.prefetch) };
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
             let low_water = (max / 2).clamp(1, config.batch.max(1));
             if want >= low_water || (buffer.is_empty() && want > 0) {
-                asked = want;
                 // This claim sees every publish before this point.
                 published.set(queue.published());
                 published.as_mut().enable();
                 let (queue, consumer) = (queue.clone(), consumer.clone());
                 claiming = Some(Box::pin(async move {
-                    queue
+                    let claimed = queue
                         .store()
                         .delivery_claim(DeliveryClaimParams {
                             consumer_group: consumer.consumer_group.clone(),
@@ -294,24 +293,16 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             now: queue.clock().now(),
                         })
-                        .await
+                        .await;
+                    (want, claimed)
                 }));
             }
         }
         let slot_freed = freed.notified();
         tokio::pin!(slot_freed);
-        if idle && idle_wait.is_none() {
-            let (queue, group, poll) = (queue.clone(), consumer.consumer_group.clone(), config.poll_interval);
-            idle_wait = Some(Box::pin(async move {
-                let wait = match queue.store().delivery_next_due(&group).await {
-                    Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
-                    _ => poll,
-                };
-                tokio::time::sleep(wait).await;
-            }));
-        }
+        let is_idle = idle.is_some();
         let idle_over = async {
-            match idle_wait.as_mut() {
+            match idle.as_mut() {
                 Some(w) => w.await,
                 None => std::future::pending().await,
             }
@@ -323,11 +314,13 @@ async fn consumer_loop(
             }
         };
         tokio::select! {
-            r = claimed => {
+            (asked, r) = claimed => {
                 claiming = None;
                 match r {
                     Ok(batch) => {
-                        idle = (batch.len() as u32) < asked;
+                        if (batch.len() as u32) < asked {
+                            idle = Some(until_due(&queue, &consumer.consumer_group, config.poll_interval));
+                        }
                         buffer.extend(batch);
                     }
                     Err(e) => {
@@ -339,14 +332,8 @@ async fn consumer_loop(
                     }
                 }
             }
-            _ = &mut published, if idle => {
-                idle = false;
-                idle_wait = None;
-            }
-            _ = idle_over => {
-                idle = false;
-                idle_wait = None;
-            }
+            _ = &mut published, if is_idle => idle = None,
+            _ = idle_over => idle = None,
             _ = &mut slot_freed => {}
             _ = shutdown.changed() => {}
         }
@@ -354,7 +341,7 @@ async fn consumer_loop(
     // Graceful stop: a claim under way is let finish; what waits in the buffer goes back at
     // once; in-flight pushes finish, up to the grace period.
     if let Some(c) = claiming.take()
-        && let Ok(Ok(batch)) = tokio::time::timeout(config.shutdown_grace, c).await
+        && let Ok((_, Ok(batch))) = tokio::time::timeout(config.shutdown_grace, c).await
     {
         buffer.extend(batch);
     }
@@ -362,6 +349,18 @@ async fn consumer_loop(
         release(&queue, &m, "the process stopped before it was pushed").await;
     }
     let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
+}
+
+/// Sleep until the next delivery of `group` comes due or `poll` has passed, whichever is sooner.
+fn until_due(queue: &Queue, group: &str, poll: Duration) -> futures::future::BoxFuture<'static, ()> {
+    let (queue, group) = (queue.clone(), group.to_owned());
+    Box::pin(async move {
+        let wait = match queue.store().delivery_next_due(&group).await {
+            Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
+            _ => poll,
+        };
+        tokio::time::sleep(wait).await;
+    })
 }
 
 /// Lease every due message of `consumer` (up to `limit`) and push them one by one, waiting
