@@ -84,10 +84,11 @@ async fn sixteen_concurrent_discards_and_replays_settle_a_dead_letter_once() {
     // Replays and discards racing on one dead letter: one of them, once.
     let id = dead_letter(&app, None).await;
     let (replay, discard) = (format!("/api/admin/dead-letters/{id}/replay"), format!("/api/admin/dead-letters/{id}"));
-    let answers = join_all((0..16).map(|i| {
-        app.call(if i % 2 == 0 { admin("POST", &replay, None) } else { admin("DELETE", &discard, None) })
-    }))
-    .await;
+    let answers =
+        join_all((0..16).map(|i| {
+            app.call(if i % 2 == 0 { admin("POST", &replay, None) } else { admin("DELETE", &discard, None) })
+        }))
+        .await;
     assert_eq!(statuses(&answers), (1, 15), "{answers:?}");
     let replayed = answers.iter().any(|(s, _)| *s == StatusCode::CREATED);
     assert_eq!(app.dispatch("probe").await, usize::from(replayed));
@@ -128,7 +129,11 @@ async fn unstorable_text_is_refused_with_a_400_naming_the_field_and_nothing_is_w
     let long = "a".repeat(vqs::MAX_KEY_BYTES + 1);
     let cases: Vec<(Request<Body>, &str)> = vec![
         (
-            admin("POST", "/api/admin/messages", Some(json!({"topic": "probe", "payload": {}, "idempotency_key": "a\u{0}b"}))),
+            admin(
+                "POST",
+                "/api/admin/messages",
+                Some(json!({"topic": "probe", "payload": {}, "idempotency_key": "a\u{0}b"})),
+            ),
             "idempotency key",
         ),
         (admin("GET", "/api/admin/messages/msg%00x", None), "message id"),
@@ -151,6 +156,14 @@ async fn unstorable_text_is_refused_with_a_400_naming_the_field_and_nothing_is_w
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
         let e = body["error"].as_str().unwrap_or_default();
         assert!(e.contains(field), "{what}: the error names {field:?}: {e}");
+    }
+    // Bytes that are not UTF-8 in a path: refused by the extractor (a query string's are
+    // read lossily, as U+FFFD, which any database stores).
+    for req in
+        [admin("GET", "/api/admin/messages/%FF", None), vqs_call("POST", "/_vqs/api/v3/topic/probe/consumer/g/id/%C0")]
+    {
+        let what = format!("{} {}", req.method(), req.uri());
+        assert_eq!(app.call(req).await.0, StatusCode::BAD_REQUEST, "{what}");
     }
     // The library's own doors: `Queue::send` and `perform_later`.
     let q = app.queue();
@@ -303,7 +316,8 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     starts.insert(3, start("poison"));
     let started = join_all(starts.into_iter().map(|p| store.execution_start(p))).await;
     assert!(started[3].is_err(), "the poisoned start fails");
-    let ids: Vec<i64> = started.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, r)| *r.as_ref().unwrap()).collect();
+    let ids: Vec<i64> =
+        started.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, r)| *r.as_ref().unwrap()).collect();
     assert_eq!(ids.len(), 19);
 
     // Execution finishes: one closed with the error `poison`.
@@ -341,7 +355,8 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
         store.delivery_dead_letter(p)
     };
     let lettered = join_all(deads.iter().chain([&bad[2]]).map(dead)).await;
-    let release = |m: &LeasedMessage| store.delivery_release(DeliveryReleaseParams { lease: lease(m), execution_id: None });
+    let release =
+        |m: &LeasedMessage| store.delivery_release(DeliveryReleaseParams { lease: lease(m), execution_id: None });
     let released = join_all(releases.iter().chain([&bad[3]]).map(release)).await;
     for (kind, results) in [("ack", &acked), ("retry", &retried), ("dead letter", &lettered), ("release", &released)] {
         let (last, innocent) = results.split_last().unwrap();

@@ -12,7 +12,10 @@ use vqs::store::{
 
 use crate::sqlite_store::{db_err, dead_letter, time, us};
 
-pub(crate) async fn settle(conn: &mut SqliteConnection, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
+pub(crate) async fn settle(
+    conn: &mut SqliteConnection,
+    p: DeadLetterSettleParams,
+) -> Result<DeadLetterSettled, StoreError> {
     use sqlx::Connection;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let now = us(p.now);

@@ -45,8 +45,8 @@ mod queue;
 mod queue_metrics;
 mod queue_service;
 mod retry_policy;
-pub mod store;
 mod storable_text;
+pub mod store;
 mod trace_context;
 mod vercel_config;
 

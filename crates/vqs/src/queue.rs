@@ -5,9 +5,10 @@ use tokio::sync::Notify;
 
 use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
-    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettleParams, DeadLetterSettled, ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams,
-    MaintenanceReport, MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams,
-    QueueStore, SendResult, StoreError, SyncLogRecord, TopicDepth, TopicStats,
+    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettleParams, DeadLetterSettled,
+    ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport,
+    MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStore, SendResult,
+    StoreError, SyncLogRecord, TopicDepth, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
