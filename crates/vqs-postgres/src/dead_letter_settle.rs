@@ -79,7 +79,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
         sent = Some(result);
     }
     tx.commit().await.map_err(db_err)?;
-    Ok(DeadLetterSettled::Settled { letter, payload, sent })
+    Ok(DeadLetterSettled::Settled { letter: Box::new(letter), payload, sent })
 }
 
 pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {

@@ -83,7 +83,7 @@ pub(crate) async fn settle(
         sent = Some(result);
     }
     tx.commit().await.map_err(db_err)?;
-    Ok(DeadLetterSettled::Settled { letter, payload, sent })
+    Ok(DeadLetterSettled::Settled { letter: Box::new(letter), payload, sent })
 }
 
 pub(crate) async fn restore(

@@ -382,7 +382,7 @@ impl Queue {
         let now = self.inner.clock.now();
         let p = DeadLetterSettleParams { id, action, publish, now };
         match self.inner.store.dead_letter_settle(p).await? {
-            DeadLetterSettled::Settled { letter, payload, sent } => Ok((letter, payload, sent)),
+            DeadLetterSettled::Settled { letter, payload, sent } => Ok((*letter, payload, sent)),
             DeadLetterSettled::AlreadySettled { action, at, message_id } => Err(QueueError::Conflict(format!(
                 "dead letter {id} was already {} at {}{}: nothing was done",
                 action.past_tense(),

@@ -279,7 +279,7 @@ pub struct DeadLetterReplayOpts {
 pub enum DeadLetterSettled {
     /// This call settled it: the dead letter as it was, and the replay's new message when
     /// the store published it.
-    Settled { letter: DeadLetterRecord, payload: Vec<u8>, sent: Option<SendResult> },
+    Settled { letter: Box<DeadLetterRecord>, payload: Vec<u8>, sent: Option<SendResult> },
     /// Another call settled it first.
     AlreadySettled { action: DeadLetterAction, at: DateTime<Utc>, message_id: Option<String> },
     /// No dead letter with that id (or it was settled so long ago that the record is gone).
