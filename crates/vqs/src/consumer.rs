@@ -137,6 +137,7 @@ impl QueueHandler {
                         payload: Default::default(),
                         attempts: 0,
                         reason: escape_unstorable(&reason).into_owned(),
+                        headers_json: None,
                     };
                     let _ = dead_letter(queue, service, &lease, letter, None).await;
                 }
@@ -201,6 +202,7 @@ fn dead_letter_of(delivery: &Delivery, reason: &str) -> DeadLetter {
         payload: delivery.body.clone(),
         attempts: delivery.delivery_count,
         reason: escape_unstorable(reason).into_owned(),
+        headers_json: delivery.traceparent.as_ref().map(|t| json!({ "traceparent": t }).to_string()),
     }
 }
 
