@@ -151,12 +151,10 @@ async fn replay(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Re
     Ok((StatusCode::CREATED, Json(json!(sent))).into_response())
 }
 
+/// 404 when there is no such dead letter; 409 when another call replayed or discarded it first.
 async fn discard(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    if state.queue.dead_letter_discard(id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no dead letter {id}")))
-    }
+    state.queue.dead_letter_discard(id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Each `vercel.json` cron with its next fire times, last run and heartbeat state (shared

@@ -78,6 +78,7 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::Invalid(m) => ApiError::bad_request(m),
+            QueueError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             QueueError::Store(s) => s.into(),
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }

@@ -2,7 +2,7 @@
 //! (no server needed) and prints one JSON document with `--json`, with the admin API's
 //! field names.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
@@ -208,9 +208,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             print(json, &json!(sent), |v| format!("replayed as {}\n", s(&v["messageId"])));
         }
         Command::DeadLetters { action: Some(DeadLetterAction::Discard { id }), json } => {
-            if !queue.dead_letter_discard(id).await? {
-                bail!("no dead letter {id}");
-            }
+            queue.dead_letter_discard(id).await.map_err(|e| anyhow!("{e}"))?;
             print(json, &json!({ "discarded": id }), |_| format!("discarded {id}\n"));
         }
         Command::Prune { json } => {

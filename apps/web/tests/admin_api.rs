@@ -122,8 +122,10 @@ async fn dead_letters_can_be_listed_replayed_and_discarded() {
     };
     let (status, _) = app.call(discard(&dead[1]["id"])).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = app.call(discard(&dead[1]["id"])).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Discarded already: 409, saying what was done; an id never used: 404.
+    let (status, body) = app.call(discard(&dead[1]["id"])).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("already discarded"), "{body}");
     let (status, _) = app.call(post("/api/admin/dead-letters/999999/replay", json!(null))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

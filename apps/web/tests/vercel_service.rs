@@ -192,6 +192,29 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
     assert_eq!(dead[0].payload, serde_json::json!({"fatal": true}));
     assert!(dead[0].error.starts_with("fatal:"), "{}", dead[0].error);
     assert!(service.queue().dead_letters(10).await.unwrap().is_empty());
+
+    // The dead letter keeps the message's trace context, so a replay continues the trace.
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let opts = vqs::SendOpts {
+        headers_json: Some(serde_json::json!({ "traceparent": tp }).to_string()),
+        ..vqs::SendOpts::default()
+    };
+    service.queue().send("probe", br#"{"fatal":true}"#.to_vec(), opts).await.unwrap();
+    assert_eq!(push(&service, &router, None).await, 1);
+    let dead = func.queue().dead_letters(10).await.unwrap();
+    func.queue().dead_letter_replay(dead[0].id).await.unwrap();
+    let claim = vqs::store::DeliveryClaimParams {
+        consumer_group: dead[0].consumer_group.clone(),
+        topic: Some("probe".into()),
+        message_id: None,
+        limit: 10,
+        visibility_seconds: 60,
+        start_executions: false,
+        now: chrono::Utc::now(),
+    };
+    let replayed = func.queue().store().delivery_claim(claim).await.unwrap();
+    let headers = replayed[0].headers_json.as_deref().expect("the replay carries the trace headers");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(headers).unwrap()["traceparent"], tp);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dead_letter_settle;
 mod held_connection;
 mod job_progress;
 mod pg_store;

@@ -34,7 +34,13 @@ const WRITER_TASKS: usize = 2;
 const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 2;
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    // Data exceptions (a NUL in text: 22021), integrity constraints, program limits (an
+    // index row too big: 54000) and a trigger's RAISE: the input, not the server, is at fault.
+    let refused = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| ["22", "23", "54", "P0"].iter().any(|class| c.starts_with(class)));
+    if refused { StoreError::Refused(e.to_string()) } else { StoreError::Database(e.to_string()) }
 }
 
 pub(crate) fn secs(n: impl Into<i64>) -> chrono::Duration {
@@ -278,7 +284,7 @@ fn execution(r: &PgRow) -> ExecutionRecord {
     }
 }
 
-fn dead_letter(r: &PgRow) -> DeadLetterRecord {
+pub(crate) fn dead_letter(r: &PgRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
     DeadLetterRecord {
         id: r.get("id"),
@@ -290,6 +296,7 @@ fn dead_letter(r: &PgRow) -> DeadLetterRecord {
         error: r.get("error"),
         attempts: r.get::<i32, _>("attempts") as u32,
         created_at: r.get("created_at"),
+        headers_json: r.try_get("headers_json").ok().flatten(),
     }
 }
 
@@ -725,10 +732,19 @@ impl QueueStore for PgStore {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn dead_letter_settle(&self, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
+        crate::dead_letter_settle::settle(&self.pool, p).await
+    }
+
+    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {
+        crate::dead_letter_settle::restore(&self.pool, letter, payload).await
+    }
+
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO dead_letters \
+               (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&p.message_id)
         .bind(&p.topic)
@@ -738,6 +754,7 @@ impl QueueStore for PgStore {
         .bind(&p.error)
         .bind(p.attempts as i32)
         .bind(p.now)
+        .bind(&p.headers_json)
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
@@ -783,9 +800,10 @@ impl QueueStore for PgStore {
                 .collect();
         if !expired.is_empty() {
             sqlx::query(
-                "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+                "INSERT INTO dead_letters \
+                   (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
                  SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
-                   'expired after its retention before it was processed', d.delivery_count, $1 \
+                   'expired after its retention before it was processed', d.delivery_count, $1, m.headers_json \
                  FROM deliveries d JOIN messages m ON m.id = d.message_id \
                  WHERE d.message_id = ANY($2) AND d.state IN ('pending', 'leased')",
             )

@@ -182,6 +182,19 @@ async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, R
                     let _ = reply.send(Ok(SendResult { message_id: id, duplicate: false }));
                 }
             }
+            // A value the database refused fails the whole statement: insert the batch again
+            // one message at a time, so only the message that holds it fails.
+            Err(StoreError::Refused(e)) if plain.len() > 1 => {
+                tracing::warn!(error = %e, messages = plain.len(), "publish batch refused; inserting row by row");
+                for (p, reply) in plain {
+                    let id = new_message_id_at(p.now);
+                    let r = match held.get().await {
+                        Ok(conn) => insert_plain(conn, &[&p], std::slice::from_ref(&id)).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(held.check(r).map(|()| SendResult { message_id: id, duplicate: false }));
+                }
+            }
             Err(e) => plain.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone())))),
         }
     }
@@ -386,6 +399,21 @@ async fn write_settlement_round(
         .and_then(|rows| decode_settled(&rows, starts.len()));
     let (ids, mut acked) = match held.check(result) {
         Ok(decoded) => decoded,
+        // A value the database refused fails the whole statement: write each operation in a
+        // statement of its own, so only the one that holds it fails.
+        Err(StoreError::Refused(e)) if starts.len() + finishes.len() + valid_acks.len() > 1 => {
+            tracing::warn!(error = %e, "write batch refused; writing it row by row");
+            for s in starts {
+                Box::pin(write_settlement_round(held, pool, vec![s], Vec::new(), Vec::new())).await;
+            }
+            for f in finishes {
+                Box::pin(write_settlement_round(held, pool, Vec::new(), vec![f], Vec::new())).await;
+            }
+            for (p, reply, ..) in valid_acks {
+                Box::pin(write_settlement_round(held, pool, Vec::new(), Vec::new(), vec![(p, reply)])).await;
+            }
+            return later;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "write batch failed");
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
@@ -442,8 +470,8 @@ WITH input AS MATERIALIZED (
       AND d.state = 'leased' AND d.lease_token = v.token
     RETURNING d.message_id, d.consumer_group, d.delivery_count, d.keyed, v.state, v.reason
 ), lettered AS (
-    INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at)
-    SELECT m.id, m.topic, mv.consumer_group, m.content_type, m.payload, mv.reason, mv.delivery_count, $13
+    INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json)
+    SELECT m.id, m.topic, mv.consumer_group, m.content_type, m.payload, mv.reason, mv.delivery_count, $13, m.headers_json
     FROM moved mv JOIN messages m ON m.id = mv.message_id
     WHERE mv.state = 'dead'
 ), released AS (
@@ -511,6 +539,15 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
     };
     let mut moved = match held.check(result) {
         Ok(moved) => moved,
+        // A value the database refused fails the whole statement: move each lease in a
+        // statement of its own, so only the one that holds it fails.
+        Err(StoreError::Refused(e)) if valid.len() > 1 => {
+            tracing::warn!(error = %e, moves = valid.len(), "write batch refused; writing it row by row");
+            for (m, reply, ..) in valid {
+                Box::pin(write_moves(held, pool, vec![(m, reply)])).await;
+            }
+            return;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "write batch failed");
             valid.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));

@@ -12,6 +12,7 @@
 //! queued together (group commit, multi-row statements); reads use a small pool beside it
 //! (WAL journal, `synchronous=NORMAL`).
 
+mod dead_letter_settle;
 mod job_progress;
 mod queue_depth;
 mod retention;

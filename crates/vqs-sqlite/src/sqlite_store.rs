@@ -25,7 +25,14 @@ pub struct SqliteStore {
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    // SQLITE_TOOBIG, SQLITE_CONSTRAINT (a trigger's RAISE too), SQLITE_MISMATCH, SQLITE_RANGE:
+    // the input, not the database, is at fault.
+    let refused = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25));
+    if refused { StoreError::Refused(e.to_string()) } else { StoreError::Database(e.to_string()) }
 }
 
 /// Stored times are microseconds since the Unix epoch.
@@ -192,7 +199,7 @@ fn cron_run(r: &SqliteRow) -> CronRunRecord {
     }
 }
 
-fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
+pub(crate) fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
     DeadLetterRecord {
         id: r.get("id"),
@@ -204,6 +211,7 @@ fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
         error: r.get("error"),
         attempts: r.get::<i64, _>("attempts") as u32,
         created_at: time(r.get("created_at")),
+        headers_json: r.try_get("headers_json").ok().flatten(),
     }
 }
 
@@ -405,8 +413,9 @@ async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetter
             }
         };
     sqlx::query(
-        "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-         SELECT id, topic, ?, content_type, payload, ?, ?, ? FROM messages WHERE id = ?",
+        "INSERT INTO dead_letters \
+           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+         SELECT id, topic, ?, content_type, payload, ?, ?, ?, headers_json FROM messages WHERE id = ?",
     )
     .bind(&p.lease.consumer_group)
     .bind(&p.reason)
@@ -461,9 +470,10 @@ async fn maintain(
         .collect();
     for id in &expired {
         sqlx::query(
-            "INSERT INTO dead_letters (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
+            "INSERT INTO dead_letters \
+               (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
              SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
-               'expired after its retention before it was processed', d.delivery_count, ?1 \
+               'expired after its retention before it was processed', d.delivery_count, ?1, m.headers_json \
              FROM deliveries d JOIN messages m ON m.id = d.message_id \
              WHERE d.message_id = ?2 AND d.state IN ('pending', 'leased')",
         )
@@ -840,14 +850,23 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn dead_letter_settle(&self, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
+        self.writer.run(move |c| crate::dead_letter_settle::settle(c, p).boxed()).await
+    }
+
+    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {
+        self.writer.run(move |c| crate::dead_letter_settle::restore(c, letter, payload).boxed()).await
+    }
+
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
         self.writer
             .run(move |c| {
                 async move {
                     let row = sqlx::query(
                         "INSERT INTO dead_letters \
-                           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, \
+                            headers_json) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(&p.message_id)
                     .bind(&p.topic)
@@ -857,6 +876,7 @@ impl QueueStore for SqliteStore {
                     .bind(&p.error)
                     .bind(i64::from(p.attempts))
                     .bind(us(p.now))
+                    .bind(&p.headers_json)
                     .fetch_one(&mut *c)
                     .await
                     .map_err(db_err)?;

@@ -136,13 +136,49 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
     let _ = conn.close().await;
 }
 
+impl Batch {
+    fn len(&self) -> usize {
+        self.sends.len() + self.starts.len() + self.finishes.len() + self.acks.len()
+    }
+
+    /// Each operation as a batch of its own.
+    fn split(self) -> Vec<Batch> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend(self.sends.into_iter().map(|s| Batch { sends: vec![s], ..Batch::default() }));
+        out.extend(self.starts.into_iter().map(|s| Batch { starts: vec![s], ..Batch::default() }));
+        out.extend(self.finishes.into_iter().map(|f| Batch { finishes: vec![f], ..Batch::default() }));
+        out.extend(self.acks.into_iter().map(|a| Batch { acks: vec![a], ..Batch::default() }));
+        out
+    }
+}
+
 async fn flush(conn: &mut SqliteConnection, batch: Batch) {
+    match write_batch(conn, &batch).await {
+        Ok(written) => answer(batch, written),
+        // A value the database refused fails its whole transaction: write the batch again
+        // one operation at a time, so only the operation that holds it fails.
+        Err(StoreError::Refused(e)) if batch.len() > 1 => {
+            tracing::warn!(error = %e, operations = batch.len(), "write batch refused; writing it row by row");
+            for one in batch.split() {
+                let written = write_batch(conn, &one).await;
+                match written {
+                    Ok(written) => answer(one, written),
+                    Err(e) => fail(one, e),
+                }
+            }
+        }
+        Err(e) => fail(batch, e),
+    }
+}
+
+type Written = (Vec<Result<SendResult, StoreError>>, Vec<i64>, Vec<Result<(), StoreError>>);
+
+async fn write_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Written, StoreError> {
     // One transaction per batch, so each dirty page is written to the WAL once per commit
     // rather than once per statement; a lone operation runs in autocommit (fewer round
     // trips, lower latency when idle).
     // An ack that closes its execution is two statements: one transaction too.
-    let many = batch.sends.len() + batch.starts.len() + batch.finishes.len() + batch.acks.len() > 1
-        || batch.acks.iter().any(|(a, _)| a.execution.is_some());
+    let many = batch.len() > 1 || batch.acks.iter().any(|(a, _)| a.execution.is_some());
     let result = async {
         if many {
             // IMMEDIATE: take the write lock up front, so another process writing the same
@@ -166,29 +202,30 @@ async fn flush(conn: &mut SqliteConnection, batch: Batch) {
     if result.is_err() && many {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
-    match result {
-        Ok((sent, started, acked)) => {
-            for ((_, reply), r) in batch.sends.into_iter().zip(sent) {
-                let _ = reply.send(r);
-            }
-            for ((_, reply), id) in batch.starts.into_iter().zip(started) {
-                let _ = reply.send(Ok(id));
-            }
-            for (_, reply) in batch.finishes {
-                let _ = reply.send(Ok(()));
-            }
-            for ((_, reply), r) in batch.acks.into_iter().zip(acked) {
-                let _ = reply.send(r);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "write batch failed");
-            batch.sends.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-            batch.starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-            batch.finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-            batch.acks.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-        }
+    result
+}
+
+fn answer(batch: Batch, (sent, started, acked): Written) {
+    for ((_, reply), r) in batch.sends.into_iter().zip(sent) {
+        let _ = reply.send(r);
     }
+    for ((_, reply), id) in batch.starts.into_iter().zip(started) {
+        let _ = reply.send(Ok(id));
+    }
+    for (_, reply) in batch.finishes {
+        let _ = reply.send(Ok(()));
+    }
+    for ((_, reply), r) in batch.acks.into_iter().zip(acked) {
+        let _ = reply.send(r);
+    }
+}
+
+fn fail(batch: Batch, e: StoreError) {
+    tracing::warn!(error = %e, "write batch failed");
+    batch.sends.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+    batch.starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+    batch.finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
+    batch.acks.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
 }
 
 fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a MessageSendParams, String)]) {

@@ -158,6 +158,7 @@ impl QueueService for VercelQueueService {
                 payload: letter.payload.to_vec(),
                 error: letter.reason,
                 attempts: letter.attempts,
+                headers_json: letter.headers_json,
                 now: self.clock.now(),
             })
             .await

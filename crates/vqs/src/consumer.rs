@@ -13,6 +13,7 @@ use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_FAILED, METRIC_RETRIED, 
 use crate::queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease,
 };
+use crate::storable_text::escape_unstorable;
 use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
 use crate::{Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy, TraceContext};
 
@@ -135,7 +136,8 @@ impl QueueHandler {
                         content_type: String::new(),
                         payload: Default::default(),
                         attempts: 0,
-                        reason: reason.clone(),
+                        reason: escape_unstorable(&reason).into_owned(),
+                        headers_json: None,
                     };
                     let _ = dead_letter(queue, service, &lease, letter, None).await;
                 }
@@ -188,7 +190,7 @@ fn closing_started(delivery: &Delivery, queue: &Queue, reason: &str) -> Option<E
         id,
         began_at: None,
         status: ExecutionStatus::Failed,
-        error: Some(reason.to_owned()),
+        error: Some(escape_unstorable(reason).into_owned()),
         now: queue.clock().now(),
     })
 }
@@ -199,7 +201,8 @@ fn dead_letter_of(delivery: &Delivery, reason: &str) -> DeadLetter {
         content_type: delivery.content_type.clone().unwrap_or_else(|| "application/json".to_owned()),
         payload: delivery.body.clone(),
         attempts: delivery.delivery_count,
-        reason: reason.to_owned(),
+        reason: escape_unstorable(reason).into_owned(),
+        headers_json: delivery.traceparent.as_ref().map(|t| json!({ "traceparent": t }).to_string()),
     }
 }
 

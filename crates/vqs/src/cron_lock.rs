@@ -29,6 +29,7 @@ impl Queue {
     /// # Ok(()) }
     /// ```
     pub async fn cron_lock(&self, name: &str, ttl: Duration) -> Result<Option<CronLock>, QueueError> {
+        crate::check_storable("lock name", name)?;
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let taken = self
             .store()

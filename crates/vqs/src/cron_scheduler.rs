@@ -124,6 +124,7 @@ impl CronScheduler {
                 if !success {
                     tracing::warn!(cron.path = %path, error = error.as_deref().unwrap_or(""), "cron run failed");
                 }
+                let error = error.map(|e| crate::escape_unstorable(&e).into_owned());
                 let finish = CronRunFinishParams { id: run_id, status_code, success, error, now: queue.clock().now() };
                 if let Err(e) = queue.store().cron_run_finish(finish).await {
                     tracing::warn!(cron.path = %path, error = %e, "could not record the end of a cron run");

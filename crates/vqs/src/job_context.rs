@@ -100,7 +100,7 @@ impl JobContext {
                 topic: self.metadata.topic_name.clone(),
                 done,
                 total,
-                note: note.map(str::to_owned),
+                note: note.map(|n| crate::escape_unstorable(n).into_owned()),
                 now: self.now(),
             })
             .await
@@ -119,7 +119,7 @@ impl JobContext {
 
     /// Record a failed sync of `key`: its cursor and last success stay as they were.
     pub async fn sync_log_failure(&self, key: &str, error: &str) -> Result<(), JobError> {
-        self.sync_log_put(key, SyncOutcome::Failure { error: error.to_owned() }).await
+        self.sync_log_put(key, SyncOutcome::Failure { error: crate::escape_unstorable(error).into_owned() }).await
     }
 
     async fn sync_log_put(&self, key: &str, outcome: SyncOutcome) -> Result<(), JobError> {

@@ -13,12 +13,12 @@ pub struct JobError {
 impl JobError {
     /// A failure worth retrying (network down, upstream 503, lock busy).
     pub fn retryable(message: impl fmt::Display) -> Self {
-        JobError { message: message.to_string(), fatal: false }
+        JobError { message: crate::storable_text::escape_owned(message.to_string()), fatal: false }
     }
 
     /// A failure no retry can fix (bad input, a record that no longer exists): no more attempts.
     pub fn fatal(message: impl fmt::Display) -> Self {
-        JobError { message: message.to_string(), fatal: true }
+        JobError { message: crate::storable_text::escape_owned(message.to_string()), fatal: true }
     }
 
     /// True when no further attempt should be made.
@@ -26,7 +26,8 @@ impl JobError {
         self.fatal
     }
 
-    /// The error text recorded in `job_executions.error` and the dead letter.
+    /// The error text recorded in `job_executions.error` and the dead letter (a NUL
+    /// character written as `\0`: see [`crate::escape_unstorable`]).
     pub fn message(&self) -> &str {
         &self.message
     }

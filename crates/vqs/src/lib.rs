@@ -45,6 +45,7 @@ mod queue;
 mod queue_metrics;
 mod queue_service;
 mod retry_policy;
+mod storable_text;
 pub mod store;
 mod trace_context;
 mod vercel_config;
@@ -74,6 +75,7 @@ pub use queue_metrics::{
 };
 pub use queue_service::{DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease};
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
+pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
 pub use store::{QueueStore, SendResult, StoreError};
 pub use trace_context::TraceContext;
 pub use vercel_config::{

@@ -5,11 +5,14 @@ use tokio::sync::Notify;
 
 use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
-    DeadLetterRecord, ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams,
-    MaintenanceReport, MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams,
-    QueueStore, SendResult, StoreError, SyncLogRecord, TopicDepth, TopicStats,
+    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettleParams, DeadLetterSettled,
+    ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport,
+    MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStore, SendResult,
+    StoreError, SyncLogRecord, TopicDepth, TopicStats,
 };
-use crate::{Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext};
+use crate::{
+    Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
+};
 
 /// Retention when none is given: 24 hours, as on Vercel.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -44,6 +47,10 @@ pub enum QueueError {
     /// The request is invalid; the text says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// The action conflicts with one already done (a dead letter replayed or discarded by
+    /// another call); the text says what happened.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The remote queue service (see [`Queue::with_publisher`]) failed or refused.
@@ -73,9 +80,12 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// True for names Vercel accepts as topics and consumer groups: `^[A-Za-z0-9_-]+$`.
+/// True for names Vercel accepts as topics and consumer groups: `^[A-Za-z0-9_-]+$`, and at
+/// most [`crate::MAX_KEY_BYTES`] long (names are indexed).
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.len() <= crate::MAX_KEY_BYTES
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// True for content types a message can carry: what an HTTP header value holds (visible
@@ -227,12 +237,16 @@ impl Queue {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
         }
-        if let Some(key) = &opts.idempotency_key
-            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN)
-        {
-            return Err(QueueError::Invalid(format!(
-                "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
-            )));
+        if let Some(key) = &opts.idempotency_key {
+            if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(QueueError::Invalid(format!(
+                    "invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+                )));
+            }
+            check_storable("idempotency key", key)?;
+        }
+        if let Some(h) = &opts.headers_json {
+            check_storable_long("headers", h)?;
         }
         if let Some(ct) = &opts.content_type
             && !is_valid_content_type(ct)
@@ -275,11 +289,14 @@ impl Queue {
 
     /// Executions, newest first.
     pub async fn executions(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, QueueError> {
+        check_filter("topic", p.topic.as_deref())?;
+        check_filter("message id", p.message_id.as_deref())?;
         Ok(self.inner.store.execution_list(p).await?)
     }
 
     /// One message with its deliveries.
     pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>, QueueError> {
+        check_storable("message id", id)?;
         Ok(self.inner.store.message_get(id).await?)
     }
 
@@ -302,11 +319,13 @@ impl Queue {
 
     /// Progress reports of running (and recently finished) jobs, most recent first.
     pub async fn progress(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, QueueError> {
+        check_filter("message id", p.message_id.as_deref())?;
         Ok(self.inner.store.progress_list(p).await?)
     }
 
     /// The sync log of a topic's keys (or of every topic).
     pub async fn sync_log(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, QueueError> {
+        check_filter("topic", topic)?;
         Ok(self.inner.store.sync_log_list(topic).await?)
     }
 
@@ -315,28 +334,63 @@ impl Queue {
         Ok(self.inner.store.dead_letter_list(limit).await?)
     }
 
-    /// Publish a dead letter's payload again, to the consumer group it died in, and remove it
-    /// from the dead-letter store. Returns the new message.
+    /// Publish a dead letter's payload again (with its headers: the trace continues), to the
+    /// consumer group it died in, and remove it from the dead-letter store — one transaction
+    /// with the local store, so of concurrent replays (and discards) of one dead letter
+    /// exactly one wins and the others get [`QueueError::Conflict`]. Returns the new message.
     pub async fn dead_letter_replay(&self, id: i64) -> Result<SendResult, QueueError> {
-        let dl = self
-            .inner
-            .store
-            .dead_letter_get(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("dead letter {id}")))?;
-        let payload = match &dl.payload {
-            serde_json::Value::String(s) if dl.content_type != "application/json" => s.clone().into_bytes(),
-            v => serde_json::to_vec(v).map_err(|e| QueueError::Invalid(e.to_string()))?,
+        let local = self.inner.publisher.is_none();
+        let publish = local.then(|| DeadLetterReplayOpts { retention_seconds: DEFAULT_RETENTION.as_secs() as u32 });
+        let (letter, payload, sent) = self.settle_dead_letter(id, DeadLetterAction::Replay, publish).await?;
+        if let Some(sent) = sent {
+            tracing::debug!(queue.name = %letter.topic, message.id = %sent.message_id, dead_letter.id = id, "replayed");
+            self.count(METRIC_PUBLISHED, &letter.topic);
+            self.wake();
+            return Ok(sent);
+        }
+        // A remote queue service shares no transaction with this database: the dead letter
+        // is claimed first (so concurrent replays still publish once), then published, and
+        // put back when the publish fails.
+        let opts = SendOpts {
+            content_type: Some(letter.content_type.clone()),
+            headers_json: letter.headers_json.clone(),
+            ..SendOpts::default()
         };
-        let opts = SendOpts { content_type: Some(dl.content_type.clone()), ..SendOpts::default() };
-        let sent = self.send_to(&dl.topic, payload, opts, Some(dl.consumer_group.clone())).await?;
-        self.inner.store.dead_letter_delete(id).await?;
-        Ok(sent)
+        match self.send_to(&letter.topic, payload.clone(), opts, Some(letter.consumer_group.clone())).await {
+            Ok(sent) => Ok(sent),
+            Err(e) => {
+                self.inner.store.dead_letter_restore(letter, payload).await?;
+                Err(e)
+            }
+        }
     }
 
-    /// Remove a dead letter for good. False when there was none with that id.
-    pub async fn dead_letter_discard(&self, id: i64) -> Result<bool, QueueError> {
-        Ok(self.inner.store.dead_letter_delete(id).await?)
+    /// Remove a dead letter for good. [`StoreError::NotFound`] when there is none with that
+    /// id; [`QueueError::Conflict`] when another call replayed or discarded it first.
+    pub async fn dead_letter_discard(&self, id: i64) -> Result<(), QueueError> {
+        self.settle_dead_letter(id, DeadLetterAction::Discard, None).await.map(|_| ())
+    }
+
+    /// Every operator action on a dead letter goes through here: one atomic claim in the
+    /// store, so an action added later is at-most-once under concurrency too.
+    async fn settle_dead_letter(
+        &self,
+        id: i64,
+        action: DeadLetterAction,
+        publish: Option<DeadLetterReplayOpts>,
+    ) -> Result<(DeadLetterRecord, Vec<u8>, Option<SendResult>), QueueError> {
+        let now = self.inner.clock.now();
+        let p = DeadLetterSettleParams { id, action, publish, now };
+        match self.inner.store.dead_letter_settle(p).await? {
+            DeadLetterSettled::Settled { letter, payload, sent } => Ok((*letter, payload, sent)),
+            DeadLetterSettled::AlreadySettled { action, at, message_id } => Err(QueueError::Conflict(format!(
+                "dead letter {id} was already {} at {}{}: nothing was done",
+                action.past_tense(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                message_id.map(|m| format!(" (as message {m})")).unwrap_or_default()
+            ))),
+            DeadLetterSettled::NotFound => Err(StoreError::NotFound(format!("dead letter {id}")).into()),
+        }
     }
 
     /// One maintenance pass: rescue abandoned executions, prune by retention (each table at
@@ -363,6 +417,11 @@ impl Queue {
         }
         Ok(report)
     }
+}
+
+/// A read filter the database can compare: see [`check_storable`].
+fn check_filter(field: &str, value: Option<&str>) -> Result<(), QueueError> {
+    value.map_or(Ok(()), |v| check_storable(field, v))
 }
 
 /// How long finished work is kept. Age limits and count limits both apply; a count limit of

@@ -42,6 +42,9 @@ pub struct DeadLetter {
     /// Deliveries so far (the attempt that gave up).
     pub attempts: u32,
     pub reason: String,
+    /// The message's trace context as a JSON object (`{"traceparent": …}`), so a replay
+    /// continues the trace.
+    pub headers_json: Option<String>,
 }
 
 /// What can go wrong talking to a queue service.

@@ -76,6 +76,11 @@ pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
     Database(String),
+    /// The database refused a value of this operation (a character or a size it cannot
+    /// store, a constraint): the same input fails the same way again, and a group commit
+    /// that held it is written again row by row so that only this operation fails.
+    #[error("the database refused the input: {0}")]
+    Refused(String),
 }
 
 /// Publish one message.
@@ -216,8 +221,74 @@ pub struct DeadLetterInsertParams {
     pub payload: Vec<u8>,
     pub error: String,
     pub attempts: u32,
+    /// The message's trace context (`traceparent`, …) as a JSON object, kept for a replay.
+    pub headers_json: Option<String>,
     pub now: DateTime<Utc>,
 }
+
+/// What an operator does with a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterAction {
+    /// Publish its message again, to the consumer group it died in.
+    Replay,
+    /// Remove it for good.
+    Discard,
+}
+
+impl DeadLetterAction {
+    /// As stored and shown: `replayed`, `discarded`.
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            DeadLetterAction::Replay => "replayed",
+            DeadLetterAction::Discard => "discarded",
+        }
+    }
+
+    pub fn parse_past_tense(s: &str) -> Option<Self> {
+        match s {
+            "replayed" => Some(DeadLetterAction::Replay),
+            "discarded" => Some(DeadLetterAction::Discard),
+            _ => None,
+        }
+    }
+}
+
+/// Settle a dead letter: take it out of the dead-letter store and record what was done, in
+/// one transaction, so of concurrent calls exactly one settles it and the others are told
+/// it was settled already. Every operator action on a dead letter is one of these.
+#[derive(Debug, Clone)]
+pub struct DeadLetterSettleParams {
+    pub id: i64,
+    pub action: DeadLetterAction,
+    /// A replay's message, published in the same transaction: topic, payload, content type,
+    /// headers and consumer group are filled in from the dead letter. `None` for a discard,
+    /// and for a replay that the caller publishes elsewhere (a remote queue service).
+    pub publish: Option<DeadLetterReplayOpts>,
+    pub now: DateTime<Utc>,
+}
+
+/// How a replayed message is published.
+#[derive(Debug, Clone)]
+pub struct DeadLetterReplayOpts {
+    pub retention_seconds: u32,
+}
+
+/// What settling a dead letter did.
+#[derive(Debug, Clone)]
+pub enum DeadLetterSettled {
+    /// This call settled it: the dead letter as it was, and the replay's new message when
+    /// the store published it.
+    Settled { letter: Box<DeadLetterRecord>, payload: Vec<u8>, sent: Option<SendResult> },
+    /// Another call settled it first.
+    AlreadySettled { action: DeadLetterAction, at: DateTime<Utc>, message_id: Option<String> },
+    /// No dead letter with that id (or it was settled so long ago that the record is gone).
+    NotFound,
+}
+
+/// How long the record of a settled dead letter is kept (so a late duplicate click answers
+/// "already replayed" rather than "not found"): 7 days.
+pub const DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 
 /// Start one execution row (`running`).
 #[derive(Debug, Clone)]
@@ -514,6 +585,9 @@ pub struct DeadLetterRecord {
     pub error: String,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// The message's trace context as a JSON object (a replay carries it on).
+    #[serde(skip)]
+    pub headers_json: Option<String>,
 }
 
 /// Save a job's checkpoint for its next attempt.
@@ -703,6 +777,11 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
     async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// Take a dead letter out and record the action, atomically (see [`DeadLetterSettleParams`]).
+    async fn dead_letter_settle(&self, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError>;
+    /// Put back a dead letter (its record and payload as settling returned them) whose replay
+    /// could not be published elsewhere, and forget that it was settled.
+    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 

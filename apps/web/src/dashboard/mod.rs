@@ -171,6 +171,10 @@ async fn message(
 }
 
 fn storage_error(e: vqs::QueueError) -> Response {
+    if let vqs::QueueError::Invalid(m) = &e {
+        let body = format!(r#"<main><p class="flash bad">{}</p></main>"#, html::esc(m));
+        return html(StatusCode::BAD_REQUEST, page("Bad request", "", &body));
+    }
     tracing::error!(error = %e, "dashboard could not read the database");
     let body = r#"<main><p class="flash bad">The database could not answer; see the server log. This page retries by itself.</p></main>"#;
     html(StatusCode::SERVICE_UNAVAILABLE, page("Unavailable", "", body))
@@ -275,7 +279,8 @@ async fn replay(
             tracing::info!(dead_letter.id = id, message.id = %sent.message_id, "dead letter replayed from the dashboard");
             Redirect::to(&format!("/admin/messages/{}?flash=replayed", html::url(&sent.message_id))).into_response()
         }
-        Err(vqs::QueueError::Store(vqs::StoreError::NotFound(_))) => {
+        // Replayed or discarded by another action first (or never there): nothing was done.
+        Err(vqs::QueueError::Store(vqs::StoreError::NotFound(_)) | vqs::QueueError::Conflict(_)) => {
             Redirect::to("/admin?flash=not-found").into_response()
         }
         Err(e) => storage_error(e),
@@ -292,11 +297,13 @@ async fn discard(
         return refused;
     }
     match state.queue.dead_letter_discard(id).await {
-        Ok(true) => {
+        Ok(()) => {
             tracing::info!(dead_letter.id = id, "dead letter discarded from the dashboard");
             Redirect::to("/admin?flash=discarded#dead-letters").into_response()
         }
-        Ok(false) => Redirect::to("/admin?flash=not-found").into_response(),
+        Err(vqs::QueueError::Store(vqs::StoreError::NotFound(_)) | vqs::QueueError::Conflict(_)) => {
+            Redirect::to("/admin?flash=not-found").into_response()
+        }
         Err(e) => storage_error(e),
     }
 }

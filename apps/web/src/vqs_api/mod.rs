@@ -219,6 +219,7 @@ async fn receive_by_id(
 ) -> Result<Response, ApiError> {
     check_name("topic", &topic)?;
     check_name("consumer group", &group)?;
+    vqs::check_storable("message id", &message_id)?;
     let opts = ReceiveOpts { max: 1, ..receive_opts(&headers)? };
     ensure_subscribed(&state, &subscribed, &topic, &group).await?;
     claim(&state, topic, group, Some(message_id), &opts).await
@@ -228,6 +229,8 @@ async fn ack(
     State(state): State<AppState>,
     Path((_topic, group, handle)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    check_name("consumer group", &group)?;
+    vqs::check_storable("receipt handle", &handle)?;
     let now = state.queue.clock().now();
     let lease = LeaseParams { consumer_group: group, receipt_handle: handle, now };
     state.queue.store().delivery_ack(DeliveryAckParams { lease, execution: None }).await?;
@@ -247,6 +250,8 @@ async fn change_visibility(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let (group, handle) = (get("group"), get("handle"));
+    check_name("consumer group", &group)?;
+    vqs::check_storable("receipt handle", &handle)?;
     let parsed: VisibilityBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("send JSON {{\"visibilityTimeoutSeconds\": N}} with N from 0 to 3600 ({e})"))
     })?;

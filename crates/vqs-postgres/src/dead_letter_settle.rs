@@ -1,0 +1,111 @@
+//! Operator actions on a dead letter (replay, discard): one transaction that records the
+//! action (`dead_letter_settlements`, keyed by the dead letter's id), takes the dead letter
+//! out and, for a replay, publishes its message. Of concurrent actions on one dead letter
+//! the first to record wins (the others wait on its key, then read what it did).
+
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+use vqs::store::{
+    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterAction, DeadLetterRecord, DeadLetterSettleParams,
+    DeadLetterSettled, MessageSendParams, StoreError,
+};
+
+use crate::pg_store::{db_err, dead_letter, enqueue_in};
+
+pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query("DELETE FROM dead_letter_settlements WHERE settled_at < $1")
+        .bind(p.now - chrono::Duration::seconds(DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let claimed = sqlx::query(
+        "INSERT INTO dead_letter_settlements (id, action, settled_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(p.id)
+    .bind(p.action.past_tense())
+    .bind(p.now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let r = sqlx::query("SELECT action, settled_at, message_id FROM dead_letter_settlements WHERE id = $1")
+            .bind(p.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // Gone between the two statements (a failed replay put it back): nothing settled it.
+        let Some(r) = r else { return Ok(DeadLetterSettled::NotFound) };
+        let action = DeadLetterAction::parse_past_tense(r.get(0))
+            .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {:?}", r.get::<String, _>(0))))?;
+        return Ok(DeadLetterSettled::AlreadySettled { action, at: r.get(1), message_id: r.get(2) });
+    }
+    let row = sqlx::query(
+        "DELETE FROM dead_letters WHERE id = $1 RETURNING id, message_id, topic, consumer_group, content_type, payload, \
+         error, attempts, created_at, headers_json",
+    )
+    .bind(p.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        // Nothing to settle: the recorded action rolls back with the transaction.
+        return Ok(DeadLetterSettled::NotFound);
+    };
+    let letter = dead_letter(&row);
+    let payload: Vec<u8> = row.get("payload");
+    let mut sent = None;
+    if let Some(opts) = &p.publish {
+        let send = MessageSendParams {
+            topic: letter.topic.clone(),
+            payload: payload.clone(),
+            content_type: letter.content_type.clone(),
+            idempotency_key: None,
+            delay_seconds: 0,
+            retention_seconds: opts.retention_seconds,
+            headers_json: letter.headers_json.clone(),
+            only_group: Some(letter.consumer_group.clone()),
+            now: p.now,
+        };
+        let result = enqueue_in(&mut tx, send).await?;
+        sqlx::query("UPDATE dead_letter_settlements SET message_id = $1 WHERE id = $2")
+            .bind(&result.message_id)
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sent = Some(result);
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(DeadLetterSettled::Settled { letter: Box::new(letter), payload, sent })
+}
+
+pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO dead_letters \
+           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(letter.id)
+    .bind(&letter.message_id)
+    .bind(&letter.topic)
+    .bind(&letter.consumer_group)
+    .bind(&letter.content_type)
+    .bind(&payload)
+    .bind(&letter.error)
+    .bind(letter.attempts as i32)
+    .bind(letter.created_at)
+    .bind(&letter.headers_json)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("DELETE FROM dead_letter_settlements WHERE id = $1")
+        .bind(letter.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}

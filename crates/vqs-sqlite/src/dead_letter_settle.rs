@@ -1,0 +1,120 @@
+//! Operator actions on a dead letter (replay, discard): one transaction that records the
+//! action (`dead_letter_settlements`, keyed by the dead letter's id), takes the dead letter
+//! out and, for a replay, publishes its message. Of concurrent actions on one dead letter
+//! the first to record wins; the others read what it did.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
+use vqs::store::{
+    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterAction, DeadLetterRecord, DeadLetterSettleParams,
+    DeadLetterSettled, MessageSendParams, StoreError,
+};
+
+use crate::sqlite_store::{db_err, dead_letter, time, us};
+
+pub(crate) async fn settle(
+    conn: &mut SqliteConnection,
+    p: DeadLetterSettleParams,
+) -> Result<DeadLetterSettled, StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let now = us(p.now);
+    sqlx::query("DELETE FROM dead_letter_settlements WHERE settled_at < ?")
+        .bind(now.saturating_sub(DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS.saturating_mul(1_000_000)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let claimed = sqlx::query(
+        "INSERT INTO dead_letter_settlements (id, action, settled_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(p.id)
+    .bind(p.action.past_tense())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let r = sqlx::query("SELECT action, settled_at, message_id FROM dead_letter_settlements WHERE id = ?")
+            .bind(p.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let action = DeadLetterAction::parse_past_tense(r.get(0))
+            .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {:?}", r.get::<String, _>(0))))?;
+        return Ok(DeadLetterSettled::AlreadySettled { action, at: time(r.get(1)), message_id: r.get(2) });
+    }
+    let row = sqlx::query(
+        "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
+         error, attempts, created_at, headers_json",
+    )
+    .bind(p.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        // Nothing to settle: the recorded action rolls back with the transaction.
+        return Ok(DeadLetterSettled::NotFound);
+    };
+    let letter = dead_letter(&row);
+    let payload: Vec<u8> = row.get("payload");
+    let mut sent = None;
+    if let Some(opts) = &p.publish {
+        let send = MessageSendParams {
+            topic: letter.topic.clone(),
+            payload: payload.clone(),
+            content_type: letter.content_type.clone(),
+            idempotency_key: None,
+            delay_seconds: 0,
+            retention_seconds: opts.retention_seconds,
+            headers_json: letter.headers_json.clone(),
+            only_group: Some(letter.consumer_group.clone()),
+            now: p.now,
+        };
+        let result = crate::writer::sends(&mut tx, &[&send]).await?.pop();
+        let result = result.unwrap_or_else(|| Err(StoreError::Database("replay was not published".into())))?;
+        sqlx::query("UPDATE dead_letter_settlements SET message_id = ? WHERE id = ?")
+            .bind(&result.message_id)
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sent = Some(result);
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(DeadLetterSettled::Settled { letter: Box::new(letter), payload, sent })
+}
+
+pub(crate) async fn restore(
+    conn: &mut SqliteConnection,
+    letter: DeadLetterRecord,
+    payload: Vec<u8>,
+) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO dead_letters \
+           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(letter.id)
+    .bind(&letter.message_id)
+    .bind(&letter.topic)
+    .bind(&letter.consumer_group)
+    .bind(&letter.content_type)
+    .bind(&payload)
+    .bind(&letter.error)
+    .bind(i64::from(letter.attempts))
+    .bind(us(letter.created_at))
+    .bind(&letter.headers_json)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("DELETE FROM dead_letter_settlements WHERE id = ?")
+        .bind(letter.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
