@@ -222,6 +222,9 @@ async fn a_routing_only_push_is_received_by_id_and_no_token_settles_nothing() {
         region: Some("iad1".into()),
         content_type: None,
         traceparent: None,
+        tracestate: None,
+        baggage: None,
+        producer_headers: Vec::new(),
         body: Default::default(),
         execution_id: None,
     };

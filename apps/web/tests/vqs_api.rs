@@ -107,10 +107,86 @@ async fn the_same_idempotency_key_twice_queues_one_message() {
     let (_, h1, b1) = raw(&app, publish("probe", &[("vqs-idempotency-key", "order-1")], "{}")).await;
     let (status, h2, b2) = raw(&app, publish("probe", &[("vqs-idempotency-key", "order-1")], "{}")).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(b1, b2, "the original's id");
+    let id = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap()["messageId"].as_str().unwrap().to_owned();
+    let (original, dup) = (id(&b1), id(&b2));
+    // As Vercel: a fresh id for the dropped duplicate (and our extra headers naming it).
+    assert_ne!(dup, original, "a fresh id");
+    assert_eq!(h2["vqs-message-id"], dup.as_str());
     assert!(h1.get("vqs-duplicate").is_none());
     assert_eq!(h2["vqs-duplicate"], "true");
+    assert_eq!(h2["vqs-original-message-id"], original.as_str());
     assert_eq!(app.dispatch("probe").await, 1);
+}
+
+/// SPEC "Dedup": the key dedups for the original's retention, also after it was acknowledged;
+/// a receive by the duplicate's id answers 409 naming the original, as Vercel does.
+#[tokio::test]
+async fn a_key_dedups_after_the_ack_and_the_duplicates_id_answers_409() {
+    let app = TestApp::new().await;
+    let key = [("vqs-idempotency-key", "order-2")];
+    let (_, _, b1) = raw(&app, publish("probe", &key, "{}")).await;
+    let original = serde_json::from_slice::<Value>(&b1).unwrap()["messageId"].as_str().unwrap().to_owned();
+    assert_eq!(app.dispatch("probe").await, 1);
+    assert_eq!(app.attempts(&original).await, vec![(1, "success".to_owned())], "ran and was acknowledged");
+
+    let (status, headers, body) = raw(&app, publish("probe", &key, "{}")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let dup = serde_json::from_slice::<Value>(&body).unwrap()["messageId"].as_str().unwrap().to_owned();
+    assert_ne!(dup, original);
+    assert_eq!(headers["vqs-duplicate"], "true");
+    assert_eq!(app.dispatch("probe").await, 0, "nothing new queued after the ack");
+
+    let (status, body) =
+        app.call(receive(&format!("probe/consumer/billing/id/{dup}"), "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["originalMessageId"], original.as_str());
+    // Not in another topic, and a made-up duplicate id names nothing.
+    let (status, _) = app.call(receive(&format!("other/consumer/billing/id/{dup}"), "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.call(receive("probe/consumer/billing/id/msg_nope_dup_1", "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The producer's headers (`send(…, { headers })`) and its whole trace context reach the
+/// consumer on the push; the transport's and the protocol's own headers do not.
+#[tokio::test]
+async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
+    let app = TestApp::new().await;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sent = [
+        ("x-tenant", "acme"),
+        ("traceparent", tp),
+        ("tracestate", "vendor=opaque"),
+        ("baggage", "user=alice"),
+        ("vqs-delay-seconds", "0"),
+        ("user-agent", "@vercel/queue/0.6.0"),
+    ];
+    let (status, body) = app.call(publish("probe", &sent, "{}")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let consumer = app.consumer("probe");
+    let leased = app
+        .queue()
+        .store()
+        .delivery_claim(vqs::store::DeliveryClaimParams {
+            consumer_group: consumer.consumer_group,
+            topic: None,
+            message_id: None,
+            limit: 1,
+            visibility_seconds: 60,
+            start_executions: false,
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let push = vqs::Delivery::from_leased(&leased[0], "dev1").header_map().unwrap();
+    assert_eq!(push["x-tenant"], "acme");
+    assert_eq!(push["x-vercel-queue-traceparent"], tp);
+    assert_eq!(push["x-vercel-queue-tracestate"], "vendor=opaque");
+    assert_eq!(push["x-vercel-queue-baggage"], "user=alice");
+    assert_eq!(push["ce-type"], "com.vercel.queue.v2beta");
+    for absent in ["authorization", "user-agent", "vqs-delay-seconds", "traceparent"] {
+        assert!(push.get(absent).is_none(), "{absent} is not forwarded");
+    }
 }
 
 #[tokio::test]

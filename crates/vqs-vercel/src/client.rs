@@ -46,6 +46,16 @@ pub struct SendOptions {
     pub idempotency_key: Option<String>,
     pub delay_seconds: Option<u32>,
     pub retention_seconds: Option<u32>,
+    /// The producer's own headers (trace context included), sent with the message as the
+    /// SDK's `send(…, { headers })` does. `Authorization`, `Content-Type` and `Vqs-*` are
+    /// left out, as the SDK leaves them out.
+    pub headers: Vec<(String, String)>,
+}
+
+/// True for a producer header the SDK would send (not `Authorization`, `Content-Type`, `Vqs-*`).
+fn is_forwardable(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n != "authorization" && n != "content-type" && !n.starts_with("vqs-")
 }
 
 /// A message leased by a receive.
@@ -274,6 +284,9 @@ impl VqsClient {
         }
         if let Some(s) = opts.retention_seconds {
             r = r.header("Vqs-Retention-Seconds", s.to_string());
+        }
+        for (name, value) in opts.headers.iter().filter(|(n, _)| is_forwardable(n)) {
+            r = r.header(name, value);
         }
         let resp = Self::execute(OP, r.body(payload)).await?;
         if resp.status().as_u16() == 202 {

@@ -77,5 +77,6 @@ pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use store::{QueueStore, SendResult, StoreError};
 pub use trace_context::TraceContext;
 pub use vercel_config::{
-    CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for,
+    CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, consumer_group_name_in_service,
+    route_path_for,
 };

@@ -180,7 +180,9 @@ pub struct DeliveryAckParams {
 #[derive(Debug, Clone)]
 pub struct DeliveryRetryParams {
     pub lease: LeaseParams,
-    pub delay_seconds: u32,
+    /// Due again this long after `lease.now`; fractions of a second are kept (a trigger's
+    /// `retryAfterSeconds` may be `1.5`).
+    pub delay: std::time::Duration,
     /// The attempt that just failed, closed in the same write (see [`DeliveryAckParams`]).
     pub execution: Option<ExecutionFinishParams>,
 }

@@ -2,9 +2,11 @@
 //! `@vercel/queue` client (`resolveBaseUrl` → `http://host:port/_vqs`) can send, receive and
 //! acknowledge. Every route needs `Authorization: Bearer <VQS_QUEUE_SECRET>`.
 //!
-//! One deviation: a duplicate send (same `Vqs-Idempotency-Key` while the original is pending
-//! or running) answers `201` with the *original's* id and `Vqs-Duplicate: true`; Vercel
-//! answers `201` with an id of its own for the dropped duplicate.
+//! A duplicate send (same `Vqs-Idempotency-Key` as a message of the topic within that
+//! message's retention) answers as Vercel does: `201` with a fresh id of its own, and a
+//! receive by that id answers `409 {"originalMessageId"}`. The fresh id names the original
+//! (`<original>_dup_<random>`), so nothing is stored for it. One addition: the duplicate's
+//! answer also carries `Vqs-Duplicate: true` and `Vqs-Original-Message-Id`.
 
 mod receive_codec;
 
@@ -91,6 +93,76 @@ fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Request headers that are not the producer's own: HTTP plumbing, the queue's protocol
+/// headers and credentials. Everything else a send carries is kept with the message and
+/// forwarded on its pushes (SDK `send(…, { headers })`).
+fn is_producer_header(name: &str) -> bool {
+    const NOT: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "via",
+        "sec-fetch-mode",
+    ];
+    !NOT.contains(&name)
+        && !name.starts_with("vqs-")
+        && !name.starts_with("ce-")
+        && !name.starts_with("x-vercel-")
+        && !name.starts_with("x-forwarded-")
+        && !name.starts_with("proxy-")
+}
+
+/// Producer headers (trace context included) as the JSON object stored with a message.
+pub fn producer_headers_json(headers: &HeaderMap) -> Option<String> {
+    let kept: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter(|(n, _)| is_producer_header(n.as_str()))
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), json!(v))))
+        .collect();
+    (!kept.is_empty()).then(|| serde_json::Value::Object(kept).to_string())
+}
+
+/// The id a dropped duplicate is answered with: fresh, and naming the original.
+fn duplicate_id(original: &str) -> String {
+    format!("{original}{DUPLICATE_MARK}{}", uuid::Uuid::new_v4().simple())
+}
+
+const DUPLICATE_MARK: &str = "_dup_";
+
+/// One message of a publish, from its headers (the request's, or a batch part's).
+fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
+    let retention = int_header(headers, "vqs-retention-seconds", MIN_RETENTION.as_secs(), MAX_RETENTION.as_secs())?;
+    let delay = int_header(headers, "vqs-delay-seconds", 0, MAX_RETENTION.as_secs())?;
+    Ok(SendOpts {
+        idempotency_key: header_str(headers, "vqs-idempotency-key")?.map(str::to_owned),
+        delay: Duration::from_secs(delay.unwrap_or(0)),
+        retention: retention.map(Duration::from_secs),
+        content_type: header_str(headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
+        headers_json: producer_headers_json(headers),
+    })
+}
+
+/// The id a send answers with: the new message's, or a fresh one for a dropped duplicate.
+fn answered_id(sent: &vqs::SendResult) -> String {
+    if sent.duplicate { duplicate_id(&sent.message_id) } else { sent.message_id.clone() }
+}
+
 async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -98,26 +170,18 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_name("topic", &topic)?;
-    let retention = int_header(&headers, "vqs-retention-seconds", MIN_RETENTION.as_secs(), MAX_RETENTION.as_secs())?;
-    let delay = int_header(&headers, "vqs-delay-seconds", 0, MAX_RETENTION.as_secs())?;
-    let trace: serde_json::Map<String, serde_json::Value> = ["traceparent", "tracestate", "baggage"]
-        .iter()
-        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), json!(v))))
-        .collect();
-    let opts = SendOpts {
-        idempotency_key: header_str(&headers, "vqs-idempotency-key")?.map(str::to_owned),
-        delay: Duration::from_secs(delay.unwrap_or(0)),
-        retention: retention.map(Duration::from_secs),
-        content_type: header_str(&headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
-        headers_json: (!trace.is_empty()).then(|| serde_json::Value::Object(trace).to_string()),
-    };
+    let opts = send_opts(&headers)?;
     let sent = state.queue.send(&topic, body.to_vec(), opts).await?;
-    let mut resp = (StatusCode::CREATED, Json(json!({ "messageId": sent.message_id }))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&sent.message_id) {
+    let id = answered_id(&sent);
+    let mut resp = (StatusCode::CREATED, Json(json!({ "messageId": id }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("vqs-message-id", v);
     }
     if sent.duplicate {
         resp.headers_mut().insert("vqs-duplicate", HeaderValue::from_static("true"));
+        if let Ok(v) = HeaderValue::from_str(&sent.message_id) {
+            resp.headers_mut().insert("vqs-original-message-id", v);
+        }
     }
     Ok(resp)
 }
@@ -220,6 +284,20 @@ async fn receive_by_id(
     check_name("topic", &topic)?;
     check_name("consumer group", &group)?;
     let opts = ReceiveOpts { max: 1, ..receive_opts(&headers)? };
+    // The id of a dropped duplicate: 409 naming the message that counts, as Vercel answers.
+    if let Some((original, _)) = message_id.split_once(DUPLICATE_MARK) {
+        return match state.queue.message(original).await? {
+            Some(m) if m.topic == topic => Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": format!("message {message_id} was a duplicate of {original} and was not queued"),
+                    "originalMessageId": original,
+                })),
+            )
+                .into_response()),
+            _ => Err(ApiError::not_found(format!("no message {message_id} in topic {topic}"))),
+        };
+    }
     ensure_subscribed(&state, &subscribed, &topic, &group).await?;
     claim(&state, topic, group, Some(message_id), &opts).await
 }
