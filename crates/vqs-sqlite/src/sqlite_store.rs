@@ -637,6 +637,19 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| dead_letter_delivery(c, p).boxed()).await
     }
 
+    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased') \
+             AND state = 'leased' AND visible_at > ?",
+        )
+        .bind(consumer_group)
+        .bind(us(now))
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = sqlx::query(
             "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased')",

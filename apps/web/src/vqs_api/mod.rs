@@ -8,6 +8,7 @@
 //! (`<original>_dup_<random>`), so nothing is stored for it. One addition: the duplicate's
 //! answer also carries `Vqs-Duplicate: true` and `Vqs-Original-Message-Id`.
 
+mod batch;
 mod receive_codec;
 
 use std::collections::HashSet;
@@ -23,7 +24,8 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
 use vqs::store::{
-    DeliveryAckParams, DeliveryClaimParams, LeaseParams, LeaseVisibilityParams, SubscriptionEnsureParams,
+    DeliveryAckParams, DeliveryClaimParams, DeliveryReleaseParams, LeaseParams, LeaseVisibilityParams,
+    SubscriptionEnsureParams,
 };
 use vqs::{MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_valid_name};
 
@@ -37,6 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let subscribed = Subscribed::default();
     Router::new()
         .route("/api/v3/topic/{topic}", post(publish))
+        .route("/api/v3/topic/{topic}/batch", post(publish_batch))
         .route("/api/v3/topic/{topic}/consumer/{group}", post(receive).layer(axum::Extension(subscribed.clone())))
         .route(
             "/api/v3/topic/{topic}/consumer/{group}/id/{message_id}",
@@ -186,10 +189,65 @@ async fn publish(
     Ok(resp)
 }
 
+/// `POST …/topic/{topic}/batch`: each part is a send of its own, answered in input order —
+/// `sent` with its id (a duplicate: a fresh id, as a single send), or `failed` with the
+/// status a single send would have had. Parts are sent one after another, not in one
+/// transaction: a failed part does not undo the others, as on Vercel.
+async fn publish_batch(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_name("topic", &topic)?;
+    let content_type = header_str(&headers, "content-type")?.unwrap_or("");
+    let boundary = batch::boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "a batch is Content-Type: multipart/mixed; boundary=..., one part per message (got {content_type:?})"
+        ))
+    })?;
+    let parts = batch::parse(&body, boundary).map_err(|e| ApiError::bad_request(format!("bad batch body: {e}")))?;
+    if parts.is_empty() || parts.len() > batch::MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {} messages, got {}",
+            batch::MAX_BATCH,
+            parts.len()
+        )));
+    }
+    let mut results = Vec::with_capacity(parts.len());
+    for (part_headers, payload) in parts {
+        // The request's own producer headers (client headers, trace context) apply to every
+        // part; a part's own win.
+        let mut merged: HeaderMap = headers
+            .iter()
+            .filter(|(n, _)| is_producer_header(n.as_str()) && !part_headers.contains_key(*n))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        merged.extend(part_headers);
+        let outcome = match send_opts(&merged) {
+            Ok(opts) => state.queue.send(&topic, payload, opts).await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
+            Ok(sent) => json!({ "status": "sent", "messageId": answered_id(&sent) }),
+            Err(e) => json!({
+                "status": "failed",
+                "statusCode": e.status.as_u16(),
+                "error": e.message,
+                "retryable": e.status.is_server_error() || e.status == StatusCode::TOO_MANY_REQUESTS,
+            }),
+        });
+    }
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
 struct ReceiveOpts {
     format: ReceiveFormat,
     max: u32,
+    /// 0: peek — the messages are shown, not leased.
     visibility: u32,
+    /// `Vqs-Max-Concurrency`: refuse (429) when the group already holds this many leases.
+    max_concurrency: Option<u64>,
 }
 
 fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
@@ -203,12 +261,8 @@ fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
     let max = int_header(headers, "vqs-max-messages", 1, 10)?.unwrap_or(1) as u32;
     let visibility = int_header(headers, "vqs-visibility-timeout-seconds", 0, u64::from(MAX_VISIBILITY_SECONDS))?
         .unwrap_or(60) as u32;
-    if visibility == 0 {
-        return Err(ApiError::bad_request(
-            "Vqs-Visibility-Timeout-Seconds 0 (peek) is not supported by the local queue service: use 1 to 3600",
-        ));
-    }
-    Ok(ReceiveOpts { format, max, visibility })
+    let max_concurrency = int_header(headers, "vqs-max-concurrency", 1, u64::from(u32::MAX))?;
+    Ok(ReceiveOpts { format, max, visibility, max_concurrency })
 }
 
 async fn ensure_subscribed(
@@ -235,6 +289,18 @@ async fn ensure_subscribed(
     Ok(())
 }
 
+/// 429 with `Retry-After`, as Vercel answers a receive over `Vqs-Max-Concurrency`.
+fn too_many(group: &str, limit: u64) -> Response {
+    let body = json!({
+        "error": format!(
+            "consumer group {group} already holds {limit} leases (Vqs-Max-Concurrency: {limit}): acknowledge or release one, then receive again"
+        )
+    });
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 async fn claim(
     state: &AppState,
     topic: String,
@@ -242,21 +308,46 @@ async fn claim(
     message_id: Option<String>,
     opts: &ReceiveOpts,
 ) -> Result<Response, ApiError> {
-    let leased = state
-        .queue
-        .store()
+    let store = state.queue.store();
+    let peek = opts.visibility == 0;
+    let mut limit = opts.max;
+    if let (Some(n), false) = (opts.max_concurrency, peek) {
+        // Checked, then claimed: two receives racing may together pass the limit by their
+        // batch sizes (Vercel does not say how exact it is either).
+        let held = u64::try_from(store.delivery_leased_count(&group, state.queue.clock().now()).await?).unwrap_or(0);
+        if held >= n {
+            return Ok(too_many(&group, n));
+        }
+        limit = limit.min(u32::try_from(n - held).unwrap_or(u32::MAX));
+    }
+    let mut leased = store
         .delivery_claim(DeliveryClaimParams {
-            consumer_group: group,
+            consumer_group: group.clone(),
             topic: Some(topic),
             message_id,
-            limit: opts.max,
-            visibility_seconds: opts.visibility,
+            limit,
+            // A peek leases for the shortest time and gives the leases straight back, so a
+            // crash in between hides the messages for a second at most.
+            visibility_seconds: opts.visibility.max(1),
             start_executions: false,
             now: state.queue.clock().now(),
         })
         .await?;
     if leased.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if peek {
+        for m in &mut leased {
+            let lease = LeaseParams {
+                consumer_group: group.clone(),
+                receipt_handle: m.receipt_handle.clone(),
+                now: state.queue.clock().now(),
+            };
+            // Given back uncounted: the delivery is as it was, due now.
+            store.delivery_release(DeliveryReleaseParams { lease, execution_id: None }).await?;
+            m.delivery_count = m.delivery_count.saturating_sub(1);
+        }
+        state.queue.wake();
     }
     let (body, content_type) = encode(opts.format, &leased);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
