@@ -160,6 +160,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
         ("baggage", "user=alice"),
         ("vqs-delay-seconds", "0"),
         ("user-agent", "@vercel/queue/0.6.0"),
+        ("sec-fetch-mode", "cors"),
     ];
     let (status, body) = app.call(publish("probe", &sent, "{}")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -184,7 +185,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
     assert_eq!(push["x-vercel-queue-tracestate"], "vendor=opaque");
     assert_eq!(push["x-vercel-queue-baggage"], "user=alice");
     assert_eq!(push["ce-type"], "com.vercel.queue.v2beta");
-    for absent in ["authorization", "user-agent", "vqs-delay-seconds", "traceparent"] {
+    for absent in ["authorization", "user-agent", "vqs-delay-seconds", "traceparent", "sec-fetch-mode"] {
         assert!(push.get(absent).is_none(), "{absent} is not forwarded");
     }
 }

@@ -121,7 +121,10 @@ fn is_producer_header(name: &str) -> bool {
         "expect",
         "forwarded",
         "via",
-        "sec-fetch-mode",
+        "origin",
+        "referer",
+        "priority",
+        "x-real-ip",
     ];
     !NOT.contains(&name)
         && !name.starts_with("vqs-")
@@ -129,6 +132,7 @@ fn is_producer_header(name: &str) -> bool {
         && !name.starts_with("x-vercel-")
         && !name.starts_with("x-forwarded-")
         && !name.starts_with("proxy-")
+        && !name.starts_with("sec-")
 }
 
 /// Producer headers (trace context included) as the JSON object stored with a message.
