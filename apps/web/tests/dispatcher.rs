@@ -151,3 +151,65 @@ async fn an_idle_dispatcher_runs_every_publish_without_polling() {
         .unwrap();
     assert_eq!(runs.len() as i64, sent, "one attempt each");
 }
+
+/// A push that always fails, as a consumer answering 500; counts the pushes it got.
+#[derive(Default)]
+struct Failing(AtomicUsize);
+
+#[async_trait::async_trait]
+impl vqs::Pusher for Failing {
+    async fn push(&self, _: &str, _: vqs::Delivery) -> Result<u16, String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(500)
+    }
+}
+
+/// `retryAfterSeconds` is a number > 0 in vercel.json, not an integer: 1.5 s stays 1.5 s
+/// (it was cut to whole seconds).
+#[tokio::test]
+async fn a_fractional_retry_after_seconds_is_kept() {
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-05T10:00:00Z".parse().unwrap();
+    let app = TestApp::with_clock(vqs::Clock::manual(t0)).await;
+    let config = vqs::VercelConfig::parse(
+        r#"{"functions":{"api/queue/half.rs":{"experimentalTriggers":[
+             {"type":"queue/v2beta","topic":"half","retryAfterSeconds":1.5}]}}}"#,
+    )
+    .unwrap();
+    let consumer = ConsumerConfig::from(&config.queue_triggers[0]);
+    assert_eq!(consumer.retry_after, Duration::from_millis(1500));
+    vqs::register_consumers(app.queue(), std::slice::from_ref(&consumer)).await.unwrap();
+    let id = app.queue().send("half", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(app.queue(), &consumer, &Failing::default(), "dev1", 1).await.unwrap(), 1);
+    let d = app.queue().message(&id).await.unwrap().unwrap().deliveries.remove(0);
+    assert_eq!((d.state, d.delivery_count), (DeliveryState::Pending, 1));
+    assert_eq!(d.visible_at, t0 + chrono::Duration::milliseconds(1500), "due again 1.5 s after the failed push");
+}
+
+/// `maxDeliveries` as Vercel's broker applies it: that many pushes in all; when the next one
+/// comes due the message leaves the group — locally into the dead letters (nothing vanishes),
+/// where Vercel drops it. Pins today's behaviour (docs/vercel-protocol.md).
+#[tokio::test]
+async fn after_max_deliveries_pushes_the_message_leaves_the_group() {
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-05T10:00:00Z".parse().unwrap();
+    let clock = vqs::Clock::manual(t0);
+    let app = TestApp::with_clock(clock.clone()).await;
+    let config = vqs::VercelConfig::parse(
+        r#"{"functions":{"api/queue/twice.rs":{"experimentalTriggers":[
+             {"type":"queue/v2beta","topic":"twice","maxDeliveries":2,"retryAfterSeconds":5}]}}}"#,
+    )
+    .unwrap();
+    let consumer = ConsumerConfig::from(&config.queue_triggers[0]);
+    vqs::register_consumers(app.queue(), std::slice::from_ref(&consumer)).await.unwrap();
+    let id = app.queue().send("twice", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let pusher = Failing::default();
+    for _ in 0..3 {
+        assert_eq!(vqs::dispatch_due(app.queue(), &consumer, &pusher, "dev1", 1).await.unwrap(), 1);
+        clock.advance(Duration::from_secs(5));
+    }
+    assert_eq!(pusher.0.load(Ordering::SeqCst), 2, "two pushes, no third");
+    let d = app.queue().message(&id).await.unwrap().unwrap().deliveries.remove(0);
+    assert_eq!(d.state, DeliveryState::Dead);
+    let letters = app.queue().dead_letters(10).await.unwrap();
+    assert!(letters[0].error.contains("maxDeliveries is 2"), "{}", letters[0].error);
+    assert_eq!(vqs::dispatch_due(app.queue(), &consumer, &pusher, "dev1", 1).await.unwrap(), 0);
+}

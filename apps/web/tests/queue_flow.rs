@@ -114,8 +114,9 @@ async fn exhausting_max_attempts_dead_letters_and_a_replay_can_succeed() {
 }
 
 #[tokio::test]
-async fn the_same_idempotency_key_while_pending_queues_one_message() {
-    let app = TestApp::new().await;
+async fn the_same_idempotency_key_within_the_retention_queues_one_message() {
+    let clock = Clock::manual(t0());
+    let app = TestApp::with_clock(clock.clone()).await;
     let job = app.queue().job(jobs::Probe);
     let opts = PerformOpts { idempotency_key: Some("order-42".into()), ..Default::default() };
     let first = job.perform_later_with(Default::default(), opts.clone()).await.unwrap();
@@ -125,10 +126,25 @@ async fn the_same_idempotency_key_while_pending_queues_one_message() {
     assert_eq!(second.message_id, first.message_id);
     assert_eq!(app.dispatch("probe").await, 1, "one message");
 
-    // Once the original has finished, the key is free again.
+    // SPEC "Dedup": the key dedups for the original's whole retention (24 h), after it ran,
+    // and even after retention of finished messages (here 1 h) would have removed it.
+    let after_ack = job.perform_later_with(Default::default(), opts.clone()).await.unwrap();
+    assert_eq!((after_ack.duplicate, &after_ack.message_id), (true, &first.message_id), "acknowledged, not forgotten");
+    clock.advance(Duration::from_secs(2 * 3600));
+    let short = vqs::RetentionConfig { messages: Duration::from_secs(3600), ..Default::default() };
+    app.queue().maintenance(&short).await.unwrap();
+    assert!(app.queue().message(&first.message_id).await.unwrap().is_some(), "kept while its key dedups");
+    let later = job.perform_later_with(Default::default(), opts.clone()).await.unwrap();
+    assert_eq!((later.duplicate, &later.message_id), (true, &first.message_id));
+    assert_eq!(app.dispatch("probe").await, 0, "nothing new queued");
+
+    // Once the original's retention has ended, the key is free again.
+    clock.advance(Duration::from_secs(22 * 3600 + 1));
     let third = job.perform_later_with(Default::default(), opts).await.unwrap();
     assert!(!third.duplicate);
     assert_ne!(third.message_id, first.message_id);
+    app.queue().maintenance(&short).await.unwrap();
+    assert!(app.queue().message(&first.message_id).await.unwrap().is_none(), "pruned once expired");
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ async fn a_retry_and_a_dead_letter_close_the_attempt_with_them() {
     let app = TestApp::with_clock(Clock::manual(t0())).await;
     let (m, id) = leased_attempt(&app).await;
     let execution = finish(&app, id, ExecutionStatus::Failed, Some("upstream said 503"));
-    let retry = DeliveryRetryParams { lease: lease(&app, &m), delay_seconds: 100, execution };
+    let retry = DeliveryRetryParams { lease: lease(&app, &m), delay: Duration::from_secs(100), execution };
     app.queue().store().delivery_retry(retry).await.unwrap();
     let e = execution_of(&app, &m.message_id).await;
     assert_eq!((e.status, e.error.as_deref()), (ExecutionStatus::Failed, Some("upstream said 503")));
@@ -288,7 +288,11 @@ async fn a_burst_of_failures_settles_every_lease() {
         let execution = finish(&app, m.execution_id.unwrap(), ExecutionStatus::Failed, Some("upstream said 503"));
         async move {
             match i % 3 {
-                0 => store.delivery_retry(DeliveryRetryParams { lease, delay_seconds: 100, execution }).await,
+                0 => {
+                    store
+                        .delivery_retry(DeliveryRetryParams { lease, delay: Duration::from_secs(100), execution })
+                        .await
+                }
                 1 => {
                     let reason = "gave up after 1 of 1 attempts: upstream said 503".into();
                     store.delivery_dead_letter(DeliveryDeadLetterParams { lease, reason, execution }).await
@@ -332,9 +336,9 @@ async fn a_burst_of_failures_settles_every_lease() {
             }
         }
     }
-    // A dead letter frees its key; a retried or released message keeps it.
+    // Every message keeps its key for its retention: dead-lettered, retried or released.
     let send = |i: u32| vqs::SendOpts { idempotency_key: Some(format!("key-{i}")), ..Default::default() };
-    assert!(!app.queue().send("probe", b"{}".to_vec(), send(4)).await.unwrap().duplicate, "4 was dead-lettered");
+    assert!(app.queue().send("probe", b"{}".to_vec(), send(4)).await.unwrap().duplicate, "4 was dead-lettered");
     assert!(app.queue().send("probe", b"{}".to_vec(), send(0)).await.unwrap().duplicate, "0 waits for its retry");
     assert!(app.queue().send("probe", b"{}".to_vec(), send(2)).await.unwrap().duplicate, "2 was released");
 }

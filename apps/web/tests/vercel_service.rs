@@ -245,6 +245,9 @@ async fn a_routing_only_push_is_received_by_id_and_no_token_settles_nothing() {
         region: Some("iad1".into()),
         content_type: None,
         traceparent: None,
+        tracestate: None,
+        baggage: None,
+        producer_headers: Vec::new(),
         body: Default::default(),
         execution_id: None,
     };
@@ -252,4 +255,52 @@ async fn a_routing_only_push_is_received_by_id_and_no_token_settles_nothing() {
     assert_eq!(routing_only.push("/api/queue/probe", delivery).await.unwrap(), StatusCode::OK.as_u16());
     assert_eq!(func.attempts(&id).await, vec![(1, "success".to_owned())]);
     assert_eq!(delivery_state(&service, &id).await.0, "acked");
+}
+
+/// The client's batch send against the local service: one result per message, in order;
+/// a refused message fails alone; a duplicate answers with a fresh id, whose receive by id
+/// names the original (409), as Vercel answers.
+#[tokio::test]
+async fn the_client_sends_a_batch_and_reads_each_result() {
+    let service = TestApp::new().await;
+    let base = serve(&service).await;
+    let c = client(&base, QUEUE_SECRET);
+    let keyed = SendOptions { idempotency_key: Some("k-1".into()), ..SendOptions::default() };
+    let traced = SendOptions {
+        headers: vec![("x-tenant".into(), "acme".into()), ("Vqs-Delay-Seconds".into(), "999".into())],
+        ..SendOptions::default()
+    };
+    let results = c
+        .send_batch(
+            "orders",
+            &[
+                ("a".into(), keyed.clone()),
+                ("b".into(), keyed),
+                ("c".into(), SendOptions { retention_seconds: Some(10), ..SendOptions::default() }),
+                ("d".into(), traced),
+            ],
+        )
+        .await
+        .unwrap();
+    let id = |r: &vqs_vercel::BatchResult| match r {
+        vqs_vercel::BatchResult::Sent { message_id } => message_id.clone(),
+        other => panic!("not sent: {other:?}"),
+    };
+    let (first, dup, last) = (id(&results[0]), id(&results[1]), id(&results[3]));
+    assert_ne!(first, dup, "a fresh id for the duplicate");
+    assert!(
+        matches!(&results[2], vqs_vercel::BatchResult::Failed { status_code: 400, retryable: false, error } if error.contains("retention")),
+        "{:?}",
+        results[2]
+    );
+    let dropped = c.receive_by_id("orders", "g", &dup, 30).await.unwrap_err();
+    assert!(
+        matches!(&dropped, VqsError::Status { status: 409, original_message_id: Some(o), .. } if *o == first),
+        "{dropped}"
+    );
+    let got: Vec<String> = c.receive("orders", "g", 10, 30).await.unwrap().into_iter().map(|m| m.message_id).collect();
+    assert_eq!(got.len(), 2, "a and d; Vqs-* producer headers are never sent: d is not delayed");
+    assert!(got.contains(&first) && got.contains(&last));
+    let empty = c.send_batch("orders", &[]).await.unwrap_err();
+    assert!(matches!(empty, VqsError::Protocol { .. }), "{empty}");
 }

@@ -107,10 +107,87 @@ async fn the_same_idempotency_key_twice_queues_one_message() {
     let (_, h1, b1) = raw(&app, publish("probe", &[("vqs-idempotency-key", "order-1")], "{}")).await;
     let (status, h2, b2) = raw(&app, publish("probe", &[("vqs-idempotency-key", "order-1")], "{}")).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(b1, b2, "the original's id");
+    let id = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap()["messageId"].as_str().unwrap().to_owned();
+    let (original, dup) = (id(&b1), id(&b2));
+    // As Vercel: a fresh id for the dropped duplicate (and our extra headers naming it).
+    assert_ne!(dup, original, "a fresh id");
+    assert_eq!(h2["vqs-message-id"], dup.as_str());
     assert!(h1.get("vqs-duplicate").is_none());
     assert_eq!(h2["vqs-duplicate"], "true");
+    assert_eq!(h2["vqs-original-message-id"], original.as_str());
     assert_eq!(app.dispatch("probe").await, 1);
+}
+
+/// SPEC "Dedup": the key dedups for the original's retention, also after it was acknowledged;
+/// a receive by the duplicate's id answers 409 naming the original, as Vercel does.
+#[tokio::test]
+async fn a_key_dedups_after_the_ack_and_the_duplicates_id_answers_409() {
+    let app = TestApp::new().await;
+    let key = [("vqs-idempotency-key", "order-2")];
+    let (_, _, b1) = raw(&app, publish("probe", &key, "{}")).await;
+    let original = serde_json::from_slice::<Value>(&b1).unwrap()["messageId"].as_str().unwrap().to_owned();
+    assert_eq!(app.dispatch("probe").await, 1);
+    assert_eq!(app.attempts(&original).await, vec![(1, "success".to_owned())], "ran and was acknowledged");
+
+    let (status, headers, body) = raw(&app, publish("probe", &key, "{}")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let dup = serde_json::from_slice::<Value>(&body).unwrap()["messageId"].as_str().unwrap().to_owned();
+    assert_ne!(dup, original);
+    assert_eq!(headers["vqs-duplicate"], "true");
+    assert_eq!(app.dispatch("probe").await, 0, "nothing new queued after the ack");
+
+    let (status, body) =
+        app.call(receive(&format!("probe/consumer/billing/id/{dup}"), "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["originalMessageId"], original.as_str());
+    // Not in another topic, and a made-up duplicate id names nothing.
+    let (status, _) = app.call(receive(&format!("other/consumer/billing/id/{dup}"), "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.call(receive("probe/consumer/billing/id/msg_nope_dup_1", "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The producer's headers (`send(…, { headers })`) and its whole trace context reach the
+/// consumer on the push; the transport's and the protocol's own headers do not.
+#[tokio::test]
+async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
+    let app = TestApp::new().await;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sent = [
+        ("x-tenant", "acme"),
+        ("traceparent", tp),
+        ("tracestate", "vendor=opaque"),
+        ("baggage", "user=alice"),
+        ("vqs-delay-seconds", "0"),
+        ("user-agent", "@vercel/queue/0.6.0"),
+        ("sec-fetch-mode", "cors"),
+    ];
+    let (status, body) = app.call(publish("probe", &sent, "{}")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let consumer = app.consumer("probe");
+    let leased = app
+        .queue()
+        .store()
+        .delivery_claim(vqs::store::DeliveryClaimParams {
+            consumer_group: consumer.consumer_group,
+            topic: None,
+            message_id: None,
+            limit: 1,
+            visibility_seconds: 60,
+            start_executions: false,
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let push = vqs::Delivery::from_leased(&leased[0], "dev1").header_map().unwrap();
+    assert_eq!(push["x-tenant"], "acme");
+    assert_eq!(push["x-vercel-queue-traceparent"], tp);
+    assert_eq!(push["x-vercel-queue-tracestate"], "vendor=opaque");
+    assert_eq!(push["x-vercel-queue-baggage"], "user=alice");
+    assert_eq!(push["ce-type"], "com.vercel.queue.v2beta");
+    for absent in ["authorization", "user-agent", "vqs-delay-seconds", "traceparent", "sec-fetch-mode"] {
+        assert!(push.get(absent).is_none(), "{absent} is not forwarded");
+    }
 }
 
 #[tokio::test]
@@ -262,4 +339,120 @@ async fn a_content_type_with_a_line_break_is_refused_and_cannot_forge_part_heade
     assert!(!String::from_utf8_lossy(&body).contains("forged"), "{status}");
     let ok = vqs::SendOpts { content_type: Some("text/plain; charset=utf-8".into()), ..vqs::SendOpts::default() };
     app.queue().send("orders", b"x".to_vec(), ok).await.unwrap();
+}
+
+fn batch_request(topic: &str, parts: &[(&[(&str, &str)], &str)], outer: &[(&str, &str)]) -> Request<Body> {
+    let boundary = "vqs-test-boundary";
+    let mut body = String::new();
+    for (headers, payload) in parts {
+        body.push_str(&format!("--{boundary}\r\n"));
+        for (k, v) in *headers {
+            body.push_str(&format!("{k}: {v}\r\n"));
+        }
+        body.push_str(&format!("\r\n{payload}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let mut r = Request::post(format!("/_vqs/api/v3/topic/{topic}/batch"))
+        .header("authorization", format!("Bearer {QUEUE_SECRET}"))
+        .header("content-type", format!("multipart/mixed; boundary={boundary}"));
+    for (k, v) in outer {
+        r = r.header(*k, *v);
+    }
+    r.body(Body::from(body)).unwrap()
+}
+
+/// `POST …/batch` as the SDK's `sendBatch` sends it: one result per part, in order; a bad
+/// part fails alone; a key already used is a duplicate with a fresh id.
+#[tokio::test]
+async fn batch_publish_answers_each_part_in_order() {
+    let app = TestApp::new().await;
+    let (_, _, first) = raw(&app, publish("probe", &[("vqs-idempotency-key", "k-1")], "{}")).await;
+    let original = serde_json::from_slice::<Value>(&first).unwrap()["messageId"].as_str().unwrap().to_owned();
+    let json = ("content-type", "application/json");
+    let (p0, p1, p2, p3) = (
+        [json],
+        [json, ("vqs-delay-seconds", "soon")],
+        [json, ("vqs-idempotency-key", "k-1")],
+        [json, ("vqs-delay-seconds", "30"), ("x-part", "2")],
+    );
+    let parts: Vec<(&[(&str, &str)], &str)> = vec![(&p0, r#"{"sleep_ms":1}"#), (&p1, "{}"), (&p2, "{}"), (&p3, "{}")];
+    let (status, body) = app.call(batch_request("probe", &parts, &[("x-tenant", "acme")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["status"], "sent");
+    assert_eq!(results[1]["status"], "failed");
+    assert_eq!((results[1]["statusCode"].as_u64(), results[1]["retryable"].as_bool()), (Some(400), Some(false)));
+    assert!(results[1]["error"].as_str().unwrap().contains("vqs-delay-seconds"), "{body}");
+    assert_eq!(results[2]["status"], "sent");
+    assert!(results[2]["messageId"].as_str().unwrap().starts_with(&format!("{original}_dup_")), "{body}");
+    let delayed = results[3]["messageId"].as_str().unwrap();
+    let m = app.queue().message(delayed).await.unwrap().expect("queued");
+    assert_eq!((m.deliveries[0].visible_at - m.created_at).num_seconds(), 30, "the part's own delay");
+    // Two new messages (the first send's and part 0) are due now; part 3 is delayed.
+    assert_eq!(app.dispatch("probe").await, 2);
+
+    // Not multipart, or no part at all: refused whole.
+    let (status, body) = app.call(publish("probe/batch", &[], "{}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("multipart/mixed"), "{body}");
+    let (status, _) = app.call(batch_request("probe", &[], &[])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// `Vqs-Visibility-Timeout-Seconds: 0` shows the messages without leasing them.
+#[tokio::test]
+async fn a_receive_with_visibility_0_peeks_without_leasing() {
+    let app = TestApp::new().await;
+    let (_, _, b) = raw(&app, publish("orders", &[], r#"{"n":1}"#)).await;
+    let id = serde_json::from_slice::<Value>(&b).unwrap()["messageId"].as_str().unwrap().to_owned();
+    let path = "orders/consumer/billing";
+    let peek = [("vqs-visibility-timeout-seconds", "0")];
+    for _ in 0..2 {
+        let (status, _, body) = raw(&app, receive(path, "application/x-ndjson", &peek)).await;
+        assert_eq!(status, StatusCode::OK);
+        let lines = ndjson(&body);
+        assert_eq!((lines.len(), lines[0]["messageId"].as_str()), (1, Some(id.as_str())));
+        assert_eq!(lines[0]["deliveryCount"], 0, "a peek is not a delivery");
+    }
+    let d = &app.queue().message(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!((d.state, d.delivery_count), (vqs::store::DeliveryState::Pending, 0));
+    // A real receive still gets it, as its first delivery.
+    let (status, _, body) = raw(&app, receive(path, "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ndjson(&body)[0]["deliveryCount"], 1);
+}
+
+/// `Vqs-Max-Concurrency: N`: 429 once the group holds N leases; fewer handed out when
+/// the batch would pass it.
+#[tokio::test]
+async fn max_concurrency_refuses_a_receive_over_the_limit() {
+    let app = TestApp::new().await;
+    for _ in 0..3 {
+        app.call(publish("orders", &[], "{}")).await;
+    }
+    let path = "orders/consumer/billing";
+    let limit = [("vqs-max-concurrency", "2"), ("vqs-max-messages", "5")];
+    let (status, _, body) = raw(&app, receive(path, "application/x-ndjson", &limit)).await;
+    assert_eq!(status, StatusCode::OK);
+    let leased = ndjson(&body);
+    assert_eq!(leased.len(), 2, "only up to the limit");
+    let (status, headers, _) = raw(&app, receive(path, "application/x-ndjson", &limit)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "1");
+    // Without the header, or another group: not limited.
+    let (status, _, _) = raw(&app, receive("orders/consumer/other", "application/x-ndjson", &limit)).await;
+    assert_eq!(status, StatusCode::OK);
+    // An ack frees a slot.
+    let handle = leased[0]["receiptHandle"].as_str().unwrap();
+    let ack = Request::delete(format!("/_vqs/api/v3/topic/{path}/lease/{handle}"))
+        .header("authorization", format!("Bearer {QUEUE_SECRET}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.call(ack).await.0, StatusCode::NO_CONTENT);
+    let (status, _, body) = raw(&app, receive(path, "application/x-ndjson", &limit)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ndjson(&body).len(), 1);
+    let (status, body) = app.call(receive(path, "application/x-ndjson", &[("vqs-max-concurrency", "0")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

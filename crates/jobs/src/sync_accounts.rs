@@ -76,10 +76,10 @@ impl Jobbable for SyncAccounts {
         Duration::from_secs(600)
     }
 
-    /// One sync of the same accounts at a time; dry runs never dedup.
-    fn dedup_key(&self, p: &SyncAccountsParams) -> Option<String> {
-        (!p.dry_run).then(|| format!("sync-accounts:{}", p.accounts.join(",")))
-    }
+    // No dedup key: a key dedups for the message's whole retention (24 h, as on Vercel), so
+    // one derived from the accounts would drop every later incremental sync of them for a
+    // day. A caller that wants one sync per window passes a key naming the window
+    // (`PerformOpts::idempotency_key`, e.g. `sync-accounts:acme:2026-01-05T10`).
 
     async fn perform(&self, params: SyncAccountsParams, ctx: JobContext) -> Result<(), JobError> {
         if params.accounts.iter().any(|a| a.trim().is_empty()) {

@@ -557,6 +557,18 @@ impl QueueStore for PgStore {
         self.writer.move_lease(Move::DeadLetter(p)).await
     }
 
+    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2",
+        )
+        .bind(consumer_group)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Asked by every dispatcher as it goes idle: on the claim's connection, where the
         // statement is planned once and no ping precedes it (the main pool plans every call).

@@ -69,7 +69,8 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
 
 /// Messages whose every delivery finished (acknowledged or dead), created before the
 /// retention cut-off or beyond the count limit, with their deliveries, checkpoint and
-/// progress. Ids are time-ordered, so "older than" is a primary-key range.
+/// progress. Ids are time-ordered, so "older than" is a primary-key range. A message with an
+/// idempotency key is kept until its retention ends: its key dedups sends until then.
 pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
     let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
     let over_count: String = if p.max_messages > 0 && may_exceed(pool, "messages", p.max_messages).await? {
@@ -88,11 +89,13 @@ pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams
         "SELECT m.id FROM messages m WHERE (m.id < $1 OR m.id <= $2) \
            AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+           AND (m.idempotency_key IS NULL OR m.expires_at <= $4) \
          ORDER BY m.id LIMIT $3 FOR UPDATE OF m SKIP LOCKED",
     )
     .bind(&age_floor)
     .bind(&over_count)
     .bind(i64::from(p.batch.max(1)))
+    .bind(p.now)
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?

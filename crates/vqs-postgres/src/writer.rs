@@ -279,18 +279,6 @@ WITH started AS MATERIALIZED (
       AND (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\"
           = ($11::text[])[width_bucket((d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
     RETURNING d.message_id, d.consumer_group, d.keyed
-), released AS (
-    -- A key is free again once none of its message's deliveries is pending or leased. The
-    -- messages are named by an array computed first, found by primary key, and no other
-    -- condition on `messages` is given: `idempotency_key IS NOT NULL` would let a plan made
-    -- on an empty table's statistics walk `messages_idempotency` (or the whole primary key)
-    -- on every settle. (A key already freed has no pending delivery left to reach here.)
-    UPDATE messages m SET idempotency_key = NULL
-    WHERE m.id = ANY(ARRAY(SELECT message_id FROM acked WHERE keyed))
-      AND NOT EXISTS (
-          SELECT 1 FROM deliveries o
-          WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
-            AND NOT EXISTS (SELECT 1 FROM acked a WHERE a.message_id = o.message_id AND a.consumer_group = o.consumer_group))
 )
 SELECT 's' AS kind, ord, id, NULL AS message_id, NULL AS consumer_group FROM started
 UNION ALL SELECT 'a', 0, 0, message_id, consumer_group FROM acked";
@@ -474,16 +462,6 @@ WITH input AS MATERIALIZED (
     SELECT m.id, m.topic, mv.consumer_group, m.content_type, m.payload, mv.reason, mv.delivery_count, $13, m.headers_json
     FROM moved mv JOIN messages m ON m.id = mv.message_id
     WHERE mv.state = 'dead'
-), released AS (
-    -- A dead letter frees its message's key once no other delivery of it is pending or
-    -- leased (found as in SETTLE's `released`).
-    UPDATE messages m SET idempotency_key = NULL
-    WHERE m.id = ANY(ARRAY(SELECT message_id FROM moved WHERE keyed AND state = 'dead'))
-      AND NOT EXISTS (
-          SELECT 1 FROM deliveries o
-          WHERE o.message_id = m.id AND o.state IN ('pending', 'leased')
-            AND NOT EXISTS (SELECT 1 FROM moved a
-                            WHERE a.message_id = o.message_id AND a.consumer_group = o.consumer_group AND a.state = 'dead'))
 )
 SELECT message_id, consumer_group FROM moved";
 
@@ -590,7 +568,16 @@ impl<'a> MoveColumns<'a> {
     fn push(&mut self, m: &'a Move, message_id: &'a str, token: &'a str) {
         let lease = m.lease();
         let (state, visible_at, uncount, reason, closing) = match m {
-            Move::Retry(p) => ("pending", lease.now + secs(p.delay_seconds), 0, None, p.execution.as_ref()),
+            Move::Retry(p) => {
+                let delay = chrono::Duration::from_std(p.delay).unwrap_or(chrono::TimeDelta::MAX);
+                (
+                    "pending",
+                    lease.now.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    0,
+                    None,
+                    p.execution.as_ref(),
+                )
+            }
             Move::DeadLetter(p) => ("dead", lease.now, 0, Some(p.reason.as_str()), p.execution.as_ref()),
             Move::Release(p) => {
                 self.dropped.extend(p.execution_id);

@@ -79,6 +79,8 @@ pub(crate) async fn prune_executions(
 }
 
 /// Finished messages (every delivery acknowledged or dead) with ids `$op` a bound, oldest first.
+/// A message with an idempotency key is kept until its retention ends (`?3` = now): its
+/// key dedups sends until then (SPEC "Dedup").
 macro_rules! finished_with_id {
     ($op:literal) => {
         concat!(
@@ -87,6 +89,7 @@ macro_rules! finished_with_id {
             " ?1 \
                AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id) \
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) \
+               AND (m.idempotency_key IS NULL OR m.expires_at <= ?3) \
              ORDER BY m.id LIMIT ?2"
         )
     };
@@ -114,6 +117,7 @@ pub(crate) async fn prune_finished_messages(
     let ids: Vec<String> = sqlx::query(candidates)
         .bind(bound)
         .bind(i64::from(p.batch.max(1)))
+        .bind(us(p.now))
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?

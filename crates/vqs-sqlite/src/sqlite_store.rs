@@ -97,19 +97,6 @@ async fn lease_update(
     }
 }
 
-/// Forget the idempotency key of a message whose deliveries have all finished.
-async fn release_key(conn: &mut SqliteConnection, message_id: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE messages SET idempotency_key = NULL WHERE id = ?1 AND idempotency_key IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1 AND state IN ('pending', 'leased'))",
-    )
-    .bind(message_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
 impl SqliteStore {
     /// Open (and create) the database file named by `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
@@ -425,7 +412,6 @@ async fn dead_letter_delivery(conn: &mut SqliteConnection, p: DeliveryDeadLetter
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    release_key(&mut tx, &message_id).await?;
     tx.commit().await.map_err(db_err)
 }
 
@@ -618,7 +604,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
-        let due = us(p.lease.now) + i64::from(p.delay_seconds) * US_PER_S;
+        let due = us(p.lease.now).saturating_add(i64::try_from(p.delay.as_micros()).unwrap_or(i64::MAX));
         self.writer
             .run(move |c| {
                 async move {
@@ -659,6 +645,19 @@ impl QueueStore for SqliteStore {
 
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
         self.writer.run(move |c| dead_letter_delivery(c, p).boxed()).await
+    }
+
+    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased') \
+             AND state = 'leased' AND visible_at > ?",
+        )
+        .bind(consumer_group)
+        .bind(us(now))
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(row.get(0))
     }
 
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -393,26 +393,12 @@ async fn acks(
                 ") UPDATE deliveries SET state = 'acked', lease_token = NULL, visible_at = v.now, updated_at = v.now \
                  FROM v WHERE deliveries.message_id = v.message_id AND deliveries.consumer_group = v.consumer_group \
                  AND deliveries.state = 'leased' AND deliveries.lease_token = v.token \
-                 RETURNING deliveries.message_id, deliveries.consumer_group, deliveries.keyed",
+                 RETURNING deliveries.message_id, deliveries.consumer_group",
             );
-            let mut keyed = Vec::new();
+            // The message keeps its idempotency key: it dedups for the message's retention
+            // (SPEC "Dedup"), not until its ack. A send after expiry frees it (`keyed_send`).
             for r in q.build().fetch_all(&mut *conn).await.map_err(db_err)? {
-                if r.get::<i64, _>(2) != 0 {
-                    keyed.push(r.get::<String, _>(0));
-                }
                 acked.insert((r.get(0), r.get(1)));
-            }
-            // Keys of messages with nothing left to deliver can be used again.
-            let mut q = QueryBuilder::new(
-                "UPDATE messages SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND id IN (",
-            );
-            let mut sep = q.separated(", ");
-            for m in &keyed {
-                sep.push_bind(m.clone());
-            }
-            q.push(") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.state IN ('pending', 'leased'))");
-            if !keyed.is_empty() {
-                q.build().execute(&mut *conn).await.map_err(db_err)?;
             }
             for &(i, p, m, _) in chunk {
                 out[i] = Some(if acked.contains(&(m.to_string(), p.consumer_group.clone())) {

@@ -46,7 +46,32 @@ pub struct SendOptions {
     pub idempotency_key: Option<String>,
     pub delay_seconds: Option<u32>,
     pub retention_seconds: Option<u32>,
+    /// The producer's own headers (trace context included), sent with the message as the
+    /// SDK's `send(…, { headers })` does. `Authorization`, `Content-Type` and `Vqs-*` are
+    /// left out, as the SDK leaves them out.
+    pub headers: Vec<(String, String)>,
 }
+
+/// True for a producer header the SDK would send (not `Authorization`, `Content-Type`, `Vqs-*`).
+fn is_forwardable(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n != "authorization" && n != "content-type" && !n.starts_with("vqs-")
+}
+
+/// What a batch send did with one message, in the order they were sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchResult {
+    /// Queued (a dropped duplicate also answers with an id of its own, as a single send).
+    Sent { message_id: String },
+    /// Accepted for later (the service's 202 for that message).
+    Deferred,
+    /// Refused: the status a single send would have had, the reason, and whether trying
+    /// again may succeed.
+    Failed { status_code: u16, error: String, retryable: bool },
+}
+
+/// Messages one batch holds at most (as the SDK's `sendBatch`).
+pub const MAX_BATCH: usize = 100;
 
 /// A message leased by a receive.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +156,21 @@ struct NdjsonMessage {
     expires_at: Option<DateTime<Utc>>,
     content_type: Option<String>,
     body: String,
+}
+
+#[derive(Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchItem {
+    status: String,
+    message_id: Option<String>,
+    status_code: Option<u16>,
+    error: Option<String>,
+    retryable: Option<bool>,
 }
 
 /// Decode an `application/x-ndjson` receive response: one JSON message per non-blank line,
@@ -275,6 +315,9 @@ impl VqsClient {
         if let Some(s) = opts.retention_seconds {
             r = r.header("Vqs-Retention-Seconds", s.to_string());
         }
+        for (name, value) in opts.headers.iter().filter(|(n, _)| is_forwardable(n)) {
+            r = r.header(name, value);
+        }
         let resp = Self::execute(OP, r.body(payload)).await?;
         if resp.status().as_u16() == 202 {
             return Ok(None);
@@ -285,6 +328,84 @@ impl VqsClient {
             Some(id) => Ok(Some(id.to_owned())),
             None => Err(VqsError::Protocol { operation: OP, message: format!("no messageId in {body}") }),
         }
+    }
+
+    /// Publish 1–100 messages to `topic` in one request (`POST …/topic/{topic}/batch`,
+    /// `multipart/mixed`, as the SDK's `sendBatch`): one result per message, in order. A
+    /// message can fail alone; `Err` when the whole request did.
+    pub async fn send_batch(
+        &self,
+        topic: &str,
+        messages: &[(Bytes, SendOptions)],
+    ) -> Result<Vec<BatchResult>, VqsError> {
+        const OP: &str = "send message batch";
+        if messages.is_empty() || messages.len() > MAX_BATCH {
+            return Err(VqsError::Protocol {
+                operation: OP,
+                message: format!("a batch holds 1 to {MAX_BATCH} messages, got {}", messages.len()),
+            });
+        }
+        let boundary = format!("vqs-{}", uuid::Uuid::new_v4());
+        let mut body = Vec::new();
+        for (payload, opts) in messages {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let mut headers = vec![(
+                "Content-Type".to_owned(),
+                opts.content_type.clone().unwrap_or_else(|| "application/json".into()),
+            )];
+            headers.extend(opts.headers.iter().filter(|(n, _)| is_forwardable(n)).cloned());
+            if let Some(k) = &opts.idempotency_key {
+                headers.push(("Vqs-Idempotency-Key".into(), k.clone()));
+            }
+            if let Some(s) = opts.retention_seconds {
+                headers.push(("Vqs-Retention-Seconds".into(), s.to_string()));
+            }
+            if let Some(s) = opts.delay_seconds {
+                headers.push(("Vqs-Delay-Seconds".into(), s.to_string()));
+            }
+            for (name, value) in headers {
+                if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+                    return Err(VqsError::Protocol {
+                        operation: OP,
+                        message: format!("header {name:?} cannot be sent in a multipart part"),
+                    });
+                }
+                body.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(payload);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let r = self
+            .request(Method::POST, self.url(topic, &["batch"]))
+            .header(http::header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}"))
+            .body(body);
+        let resp = Self::execute(OP, r).await?;
+        let answer: BatchAnswer =
+            resp.json().await.map_err(|e| VqsError::Protocol { operation: OP, message: e.to_string() })?;
+        if answer.results.len() != messages.len() {
+            return Err(VqsError::Protocol {
+                operation: OP,
+                message: format!("expected {} results, received {}", messages.len(), answer.results.len()),
+            });
+        }
+        answer
+            .results
+            .into_iter()
+            .map(|r| match r.status.as_str() {
+                "sent" => r.message_id.map(|message_id| BatchResult::Sent { message_id }).ok_or_else(|| {
+                    VqsError::Protocol { operation: OP, message: "a sent result has no messageId".into() }
+                }),
+                "deferred" => Ok(BatchResult::Deferred),
+                "failed" => Ok(BatchResult::Failed {
+                    status_code: r.status_code.unwrap_or(0),
+                    error: r.error.unwrap_or_default(),
+                    retryable: r.retryable.unwrap_or(false),
+                }),
+                other => Err(VqsError::Protocol { operation: OP, message: format!("unknown result status {other:?}") }),
+            })
+            .collect()
     }
 
     /// Lease up to `max_messages` (1–10) messages of `topic` for `consumer_group`.

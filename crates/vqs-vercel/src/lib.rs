@@ -30,7 +30,8 @@ mod oidc;
 mod service;
 
 pub use client::{
-    ReceivedMessage, SendOptions, USER_AGENT, VqsClient, VqsClientConfig, VqsError, decode_ndjson, is_valid_region,
+    BatchResult, MAX_BATCH, ReceivedMessage, SendOptions, USER_AGENT, VqsClient, VqsClientConfig, VqsError,
+    decode_ndjson, is_valid_region,
 };
 pub use oidc::{OIDC_TOKEN_HEADER, oidc_token};
 pub use service::{VercelQueueService, service_error};

@@ -50,6 +50,16 @@ impl VercelQueueService {
     }
 }
 
+/// A message's stored headers (a JSON object of strings) as header pairs.
+fn stored_headers(json: Option<&str>) -> Vec<(String, String)> {
+    match json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) {
+        Some(serde_json::Value::Object(o)) => {
+            o.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned()))).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// How a failed call reads to the consumer: a lost lease is not a failure to retry.
 pub fn service_error(e: VqsError, message_id: &str) -> ServiceError {
     match e {
@@ -72,6 +82,7 @@ impl QueueService for VercelQueueService {
             idempotency_key: p.idempotency_key,
             delay_seconds: (p.delay_seconds > 0).then_some(p.delay_seconds),
             retention_seconds: Some(p.retention_seconds),
+            headers: stored_headers(p.headers_json.as_deref()),
         };
         match self.client.send(&p.topic, Bytes::from(p.payload), &opts).await {
             // Vercel drops a duplicate out of band and answers like any send: it is never

@@ -2,83 +2,200 @@
 //! includes this file by path (it depends on no workspace crate), so the scheduler, the CLI
 //! and the scaffolding share one validator.
 //!
-//! Exactly five fields — minute 0–59, hour 0–23, day of month 1–31, month 1–12, day of
-//! week 0–7 (0 and 7 are Sunday) — each `*`, a number, a range `a-b`, a step `*/n` or
-//! `a-b/n`, or a comma list of those. No names, no `L`, `W`, `#`, `?`, no macros, no seconds
-//! or years, and never both a day of month and a day of week.
+//! Accepted exactly as the Vercel CLI's `validateCronSchedule` (`vercel` 64, `crons add`)
+//! accepts: at most 256 characters (UTF-16 units); exactly five fields split on white space
+//! — minute 0–59, hour 0–23, day of month 1–31, month 1–12, day of week 0–7 (0 and 7 are
+//! Sunday); each a comma list of `*`, a number or a range `a-b`, each optionally followed by
+//! `/step` (an integer ≥ 1, any size). Numbers are read as JavaScript's `Number()` reads
+//! them (`07`, `+5`, `5.0`, `0x1F`, `1e1`; an empty one is 0) and must be integers; text
+//! after a second `/` is ignored, as the CLI ignores it. Refused: names, `L`, `W`, `#`, `?`,
+//! macros, seconds or years.
+//!
+//! Meaning (the CLI says none; this is the Vixie/`cron-parser` reading): `a/n` runs from `a`
+//! to the field's maximum every `n`; a step larger than the range keeps only its start; when
+//! both the day of month and the day of week are restricted, a day matches either — unless
+//! one of them starts with `*` (`*/2`), when it must match both (Vixie cron's rule).
 
 const FIELDS: [(&str, u32, u32); 5] =
     [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
 
-fn number(field: &str, s: &str, min: u32, max: u32) -> Result<u32, String> {
+/// A schedule the dialect accepts, field by field.
+#[allow(dead_code)] // xtask reads only `validate`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// The values each field allows, ascending (day of week: 0–7 as written).
+    pub values: [Vec<u32>; 5],
+    /// The field is exactly `*`.
+    pub star: [bool; 5],
+    /// The field starts with `*` (`*`, `*/2`): Vixie cron's rule for the two day fields.
+    pub star_prefix: [bool; 5],
+}
+
+/// JavaScript's white space (`\s`): what the CLI trims and splits on.
+fn is_js_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}'
+    )
+}
+
+/// JavaScript's `Number(s)` for a string: NaN when it is not a number, 0 when empty.
+fn js_number(s: &str) -> f64 {
+    let s = s.trim_matches(is_js_space);
     if s.is_empty() {
-        return Err(format!("the {field} field has an empty value"));
+        return 0.0;
     }
-    if s.bytes().any(|b| b.is_ascii_alphabetic()) {
-        let upper = s.to_ascii_uppercase();
-        if ["L", "W", "LW"].contains(&upper.as_str()) || upper.ends_with('L') || upper.ends_with('W') {
-            return Err(format!("{s:?} in the {field} field: L and W are not supported by Vercel"));
-        }
-        return Err(format!(
-            "{s:?} in the {field} field: names are not allowed by Vercel, use numbers (Sunday = 0, January = 1)"
-        ));
-    }
-    if !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{s:?} in the {field} field is not a number"));
-    }
-    let n: u32 = s.parse().map_err(|_| format!("{s:?} in the {field} field is too large"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is out of range for the {field} field ({min}-{max})"));
-    }
-    Ok(n)
-}
-
-fn check_item(field: &str, item: &str, min: u32, max: u32) -> Result<(), String> {
-    for bad in ['#', '?'] {
-        if item.contains(bad) {
-            return Err(format!("{item:?} in the {field} field: '{bad}' is not supported by Vercel"));
-        }
-    }
-    let (range, step) = match item.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (item, None),
-    };
-    if let Some(step) = step {
-        let n = number(field, step, 1, u32::MAX).map_err(|_| {
-            format!("{item:?} in the {field} field: the step after '/' must be a whole number of at least 1")
-        })?;
-        if n > max {
-            return Err(format!(
-                "{item:?} in the {field} field: step {n} is larger than the field's range ({min}-{max})"
-            ));
-        }
-    }
-    match range {
-        "*" => Ok(()),
-        r => match r.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (number(field, a, min, max)?, number(field, b, min, max)?);
-                if a > b {
-                    return Err(format!("{r:?} in the {field} field: a range must go from low to high"));
+    let b = s.as_bytes();
+    if b.len() > 2 && b[0] == b'0' {
+        let radix = match b[1] {
+            b'x' | b'X' => 16,
+            b'o' | b'O' => 8,
+            b'b' | b'B' => 2,
+            _ => 0,
+        };
+        if radix != 0 {
+            let mut v = 0f64;
+            for c in s[2..].chars() {
+                match c.to_digit(radix) {
+                    Some(d) => v = v * f64::from(radix) + f64::from(d),
+                    None => return f64::NAN,
                 }
-                Ok(())
             }
-            None if step.is_some() => Err(format!(
-                "{item:?} in the {field} field: a step needs '*' or a range before it (e.g. */{0} or {1}-{max}/{0})",
-                step.unwrap_or_default(),
-                r
-            )),
-            None => number(field, r, min, max).map(|_| ()),
-        },
+            return v;
+        }
     }
+    let (sign, body) = match b[0] {
+        b'+' => (1.0, &s[1..]),
+        b'-' => (-1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    if body == "Infinity" {
+        return sign * f64::INFINITY;
+    }
+    // DecimalDigits? (. DecimalDigits?)? ((e|E) (+|-)? DecimalDigits)?, with a digit somewhere
+    // before the exponent. Rust's float syntax is wider (`inf`, `nan`): checked here first.
+    let d = body.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < d.len() && d[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if i < d.len() && d[i] == b'.' {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return f64::NAN;
+    }
+    if i < d.len() && (d[i] == b'e' || d[i] == b'E') {
+        i += 1;
+        if i < d.len() && (d[i] == b'+' || d[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return f64::NAN;
+        }
+    }
+    if i != d.len() {
+        return f64::NAN;
+    }
+    body.parse::<f64>().map(|v| sign * v).unwrap_or(f64::NAN)
 }
 
-/// `Ok` when Vercel accepts `expr`; otherwise the reason, in words a person can act on.
-pub fn validate(expr: &str) -> Result<(), String> {
-    if expr.trim().starts_with('@') {
+/// JavaScript's `Number.isInteger`.
+fn is_integer(v: f64) -> bool {
+    v.is_finite() && v.trunc() == v
+}
+
+/// The CLI's refusal, with a hint where the value looks like another cron dialect.
+fn bad_value(field: &str, s: &str) -> String {
+    let upper = s.to_ascii_uppercase();
+    for bad in ['#', '?'] {
+        if s.contains(bad) {
+            return format!("{s:?} in the {field} field: '{bad}' is not supported by Vercel");
+        }
+    }
+    if upper.bytes().any(|b| b.is_ascii_alphabetic()) {
+        if ["L", "W", "LW"].contains(&upper.as_str()) || upper.ends_with('L') || upper.ends_with('W') {
+            return format!("{s:?} in the {field} field: L and W are not supported by Vercel");
+        }
+        return format!(
+            "{s:?} in the {field} field: names are not allowed by Vercel, use numbers (Sunday = 0, January = 1)"
+        );
+    }
+    format!("{s:?} in the {field} field is not a whole number")
+}
+
+/// A value of a field, as the CLI reads it.
+fn value(field: &str, s: &str, min: u32, max: u32) -> Result<u32, String> {
+    let v = js_number(s);
+    if !is_integer(v) {
+        return Err(bad_value(field, s));
+    }
+    if v < f64::from(min) || v > f64::from(max) {
+        return Err(format!("{s:?} is out of range for the {field} field ({min}-{max})"));
+    }
+    Ok(v as u32)
+}
+
+fn parse_field(field: &str, text: &str, min: u32, max: u32) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        // As the CLI: `[range, step] = part.split("/")` — anything after a second '/' is ignored.
+        let mut pieces = part.split('/');
+        let range = pieces.next().unwrap_or("");
+        let step = match pieces.next() {
+            None => 1,
+            Some(s) => {
+                let n = js_number(s);
+                if !is_integer(n) || n < 1.0 {
+                    return Err(format!(
+                        "{part:?} in the {field} field: the step after '/' must be a whole number of at least 1"
+                    ));
+                }
+                // Any larger step keeps only the start of the range.
+                n.min(f64::from(max - min + 1)) as u32
+            }
+        };
+        let (lo, hi) = if range == "*" {
+            (min, max)
+        } else if range.contains('-') {
+            let ends: Vec<&str> = range.split('-').collect();
+            if ends.len() != 2 || ends[0].is_empty() || ends[1].is_empty() {
+                return Err(format!("{range:?} in the {field} field is not a range like 1-5"));
+            }
+            let (a, b) = (value(field, ends[0], min, max)?, value(field, ends[1], min, max)?);
+            if a > b {
+                return Err(format!("{range:?} in the {field} field: a range must go from low to high"));
+            }
+            (a, b)
+        } else {
+            let a = value(field, range, min, max)?;
+            // `a/n` runs from a to the field's maximum; a lone value is itself.
+            if part.contains('/') { (a, max) } else { (a, a) }
+        };
+        out.extend((lo..=hi).step_by(step as usize));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parse `expr` as the Vercel CLI accepts it; the reason, in words a person can act on, when
+/// it does not.
+pub fn parse(expr: &str) -> Result<Fields, String> {
+    if expr.encode_utf16().count() > 256 {
+        return Err("a schedule is at most 256 characters".into());
+    }
+    if expr.trim_matches(is_js_space).starts_with('@') {
         return Err("macros like @daily are not supported by Vercel: write the five fields (e.g. 0 0 * * *)".into());
     }
-    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let fields: Vec<&str> = expr.split(is_js_space).filter(|f| !f.is_empty()).collect();
     if fields.len() != 5 {
         return Err(format!(
             "expected 5 fields (minute hour day-of-month month day-of-week), found {}{}",
@@ -86,16 +203,17 @@ pub fn validate(expr: &str) -> Result<(), String> {
             if fields.len() == 6 { ": seconds and years are not supported by Vercel" } else { "" }
         ));
     }
-    if expr.len() < 9 || expr.len() > 256 {
-        return Err("a schedule is 9 to 256 characters: five fields, e.g. 0 * * * *".into());
+    let mut parsed = Fields { values: Default::default(), star: [false; 5], star_prefix: [false; 5] };
+    for (i, (text, (field, min, max))) in fields.iter().zip(FIELDS).enumerate() {
+        parsed.values[i] = parse_field(field, text, min, max)?;
+        parsed.star[i] = *text == "*";
+        parsed.star_prefix[i] = text.starts_with('*');
     }
-    for (value, (field, min, max)) in fields.iter().zip(FIELDS) {
-        for item in value.split(',') {
-            check_item(field, item, min, max)?;
-        }
-    }
-    if fields[2] != "*" && fields[4] != "*" {
-        return Err("Vercel cannot set both day of month and day of week: make one of them *".into());
-    }
-    Ok(())
+    Ok(parsed)
+}
+
+/// `Ok` when Vercel accepts `expr`; otherwise the reason, in words a person can act on.
+#[allow(dead_code)] // the scheduler uses `parse`; xtask uses this
+pub fn validate(expr: &str) -> Result<(), String> {
+    parse(expr).map(|_| ())
 }

@@ -1,11 +1,11 @@
 //! Cron expressions in Vercel's dialect: what Vercel accepts is accepted, what it refuses is
 //! refused with the reason, and fire times mean what they mean on Vercel (UTC).
 //!
-//! The dialect: exactly five fields — minute 0–59, hour 0–23, day of month 1–31, month
-//! 1–12, day of week 0–7 (0 and 7 are Sunday) — each `*`, a number, a range `a-b`, a step
-//! `*/n` or `a-b/n`, or a comma list of those. No names (`MON`, `JAN`), no `L`, `W`, `#`,
-//! `?`, no `@daily` macros, no seconds or years, and never both a day of month and a day
-//! of week (one of them must be `*`).
+//! The dialect is the Vercel CLI's (see `cron_dialect`): five fields — minute 0–59, hour
+//! 0–23, day of month 1–31, month 1–12, day of week 0–7 (0 and 7 are Sunday) — each a comma
+//! list of `*`, numbers and ranges `a-b`, each with an optional `/step`. No names (`MON`,
+//! `JAN`), no `L`, `W`, `#`, `?`, no `@daily` macros, no seconds or years. The fields are
+//! handed to the cron engine as explicit value lists, so what fires is what the dialect read.
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,18 +48,32 @@ impl CronSchedule {
     /// Validate `expr` in Vercel's dialect.
     pub fn parse(expr: &str) -> Result<CronSchedule, CronScheduleError> {
         let fail = |reason: String| CronScheduleError { expr: expr.to_owned(), reason };
-        crate::cron_dialect::validate(expr).map_err(fail)?;
-        let fields: Vec<&str> = expr.split_whitespace().collect();
+        let parsed = crate::cron_dialect::parse(expr).map_err(fail)?;
+        let canonical: Vec<String> = (0..5)
+            .map(|i| {
+                if parsed.star[i] {
+                    return "*".to_owned();
+                }
+                let mut values = parsed.values[i].clone();
+                if i == 4 {
+                    // Sunday is 0 and 7: one value for the engine.
+                    values.iter_mut().filter(|v| **v == 7).for_each(|v| *v = 0);
+                    values.sort_unstable();
+                    values.dedup();
+                }
+                values.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            })
+            .collect();
+        // Vixie cron: both day fields restricted → either matches, unless one starts with '*'.
+        let dom_and_dow = parsed.star_prefix[2] || parsed.star_prefix[4];
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Disallowed)
             .year(croner::parser::Year::Disallowed)
+            .dom_and_dow(dom_and_dow)
             .build()
-            .parse(&fields.join(" "))
+            .parse(&canonical.join(" "))
             .map_err(|e| fail(e.to_string()))?;
-        let fires = match (fields.get(2), fields.get(3)) {
-            (Some(dom), Some(month)) => can_fire(dom, month),
-            _ => true,
-        };
+        let fires = can_fire(&parsed.values[2], &parsed.values[3], parsed.star[4] || dom_and_dow);
         Ok(CronSchedule { expr: expr.to_owned(), cron, fires })
     }
 
@@ -101,36 +115,17 @@ impl CronSchedule {
     }
 }
 
-/// The values a validated field allows (`*`, `n`, `a-b`, `*/n`, `a-b/n`, comma lists).
-fn field_values(field: &str, min: u32, max: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(1).max(1)),
-            None => (item, 1),
-        };
-        let (lo, hi) = match range.split_once('-') {
-            _ if range == "*" => (min, max),
-            Some((a, b)) => (a.parse().unwrap_or(min), b.parse().unwrap_or(max)),
-            None => {
-                let n = range.parse().unwrap_or(min);
-                (n, n)
-            }
-        };
-        out.extend((lo..=hi.min(max)).step_by(step as usize));
-    }
-    out
-}
-
-/// Whether a validated schedule has a day of month that occurs in one of its months. The
-/// day of week is `*` whenever the day of month is restricted (the dialect refuses both),
-/// so this is the only way a schedule can never fire.
-fn can_fire(dom: &str, month: &str) -> bool {
+/// Whether a schedule has a day of month that occurs in one of its months. When the day of
+/// month must match (day of week `*`, or both required by Vixie's `*` rule), only then can
+/// it fire — every real date falls on each weekday some year; when either day field may
+/// match, it always can.
+fn can_fire(days: &[u32], months: &[u32], day_of_month_required: bool) -> bool {
     const DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let first_day = field_values(dom, 1, 31).into_iter().min().unwrap_or(1);
-    field_values(month, 1, 12)
-        .into_iter()
-        .any(|m| (m as usize).checked_sub(1).and_then(|i| DAYS.get(i)).is_some_and(|&d| first_day <= d))
+    if !day_of_month_required {
+        return true;
+    }
+    let first_day = days.iter().copied().min().unwrap_or(1);
+    months.iter().any(|&m| (m as usize).checked_sub(1).and_then(|i| DAYS.get(i)).is_some_and(|&d| first_day <= d))
 }
 
 impl FromStr for CronSchedule {
@@ -178,6 +173,36 @@ mod tests {
         assert_eq!(next("0 0 29 2 *", from), "2028-02-29T00:00:00+00:00");
     }
 
+    /// What the Vercel CLI (`vercel` 64, `validateCronSchedule`) accepts and vqs refused.
+    #[test]
+    fn accepts_what_the_vercel_cli_accepts() {
+        let from = "2026-01-05T10:07:30Z"; // a Monday
+        // `a/n`: from a to the field's end every n.
+        assert_eq!(next("5/15 * * * *", from), "2026-01-05T10:20:00+00:00");
+        assert_eq!(next("5/15 * * * *", "2026-01-05T10:50:00Z"), "2026-01-05T11:05:00+00:00");
+        // A step larger than the range keeps its start only.
+        assert_eq!(next("*/90 * * * *", from), "2026-01-05T11:00:00+00:00");
+        assert_eq!(next("0 */25 * * *", from), "2026-01-06T00:00:00+00:00");
+        // Numbers as JavaScript's Number() reads them.
+        assert_eq!(next("07 * * * *", from), "2026-01-05T11:07:00+00:00");
+        assert_eq!(next("+8 * * * *", from), "2026-01-05T10:08:00+00:00");
+        assert_eq!(next("9.0 * * * *", from), "2026-01-05T10:09:00+00:00");
+        assert_eq!(next("0x1E * * * *", from), "2026-01-05T10:30:00+00:00");
+        assert_eq!(next("1e1 * * * *", from), "2026-01-05T10:10:00+00:00");
+        assert_eq!(next("*/5/7 * * * *", from), "2026-01-05T10:10:00+00:00", "after a second '/' is ignored");
+        assert_eq!(next("1,,2 * * * *", from), "2026-01-05T11:00:00+00:00", "an empty value is 0");
+        // Both day fields: either matches (the 20th, or a Monday) ...
+        assert_eq!(next("0 0 20 * 1", from), "2026-01-12T00:00:00+00:00");
+        assert_eq!(next("0 0 20 * 1", "2026-01-13T00:00:00Z"), "2026-01-19T00:00:00+00:00");
+        assert_eq!(next("0 0 20 * 1", "2026-01-19T00:00:00Z"), "2026-01-20T00:00:00+00:00");
+        // ... unless one starts with '*' (Vixie): odd days that are Mondays.
+        assert_eq!(next("0 0 */2 * 1", from), "2026-01-19T00:00:00+00:00");
+        // Unicode spaces split fields as JavaScript's \s does.
+        assert_eq!(next("0\u{3000}* * * *", from), "2026-01-05T11:00:00+00:00");
+        assert!(CronSchedule::parse(&format!("{} * * * *", "0,".repeat(123) + "0")).is_ok());
+        assert!(CronSchedule::parse(&format!("{} * * * *", "0,".repeat(124) + "0")).is_err(), "257 characters");
+    }
+
     #[test]
     fn refuses_what_vercel_refuses_and_says_why() {
         let cases = [
@@ -195,11 +220,16 @@ mod tests {
             ("0 0 0 * *", "out of range for the day of month field (1-31)"),
             ("0 0 * 13 *", "out of range for the month field"),
             ("0 0 * * 8", "out of range for the day of week field (0-7)"),
-            ("0 0 1 * 1", "both day of month and day of week"),
             ("*/0 * * * *", "at least 1"),
-            ("5/10 * * * *", "a step needs '*' or a range"),
+            ("*/ * * * *", "at least 1"),
+            ("*/1.5 * * * *", "at least 1"),
             ("30-10 * * * *", "from low to high"),
-            ("0,,5 * * * *", "empty value"),
+            ("-5 * * * *", "not a range"),
+            ("1-2-3 * * * *", "not a range"),
+            ("0 0 ,1 * *", "out of range for the day of month field"),
+            ("1.5 * * * *", "not a whole number"),
+            ("Infinity * * * *", "names are not allowed"),
+            ("0 0 * * 0x8", "out of range for the day of week field"),
         ];
         for (expr, want) in cases {
             let e = CronSchedule::parse(expr).unwrap_err().to_string();

@@ -27,6 +27,19 @@ mod name {
     pub static VISIBILITY_DEADLINE: HeaderName = HeaderName::from_static("ce-vqsvisibilitydeadline");
     pub static CONTENT_TYPE: HeaderName = http::header::CONTENT_TYPE;
     pub static TRACEPARENT: HeaderName = HeaderName::from_static("x-vercel-queue-traceparent");
+    pub static TRACESTATE: HeaderName = HeaderName::from_static("x-vercel-queue-tracestate");
+    pub static BAGGAGE: HeaderName = HeaderName::from_static("x-vercel-queue-baggage");
+}
+
+/// The producer's trace context keys in a message's stored headers, and the push header each
+/// travels in.
+fn trace_header(key: &str) -> Option<&'static HeaderName> {
+    match key {
+        "traceparent" => Some(&name::TRACEPARENT),
+        "tracestate" => Some(&name::TRACESTATE),
+        "baggage" => Some(&name::BAGGAGE),
+        _ => None,
+    }
 }
 
 /// The `ce-type` of a v2beta push.
@@ -47,6 +60,13 @@ pub struct Delivery {
     pub region: Option<String>,
     pub content_type: Option<String>,
     pub traceparent: Option<String>,
+    /// The producer's W3C `tracestate` (`x-vercel-queue-tracestate`).
+    pub tracestate: Option<String>,
+    /// The producer's W3C `baggage` (`x-vercel-queue-baggage`).
+    pub baggage: Option<String>,
+    /// Other headers the producer sent with the message (lower-case names), pushed as they
+    /// are. Not read back by [`Delivery::parse`]: a push's other headers are the transport's.
+    pub producer_headers: Vec<(String, String)>,
     pub body: Bytes,
     /// The `running` execution the local dispatcher recorded with the lease. Never read from
     /// a header: it only travels inside this process (the web app carries it as a request
@@ -157,6 +177,9 @@ impl Delivery {
                 region,
                 content_type: header(headers, &name::CONTENT_TYPE)?.map(str::to_owned),
                 traceparent: header(headers, &name::TRACEPARENT)?.map(str::to_owned),
+                tracestate: header(headers, &name::TRACESTATE)?.map(str::to_owned),
+                baggage: header(headers, &name::BAGGAGE)?.map(str::to_owned),
+                producer_headers: Vec::new(),
                 body,
                 execution_id: None,
             })
@@ -166,11 +189,21 @@ impl Delivery {
 
     /// The push for a leased message, as the platform sends it.
     pub fn from_leased(m: &LeasedMessage, region: &str) -> Delivery {
-        let traceparent = m
+        let stored: serde_json::Map<String, serde_json::Value> = m
             .headers_json
             .as_deref()
             .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
-            .and_then(|v| v.get("traceparent").and_then(|t| t.as_str()).map(str::to_owned));
+            .and_then(|v| match v {
+                serde_json::Value::Object(o) => Some(o),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let get = |k: &str| stored.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let producer_headers = stored
+            .iter()
+            .filter(|(k, _)| trace_header(k).is_none())
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_owned())))
+            .collect();
         Delivery {
             topic: m.topic.clone(),
             consumer_group: m.consumer_group.clone(),
@@ -182,25 +215,37 @@ impl Delivery {
             visibility_deadline: Some(m.lease_until),
             region: Some(region.to_owned()),
             content_type: Some(m.content_type.clone()),
-            traceparent,
+            traceparent: get("traceparent"),
+            tracestate: get("tracestate"),
+            baggage: get("baggage"),
+            producer_headers,
             body: Bytes::from(m.payload.clone()),
             execution_id: m.execution_id,
         }
     }
 
-    /// The headers of this push, in binary CloudEvent form.
+    /// The headers of this push, in binary CloudEvent form (without the producer's headers).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         self.fields().into_iter().map(|(n, v)| (n.as_str(), v)).collect()
     }
 
-    /// The headers of this push as a header map, ready for a request. Fails on a value that
-    /// is not a header value (a content type with a line break: `Queue::send` refuses those).
+    /// The headers of this push as a header map, ready for a request: the CloudEvent headers,
+    /// then the producer's own (one that is not a valid header, or that would shadow one of
+    /// the push's, is left out). Fails on a value that is not a header value (a content type
+    /// with a line break: `Queue::send` refuses those).
     pub fn header_map(&self) -> Result<HeaderMap, String> {
         let fields = self.fields();
-        let mut map = HeaderMap::with_capacity(fields.len());
+        let mut map = HeaderMap::with_capacity(fields.len() + self.producer_headers.len());
         for (name, value) in fields {
             let value = HeaderValue::try_from(value).map_err(|e| format!("header {name}: {e}"))?;
             map.append(name.clone(), value);
+        }
+        for (name, value) in &self.producer_headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+                && !map.contains_key(&name)
+            {
+                map.append(name, value);
+            }
         }
         Ok(map)
     }
@@ -241,6 +286,12 @@ impl Delivery {
         if let Some(tp) = &self.traceparent {
             h.push((&name::TRACEPARENT, tp.clone()));
         }
+        if let Some(ts) = &self.tracestate {
+            h.push((&name::TRACESTATE, ts.clone()));
+        }
+        if let Some(b) = &self.baggage {
+            h.push((&name::BAGGAGE, b.clone()));
+        }
         h
     }
 }
@@ -270,6 +321,9 @@ mod tests {
             region: Some("dev1".into()),
             content_type: Some("application/json".into()),
             traceparent: None,
+            tracestate: Some("vendor=1".into()),
+            baggage: Some("user=alice".into()),
+            producer_headers: Vec::new(),
             body: Bytes::from_static(b"{}"),
             execution_id: None,
         }

@@ -465,7 +465,7 @@ async fn push_one(queue: &Queue, consumer: &ConsumerConfig, pusher: &dyn Pusher,
         .store()
         .delivery_retry(DeliveryRetryParams {
             lease: lease_of(queue, &m),
-            delay_seconds: consumer.retry_after.as_secs().max(1) as u32,
+            delay: consumer.retry_after,
             execution: closing(queue, &m, &failure),
         })
         .await;

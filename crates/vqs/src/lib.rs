@@ -79,5 +79,6 @@ pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, esca
 pub use store::{QueueStore, SendResult, StoreError};
 pub use trace_context::TraceContext;
 pub use vercel_config::{
-    CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, route_path_for,
+    CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, consumer_group_name_in_service,
+    route_path_for,
 };

@@ -193,7 +193,11 @@ impl QueueService for LocalQueueService {
         seconds: u32,
         closing: Option<ExecutionFinishParams>,
     ) -> Result<(), ServiceError> {
-        let p = DeliveryRetryParams { lease: self.lease(lease), delay_seconds: seconds, execution: closing };
+        let p = DeliveryRetryParams {
+            lease: self.lease(lease),
+            delay: std::time::Duration::from_secs(u64::from(seconds)),
+            execution: closing,
+        };
         self.queue.store().delivery_retry(p).await?;
         self.queue.wake();
         Ok(())

@@ -185,7 +185,9 @@ pub struct DeliveryAckParams {
 #[derive(Debug, Clone)]
 pub struct DeliveryRetryParams {
     pub lease: LeaseParams,
-    pub delay_seconds: u32,
+    /// Due again this long after `lease.now`; fractions of a second are kept (a trigger's
+    /// `retryAfterSeconds` may be `1.5`).
+    pub delay: std::time::Duration,
     /// The attempt that just failed, closed in the same write (see [`DeliveryAckParams`]).
     pub execution: Option<ExecutionFinishParams>,
 }
@@ -746,6 +748,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError>;
     /// Acknowledge and keep a dead letter (and close the attempt's execution, if given).
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
+    /// How many of a group's deliveries are leased with a lease that has not ended at `now`
+    /// (the queue service's `Vqs-Max-Concurrency`).
+    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 

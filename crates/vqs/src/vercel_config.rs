@@ -46,14 +46,17 @@ fn err(at: impl Into<String>, reason: impl Into<String>) -> VercelConfigError {
     VercelConfigError { at: at.into(), reason: reason.into() }
 }
 
-/// The consumer group Vercel derives from a `functions` key (`sanitizeConsumerName`):
-/// `_`→`__`, `/`→`_S`, `.`→`_D`, `[A-Za-z0-9-]` kept, any other character → `_` + its
-/// two-digit upper-case hex code.
+/// The consumer group Vercel derives from a `functions` key (`sanitizeConsumerName` in
+/// `@vercel/build-utils`, `filePathToConsumerGroup` in `@vercel/queue`): `_`→`__`, `/`→`_S`,
+/// `.`→`_D`, `[A-Za-z0-9-]` kept, any other character → `_` + the upper-case hex of its
+/// first UTF-16 code unit, at least two digits (JavaScript's `charCodeAt(0)` on each code
+/// point: `é` → `_E9`, `€` → `_20AC`, `😀` → `_D83D`, its low surrogate dropped).
 ///
 /// ```
 /// use vqs::consumer_group_name;
 /// assert_eq!(consumer_group_name("app/api/queue/my-topic/route.ts"), "app_Sapi_Squeue_Smy-topic_Sroute_Dts");
 /// assert_eq!(consumer_group_name("api/jobs/[name].rs"), "api_Sjobs_S_5Bname_5D_Drs");
+/// assert_eq!(consumer_group_name("api/café.rs"), "api_Scaf_E9_Drs");
 /// ```
 pub fn consumer_group_name(function_key: &str) -> String {
     let mut out = String::with_capacity(function_key.len() * 2);
@@ -64,14 +67,29 @@ pub fn consumer_group_name(function_key: &str) -> String {
             '.' => out.push_str("_D"),
             c if c.is_ascii_alphanumeric() || c == '-' => out.push(c),
             c => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("_{b:02X}"));
-                }
+                let mut units = [0u16; 2];
+                let first = c.encode_utf16(&mut units)[0];
+                out.push_str(&format!("_{first:02X}"));
             }
         }
     }
     out
+}
+
+/// The consumer group of a `functions` key inside a Vercel service (`serviceName` in the
+/// builder's config): Vercel derives it from `"<serviceName>~<key>"`; an empty name counts
+/// as none.
+///
+/// ```
+/// use vqs::consumer_group_name_in_service;
+/// assert_eq!(consumer_group_name_in_service(Some("billing"), "api/q.rs"), "billing_7Eapi_Sq_Drs");
+/// assert_eq!(consumer_group_name_in_service(Some(""), "api/q.rs"), "api_Sq_Drs");
+/// ```
+pub fn consumer_group_name_in_service(service_name: Option<&str>, function_key: &str) -> String {
+    match service_name.filter(|s| !s.is_empty()) {
+        Some(service) => consumer_group_name(&format!("{service}~{function_key}")),
+        None => consumer_group_name(function_key),
+    }
 }
 
 /// The URL path Vercel serves a per-file function at: the key without its extension, with a
@@ -221,6 +239,18 @@ mod tests {
         assert_eq!(consumer_group_name("src/main.rs"), "src_Smain_Drs");
         assert_eq!(consumer_group_name("api/**/*.rs"), "api_S_2A_2A_S_2A_Drs");
         assert_eq!(consumer_group_name("a_b"), "a__b");
+    }
+
+    /// Outside ASCII, the SDK writes each code point's first UTF-16 unit in hex (values
+    /// computed with `@vercel/build-utils` 14.21.1 `sanitizeConsumerName`).
+    #[test]
+    fn consumer_groups_of_non_ascii_keys_use_utf16_code_units() {
+        assert_eq!(consumer_group_name("api/café.rs"), "api_Scaf_E9_Drs");
+        assert_eq!(consumer_group_name("api/€.rs"), "api_S_20AC_Drs");
+        assert_eq!(consumer_group_name("api/😀.rs"), "api_S_D83D_Drs");
+        assert_eq!(consumer_group_name("a b~c"), "a_20b_7Ec");
+        assert_eq!(consumer_group_name_in_service(Some("svc"), "api/q.rs"), "svc_7Eapi_Sq_Drs");
+        assert_eq!(consumer_group_name_in_service(None, "api/q.rs"), "api_Sq_Drs");
     }
 
     #[test]

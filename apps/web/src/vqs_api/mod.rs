@@ -2,10 +2,13 @@
 //! `@vercel/queue` client (`resolveBaseUrl` → `http://host:port/_vqs`) can send, receive and
 //! acknowledge. Every route needs `Authorization: Bearer <VQS_QUEUE_SECRET>`.
 //!
-//! One deviation: a duplicate send (same `Vqs-Idempotency-Key` while the original is pending
-//! or running) answers `201` with the *original's* id and `Vqs-Duplicate: true`; Vercel
-//! answers `201` with an id of its own for the dropped duplicate.
+//! A duplicate send (same `Vqs-Idempotency-Key` as a message of the topic within that
+//! message's retention) answers as Vercel does: `201` with a fresh id of its own, and a
+//! receive by that id answers `409 {"originalMessageId"}`. The fresh id names the original
+//! (`<original>_dup_<random>`), so nothing is stored for it. One addition: the duplicate's
+//! answer also carries `Vqs-Duplicate: true` and `Vqs-Original-Message-Id`.
 
+mod batch;
 mod receive_codec;
 
 use std::collections::HashSet;
@@ -21,7 +24,8 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
 use vqs::store::{
-    DeliveryAckParams, DeliveryClaimParams, LeaseParams, LeaseVisibilityParams, SubscriptionEnsureParams,
+    DeliveryAckParams, DeliveryClaimParams, DeliveryReleaseParams, LeaseParams, LeaseVisibilityParams,
+    SubscriptionEnsureParams,
 };
 use vqs::{MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_valid_name};
 
@@ -35,6 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let subscribed = Subscribed::default();
     Router::new()
         .route("/api/v3/topic/{topic}", post(publish))
+        .route("/api/v3/topic/{topic}/batch", post(publish_batch))
         .route("/api/v3/topic/{topic}/consumer/{group}", post(receive).layer(axum::Extension(subscribed.clone())))
         .route(
             "/api/v3/topic/{topic}/consumer/{group}/id/{message_id}",
@@ -91,6 +96,80 @@ fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Request headers that are not the producer's own: HTTP plumbing, the queue's protocol
+/// headers and credentials. Everything else a send carries is kept with the message and
+/// forwarded on its pushes (SDK `send(…, { headers })`).
+fn is_producer_header(name: &str) -> bool {
+    const NOT: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "via",
+        "origin",
+        "referer",
+        "priority",
+        "x-real-ip",
+    ];
+    !NOT.contains(&name)
+        && !name.starts_with("vqs-")
+        && !name.starts_with("ce-")
+        && !name.starts_with("x-vercel-")
+        && !name.starts_with("x-forwarded-")
+        && !name.starts_with("proxy-")
+        && !name.starts_with("sec-")
+}
+
+/// Producer headers (trace context included) as the JSON object stored with a message.
+pub fn producer_headers_json(headers: &HeaderMap) -> Option<String> {
+    let kept: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter(|(n, _)| is_producer_header(n.as_str()))
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), json!(v))))
+        .collect();
+    (!kept.is_empty()).then(|| serde_json::Value::Object(kept).to_string())
+}
+
+/// The id a dropped duplicate is answered with: fresh, and naming the original.
+fn duplicate_id(original: &str) -> String {
+    format!("{original}{DUPLICATE_MARK}{}", uuid::Uuid::new_v4().simple())
+}
+
+const DUPLICATE_MARK: &str = "_dup_";
+
+/// One message of a publish, from its headers (the request's, or a batch part's).
+fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
+    let retention = int_header(headers, "vqs-retention-seconds", MIN_RETENTION.as_secs(), MAX_RETENTION.as_secs())?;
+    let delay = int_header(headers, "vqs-delay-seconds", 0, MAX_RETENTION.as_secs())?;
+    Ok(SendOpts {
+        idempotency_key: header_str(headers, "vqs-idempotency-key")?.map(str::to_owned),
+        delay: Duration::from_secs(delay.unwrap_or(0)),
+        retention: retention.map(Duration::from_secs),
+        content_type: header_str(headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
+        headers_json: producer_headers_json(headers),
+    })
+}
+
+/// The id a send answers with: the new message's, or a fresh one for a dropped duplicate.
+fn answered_id(sent: &vqs::SendResult) -> String {
+    if sent.duplicate { duplicate_id(&sent.message_id) } else { sent.message_id.clone() }
+}
+
 async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -98,34 +177,81 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_name("topic", &topic)?;
-    let retention = int_header(&headers, "vqs-retention-seconds", MIN_RETENTION.as_secs(), MAX_RETENTION.as_secs())?;
-    let delay = int_header(&headers, "vqs-delay-seconds", 0, MAX_RETENTION.as_secs())?;
-    let trace: serde_json::Map<String, serde_json::Value> = ["traceparent", "tracestate", "baggage"]
-        .iter()
-        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), json!(v))))
-        .collect();
-    let opts = SendOpts {
-        idempotency_key: header_str(&headers, "vqs-idempotency-key")?.map(str::to_owned),
-        delay: Duration::from_secs(delay.unwrap_or(0)),
-        retention: retention.map(Duration::from_secs),
-        content_type: header_str(&headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
-        headers_json: (!trace.is_empty()).then(|| serde_json::Value::Object(trace).to_string()),
-    };
+    let opts = send_opts(&headers)?;
     let sent = state.queue.send(&topic, body.to_vec(), opts).await?;
-    let mut resp = (StatusCode::CREATED, Json(json!({ "messageId": sent.message_id }))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&sent.message_id) {
+    let id = answered_id(&sent);
+    let mut resp = (StatusCode::CREATED, Json(json!({ "messageId": id }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("vqs-message-id", v);
     }
     if sent.duplicate {
         resp.headers_mut().insert("vqs-duplicate", HeaderValue::from_static("true"));
+        if let Ok(v) = HeaderValue::from_str(&sent.message_id) {
+            resp.headers_mut().insert("vqs-original-message-id", v);
+        }
     }
     Ok(resp)
+}
+
+/// `POST …/topic/{topic}/batch`: each part is a send of its own, answered in input order —
+/// `sent` with its id (a duplicate: a fresh id, as a single send), or `failed` with the
+/// status a single send would have had. Parts are sent one after another, not in one
+/// transaction: a failed part does not undo the others, as on Vercel.
+async fn publish_batch(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_name("topic", &topic)?;
+    let content_type = header_str(&headers, "content-type")?.unwrap_or("");
+    let boundary = batch::boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "a batch is Content-Type: multipart/mixed; boundary=..., one part per message (got {content_type:?})"
+        ))
+    })?;
+    let parts = batch::parse(&body, boundary).map_err(|e| ApiError::bad_request(format!("bad batch body: {e}")))?;
+    if parts.is_empty() || parts.len() > batch::MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {} messages, got {}",
+            batch::MAX_BATCH,
+            parts.len()
+        )));
+    }
+    let mut results = Vec::with_capacity(parts.len());
+    for (part_headers, payload) in parts {
+        // The request's own producer headers (client headers, trace context) apply to every
+        // part; a part's own win.
+        let mut merged: HeaderMap = headers
+            .iter()
+            .filter(|(n, _)| is_producer_header(n.as_str()) && !part_headers.contains_key(*n))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        merged.extend(part_headers);
+        let outcome = match send_opts(&merged) {
+            Ok(opts) => state.queue.send(&topic, payload, opts).await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
+            Ok(sent) => json!({ "status": "sent", "messageId": answered_id(&sent) }),
+            Err(e) => json!({
+                "status": "failed",
+                "statusCode": e.status.as_u16(),
+                "error": e.message,
+                "retryable": e.status.is_server_error() || e.status == StatusCode::TOO_MANY_REQUESTS,
+            }),
+        });
+    }
+    Ok(Json(json!({ "results": results })).into_response())
 }
 
 struct ReceiveOpts {
     format: ReceiveFormat,
     max: u32,
+    /// 0: peek — the messages are shown, not leased.
     visibility: u32,
+    /// `Vqs-Max-Concurrency`: refuse (429) when the group already holds this many leases.
+    max_concurrency: Option<u64>,
 }
 
 fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
@@ -139,12 +265,8 @@ fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
     let max = int_header(headers, "vqs-max-messages", 1, 10)?.unwrap_or(1) as u32;
     let visibility = int_header(headers, "vqs-visibility-timeout-seconds", 0, u64::from(MAX_VISIBILITY_SECONDS))?
         .unwrap_or(60) as u32;
-    if visibility == 0 {
-        return Err(ApiError::bad_request(
-            "Vqs-Visibility-Timeout-Seconds 0 (peek) is not supported by the local queue service: use 1 to 3600",
-        ));
-    }
-    Ok(ReceiveOpts { format, max, visibility })
+    let max_concurrency = int_header(headers, "vqs-max-concurrency", 1, u64::from(u32::MAX))?;
+    Ok(ReceiveOpts { format, max, visibility, max_concurrency })
 }
 
 async fn ensure_subscribed(
@@ -171,6 +293,18 @@ async fn ensure_subscribed(
     Ok(())
 }
 
+/// 429 with `Retry-After`, as Vercel answers a receive over `Vqs-Max-Concurrency`.
+fn too_many(group: &str, limit: u64) -> Response {
+    let body = json!({
+        "error": format!(
+            "consumer group {group} already holds {limit} leases (Vqs-Max-Concurrency: {limit}): acknowledge or release one, then receive again"
+        )
+    });
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 async fn claim(
     state: &AppState,
     topic: String,
@@ -178,21 +312,46 @@ async fn claim(
     message_id: Option<String>,
     opts: &ReceiveOpts,
 ) -> Result<Response, ApiError> {
-    let leased = state
-        .queue
-        .store()
+    let store = state.queue.store();
+    let peek = opts.visibility == 0;
+    let mut limit = opts.max;
+    if let (Some(n), false) = (opts.max_concurrency, peek) {
+        // Checked, then claimed: two receives racing may together pass the limit by their
+        // batch sizes (Vercel does not say how exact it is either).
+        let held = u64::try_from(store.delivery_leased_count(&group, state.queue.clock().now()).await?).unwrap_or(0);
+        if held >= n {
+            return Ok(too_many(&group, n));
+        }
+        limit = limit.min(u32::try_from(n - held).unwrap_or(u32::MAX));
+    }
+    let mut leased = store
         .delivery_claim(DeliveryClaimParams {
-            consumer_group: group,
+            consumer_group: group.clone(),
             topic: Some(topic),
             message_id,
-            limit: opts.max,
-            visibility_seconds: opts.visibility,
+            limit,
+            // A peek leases for the shortest time and gives the leases straight back, so a
+            // crash in between hides the messages for a second at most.
+            visibility_seconds: opts.visibility.max(1),
             start_executions: false,
             now: state.queue.clock().now(),
         })
         .await?;
     if leased.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if peek {
+        for m in &mut leased {
+            let lease = LeaseParams {
+                consumer_group: group.clone(),
+                receipt_handle: m.receipt_handle.clone(),
+                now: state.queue.clock().now(),
+            };
+            // Given back uncounted: the delivery is as it was, due now.
+            store.delivery_release(DeliveryReleaseParams { lease, execution_id: None }).await?;
+            m.delivery_count = m.delivery_count.saturating_sub(1);
+        }
+        state.queue.wake();
     }
     let (body, content_type) = encode(opts.format, &leased);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
@@ -221,6 +380,20 @@ async fn receive_by_id(
     check_name("consumer group", &group)?;
     vqs::check_storable("message id", &message_id)?;
     let opts = ReceiveOpts { max: 1, ..receive_opts(&headers)? };
+    // The id of a dropped duplicate: 409 naming the message that counts, as Vercel answers.
+    if let Some((original, _)) = message_id.split_once(DUPLICATE_MARK) {
+        return match state.queue.message(original).await? {
+            Some(m) if m.topic == topic => Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": format!("message {message_id} was a duplicate of {original} and was not queued"),
+                    "originalMessageId": original,
+                })),
+            )
+                .into_response()),
+            _ => Err(ApiError::not_found(format!("no message {message_id} in topic {topic}"))),
+        };
+    }
     ensure_subscribed(&state, &subscribed, &topic, &group).await?;
     claim(&state, topic, group, Some(message_id), &opts).await
 }
