@@ -347,7 +347,11 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     let ack = |m: &LeasedMessage| store.delivery_ack(DeliveryAckParams { lease: lease(m), execution: None });
     let acked = join_all(acks.iter().chain([&bad[0]]).map(ack)).await;
     let retry = |m: &LeasedMessage| {
-        store.delivery_retry(DeliveryRetryParams { lease: lease(m), delay: std::time::Duration::from_secs(300), execution: None })
+        store.delivery_retry(DeliveryRetryParams {
+            lease: lease(m),
+            delay: std::time::Duration::from_secs(300),
+            execution: None,
+        })
     };
     let retried = join_all(retries.iter().chain([&bad[1]]).map(retry)).await;
     let dead = |m: &LeasedMessage| {
