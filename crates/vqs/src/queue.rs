@@ -296,7 +296,7 @@ impl Queue {
 
     /// Executions started in the last `window`, per topic and status (throughput).
     pub async fn execution_counts(&self, window: Duration) -> Result<Vec<ExecutionCounts>, QueueError> {
-        let since = self.inner.clock.now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+        let since = crate::store::retention_cutoff(self.inner.clock.now(), window.as_secs());
         Ok(self.inner.store.execution_counts(ExecutionCountParams { since }).await?)
     }
 
