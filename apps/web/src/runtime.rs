@@ -274,8 +274,10 @@ pub async fn serve(config: Config) -> Result<()> {
     // A background task that failed for good (it kept panicking) stops the process, non-zero:
     // an orchestrator restarts it (`/api/health/live` answers 503 meanwhile).
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
     let stop = {
         let tasks = state.tasks.clone();
+        let workers_stop = workers.shutdown.clone();
         async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
@@ -283,11 +285,15 @@ pub async fn serve(config: Config) -> Result<()> {
                     let _ = failed_tx.send(t);
                 }
             }
+            tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight requests and deliveries");
+            // Connections and jobs wind down together, within one grace period.
+            let _ = stopping_tx.send(tokio::time::Instant::now());
+            let _ = workers_stop.send(true);
         }
     };
     crate::server::run(listener, router, config.server.clone(), stop).await;
-    tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight deliveries");
-    if tokio::time::timeout(grace + Duration::from_secs(1), workers.stop()).await.is_err() {
+    let deadline = stopping.await.unwrap_or_else(|_| tokio::time::Instant::now()) + grace + Duration::from_secs(1);
+    if tokio::time::timeout_at(deadline, workers.stop()).await.is_err() {
         tracing::warn!("background work still running after the shutdown grace: exiting anyway");
     }
     if let Ok(t) = failed_rx.await {
