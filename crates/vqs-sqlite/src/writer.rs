@@ -138,7 +138,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
         }
         for f in runs {
             // A panic in a maintenance step (or any `run`) fails that step, never the writer.
-            vqs::log_panic("sqlite writer run", f(&mut conn)).await;
+            vqs::log_panic("sqlite writer (one step; the writer goes on)", f(&mut conn)).await;
         }
     }
     let _ = conn.close().await;

@@ -366,7 +366,10 @@ impl Queue {
 }
 
 /// How long finished work is kept. Age limits and count limits both apply; a count limit of
-/// 0 means none. Unfinished work (live messages, `running` rows, the latest run and the
+/// 0 means none. Every value is safe: an age longer than the time since 1970 keeps
+/// everything (cut-offs are clamped to the Unix epoch, [`crate::store::retention_cutoff`]),
+/// and a count above `i64::MAX` is `i64::MAX` ([`crate::store::sql_count`]) — nothing
+/// overflows, panics or wraps. The web app refuses settings beyond 10 years and 10¹² rows. Unfinished work (live messages, `running` rows, the latest run and the
 /// latest success of each cron) is never pruned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionConfig {

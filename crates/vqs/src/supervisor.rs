@@ -97,7 +97,7 @@ pub async fn log_panic(task: &str, fut: impl Future<Output = ()> + Send) -> bool
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(()) => true,
         Err(payload) => {
-            tracing::error!(task, cause = %panic_message(payload.as_ref()), "background task panicked and stopped");
+            tracing::error!(task, cause = %panic_message(payload.as_ref()), "background task panicked");
             false
         }
     }
