@@ -12,6 +12,7 @@ use crate::{admin, dashboard, health, metrics, routes, vqs_api};
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health::health))
+        .route("/api/health/live", get(health::live))
         .merge(routes::queue::routes())
         .merge(routes::cron::routes(&state))
         .merge(admin::routes(&state))

@@ -35,6 +35,8 @@ pub struct Config {
     pub retry_delay_seconds: Option<u32>,
     /// What a Vercel deployment (and the Vercel-facing tests) read.
     pub vercel: VercelEnv,
+    /// Connection limits and the shutdown grace of `serve` (`VQS_HTTP_*`, `VQS_SHUTDOWN_GRACE_SECONDS`).
+    pub server: crate::server::ServerLimits,
 }
 
 /// The environment of a deployment on Vercel, and where the local dispatcher pushes to
@@ -112,6 +114,7 @@ impl std::fmt::Debug for Config {
             .field("lease_seconds", &self.lease_seconds)
             .field("retry_delay_seconds", &self.retry_delay_seconds)
             .field("vercel", &self.vercel)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -164,31 +167,76 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(unit).map(Duration::from_secs)
 }
 
-fn env_duration(name: &str, default: Duration) -> Result<Duration> {
+/// A variable's value: `None` when unset or blank; an error naming it when it is not UTF-8
+/// (read as unset, a mistyped byte would silently give the default).
+fn var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => parse_duration(&v)
-            .filter(|d| !d.is_zero())
-            .with_context(|| format!("{name} must be a duration like 90s, 30m, 12h or 7d, got {v:?}")),
-        _ => Ok(default),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => bail!("{name} is not valid UTF-8: {v:?}"),
+    }
+}
+
+/// The longest retention a setting may ask for: 10 years (a longer one is a typo, and dates
+/// that far back are where date arithmetic overflows).
+pub const MAX_RETENTION_SETTING: Duration = Duration::from_secs(3650 * 86_400);
+/// The largest count limit a setting may ask for.
+pub const MAX_COUNT_SETTING: u64 = 1_000_000_000_000;
+
+/// A duration setting: `value` parsed by [`parse_duration`], within `min..=max`; the error
+/// names the variable, the value and the range.
+pub fn duration_setting(name: &str, value: &str, min: Duration, max: Duration) -> Result<Duration> {
+    let range = format!("{} to {}", show_duration(min), show_duration(max));
+    match parse_duration(value) {
+        Some(d) if (min..=max).contains(&d) => Ok(d),
+        _ => bail!(
+            "{name} must be a duration from {range} (a whole number with s, m, h or d: 90s, 30m, 12h, 7d), got {value:?}"
+        ),
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// A whole-number setting within `min..=max` (`what` names the unit: "seconds", "rows", …);
+/// the error names the variable, the value and the range.
+pub fn number_setting(name: &str, value: &str, min: u64, max: u64, what: &str) -> Result<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => bail!("{name} must be a whole number of {what} from {min} to {max}, got {value:?}"),
+    }
+}
+
+fn env_duration(name: &str, default: Duration) -> Result<Duration> {
+    match var(name)? {
+        Some(v) => duration_setting(name, &v, Duration::from_secs(1), MAX_RETENTION_SETTING),
+        None => Ok(default),
+    }
+}
+
+fn env_number(name: &str, default: u64, min: u64, max: u64, what: &str) -> Result<u64> {
+    match var(name)? {
+        Some(v) => number_setting(name, &v, min, max, what),
+        None => Ok(default),
     }
 }
 
 fn env_count(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            v.trim().parse().with_context(|| format!("{name} must be a whole number (0 = no limit), got {v:?}"))
-        }
-        _ => Ok(default),
-    }
+    env_number(name, default, 0, MAX_COUNT_SETTING, "rows (0 = no limit)")
 }
 
 /// The retention policy from `VQS_RETENTION_*` and `VQS_PRUNE_BATCH` (defaults: [`RetentionConfig::default`]).
 pub fn retention_from_env() -> Result<RetentionConfig> {
     let d = RetentionConfig::default();
-    let batch = env_count("VQS_PRUNE_BATCH", u64::from(d.batch))?;
-    if !(1..=100_000).contains(&batch) {
-        bail!("VQS_PRUNE_BATCH must be 1 to 100000 rows, got {batch}");
-    }
+    let batch = env_number("VQS_PRUNE_BATCH", u64::from(d.batch), 1, 100_000, "rows")?;
     Ok(RetentionConfig {
         executions: env_duration("VQS_RETENTION_EXECUTIONS", d.executions)?,
         max_executions: env_count("VQS_RETENTION_EXECUTIONS_MAX", d.max_executions)?,
@@ -197,57 +245,73 @@ pub fn retention_from_env() -> Result<RetentionConfig> {
         cron_runs: env_duration("VQS_RETENTION_CRON_RUNS", d.cron_runs)?,
         max_cron_runs: env_count("VQS_RETENTION_CRON_RUNS_MAX", d.max_cron_runs)?,
         dead_letters: env_duration("VQS_RETENTION_DEAD_LETTERS", d.dead_letters)?,
-        batch: batch as u32,
+        batch: u32::try_from(batch).unwrap_or(u32::MAX),
     })
 }
 
-fn secret(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+/// The connection limits and shutdown grace of `serve` (defaults: [`crate::server::ServerLimits::default`]).
+pub fn server_limits_from_env() -> Result<crate::server::ServerLimits> {
+    let d = crate::server::ServerLimits::default();
+    let seconds = |name: &str, default: Duration, max: u64| -> Result<Duration> {
+        env_number(name, default.as_secs(), 1, max, "seconds").map(Duration::from_secs)
+    };
+    Ok(crate::server::ServerLimits {
+        header_timeout: seconds("VQS_HTTP_HEADER_TIMEOUT_SECONDS", d.header_timeout, 3600)?,
+        body_timeout: seconds("VQS_HTTP_BODY_TIMEOUT_SECONDS", d.body_timeout, 3600)?,
+        idle_timeout: seconds("VQS_HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout, 3600)?,
+        max_connections: usize::try_from(env_number(
+            "VQS_HTTP_MAX_CONNECTIONS",
+            d.max_connections as u64,
+            1,
+            1_000_000,
+            "connections",
+        )?)
+        .unwrap_or(usize::MAX),
+        max_body_bytes: usize::try_from(env_number(
+            "VQS_HTTP_MAX_BODY_BYTES",
+            d.max_body_bytes as u64,
+            1024,
+            1 << 30,
+            "bytes",
+        )?)
+        .unwrap_or(usize::MAX),
+        shutdown_grace: seconds("VQS_SHUTDOWN_GRACE_SECONDS", d.shutdown_grace, 3600)?,
+    })
+}
+
+fn secret(name: &str) -> Result<Option<String>> {
+    var(name)
 }
 
 impl Config {
     /// Read the environment (see the README's configuration table).
     pub fn from_env() -> Result<Config> {
-        let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-        let port: u16 = match std::env::var("PORT") {
-            Ok(p) => p.parse().with_context(|| format!("PORT must be a port number, got {p:?}"))?,
-            Err(_) => 3000,
+        let host = var("HOST")?.unwrap_or_else(|| "127.0.0.1".into());
+        let port = match var("PORT")? {
+            Some(p) => u16::try_from(number_setting("PORT", &p, 0, 65_535, "a port")?).unwrap_or(3000),
+            None => 3000,
         };
         let addr = format!("{host}:{port}")
             .parse::<SocketAddr>()
             .or_else(|_| format!("[{host}]:{port}").parse())
             .with_context(|| format!("HOST must be an IP address, got {host:?}"))?;
         Ok(Config {
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            database_url: var("DATABASE_URL")?.unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             addr,
             vercel_json: std::env::var("VQS_VERCEL_JSON").map(PathBuf::from).unwrap_or_else(|_| "vercel.json".into()),
-            cron_secret: secret("CRON_SECRET"),
+            cron_secret: secret("CRON_SECRET")?,
             is_local_dev: std::env::var("IS_LOCAL_DEV").is_ok_and(|v| v == "true"),
-            queue_secret: secret("VQS_QUEUE_SECRET"),
-            admin_token: secret("VQS_ADMIN_TOKEN"),
-            metrics_token: secret("VQS_METRICS_TOKEN"),
+            queue_secret: secret("VQS_QUEUE_SECRET")?,
+            admin_token: secret("VQS_ADMIN_TOKEN")?,
+            metrics_token: secret("VQS_METRICS_TOKEN")?,
             retention: retention_from_env()?,
-            lease_seconds: match std::env::var("VQS_LEASE_SECONDS") {
-                Ok(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=3600).contains(n))
-                    .with_context(|| format!("VQS_LEASE_SECONDS must be 1 to 3600 seconds, got {v:?}"))?,
-                Err(_) => 60,
-            },
-            retry_delay_seconds: match std::env::var("VQS_RETRY_DELAY_SECONDS") {
-                Ok(v) => Some(
-                    v.parse()
-                        .ok()
-                        .filter(|n| (1..=3600).contains(n))
-                        .with_context(|| format!("VQS_RETRY_DELAY_SECONDS must be 1 to 3600 seconds, got {v:?}"))?,
-                ),
-                Err(_) => None,
+            lease_seconds: u32::try_from(env_number("VQS_LEASE_SECONDS", 60, 1, 3600, "seconds")?).unwrap_or(60),
+            retry_delay_seconds: match var("VQS_RETRY_DELAY_SECONDS")? {
+                Some(v) => u32::try_from(number_setting("VQS_RETRY_DELAY_SECONDS", &v, 1, 3600, "seconds")?).ok(),
+                None => None,
             },
             vercel: VercelEnv::from_env()?,
+            server: server_limits_from_env()?,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod queue_route;
 pub mod routes;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod vercel_access;
 #[cfg(feature = "vercel")]

@@ -150,6 +150,7 @@ pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppStat
         lease: Duration::from_secs(u64::from(config.lease_seconds)),
         push_source: crate::state::PushSource::Local,
         retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
+        tasks: vqs::Supervisor::default(),
     }
 }
 
@@ -179,7 +180,8 @@ pub fn consumers(state: &AppState) -> Vec<ConsumerConfig> {
 
 impl Workers {
     /// Start the dispatcher (pushing through `router` in process), the cron scheduler
-    /// (calling `router` in process) and the maintenance loop.
+    /// (calling `router` in process) and the maintenance loop, each supervised by
+    /// `state.tasks`: a panic is logged and the task restarted (health shows it).
     pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
         let consumers = consumers(state);
@@ -191,7 +193,14 @@ impl Workers {
             in_process: InProcessPusher::new(router.clone()),
             http: HttpPusher::new(state.queue_secret.clone(), state.lease).context("building the HTTP pusher")?,
         });
-        let mut tasks = vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone())];
+        let supervisor = &state.tasks;
+        let mut tasks = vec![{
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            supervisor.supervise("dispatcher", move || {
+                let pusher: Arc<dyn vqs::Pusher> = pusher.clone();
+                vqs::run_dispatcher(queue.clone(), consumers.clone(), pusher, dispatcher.clone(), rx.clone())
+            })
+        }];
         let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
         if !crons.is_empty() {
             if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {
@@ -204,10 +213,16 @@ impl Workers {
                 tracing::info!(cron.path = %c.path, schedule = %c.schedule, "cron scheduled");
             }
             let invoker = Arc::new(InProcessCronInvoker::new(router, state.cron_auth.clone()));
-            let scheduler = CronScheduler::new(state.queue.clone(), crons, invoker);
-            tasks.push(vqs::spawn_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25)));
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            tasks.push(supervisor.supervise("scheduler", move || {
+                let scheduler = CronScheduler::new(queue.clone(), crons.clone(), invoker.clone());
+                vqs::run_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25))
+            }));
         }
-        tasks.push(tokio::spawn(maintenance_loop(state.queue.clone(), state.retention.clone(), rx)));
+        let (queue, retention) = (state.queue.clone(), state.retention.clone());
+        tasks.push(
+            supervisor.supervise("maintenance", move || maintenance_loop(queue.clone(), retention.clone(), rx.clone())),
+        );
         Ok(Workers { shutdown, tasks })
     }
 
@@ -247,19 +262,47 @@ pub async fn serve(config: Config) -> Result<()> {
     let state = state(&config, queue, vercel);
     let router = crate::app(state.clone());
     require_routes(&router, &state).await?;
-    let workers = Workers::start(&state, router.clone(), DispatcherConfig::default()).await?;
+    let grace = config.server.shutdown_grace;
+    let dispatcher = DispatcherConfig { shutdown_grace: grace, ..DispatcherConfig::default() };
+    let workers = Workers::start(&state, router.clone(), dispatcher).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (set PORT or HOST)", config.addr))?;
     let addr = listener.local_addr().unwrap_or(config.addr);
     tracing::info!(addr = %addr, database = %redact_url(&config.database_url), "vqs listening");
     println!("vqs listening on http://{addr}");
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
-    tracing::info!("shutting down: finishing in-flight deliveries");
-    workers.stop().await;
+    // A background task that failed for good (it kept panicking) stops the process, non-zero:
+    // an orchestrator restarts it (`/api/health/live` answers 503 meanwhile).
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
+    let stop = {
+        let tasks = state.tasks.clone();
+        let workers_stop = workers.shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                t = tasks.failed() => {
+                    let _ = failed_tx.send(t);
+                }
+            }
+            tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight requests and deliveries");
+            // Connections and jobs wind down together, within one grace period.
+            let _ = stopping_tx.send(tokio::time::Instant::now());
+            let _ = workers_stop.send(true);
+        }
+    };
+    crate::server::run(listener, router, config.server.clone(), stop).await;
+    let deadline = stopping.await.unwrap_or_else(|_| tokio::time::Instant::now()) + grace + Duration::from_secs(1);
+    if tokio::time::timeout_at(deadline, workers.stop()).await.is_err() {
+        tracing::warn!("background work still running after the shutdown grace: exiting anyway");
+    }
+    if let Ok(t) = failed_rx.await {
+        bail!(
+            "the background task {} kept panicking and was not restarted (last cause: {}): exiting so it can be restarted",
+            t.name,
+            t.last_panic.as_deref().unwrap_or("unknown")
+        );
+    }
     Ok(())
 }
 

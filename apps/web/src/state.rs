@@ -28,6 +28,9 @@ pub struct AppState {
     pub push_source: PushSource,
     /// `VQS_RETRY_DELAY_SECONDS`: a fixed retry delay that replaces every job's own policy.
     pub retry_policy: Option<vqs::RetryPolicy>,
+    /// The background tasks of a serving process (dispatcher, scheduler, maintenance), as
+    /// health reports them. Empty where none run (tests, Vercel functions).
+    pub tasks: vqs::Supervisor,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which

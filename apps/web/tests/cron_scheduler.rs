@@ -111,9 +111,9 @@ async fn a_refused_run_is_recorded_as_failed_and_the_cron_is_failing() {
     assert_eq!(crons[0]["state"], "failing");
 }
 
+/// The cron's heartbeat state as admin health shows it (public health shows only reasons).
 async fn state(app: &TestApp) -> String {
-    let req = http::Request::get("/api/health").body(axum::body::Body::empty()).unwrap();
-    app.call(req).await.1["crons"][0]["state"].as_str().unwrap().to_owned()
+    app.admin_get("/api/health").await.1["crons"][0]["state"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -220,9 +220,9 @@ async fn cron_runs_keep_each_crons_latest_run_and_latest_success() {
 fn a_bad_retention_setting_stops_start_up_and_says_what_to_write() {
     let dir = tempfile::tempdir().unwrap();
     for (var, value, want) in [
-        ("VQS_RETENTION_EXECUTIONS", "7w", "VQS_RETENTION_EXECUTIONS must be a duration like 90s, 30m, 12h or 7d"),
+        ("VQS_RETENTION_EXECUTIONS", "7w", "VQS_RETENTION_EXECUTIONS must be a duration from 1s to 3650d"),
         ("VQS_RETENTION_MESSAGES_MAX", "lots", "VQS_RETENTION_MESSAGES_MAX must be a whole number"),
-        ("VQS_PRUNE_BATCH", "0", "VQS_PRUNE_BATCH must be 1 to 100000 rows"),
+        ("VQS_PRUNE_BATCH", "0", "VQS_PRUNE_BATCH must be a whole number of rows from 1 to 100000"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_web"))
             .arg("migrate")

@@ -17,8 +17,8 @@ pub(crate) async fn progress_put(pool: &PgPool, p: ProgressPutParams) -> Result<
     .bind(&p.message_id)
     .bind(&p.consumer_group)
     .bind(&p.topic)
-    .bind(p.done as i64)
-    .bind(p.total.map(|t| t as i64))
+    .bind(vqs::store::sql_count(p.done))
+    .bind(p.total.map(vqs::store::sql_count))
     .bind(&p.note)
     .bind(p.now)
     .execute(pool)
@@ -96,7 +96,7 @@ pub(crate) async fn sync_log_put(pool: &PgPool, p: SyncLogPutParams) -> Result<(
         .bind(&p.key)
         .bind(cursor)
         .bind(p.now)
-        .bind(*items_synced as i64),
+        .bind(vqs::store::sql_count(*items_synced)),
         SyncOutcome::Failure { error } => sqlx::query(
             "INSERT INTO sync_log (topic, key, cursor, last_attempt_at, last_success_at, last_error, items_synced) \
              VALUES ($1, $2, NULL, $3, NULL, $4, 0) ON CONFLICT (topic, key) DO UPDATE SET \

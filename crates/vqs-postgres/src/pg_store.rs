@@ -387,7 +387,7 @@ impl QueueStore for PgStore {
             Some(prefix) => (prefix.to_owned(), true),
             None => (p.topic_pattern.clone(), false),
         };
-        let initial = p.initial_delay_seconds as i32;
+        let initial = i32::try_from(p.initial_delay_seconds).unwrap_or(i32::MAX);
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // (xmax = 0) is true only for a freshly inserted row.
         let fresh: bool = sqlx::query(
@@ -764,7 +764,7 @@ impl QueueStore for PgStore {
         .bind(&p.content_type)
         .bind(&p.payload)
         .bind(&p.error)
-        .bind(p.attempts as i32)
+        .bind(i32::try_from(p.attempts).unwrap_or(i32::MAX))
         .bind(p.now)
         .bind(&p.headers_json)
         .fetch_one(&self.pool)
@@ -850,7 +850,7 @@ impl QueueStore for PgStore {
 
         report.executions_pruned = crate::retention::prune_executions(&self.pool, &p).await?;
         report.finished_messages_pruned = crate::retention::prune_finished_messages(&self.pool, &p).await?;
-        let dl_cutoff = p.now - chrono::Duration::seconds(p.dead_letter_retention_seconds as i64);
+        let dl_cutoff = vqs::store::retention_cutoff(p.now, p.dead_letter_retention_seconds);
         report.dead_letters_pruned = sqlx::query(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
         )
@@ -974,6 +974,11 @@ impl QueueStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Database(
+                "the PostgreSQL writers have stopped (see the error logged when they did)".into(),
+            ));
+        }
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
     }

@@ -4,12 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
-use vqs::store::{MaintenanceParams, StoreError, message_id_floor};
+use vqs::store::{MaintenanceParams, StoreError, message_id_floor, retention_cutoff, sql_count};
 
 use crate::pg_store::db_err;
 
 fn cutoff(p: &MaintenanceParams, seconds: u64) -> DateTime<Utc> {
-    p.now - chrono::Duration::seconds(seconds.min(i64::MAX as u64 / 1000) as i64)
+    retention_cutoff(p.now, seconds)
 }
 
 /// Whether `table` may hold more than `max` rows. Finding where a count limit falls is an
@@ -46,7 +46,7 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
     .rows_affected();
     if p.max_executions > 0 && (pruned as i64) < batch && may_exceed(pool, "job_executions", p.max_executions).await? {
         let boundary: Option<i64> = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
-            .bind(p.max_executions as i64)
+            .bind(sql_count(p.max_executions))
             .fetch_optional(pool)
             .await
             .map_err(db_err)?
@@ -75,7 +75,7 @@ pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams
     let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
     let over_count: String = if p.max_messages > 0 && may_exceed(pool, "messages", p.max_messages).await? {
         sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
-            .bind(p.max_messages as i64)
+            .bind(sql_count(p.max_messages))
             .fetch_optional(pool)
             .await
             .map_err(db_err)?
@@ -135,7 +135,7 @@ pub(crate) async fn prune_cron_runs(pool: &PgPool, p: &MaintenanceParams) -> Res
          ORDER BY r.id LIMIT $3)",
     )
     .bind(cutoff(p, p.cron_run_retention_seconds))
-    .bind(p.max_cron_runs as i64)
+    .bind(sql_count(p.max_cron_runs))
     .bind(i64::from(p.batch.max(1)))
     .execute(pool)
     .await

@@ -71,9 +71,14 @@ impl Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
-            tokio::spawn(writer_loop(pool.clone(), hot.clone(), rx.clone()));
+            tokio::spawn(vqs::log_panic("postgres writer", writer_loop(pool.clone(), hot.clone(), rx.clone())));
         }
         Writer { tx }
+    }
+
+    /// False once every writer task has stopped (its callers get an error, health says down).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {

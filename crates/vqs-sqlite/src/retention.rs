@@ -3,14 +3,12 @@
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use vqs::store::{MaintenanceParams, StoreError, message_id_floor};
+use vqs::store::{MaintenanceParams, StoreError, message_id_floor, retention_cutoff, sql_count};
 
 use crate::sqlite_store::{db_err, us};
 
-const US_PER_S: i64 = 1_000_000;
-
 fn cutoff(p: &MaintenanceParams, seconds: u64) -> i64 {
-    us(p.now) - (seconds.min(i64::MAX as u64 / US_PER_S as u64) as i64) * US_PER_S
+    us(retention_cutoff(p.now, seconds))
 }
 
 /// Where the count limits fall: the newest execution id and message id beyond them, if the
@@ -27,7 +25,7 @@ pub(crate) async fn count_boundaries(read: &SqlitePool, p: &MaintenanceParams) -
     let mut b = CountBoundaries::default();
     if p.max_executions > 0 {
         b.executions = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(p.max_executions as i64)
+            .bind(sql_count(p.max_executions))
             .fetch_optional(read)
             .await
             .map_err(db_err)?
@@ -35,7 +33,7 @@ pub(crate) async fn count_boundaries(read: &SqlitePool, p: &MaintenanceParams) -
     }
     if p.max_messages > 0 {
         b.messages = sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(p.max_messages as i64)
+            .bind(sql_count(p.max_messages))
             .fetch_optional(read)
             .await
             .map_err(db_err)?
@@ -105,9 +103,7 @@ pub(crate) async fn prune_finished_messages(
     p: &MaintenanceParams,
     counts: &CountBoundaries,
 ) -> Result<u64, StoreError> {
-    let age_floor = message_id_floor(
-        p.now - chrono::Duration::seconds(p.message_retention_seconds.min(i64::MAX as u64 / 1000) as i64),
-    );
+    let age_floor = message_id_floor(retention_cutoff(p.now, p.message_retention_seconds));
     // One primary-key range, whichever limit reaches further: an OR of the two would make
     // SQLite walk every message — a backlog of a million on every pass, holding the writer.
     let (candidates, bound) = match &counts.messages {
@@ -172,7 +168,7 @@ pub(crate) async fn prune_cron_runs(conn: &mut SqliteConnection, p: &Maintenance
          ORDER BY r.id LIMIT ?3)",
     )
     .bind(cutoff(p, p.cron_run_retention_seconds))
-    .bind(p.max_cron_runs as i64)
+    .bind(sql_count(p.max_cron_runs))
     .bind(i64::from(p.batch.max(1)))
     .execute(&mut *conn)
     .await

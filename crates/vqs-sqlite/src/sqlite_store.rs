@@ -494,7 +494,7 @@ async fn maintain(
     report.executions_pruned = crate::retention::prune_executions(conn, &p, &counts).await?;
     report.finished_messages_pruned = crate::retention::prune_finished_messages(conn, &p, &counts).await?;
 
-    let dl_cutoff = now - (p.dead_letter_retention_seconds as i64).saturating_mul(US_PER_S);
+    let dl_cutoff = us(vqs::store::retention_cutoff(p.now, p.dead_letter_retention_seconds));
     report.dead_letters_pruned = sqlx::query(
         "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)",
     )
@@ -1013,6 +1013,11 @@ impl QueueStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Database(
+                "the SQLite writer has stopped (see the error logged when it did)".into(),
+            ));
+        }
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
         Ok(())
     }

@@ -40,14 +40,21 @@ pub(crate) struct Writer {
 }
 
 fn closed<E>(_: E) -> StoreError {
-    StoreError::Database("the SQLite writer has stopped".into())
+    StoreError::Database("the SQLite writer has stopped, or this write panicked (see the error logged)".into())
 }
 
 impl Writer {
     pub(crate) fn start(conn: SqliteConnection) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(conn, rx));
+        // If the writer ever dies, its cause is logged and every caller (and `ping`) gets
+        // "the SQLite writer has stopped" instead of waiting.
+        tokio::spawn(vqs::log_panic("sqlite writer", writer_loop(conn, rx)));
         Writer { tx }
+    }
+
+    /// False once the writer task has stopped (its callers get an error, health says down).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
@@ -130,7 +137,8 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
             }
         }
         for f in runs {
-            f(&mut conn).await;
+            // A panic in a maintenance step (or any `run`) fails that step, never the writer.
+            vqs::log_panic("sqlite writer (one step; the writer goes on)", f(&mut conn)).await;
         }
     }
     let _ = conn.close().await;

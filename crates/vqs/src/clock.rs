@@ -36,7 +36,10 @@ impl Clock {
     pub fn advance(&self, by: std::time::Duration) {
         if let Inner::Manual(t) = &self.0 {
             let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-            *t += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+            *t = chrono::Duration::from_std(by)
+                .ok()
+                .and_then(|by| t.checked_add_signed(by))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
         }
     }
 }

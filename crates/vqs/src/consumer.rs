@@ -242,7 +242,8 @@ fn settle(result: Result<(), ServiceError>, done: ConsumerOutcome) -> ConsumerOu
 /// assert_eq!(vqs::renewal_interval(12.0), Duration::from_secs(10));
 /// ```
 pub fn renewal_interval(seconds: f64) -> Duration {
-    Duration::from_secs_f64((seconds / 5.0).clamp(10.0, 60.0))
+    // NaN (or a negative) renews at the shortest interval rather than panicking.
+    Duration::try_from_secs_f64((seconds / 5.0).clamp(10.0, 60.0)).unwrap_or(Duration::from_secs(10))
 }
 
 /// Renew `lease` for `seconds` at a time until dropped, as the SDK does: the first renewal
@@ -356,10 +357,12 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             // service that wants its leases renewed (Vercel's) is renewed while the job runs.
             let now = clock.now();
             let deadline = delivery.visibility_deadline.unwrap_or(now);
-            let must_cover = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
-                + chrono::Duration::seconds(SETTLE_MARGIN_SECONDS);
+            let must_cover = chrono::Duration::from_std(timeout)
+                .ok()
+                .and_then(|t| t.checked_add(&chrono::Duration::seconds(SETTLE_MARGIN_SECONDS)))
+                .unwrap_or(chrono::Duration::MAX);
             if !service.renews_leases()
-                && deadline < now + must_cover
+                && now.checked_add_signed(must_cover).is_none_or(|end| deadline < end)
                 && let Err(e) = service.extend(&lease, needed).await
             {
                 // The lease is gone (another consumer has it) or the store is down: don't run.

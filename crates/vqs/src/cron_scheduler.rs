@@ -146,31 +146,34 @@ impl CronScheduler {
 /// Run `scheduler` until `shutdown` turns true; then let running invocations finish (up to
 /// `grace`).
 pub fn spawn_cron_scheduler(
-    mut scheduler: CronScheduler,
-    mut shutdown: watch::Receiver<bool>,
+    scheduler: CronScheduler,
+    shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tasks = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            if let Err(e) = scheduler.fire_due(&mut tasks).await {
-                tracing::warn!(error = %e, "cron scheduler could not claim a tick; retrying");
-            }
-            while tasks.try_join_next().is_some() {}
-            let now = scheduler.queue.clock().now();
-            let wait = scheduler
-                .next_due()
-                .and_then(|t| (t - now).to_std().ok())
-                .unwrap_or_default()
-                .clamp(Duration::from_millis(50), Duration::from_secs(1));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
+    tokio::spawn(run_cron_scheduler(scheduler, shutdown, grace))
+}
+
+/// [`spawn_cron_scheduler`]'s loop, as a future to run under a [`crate::Supervisor`].
+pub async fn run_cron_scheduler(mut scheduler: CronScheduler, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let mut tasks = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
         }
-        let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    })
+        if let Err(e) = scheduler.fire_due(&mut tasks).await {
+            tracing::warn!(error = %e, "cron scheduler could not claim a tick; retrying");
+        }
+        while tasks.try_join_next().is_some() {}
+        let now = scheduler.queue.clock().now();
+        let wait = scheduler
+            .next_due()
+            .and_then(|t| (t - now).to_std().ok())
+            .unwrap_or_default()
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
 }

@@ -55,14 +55,21 @@ impl From<&QueueTrigger> for ConsumerConfig {
             consumer_group: t.consumer_group.clone(),
             topic_pattern: t.topic.clone(),
             route_path: t.route_path.clone(),
-            retry_after: t.retry_after_seconds.map(Duration::from_secs_f64).unwrap_or(DEFAULT_RETRY_AFTER),
+            retry_after: t.retry_after_seconds.map(saturating_secs).unwrap_or(DEFAULT_RETRY_AFTER),
             max_deliveries: t.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
             max_concurrency: t.max_concurrency.unwrap_or(100),
-            initial_delay: t.initial_delay_seconds.map(Duration::from_secs_f64).unwrap_or_default(),
+            initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
         }
     }
+}
+
+/// Seconds from `vercel.json` as a duration: a value too large for one (or not a number) is
+/// `u32::MAX` seconds, never a panic.
+fn saturating_secs(s: f64) -> Duration {
+    let max = Duration::from_secs(u64::from(u32::MAX));
+    Duration::try_from_secs_f64(s).map_or(max, |d| d.min(max))
 }
 
 /// Delivers a push to a consumer route and returns the HTTP status it answered with.
@@ -114,7 +121,7 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
             .subscription_ensure(SubscriptionEnsureParams {
                 topic_pattern: c.topic_pattern.clone(),
                 consumer_group: c.consumer_group.clone(),
-                initial_delay_seconds: c.initial_delay.as_secs() as u32,
+                initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
                 now: queue.clock().now(),
             })
             .await?;
@@ -131,15 +138,31 @@ pub fn spawn_dispatcher(
     config: DispatcherConfig,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let loops: Vec<_> = consumers
-            .into_iter()
-            .map(|c| tokio::spawn(consumer_loop(queue.clone(), c, pusher.clone(), config.clone(), shutdown.clone())))
-            .collect();
-        for l in loops {
-            let _ = l.await;
+    tokio::spawn(run_dispatcher(queue, consumers, pusher, config, shutdown))
+}
+
+/// [`spawn_dispatcher`]'s loops, as a future to run under a [`crate::Supervisor`]: when one
+/// consumer's loop panics, the others are stopped and the panic goes on to the caller (the
+/// supervisor logs it and starts the dispatcher again), so no consumer group stops silently.
+pub async fn run_dispatcher(
+    queue: Queue,
+    consumers: Vec<ConsumerConfig>,
+    pusher: Arc<dyn Pusher>,
+    config: DispatcherConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut loops = tokio::task::JoinSet::new();
+    for c in consumers {
+        loops.spawn(consumer_loop(queue.clone(), c, pusher.clone(), config.clone(), shutdown.clone()));
+    }
+    while let Some(done) = loops.join_next().await {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            loops.abort_all();
+            std::panic::resume_unwind(e.into_panic());
         }
-    })
+    }
 }
 
 tokio::task_local! {
@@ -289,7 +312,7 @@ async fn consumer_loop(
                             topic: None,
                             message_id: None,
                             limit: want,
-                            visibility_seconds: consumer.visibility.as_secs() as u32,
+                            visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
                             start_executions: consumer.starts_executions,
                             now: queue.clock().now(),
                         })
@@ -380,7 +403,7 @@ pub async fn dispatch_due(
             topic: None,
             message_id: None,
             limit,
-            visibility_seconds: consumer.visibility.as_secs() as u32,
+            visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
             start_executions: consumer.starts_executions,
             now: queue.clock().now(),
         })

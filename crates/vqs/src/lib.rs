@@ -47,6 +47,7 @@ mod queue_service;
 mod retry_policy;
 mod storable_text;
 pub mod store;
+mod supervisor;
 mod trace_context;
 mod vercel_config;
 
@@ -55,11 +56,13 @@ pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler, renewa
 pub use cron_health::{CronState, CronStatus, cron_state, expected_window};
 pub use cron_lock::CronLock;
 pub use cron_schedule::{CronSchedule, CronScheduleError};
-pub use cron_scheduler::{CronInvoker, CronResponse, CronScheduler, FiredTick, ScheduledCron, spawn_cron_scheduler};
+pub use cron_scheduler::{
+    CronInvoker, CronResponse, CronScheduler, FiredTick, ScheduledCron, run_cron_scheduler, spawn_cron_scheduler,
+};
 pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
 pub use dispatcher::{
     ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,
-    register_consumers, spawn_dispatcher,
+    register_consumers, run_dispatcher, spawn_dispatcher,
 };
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
@@ -77,6 +80,7 @@ pub use queue_service::{DeadLetter, LocalQueueService, QueueService, ReceiveById
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
 pub use store::{QueueStore, SendResult, StoreError};
+pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};
 pub use trace_context::TraceContext;
 pub use vercel_config::{
     CronEntry, QueueTrigger, VercelConfig, VercelConfigError, consumer_group_name, consumer_group_name_in_service,

@@ -313,7 +313,7 @@ impl Queue {
 
     /// Executions started in the last `window`, per topic and status (throughput).
     pub async fn execution_counts(&self, window: Duration) -> Result<Vec<ExecutionCounts>, QueueError> {
-        let since = self.inner.clock.now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+        let since = crate::store::retention_cutoff(self.inner.clock.now(), window.as_secs());
         Ok(self.inner.store.execution_counts(ExecutionCountParams { since }).await?)
     }
 
@@ -425,7 +425,10 @@ fn check_filter(field: &str, value: Option<&str>) -> Result<(), QueueError> {
 }
 
 /// How long finished work is kept. Age limits and count limits both apply; a count limit of
-/// 0 means none. Unfinished work (live messages, `running` rows, the latest run and the
+/// 0 means none. Every value is safe: an age longer than the time since 1970 keeps
+/// everything (cut-offs are clamped to the Unix epoch, [`crate::store::retention_cutoff`]),
+/// and a count above `i64::MAX` is `i64::MAX` ([`crate::store::sql_count`]) — nothing
+/// overflows, panics or wraps. The web app refuses settings beyond 10 years and 10¹² rows. Unfinished work (live messages, `running` rows, the latest run and the
 /// latest success of each cron) is never pruned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionConfig {

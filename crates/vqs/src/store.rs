@@ -32,6 +32,24 @@ pub fn message_id_floor(t: DateTime<Utc>) -> String {
     format!("msg_{:012x}{}", t.timestamp_millis().max(0), "0".repeat(20))
 }
 
+/// `now` minus a retention of `seconds`, never before the Unix epoch: a retention longer
+/// than the time since 1970 keeps everything, and no length overflows a date or wraps to a
+/// negative one (which would put the cut-off in the future and delete everything).
+pub fn retention_cutoff(now: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    i64::try_from(seconds)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .and_then(|d| now.checked_sub_signed(d))
+        .map_or(epoch, |t| t.max(epoch))
+}
+
+/// A count as SQL's signed 64-bit integer, saturating: `u64::MAX` is `i64::MAX` ("no row is
+/// beyond it"), never `-1` (which SQLite reads as "no offset": everything beyond it).
+pub fn sql_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// A receipt handle names a message and the lease token of one delivery of it:
 /// `<message id>.<lease token>`.
 pub fn receipt_handle(message_id: &str, lease_token: &str) -> String {
@@ -807,4 +825,22 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Cheap liveness probe.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod extremes {
+    use super::*;
+
+    #[test]
+    fn retention_cutoffs_at_the_extremes_neither_panic_nor_wrap() {
+        let now: DateTime<Utc> = "2026-03-02T09:00:00Z".parse().unwrap();
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        for seconds in [u64::MAX, i64::MAX as u64, i64::MAX as u64 + 1, 99_999_999 * 86_400, 60 * 365 * 86_400] {
+            assert_eq!(retention_cutoff(now, seconds), epoch, "{seconds}");
+        }
+        assert_eq!(retention_cutoff(now, 0), now);
+        assert_eq!(retention_cutoff(now, 3600), now - chrono::Duration::hours(1));
+        assert_eq!(retention_cutoff(DateTime::<Utc>::MIN_UTC, 1), epoch);
+        assert_eq!((sql_count(u64::MAX), sql_count(0), sql_count(7)), (i64::MAX, 0, 7));
+    }
 }

@@ -93,6 +93,7 @@ impl TestApp {
             lease_seconds: 60,
             retry_delay_seconds: None,
             vercel: Default::default(),
+            server: Default::default(),
         };
         change(&mut config);
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();

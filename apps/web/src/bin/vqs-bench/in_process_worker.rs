@@ -35,6 +35,7 @@ pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> we
         lease_seconds: 60,
         retry_delay_seconds: None,
         vercel: Default::default(),
+        server: Default::default(),
     }
 }
 
