@@ -33,6 +33,9 @@ pub struct Config {
     /// many seconds instead of its own retry policy (`(10 · n)²` s by default). For fault and
     /// load drills that must see retries happen within a test; leave it unset in production.
     pub retry_delay_seconds: Option<u32>,
+    /// Crash rescue's heartbeat (`VQS_HEARTBEAT_SECONDS`, default 10; `VQS_DEAD_AFTER_SECONDS`,
+    /// default 45, more than two beats): a process silent that long has its jobs redelivered.
+    pub lifeline: vqs::LifelineConfig,
     /// What a Vercel deployment (and the Vercel-facing tests) read.
     pub vercel: VercelEnv,
 }
@@ -111,6 +114,7 @@ impl std::fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("lease_seconds", &self.lease_seconds)
             .field("retry_delay_seconds", &self.retry_delay_seconds)
+            .field("lifeline", &self.lifeline)
             .field("vercel", &self.vercel)
             .finish()
     }
@@ -247,9 +251,33 @@ impl Config {
                 ),
                 Err(_) => None,
             },
+            lifeline: lifeline_from_env()?,
             vercel: VercelEnv::from_env()?,
         })
     }
+}
+
+/// `VQS_HEARTBEAT_SECONDS` (1 to 60, default 10) and `VQS_DEAD_AFTER_SECONDS` (default 45,
+/// up to 3600, longer than two heartbeats).
+fn lifeline_from_env() -> Result<vqs::LifelineConfig> {
+    let seconds = |name: &str, default: Duration, max: u64| -> Result<Duration> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(Duration::from_secs)
+                .with_context(|| format!("{name} must be 1 to {max} seconds, got {v:?}")),
+            Err(_) => Ok(default),
+        }
+    };
+    let lifeline = vqs::LifelineConfig {
+        beat: seconds("VQS_HEARTBEAT_SECONDS", vqs::DEFAULT_BEAT_INTERVAL, 60)?,
+        dead_after: seconds("VQS_DEAD_AFTER_SECONDS", vqs::DEFAULT_DEAD_AFTER, 3600)?,
+    };
+    lifeline.check().map_err(|e| anyhow::anyhow!("VQS_HEARTBEAT_SECONDS / VQS_DEAD_AFTER_SECONDS: {e}"))?;
+    Ok(lifeline)
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppStat
         lease: Duration::from_secs(u64::from(config.lease_seconds)),
         push_source: crate::state::PushSource::Local,
         retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
+        lifeline: config.lifeline,
     }
 }
 
@@ -180,8 +181,13 @@ pub fn consumers(state: &AppState) -> Vec<ConsumerConfig> {
 impl Workers {
     /// Start the dispatcher (pushing through `router` in process), the cron scheduler
     /// (calling `router` in process) and the maintenance loop.
-    pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
+    pub async fn start(state: &AppState, router: axum::Router, mut dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
+        // Crash rescue: this process beats, and the leases of the jobs it runs name it.
+        let lifeline = vqs::Lifeline::new(state.queue.clone(), state.lifeline);
+        lifeline.run_once().await.context("registering this process's heartbeat")?;
+        dispatcher.lease_holder = Some(lifeline.process_id().to_owned());
+        let lifeline_task = lifeline.spawn(rx.clone());
         let consumers = consumers(state);
         vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
         for c in &consumers {
@@ -191,7 +197,8 @@ impl Workers {
             in_process: InProcessPusher::new(router.clone()),
             http: HttpPusher::new(state.queue_secret.clone(), state.lease).context("building the HTTP pusher")?,
         });
-        let mut tasks = vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone())];
+        let mut tasks =
+            vec![vqs::spawn_dispatcher(state.queue.clone(), consumers, pusher, dispatcher, rx.clone()), lifeline_task];
         let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
         if !crons.is_empty() {
             if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {

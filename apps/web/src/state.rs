@@ -28,6 +28,8 @@ pub struct AppState {
     pub push_source: PushSource,
     /// `VQS_RETRY_DELAY_SECONDS`: a fixed retry delay that replaces every job's own policy.
     pub retry_policy: Option<vqs::RetryPolicy>,
+    /// Crash rescue's heartbeat timing (`VQS_HEARTBEAT_SECONDS`, `VQS_DEAD_AFTER_SECONDS`).
+    pub lifeline: vqs::LifelineConfig,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which

@@ -445,7 +445,9 @@ impl QueueStore for PgStore {
             .push_bind(i64::from(p.limit.max(1)))
             .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
             .push_bind(lease_until)
-            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), updated_at = ")
+            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), lease_holder = ")
+            .push_bind(&p.lease_holder)
+            .push(", updated_at = ")
             .push_bind(p.now)
             .push(" FROM due WHERE d.message_id = due.message_id AND d.consumer_group = ")
             .push_bind(&p.consumer_group)
@@ -941,6 +943,67 @@ impl QueueStore for PgStore {
             .await
             .map_err(db_err)?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE cron_locks SET expires_at = $3 WHERE name = $1 AND owner = $2")
+            .bind(&p.name)
+            .bind(&p.owner)
+            .bind(p.now + secs(p.ttl_seconds))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE processes SET heartbeat_at = $2 WHERE id = $1")
+            .bind(&p.process_id)
+            .bind(p.now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() > 0 {
+            return Ok(true);
+        }
+        sqlx::query(
+            "INSERT INTO processes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+        )
+        .bind(&p.process_id)
+        .bind(p.now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(false)
+    }
+
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError> {
+        // One transaction: the dead are forgotten only together with their leases' rescue. A
+        // process that beats while this runs is not deleted (its row is re-checked after the
+        // beat commits), so a live process's leases are never touched.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let dead: Vec<String> =
+            sqlx::query_scalar("DELETE FROM processes WHERE heartbeat_at < $1 AND id <> $2 RETURNING id")
+                .bind(p.dead_before)
+                .bind(&p.rescuer)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if dead.is_empty() {
+            return Ok(ProcessRescueReport::default());
+        }
+        let r = sqlx::query(
+            "UPDATE deliveries SET visible_at = $1, updated_at = $1 \
+             WHERE state = 'leased' AND visible_at > $1 AND lease_holder = ANY($2)",
+        )
+        .bind(p.now)
+        .bind(&dead)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ProcessRescueReport { processes: dead.len() as u64, deliveries: r.rows_affected() })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

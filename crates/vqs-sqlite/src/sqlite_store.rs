@@ -222,7 +222,9 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
     let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
-        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), updated_at = ")
+        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), lease_holder = ")
+        .push_bind(p.lease_holder.clone())
+        .push(", updated_at = ")
         .push_bind(now)
         .push(" WHERE consumer_group = ")
         .push_bind(&p.consumer_group)
@@ -987,6 +989,97 @@ impl QueueStore for SqliteStore {
                         .await
                         .map_err(db_err)?;
                     Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("UPDATE cron_locks SET expires_at = ?3 WHERE name = ?1 AND owner = ?2")
+                        .bind(&p.name)
+                        .bind(&p.owner)
+                        .bind(us(p.now) + i64::from(p.ttl_seconds) * US_PER_S)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")
+                        .bind(&p.process_id)
+                        .bind(us(p.now))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if r.rows_affected() > 0 {
+                        return Ok(true);
+                    }
+                    sqlx::query(
+                        "INSERT INTO processes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    )
+                    .bind(&p.process_id)
+                    .bind(us(p.now))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(false)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    // One transaction (BEGIN IMMEDIATE: processes sharing the file take turns),
+                    // so a beat lands either before it (and the process is not presumed dead)
+                    // or after it.
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    let (dead_before, now) = (us(p.dead_before), us(p.now));
+                    let dead: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM processes WHERE heartbeat_at < ?1 AND id <> ?2")
+                            .bind(dead_before)
+                            .bind(&p.rescuer)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    if dead == 0 {
+                        return Ok(ProcessRescueReport::default());
+                    }
+                    let r = sqlx::query(
+                        "UPDATE deliveries SET visible_at = ?3, updated_at = ?3 \
+                         WHERE state = 'leased' AND visible_at > ?3 AND lease_holder IN \
+                         (SELECT id FROM processes WHERE heartbeat_at < ?1 AND id <> ?2)",
+                    )
+                    .bind(dead_before)
+                    .bind(&p.rescuer)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    sqlx::query("DELETE FROM processes WHERE heartbeat_at < ?1 AND id <> ?2")
+                        .bind(dead_before)
+                        .bind(&p.rescuer)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(ProcessRescueReport { processes: dead as u64, deliveries: r.rows_affected() })
                 }
                 .boxed()
             })

@@ -128,6 +128,11 @@ pub struct DeliveryClaimParams {
     /// local dispatcher does this for the job routes of its own process: the lease *is* the
     /// start of the attempt, and the consumer needs no write of its own before it runs).
     pub start_executions: bool,
+    /// The process that will run the leased jobs, when it beats ([`ProcessBeatParams`]):
+    /// if it stops beating, another process makes these leases due at once
+    /// ([`QueueStore::process_rescue`]) instead of waiting for them to run out. `None` (a
+    /// remote consumer, the `/_vqs` receive API): the lease ends only when it runs out.
+    pub lease_holder: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -642,6 +647,36 @@ pub struct CronLockParams {
     pub now: DateTime<Utc>,
 }
 
+/// Extend a held named lock: it is held by `owner` until `now + ttl`.
+pub type CronLockExtendParams = CronLockParams;
+
+/// Record that a process is alive: its lifeline beats.
+#[derive(Debug, Clone)]
+pub struct ProcessBeatParams {
+    pub process_id: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Find the processes whose last beat is older than `dead_before`, forget them, and make
+/// the leases they held due at once (the next claim closes their `running` executions as
+/// abandoned and leases them again).
+#[derive(Debug, Clone)]
+pub struct ProcessRescueParams {
+    pub dead_before: DateTime<Utc>,
+    /// The process asking: never presumed dead by itself, however late its own last beat.
+    pub rescuer: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What a rescue found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessRescueReport {
+    /// Processes presumed dead (no beat within the threshold), now forgotten.
+    pub processes: u64,
+    /// Their leases, made due at once.
+    pub deliveries: u64,
+}
+
 /// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
@@ -718,8 +753,17 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError>;
     /// True when the lock was free (or expired) and is now held by `owner` until `now + ttl`.
     async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError>;
+    /// Extend a lock `owner` holds to `now + ttl`; false when it no longer holds it (another
+    /// run took it after it expired, or maintenance removed it).
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError>;
     /// Release a lock `owner` holds; false if it held none.
     async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError>;
+
+    /// Record a process's beat. True when the process was known; false when this beat
+    /// registered it (its first, or one after it was presumed dead and forgotten).
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError>;
+    /// Presume dead the processes that stopped beating and make their leases due now.
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError>;
 
     /// Cheap liveness probe.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -188,6 +188,7 @@ async fn claim(
             limit: opts.max,
             visibility_seconds: opts.visibility,
             start_executions: false,
+            lease_holder: None,
             now: state.queue.clock().now(),
         })
         .await?;
