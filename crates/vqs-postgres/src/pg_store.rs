@@ -280,12 +280,17 @@ fn execution(r: &PgRow) -> ExecutionRecord {
 
 fn dead_letter(r: &PgRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
+    let total = i64::from(r.get::<i32, _>("payload_bytes"));
+    let (payload, payload_bytes, payload_truncated) =
+        payload_preview(r.get::<&[u8], _>("payload"), total, &content_type);
     DeadLetterRecord {
         id: r.get("id"),
         message_id: r.get("message_id"),
         topic: r.get("topic"),
         consumer_group: r.get("consumer_group"),
-        payload: payload_json(r.get::<&[u8], _>("payload"), &content_type),
+        payload,
+        payload_bytes,
+        payload_truncated,
         content_type,
         error: r.get("error"),
         attempts: r.get::<i32, _>("attempts") as u32,
@@ -699,10 +704,12 @@ impl QueueStore for PgStore {
 
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
+            "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
+             octet_length(payload) AS payload_bytes, error, attempts, created_at \
              FROM dead_letters ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(if limit == 0 { 100 } else { limit }))
+        .bind(PAYLOAD_PREVIEW_BYTES as i32)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -711,8 +718,8 @@ impl QueueStore for PgStore {
 
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters WHERE id = $1",
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
+             error, attempts, created_at FROM dead_letters WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)

@@ -194,12 +194,17 @@ fn cron_run(r: &SqliteRow) -> CronRunRecord {
 
 fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
+    let total = i64::from(r.get::<i64, _>("payload_bytes"));
+    let (payload, payload_bytes, payload_truncated) =
+        payload_preview(r.get::<&[u8], _>("payload"), total, &content_type);
     DeadLetterRecord {
         id: r.get("id"),
         message_id: r.get("message_id"),
         topic: r.get("topic"),
         consumer_group: r.get("consumer_group"),
-        payload: payload_json(r.get::<&[u8], _>("payload"), &content_type),
+        payload,
+        payload_bytes,
+        payload_truncated,
         content_type,
         error: r.get("error"),
         attempts: r.get::<i64, _>("attempts") as u32,
@@ -804,10 +809,12 @@ impl QueueStore for SqliteStore {
 
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters ORDER BY id DESC LIMIT ?",
+            "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
+             length(payload) AS payload_bytes, error, attempts, created_at \
+             FROM dead_letters ORDER BY id DESC LIMIT ?1",
         )
         .bind(i64::from(if limit == 0 { 100 } else { limit }))
+        .bind(i64::from(PAYLOAD_PREVIEW_BYTES))
         .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
@@ -816,8 +823,8 @@ impl QueueStore for SqliteStore {
 
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters WHERE id = ?",
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
+             error, attempts, created_at FROM dead_letters WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.read)

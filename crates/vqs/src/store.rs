@@ -46,6 +46,19 @@ pub fn split_receipt_handle(handle: &str) -> Result<(&str, &str), StoreError> {
         .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
 }
 
+/// A dead letter's payload field from the bytes a backend read (`payload`, the whole of it
+/// or a preview) and the whole payload's size: (payload, size, truncated).
+pub fn payload_preview(bytes: &[u8], total: i64, content_type: &str) -> (serde_json::Value, u64, bool) {
+    let total = u64::try_from(total).unwrap_or(0).max(bytes.len() as u64);
+    let truncated = total > bytes.len() as u64;
+    let value = if truncated {
+        serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+    } else {
+        payload_json(bytes, content_type)
+    };
+    (value, total, truncated)
+}
+
 /// A payload as the admin API shows it: JSON when it is JSON, else text.
 pub fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
     if content_type.starts_with("application/json")
@@ -507,6 +520,11 @@ pub enum SyncOutcome {
     Failure { error: String },
 }
 
+/// How much of each payload a list of dead letters reads: the first 1 KiB. A list never
+/// loads whole payloads (50 dead letters of 20 MB would be 1 GB); one dead letter read by
+/// id ([`QueueStore::dead_letter_get`]) has all of it.
+pub const PAYLOAD_PREVIEW_BYTES: u32 = 1024;
+
 /// A message kept after its last attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterRecord {
@@ -515,7 +533,13 @@ pub struct DeadLetterRecord {
     pub topic: String,
     pub consumer_group: String,
     pub content_type: String,
+    /// The payload (JSON when it is JSON, else text) — in a list, only its first
+    /// [`PAYLOAD_PREVIEW_BYTES`], as text when that cut it (`payload_truncated`).
     pub payload: serde_json::Value,
+    /// The whole payload's size in bytes.
+    pub payload_bytes: u64,
+    /// True when `payload` is a preview: the first [`PAYLOAD_PREVIEW_BYTES`] only.
+    pub payload_truncated: bool,
     pub error: String,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
@@ -735,7 +759,9 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Every key of a topic (or of every topic), by key.
     async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError>;
 
+    /// Dead letters, newest first, each with a preview of its payload ([`PAYLOAD_PREVIEW_BYTES`]).
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    /// One dead letter with its whole payload.
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
     async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
