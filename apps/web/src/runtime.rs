@@ -151,6 +151,7 @@ pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppStat
         push_source: crate::state::PushSource::Local,
         retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
         lifeline: config.lifeline,
+        login_throttle: Default::default(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct AppState {
     pub push_source: PushSource,
     /// `VQS_RETRY_DELAY_SECONDS`: a fixed retry delay that replaces every job's own policy.
     pub retry_policy: Option<vqs::RetryPolicy>,
+    /// Failed dashboard sign-ins, per client IP and in all (they are slowed down).
+    pub login_throttle: std::sync::Arc<crate::dashboard::login_throttle::LoginThrottle>,
     /// Crash rescue's heartbeat timing (`VQS_HEARTBEAT_SECONDS`, `VQS_DEAD_AFTER_SECONDS`).
     pub lifeline: vqs::LifelineConfig,
 }

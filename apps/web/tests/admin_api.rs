@@ -209,7 +209,9 @@ async fn the_dead_letter_list_loads_payload_previews_and_one_dead_letter_its_who
             assert_eq!(d["payload_truncated"], json!(true));
             assert_eq!(d["payload_bytes"], json!(big + 11));
             let preview = d["payload"].as_str().unwrap();
-            assert!(preview.len() <= vqs::store::PAYLOAD_PREVIEW_BYTES as usize && preview.starts_with("{\"blob\":\"xxx"));
+            assert!(
+                preview.len() <= vqs::store::PAYLOAD_PREVIEW_BYTES as usize && preview.starts_with("{\"blob\":\"xxx")
+            );
         }
     }
     // One dead letter read by id has its whole payload.

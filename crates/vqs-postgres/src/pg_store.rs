@@ -1013,6 +1013,31 @@ impl QueueStore for PgStore {
         Ok(ProcessRescueReport { processes: dead.len() as u64, deliveries: r.rows_affected() })
     }
 
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= $1")
+            .bind(p.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO revoked_sessions (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
+            .bind(&p.nonce)
+            .bind(p.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())

@@ -1093,6 +1093,40 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= ?")
+                        .bind(us(p.now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query(
+                        "INSERT INTO revoked_sessions (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING",
+                    )
+                    .bind(&p.nonce)
+                    .bind(us(p.expires_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = ?")
+            .bind(nonce)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
         Ok(())

@@ -90,12 +90,21 @@ impl Queue {
                             );
                             return;
                         }
-                        Err(e) => tracing::warn!(cron.lock = %name, error = %e, "extending the cron lock failed; retrying"),
+                        Err(e) => {
+                            tracing::warn!(cron.lock = %name, error = %e, "extending the cron lock failed; retrying")
+                        }
                     }
                 }
             })
         };
-        Ok(Some(CronLock { queue: self.clone(), name: name.to_owned(), owner, released: false, lost, keeper: Some(keeper) }))
+        Ok(Some(CronLock {
+            queue: self.clone(),
+            name: name.to_owned(),
+            owner,
+            released: false,
+            lost,
+            keeper: Some(keeper),
+        }))
     }
 }
 

@@ -94,13 +94,11 @@ impl Lifeline {
     pub async fn run_once(&self) -> Result<LifelineReport, StoreError> {
         let store = self.queue.store();
         let now = self.queue.clock().now();
-        let was_known =
-            store.process_beat(ProcessBeatParams { process_id: self.process_id.clone(), now }).await?;
+        let was_known = store.process_beat(ProcessBeatParams { process_id: self.process_id.clone(), now }).await?;
         let dead_after = chrono::Duration::from_std(self.config.dead_after).unwrap_or(chrono::Duration::MAX);
         let dead_before = now.checked_sub_signed(dead_after).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let rescued = store
-            .process_rescue(ProcessRescueParams { dead_before, rescuer: self.process_id.clone(), now })
-            .await?;
+        let rescued =
+            store.process_rescue(ProcessRescueParams { dead_before, rescuer: self.process_id.clone(), now }).await?;
         Ok(LifelineReport { was_known, rescued })
     }
 

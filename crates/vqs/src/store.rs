@@ -701,6 +701,16 @@ pub struct ProcessRescueReport {
     pub deliveries: u64,
 }
 
+/// Revoke a dashboard session (sign-out) until it would have expired anyway.
+#[derive(Debug, Clone)]
+pub struct SessionRevokeParams {
+    /// The session's nonce (never the token, never the whole cookie).
+    pub nonce: String,
+    pub expires_at: DateTime<Utc>,
+    /// Revocations that expired before this are removed in the same write.
+    pub now: DateTime<Utc>,
+}
+
 /// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
@@ -790,6 +800,11 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError>;
     /// Presume dead the processes that stopped beating and make their leases due now.
     async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError>;
+
+    /// Record a signed-out dashboard session so every process refuses it.
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;
+    /// True when the session with this nonce was signed out.
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe.
     async fn ping(&self) -> Result<(), StoreError>;
