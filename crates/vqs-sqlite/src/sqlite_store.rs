@@ -194,7 +194,7 @@ fn cron_run(r: &SqliteRow) -> CronRunRecord {
 
 fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
-    let total = i64::from(r.get::<i64, _>("payload_bytes"));
+    let total = r.get::<i64, _>("payload_bytes");
     let (payload, payload_bytes, payload_truncated) =
         payload_preview(r.get::<&[u8], _>("payload"), total, &content_type);
     DeadLetterRecord {
