@@ -178,8 +178,11 @@ struct CronsQuery {
     next: Option<usize>,
 }
 
+/// Fire times listed per cron at most (`?next=`, `web crons --next`).
+pub const MAX_CRON_NEXT: usize = 100;
+
 async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(100)).await?))
+    Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(MAX_CRON_NEXT)).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -103,6 +103,14 @@ async fn release_key(conn: &mut SqliteConnection, message_id: &str) -> Result<()
     Ok(())
 }
 
+/// The file a `sqlite://` URL names (so a caller can check that it exists before opening,
+/// which creates it).
+pub fn database_file(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("invalid DATABASE_URL {url:?}: {e}")))?;
+    Ok(opts.get_filename().to_path_buf())
+}
+
 impl SqliteStore {
     /// Open (and create) the database file named by `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
