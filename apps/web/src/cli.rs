@@ -258,7 +258,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Crons { next, json } => {
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
             let state = crate::runtime::state(&config, queue, vercel);
-            let crons = crons_json(&state, next.min(crate::admin::MAX_CRON_NEXT)).await.map_err(|e| anyhow!("{}", e.message))?;
+            let crons = crons_json(&state, next.min(crate::admin::MAX_CRON_NEXT))
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?;
             print(json, &crons, |v| {
                 let mut out = String::new();
                 for c in v.as_array().into_iter().flatten() {

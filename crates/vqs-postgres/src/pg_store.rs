@@ -1038,6 +1038,15 @@ impl QueueStore for PgStore {
         Ok(row.is_some())
     }
 
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+            .bind(message_id)
+            .bind(consumer_group)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())

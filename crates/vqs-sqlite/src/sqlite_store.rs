@@ -1135,6 +1135,15 @@ impl QueueStore for SqliteStore {
         Ok(row.is_some())
     }
 
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+            .bind(message_id)
+            .bind(consumer_group)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
         Ok(())

@@ -741,6 +741,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError>;
     /// Acknowledge and keep a dead letter (and close the attempt's execution, if given).
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
+    /// The topic of a message's delivery to a consumer group (`None`: no such delivery). A
+    /// lease's topic, for callers that name it (the `/_vqs` lease routes).
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
