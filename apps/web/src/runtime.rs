@@ -250,6 +250,9 @@ async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown
 
 /// `serve`: the web app, the dispatcher and maintenance until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> Result<()> {
+    for warning in config.secret_warnings() {
+        tracing::warn!("{warning}");
+    }
     let vercel = load_vercel(&config.vercel_json)?;
     let queue = open_queue(&config.database_url, Clock::system()).await?;
     let state = state(&config, queue, vercel);
