@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/admin/queues", get(queues))
         .route("/api/admin/dead-letters", get(dead_letters))
         .route("/api/admin/dead-letters/{id}/replay", post(replay))
-        .route("/api/admin/dead-letters/{id}", delete(discard))
+        .route("/api/admin/dead-letters/{id}", get(dead_letter).delete(discard))
         .route("/api/admin/crons", get(crons))
         .route("/api/admin/progress", get(progress))
         .route("/api/admin/sync-log", get(sync_log))
@@ -146,6 +146,14 @@ async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>
     Ok(Json(json!(state.queue.dead_letters(q.limit.unwrap_or(100).clamp(1, MAX_LIMIT)).await?)))
 }
 
+/// One dead letter with its whole payload (the list has previews).
+async fn dead_letter(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    match state.queue.dead_letter(id).await? {
+        Some(d) => Ok(Json(json!(d))),
+        None => Err(ApiError::not_found(format!("no dead letter {id}"))),
+    }
+}
+
 async fn replay(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let sent = state.queue.dead_letter_replay(id).await?;
     Ok((StatusCode::CREATED, Json(json!(sent))).into_response())
@@ -168,8 +176,11 @@ struct CronsQuery {
     next: Option<usize>,
 }
 
+/// Fire times listed per cron at most (`?next=`, `web crons --next`).
+pub const MAX_CRON_NEXT: usize = 100;
+
 async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(100)).await?))
+    Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(MAX_CRON_NEXT)).await?))
 }
 
 #[derive(Debug, Deserialize)]

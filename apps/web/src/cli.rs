@@ -2,7 +2,7 @@
 //! (no server needed) and prints one JSON document with `--json`, with the admin API's
 //! field names.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
@@ -77,7 +77,7 @@ pub enum Command {
     },
     /// The crons of vercel.json with their next fire times.
     Crons {
-        /// How many fire times to show per cron.
+        /// How many fire times to show per cron (at most 100, as the API).
         #[arg(long, default_value_t = 3)]
         next: usize,
         #[arg(long)]
@@ -114,6 +114,25 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Serve = command {
         return crate::runtime::serve(config).await;
+    }
+    // A command that only reads never creates a database (opening a SQLite file creates it):
+    // a typo in DATABASE_URL or the wrong directory would otherwise show an empty queue.
+    let reads_only = matches!(
+        command,
+        Command::Executions { .. }
+            | Command::Queues { .. }
+            | Command::Message { .. }
+            | Command::Crons { .. }
+            | Command::DeadLetters { action: None, .. }
+    );
+    if reads_only && config.database_url.starts_with("sqlite:") {
+        let file = vqs_sqlite::database_file(&config.database_url).map_err(|e| anyhow!("{e}"))?;
+        if !file.exists() {
+            bail!(
+                "no database at {}: run `web migrate` or `web serve` first (or set DATABASE_URL to the database to read)",
+                file.display()
+            );
+        }
     }
     let queue = crate::runtime::open_queue(&config.database_url, Clock::system()).await?;
     match command {
@@ -237,7 +256,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Crons { next, json } => {
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
             let state = crate::runtime::state(&config, queue, vercel);
-            let crons = crons_json(&state, next).await.map_err(|e| anyhow!("{}", e.message))?;
+            let crons = crons_json(&state, next.min(crate::admin::MAX_CRON_NEXT))
+                .await
+                .map_err(|e| anyhow!("{}", e.message))?;
             print(json, &crons, |v| {
                 let mut out = String::new();
                 for c in v.as_array().into_iter().flatten() {

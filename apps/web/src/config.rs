@@ -33,6 +33,9 @@ pub struct Config {
     /// many seconds instead of its own retry policy (`(10 · n)²` s by default). For fault and
     /// load drills that must see retries happen within a test; leave it unset in production.
     pub retry_delay_seconds: Option<u32>,
+    /// Crash rescue's heartbeat (`VQS_HEARTBEAT_SECONDS`, default 10; `VQS_DEAD_AFTER_SECONDS`,
+    /// default 45, more than two beats): a process silent that long has its jobs redelivered.
+    pub lifeline: vqs::LifelineConfig,
     /// What a Vercel deployment (and the Vercel-facing tests) read.
     pub vercel: VercelEnv,
     /// Connection limits and the shutdown grace of `serve` (`VQS_HTTP_*`, `VQS_SHUTDOWN_GRACE_SECONDS`).
@@ -113,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("lease_seconds", &self.lease_seconds)
             .field("retry_delay_seconds", &self.retry_delay_seconds)
+            .field("lifeline", &self.lifeline)
             .field("vercel", &self.vercel)
             .field("server", &self.server)
             .finish()
@@ -310,15 +314,117 @@ impl Config {
                 Some(v) => u32::try_from(number_setting("VQS_RETRY_DELAY_SECONDS", &v, 1, 3600, "seconds")?).ok(),
                 None => None,
             },
+            lifeline: lifeline_from_env()?,
             vercel: VercelEnv::from_env()?,
             server: server_limits_from_env()?,
         })
     }
 }
 
+/// Secrets shorter than this are warned about at start-up.
+pub const MIN_SECRET_LEN: usize = 16;
+
+impl Config {
+    /// What is weak about the secrets: one shorter than [`MIN_SECRET_LEN`], or one value
+    /// used for two purposes (a leak of one then grants the other's powers too). Each
+    /// warning names the variables, never a value. `web serve` logs them at start-up.
+    pub fn secret_warnings(&self) -> Vec<String> {
+        let secrets = [
+            ("VQS_ADMIN_TOKEN", &self.admin_token),
+            ("VQS_QUEUE_SECRET", &self.queue_secret),
+            ("CRON_SECRET", &self.cron_secret),
+            ("VQS_METRICS_TOKEN", &self.metrics_token),
+        ];
+        let set: Vec<(&str, auth::Secret)> =
+            secrets.iter().filter_map(|(name, v)| Some((*name, auth::Secret::new((*v).clone())?))).collect();
+        let mut warnings = Vec::new();
+        for (name, secret) in &set {
+            let len = secret.expose().chars().count();
+            if len < MIN_SECRET_LEN {
+                warnings.push(format!(
+                    "{name} is only {len} characters long: use at least {MIN_SECRET_LEN} random characters \
+                     (e.g. `openssl rand -hex 32`)"
+                ));
+            }
+        }
+        for (i, (a, sa)) in set.iter().enumerate() {
+            for (b, sb) in &set[i + 1..] {
+                // Constant time, as every comparison of a secret.
+                if sa.matches(sb.expose()) {
+                    warnings.push(format!(
+                        "{a} and {b} have the same value: a leak of one grants the other's access too; \
+                         give each its own random value"
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+}
+
+/// `VQS_HEARTBEAT_SECONDS` (1 to 60, default 10) and `VQS_DEAD_AFTER_SECONDS` (default 45,
+/// up to 3600, longer than two heartbeats).
+fn lifeline_from_env() -> Result<vqs::LifelineConfig> {
+    let seconds = |name: &str, default: Duration, max: u64| -> Result<Duration> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(Duration::from_secs)
+                .with_context(|| format!("{name} must be 1 to {max} seconds, got {v:?}")),
+            Err(_) => Ok(default),
+        }
+    };
+    let lifeline = vqs::LifelineConfig {
+        beat: seconds("VQS_HEARTBEAT_SECONDS", vqs::DEFAULT_BEAT_INTERVAL, 60)?,
+        dead_after: seconds("VQS_DEAD_AFTER_SECONDS", vqs::DEFAULT_DEAD_AFTER, 3600)?,
+    };
+    lifeline.check().map_err(|e| anyhow::anyhow!("VQS_HEARTBEAT_SECONDS / VQS_DEAD_AFTER_SECONDS: {e}"))?;
+    Ok(lifeline)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_and_shared_secrets_are_warned_about_by_name_only() {
+        let config = |admin: &str, queue: &str, cron: &str| Config {
+            database_url: DEFAULT_DATABASE_URL.into(),
+            addr: "127.0.0.1:3000".parse().unwrap(),
+            vercel_json: "vercel.json".into(),
+            cron_secret: Some(cron.into()),
+            is_local_dev: false,
+            queue_secret: Some(queue.into()),
+            admin_token: Some(admin.into()),
+            metrics_token: None,
+            retention: RetentionConfig::default(),
+            lease_seconds: 60,
+            retry_delay_seconds: None,
+            lifeline: Default::default(),
+            vercel: VercelEnv::default(),
+            server: Default::default(),
+        };
+        let strong = "0123456789abcdef0123";
+        assert!(config(strong, &format!("{strong}q"), &format!("{strong}c")).secret_warnings().is_empty());
+        let w = config("hunter2", &format!("{strong}q"), &format!("{strong}c")).secret_warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("VQS_ADMIN_TOKEN is only 7 characters long"), "{w:?}");
+        let w = config(strong, strong, &format!("{strong}c")).secret_warnings();
+        assert_eq!(
+            w,
+            vec![format!(
+                "VQS_ADMIN_TOKEN and VQS_QUEUE_SECRET have the same value: a leak of one grants the other's access too; \
+             give each its own random value"
+            )]
+        );
+        for w in config("hunter2", "hunter2", "hunter2").secret_warnings() {
+            assert!(!w.contains("hunter2"), "{w}");
+        }
+        assert_eq!(config("hunter2", "hunter2", "hunter2").secret_warnings().len(), 3 + 3);
+    }
 
     #[test]
     fn durations_take_a_unit() {

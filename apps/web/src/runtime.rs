@@ -151,6 +151,8 @@ pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppStat
         push_source: crate::state::PushSource::Local,
         retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
         tasks: vqs::Supervisor::default(),
+        lifeline: config.lifeline,
+        login_throttle: Default::default(),
     }
 }
 
@@ -180,10 +182,14 @@ pub fn consumers(state: &AppState) -> Vec<ConsumerConfig> {
 
 impl Workers {
     /// Start the dispatcher (pushing through `router` in process), the cron scheduler
-    /// (calling `router` in process) and the maintenance loop, each supervised by
+    /// (calling `router` in process), the maintenance loop and the heartbeat, each supervised by
     /// `state.tasks`: a panic is logged and the task restarted (health shows it).
-    pub async fn start(state: &AppState, router: axum::Router, dispatcher: DispatcherConfig) -> Result<Workers> {
+    pub async fn start(state: &AppState, router: axum::Router, mut dispatcher: DispatcherConfig) -> Result<Workers> {
         let (shutdown, rx) = watch::channel(false);
+        // Crash rescue: this process beats, and the leases of the jobs it runs name it.
+        let lifeline = vqs::Lifeline::new(state.queue.clone(), state.lifeline);
+        lifeline.run_once().await.context("registering this process's heartbeat")?;
+        dispatcher.lease_holder = Some(lifeline.process_id().to_owned());
         let consumers = consumers(state);
         vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
         for c in &consumers {
@@ -201,6 +207,10 @@ impl Workers {
                 vqs::run_dispatcher(queue.clone(), consumers.clone(), pusher, dispatcher.clone(), rx.clone())
             })
         }];
+        tasks.push({
+            let (lifeline, rx) = (lifeline.clone(), rx.clone());
+            supervisor.supervise("lifeline", move || lifeline.clone().run(rx.clone()))
+        });
         let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
         if !crons.is_empty() {
             if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {
@@ -257,6 +267,9 @@ async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown
 
 /// `serve`: the web app, the dispatcher and maintenance until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> Result<()> {
+    for warning in config.secret_warnings() {
+        tracing::warn!("{warning}");
+    }
     let vercel = load_vercel(&config.vercel_json)?;
     let queue = open_queue(&config.database_url, Clock::system()).await?;
     let state = state(&config, queue, vercel);

@@ -31,6 +31,10 @@ pub struct AppState {
     /// The background tasks of a serving process (dispatcher, scheduler, maintenance), as
     /// health reports them. Empty where none run (tests, Vercel functions).
     pub tasks: vqs::Supervisor,
+    /// Failed dashboard sign-ins, per client IP and in all (they are slowed down).
+    pub login_throttle: std::sync::Arc<crate::dashboard::login_throttle::LoginThrottle>,
+    /// Crash rescue's heartbeat timing (`VQS_HEARTBEAT_SECONDS`, `VQS_DEAD_AFTER_SECONDS`).
+    pub lifeline: vqs::LifelineConfig,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which

@@ -165,3 +165,63 @@ async fn crons_list_schedules_with_next_fire_times() {
     assert_eq!(next[1] - next[0], chrono::Duration::hours(1));
     assert!(next.iter().all(|t| t.timestamp() % 3600 == 0), "on the hour");
 }
+
+#[tokio::test]
+async fn the_dead_letter_list_loads_payload_previews_and_one_dead_letter_its_whole_payload() {
+    let app = TestApp::new().await;
+    let big = 4 * 1024 * 1024;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let payload = format!("{{\"blob\":\"{}\"}}", "x".repeat(big)).into_bytes();
+        let p = vqs::store::DeadLetterInsertParams {
+            message_id: format!("msg_big_{i}"),
+            topic: "probe".into(),
+            consumer_group: "group".into(),
+            content_type: "application/json".into(),
+            payload,
+            error: "too big to list".into(),
+            attempts: 1,
+            headers_json: None,
+            now: app.clock.now(),
+        };
+        ids.push(app.queue().store().dead_letter_insert(p).await.unwrap());
+    }
+    let small = vqs::store::DeadLetterInsertParams {
+        message_id: "msg_small".into(),
+        topic: "probe".into(),
+        consumer_group: "group".into(),
+        content_type: "application/json".into(),
+        payload: br#"{"sleep_ms":1}"#.to_vec(),
+        error: "small".into(),
+        attempts: 1,
+        headers_json: None,
+        now: app.clock.now(),
+    };
+    let small_id = app.queue().store().dead_letter_insert(small).await.unwrap();
+
+    // The list (API, CLI and dashboard read the same call) carries previews: 12 MiB of
+    // payloads come back as a few KiB, each saying its size and that it was cut.
+    let (status, list) = app.admin_get("/api/admin/dead-letters").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.to_string().len() < 16 * 1024, "the list loaded whole payloads: {} bytes", list.to_string().len());
+    for d in list.as_array().unwrap() {
+        if d["id"] == json!(small_id) {
+            assert_eq!(d["payload"], json!({"sleep_ms": 1}), "a small payload is shown whole, as JSON");
+            assert_eq!(d["payload_truncated"], json!(false));
+            assert_eq!(d["payload_bytes"], json!(14));
+        } else {
+            assert_eq!(d["payload_truncated"], json!(true));
+            assert_eq!(d["payload_bytes"], json!(big + 11));
+            let preview = d["payload"].as_str().unwrap();
+            assert!(
+                preview.len() <= vqs::store::PAYLOAD_PREVIEW_BYTES as usize && preview.starts_with("{\"blob\":\"xxx")
+            );
+        }
+    }
+    // One dead letter read by id has its whole payload.
+    let (status, one) = app.admin_get(&format!("/api/admin/dead-letters/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["payload_truncated"], json!(false));
+    assert_eq!(one["payload"]["blob"].as_str().unwrap().len(), big);
+    assert_eq!(app.admin_get("/api/admin/dead-letters/999999").await.0, StatusCode::NOT_FOUND);
+}

@@ -88,8 +88,29 @@ async fn bad_arguments_fail_with_a_clear_message() {
 async fn crons_prints_the_next_fire_times() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli { database_url: common::fresh_database_url(&dir).await };
+    assert!(cli.run(&["migrate"]).0);
     let crons = cli.json(&["crons", "--next", "3", "--json"]);
     assert_eq!(crons[0]["path"], "/api/cron/sync-patients");
     assert_eq!(crons[0]["schedule"], "0 * * * *");
     assert_eq!(crons[0]["next"].as_array().unwrap().len(), 3);
+    // Capped as the API caps `?next=` (a huge N would compute and print without end).
+    let crons = cli.json(&["crons", "--next", "1000000000", "--json"]);
+    assert_eq!(crons[0]["next"].as_array().unwrap().len(), web::admin::MAX_CRON_NEXT);
+}
+
+#[test]
+fn a_read_only_command_does_not_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo").join("vqs.db");
+    let cli = Cli { database_url: format!("sqlite://{}", file.display()) };
+    for args in [&["executions"][..], &["queues"], &["crons"], &["dead-letters"], &["message", "msg_x"]] {
+        let (ok, _, stderr) = cli.run(args);
+        assert!(!ok, "{args:?} succeeded on no database");
+        assert!(stderr.contains("no database at") && stderr.contains("web migrate"), "{args:?}: {stderr}");
+        assert!(!file.exists() && !file.parent().unwrap().exists(), "{args:?} created {}", file.display());
+    }
+    // Writing commands still create it.
+    assert!(cli.run(&["migrate"]).0);
+    assert!(file.exists());
+    assert!(cli.run(&["queues"]).0);
 }

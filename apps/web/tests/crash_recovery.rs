@@ -80,6 +80,7 @@ async fn maintenance_closes_running_rows_whose_lease_expired() {
             limit: 1,
             visibility_seconds: 60,
             start_executions: false,
+            lease_holder: None,
             now: clock.now(),
         })
         .await
@@ -126,6 +127,7 @@ async fn maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_qu
         limit: 1,
         visibility_seconds: 600,
         start_executions: true,
+        lease_holder: None,
         now: clock.now(),
     };
     assert_eq!(app.queue().store().delivery_claim(claim).await.unwrap().len(), 1);

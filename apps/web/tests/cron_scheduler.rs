@@ -151,3 +151,36 @@ async fn overlapping_runs_skip_while_the_lock_is_held_and_a_dead_holders_lock_ex
     clock.advance(Duration::from_secs(1));
     assert!(app.queue().cron_lock("nightly", ttl).await.unwrap().is_some(), "expired by itself");
 }
+
+#[tokio::test]
+async fn a_held_cron_lock_can_be_extended_and_a_lost_one_is_reported() {
+    let clock = Clock::manual(at("2026-01-05T10:00:00Z"));
+    let app = TestApp::with_clock(clock.clone()).await;
+    let ttl = Duration::from_secs(60);
+    let first = app.queue().cron_lock("nightly", ttl).await.unwrap().expect("free");
+    clock.advance(Duration::from_secs(50));
+    assert!(first.extend(Duration::from_secs(120)).await.unwrap(), "held: extended");
+    clock.advance(Duration::from_secs(119));
+    assert!(app.queue().cron_lock("nightly", ttl).await.unwrap().is_none(), "the extension holds it");
+    // The holder could not extend in time: the lock expires and another run takes it.
+    clock.advance(Duration::from_secs(1));
+    let _second = app.queue().cron_lock("nightly", ttl).await.unwrap().expect("expired: another run takes it");
+    assert!(!first.extend(ttl).await.unwrap(), "lost: not extended");
+    assert!(first.is_lost());
+}
+
+#[tokio::test]
+async fn a_cron_lock_is_extended_while_its_guard_lives() {
+    let app = TestApp::new().await;
+    let ttl = Duration::from_secs(2);
+    let lock = app.queue().cron_lock("long-run", ttl).await.unwrap().expect("free");
+    // The run outlives its TTL more than twice over: other runs keep skipping.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        assert!(app.queue().cron_lock("long-run", ttl).await.unwrap().is_none(), "extended while held");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!lock.is_lost());
+    lock.release().await.unwrap();
+    assert!(app.queue().cron_lock("long-run", ttl).await.unwrap().is_some(), "free once released");
+}

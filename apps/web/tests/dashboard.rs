@@ -174,3 +174,49 @@ async fn replay_and_discard_are_csrf_checked_posts() {
     let r = send(&app, post_form(&discard, Some(&cookie), &format!("csrf={token}"))).await;
     assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/admin?flash=not-found");
 }
+
+#[tokio::test]
+async fn sign_out_revokes_the_session_in_every_process() {
+    let app = TestApp::new().await;
+    // Another process on the same database (same admin token).
+    let other = TestApp::open(tempfile::tempdir().unwrap(), app.database_url.clone(), vqs::Clock::system()).await;
+    let cookie = login(&app).await;
+    let signed_in = |body: &str| body.contains("/admin/logout");
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(signed_in(&page));
+    assert!(signed_in(&send(&other, get("/admin", Some(&cookie))).await.body), "any process accepts a session");
+
+    let r = send(&app, post_form("/admin/logout", Some(&cookie), &format!("csrf={}", csrf(&page)))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // A copy of the cookie kept after sign-out is no session, here or in the other process.
+    for a in [&app, &other] {
+        let r = send(a, get("/admin", Some(&cookie))).await;
+        assert!(!signed_in(&r.body) && r.body.contains("/admin/login"), "the signed-out cookie still works");
+        assert_eq!(send(a, get("/admin?fragment=1", Some(&cookie))).await.status, StatusCode::UNAUTHORIZED);
+    }
+    // Signing in again gives a new session that works.
+    let again = login(&other).await;
+    assert!(signed_in(&send(&app, get("/admin", Some(&again))).await.body));
+}
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_slowed_down_per_client() {
+    let app = TestApp::new().await;
+    let from = |peer: &str, token: &str| {
+        let mut r = post_form("/admin/login", None, &format!("token={token}"));
+        r.extensions_mut().insert(axum::extract::ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+        r
+    };
+    let attacker = "203.0.113.7:40000";
+    for _ in 0..web::dashboard::login_throttle::FREE_PER_IP {
+        assert_eq!(send(&app, from(attacker, "guess")).await.status, StatusCode::UNAUTHORIZED);
+    }
+    // The next try from there waits — even with the right token, which is not even checked.
+    let r = send(&app, from(attacker, ADMIN_TOKEN)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    assert!(r.body.contains("Too many failed sign-ins"));
+    // Another client signs in as usual.
+    assert_eq!(send(&app, from("198.51.100.2:50000", ADMIN_TOKEN)).await.status, StatusCode::SEE_OTHER);
+}

@@ -115,6 +115,7 @@ async fn a_replay_keeps_the_message_headers() {
             limit: 10,
             visibility_seconds: 60,
             start_executions: false,
+            lease_holder: None,
             now: Utc::now(),
         })
         .await
@@ -297,6 +298,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
             limit: 100,
             visibility_seconds: 600,
             start_executions: false,
+            lease_holder: None,
             now: Utc::now(),
         })
     };

@@ -115,6 +115,7 @@ async fn count_limits_keep_the_newest_and_never_a_running_attempt() {
             limit: 1,
             visibility_seconds: 3600,
             start_executions: false,
+            lease_holder: None,
             now: clock.now(),
         })
         .await

@@ -426,3 +426,39 @@ fn sql_is_built_only_from_constants_and_bound_parameters() {
     }
     assert!(checked >= 5, "the scan found the backends' SQL ({checked} format! calls)");
 }
+
+#[tokio::test]
+async fn a_short_or_shared_secret_is_warned_about_at_start_up_without_showing_it() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = common::fresh_database_url(&dir).await;
+    let weak = "Zq9weak";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
+        .arg("serve")
+        .env("DATABASE_URL", &database_url)
+        .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
+        .env("PORT", "0")
+        .env("VQS_ADMIN_TOKEN", weak)
+        .env("CRON_SECRET", weak)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start web serve");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut short, mut shared, mut logs) = (false, false, String::new());
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !(short && shared) {
+            let Some(line) = lines.next_line().await.unwrap() else { break };
+            short |= line.contains("VQS_ADMIN_TOKEN is only 7 characters long");
+            shared |= line.contains("VQS_ADMIN_TOKEN and CRON_SECRET have the same value");
+            logs += &line;
+        }
+    })
+    .await
+    .expect("no start-up warnings");
+    child.start_kill().unwrap();
+    assert!(short && shared, "{logs}");
+    assert!(!logs.contains(weak), "the warning showed the secret: {logs}");
+}

@@ -53,6 +53,7 @@ async fn lease_due(app: &TestApp, group: &str, limit: u32, start_executions: boo
         limit,
         visibility_seconds: 60,
         start_executions,
+        lease_holder: None,
         now: app.clock.now(),
     };
     app.queue().store().delivery_claim(params).await.unwrap()

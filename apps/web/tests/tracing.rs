@@ -42,6 +42,7 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
             limit: 1,
             visibility_seconds: 60,
             start_executions: false,
+            lease_holder: None,
             now: app.clock.now(),
         })
         .await

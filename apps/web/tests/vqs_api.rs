@@ -175,6 +175,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
             limit: 1,
             visibility_seconds: 60,
             start_executions: false,
+            lease_holder: None,
             now: chrono::Utc::now(),
         })
         .await
@@ -455,4 +456,36 @@ async fn max_concurrency_refuses_a_receive_over_the_limit() {
     assert_eq!(ndjson(&body).len(), 1);
     let (status, body) = app.call(receive(path, "application/x-ndjson", &[("vqs-max-concurrency", "0")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn a_lease_route_naming_another_topic_than_the_lease_s_message_is_refused() {
+    let app = TestApp::new().await;
+    raw(&app, publish("orders", &[], r#"{"order":1}"#)).await;
+    raw(&app, publish("refunds", &[], r#"{"refund":1}"#)).await;
+    let (_, _, body) = raw(&app, receive("orders/consumer/shared", "application/x-ndjson", &[])).await;
+    let handle = ndjson(&body)[0]["receiptHandle"].as_str().unwrap().to_owned();
+    raw(&app, receive("refunds/consumer/shared", "application/x-ndjson", &[])).await;
+    let lease =
+        |topic: &str, suffix: &str| format!("/_vqs/api/v3/topic/{topic}/consumer/shared/lease/{handle}{suffix}");
+    let authed = |r: http::request::Builder| r.header("authorization", format!("Bearer {QUEUE_SECRET}"));
+    let visibility = |topic: &str, suffix: &str| {
+        authed(Request::patch(lease(topic, suffix)))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"visibilityTimeoutSeconds":0}"#))
+            .unwrap()
+    };
+    // The orders lease through the refunds URLs: refused, and nothing changes.
+    let (status, body) = app.call(authed(Request::delete(lease("refunds", ""))).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.to_string().contains("not a lease of topic"), "{body}");
+    for suffix in ["", "/visibility"] {
+        let (status, body) = app.call(visibility("refunds", suffix)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{suffix}: {body}");
+    }
+    let (status, _, _) = raw(&app, receive("orders/consumer/shared", "application/x-ndjson", &[])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "still leased: not released through the wrong topic");
+    // Through its own topic it is acknowledged.
+    let (status, body) = app.call(authed(Request::delete(lease("orders", ""))).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }

@@ -44,6 +44,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
     }
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = $1 RETURNING id, message_id, topic, consumer_group, content_type, payload, \
+         octet_length(payload) AS payload_bytes, \
          error, attempts, created_at, headers_json",
     )
     .bind(p.id)

@@ -286,12 +286,17 @@ fn execution(r: &PgRow) -> ExecutionRecord {
 
 pub(crate) fn dead_letter(r: &PgRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
+    let total = i64::from(r.get::<i32, _>("payload_bytes"));
+    let (payload, payload_bytes, payload_truncated) =
+        payload_preview(r.get::<&[u8], _>("payload"), total, &content_type);
     DeadLetterRecord {
         id: r.get("id"),
         message_id: r.get("message_id"),
         topic: r.get("topic"),
         consumer_group: r.get("consumer_group"),
-        payload: payload_json(r.get::<&[u8], _>("payload"), &content_type),
+        payload,
+        payload_bytes,
+        payload_truncated,
         content_type,
         error: r.get("error"),
         attempts: r.get::<i32, _>("attempts") as u32,
@@ -452,7 +457,9 @@ impl QueueStore for PgStore {
             .push_bind(i64::from(p.limit.max(1)))
             .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
             .push_bind(lease_until)
-            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), updated_at = ")
+            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), lease_holder = ")
+            .push_bind(&p.lease_holder)
+            .push(", updated_at = ")
             .push_bind(p.now)
             .push(" FROM due WHERE d.message_id = due.message_id AND d.consumer_group = ")
             .push_bind(&p.consumer_group)
@@ -716,10 +723,12 @@ impl QueueStore for PgStore {
 
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
+            "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
+             octet_length(payload) AS payload_bytes, error, attempts, created_at \
              FROM dead_letters ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(if limit == 0 { 100 } else { limit }))
+        .bind(PAYLOAD_PREVIEW_BYTES as i32)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -728,8 +737,8 @@ impl QueueStore for PgStore {
 
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters WHERE id = $1",
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
+             error, attempts, created_at FROM dead_letters WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -971,6 +980,101 @@ impl QueueStore for PgStore {
             .await
             .map_err(db_err)?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE cron_locks SET expires_at = $3 WHERE name = $1 AND owner = $2")
+            .bind(&p.name)
+            .bind(&p.owner)
+            .bind(p.now + secs(p.ttl_seconds))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE processes SET heartbeat_at = $2 WHERE id = $1")
+            .bind(&p.process_id)
+            .bind(p.now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() > 0 {
+            return Ok(true);
+        }
+        sqlx::query(
+            "INSERT INTO processes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+        )
+        .bind(&p.process_id)
+        .bind(p.now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(false)
+    }
+
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError> {
+        // One transaction: the dead are forgotten only together with their leases' rescue. A
+        // process that beats while this runs is not deleted (its row is re-checked after the
+        // beat commits), so a live process's leases are never touched.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let dead: Vec<String> =
+            sqlx::query_scalar("DELETE FROM processes WHERE heartbeat_at < $1 AND id <> $2 RETURNING id")
+                .bind(p.dead_before)
+                .bind(&p.rescuer)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if dead.is_empty() {
+            return Ok(ProcessRescueReport::default());
+        }
+        let r = sqlx::query(
+            "UPDATE deliveries SET visible_at = $1, updated_at = $1 \
+             WHERE state = 'leased' AND visible_at > $1 AND lease_holder = ANY($2)",
+        )
+        .bind(p.now)
+        .bind(&dead)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ProcessRescueReport { processes: dead.len() as u64, deliveries: r.rows_affected() })
+    }
+
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= $1")
+            .bind(p.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO revoked_sessions (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
+            .bind(&p.nonce)
+            .bind(p.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+            .bind(message_id)
+            .bind(consumer_group)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

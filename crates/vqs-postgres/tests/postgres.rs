@@ -93,6 +93,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         limit: 25,
                         visibility_seconds: 300,
                         start_executions: false,
+                        lease_holder: None,
                         now,
                     })
                     .await
@@ -157,6 +158,7 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         limit: 10,
         visibility_seconds: 60,
         start_executions: true,
+        lease_holder: None,
         now,
     };
     let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();

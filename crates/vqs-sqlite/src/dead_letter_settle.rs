@@ -47,6 +47,7 @@ pub(crate) async fn settle(
     }
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
+         length(payload) AS payload_bytes, \
          error, attempts, created_at, headers_json",
     )
     .bind(p.id)

@@ -19,4 +19,4 @@ mod retention;
 mod sqlite_store;
 mod writer;
 
-pub use sqlite_store::SqliteStore;
+pub use sqlite_store::{SqliteStore, database_file};

@@ -97,6 +97,14 @@ async fn lease_update(
     }
 }
 
+/// The file a `sqlite://` URL names (so a caller can check that it exists before opening,
+/// which creates it).
+pub fn database_file(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("invalid DATABASE_URL {url:?}: {e}")))?;
+    Ok(opts.get_filename().to_path_buf())
+}
+
 impl SqliteStore {
     /// Open (and create) the database file named by `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
@@ -188,12 +196,17 @@ fn cron_run(r: &SqliteRow) -> CronRunRecord {
 
 pub(crate) fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
     let content_type: String = r.get("content_type");
+    let total = r.get::<i64, _>("payload_bytes");
+    let (payload, payload_bytes, payload_truncated) =
+        payload_preview(r.get::<&[u8], _>("payload"), total, &content_type);
     DeadLetterRecord {
         id: r.get("id"),
         message_id: r.get("message_id"),
         topic: r.get("topic"),
         consumer_group: r.get("consumer_group"),
-        payload: payload_json(r.get::<&[u8], _>("payload"), &content_type),
+        payload,
+        payload_bytes,
+        payload_truncated,
         content_type,
         error: r.get("error"),
         attempts: r.get::<i64, _>("attempts") as u32,
@@ -217,7 +230,9 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
     let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
-        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), updated_at = ")
+        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), lease_holder = ")
+        .push_bind(p.lease_holder.clone())
+        .push(", updated_at = ")
         .push_bind(now)
         .push(" WHERE consumer_group = ")
         .push_bind(&p.consumer_group)
@@ -811,10 +826,12 @@ impl QueueStore for SqliteStore {
 
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters ORDER BY id DESC LIMIT ?",
+            "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
+             length(payload) AS payload_bytes, error, attempts, created_at \
+             FROM dead_letters ORDER BY id DESC LIMIT ?1",
         )
         .bind(i64::from(if limit == 0 { 100 } else { limit }))
+        .bind(i64::from(PAYLOAD_PREVIEW_BYTES))
         .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
@@ -823,8 +840,8 @@ impl QueueStore for SqliteStore {
 
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at \
-             FROM dead_letters WHERE id = ?",
+            "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
+             error, attempts, created_at FROM dead_letters WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -1010,6 +1027,140 @@ impl QueueStore for SqliteStore {
                 .boxed()
             })
             .await
+    }
+
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("UPDATE cron_locks SET expires_at = ?3 WHERE name = ?1 AND owner = ?2")
+                        .bind(&p.name)
+                        .bind(&p.owner)
+                        .bind(us(p.now) + i64::from(p.ttl_seconds) * US_PER_S)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let r = sqlx::query("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")
+                        .bind(&p.process_id)
+                        .bind(us(p.now))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if r.rows_affected() > 0 {
+                        return Ok(true);
+                    }
+                    sqlx::query(
+                        "INSERT INTO processes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    )
+                    .bind(&p.process_id)
+                    .bind(us(p.now))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(false)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    // One transaction (BEGIN IMMEDIATE: processes sharing the file take turns),
+                    // so a beat lands either before it (and the process is not presumed dead)
+                    // or after it.
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    let (dead_before, now) = (us(p.dead_before), us(p.now));
+                    let dead: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM processes WHERE heartbeat_at < ?1 AND id <> ?2")
+                            .bind(dead_before)
+                            .bind(&p.rescuer)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    if dead == 0 {
+                        return Ok(ProcessRescueReport::default());
+                    }
+                    let r = sqlx::query(
+                        "UPDATE deliveries SET visible_at = ?3, updated_at = ?3 \
+                         WHERE state = 'leased' AND visible_at > ?3 AND lease_holder IN \
+                         (SELECT id FROM processes WHERE heartbeat_at < ?1 AND id <> ?2)",
+                    )
+                    .bind(dead_before)
+                    .bind(&p.rescuer)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    sqlx::query("DELETE FROM processes WHERE heartbeat_at < ?1 AND id <> ?2")
+                        .bind(dead_before)
+                        .bind(&p.rescuer)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(ProcessRescueReport { processes: dead as u64, deliveries: r.rows_affected() })
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                    sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= ?")
+                        .bind(us(p.now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query(
+                        "INSERT INTO revoked_sessions (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING",
+                    )
+                    .bind(&p.nonce)
+                    .bind(us(p.expires_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    tx.commit().await.map_err(db_err)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = ?")
+            .bind(nonce)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+            .bind(message_id)
+            .bind(consumer_group)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

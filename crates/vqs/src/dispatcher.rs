@@ -98,6 +98,11 @@ pub struct DispatcherConfig {
     /// and acknowledgement) is still being written, at most, beyond `maxConcurrency`.
     /// Default 1024. See [`job_finished`].
     pub settling: u32,
+    /// This process's id when it beats ([`crate::Lifeline::process_id`]): the leases taken for
+    /// jobs this process runs itself (`ConsumerConfig::starts_executions`) name it, so they are
+    /// made due at once if it stops beating. `None` (default): leases end only when they run
+    /// out. A push to a route served elsewhere never names this process.
+    pub lease_holder: Option<String>,
 }
 
 impl Default for DispatcherConfig {
@@ -109,6 +114,7 @@ impl Default for DispatcherConfig {
             prefetch: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(25),
             settling: 1024,
+            lease_holder: None,
         }
     }
 }
@@ -304,6 +310,7 @@ async fn consumer_loop(
                 published.set(queue.published());
                 published.as_mut().enable();
                 let (queue, consumer) = (queue.clone(), consumer.clone());
+                let lease_holder = config.lease_holder.clone().filter(|_| consumer.starts_executions);
                 claiming = Some(Box::pin(async move {
                     let claimed = queue
                         .store()
@@ -314,6 +321,7 @@ async fn consumer_loop(
                             limit: want,
                             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
                             start_executions: consumer.starts_executions,
+                            lease_holder,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -405,6 +413,7 @@ pub async fn dispatch_due(
             limit,
             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
             start_executions: consumer.starts_executions,
+            lease_holder: None,
             now: queue.clock().now(),
         })
         .await?;

@@ -55,7 +55,47 @@ pub trait Jobbable: Send + Sync + 'static {
         None
     }
 
-    /// How long one attempt may run before it fails. Defaults to 15 minutes.
+    /// How long one attempt may run before it fails (retryably: the retry policy decides
+    /// when the next attempt runs). Defaults to 15 minutes.
+    ///
+    /// The timeout cancels the job's future, so **async work stops at its next `.await`**:
+    /// the future is dropped there and nothing after that point runs. **Blocking code is not
+    /// cancelled**: a CPU-bound loop, `std::thread::sleep`, a synchronous driver or file
+    /// I/O has no `.await` to stop at. It holds its worker thread until it returns — the
+    /// timeout fires only after it, and every task sharing that thread (other jobs, this
+    /// process's heartbeat) waits too. Run such code with [`tokio::task::spawn_blocking`]:
+    /// the attempt then times out on time and the runtime stays responsive. (The closure
+    /// itself still runs to its end on the blocking pool; give it a deadline or a flag to
+    /// check if it can run long.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vqs::{JobContext, JobError, Jobbable};
+    ///
+    /// pub struct Thumbnail;
+    ///
+    /// impl Jobbable for Thumbnail {
+    ///     /// The image's path.
+    ///     type Params = String;
+    ///     const TOPIC: &'static str = "thumbnail";
+    ///
+    ///     /// 2 minutes.
+    ///     fn timeout(&self) -> Duration {
+    ///         Duration::from_secs(120)
+    ///     }
+    ///
+    ///     async fn perform(&self, path: String, _ctx: JobContext) -> Result<(), JobError> {
+    ///         // CPU-bound: off the async worker threads, so the timeout and the heartbeat run.
+    ///         tokio::task::spawn_blocking(move || resize(&path))
+    ///             .await
+    ///             .map_err(|e| JobError::retryable(format!("resizing panicked: {e}")))?
+    ///     }
+    /// }
+    ///
+    /// fn resize(_path: &str) -> Result<(), JobError> {
+    ///     Ok(()) // decode, scale, encode: seconds of CPU, no `.await`
+    /// }
+    /// ```
     fn timeout(&self) -> Duration {
         Duration::from_secs(15 * 60)
     }

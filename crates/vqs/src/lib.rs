@@ -41,6 +41,7 @@ mod job_client;
 mod job_context;
 mod job_error;
 mod jobbable;
+mod lifeline;
 mod queue;
 mod queue_metrics;
 mod queue_service;
@@ -68,6 +69,7 @@ pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};
 pub use jobbable::Jobbable;
+pub use lifeline::{DEFAULT_BEAT_INTERVAL, DEFAULT_DEAD_AFTER, Lifeline, LifelineConfig, LifelineReport};
 pub use queue::{
     DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_PAYLOAD_BYTES, MAX_RETENTION, MIN_RETENTION, Queue, QueueError,
     RetentionConfig, SendOpts, is_valid_content_type, is_valid_name,

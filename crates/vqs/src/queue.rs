@@ -329,9 +329,15 @@ impl Queue {
         Ok(self.inner.store.sync_log_list(topic).await?)
     }
 
-    /// Dead letters, newest first.
+    /// Dead letters, newest first, each with a preview of its payload (the first
+    /// [`crate::store::PAYLOAD_PREVIEW_BYTES`], its size, and whether it was cut).
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, QueueError> {
         Ok(self.inner.store.dead_letter_list(limit).await?)
+    }
+
+    /// One dead letter with its whole payload.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, QueueError> {
+        Ok(self.inner.store.dead_letter_get(id).await?)
     }
 
     /// Publish a dead letter's payload again (with its headers: the trace continues), to the

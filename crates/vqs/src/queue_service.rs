@@ -164,6 +164,7 @@ impl QueueService for LocalQueueService {
                 limit: 1,
                 visibility_seconds: p.visibility_seconds,
                 start_executions: false,
+                lease_holder: None,
                 now: self.queue.clock().now(),
             })
             .await?;

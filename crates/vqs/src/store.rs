@@ -64,6 +64,19 @@ pub fn split_receipt_handle(handle: &str) -> Result<(&str, &str), StoreError> {
         .ok_or_else(|| StoreError::NotFound(format!("receipt handle {handle:?} is not one this queue issued")))
 }
 
+/// A dead letter's payload field from the bytes a backend read (`payload`, the whole of it
+/// or a preview) and the whole payload's size: (payload, size, truncated).
+pub fn payload_preview(bytes: &[u8], total: i64, content_type: &str) -> (serde_json::Value, u64, bool) {
+    let total = u64::try_from(total).unwrap_or(0).max(bytes.len() as u64);
+    let truncated = total > bytes.len() as u64;
+    let value = if truncated {
+        serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+    } else {
+        payload_json(bytes, content_type)
+    };
+    (value, total, truncated)
+}
+
 /// A payload as the admin API shows it: JSON when it is JSON, else text.
 pub fn payload_json(bytes: &[u8], content_type: &str) -> serde_json::Value {
     if content_type.starts_with("application/json")
@@ -151,6 +164,11 @@ pub struct DeliveryClaimParams {
     /// local dispatcher does this for the job routes of its own process: the lease *is* the
     /// start of the attempt, and the consumer needs no write of its own before it runs).
     pub start_executions: bool,
+    /// The process that will run the leased jobs, when it beats ([`ProcessBeatParams`]):
+    /// if it stops beating, another process makes these leases due at once
+    /// ([`QueueStore::process_rescue`]) instead of waiting for them to run out. `None` (a
+    /// remote consumer, the `/_vqs` receive API): the lease ends only when it runs out.
+    pub lease_holder: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -593,6 +611,11 @@ pub enum SyncOutcome {
     Failure { error: String },
 }
 
+/// How much of each payload a list of dead letters reads: the first 1 KiB. A list never
+/// loads whole payloads (50 dead letters of 20 MB would be 1 GB); one dead letter read by
+/// id ([`QueueStore::dead_letter_get`]) has all of it.
+pub const PAYLOAD_PREVIEW_BYTES: u32 = 1024;
+
 /// A message kept after its last attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterRecord {
@@ -601,7 +624,13 @@ pub struct DeadLetterRecord {
     pub topic: String,
     pub consumer_group: String,
     pub content_type: String,
+    /// The payload (JSON when it is JSON, else text) — in a list, only its first
+    /// [`PAYLOAD_PREVIEW_BYTES`], as text when that cut it (`payload_truncated`).
     pub payload: serde_json::Value,
+    /// The whole payload's size in bytes.
+    pub payload_bytes: u64,
+    /// True when `payload` is a preview: the first [`PAYLOAD_PREVIEW_BYTES`] only.
+    pub payload_truncated: bool,
     pub error: String,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
@@ -736,6 +765,46 @@ pub struct CronLockParams {
     pub now: DateTime<Utc>,
 }
 
+/// Extend a held named lock: it is held by `owner` until `now + ttl`.
+pub type CronLockExtendParams = CronLockParams;
+
+/// Record that a process is alive: its lifeline beats.
+#[derive(Debug, Clone)]
+pub struct ProcessBeatParams {
+    pub process_id: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Find the processes whose last beat is older than `dead_before`, forget them, and make
+/// the leases they held due at once (the next claim closes their `running` executions as
+/// abandoned and leases them again).
+#[derive(Debug, Clone)]
+pub struct ProcessRescueParams {
+    pub dead_before: DateTime<Utc>,
+    /// The process asking: never presumed dead by itself, however late its own last beat.
+    pub rescuer: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What a rescue found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessRescueReport {
+    /// Processes presumed dead (no beat within the threshold), now forgotten.
+    pub processes: u64,
+    /// Their leases, made due at once.
+    pub deliveries: u64,
+}
+
+/// Revoke a dashboard session (sign-out) until it would have expired anyway.
+#[derive(Debug, Clone)]
+pub struct SessionRevokeParams {
+    /// The session's nonce (never the token, never the whole cookie).
+    pub nonce: String,
+    pub expires_at: DateTime<Utc>,
+    /// Revocations that expired before this are removed in the same write.
+    pub now: DateTime<Utc>,
+}
+
 /// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
@@ -769,6 +838,9 @@ pub trait QueueStore: Send + Sync + 'static {
     /// How many of a group's deliveries are leased with a lease that has not ended at `now`
     /// (the queue service's `Vqs-Max-Concurrency`).
     async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// The topic of a message's delivery to a consumer group (`None`: no such delivery). A
+    /// lease's topic, for callers that name it (the `/_vqs` lease routes).
+    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
     async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
@@ -797,7 +869,9 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Every key of a topic (or of every topic), by key.
     async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError>;
 
+    /// Dead letters, newest first, each with a preview of its payload ([`PAYLOAD_PREVIEW_BYTES`]).
     async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    /// One dead letter with its whole payload.
     async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
     async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
     /// Take a dead letter out and record the action, atomically (see [`DeadLetterSettleParams`]).
@@ -820,8 +894,22 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError>;
     /// True when the lock was free (or expired) and is now held by `owner` until `now + ttl`.
     async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError>;
+    /// Extend a lock `owner` holds to `now + ttl`; false when it no longer holds it (another
+    /// run took it after it expired, or maintenance removed it).
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError>;
     /// Release a lock `owner` holds; false if it held none.
     async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError>;
+
+    /// Record a process's beat. True when the process was known; false when this beat
+    /// registered it (its first, or one after it was presumed dead and forgotten).
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError>;
+    /// Presume dead the processes that stopped beating and make their leases due now.
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError>;
+
+    /// Record a signed-out dashboard session so every process refuses it.
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;
+    /// True when the session with this nonce was signed out.
+    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -9,6 +9,7 @@
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
 mod html;
+pub mod login_throttle;
 mod pages;
 pub mod session;
 
@@ -72,10 +73,19 @@ fn html(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// The signed-in session of a request, if any.
-fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+/// The signed-in session of a request, if any: signed, not expired, not signed out (a
+/// revocation every process sees; if the database cannot say, no session).
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let key = state.admin_token.as_ref()?;
-    session::check(key, session::cookie(headers, session::COOKIE)?, state.queue.clock().now())
+    let s = session::check(key, session::cookie(headers, session::COOKIE)?, state.queue.clock().now())?;
+    match state.queue.store().session_revoked(&s.nonce).await {
+        Ok(false) => Some(s),
+        Ok(true) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the dashboard session; treating it as signed out");
+            None
+        }
+    }
 }
 
 fn csrf_of(state: &AppState, s: &Session) -> String {
@@ -116,7 +126,7 @@ struct OverviewQuery {
 }
 
 async fn overview(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<OverviewQuery>) -> Response {
-    let Some(s) = session_of(&state, &headers) else {
+    let Some(s) = session_of(&state, &headers).await else {
         if q.fragment.is_some() {
             return StatusCode::UNAUTHORIZED.into_response();
         }
@@ -146,7 +156,7 @@ async fn message(
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
 ) -> Response {
-    let Some(s) = session_of(&state, &headers) else {
+    let Some(s) = session_of(&state, &headers).await else {
         if q.fragment.is_some() {
             return StatusCode::UNAUTHORIZED.into_response();
         }
@@ -200,6 +210,7 @@ fn secure(headers: &HeaderMap) -> &'static str {
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Some(key) = state.admin_token.as_ref() else {
@@ -208,10 +219,23 @@ async fn login(
     let Ok(Form(form)) = form else {
         return login_page(&state, StatusCode::BAD_REQUEST, Some("Send the form with the admin token."));
     };
+    // Repeated failures are slowed down: during the wait the token is not even checked.
+    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let now = std::time::Instant::now();
+    if let Some(wait) = state.login_throttle.wait(peer, now) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::warn!(wait_s = secs, "dashboard login slowed down: too many failed sign-ins");
+        let msg = format!("Too many failed sign-ins: try again in {secs} s.");
+        let mut resp = login_page(&state, StatusCode::TOO_MANY_REQUESTS, Some(&msg));
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
     if !key.matches(form.token.trim()) {
+        state.login_throttle.failed(peer, now);
         tracing::warn!("dashboard login refused: wrong admin token");
         return login_page(&state, StatusCode::UNAUTHORIZED, Some("Wrong token: use the value of VQS_ADMIN_TOKEN."));
     }
+    state.login_throttle.succeeded(peer);
     let (cookie, _) = session::issue(key, state.queue.clock().now());
     let set = format!(
         "{}={cookie}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -235,16 +259,20 @@ struct CsrfForm {
 
 /// The answer to give a form post without a session or with a wrong CSRF token; `None`
 /// when it may go ahead.
-fn refusal(state: &AppState, headers: &HeaderMap, form: &Result<Form<CsrfForm>, FormRejection>) -> Option<Response> {
-    let Some(s) = session_of(state, headers) else {
-        return Some(login_page(state, StatusCode::UNAUTHORIZED, Some("Your session ended: sign in again.")));
+async fn refusal(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Session, Response> {
+    let Some(s) = session_of(state, headers).await else {
+        return Err(login_page(state, StatusCode::UNAUTHORIZED, Some("Your session ended: sign in again.")));
     };
     let given = form.as_ref().map(|f| f.csrf.as_str()).unwrap_or("");
     match state.admin_token.as_ref() {
-        Some(key) if session::csrf_ok(key, &s, given) => None,
+        Some(key) if session::csrf_ok(key, &s, given) => Ok(s),
         _ => {
             let body = r#"<main><p class="flash bad">This form is out of date (its security token does not match your session). Go back, reload the page and try again.</p><p><a href="/admin">← dashboard</a></p></main>"#;
-            Some(html(StatusCode::FORBIDDEN, page("Refused", "", body)))
+            Err(html(StatusCode::FORBIDDEN, page("Refused", "", body)))
         }
     }
 }
@@ -254,8 +282,15 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, &form) {
-        return refused;
+    let s = match refusal(&state, &headers, &form).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    // Revoked for every process until the cookie would have expired: a copy of it stops working too.
+    let expires_at = chrono::DateTime::from_timestamp(s.expires, 0).unwrap_or_else(|| state.queue.clock().now());
+    let revoke = vqs::store::SessionRevokeParams { nonce: s.nonce, expires_at, now: state.queue.clock().now() };
+    if let Err(e) = state.queue.store().session_revoke(revoke).await {
+        return storage_error(e.into());
     }
     let mut resp = Redirect::to("/admin").into_response();
     let clear = format!("{}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0{}", session::COOKIE, secure(&headers));
@@ -271,7 +306,7 @@ async fn replay(
     Path(id): Path<i64>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, &form) {
+    if let Err(refused) = refusal(&state, &headers, &form).await {
         return refused;
     }
     match state.queue.dead_letter_replay(id).await {
@@ -293,7 +328,7 @@ async fn discard(
     Path(id): Path<i64>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, &form) {
+    if let Err(refused) = refusal(&state, &headers, &form).await {
         return refused;
     }
     match state.queue.dead_letter_discard(id).await {

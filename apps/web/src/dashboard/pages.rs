@@ -207,7 +207,10 @@ pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<Strin
     } else {
         out += "<table><thead><tr><th>#</th><th>topic</th><th>message</th><th>attempts</th><th>died</th><th>error</th><th>payload</th><th></th></tr></thead><tbody>";
         for d in &dead {
-            let payload = serde_json::to_string(&d.payload).unwrap_or_default();
+            let mut payload = cut(&serde_json::to_string(&d.payload).unwrap_or_default(), 200);
+            if d.payload_truncated {
+                let _ = write!(payload, " ({} bytes in all)", d.payload_bytes);
+            }
             let _ = write!(
                 out,
                 r#"<tr data-dead-letter="{id}"><td>{id}</td><td>{}</td><td><a href="/admin/messages/{}">{}</a></td><td class="num">{}</td><td>{}</td><td class="error">{}</td><td><code>{}</code></td><td class="actions">{}{}</td></tr>"#,
@@ -217,7 +220,7 @@ pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<Strin
                 d.attempts,
                 when(d.created_at, now),
                 esc(&cut(&d.error, 400)),
-                esc(&cut(&payload, 200)),
+                esc(&payload),
                 action_form(&format!("/admin/dead-letters/{}/replay", d.id), csrf, "Replay", "primary", None),
                 action_form(
                     &format!("/admin/dead-letters/{}/discard", d.id),

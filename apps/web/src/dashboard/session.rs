@@ -1,8 +1,9 @@
 //! The dashboard's login session: a signed, expiring cookie, and the CSRF token of its forms.
 //!
 //! The cookie is `<expires unix s>.<nonce>.<HMAC-SHA256(VQS_ADMIN_TOKEN, "session:" …)>`:
-//! nothing is stored on the server, any process of the deployment accepts it, and rotating
-//! the admin token signs every session out. It never contains the token. A form's CSRF
+//! any process of the deployment accepts it, and rotating the admin token signs every
+//! session out. Signing out stores the nonce in the database (`revoked_sessions`) until the
+//! cookie would have expired, and every process refuses a revoked nonce. It never contains the token. A form's CSRF
 //! token is the HMAC of the session's nonce under the same key.
 
 use base64::Engine;

@@ -334,6 +334,7 @@ async fn claim(
             // crash in between hides the messages for a second at most.
             visibility_seconds: opts.visibility.max(1),
             start_executions: false,
+            lease_holder: None,
             now: state.queue.clock().now(),
         })
         .await?;
@@ -398,12 +399,27 @@ async fn receive_by_id(
     claim(&state, topic, group, Some(message_id), &opts).await
 }
 
+/// Refuse a lease route whose path names another topic than the lease's message: a client
+/// must not settle a message of topic B through topic A's URL (404, as a lease that topic
+/// never issued).
+async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
+    let (message_id, _) = vqs::store::split_receipt_handle(handle)?;
+    match state.queue.store().delivery_topic(message_id, group).await? {
+        Some(t) if t == topic => Ok(()),
+        Some(_) => Err(ApiError::not_found(format!(
+            "receipt handle {handle:?} is not a lease of topic {topic:?}: use the topic its message was received from"
+        ))),
+        None => Err(ApiError::not_found(format!("no message {message_id} for consumer group {group}"))),
+    }
+}
+
 async fn ack(
     State(state): State<AppState>,
-    Path((_topic, group, handle)): Path<(String, String, String)>,
+    Path((topic, group, handle)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     check_name("consumer group", &group)?;
     vqs::check_storable("receipt handle", &handle)?;
+    check_lease_topic(&state, &topic, &group, &handle).await?;
     let now = state.queue.clock().now();
     let lease = LeaseParams { consumer_group: group, receipt_handle: handle, now };
     state.queue.store().delivery_ack(DeliveryAckParams { lease, execution: None }).await?;
@@ -425,6 +441,7 @@ async fn change_visibility(
     let (group, handle) = (get("group"), get("handle"));
     check_name("consumer group", &group)?;
     vqs::check_storable("receipt handle", &handle)?;
+    check_lease_topic(&state, &get("topic"), &group, &handle).await?;
     let parsed: VisibilityBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("send JSON {{\"visibilityTimeoutSeconds\": N}} with N from 0 to 3600 ({e})"))
     })?;

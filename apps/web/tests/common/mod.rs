@@ -91,6 +91,7 @@ impl TestApp {
             metrics_token: None,
             retention: vqs::RetentionConfig::default(),
             lease_seconds: 60,
+            lifeline: Default::default(),
             retry_delay_seconds: None,
             vercel: Default::default(),
             server: Default::default(),

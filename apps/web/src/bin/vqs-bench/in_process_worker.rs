@@ -33,6 +33,7 @@ pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> we
         metrics_token: None,
         retention: vqs::RetentionConfig::default(),
         lease_seconds: 60,
+        lifeline: Default::default(),
         retry_delay_seconds: None,
         vercel: Default::default(),
         server: Default::default(),
