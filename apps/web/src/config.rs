@@ -252,6 +252,37 @@ impl Config {
     }
 }
 
+/// `VQS_DATABASE_POOL_SIZE`: the PostgreSQL connections one process may open (4 to 1000),
+/// split between the main pool and the hot path's; `default` when unset.
+pub fn database_pool_size(default: vqs_postgres::PgPoolSize) -> Result<vqs_postgres::PgPoolSize> {
+    match std::env::var("VQS_DATABASE_POOL_SIZE") {
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 1000)
+            .and_then(vqs_postgres::PgPoolSize::total)
+            .with_context(|| format!("VQS_DATABASE_POOL_SIZE must be 4 to 1000 connections, got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `VQS_FUNCTION_MAX_DURATION`: the longest a Vercel Function of this app can run, in
+/// seconds (its `maxDuration`; default 800, the most a Rust function gets on any plan). An
+/// attempt of a pushed job still `running` after that is closed by the maintenance cron.
+pub fn function_max_duration() -> Result<Duration> {
+    match std::env::var("VQS_FUNCTION_MAX_DURATION") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=86_400).contains(n))
+            .map(Duration::from_secs)
+            .with_context(|| format!("VQS_FUNCTION_MAX_DURATION must be 1 to 86400 seconds, got {v:?}")),
+        Err(_) => Ok(Duration::from_secs(800)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod routes;
 pub mod runtime;
 pub mod state;
 pub mod vercel_access;
+pub mod vercel_cron;
 #[cfg(feature = "vercel")]
 pub mod vercel_function;
 pub mod vqs_api;
