@@ -112,3 +112,39 @@ async fn vercel_cron_calls_run_once_per_tick_and_are_recorded() {
     assert_eq!(body["skipped"], "this tick already ran", "{body}");
     assert_eq!(runs().await.len(), 1);
 }
+
+/// The app function on Vercel publishes to Vercel Queues: the dashboard says the depth is
+/// kept there instead of showing this database's zeros.
+#[tokio::test]
+async fn the_dashboard_says_queue_depth_is_in_vercel_queues_on_vercel() {
+    use http::header;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn overview(router: axum::Router) -> String {
+        let login = Request::post("/admin/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={}", common::ADMIN_TOKEN)))
+            .unwrap();
+        let resp = router.clone().oneshot(login).await.unwrap();
+        let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let page = Request::get("/admin?fragment=1").header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+        let resp = router.oneshot(page).await.unwrap();
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    let app = TestApp::new().await;
+    let local = overview(app.router.clone()).await;
+    assert!(!local.contains("depth-elsewhere"), "self-hosted, the depth is this database's");
+
+    let access = web::vercel_access::VercelAccess::new(Default::default()).unwrap();
+    let publisher = web::vercel_access::VercelPublisher::new(access, app.queue().store().clone(), app.clock.clone());
+    let mut state = app.state.clone();
+    state.queue =
+        vqs::Queue::with_publisher(app.queue().store().clone(), app.clock.clone(), std::sync::Arc::new(publisher));
+    let on_vercel = overview(web::app(state)).await;
+    assert!(on_vercel.contains(r#"id="depth-elsewhere""#) && on_vercel.contains("Vercel Queues"), "{on_vercel}");
+    let row = on_vercel.split(r#"<tr data-topic="probe">"#).nth(1).unwrap().split("</tr>").next().unwrap();
+    let cells: Vec<&str> = row.split("<td").skip(2).take(1).collect();
+    assert!(cells[0].contains(">–<"), "waiting is unknown, not 0: {row}");
+}

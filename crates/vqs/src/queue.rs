@@ -124,6 +124,12 @@ impl Queue {
         }
     }
 
+    /// True when messages are published to another queue service ([`Queue::with_publisher`]):
+    /// they wait there, so this store's counts of waiting and delayed messages say nothing.
+    pub fn publishes_elsewhere(&self) -> bool {
+        self.inner.publisher.is_some()
+    }
+
     /// The backend.
     pub fn store(&self) -> &Arc<dyn QueueStore> {
         &self.inner.store
