@@ -18,7 +18,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "no
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
 
 const [project, webBin] = process.argv.slice(2);
@@ -85,7 +85,11 @@ for (const h of handlers) {
   assert.equal(vc.runtime, "executable", `${h}: runtime`);
   assert.equal(vc.handler, "executable", `${h}: handler`);
   assert.equal(vc.runtimeLanguage, "rust", `${h}: runtimeLanguage`);
-  assert.ok(existsSync(join(dir, vc.handler)), `${h}: the executable is in the bundle`);
+  // `vercel build` refers to files outside the output by `filePathMap` (relative to the
+  // project); `vercel deploy --prebuilt` uploads them into the bundle.
+  const exe = existsSync(join(dir, vc.handler)) ? join(dir, vc.handler) : resolve(project, vc.filePathMap?.[vc.handler] ?? "");
+  assert.ok(existsSync(exe) && statSync(exe).isFile(), `${h}: the bundle's executable ${exe}`);
+  assert.deepEqual(Object.keys(vc.filePathMap ?? {}), [vc.handler], `${h}: the bundle holds the executable only`);
   const expected = vercelJson.functions?.[h]?.experimentalTriggers;
   if (expected) {
     assert.equal(vc.experimentalTriggers?.length, 1, `${h}: one trigger`);
@@ -94,7 +98,7 @@ for (const h of handlers) {
   } else {
     assert.ok(!vc.experimentalTriggers?.length, `${h}: no trigger`);
   }
-  functions[h] = { dir, exe: join(dir, vc.handler), trigger: expected?.[0] };
+  functions[h] = { dir, exe, trigger: expected?.[0] };
 }
 step(`${handlers.length} functions, each a Rust executable with its trigger`);
 

@@ -40,7 +40,7 @@ else
   rm -f "$tools/cli/package.json.new"
 fi
 if [ ! -x "$tools/zig-$ZIGLANG_VERSION/ziglang/zig" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --target "$tools/zig-$ZIGLANG_VERSION" "ziglang==$ZIGLANG_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$tools/zig-$ZIGLANG_VERSION" "ziglang==$ZIGLANG_VERSION"
 fi
 ln -sf "$tools/zig-$ZIGLANG_VERSION/ziglang/zig" "$tools/bin/zig"
 if [ "$("$tools/cargo/bin/cargo-zigbuild" --version 2>/dev/null)" != "cargo-zigbuild $CARGO_ZIGBUILD_VERSION" ]; then
