@@ -366,15 +366,15 @@ impl Config {
 /// up to 3600, longer than two heartbeats).
 fn lifeline_from_env() -> Result<vqs::LifelineConfig> {
     let seconds = |name: &str, default: Duration, max: u64| -> Result<Duration> {
-        match std::env::var(name) {
-            Ok(v) => v
+        match var(name)? {
+            Some(v) => v
                 .trim()
                 .parse::<u64>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .map(Duration::from_secs)
                 .with_context(|| format!("{name} must be 1 to {max} seconds, got {v:?}")),
-            Err(_) => Ok(default),
+            None => Ok(default),
         }
     };
     let lifeline = vqs::LifelineConfig {
@@ -383,6 +383,37 @@ fn lifeline_from_env() -> Result<vqs::LifelineConfig> {
     };
     lifeline.check().map_err(|e| anyhow::anyhow!("VQS_HEARTBEAT_SECONDS / VQS_DEAD_AFTER_SECONDS: {e}"))?;
     Ok(lifeline)
+}
+
+/// `VQS_DATABASE_POOL_SIZE`: the PostgreSQL connections one process may open (4 to 1000),
+/// split between the main pool and the hot path's; `default` when unset.
+pub fn database_pool_size(default: vqs_postgres::PgPoolSize) -> Result<vqs_postgres::PgPoolSize> {
+    match var("VQS_DATABASE_POOL_SIZE")? {
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 1000)
+            .and_then(vqs_postgres::PgPoolSize::total)
+            .with_context(|| format!("VQS_DATABASE_POOL_SIZE must be 4 to 1000 connections, got {v:?}")),
+        None => Ok(default),
+    }
+}
+
+/// `VQS_FUNCTION_MAX_DURATION`: the longest a Vercel Function of this app can run, in
+/// seconds (its `maxDuration`; default 800, the most a Rust function gets on any plan). An
+/// attempt of a pushed job still `running` after that is closed by the maintenance cron.
+pub fn function_max_duration() -> Result<Duration> {
+    match var("VQS_FUNCTION_MAX_DURATION")? {
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=86_400).contains(n))
+            .map(Duration::from_secs)
+            .with_context(|| format!("VQS_FUNCTION_MAX_DURATION must be 1 to 86400 seconds, got {v:?}")),
+        None => Ok(Duration::from_secs(800)),
+    }
 }
 
 #[cfg(test)]

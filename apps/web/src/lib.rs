@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod vercel_access;
+pub mod vercel_cron;
 #[cfg(feature = "vercel")]
 pub mod vercel_function;
 pub mod vqs_api;

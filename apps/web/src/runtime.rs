@@ -17,8 +17,29 @@ use crate::in_process::{InProcessCronInvoker, InProcessPusher};
 use crate::state::AppState;
 use auth::Secret;
 
+/// How the app uses its database connections (PostgreSQL only; SQLite has one file).
+#[derive(Clone, Copy, Debug)]
+pub struct DbOptions {
+    /// Connections this process may open at most (`VQS_DATABASE_POOL_SIZE`).
+    pub pool: vqs_postgres::PgPoolSize,
+    /// Hold a LISTEN connection so that every publish wakes this process's dispatchers. A
+    /// Vercel Function runs no dispatcher, so it does without.
+    pub listen: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { pool: vqs_postgres::PgPoolSize::SERVER, listen: true }
+    }
+}
+
 /// Open the database named by `database_url`, apply migrations, and wrap it in a [`Queue`].
 pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
+    open_queue_with(database_url, clock, DbOptions::default()).await
+}
+
+/// [`open_queue`] with `options` (pool size, LISTEN).
+pub async fn open_queue_with(database_url: &str, clock: Clock, options: DbOptions) -> Result<Queue> {
     if database_url.starts_with("sqlite:") {
         let store = vqs_sqlite::SqliteStore::open(database_url)
             .await
@@ -26,13 +47,15 @@ pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
         store.migrate().await.context("applying migrations")?;
         Ok(Queue::new(Arc::new(store), clock))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        let store = vqs_postgres::PgStore::connect(database_url)
+        let store = vqs_postgres::PgStore::connect_with(database_url, options.pool)
             .await
             .with_context(|| format!("opening {}", redact_url(database_url)))?;
         store.migrate().await.context("applying migrations")?;
         let queue = Queue::new(Arc::new(store.clone()), clock);
-        // Every process wakes on every publish (LISTEN/NOTIFY), not at its next poll.
-        store.forward_wakeups(queue.clone());
+        if options.listen {
+            // Every process wakes on every publish (LISTEN/NOTIFY), not at its next poll.
+            store.forward_wakeups(queue.clone());
+        }
         Ok(queue)
     } else {
         bail!("DATABASE_URL must start with sqlite:// (or postgres://), got {}", redact_url(database_url))
@@ -271,7 +294,8 @@ pub async fn serve(config: Config) -> Result<()> {
         tracing::warn!("{warning}");
     }
     let vercel = load_vercel(&config.vercel_json)?;
-    let queue = open_queue(&config.database_url, Clock::system()).await?;
+    let pool = crate::config::database_pool_size(vqs_postgres::PgPoolSize::SERVER)?;
+    let queue = open_queue_with(&config.database_url, Clock::system(), DbOptions { pool, listen: true }).await?;
     let state = state(&config, queue, vercel);
     let router = crate::app(state.clone());
     require_routes(&router, &state).await?;

@@ -32,3 +32,24 @@ fn build_sh_turns_the_vercel_feature_on_in_a_vercel_build_only() {
     assert!(ok);
     assert!(text.contains("\ndefault = [\"vercel\"]\n") && !text.contains("\ndefault = []\n"), "{text}");
 }
+
+/// Vercel's Rust builder reads `build.target` from `.cargo/config.toml` and crashes when the
+/// file has no `[build]` table; a `target` there would move every local build elsewhere.
+#[test]
+fn cargo_config_has_a_build_table_without_a_target() {
+    let text = std::fs::read_to_string(common::repo_root().join(".cargo/config.toml")).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"[build]"), "no [build] table:\n{text}");
+    assert!(!lines.iter().any(|l| l.starts_with("target")), "a build target changes local builds:\n{text}");
+}
+
+/// Zero-config Vercel publishes `public/` when it exists — otherwise every file outside
+/// `api/` (the whole source tree) as static files, matched before the rewrite to the app.
+#[test]
+fn only_public_is_published_and_it_holds_no_source() {
+    let public = common::repo_root().join("public");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&public).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["robots.txt".to_owned()], "public/ is served as is on Vercel");
+}

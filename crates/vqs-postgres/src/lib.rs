@@ -27,5 +27,5 @@ mod retention;
 mod server_admin;
 mod writer;
 
-pub use pg_store::{PgStore, create_database, enqueue_in};
+pub use pg_store::{PgPoolSize, PgStore, TLS_AVAILABLE, create_database, enqueue_in};
 pub use server_admin::{checkpoint, drop_database};

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Postgres, QueryBuilder, Row};
 use vqs::store::*;
 
@@ -32,6 +32,43 @@ const WRITER_TASKS: usize = 2;
 
 /// Connections of the hot path's pool: one per writer task, the claim's, and one spare.
 const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 2;
+
+/// How many connections a [`PgStore`] may open (see [`PgStore::connect_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgPoolSize {
+    /// Connections of the main pool (everything but the hot path).
+    pub main: u32,
+    /// Connections of the hot path's pool (the claim and the group-commit writers).
+    pub hot: u32,
+}
+
+impl PgPoolSize {
+    /// The fewest connections a store works with: two in each pool (a claim held on one
+    /// hot connection leaves a writer the other; the main pool never waits on itself).
+    pub const MIN_TOTAL: u32 = 4;
+
+    /// A process that runs the dispatcher and many jobs at once: 16 + 4 connections.
+    pub const SERVER: PgPoolSize = PgPoolSize { main: 16, hot: HOT_CONNECTIONS };
+
+    /// `total` connections at most, split between the two pools (a fifth, 2 to 4, for the
+    /// hot path). `None` below [`PgPoolSize::MIN_TOTAL`].
+    pub fn total(total: u32) -> Option<PgPoolSize> {
+        if total < Self::MIN_TOTAL {
+            return None;
+        }
+        let hot = (total / 5).clamp(2, HOT_CONNECTIONS);
+        Some(PgPoolSize { main: total - hot, hot })
+    }
+}
+
+impl Default for PgPoolSize {
+    fn default() -> Self {
+        Self::SERVER
+    }
+}
+
+/// Whether this build can speak TLS to PostgreSQL (the crate's `tls` feature).
+pub const TLS_AVAILABLE: bool = cfg!(feature = "tls");
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     // Data exceptions (a NUL in text: 22021), integrity constraints, program limits (an
@@ -127,10 +164,29 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String, Sto
 }
 
 impl PgStore {
-    /// Connect to `url` (`postgres://…`).
+    /// Connect to `url` (`postgres://…`) with [`PgPoolSize::SERVER`] connections at most.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        Self::connect_with(url, PgPoolSize::SERVER).await
+    }
+
+    /// Connect to `url` with at most `size` connections (a serverless function wants few).
+    /// The URL's `sslmode` is honoured (`disable`, `prefer` — the default —, `require`,
+    /// `verify-ca`, `verify-full`, with `sslrootcert=`); the modes that require TLS need the
+    /// crate's `tls` feature, and say so when it is off.
+    pub async fn connect_with(url: &str, size: PgPoolSize) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        if !TLS_AVAILABLE
+            && matches!(options.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull)
+        {
+            return Err(StoreError::Database(format!(
+                "the PostgreSQL URL asks for TLS (sslmode={}) but this build has none: build with the `tls` \
+                 feature (`cargo build -p web --features tls`; the `vercel` feature includes it), or \
+                 use sslmode=disable/prefer for a server without TLS",
+                ssl_mode_name(options.get_ssl_mode())
+            )));
+        }
+        let options = options
             // The queue's working set is in memory (or on SSD): an index lookup is not four
             // times a sequential page read, and with the default the planner prefers scanning
             // a still-small table to a few dozen primary-key lookups.
@@ -140,7 +196,7 @@ impl PgStore {
         // generic plan cached while they were small (a sequential scan, a hash join) would
         // stay in use long after it is wrong.
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(size.main.max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone().options([("plan_cache_mode", "force_custom_plan")]))
             .await
@@ -155,7 +211,7 @@ impl PgStore {
         // trigger's transition table) is costed at 10^10, which would JIT-compile every
         // publish (230 ms each); a queue's short statements never gain from it anyway.
         let hot = PgPoolOptions::new()
-            .max_connections(HOT_CONNECTIONS)
+            .max_connections(size.hot.max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options.options([
                 ("plan_cache_mode", "force_generic_plan"),
@@ -221,6 +277,17 @@ impl PgStore {
                 }
             }
         })
+    }
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 
@@ -780,6 +847,31 @@ impl QueueStore for PgStore {
         .await
         .map_err(db_err)?;
         Ok(row.get(0))
+    }
+
+    async fn execution_close_outlived(&self, p: OutlivedParams) -> Result<u64, StoreError> {
+        // Walks `job_executions_started` over the window only; a delivery row here means this
+        // database leases the message, and `maintenance_run` owns that attempt.
+        let closed = sqlx::query(
+            "UPDATE job_executions e SET status = 'failed', finished_at = $1, \
+             duration_ms = (EXTRACT(EPOCH FROM ($1 - e.started_at)) * 1000)::BIGINT, error = $2 \
+             WHERE e.id IN (SELECT r.id FROM job_executions r \
+                            WHERE r.started_at >= $3 AND r.started_at < $4 AND r.finished_at IS NULL \
+                              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = r.message_id \
+                                              AND d.consumer_group = r.consumer_group) \
+                            LIMIT $5) \
+               AND e.finished_at IS NULL",
+        )
+        .bind(p.now)
+        .bind(OUTLIVED_ERROR)
+        .bind(p.started_after)
+        .bind(p.started_before)
+        .bind(i64::from(p.limit.max(1)))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(closed)
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {

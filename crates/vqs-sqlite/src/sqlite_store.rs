@@ -903,6 +903,38 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn execution_close_outlived(&self, p: OutlivedParams) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |c| {
+                async move {
+                    // `job_executions_started` over the window only; a delivery row here means
+                    // this database leases the message, and `maintenance_run` owns the attempt.
+                    let closed = sqlx::query(
+                        "UPDATE job_executions SET status = 'failed', finished_at = ?1, \
+                         duration_ms = (?1 - started_at) / 1000, error = ?2 \
+                         WHERE id IN (SELECT r.id FROM job_executions r \
+                                      WHERE r.started_at >= ?3 AND r.started_at < ?4 AND r.status = 'running' \
+                                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = r.message_id \
+                                                        AND d.consumer_group = r.consumer_group) \
+                                      LIMIT ?5) \
+                           AND status = 'running'",
+                    )
+                    .bind(us(p.now))
+                    .bind(OUTLIVED_ERROR)
+                    .bind(us(p.started_after))
+                    .bind(us(p.started_before))
+                    .bind(i64::from(p.limit.max(1)))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                    Ok(closed)
+                }
+                .boxed()
+            })
+            .await
+    }
+
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
         let counts = crate::retention::count_boundaries(&self.read, &p).await?;
         self.writer.run(move |c| maintain(c, p, counts).boxed()).await

@@ -134,6 +134,12 @@ impl Queue {
         }
     }
 
+    /// True when messages are published to another queue service ([`Queue::with_publisher`]):
+    /// they wait there, so this store's counts of waiting and delayed messages say nothing.
+    pub fn publishes_elsewhere(&self) -> bool {
+        self.inner.publisher.is_some()
+    }
+
     /// The backend.
     pub fn store(&self) -> &Arc<dyn QueueStore> {
         &self.inner.store
@@ -397,6 +403,29 @@ impl Queue {
             ))),
             DeadLetterSettled::NotFound => Err(StoreError::NotFound(format!("dead letter {id}")).into()),
         }
+    }
+
+    /// Close attempts still `running` although they started more than `max_run` ago (and at
+    /// most a day before that), for messages this database does not lease — those pushed by
+    /// Vercel Queues, whose lease lives there. On a host that kills a run at `max_run` (a
+    /// Vercel Function's `maxDuration`) such an attempt has certainly ended; its row is closed
+    /// as failed ([`crate::store::OUTLIVED_ERROR`]). At most `limit` rows; returns how many.
+    pub async fn close_outlived_executions(&self, max_run: std::time::Duration, limit: u32) -> Result<u64, QueueError> {
+        let now = self.inner.clock.now();
+        let max_run = chrono::Duration::from_std(max_run).unwrap_or(chrono::Duration::MAX);
+        let started_before = now.checked_sub_signed(max_run).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let started_after = started_before
+            .checked_sub_signed(chrono::Duration::days(1))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let closed = self
+            .inner
+            .store
+            .execution_close_outlived(crate::store::OutlivedParams { now, started_after, started_before, limit })
+            .await?;
+        if closed > 0 {
+            tracing::warn!(closed, "closed attempts that outlived the function's maximum duration");
+        }
+        Ok(closed)
     }
 
     /// One maintenance pass: rescue abandoned executions, prune by retention (each table at

@@ -12,6 +12,10 @@ use serde::Serialize;
 pub const ABANDONED_ERROR: &str =
     "abandoned: the lease expired before the attempt finished (the process died or the job outlived its lease)";
 
+/// The error text of an attempt closed because it was still `running` long after the longest
+/// run its host allows (a Vercel Function killed at `maxDuration`, or frozen and reclaimed).
+pub const OUTLIVED_ERROR: &str = "abandoned: still running after the function's maximum duration (the function was killed or its instance reclaimed)";
+
 /// A new message id: `msg_` and a time-ordered UUID (v7).
 pub fn new_message_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
@@ -648,6 +652,18 @@ pub struct CheckpointPutParams {
     pub now: DateTime<Utc>,
 }
 
+/// [`QueueStore::execution_close_outlived`]: close attempts of messages this database holds no
+/// delivery of (pushed by another queue service, e.g. Vercel Queues) that are still `running`
+/// although they started in `[started_after, started_before)`.
+#[derive(Debug, Clone)]
+pub struct OutlivedParams {
+    pub now: DateTime<Utc>,
+    pub started_after: DateTime<Utc>,
+    pub started_before: DateTime<Utc>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
 /// Maintenance knobs for one pass. A `max_*` of 0 means no count limit.
 #[derive(Debug, Clone)]
 pub struct MaintenanceParams {
@@ -884,6 +900,11 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Rescue abandoned executions and prune by retention, in bounded batches.
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError>;
+
+    /// Close as failed ([`OUTLIVED_ERROR`]) the attempts [`OutlivedParams`] describes — those of
+    /// messages with no delivery row here, whose lease lives in another queue service, so
+    /// [`QueueStore::maintenance_run`] cannot see it run out. Returns how many were closed.
+    async fn execution_close_outlived(&self, p: OutlivedParams) -> Result<u64, StoreError>;
 
     /// Claim a tick: `Some(run id)` for the one process that fires it, `None` if it was claimed already.
     async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError>;

@@ -122,6 +122,13 @@ pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<Strin
         }
     }
     topics.sort();
+    // On Vercel, messages wait in Vercel Queues, not in this database: say so rather than
+    // show zeros. What ran (executions, dead letters) is this database's either way.
+    let elsewhere = q.publishes_elsewhere();
+    if elsewhere {
+        out += r#"<p class="note" id="depth-elsewhere">Messages wait in Vercel Queues on this deployment: how many are waiting, delayed or in flight there is not visible here (see the project's Queues tab on Vercel). Running, succeeded, failed and dead letters below are this database's.</p>"#;
+    }
+    let unknown = |n: i64| if elsewhere { "–".to_owned() } else { n.to_string() };
     out += "<table><thead><tr><th>topic</th><th>waiting</th><th>oldest due</th><th>delayed</th><th>running</th>\
             <th>succeeded (5 min)</th><th>failed (5 min)</th><th>dead letters</th></tr></thead><tbody>";
     for t in &topics {
@@ -130,9 +137,9 @@ pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<Strin
         let _ = write!(
             out,
             r#"<tr data-topic="{tt}"><td><a href="/admin?topic={tu}">{tt}</a></td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num{}">{}</td></tr>"#,
-            d.waiting,
+            unknown(d.waiting),
             d.oldest_due_at.map(|t| when(t, now)).unwrap_or_else(|| "–".into()),
-            d.delayed,
+            unknown(d.delayed),
             d.running,
             r.success,
             if r.failed > 0 { " warn" } else { "" },

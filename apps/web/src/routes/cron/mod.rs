@@ -7,6 +7,7 @@ use axum::Router;
 use crate::state::AppState;
 
 mod cleanup;
+mod maintenance;
 mod sync_patients;
 // @xtask:modules — `cargo xtask new-cron` adds `mod <cron>;` above this line.
 
@@ -16,5 +17,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/cron/sync-patients", with_cron_secret(sync_patients::route(), guard()))
         .route("/api/cron/cleanup", with_cron_secret(cleanup::route(), guard()))
+        .route("/api/cron/maintenance", with_cron_secret(maintenance::route(), guard()))
     // @xtask:routes — `cargo xtask new-cron` adds `.route(…)` above this line.
 }
