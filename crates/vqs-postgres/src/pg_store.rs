@@ -415,6 +415,20 @@ impl QueueStore for PgStore {
         Ok(out.into_iter().flatten().collect())
     }
 
+    async fn message_list(&self, p: MessageListParams) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.id FROM messages m WHERE m.topic = $1 AND (EXISTS (SELECT 1 FROM deliveries d \
+             WHERE d.message_id = m.id AND d.state IN ('pending', 'leased')) OR NOT EXISTS (SELECT 1 \
+             FROM deliveries d WHERE d.message_id = m.id)) ORDER BY m.created_at, m.id LIMIT $2",
+        )
+        .bind(p.topic)
+        .bind(i64::from(p.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
         let Some(m) = sqlx::query(
             "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at FROM messages WHERE id = $1",

@@ -462,7 +462,13 @@ fn lease_of(queue: &Queue, m: &LeasedMessage) -> LeaseParams {
     }
 }
 
-async fn push_one(queue: &Queue, consumer: &ConsumerConfig, pusher: &dyn Pusher, region: &str, m: LeasedMessage) {
+pub(crate) async fn push_one(
+    queue: &Queue,
+    consumer: &ConsumerConfig,
+    pusher: &dyn Pusher,
+    region: &str,
+    m: LeasedMessage,
+) {
     if m.delivery_count > consumer.max_deliveries {
         let reason = format!(
             "delivered {} times without acknowledgement (maxDeliveries is {})",

@@ -49,6 +49,7 @@ mod retry_policy;
 mod storable_text;
 pub mod store;
 mod supervisor;
+pub mod testing;
 mod trace_context;
 mod vercel_config;
 

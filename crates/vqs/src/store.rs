@@ -456,6 +456,15 @@ pub struct DeliveryRecord {
     pub visible_at: DateTime<Utc>,
 }
 
+/// Parameters of [`QueueStore::message_list`].
+#[derive(Debug, Clone)]
+pub struct MessageListParams {
+    /// The topic (exact name, no pattern).
+    pub topic: String,
+    /// Ids returned at most.
+    pub limit: u32,
+}
+
 /// A message and its deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageRecord {
@@ -833,6 +842,10 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError>;
     /// A message with its deliveries.
     async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
+    /// pending or leased, and those no consumer group has subscribed to yet (what
+    /// `vqs::testing`'s `assert_enqueued` reads).
+    async fn message_list(&self, p: MessageListParams) -> Result<Vec<String>, StoreError>;
 
     /// Subscribe a consumer group; messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
