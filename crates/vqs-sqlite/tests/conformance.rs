@@ -9,7 +9,7 @@ async fn fresh() -> Fresh {
     let url = format!("sqlite://{}", dir.path().join("vqs.db").display());
     let store = vqs_sqlite::SqliteStore::open(&url).await.expect("open");
     store.migrate().await.expect("migrate");
-    Fresh { store: Arc::new(store), keep: Box::new(dir), teardown: None }
+    Fresh { store: Arc::new(store), keep: Box::new(dir), teardown: None, reset: None }
 }
 
 vqs_store_tests::conformance!(fresh);

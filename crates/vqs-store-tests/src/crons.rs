@@ -5,7 +5,12 @@ use vqs::store::*;
 use crate::support::*;
 
 fn tick(minute: i64) -> CronRunStartParams {
-    CronRunStartParams { path: "/c".into(), schedule: "* * * * *".into(), scheduled_at: at(minute * 60), now: at(minute * 60 + 1) }
+    CronRunStartParams {
+        path: "/c".into(),
+        schedule: "* * * * *".into(),
+        scheduled_at: at(minute * 60),
+        now: at(minute * 60 + 1),
+    }
 }
 
 pub async fn a_tick_is_claimed_once(s: Store) {

@@ -8,9 +8,13 @@ async fn dead(s: &Store, payload: &str) -> (String, i64) {
     subscribe(s, "t", "a").await;
     let id = s.message_send(send_params("t", payload, at(0))).await.unwrap().message_id;
     let m = claim(s, "a", 1, at(1)).await.remove(0);
-    s.delivery_dead_letter(DeliveryDeadLetterParams { lease: lease(&m, at(2)), reason: "boom".into(), execution: None })
-        .await
-        .unwrap();
+    s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&m, at(2)),
+        reason: "boom".into(),
+        execution: None,
+    })
+    .await
+    .unwrap();
     let letter = s.dead_letter_list(10).await.unwrap().into_iter().find(|l| l.message_id == id).expect("listed");
     (id, letter.id)
 }

@@ -37,7 +37,8 @@ pub async fn start_and_finish_record_an_attempt(s: Store) {
 pub async fn claim_records_running_attempts(s: Store) {
     subscribe(&s, "t", "a").await;
     let id = send(&s, "t", at(0)).await;
-    let m = s.delivery_claim(DeliveryClaimParams { start_executions: true, ..claim_params("a", 1, at(1)) }).await.unwrap();
+    let m =
+        s.delivery_claim(DeliveryClaimParams { start_executions: true, ..claim_params("a", 1, at(1)) }).await.unwrap();
     let exec = m[0].execution_id.expect("an execution with the lease");
     let rows = executions(&s, &id).await;
     assert_eq!(rows.len(), 1);
@@ -60,9 +61,12 @@ pub async fn settling_closes_the_attempt_once(s: Store) {
     .unwrap();
     let m2 = s.delivery_claim(claim_exec(at(3))).await.unwrap().remove(0);
     assert_eq!(m2.delivery_count, 2);
-    s.delivery_ack(DeliveryAckParams { lease: lease(&m2, at(4)), execution: finish(m2.execution_id, ExecutionStatus::Success, at(4)) })
-        .await
-        .unwrap();
+    s.delivery_ack(DeliveryAckParams {
+        lease: lease(&m2, at(4)),
+        execution: finish(m2.execution_id, ExecutionStatus::Success, at(4)),
+    })
+    .await
+    .unwrap();
     let mut rows = executions(&s, &id).await;
     rows.sort_by_key(|r| r.attempt);
     let got: Vec<_> = rows.iter().map(|r| (r.attempt, r.status, r.finished_at)).collect();

@@ -35,9 +35,13 @@ pub async fn ack_finishes_a_delivery(s: Store) {
 
 pub async fn retry_makes_it_due_after_the_delay(s: Store) {
     let (id, m) = one(&s).await;
-    s.delivery_retry(DeliveryRetryParams { lease: lease(&m, at(2)), delay: Duration::from_millis(10_500), execution: None })
-        .await
-        .unwrap();
+    s.delivery_retry(DeliveryRetryParams {
+        lease: lease(&m, at(2)),
+        delay: Duration::from_millis(10_500),
+        execution: None,
+    })
+    .await
+    .unwrap();
     let d = state(&s, &id, "a").await.unwrap();
     assert_eq!(d.state, DeliveryState::Pending);
     assert_eq!(d.visible_at, at(12) + chrono::Duration::milliseconds(500));
@@ -57,9 +61,13 @@ pub async fn release_spends_no_delivery(s: Store) {
 
 pub async fn dead_letter_keeps_the_message(s: Store) {
     let (id, m) = one(&s).await;
-    s.delivery_dead_letter(DeliveryDeadLetterParams { lease: lease(&m, at(2)), reason: "boom".into(), execution: None })
-        .await
-        .unwrap();
+    s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&m, at(2)),
+        reason: "boom".into(),
+        execution: None,
+    })
+    .await
+    .unwrap();
     assert_eq!(state(&s, &id, "a").await.unwrap().state, DeliveryState::Dead);
     let letters = s.dead_letter_list(10).await.unwrap();
     assert_eq!(letters.len(), 1);
@@ -71,7 +79,8 @@ pub async fn settling_twice_is_not_found(s: Store) {
     let (_, m) = one(&s).await;
     ack(&s, &m, at(2)).await.unwrap();
     assert!(matches!(ack(&s, &m, at(3)).await, Err(StoreError::NotFound(_))));
-    let retry = s.delivery_retry(DeliveryRetryParams { lease: lease(&m, at(3)), delay: Duration::ZERO, execution: None });
+    let retry =
+        s.delivery_retry(DeliveryRetryParams { lease: lease(&m, at(3)), delay: Duration::ZERO, execution: None });
     assert!(matches!(retry.await, Err(StoreError::NotFound(_))));
 }
 
@@ -79,7 +88,11 @@ pub async fn a_stale_lease_cannot_settle(s: Store) {
     let (id, stale) = one(&s).await;
     let fresh = claim(&s, "a", 10, at(40)).await.remove(0);
     assert!(matches!(ack(&s, &stale, at(41)).await, Err(StoreError::LeaseLost(_))));
-    let dl = s.delivery_dead_letter(DeliveryDeadLetterParams { lease: lease(&stale, at(41)), reason: "x".into(), execution: None });
+    let dl = s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&stale, at(41)),
+        reason: "x".into(),
+        execution: None,
+    });
     assert!(matches!(dl.await, Err(StoreError::LeaseLost(_))));
     let vis = s.delivery_set_visibility(LeaseVisibilityParams { lease: lease(&stale, at(41)), visibility_seconds: 60 });
     assert!(matches!(vis.await, Err(StoreError::LeaseLost(_))));

@@ -31,11 +31,18 @@ pub struct Fresh {
     pub keep: Box<dyn std::any::Any + Send>,
     /// Awaited after the case passes (drop a test database).
     pub teardown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Empties the store for another case, when that is much cheaper than a fresh one (a
+    /// PostgreSQL database takes a second to migrate): the model test, which runs many
+    /// short cases, then reuses one store. `None`: every case gets a fresh one.
+    pub reset: Option<Reset>,
 }
+
+/// Empties a store (see [`Fresh::reset`]).
+pub type Reset = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Fresh {
     pub fn new(store: Arc<dyn QueueStore>) -> Fresh {
-        Fresh { store, keep: Box::new(()), teardown: None }
+        Fresh { store, keep: Box::new(()), teardown: None, reset: None }
     }
 }
 

@@ -35,7 +35,10 @@ pub async fn prunes_finished_messages_by_age(s: Store) {
     assert_eq!(r.finished_messages_pruned, 2);
     assert_eq!(kept(&s, &ids).await, [false, false, true, true]);
     // Everything old enough now, but message 3 is unfinished.
-    let r = s.maintenance_run(MaintenanceParams { message_retention_seconds: 1, ..keep_everything(at(5000)) }).await.unwrap();
+    let r = s
+        .maintenance_run(MaintenanceParams { message_retention_seconds: 1, ..keep_everything(at(5000)) })
+        .await
+        .unwrap();
     assert_eq!(r.finished_messages_pruned, 1);
     assert_eq!(kept(&s, &ids).await, [false, false, false, true]);
 }
@@ -58,7 +61,10 @@ pub async fn rescues_abandoned_executions_and_prunes_rows(s: Store) {
     assert_eq!(r.executions_rescued, 1);
     let e = executions(&s, &id).await.remove(0);
     assert_eq!((e.status, e.error.as_deref()), (ExecutionStatus::Failed, Some(ABANDONED_ERROR)));
-    let r = s.maintenance_run(MaintenanceParams { execution_retention_seconds: 10, ..keep_everything(at(100)) }).await.unwrap();
+    let r = s
+        .maintenance_run(MaintenanceParams { execution_retention_seconds: 10, ..keep_everything(at(100)) })
+        .await
+        .unwrap();
     assert_eq!(r.executions_pruned, 1);
     assert!(executions(&s, &id).await.is_empty());
 }

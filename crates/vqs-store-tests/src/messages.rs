@@ -47,17 +47,18 @@ pub async fn duplicate_key_within_pending_is_reported_not_queued(s: Store) {
 
 pub async fn key_dedups_within_retention_even_once_finished(s: Store) {
     subscribe(&s, "t", "a").await;
-    let p = MessageSendParams {
-        idempotency_key: Some("k".into()),
-        retention_seconds: 60,
-        ..send_params("t", "{}", at(1))
-    };
+    let p =
+        MessageSendParams { idempotency_key: Some("k".into()), retention_seconds: 60, ..send_params("t", "{}", at(1)) };
     let first = s.message_send(p.clone()).await.unwrap();
     let leased = claim(&s, "a", 1, at(2)).await;
     assert!(s.message_send(MessageSendParams { now: at(3), ..p.clone() }).await.unwrap().duplicate, "running");
     ack(&s, &leased[0], at(4)).await.unwrap();
     let done = s.message_send(MessageSendParams { now: at(5), ..p.clone() }).await.unwrap();
-    assert_eq!(done, SendResult { message_id: first.message_id.clone(), duplicate: true }, "finished, within retention");
+    assert_eq!(
+        done,
+        SendResult { message_id: first.message_id.clone(), duplicate: true },
+        "finished, within retention"
+    );
     let after = s.message_send(MessageSendParams { now: at(61), ..p }).await.unwrap();
     assert!(!after.duplicate, "past the original's retention the key queues a new message");
     assert_ne!(after.message_id, first.message_id);

@@ -123,16 +123,32 @@ where
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let config = Config { cases: 32, failure_persistence: None, max_shrink_iters: 256, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &SEED));
+    // A store that can be reset serves every case; otherwise each case gets a fresh one.
+    let held: std::cell::RefCell<Option<Fresh>> = Default::default();
     let result = runner.run(&proptest::collection::vec(op(), 1..=40), |ops| {
         rt.block_on(async {
-            let fresh = make().await;
+            let reused = held.borrow_mut().take();
+            let fresh = match reused {
+                Some(f) => {
+                    if let Some(reset) = &f.reset {
+                        reset().await;
+                    }
+                    f
+                }
+                None => make().await,
+            };
             let outcome = play(&fresh.store, &ops).await;
-            if let Some(t) = fresh.teardown {
+            if fresh.reset.is_some() {
+                *held.borrow_mut() = Some(fresh);
+            } else if let Some(t) = fresh.teardown {
                 t.await;
             }
             outcome
         })
     });
+    if let Some(t) = held.into_inner().and_then(|f| f.teardown) {
+        rt.block_on(t);
+    }
     if let Err(e) = result {
         panic!("the store diverged from the model: {e}");
     }
@@ -193,19 +209,24 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 ..send_params("t", "{}", now_)
             };
             let r = db(s.message_send(p).await, "send")?;
-            let original = m
-                .messages
-                .iter()
-                .find(|(_, msg)| key.is_some() && msg.key == *key)
-                .map(|(id, _)| id.clone());
+            let original =
+                m.messages.iter().find(|(_, msg)| key.is_some() && msg.key == *key).map(|(id, _)| id.clone());
             match original {
-                Some(id) => ensure!(r == SendResult { message_id: id.clone(), duplicate: true }, "expected a duplicate of {id}, got {r:?}"),
+                Some(id) => ensure!(
+                    r == SendResult { message_id: id.clone(), duplicate: true },
+                    "expected a duplicate of {id}, got {r:?}"
+                ),
                 None => {
                     ensure!(!r.duplicate, "a duplicate of a pruned message or of no key: {r:?}");
                     let visible_at = now_ + chrono::Duration::seconds(i64::from(*delay));
                     let deliveries = GROUPS
                         .iter()
-                        .map(|g| (g.to_string(), Delivery { state: DeliveryState::Pending, count: 0, visible_at, handle: None }))
+                        .map(|g| {
+                            (
+                                g.to_string(),
+                                Delivery { state: DeliveryState::Pending, count: 0, visible_at, handle: None },
+                            )
+                        })
                         .collect();
                     m.messages.insert(r.message_id, Msg { key: *key, created: now_, deliveries });
                 }
@@ -215,8 +236,13 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             let g = GROUPS[*group];
             let p = DeliveryClaimParams { start_executions: true, ..claim_params(g, *limit, now_) };
             let leased = db(s.delivery_claim(p).await, "claim")?;
-            let due_count = m.messages.values().filter(|msg| msg.deliveries.get(g).is_some_and(|d| due(d, now_))).count();
-            ensure!(leased.len() == due_count.min(*limit as usize), "leased {} of {due_count} due (limit {limit})", leased.len());
+            let due_count =
+                m.messages.values().filter(|msg| msg.deliveries.get(g).is_some_and(|d| due(d, now_))).count();
+            ensure!(
+                leased.len() == due_count.min(*limit as usize),
+                "leased {} of {due_count} due (limit {limit})",
+                leased.len()
+            );
             let mut seen = BTreeSet::new();
             for l in leased {
                 ensure!(seen.insert(l.message_id.clone()), "{} leased twice in one claim", l.message_id);
@@ -242,7 +268,12 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 let Some(exec) = l.execution_id else {
                     return Err(TestCaseError::fail("no execution recorded with the lease"));
                 };
-                let e = Exec { message_id: l.message_id.clone(), group: g.into(), attempt, status: ExecutionStatus::Running };
+                let e = Exec {
+                    message_id: l.message_id.clone(),
+                    group: g.into(),
+                    attempt,
+                    status: ExecutionStatus::Running,
+                };
                 ensure!(m.executions.insert(exec, e).is_none(), "execution id {exec} reused");
                 m.handles.push(l);
             }
@@ -256,21 +287,35 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             let (r, status) = match op {
                 Op::Ack(_) => {
                     let execution = finish(h.execution_id, ExecutionStatus::Success, now_);
-                    (s.delivery_ack(DeliveryAckParams { lease: lease(&h, now_), execution }).await, Some(ExecutionStatus::Success))
+                    (
+                        s.delivery_ack(DeliveryAckParams { lease: lease(&h, now_), execution }).await,
+                        Some(ExecutionStatus::Success),
+                    )
                 }
                 Op::Retry { delay, .. } => {
                     let execution = finish(h.execution_id, ExecutionStatus::Failed, now_);
                     let delay = Duration::from_secs(u64::from(*delay));
-                    (s.delivery_retry(DeliveryRetryParams { lease: lease(&h, now_), delay, execution }).await, Some(ExecutionStatus::Failed))
+                    (
+                        s.delivery_retry(DeliveryRetryParams { lease: lease(&h, now_), delay, execution }).await,
+                        Some(ExecutionStatus::Failed),
+                    )
                 }
                 Op::DeadLetter(_) => {
                     let execution = finish(h.execution_id, ExecutionStatus::Failed, now_);
                     let p = DeliveryDeadLetterParams { lease: lease(&h, now_), reason: "model".into(), execution };
                     (s.delivery_dead_letter(p).await, Some(ExecutionStatus::Failed))
                 }
-                _ => (s.delivery_release(DeliveryReleaseParams { lease: lease(&h, now_), execution_id: h.execution_id }).await, None),
+                _ => (
+                    s.delivery_release(DeliveryReleaseParams { lease: lease(&h, now_), execution_id: h.execution_id })
+                        .await,
+                    None,
+                ),
             };
-            ensure!(answer(&r) == expected, "settling {} answered {r:?}, the model expects {expected}", h.receipt_handle);
+            ensure!(
+                answer(&r) == expected,
+                "settling {} answered {r:?}, the model expects {expected}",
+                h.receipt_handle
+            );
             match status {
                 Some(status) => close(m, h.execution_id, status),
                 // A release removes its attempt while it is still running.
@@ -283,7 +328,11 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             if expected != "ok" {
                 return Ok(());
             }
-            let d = m.messages.get_mut(&h.message_id).and_then(|msg| msg.deliveries.get_mut(&h.consumer_group)).expect("held");
+            let d = m
+                .messages
+                .get_mut(&h.message_id)
+                .and_then(|msg| msg.deliveries.get_mut(&h.consumer_group))
+                .expect("held");
             d.handle = None;
             match op {
                 Op::Ack(_) => d.state = DeliveryState::Acked,
@@ -318,7 +367,9 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 publish: Some(DeadLetterReplayOpts { retention_seconds: 7 * 24 * 3600 }),
                 now,
             };
-            let DeadLetterSettled::Settled { sent: Some(sent), .. } = db(s.dead_letter_settle(settle(now_)).await, "settle")? else {
+            let DeadLetterSettled::Settled { sent: Some(sent), .. } =
+                db(s.dead_letter_settle(settle(now_)).await, "settle")?
+            else {
                 return Err(TestCaseError::fail("the first replay did not publish"));
             };
             let again = db(s.dead_letter_settle(settle(now_)).await, "settle again")?;
@@ -331,9 +382,18 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             let p = MaintenanceParams { message_retention_seconds: u64::from(*retention), ..keep_everything(now_) };
             let r = db(s.maintenance_run(p).await, "maintenance")?;
             let cutoff = now_ - chrono::Duration::seconds(i64::from(*retention));
-            let prunable: Vec<String> =
-                m.messages.iter().filter(|(_, msg)| msg.finished() && msg.created < cutoff).map(|(id, _)| id.clone()).collect();
-            ensure!(r.finished_messages_pruned == prunable.len() as u64, "pruned {} (model {})", r.finished_messages_pruned, prunable.len());
+            let prunable: Vec<String> = m
+                .messages
+                .iter()
+                .filter(|(_, msg)| msg.finished() && msg.created < cutoff)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ensure!(
+                r.finished_messages_pruned == prunable.len() as u64,
+                "pruned {} (model {})",
+                r.finished_messages_pruned,
+                prunable.len()
+            );
             for id in prunable {
                 m.messages.remove(&id);
                 m.pruned.insert(id);
@@ -363,10 +423,18 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
         let Some(stored) = db(s.message_get(id).await, "message_get")? else {
             return Err(TestCaseError::fail(format!("message {id} was lost")));
         };
-        ensure!(stored.deliveries.len() == msg.deliveries.len(), "{id}: {} deliveries (model {})", stored.deliveries.len(), msg.deliveries.len());
+        ensure!(
+            stored.deliveries.len() == msg.deliveries.len(),
+            "{id}: {} deliveries (model {})",
+            stored.deliveries.len(),
+            msg.deliveries.len()
+        );
         for d in &stored.deliveries {
             let Some(want) = msg.deliveries.get(&d.consumer_group) else {
-                return Err(TestCaseError::fail(format!("{id}: a delivery to {} the model never made", d.consumer_group)));
+                return Err(TestCaseError::fail(format!(
+                    "{id}: a delivery to {} the model never made",
+                    d.consumer_group
+                )));
             };
             ensure!(
                 (d.state, d.delivery_count) == (want.state, want.count),
@@ -378,7 +446,13 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
                 want.count
             );
             if matches!(d.state, DeliveryState::Pending | DeliveryState::Leased) {
-                ensure!(d.visible_at == want.visible_at, "{id} in {}: visible at {} (model {})", d.consumer_group, d.visible_at, want.visible_at);
+                ensure!(
+                    d.visible_at == want.visible_at,
+                    "{id} in {}: visible at {} (model {})",
+                    d.consumer_group,
+                    d.visible_at,
+                    want.visible_at
+                );
             }
         }
     }
@@ -386,15 +460,24 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
         ensure!(db(s.message_get(id).await, "message_get")?.is_none(), "pruned message {id} is back");
     }
     for g in GROUPS {
-        let live = m.messages.values().filter_map(|msg| msg.deliveries.get(g)).filter(|d| d.state == DeliveryState::Leased && d.visible_at > now).count();
+        let live = m
+            .messages
+            .values()
+            .filter_map(|msg| msg.deliveries.get(g))
+            .filter(|d| d.state == DeliveryState::Leased && d.visible_at > now)
+            .count();
         let count = db(s.delivery_leased_count(g, now).await, "leased_count")?;
         ensure!(count == live as i64, "{g}: {count} live leases (model {live})");
     }
-    let rows = db(s.execution_list(ExecutionListParams { limit: 100_000, ..Default::default() }).await, "execution_list")?;
+    let rows =
+        db(s.execution_list(ExecutionListParams { limit: 100_000, ..Default::default() }).await, "execution_list")?;
     let got: BTreeMap<i64, (String, String, u32, ExecutionStatus)> =
         rows.into_iter().map(|r| (r.id, (r.message_id, r.consumer_group, r.attempt, r.status))).collect();
-    let want: BTreeMap<i64, (String, String, u32, ExecutionStatus)> =
-        m.executions.iter().map(|(id, e)| (*id, (e.message_id.clone(), e.group.clone(), e.attempt, e.status))).collect();
+    let want: BTreeMap<i64, (String, String, u32, ExecutionStatus)> = m
+        .executions
+        .iter()
+        .map(|(id, e)| (*id, (e.message_id.clone(), e.group.clone(), e.attempt, e.status)))
+        .collect();
     ensure!(got == want, "executions differ:\n store {got:?}\n model {want:?}");
     // Attempts are counted once: as many attempts as deliveries, at most one running.
     for (id, msg) in &m.messages {

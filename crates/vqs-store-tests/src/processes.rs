@@ -14,7 +14,8 @@ pub async fn a_dead_process_leases_become_due(s: Store) {
     send(&s, "t", at(0)).await;
     assert!(!s.process_beat(beat("p1", 1)).await.unwrap(), "the first beat registers");
     assert!(s.process_beat(beat("p1", 2)).await.unwrap());
-    let held = DeliveryClaimParams { lease_holder: Some("p1".into()), visibility_seconds: 300, ..claim_params("a", 1, at(3)) };
+    let held =
+        DeliveryClaimParams { lease_holder: Some("p1".into()), visibility_seconds: 300, ..claim_params("a", 1, at(3)) };
     let m = s.delivery_claim(held).await.unwrap().remove(0);
     let remote = claim(&s, "a", 1, at(3)).await;
     assert_eq!(remote.len(), 1, "a lease with no holder");

@@ -36,9 +36,14 @@ pub async fn sync_log_records_success_and_failure(s: Store) {
 pub async fn checkpoints_round_trip(s: Store) {
     assert_eq!(s.checkpoint_get("msg_c", "a").await.unwrap(), None);
     for v in [serde_json::json!({"page": 1}), serde_json::json!({"page": 2})] {
-        s.checkpoint_put(CheckpointPutParams { message_id: "msg_c".into(), consumer_group: "a".into(), value: v, now: at(1) })
-            .await
-            .unwrap();
+        s.checkpoint_put(CheckpointPutParams {
+            message_id: "msg_c".into(),
+            consumer_group: "a".into(),
+            value: v,
+            now: at(1),
+        })
+        .await
+        .unwrap();
     }
     assert_eq!(s.checkpoint_get("msg_c", "a").await.unwrap(), Some(serde_json::json!({"page": 2})));
     assert_eq!(s.checkpoint_get("msg_c", "b").await.unwrap(), None);
