@@ -140,7 +140,8 @@ pub struct SendResult {
     /// The new message's id, or the id of the pending original when `duplicate` is true.
     #[serde(rename = "messageId")]
     pub message_id: String,
-    /// True when the idempotency key matched a message still pending or running: nothing new was queued.
+    /// True when the idempotency key matched a message of the topic still kept (within its
+    /// retention, finished or not): nothing new was queued.
     pub duplicate: bool,
 }
 
@@ -834,7 +835,8 @@ pub struct SessionRevokeParams {
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
     /// Publish a message: fan it out to every subscribed consumer group, unless the
-    /// idempotency key matches a message of the same topic that is still pending or running.
+    /// idempotency key matches a message of the same topic that is still kept (within its
+    /// retention, finished or not).
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError>;
     /// Publish many messages in one transaction — all of them or, on an error, none — each
     /// as [`Self::message_send`] would (a duplicate key is reported, not an error), in as

@@ -1,0 +1,107 @@
+//! Dead letters: list, get, settle once, restore, insert.
+
+use vqs::store::*;
+
+use crate::support::*;
+
+async fn dead(s: &Store, payload: &str) -> (String, i64) {
+    subscribe(s, "t", "a").await;
+    let id = s.message_send(send_params("t", payload, at(0))).await.unwrap().message_id;
+    let m = claim(s, "a", 1, at(1)).await.remove(0);
+    s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&m, at(2)),
+        reason: "boom".into(),
+        execution: None,
+    })
+    .await
+    .unwrap();
+    let letter = s.dead_letter_list(10).await.unwrap().into_iter().find(|l| l.message_id == id).expect("listed");
+    (id, letter.id)
+}
+
+fn replay(id: i64, now: chrono::DateTime<chrono::Utc>) -> DeadLetterSettleParams {
+    DeadLetterSettleParams {
+        id,
+        action: DeadLetterAction::Replay,
+        publish: Some(DeadLetterReplayOpts { retention_seconds: 3600 }),
+        now,
+    }
+}
+
+pub async fn list_and_get_show_the_payload(s: Store) {
+    let big = format!("{{\"x\":\"{}\"}}", "y".repeat(PAYLOAD_PREVIEW_BYTES as usize));
+    let (_, id) = dead(&s, &big).await;
+    let listed = s.dead_letter_list(10).await.unwrap().remove(0);
+    assert!(listed.payload_truncated, "a list shows a preview");
+    assert_eq!(listed.payload_bytes, big.len() as u64);
+    let whole = s.dead_letter_get(id).await.unwrap().expect("get");
+    assert!(!whole.payload_truncated);
+    assert_eq!(whole.payload, serde_json::from_str::<serde_json::Value>(&big).unwrap());
+    assert!(s.dead_letter_get(id + 1000).await.unwrap().is_none());
+}
+
+pub async fn settle_replay_publishes_once(s: Store) {
+    subscribe(&s, "t", "other").await;
+    let (original, id) = dead(&s, "{\"n\":1}").await;
+    let DeadLetterSettled::Settled { letter, payload, sent } = s.dead_letter_settle(replay(id, at(10))).await.unwrap()
+    else {
+        panic!("the first settle settles")
+    };
+    assert_eq!((letter.message_id.as_str(), payload.as_slice()), (original.as_str(), b"{\"n\":1}".as_slice()));
+    let sent = sent.expect("published in the same transaction");
+    let m = s.message_get(&sent.message_id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries.len(), 1, "only to the group it died in");
+    assert_eq!(m.deliveries[0].consumer_group, "a");
+    match s.dead_letter_settle(replay(id, at(11))).await.unwrap() {
+        DeadLetterSettled::AlreadySettled { action, message_id, .. } => {
+            assert_eq!((action, message_id), (DeadLetterAction::Replay, Some(sent.message_id)));
+        }
+        other => panic!("a second replay must be refused: {other:?}"),
+    }
+    assert!(s.dead_letter_list(10).await.unwrap().is_empty());
+    assert!(matches!(s.dead_letter_settle(replay(id + 1000, at(12))).await.unwrap(), DeadLetterSettled::NotFound));
+}
+
+pub async fn discard_then_replay_is_already_settled(s: Store) {
+    let (_, id) = dead(&s, "{}").await;
+    let discard = DeadLetterSettleParams { id, action: DeadLetterAction::Discard, publish: None, now: at(10) };
+    assert!(matches!(s.dead_letter_settle(discard).await.unwrap(), DeadLetterSettled::Settled { sent: None, .. }));
+    assert!(matches!(
+        s.dead_letter_settle(replay(id, at(11))).await.unwrap(),
+        DeadLetterSettled::AlreadySettled { action: DeadLetterAction::Discard, .. }
+    ));
+}
+
+pub async fn restore_puts_it_back(s: Store) {
+    let (_, id) = dead(&s, "{\"n\":2}").await;
+    let remote = DeadLetterSettleParams { id, action: DeadLetterAction::Replay, publish: None, now: at(10) };
+    let DeadLetterSettled::Settled { letter, payload, sent: None } = s.dead_letter_settle(remote).await.unwrap() else {
+        panic!("settled without publishing")
+    };
+    s.dead_letter_restore(*letter, payload).await.unwrap();
+    let back = s.dead_letter_get(id).await.unwrap().expect("restored");
+    assert_eq!(back.payload, serde_json::json!({"n": 2}));
+    assert!(matches!(s.dead_letter_settle(replay(id, at(12))).await.unwrap(), DeadLetterSettled::Settled { .. }));
+}
+
+pub async fn insert_keeps_a_foreign_message(s: Store) {
+    let id = s
+        .dead_letter_insert(DeadLetterInsertParams {
+            message_id: "msg_remote".into(),
+            topic: "t".into(),
+            consumer_group: "a".into(),
+            content_type: "application/json".into(),
+            payload: b"{\"r\":1}".to_vec(),
+            error: "remote boom".into(),
+            attempts: 4,
+            headers_json: None,
+            now: at(1),
+        })
+        .await
+        .unwrap();
+    let l = s.dead_letter_get(id).await.unwrap().expect("kept");
+    assert_eq!((l.message_id.as_str(), l.attempts, l.error.as_str()), ("msg_remote", 4, "remote boom"));
+    assert_eq!(l.payload, serde_json::json!({"r": 1}));
+    assert!(s.dead_letter_delete(id).await.unwrap());
+    assert!(!s.dead_letter_delete(id).await.unwrap());
+}

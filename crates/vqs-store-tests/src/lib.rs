@@ -1,0 +1,110 @@
+//! The conformance suite every [`QueueStore`] backend passes (River's `riverdrivertest`):
+//! one test body, run by each backend's own `cargo test` through [`conformance!`] with a
+//! constructor of a fresh, migrated store. A new backend is done when the suite passes.
+//!
+//! Every case drives the store API directly with explicit `now` values (never wall time).
+//! [`model`] runs random sequences of operations against a plain reference model and checks
+//! ARCHITECTURE.md's invariants after every step.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use vqs::QueueStore;
+
+pub mod crons;
+pub mod dead_letters;
+pub mod executions;
+pub mod leases;
+pub mod maintenance;
+pub mod messages;
+pub mod model;
+pub mod processes;
+pub mod progress;
+mod support;
+
+/// A fresh, migrated store for one case, and what to keep alive or clean up around it.
+pub struct Fresh {
+    pub store: Arc<dyn QueueStore>,
+    /// Held until the case ends (a temporary directory).
+    pub keep: Box<dyn std::any::Any + Send>,
+    /// Awaited after the case passes (drop a test database).
+    pub teardown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Empties the store for another case, when that is much cheaper than a fresh one (a
+    /// PostgreSQL database takes a second to migrate): the model test, which runs many
+    /// short cases, then reuses one store. `None`: every case gets a fresh one.
+    pub reset: Option<Reset>,
+}
+
+/// Empties a store (see [`Fresh::reset`]).
+pub type Reset = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+impl Fresh {
+    pub fn new(store: Arc<dyn QueueStore>) -> Fresh {
+        Fresh { store, keep: Box::new(()), teardown: None, reset: None }
+    }
+}
+
+/// The instant every case starts at.
+pub fn t0() -> DateTime<Utc> {
+    "2026-03-02T09:00:00Z".parse().expect("a valid instant")
+}
+
+/// Run one case on a fresh store, then tear it down.
+pub async fn run_case<F, Fut, C, CFut>(make: F, case: C)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Fresh>,
+    C: FnOnce(Arc<dyn QueueStore>) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let fresh = make().await;
+    case(fresh.store).await;
+    if let Some(t) = fresh.teardown {
+        t.await;
+    }
+    drop(fresh.keep);
+}
+
+/// Expands to one `#[tokio::test]` per case (so a failure names the case), and the
+/// model-based test. `$make` names an `async fn() -> Fresh` in scope.
+#[macro_export]
+macro_rules! conformance {
+    ($make:ident) => {
+        $crate::conformance!(@areas $make;
+            messages { send_fans_out_to_every_subscribed_group, only_group_delivers_to_one_group,
+                       duplicate_key_within_pending_is_reported_not_queued, key_dedups_within_retention_even_once_finished,
+                       delay_holds_a_message_back, send_many_keeps_input_order, subscribing_late_sees_earlier_messages }
+            leases { claim_leases_once_until_the_lease_ends, ack_finishes_a_delivery, retry_makes_it_due_after_the_delay,
+                     release_spends_no_delivery, dead_letter_keeps_the_message, settling_twice_is_not_found,
+                     a_stale_lease_cannot_settle, unknown_message_is_not_found, extend_and_release_visibility,
+                     receive_by_id_of_a_leased_message_is_locked, leased_count_counts_live_leases }
+            executions { start_and_finish_record_an_attempt, claim_records_running_attempts,
+                         settling_closes_the_attempt_once, abandoned_attempt_is_closed_on_re_lease }
+            dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
+                           restore_puts_it_back, insert_keeps_a_foreign_message }
+            crons { a_tick_is_claimed_once, runs_finish_and_summarise, lock_acquire_extend_release_expire }
+            maintenance { prunes_finished_messages_by_age, prunes_finished_messages_by_count_never_unfinished,
+                          rescues_abandoned_executions_and_prunes_rows }
+            progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
+            processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
+        );
+        #[test]
+        fn model_random_operations_keep_the_invariants() {
+            $crate::model::run(|| $make());
+        }
+    };
+    (@areas $make:ident; $($area:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $area {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        $crate::run_case(|| super::$make(), $crate::$area::$case).await;
+                    }
+                )*
+            }
+        )*
+    };
+}

@@ -1,0 +1,101 @@
+//! Publishing: fan-out, dedup, delay.
+
+use vqs::store::*;
+
+use crate::support::*;
+
+pub async fn send_fans_out_to_every_subscribed_group(s: Store) {
+    subscribe(&s, "t", "a").await;
+    subscribe(&s, "t", "b").await;
+    subscribe(&s, "other", "c").await;
+    let id = send(&s, "t", at(1)).await;
+    let m = s.message_get(&id).await.unwrap().expect("stored");
+    let mut groups: Vec<_> = m.deliveries.iter().map(|d| d.consumer_group.clone()).collect();
+    groups.sort();
+    assert_eq!(groups, ["a", "b"]);
+    assert!(m.deliveries.iter().all(|d| d.state == DeliveryState::Pending && d.delivery_count == 0));
+    assert_eq!(claim(&s, "a", 10, at(1)).await.len(), 1);
+    assert_eq!(claim(&s, "b", 10, at(1)).await.len(), 1);
+    assert!(claim(&s, "c", 10, at(1)).await.is_empty());
+}
+
+pub async fn only_group_delivers_to_one_group(s: Store) {
+    subscribe(&s, "t", "a").await;
+    subscribe(&s, "t", "b").await;
+    let id = s
+        .message_send(MessageSendParams { only_group: Some("b".into()), ..send_params("t", "{}", at(1)) })
+        .await
+        .unwrap()
+        .message_id;
+    let m = s.message_get(&id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries.len(), 1);
+    assert_eq!(m.deliveries[0].consumer_group, "b");
+}
+
+pub async fn duplicate_key_within_pending_is_reported_not_queued(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let p = MessageSendParams { idempotency_key: Some("k".into()), ..send_params("t", "{}", at(1)) };
+    let first = s.message_send(p.clone()).await.unwrap();
+    assert!(!first.duplicate);
+    let again = s.message_send(MessageSendParams { now: at(2), ..p.clone() }).await.unwrap();
+    assert_eq!(again, SendResult { message_id: first.message_id.clone(), duplicate: true });
+    // Another topic's key space is its own.
+    let other = s.message_send(MessageSendParams { topic: "u".into(), ..p }).await.unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(claim(&s, "a", 10, at(3)).await.len(), 1, "one message queued, not two");
+}
+
+pub async fn key_dedups_within_retention_even_once_finished(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let p =
+        MessageSendParams { idempotency_key: Some("k".into()), retention_seconds: 60, ..send_params("t", "{}", at(1)) };
+    let first = s.message_send(p.clone()).await.unwrap();
+    let leased = claim(&s, "a", 1, at(2)).await;
+    assert!(s.message_send(MessageSendParams { now: at(3), ..p.clone() }).await.unwrap().duplicate, "running");
+    ack(&s, &leased[0], at(4)).await.unwrap();
+    let done = s.message_send(MessageSendParams { now: at(5), ..p.clone() }).await.unwrap();
+    assert_eq!(
+        done,
+        SendResult { message_id: first.message_id.clone(), duplicate: true },
+        "finished, within retention"
+    );
+    let after = s.message_send(MessageSendParams { now: at(61), ..p }).await.unwrap();
+    assert!(!after.duplicate, "past the original's retention the key queues a new message");
+    assert_ne!(after.message_id, first.message_id);
+}
+
+pub async fn delay_holds_a_message_back(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let id = s.message_send(MessageSendParams { delay_seconds: 60, ..send_params("t", "{}", at(0)) }).await.unwrap();
+    assert!(claim(&s, "a", 10, at(59)).await.is_empty());
+    assert_eq!(s.delivery_next_due("a").await.unwrap(), Some(at(60)));
+    let leased = claim(&s, "a", 10, at(60)).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].message_id, id.message_id);
+    assert_eq!(leased[0].delivery_count, 1);
+}
+
+pub async fn send_many_keeps_input_order(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let key = |k: &str| MessageSendParams { idempotency_key: Some(k.into()), ..send_params("t", "{}", at(1)) };
+    let r = s.message_send_many(vec![key("x"), key("y"), key("x")]).await.unwrap();
+    assert_eq!(r.len(), 3);
+    assert!(!r[0].duplicate && !r[1].duplicate);
+    assert_ne!(r[0].message_id, r[1].message_id);
+    assert_eq!(r[2], SendResult { message_id: r[0].message_id.clone(), duplicate: true });
+}
+
+pub async fn subscribing_late_sees_earlier_messages(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let id = send(&s, "t", at(1)).await;
+    s.subscription_ensure(SubscriptionEnsureParams {
+        topic_pattern: "t*".into(),
+        consumer_group: "late".into(),
+        initial_delay_seconds: 0,
+        now: at(2),
+    })
+    .await
+    .unwrap();
+    let leased = claim(&s, "late", 10, at(3)).await;
+    assert_eq!(leased.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+}
