@@ -52,6 +52,7 @@ fn leased(m: Message) -> LeasedMessage {
         content_type,
         headers_json: None,
         delivery_count: m.delivery_count,
+        attempts: 0,
         receipt_handle: header_safe(&m.receipt_handle, "rh"),
         created_at: time(m.created_ms),
         expires_at: time(m.expires_ms),

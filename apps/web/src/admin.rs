@@ -80,6 +80,7 @@ pub fn message_json(m: &MessageRecord, progress: &[ProgressRecord]) -> Value {
         "topic": m.topic,
         "state": first.map(|d| d.state.as_str()).unwrap_or("unrouted"),
         "delivery_count": first.map(|d| d.delivery_count).unwrap_or(0),
+        "attempts": first.map(|d| d.attempts).unwrap_or(0),
         "visible_at": first.map(|d| d.visible_at),
         "created_at": m.created_at,
         "expires_at": m.expires_at,

@@ -24,11 +24,11 @@ impl InProcessPusher {
 #[async_trait]
 impl Pusher for InProcessPusher {
     async fn push(&self, route_path: &str, delivery: Delivery) -> Result<u16, String> {
-        let execution_id = delivery.execution_id;
+        let (execution_id, attempt) = (delivery.execution_id, delivery.attempt);
         let headers = delivery.header_map()?;
         let mut req = http::Request::post(route_path).body(Body::from(delivery.body)).map_err(|e| e.to_string())?;
         *req.headers_mut() = headers;
-        req.extensions_mut().insert(InProcessPush { execution_id });
+        req.extensions_mut().insert(InProcessPush { execution_id, attempt });
         let resp = self.router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
         Ok(resp.status().as_u16())
     }

@@ -17,6 +17,9 @@ use crate::state::{AppState, PushSource};
 pub struct InProcessPush {
     /// The `running` execution the dispatcher recorded with the lease, if it did.
     pub execution_id: Option<i64>,
+    /// The attempt number the dispatcher recorded with that execution (vqs's own count,
+    /// apart from `ce-vqsdeliverycount`).
+    pub attempt: Option<u32>,
 }
 
 /// The consumer route of `handler`'s job.
@@ -53,6 +56,7 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
     };
     let parsed = Delivery::parse(&parts.headers, body).map(|mut d| {
         d.execution_id = in_process.and_then(|p| p.execution_id);
+        d.attempt = in_process.and_then(|p| p.attempt);
         d
     });
     let handler = match state.retry_policy {

@@ -213,6 +213,7 @@ async fn a_retry_reads_back_the_checkpoint_of_the_previous_attempt() {
     let meta = |attempt| vqs::MessageMetadata {
         message_id: "msg_resumable".into(),
         delivery_count: attempt,
+        attempt,
         created_at: Utc::now(),
         expires_at: Utc::now(),
         topic_name: "resumable".into(),

@@ -441,7 +441,7 @@ impl QueueStore for PgStore {
             return Ok(None);
         };
         let deliveries = sqlx::query(
-            "SELECT consumer_group, state, delivery_count, visible_at FROM deliveries WHERE message_id = $1 ORDER BY consumer_group",
+            "SELECT consumer_group, state, delivery_count, visible_at, attempts FROM deliveries WHERE message_id = $1 ORDER BY consumer_group",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -452,6 +452,7 @@ impl QueueStore for PgStore {
             consumer_group: r.get(0),
             state: DeliveryState::parse(r.get(1)).unwrap_or(DeliveryState::Pending),
             delivery_count: r.get::<i32, _>(2) as u32,
+            attempts: r.get::<i32, _>(4) as u32,
             visible_at: r.get(3),
         })
         .collect();
@@ -538,14 +539,17 @@ impl QueueStore for PgStore {
             .push_bind(i64::from(p.limit.max(1)))
             .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
             .push_bind(lease_until)
-            .push(", delivery_count = d.delivery_count + 1, lease_token = replace(gen_random_uuid()::text, '-', ''), lease_holder = ")
+            .push(", delivery_count = d.delivery_count + 1, attempts = d.attempts + ")
+            // Only a lease that records the attempt's execution spends an attempt.
+            .push_bind(i32::from(p.start_executions))
+            .push(", lease_token = replace(gen_random_uuid()::text, '-', ''), lease_holder = ")
             .push_bind(&p.lease_holder)
             .push(", updated_at = ")
             .push_bind(p.now)
             .push(" FROM due WHERE d.message_id = due.message_id AND d.consumer_group = ")
             .push_bind(&p.consumer_group)
             .push(
-                " RETURNING d.message_id, d.topic, d.delivery_count, d.lease_token), \
+                " RETURNING d.message_id, d.topic, d.delivery_count, d.lease_token, d.attempts), \
                  abandoned AS (UPDATE job_executions e SET status = 'failed', finished_at = ",
             )
             .push_bind(p.now)
@@ -566,14 +570,14 @@ impl QueueStore for PgStore {
                  SELECT l.topic, l.message_id, ",
             )
             .push_bind(&p.consumer_group)
-            .push(", l.delivery_count, 'running', ")
+            .push(", l.attempts, 'running', ")
             .push_bind(p.now)
             .push(" FROM leased l WHERE ")
             .push_bind(p.start_executions)
             .push(
                 " RETURNING id, message_id) \
                  SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
-                 m.headers_json, m.created_at, m.expires_at, s.id \
+                 m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
                  FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
             );
         let mut held = self.claim_conn.lock().await;
@@ -612,6 +616,7 @@ impl QueueStore for PgStore {
                     content_type: r.get(5),
                     headers_json: r.get(6),
                     delivery_count: r.get::<i32, _>(1) as u32,
+                    attempts: r.get::<i32, _>(10) as u32,
                     created_at: r.get(7),
                     expires_at: r.get(8),
                     lease_until,

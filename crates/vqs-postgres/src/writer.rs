@@ -440,12 +440,13 @@ async fn write_settlement_round(
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
 /// for its new state (`pending` after its delay, or `dead` with a dead letter), the attempts
 /// that ran are closed as failed, and the attempts recorded with a released lease are removed
-/// (released deliveries are not counted). Small batches (failures are the exception), so
-/// the input is joined rather than read by position.
+/// (released deliveries are not counted, nor the attempt the lease recorded: `unattempt`).
+/// Small batches (failures are the exception), so the input is joined rather than read by position.
 const MOVE: &str = "\
 WITH input AS MATERIALIZED (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[])
-        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[],
+                         $15::int4[])
+        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason, unattempt)
 ), closed AS (
     UPDATE job_executions e SET status = c.status, finished_at = c.now,
            duration_ms = (EXTRACT(EPOCH FROM (c.now - COALESCE(c.began_at, e.started_at))) * 1000)::BIGINT,
@@ -457,7 +458,8 @@ WITH input AS MATERIALIZED (
     DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL
 ), moved AS (
     UPDATE deliveries d SET state = v.state, lease_token = NULL, visible_at = v.visible_at, updated_at = $13,
-           delivery_count = GREATEST(d.delivery_count - v.uncount, 0)
+           delivery_count = GREATEST(d.delivery_count - v.uncount, 0),
+           attempts = GREATEST(d.attempts - v.unattempt, 0)
     FROM input v
     WHERE d.message_id = v.message_id AND d.consumer_group = v.consumer_group
       AND d.state = 'leased' AND d.lease_token = v.token
@@ -508,6 +510,7 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
             .bind(&cols.dropped)
             .bind(now)
             .bind(&cols.closing_status)
+            .bind(&cols.unattempt)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)
@@ -560,6 +563,7 @@ struct MoveColumns<'a> {
     states: Vec<&'static str>,
     visible_at: Vec<DateTime<Utc>>,
     uncount: Vec<i32>,
+    unattempt: Vec<i32>,
     reasons: Vec<Option<&'a str>>,
     closing_ids: Vec<i64>,
     closing_errors: Vec<Option<&'a str>>,
@@ -595,6 +599,11 @@ impl<'a> MoveColumns<'a> {
         self.states.push(state);
         self.visible_at.push(visible_at);
         self.uncount.push(uncount);
+        // A released lease that recorded an attempt (its execution) gives the attempt back.
+        self.unattempt.push(match m {
+            Move::Release(p) => i32::from(p.execution_id.is_some()),
+            _ => 0,
+        });
         self.reasons.push(reason);
         if let Some(c) = closing {
             self.closing_ids.push(c.id);

@@ -230,7 +230,10 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
     let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
-        .push(", delivery_count = delivery_count + 1, lease_token = lower(hex(randomblob(12))), lease_holder = ")
+        .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
+        // Only a lease that records the attempt's execution spends an attempt.
+        .push_bind(i64::from(p.start_executions))
+        .push(", lease_token = lower(hex(randomblob(12))), lease_holder = ")
         .push_bind(p.lease_holder.clone())
         .push(", updated_at = ")
         .push_bind(now)
@@ -253,7 +256,7 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
     }
     q.push(" ORDER BY d.visible_at LIMIT ")
         .push_bind(i64::from(p.limit.max(1)))
-        .push(") RETURNING message_id, delivery_count, lease_token, topic");
+        .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
     let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
     if leased.is_empty() {
         if let Some(id) = &p.message_id {
@@ -306,7 +309,7 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
             b.push_bind(l.get::<String, _>(3))
                 .push_bind(l.get::<String, _>(0))
                 .push_bind(&p.consumer_group)
-                .push_bind(l.get::<i64, _>(1))
+                .push_bind(l.get::<i64, _>(4))
                 .push_bind("running")
                 .push_bind(now);
         });
@@ -342,6 +345,7 @@ async fn claim_in(conn: &mut SqliteConnection, p: DeliveryClaimParams) -> Result
             content_type: m.get(3),
             headers_json: m.get(4),
             delivery_count: l.get::<i64, _>(1) as u32,
+            attempts: l.get::<i64, _>(4) as u32,
             created_at: time(m.get(5)),
             expires_at: time(m.get(6)),
             lease_until: time(lease_until),
@@ -585,7 +589,7 @@ impl QueueStore for SqliteStore {
             return Ok(None);
         };
         let deliveries = sqlx::query(
-            "SELECT consumer_group, state, delivery_count, visible_at FROM deliveries WHERE message_id = ? ORDER BY consumer_group",
+            "SELECT consumer_group, state, delivery_count, visible_at, attempts FROM deliveries WHERE message_id = ? ORDER BY consumer_group",
         )
         .bind(id)
         .fetch_all(&self.read)
@@ -596,6 +600,7 @@ impl QueueStore for SqliteStore {
             consumer_group: r.get(0),
             state: DeliveryState::parse(r.get(1)).unwrap_or(DeliveryState::Pending),
             delivery_count: r.get::<i64, _>(2) as u32,
+            attempts: r.get::<i64, _>(4) as u32,
             visible_at: time(r.get(3)),
         })
         .collect();
@@ -661,7 +666,13 @@ impl QueueStore for SqliteStore {
                             .await
                             .map_err(db_err)?;
                     }
-                    let set = "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)";
+                    // The attempt the lease recorded (with its execution) is not spent either.
+                    let set = if p.execution_id.is_some() {
+                        "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
+                         attempts = MAX(attempts - 1, 0)"
+                    } else {
+                        "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)"
+                    };
                     let r = lease_update(&mut tx, &p.lease, set, us(p.lease.now)).await;
                     // The unused attempt is removed even when the lease was lost.
                     tx.commit().await.map_err(db_err)?;

@@ -110,6 +110,9 @@ impl QueueService for VercelQueueService {
             content_type: m.content_type,
             headers_json: None,
             delivery_count: m.delivery_count,
+            // Vercel counts deliveries only; vqs keeps no attempt count there (see
+            // docs/vercel-protocol.md): the attempt is the delivery count.
+            attempts: m.delivery_count,
             receipt_handle: m.receipt_handle,
             created_at: m.created_at,
             expires_at: m.expires_at.unwrap_or(m.created_at + chrono::Duration::hours(24)),

@@ -165,7 +165,7 @@ impl QueueHandler {
             "job",
             job.topic = self.topic(),
             job.id = tracing::field::Empty,
-            job.attempt = delivery.delivery_count,
+            job.attempt = delivery.attempt(),
             message.id = %delivery.message_id,
             queue.consumer_group = %delivery.consumer_group,
             trace.id = %trace.trace_id,
@@ -200,7 +200,7 @@ fn dead_letter_of(delivery: &Delivery, reason: &str) -> DeadLetter {
         message_id: delivery.message_id.clone(),
         content_type: delivery.content_type.clone().unwrap_or_else(|| "application/json".to_owned()),
         payload: delivery.body.clone(),
-        attempts: delivery.delivery_count,
+        attempts: delivery.attempt(),
         reason: escape_unstorable(reason).into_owned(),
         headers_json: delivery.traceparent.as_ref().map(|t| json!({ "traceparent": t }).to_string()),
     }
@@ -340,7 +340,7 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                                 topic: delivery.topic.clone(),
                                 message_id: delivery.message_id.clone(),
                                 consumer_group: delivery.consumer_group.clone(),
-                                attempt: delivery.delivery_count,
+                                attempt: delivery.attempt(),
                                 now: clock.now(),
                             })
                             .await
@@ -375,13 +375,14 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             let metadata = MessageMetadata {
                 message_id: delivery.message_id.clone(),
                 delivery_count: delivery.delivery_count,
+                attempt: delivery.attempt(),
                 created_at: delivery.created_at.unwrap_or(now),
                 expires_at: delivery.expires_at.unwrap_or(now + chrono::Duration::hours(24)),
                 topic_name: delivery.topic.clone(),
                 consumer_group: delivery.consumer_group.clone(),
                 region: delivery.region.clone(),
             };
-            let attempt = delivery.delivery_count;
+            let attempt = delivery.attempt();
             let client = JobClient::new(queue.clone(), self.0.clone());
             // The local dispatcher recorded this attempt with its lease; anyone else's push
             // is recorded now, before the job runs.

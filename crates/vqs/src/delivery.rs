@@ -72,6 +72,10 @@ pub struct Delivery {
     /// a header: it only travels inside this process (the web app carries it as a request
     /// extension of an in-process push).
     pub execution_id: Option<i64>,
+    /// The attempt number the local dispatcher recorded with the lease (with
+    /// `execution_id`). Like it, never read from a header. Without it (a push from Vercel,
+    /// or one whose lease recorded no execution) the attempt is the delivery count.
+    pub attempt: Option<u32>,
 }
 
 /// Why a push could not be parsed. The text names the header and what is wrong with it.
@@ -109,6 +113,13 @@ fn is_region(s: &str) -> bool {
 }
 
 impl Delivery {
+    /// This delivery's attempt number: the one the local dispatcher recorded with the lease,
+    /// else the delivery count (a push from Vercel carries no stored attempt; see
+    /// docs/vercel-protocol.md).
+    pub fn attempt(&self) -> u32 {
+        self.attempt.unwrap_or(self.delivery_count)
+    }
+
     /// Parse a v2beta push from its headers and body.
     pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Delivery, DeliveryError> {
         let mut partial = DeliveryError {
@@ -182,6 +193,7 @@ impl Delivery {
                 producer_headers: Vec::new(),
                 body,
                 execution_id: None,
+                attempt: None,
             })
         })();
         parsed.map_err(|reason| fail(partial, reason))
@@ -221,6 +233,7 @@ impl Delivery {
             producer_headers,
             body: Bytes::from(m.payload.clone()),
             execution_id: m.execution_id,
+            attempt: m.execution_id.map(|_| m.attempts),
         }
     }
 
@@ -326,6 +339,7 @@ mod tests {
             producer_headers: Vec::new(),
             body: Bytes::from_static(b"{}"),
             execution_id: None,
+            attempt: None,
         }
     }
 

@@ -82,7 +82,7 @@ impl<J: Jobbable> JobClient<J> {
     }
 
     /// Run the job now, recording the attempt in `job_executions` (`running`, then `success`
-    /// or `failed` with the error text). The attempt number is `metadata.delivery_count`;
+    /// or `failed` with the error text). The attempt number is `metadata.attempt`;
     /// an attempt that outlives [`Jobbable::timeout`] fails.
     pub async fn run_tracked(&self, params: J::Params, metadata: MessageMetadata) -> Result<(), JobError> {
         let attempt = self.run_attempt(params, metadata).await.map_err(JobError::retryable)?;
@@ -106,7 +106,7 @@ impl<J: Jobbable> JobClient<J> {
                 topic: J::TOPIC.to_owned(),
                 message_id: metadata.message_id.clone(),
                 consumer_group: metadata.consumer_group.clone(),
-                attempt: metadata.delivery_count,
+                attempt: metadata.attempt,
                 now: clock.now(),
             })
             .await?;

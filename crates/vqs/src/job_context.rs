@@ -9,8 +9,13 @@ use crate::{JobError, Queue};
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageMetadata {
     pub message_id: String,
-    /// 1 on the first delivery; the attempt number.
+    /// 1 on the first delivery; every delivery raises it, including those that did not run
+    /// the job (a lease given back unused, a `/_vqs` receive).
     pub delivery_count: u32,
+    /// This attempt's number, starting at 1: the real runs of the job, counted by vqs apart
+    /// from the delivery count (SPEC.md, "Attempts vs deliveries"). `max_attempts` and the
+    /// retry policy use it.
+    pub attempt: u32,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub topic_name: String,
@@ -49,6 +54,12 @@ impl JobContext {
 
     /// This attempt's number, starting at 1.
     pub fn attempt(&self) -> u32 {
+        self.metadata.attempt
+    }
+
+    /// How many times the message has been delivered to this consumer group, this delivery
+    /// included; at least [`Self::attempt`].
+    pub fn delivery_count(&self) -> u32 {
         self.metadata.delivery_count
     }
 

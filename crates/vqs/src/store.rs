@@ -188,6 +188,9 @@ pub struct LeasedMessage {
     pub headers_json: Option<String>,
     /// 1 on the first delivery.
     pub delivery_count: u32,
+    /// Real runs of the job so far, this one included when the lease recorded its
+    /// execution (`start_executions`); apart from `delivery_count`, which every lease raises.
+    pub attempts: u32,
     pub receipt_handle: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -453,6 +456,9 @@ pub struct DeliveryRecord {
     pub consumer_group: String,
     pub state: DeliveryState,
     pub delivery_count: u32,
+    /// Real runs of the job (SPEC.md, "Attempts vs deliveries"): a delivery that did not
+    /// run it (a `/_vqs` receive, a lease given back unused) raises `delivery_count` only.
+    pub attempts: u32,
     /// When it is next due (pending) or when its lease ends (leased).
     pub visible_at: DateTime<Utc>,
 }

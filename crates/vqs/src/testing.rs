@@ -110,6 +110,7 @@ pub async fn perform_job_with<J: Jobbable>(
     let metadata = MessageMetadata {
         message_id: test.message_id,
         delivery_count: test.attempt,
+        attempt: test.attempt,
         created_at: now,
         expires_at: now + chrono::Duration::hours(24),
         topic_name: J::TOPIC.to_owned(),

@@ -334,14 +334,15 @@ pub async fn message(
     );
     let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
     let _ = write!(out, r#"<h3>Payload</h3><pre class="payload">{}</pre>"#, esc(&cut(&payload, 20_000)));
-    out += "<h3>Deliveries</h3><table><thead><tr><th>consumer group</th><th>state</th><th>deliveries</th><th>visible at</th></tr></thead><tbody>";
+    out += "<h3>Deliveries</h3><table><thead><tr><th>consumer group</th><th>state</th><th>deliveries</th><th>attempts</th><th>visible at</th></tr></thead><tbody>";
     for d in &m.deliveries {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             esc(&d.consumer_group),
             esc(d.state.as_str()),
             d.delivery_count,
+            d.attempts,
             when(d.visible_at, now)
         );
     }
