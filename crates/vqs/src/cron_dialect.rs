@@ -9,7 +9,8 @@
 //! `/step` (an integer ≥ 1, any size). Numbers are read as JavaScript's `Number()` reads
 //! them (`07`, `+5`, `5.0`, `0x1F`, `1e1`; an empty one is 0) and must be integers; text
 //! after a second `/` is ignored, as the CLI ignores it. Refused: names, `L`, `W`, `#`, `?`,
-//! macros, seconds or years.
+//! macros, seconds or years — and, stricter than the CLI, control characters other than
+//! white space (a NUL cannot be stored with a cron run).
 //!
 //! Meaning (the CLI says none; this is the Vixie/`cron-parser` reading): `a/n` runs from `a`
 //! to the field's maximum every `n`; a step larger than the range keeps only its start; when
@@ -191,6 +192,12 @@ fn parse_field(field: &str, text: &str, min: u32, max: u32) -> Result<Vec<u32>, 
 pub fn parse(expr: &str) -> Result<Fields, String> {
     if expr.encode_utf16().count() > 256 {
         return Err("a schedule is at most 256 characters".into());
+    }
+    // Stricter than the CLI on one point: a control character (a NUL, say, in text the CLI
+    // would ignore after a second `/`) is refused, since a schedule is stored as text with
+    // each cron run, and a database cannot store every such byte.
+    if let Some((at, c)) = expr.char_indices().find(|(_, c)| c.is_control() && !is_js_space(*c)) {
+        return Err(format!("a schedule is printable text: remove the control character {c:?} at byte {at}"));
     }
     if expr.trim_matches(is_js_space).starts_with('@') {
         return Err("macros like @daily are not supported by Vercel: write the five fields (e.g. 0 0 * * *)".into());
