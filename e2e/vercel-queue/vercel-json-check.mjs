@@ -65,10 +65,12 @@ export async function checkVercelJson(config, { repo } = {}) {
   if (config.crons !== undefined) {
     const dir = mkdtempSync(join(tmpdir(), "vqs-crons-"));
     writeFileSync(join(dir, "vercel.json"), JSON.stringify({ crons: config.crons }));
-    const r = spawnSync(webBinary(), ["crons", "--json"], {
-      env: { PATH: process.env.PATH, VQS_VERCEL_JSON: join(dir, "vercel.json"), DATABASE_URL: `sqlite://${join(dir, "v.db")}` },
-      encoding: "utf8",
-    });
+    const env = { PATH: process.env.PATH, VQS_VERCEL_JSON: join(dir, "vercel.json"), DATABASE_URL: `sqlite://${join(dir, "v.db")}` };
+    // `crons` reads each cron's last run, so it needs a database (a read-only command never
+    // creates one): `migrate` makes it first.
+    const m = spawnSync(webBinary(), ["migrate"], { env, encoding: "utf8" });
+    if (m.status !== 0) problems.push(`migrate: ${m.stderr.trim()}`);
+    const r = spawnSync(webBinary(), ["crons", "--json"], { env, encoding: "utf8" });
     if (r.status !== 0) problems.push(`crons: ${r.stderr.trim()}`);
   }
   return problems;
