@@ -246,8 +246,12 @@ step(`sslmode=require honoured: ${tlsConnections} TLS connections from the funct
 const main = fns["api/main.rs"];
 assert.ok(main, "api/main.rs is a function");
 
-// /api/health, with the crons of the compiled-in vercel.json (no vercel.json in its cwd).
-const health = await main.call("/api/health");
+// /api/health: without credentials the status and its reasons only; with the admin token
+// also the crons of the compiled-in vercel.json (no vercel.json in its cwd).
+const publicHealth = await main.call("/api/health");
+assert.equal(publicHealth.status, 200, publicHealth.text);
+assert.deepEqual(Object.keys(publicHealth.json()).sort(), ["reasons", "status"], publicHealth.text);
+const health = await main.call("/api/health", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
 assert.equal(health.status, 200, health.text);
 const healthCrons = health.json().crons.map((c) => c.path).sort();
 assert.deepEqual(healthCrons, vercelJson.crons.map((c) => c.path).sort(), "health lists vercel.json's crons");
