@@ -88,7 +88,7 @@ pub fn run(root: &Path, rest: Vec<String>) -> ExitCode {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(&cargo)
         .current_dir(root)
-        .args(["build", "--release", "-q", "-p", "web", "--bin", "vqs-bench"])
+        .args(["build", "--release", "-q", "-p", "vqs-bench"])
         .status();
     if !matches!(built, Ok(s) if s.success()) {
         eprintln!("error: building vqs-bench failed");

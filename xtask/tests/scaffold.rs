@@ -61,7 +61,7 @@ fn every_refusal_says_what_to_do_and_writes_nothing() {
         (vec!["new-job", "type"], "reserved"),
         (vec!["new-job", "probe"], "name is taken"),
         (vec!["new-job", "sync-patient"], "name is taken"),
-        (vec!["new-job", "vqs-bench"], "already has a binary named"),
+        (vec!["new-job", "main"], "already has a binary named"),
         (vec!["new-job", "x", "--max-attempts", "0"], "--max-attempts must be a whole number from 1"),
         (vec!["new-job", "x", "--retry-after", "soon"], "--retry-after must be a whole number"),
         (vec!["new-job", "x", "--bogus"], "unexpected argument"),

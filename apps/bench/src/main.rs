@@ -7,8 +7,8 @@
 //! method and the figures; `cargo xtask bench` runs it all.
 //!
 //! ```text
-//! cargo run --release -p web --bin vqs-bench -- --postgres postgres://postgres@127.0.0.1:5432
-//! cargo run --release -p web --bin vqs-bench -- --workload scaling,memory,roundtrips --backlog 10000,1000000
+//! cargo run --release -p vqs-bench -- --postgres postgres://postgres@127.0.0.1:5432
+//! cargo run --release -p vqs-bench -- --workload scaling,memory,roundtrips --backlog 10000,1000000
 //! ```
 
 mod args;
