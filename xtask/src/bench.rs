@@ -86,10 +86,7 @@ pub fn run(root: &Path, rest: Vec<String>) -> ExitCode {
     }
     say("building vqs-bench (release)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-q", "-p", "vqs-bench"])
-        .status();
+    let built = Command::new(&cargo).current_dir(root).args(["build", "--release", "-q", "-p", "vqs-bench"]).status();
     if !matches!(built, Ok(s) if s.success()) {
         eprintln!("error: building vqs-bench failed");
         return ExitCode::FAILURE;

@@ -52,6 +52,11 @@ fn every_refusal_says_what_to_do_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     copy_workspace(tmp.path());
     let dir = tmp.path();
+    // A team's own binary in the app, which a job's function binary must not collide with.
+    let manifest = dir.join("apps/web/Cargo.toml");
+    let with_bin = std::fs::read_to_string(&manifest).unwrap()
+        + "\n[[bin]]\nname = \"report-worker\"\npath = \"src/bin/report_worker.rs\"\n";
+    std::fs::write(&manifest, with_bin).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["new-job"], "missing the job's name"),
         (vec!["new-job", "SendInvoice"], "kebab-case"),
@@ -61,7 +66,7 @@ fn every_refusal_says_what_to_do_and_writes_nothing() {
         (vec!["new-job", "type"], "reserved"),
         (vec!["new-job", "probe"], "name is taken"),
         (vec!["new-job", "sync-patient"], "name is taken"),
-        (vec!["new-job", "main"], "already has a binary named"),
+        (vec!["new-job", "report-worker"], "already has a binary named"),
         (vec!["new-job", "x", "--max-attempts", "0"], "--max-attempts must be a whole number from 1"),
         (vec!["new-job", "x", "--retry-after", "soon"], "--retry-after must be a whole number"),
         (vec!["new-job", "x", "--bogus"], "unexpected argument"),
