@@ -93,7 +93,12 @@ macro_rules! conformance {
                            restore_puts_it_back, insert_keeps_a_foreign_message }
             crons { a_tick_is_claimed_once, runs_finish_and_summarise, lock_acquire_extend_release_expire }
             maintenance { prunes_finished_messages_by_age, prunes_finished_messages_by_count_never_unfinished,
-                          rescues_abandoned_executions_and_prunes_rows }
+                          rescues_abandoned_executions_and_prunes_rows,
+                          finished_messages_go_after_their_retention_live_ones_stay,
+                          count_limits_keep_the_newest_and_never_a_running_attempt,
+                          cron_runs_keep_each_crons_latest_run_and_latest_success,
+                          maintenance_closes_running_rows_whose_lease_expired,
+                          maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
         );
