@@ -29,6 +29,10 @@ impl Pusher for InProcessPusher {
         let mut req = http::Request::post(route_path).body(Body::from(delivery.body)).map_err(|e| e.to_string())?;
         *req.headers_mut() = headers;
         req.extensions_mut().insert(InProcessPush { execution_id, attempt });
+        // The dispatcher's execution slot, for the consumer to release when the job is done.
+        if let Some(slot) = delivery.execution_slot {
+            req.extensions_mut().insert(slot);
+        }
         let resp = self.router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
         Ok(resp.status().as_u16())
     }

@@ -33,6 +33,7 @@ pub fn queue_route(handler: QueueHandler) -> MethodRouter<AppState> {
 async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum::extract::Request) -> Response {
     // On Vercel a queue-consumer function is private: only the platform's queue can call it.
     let in_process = req.extensions().get::<InProcessPush>().copied();
+    let execution_slot = req.extensions().get::<vqs::ExecutionSlot>().cloned();
     let trusted = in_process.is_some() || matches!(state.push_source, PushSource::Vercel(_));
     let (parts, body) = req.into_parts();
     if !trusted && !has_queue_proof(&state, &parts.headers) {
@@ -57,6 +58,7 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
     let parsed = Delivery::parse(&parts.headers, body).map(|mut d| {
         d.execution_id = in_process.and_then(|p| p.execution_id);
         d.attempt = in_process.and_then(|p| p.attempt);
+        d.execution_slot = execution_slot;
         d
     });
     let handler = match state.retry_policy {

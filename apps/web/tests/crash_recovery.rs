@@ -1,6 +1,7 @@
 //! At-least-once across a crash: a real `web serve` process is killed with SIGKILL while a
 //! job runs; the message is redelivered once its lease expires and succeeds, and the
-//! abandoned `running` row is closed as `failed` with a reason.
+//! abandoned `running` row is closed as `failed` with a reason. (Maintenance's rescue of
+//! attempts whose lease or message ran out is the store conformance suite's, maintenance area.)
 
 mod common;
 
@@ -61,88 +62,4 @@ async fn a_process_killed_mid_job_loses_nothing() {
     assert_eq!(first.status, ExecutionStatus::Failed);
     assert!(first.error.as_deref().unwrap_or("").starts_with("abandoned"), "{:?}", first.error);
     assert!(first.finished_at.is_some());
-}
-
-#[tokio::test]
-async fn maintenance_closes_running_rows_whose_lease_expired() {
-    let clock = Clock::manual(chrono::Utc::now());
-    let app = TestApp::with_clock(clock.clone()).await;
-    let id = app.queue().job(jobs::Probe).perform_later(Default::default()).await.unwrap().message_id;
-    // A worker leases the message and starts an execution, then vanishes.
-    let group = app.consumer("probe").consumer_group;
-    let leased = app
-        .queue()
-        .store()
-        .delivery_claim(vqs::store::DeliveryClaimParams {
-            consumer_group: group.clone(),
-            topic: None,
-            message_id: None,
-            limit: 1,
-            visibility_seconds: 60,
-            start_executions: false,
-            lease_holder: None,
-            now: clock.now(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(leased.len(), 1);
-    app.queue()
-        .store()
-        .execution_start(vqs::store::ExecutionStartParams {
-            topic: "probe".into(),
-            message_id: id.clone(),
-            consumer_group: group,
-            attempt: 1,
-            now: clock.now(),
-        })
-        .await
-        .unwrap();
-    let report = app.queue().maintenance(&vqs::RetentionConfig::default()).await.unwrap();
-    assert_eq!(report.executions_rescued, 0, "the lease still holds");
-    clock.advance(Duration::from_secs(61));
-    let report = app.queue().maintenance(&vqs::RetentionConfig::default()).await.unwrap();
-    assert_eq!(report.executions_rescued, 1);
-    assert_eq!(app.attempts(&id).await, vec![(1, "failed".to_owned())]);
-}
-
-#[tokio::test]
-async fn maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone() {
-    let clock = Clock::manual(chrono::Utc::now());
-    let app = TestApp::with_clock(clock.clone()).await;
-    let group = app.consumer("probe").consumer_group;
-    let start = |message_id: &str| vqs::store::ExecutionStartParams {
-        topic: "probe".into(),
-        message_id: message_id.into(),
-        consumer_group: group.clone(),
-        attempt: 1,
-        now: clock.now(),
-    };
-    // A message with a short retention, leased for a long job that never comes back.
-    let opts = vqs::SendOpts { retention: Some(Duration::from_secs(60)), ..Default::default() };
-    let id = app.queue().send("probe", b"{}".to_vec(), opts).await.unwrap().message_id;
-    let claim = vqs::store::DeliveryClaimParams {
-        consumer_group: group.clone(),
-        topic: None,
-        message_id: None,
-        limit: 1,
-        visibility_seconds: 600,
-        start_executions: true,
-        lease_holder: None,
-        now: clock.now(),
-    };
-    assert_eq!(app.queue().store().delivery_claim(claim).await.unwrap().len(), 1);
-    // An attempt of a message delivered by another queue service (Vercel's): its delivery is
-    // not in this database, and nothing here can tell that it is over.
-    let elsewhere = app.queue().store().execution_start(start("msg_delivered_by_vercel")).await.unwrap();
-
-    clock.advance(Duration::from_secs(120));
-    let report = app.queue().maintenance(&vqs::RetentionConfig::default()).await.unwrap();
-    assert_eq!(report.messages_pruned, 1);
-    let rows =
-        app.queue().executions(vqs::store::ExecutionListParams { limit: 10, ..Default::default() }).await.unwrap();
-    let of = |id: &str| rows.iter().find(|r| r.message_id == id).unwrap();
-    assert_eq!(of(&id).status, ExecutionStatus::Failed, "closed with its expired message");
-    assert!(of(&id).error.as_deref().unwrap().starts_with("abandoned"));
-    let other = of("msg_delivered_by_vercel");
-    assert_eq!((other.id, other.status), (elsewhere, ExecutionStatus::Running), "still running, as far as we know");
 }

@@ -213,3 +213,35 @@ async fn after_max_deliveries_pushes_the_message_leaves_the_group() {
     assert!(letters[0].error.contains("maxDeliveries is 2"), "{}", letters[0].error);
     assert_eq!(vqs::dispatch_due(app.queue(), &consumer, &pusher, "dev1", 1).await.unwrap(), 0);
 }
+
+/// Forwards to the app's in-process pusher and notes, when the push returns (before the
+/// dispatcher gives the slot back itself), whether the consumer already released the slot.
+struct SlotWatch(InProcessPusher, std::sync::Mutex<Vec<bool>>);
+
+#[async_trait::async_trait]
+impl vqs::Pusher for SlotWatch {
+    async fn push(&self, route: &str, delivery: vqs::Delivery) -> Result<u16, String> {
+        let slot = delivery.execution_slot.clone().expect("the running dispatcher lends a slot");
+        let answer = self.0.push(route, delivery).await;
+        self.1.lock().unwrap().push(slot.is_released());
+        answer
+    }
+}
+
+/// The execution slot crosses the router with the in-process push (a request extension) and
+/// the consumer route gives it back when the job is done, before it answers.
+#[tokio::test]
+async fn the_consumer_route_releases_the_slot_of_an_in_process_push() {
+    let app = TestApp::new().await;
+    let messages = (0..5).map(|_| (b"{}".to_vec(), SendOpts::default()));
+    app.queue().send_many("probe", messages).await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let pusher = Arc::new(SlotWatch(InProcessPusher::new(app.router.clone()), Default::default()));
+    let consumers = vec![app.consumer("probe")];
+    let dispatcher =
+        vqs::spawn_dispatcher(app.queue().clone(), consumers, pusher.clone(), DispatcherConfig::default(), stopped);
+    wait_for_successes(&app, "probe", 5).await;
+    stop.send(true).unwrap();
+    dispatcher.await.unwrap();
+    assert_eq!(*pusher.1.lock().unwrap(), vec![true; 5], "released by the consumer, not only by the dispatcher");
+}

@@ -98,33 +98,6 @@ async fn sixteen_concurrent_discards_and_replays_settle_a_dead_letter_once() {
 }
 
 #[tokio::test]
-async fn a_replay_keeps_the_message_headers() {
-    let app = TestApp::new().await;
-    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let headers = json!({ "traceparent": traceparent }).to_string();
-    let id = dead_letter(&app, Some(headers.clone())).await;
-    app.queue().dead_letter_replay(id).await.unwrap();
-    let group = app.consumer("probe").consumer_group;
-    let leased = app
-        .queue()
-        .store()
-        .delivery_claim(DeliveryClaimParams {
-            consumer_group: group,
-            topic: Some("probe".into()),
-            message_id: None,
-            limit: 10,
-            visibility_seconds: 60,
-            start_executions: false,
-            lease_holder: None,
-            now: Utc::now(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].headers_json.as_deref(), Some(headers.as_str()), "the replay carries the trace on");
-}
-
-#[tokio::test]
 async fn unstorable_text_is_refused_with_a_400_naming_the_field_and_nothing_is_written() {
     let app = TestApp::new().await;
     let long = "a".repeat(vqs::MAX_KEY_BYTES + 1);

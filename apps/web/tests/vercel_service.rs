@@ -252,6 +252,7 @@ async fn a_routing_only_push_is_received_by_id_and_no_token_settles_nothing() {
         body: Default::default(),
         execution_id: None,
         attempt: None,
+        execution_slot: None,
     };
     let routing_only = ToFunction { router, token: Some(QUEUE_SECRET), drop_receipt_handle: true };
     assert_eq!(routing_only.push("/api/queue/probe", delivery).await.unwrap(), StatusCode::OK.as_u16());

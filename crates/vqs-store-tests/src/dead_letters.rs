@@ -105,3 +105,25 @@ pub async fn insert_keeps_a_foreign_message(s: Store) {
     assert!(s.dead_letter_delete(id).await.unwrap());
     assert!(!s.dead_letter_delete(id).await.unwrap());
 }
+
+/// A replay publishes the message with the headers it was sent with (its trace carries on).
+/// (Moved from apps/web/tests/hostile_input.rs.)
+pub async fn a_replay_keeps_the_message_headers(s: Store) {
+    subscribe(&s, "probe", "a").await;
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let headers = serde_json::json!({ "traceparent": traceparent }).to_string();
+    let p = MessageSendParams { headers_json: Some(headers.clone()), ..send_params("probe", "{}", at(0)) };
+    s.message_send(p).await.unwrap();
+    let m = claim(&s, "a", 1, at(1)).await.remove(0);
+    let dl = DeliveryDeadLetterParams { lease: lease(&m, at(2)), reason: "fatal: boom".into(), execution: None };
+    s.delivery_dead_letter(dl).await.unwrap();
+    let letters = s.dead_letter_list(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let settled = s.dead_letter_settle(replay(letters[0].id, at(3))).await.unwrap();
+    assert!(matches!(settled, DeadLetterSettled::Settled { sent: Some(_), .. }), "{settled:?}");
+    let leased =
+        s.delivery_claim(DeliveryClaimParams { topic: Some("probe".into()), ..claim_params("a", 10, at(4)) }).await;
+    let leased = leased.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].headers_json.as_deref(), Some(headers.as_str()), "the replay carries the trace on");
+}

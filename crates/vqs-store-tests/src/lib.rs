@@ -81,12 +81,24 @@ macro_rules! conformance {
                      a_stale_lease_cannot_settle, unknown_message_is_not_found, extend_and_release_visibility,
                      receive_by_id_of_a_leased_message_is_locked, leased_count_counts_live_leases }
             executions { start_and_finish_record_an_attempt, claim_records_running_attempts,
-                         settling_closes_the_attempt_once, abandoned_attempt_is_closed_on_re_lease }
+                         settling_closes_the_attempt_once, abandoned_attempt_is_closed_on_re_lease,
+                         an_ack_closes_the_attempt_with_it, a_retry_and_a_dead_letter_close_the_attempt_with_them,
+                         an_attempt_is_closed_even_when_its_message_was_acknowledged_meanwhile,
+                         a_late_settle_does_not_overwrite_an_abandoned_attempt,
+                         the_local_dispatcher_records_the_attempt_with_its_lease,
+                         an_attempt_recorded_with_its_lease_times_the_job_from_when_it_began,
+                         a_lease_given_back_unused_spends_no_attempt, a_burst_of_failures_settles_every_lease,
+                         a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values }
             dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
-                           restore_puts_it_back, insert_keeps_a_foreign_message }
+                           restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers }
             crons { a_tick_is_claimed_once, runs_finish_and_summarise, lock_acquire_extend_release_expire }
             maintenance { prunes_finished_messages_by_age, prunes_finished_messages_by_count_never_unfinished,
-                          rescues_abandoned_executions_and_prunes_rows }
+                          rescues_abandoned_executions_and_prunes_rows,
+                          finished_messages_go_after_their_retention_live_ones_stay,
+                          count_limits_keep_the_newest_and_never_a_running_attempt,
+                          cron_runs_keep_each_crons_latest_run_and_latest_success,
+                          maintenance_closes_running_rows_whose_lease_expired,
+                          maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
         );

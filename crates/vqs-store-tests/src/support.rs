@@ -96,3 +96,20 @@ pub fn keep_everything(now: DateTime<Utc>) -> MaintenanceParams {
         batch: 1000,
     }
 }
+
+/// A maintenance pass with the core's default retention (`vqs::RetentionConfig::default()`:
+/// executions 7 days, finished messages a day, cron runs and dead letters 30 days).
+pub fn default_retention(now: DateTime<Utc>) -> MaintenanceParams {
+    let r = vqs::RetentionConfig::default();
+    MaintenanceParams {
+        now,
+        execution_retention_seconds: r.executions.as_secs(),
+        max_executions: r.max_executions,
+        message_retention_seconds: r.messages.as_secs(),
+        max_messages: r.max_messages,
+        cron_run_retention_seconds: r.cron_runs.as_secs(),
+        max_cron_runs: r.max_cron_runs,
+        dead_letter_retention_seconds: r.dead_letters.as_secs(),
+        batch: r.batch,
+    }
+}

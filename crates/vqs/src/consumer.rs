@@ -403,7 +403,9 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 run.await
             };
             // The job's code is done: its execution slot goes to the next message now.
-            crate::dispatcher::job_finished();
+            if let Some(slot) = &delivery.execution_slot {
+                slot.release();
+            }
             let ran = match ran {
                 Ok(ran) => ran,
                 Err(e) => {

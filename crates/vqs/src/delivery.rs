@@ -4,6 +4,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::ExecutionSlot;
 use crate::store::LeasedMessage;
 
 /// The header names of a push, parsed once: looking a header up by `&str`, or adding one
@@ -76,6 +77,10 @@ pub struct Delivery {
     /// `execution_id`). Like it, never read from a header. Without it (a push from Vercel,
     /// or one whose lease recorded no execution) the attempt is the delivery count.
     pub attempt: Option<u32>,
+    /// The execution slot the local dispatcher lent this push (see [`ExecutionSlot`]): the
+    /// consumer releases it when the job's code is done. Like `execution_id`, it only travels
+    /// inside this process; `None` otherwise.
+    pub execution_slot: Option<ExecutionSlot>,
 }
 
 /// Why a push could not be parsed. The text names the header and what is wrong with it.
@@ -194,6 +199,7 @@ impl Delivery {
                 body,
                 execution_id: None,
                 attempt: None,
+                execution_slot: None,
             })
         })();
         parsed.map_err(|reason| fail(partial, reason))
@@ -234,6 +240,7 @@ impl Delivery {
             body: Bytes::from(m.payload.clone()),
             execution_id: m.execution_id,
             attempt: m.execution_id.map(|_| m.attempts),
+            execution_slot: None,
         }
     }
 
@@ -340,6 +347,7 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             execution_id: None,
             attempt: None,
+            execution_slot: None,
         }
     }
 

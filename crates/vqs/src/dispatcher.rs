@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_DELIVERED};
@@ -19,7 +19,7 @@ use crate::store::{
     DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
     ExecutionStatus, LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
 };
-use crate::{Delivery, Queue, QueueTrigger};
+use crate::{Delivery, ExecutionSlot, Queue, QueueTrigger};
 
 /// Vercel's default `retryAfterSeconds`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -96,7 +96,7 @@ pub struct DispatcherConfig {
     pub shutdown_grace: Duration,
     /// Pushes of a consumer group whose job has finished but whose settlement (execution row
     /// and acknowledgement) is still being written, at most, beyond `maxConcurrency`.
-    /// Default 1024. See [`job_finished`].
+    /// Default 1024. See [`ExecutionSlot`].
     pub settling: u32,
     /// This process's id when it beats ([`crate::Lifeline::process_id`]): the leases taken for
     /// jobs this process runs itself (`ConsumerConfig::starts_executions`) name it, so they are
@@ -169,40 +169,6 @@ pub async fn run_dispatcher(
             std::panic::resume_unwind(e.into_panic());
         }
     }
-}
-
-tokio::task_local! {
-    /// The execution slot an in-process push holds (see [`job_finished`]).
-    static EXECUTION_SLOT: ExecutionSlot;
-}
-
-/// One of a consumer group's `maxConcurrency` execution slots, lent to a push.
-#[derive(Clone)]
-struct ExecutionSlot {
-    permit: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
-    /// Wakes the consumer loop: a slot is free.
-    freed: Arc<Notify>,
-}
-
-impl ExecutionSlot {
-    fn release(&self) {
-        if let Ok(mut slot) = self.permit.lock()
-            && slot.take().is_some()
-        {
-            self.freed.notify_one();
-        }
-    }
-}
-
-/// Tell the local dispatcher that the job of the push being handled has finished running:
-/// its execution slot goes to the next message at once, while the settlement (closing the
-/// execution, acknowledging) is written — so `maxConcurrency` bounds jobs *running*, as on
-/// Vercel, and a group's settlements are written in large batches instead of one small
-/// batch per slot. The push still holds a place among the group's in-flight pushes until the
-/// consumer answers (after the acknowledgement is durable); those are bounded too
-/// ([`DispatcherConfig::settling`]). A no-op outside an in-process push.
-pub(crate) fn job_finished() {
-    let _ = EXECUTION_SLOT.try_with(ExecutionSlot::release);
 }
 
 /// A claim under way: how many messages it asked for, and what it leased.
@@ -287,15 +253,17 @@ async fn consumer_loop(
                 continue;
             }
             rate.count();
-            let slot = ExecutionSlot { permit: Arc::new(std::sync::Mutex::new(Some(permit))), freed: freed.clone() };
-            let (queue, consumer, pusher, region) =
-                (queue.clone(), consumer.clone(), pusher.clone(), config.region.clone());
+            // The slot travels with the push; the consumer releases it when the job's code
+            // is done, and this task when the push returns, whichever comes first. The place
+            // among the in-flight pushes is held until the consumer answers (settled).
+            let slot = ExecutionSlot::new(permit, freed.clone());
+            let (queue, consumer, pusher, region, freed) =
+                (queue.clone(), consumer.clone(), pusher.clone(), config.region.clone(), freed.clone());
             tokio::spawn(async move {
-                let push = push_one(&queue, &consumer, pusher.as_ref(), &region, m);
-                EXECUTION_SLOT.scope(slot.clone(), push).await;
+                push_one(&queue, &consumer, pusher.as_ref(), &region, m, Some(slot.clone())).await;
                 slot.release();
                 drop(place);
-                slot.freed.notify_one();
+                freed.notify_one();
             });
         }
         // Lease more when the buffer runs low: the free slots, plus what the recent rate
@@ -419,7 +387,7 @@ pub async fn dispatch_due(
         .await?;
     let n = batch.len();
     for m in batch {
-        push_one(queue, consumer, pusher, region, m).await;
+        push_one(queue, consumer, pusher, region, m, None).await;
     }
     Ok(n)
 }
@@ -462,12 +430,17 @@ fn lease_of(queue: &Queue, m: &LeasedMessage) -> LeaseParams {
     }
 }
 
+/// Push one leased message (or dead-letter it when it reached `maxDeliveries`), and give it
+/// back after `retryAfterSeconds` when the push fails. `slot`, when the push holds one of the
+/// group's execution slots, travels with the push for the consumer to release (it is not
+/// released here: the caller does when this returns).
 pub(crate) async fn push_one(
     queue: &Queue,
     consumer: &ConsumerConfig,
     pusher: &dyn Pusher,
     region: &str,
     m: LeasedMessage,
+    slot: Option<ExecutionSlot>,
 ) {
     if m.delivery_count > consumer.max_deliveries {
         let reason = format!(
@@ -485,7 +458,7 @@ pub(crate) async fn push_one(
         return;
     }
     queue.count(METRIC_DELIVERED, &m.topic);
-    let delivery = Delivery::from_leased(&m, region);
+    let delivery = Delivery { execution_slot: slot, ..Delivery::from_leased(&m, region) };
     let outcome = pusher.push(&consumer.route_path, delivery).await;
     let failure = match outcome {
         Ok(status) if (200..300).contains(&status) => return,

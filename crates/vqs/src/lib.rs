@@ -37,6 +37,7 @@ mod cron_schedule;
 mod cron_scheduler;
 mod delivery;
 mod dispatcher;
+mod execution_slot;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -66,6 +67,7 @@ pub use dispatcher::{
     ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,
     register_consumers, run_dispatcher, spawn_dispatcher,
 };
+pub use execution_slot::ExecutionSlot;
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};

@@ -315,7 +315,7 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
             let topic = m.topic.clone();
             let consumer = consumer(&topic);
             let pushed_before = pusher.pushed();
-            push_one(queue, &consumer, &pusher, "test", m).await;
+            push_one(queue, &consumer, &pusher, "test", m, None).await;
             if pusher.pushed() == pushed_before {
                 // Not pushed: dead-lettered for reaching maxDeliveries.
                 report.dead += 1;

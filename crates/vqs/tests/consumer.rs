@@ -1,0 +1,189 @@
+//! The consumer (`QueueHandler`) on a real SQLite store, fed by the dispatcher's own push
+//! path (`dispatch_due`) through an in-process pusher: what a job's outcome does to its
+//! message — acknowledged, retried after `(10·n)²` s, dead-lettered on the last attempt or a
+//! fatal error, a payload that does not fit the job's params dead-lettered at once.
+
+mod support;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use support::{GROUP, HandlerPusher, consumer, sqlite_queue, t0};
+use vqs::store::{DeliveryState, ExecutionListParams, ExecutionStatus};
+use vqs::{Clock, ConsumerOutcome, JobContext, JobError, Jobbable, Queue, QueueHandler, SendOpts};
+
+#[derive(Serialize, Deserialize)]
+struct Params {
+    n: u32,
+}
+
+/// Succeeds when `n` is even; fails retryably when odd; fails fatally at 13.
+struct Parity;
+
+impl Jobbable for Parity {
+    type Params = Params;
+    const TOPIC: &'static str = "parity";
+
+    async fn perform(&self, p: Params, _: JobContext) -> Result<(), JobError> {
+        match p.n {
+            13 => Err(JobError::fatal("unlucky")),
+            n if n % 2 == 1 => Err(JobError::retryable(format!("{n} is odd"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Setup {
+    queue: Queue,
+    clock: Clock,
+    consumer: vqs::ConsumerConfig,
+    pusher: HandlerPusher,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let clock = Clock::manual(t0());
+    let (queue, dir) = sqlite_queue(clock.clone()).await;
+    let consumer = consumer(&queue, Parity::TOPIC).await;
+    let pusher = HandlerPusher::new(&queue, QueueHandler::new(Parity));
+    Setup { queue, clock, consumer, pusher, _dir: dir }
+}
+
+impl Setup {
+    async fn send(&self, body: &str) -> String {
+        self.queue.send(Parity::TOPIC, body.as_bytes().to_vec(), SendOpts::default()).await.unwrap().message_id
+    }
+
+    /// Push what is due; returns how many were pushed.
+    async fn dispatch(&self) -> usize {
+        vqs::dispatch_due(&self.queue, &self.consumer, &self.pusher, "dev1", 10).await.unwrap()
+    }
+
+    async fn delivery(&self, id: &str) -> vqs::store::DeliveryRecord {
+        let mut m = self.queue.message(id).await.unwrap().expect("the message");
+        m.deliveries.retain(|d| d.consumer_group == GROUP);
+        m.deliveries.remove(0)
+    }
+
+    async fn attempts(&self, id: &str) -> Vec<(u32, ExecutionStatus, Option<String>)> {
+        let p = ExecutionListParams { message_id: Some(id.to_owned()), limit: 100, ..Default::default() };
+        let mut runs = self.queue.executions(p).await.unwrap();
+        runs.sort_by_key(|r| r.attempt);
+        runs.into_iter().map(|r| (r.attempt, r.status, r.error)).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_succeeds_is_acknowledged_and_its_attempt_recorded() {
+    let s = setup().await;
+    let id = s.send(r#"{"n":2}"#).await;
+    assert_eq!(s.dispatch().await, 1);
+    assert_eq!(s.pusher.last().outcome, ConsumerOutcome::Succeeded);
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Acked);
+    assert_eq!(s.attempts(&id).await, vec![(1, ExecutionStatus::Success, None)]);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_after_10n_squared_seconds_and_the_last_is_dead_lettered() {
+    let s = setup().await;
+    let id = s.send(r#"{"n":1}"#).await;
+    for (n, delay) in [(1u32, 100u64), (2, 400)] {
+        assert_eq!(s.dispatch().await, 1, "attempt {n} is due");
+        let pushed = s.pusher.last();
+        assert_eq!(pushed.attempt, n);
+        assert_eq!(pushed.outcome, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: "1 is odd".into() });
+        let d = s.delivery(&id).await;
+        assert_eq!(d.state, DeliveryState::Pending);
+        assert_eq!(d.visible_at, s.clock.now() + chrono::Duration::seconds(delay as i64), "due (10·{n})² s later");
+        // Not a moment sooner.
+        s.clock.advance(Duration::from_secs(delay - 1));
+        assert_eq!(s.dispatch().await, 0, "attempt {} is not due yet", n + 1);
+        s.clock.advance(Duration::from_secs(1));
+    }
+    // The third attempt is the last (max_attempts 3): dead-lettered, not retried.
+    assert_eq!(s.dispatch().await, 1);
+    let reason = "gave up after 3 of 3 attempts: 1 is odd".to_owned();
+    assert_eq!(s.pusher.last().outcome, ConsumerOutcome::DeadLettered { reason: reason.clone() });
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Dead);
+    let letters = s.queue.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].message_id.as_str(), letters[0].attempts, letters[0].error.as_str()),
+        (id.as_str(), 3, reason.as_str())
+    );
+    let failed = |n| (n, ExecutionStatus::Failed, Some("1 is odd".to_owned()));
+    assert_eq!(s.attempts(&id).await, vec![failed(1), failed(2), failed(3)], "one execution per attempt, each closed");
+    s.clock.advance(Duration::from_secs(3600));
+    assert_eq!(s.dispatch().await, 0, "nothing comes back");
+}
+
+#[tokio::test]
+async fn a_fatal_error_dead_letters_on_the_first_attempt() {
+    let s = setup().await;
+    let id = s.send(r#"{"n":13}"#).await;
+    assert_eq!(s.dispatch().await, 1);
+    assert_eq!(s.pusher.last().outcome, ConsumerOutcome::DeadLettered { reason: "fatal: unlucky".into() });
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Dead);
+    let letters = s.queue.dead_letters(10).await.unwrap();
+    assert_eq!((letters[0].attempts, letters[0].error.as_str()), (1, "fatal: unlucky"));
+    assert_eq!(s.attempts(&id).await, vec![(1, ExecutionStatus::Failed, Some("unlucky".into()))]);
+}
+
+#[tokio::test]
+async fn a_payload_that_does_not_fit_the_params_is_dead_lettered_at_once() {
+    let s = setup().await;
+    let id = s.send(r#"{"n":"two"}"#).await;
+    assert_eq!(s.dispatch().await, 1);
+    let ConsumerOutcome::Rejected { status, error } = s.pusher.last().outcome else {
+        panic!("rejected: {:?}", s.pusher.last().outcome)
+    };
+    assert_eq!(status, 422);
+    assert!(error.starts_with(r#"payload does not match the params of job "parity" at n: "#), "{error}");
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Dead, "no retry: the payload will not change");
+    let letters = s.queue.dead_letters(10).await.unwrap();
+    assert_eq!(letters[0].error, error);
+    assert_eq!(letters[0].payload, serde_json::json!({"n": "two"}), "the payload is kept to replay");
+    assert_eq!(s.attempts(&id).await, vec![(1, ExecutionStatus::Failed, Some(error))], "the attempt says why");
+}
+
+#[tokio::test]
+async fn a_push_for_another_topic_is_refused_and_dead_lettered() {
+    let s = setup().await;
+    // The consumer of "parity" subscribed to every topic starting with "par": a push for
+    // "parade" reaches it, as a misconfigured trigger would.
+    let c = vqs::ConsumerConfig { topic_pattern: "par*".into(), ..s.consumer.clone() };
+    vqs::register_consumers(&s.queue, std::slice::from_ref(&c)).await.unwrap();
+    let id = s.queue.send("parade", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(&s.queue, &c, &s.pusher, "dev1", 10).await.unwrap(), 1);
+    let outcome = s.pusher.last().outcome;
+    assert_eq!(outcome.status(), 400, "{outcome:?}");
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Dead);
+    assert!(s.queue.dead_letters(10).await.unwrap()[0].error.contains("check the trigger in vercel.json"));
+}
+
+#[tokio::test]
+async fn a_lease_settled_elsewhere_first_is_skipped_not_run_twice() {
+    let s = setup().await;
+    let id = s.send(r#"{"n":2}"#).await;
+    // The lease the push carries is acknowledged by someone else before the consumer settles.
+    struct AckFirst(HandlerPusher);
+    #[async_trait::async_trait]
+    impl vqs::Pusher for AckFirst {
+        async fn push(&self, route: &str, d: vqs::Delivery) -> Result<u16, String> {
+            let lease = vqs::ServiceLease {
+                topic: d.topic.clone(),
+                consumer_group: d.consumer_group.clone(),
+                receipt_handle: d.receipt_handle.clone().unwrap(),
+            };
+            vqs::QueueService::acknowledge(self.0.service.as_ref(), &lease, None).await.unwrap();
+            self.0.push(route, d).await
+        }
+    }
+    let pusher = AckFirst(HandlerPusher::new(&s.queue, QueueHandler::new(Parity)));
+    assert_eq!(vqs::dispatch_due(&s.queue, &s.consumer, &pusher, "dev1", 10).await.unwrap(), 1);
+    assert!(matches!(pusher.0.last().outcome, ConsumerOutcome::Skipped { .. }), "{:?}", pusher.0.last().outcome);
+    assert_eq!(s.delivery(&id).await.state, DeliveryState::Acked);
+    let runs = s.attempts(&id).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_ne!(runs[0].1, ExecutionStatus::Running, "the attempt is closed");
+}
