@@ -206,15 +206,39 @@ async fn cron_runs_keep_each_crons_latest_run_and_latest_success() {
     // success, which the heartbeat needs: it stays over the limit.
     let r = RetentionConfig { max_cron_runs: 2, ..RetentionConfig::default() };
     assert_eq!(app.queue().maintenance(&r).await.unwrap().cron_runs_pruned, 3);
-    assert_eq!(ids(store.cron_run_list(Some("/api/cron/a"), 100).await.unwrap()), vec![a_success, a_failed, a_latest]);
-    assert_eq!(ids(store.cron_run_list(Some("/api/cron/b"), 100).await.unwrap()), b[3..].to_vec());
+    assert_eq!(
+        ids(store
+            .cron_run_list(vqs::store::CronRunListParams { path: Some("/api/cron/a".to_owned()), limit: 100 })
+            .await
+            .unwrap()),
+        vec![a_success, a_failed, a_latest]
+    );
+    assert_eq!(
+        ids(store
+            .cron_run_list(vqs::store::CronRunListParams { path: Some("/api/cron/b".to_owned()), limit: 100 })
+            .await
+            .unwrap()),
+        b[3..].to_vec()
+    );
 
     // Age: after 30 days everything old goes but the latest run and latest success of each.
     clock.advance(Duration::from_secs(31 * DAY));
     let r = RetentionConfig::default();
     assert_eq!(app.queue().maintenance(&r).await.unwrap().cron_runs_pruned, 2);
-    assert_eq!(ids(store.cron_run_list(Some("/api/cron/a"), 100).await.unwrap()), vec![a_success, a_latest]);
-    assert_eq!(ids(store.cron_run_list(Some("/api/cron/b"), 100).await.unwrap()), vec![b[4]]);
+    assert_eq!(
+        ids(store
+            .cron_run_list(vqs::store::CronRunListParams { path: Some("/api/cron/a".to_owned()), limit: 100 })
+            .await
+            .unwrap()),
+        vec![a_success, a_latest]
+    );
+    assert_eq!(
+        ids(store
+            .cron_run_list(vqs::store::CronRunListParams { path: Some("/api/cron/b".to_owned()), limit: 100 })
+            .await
+            .unwrap()),
+        vec![b[4]]
+    );
 }
 
 #[test]

@@ -275,7 +275,7 @@ async fn a_burst_of_failures_settles_every_lease() {
             now: app.clock.now(),
         })
         .collect();
-    app.queue().store().message_send_many(sends).await.unwrap();
+    app.queue().store().message_send_many(vqs::store::MessageSendManyParams { messages: sends }).await.unwrap();
     let leased = lease_due(&app, &consumer.consumer_group, n, true).await;
     assert_eq!(leased.len(), n as usize);
 

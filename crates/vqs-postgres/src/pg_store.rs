@@ -395,7 +395,8 @@ impl QueueStore for PgStore {
         self.writer.send(p).await
     }
 
-    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError> {
+    async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError> {
+        let p = p.messages;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let mut out: Vec<Option<SendResult>> = vec![None; p.len()];
         let (plain, keyed): (Vec<_>, Vec<_>) = p.iter().enumerate().partition(|(_, m)| m.idempotency_key.is_none());
@@ -429,7 +430,8 @@ impl QueueStore for PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
+        let id = p.id.as_str();
         let Some(m) = sqlx::query(
             "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at FROM messages WHERE id = $1",
         )
@@ -650,7 +652,8 @@ impl QueueStore for PgStore {
         self.writer.move_lease(Move::DeadLetter(p)).await
     }
 
-    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn delivery_leased_count(&self, p: DeliveryLeasedCountParams) -> Result<i64, StoreError> {
+        let (consumer_group, now) = (p.consumer_group.as_str(), p.now);
         let row = sqlx::query(
             "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2",
         )
@@ -662,7 +665,8 @@ impl QueueStore for PgStore {
         Ok(row.get(0))
     }
 
-    async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn delivery_next_due(&self, p: DeliveryNextDueParams) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let consumer_group = p.consumer_group.as_str();
         // Asked by every dispatcher as it goes idle: on the claim's connection, where the
         // statement is planned once and no ping precedes it (the main pool plans every call).
         let mut held = self.claim_conn.lock().await;
@@ -704,11 +708,8 @@ impl QueueStore for PgStore {
         Ok(rows.iter().map(execution).collect())
     }
 
-    async fn checkpoint_get(
-        &self,
-        message_id: &str,
-        consumer_group: &str,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn checkpoint_get(&self, p: CheckpointGetParams) -> Result<Option<serde_json::Value>, StoreError> {
+        let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
         let row = sqlx::query("SELECT value FROM checkpoints WHERE message_id = $1 AND consumer_group = $2")
             .bind(message_id)
             .bind(consumer_group)
@@ -738,7 +739,8 @@ impl QueueStore for PgStore {
         Ok(())
     }
 
-    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError> {
+    async fn queue_stats(&self, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError> {
+        let now = p.now;
         let rows = sqlx::query(
             "SELECT topic, \
                COUNT(*) FILTER (WHERE state IN ('pending', 'leased') AND visible_at <= $1), \
@@ -795,7 +797,8 @@ impl QueueStore for PgStore {
         crate::job_progress::progress_list(&self.pool, p).await
     }
 
-    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError> {
+    async fn sync_log_get(&self, p: SyncLogGetParams) -> Result<Option<SyncLogRecord>, StoreError> {
+        let (topic, key) = (p.topic.as_str(), p.key.as_str());
         crate::job_progress::sync_log_get(&self.pool, topic, key).await
     }
 
@@ -803,11 +806,13 @@ impl QueueStore for PgStore {
         crate::job_progress::sync_log_put(&self.pool, p).await
     }
 
-    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError> {
+    async fn sync_log_list(&self, p: SyncLogListParams) -> Result<Vec<SyncLogRecord>, StoreError> {
+        let topic = p.topic.as_deref();
         crate::job_progress::sync_log_list(&self.pool, topic).await
     }
 
-    async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
+    async fn dead_letter_list(&self, p: DeadLetterListParams) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let limit = p.limit;
         let rows = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
              octet_length(payload) AS payload_bytes, error, attempts, created_at \
@@ -821,7 +826,8 @@ impl QueueStore for PgStore {
         Ok(rows.iter().map(dead_letter).collect())
     }
 
-    async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+    async fn dead_letter_get(&self, p: DeadLetterGetParams) -> Result<Option<DeadLetterRecord>, StoreError> {
+        let id = p.id;
         let row = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
              error, attempts, created_at FROM dead_letters WHERE id = $1",
@@ -833,7 +839,8 @@ impl QueueStore for PgStore {
         Ok(row.as_ref().map(dead_letter))
     }
 
-    async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError> {
+    async fn dead_letter_delete(&self, p: DeadLetterDeleteParams) -> Result<bool, StoreError> {
+        let id = p.id;
         let r =
             sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&self.pool).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
@@ -843,7 +850,8 @@ impl QueueStore for PgStore {
         crate::dead_letter_settle::settle(&self.pool, p).await
     }
 
-    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {
+    async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError> {
+        let DeadLetterRestoreParams { letter, payload } = p;
         crate::dead_letter_settle::restore(&self.pool, letter, payload).await
     }
 
@@ -1033,7 +1041,8 @@ impl QueueStore for PgStore {
         Ok(())
     }
 
-    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError> {
+    async fn cron_run_list(&self, p: CronRunListParams) -> Result<Vec<CronRunRecord>, StoreError> {
+        let (path, limit) = (p.path.as_deref(), p.limit);
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {CRON_RUN_COLUMNS} FROM cron_runs r WHERE TRUE"));
         if let Some(path) = path {
@@ -1044,7 +1053,7 @@ impl QueueStore for PgStore {
         Ok(rows.iter().map(cron_run).collect())
     }
 
-    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError> {
+    async fn cron_run_summary(&self, _: CronRunSummaryParams) -> Result<Vec<CronRunSummary>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CRON_RUN_COLUMNS}, s.last_success FROM cron_runs r JOIN \
                (SELECT MAX(id) AS id, MAX(finished_at) FILTER (WHERE outcome = 'success') AS last_success \
@@ -1083,7 +1092,8 @@ impl QueueStore for PgStore {
         Ok(row.is_some())
     }
 
-    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+    async fn cron_lock_release(&self, p: CronLockReleaseParams) -> Result<bool, StoreError> {
+        let (name, owner) = (p.name.as_str(), p.owner.as_str());
         let r = sqlx::query("DELETE FROM cron_locks WHERE name = $1 AND owner = $2")
             .bind(name)
             .bind(owner)
@@ -1170,7 +1180,8 @@ impl QueueStore for PgStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+    async fn session_revoked(&self, p: SessionRevokedParams) -> Result<bool, StoreError> {
+        let nonce = p.nonce.as_str();
         let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = $1")
             .bind(nonce)
             .fetch_optional(&self.pool)
@@ -1179,7 +1190,8 @@ impl QueueStore for PgStore {
         Ok(row.is_some())
     }
 
-    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+    async fn delivery_topic(&self, p: DeliveryTopicParams) -> Result<Option<String>, StoreError> {
+        let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
         sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
             .bind(message_id)
             .bind(consumer_group)

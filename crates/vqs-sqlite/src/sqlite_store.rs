@@ -548,7 +548,8 @@ impl QueueStore for SqliteStore {
         self.writer.send(p).await
     }
 
-    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError> {
+    async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError> {
+        let p = p.messages;
         self.writer
             .run(move |c| {
                 async move {
@@ -577,7 +578,8 @@ impl QueueStore for SqliteStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
+        let id = p.id.as_str();
         let Some(m) = sqlx::query(
             "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at FROM messages WHERE id = ?",
         )
@@ -687,7 +689,8 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| dead_letter_delivery(c, p).boxed()).await
     }
 
-    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn delivery_leased_count(&self, p: DeliveryLeasedCountParams) -> Result<i64, StoreError> {
+        let (consumer_group, now) = (p.consumer_group.as_str(), p.now);
         let row = sqlx::query(
             "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased') \
              AND state = 'leased' AND visible_at > ?",
@@ -700,7 +703,8 @@ impl QueueStore for SqliteStore {
         Ok(row.get(0))
     }
 
-    async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn delivery_next_due(&self, p: DeliveryNextDueParams) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let consumer_group = p.consumer_group.as_str();
         let row = sqlx::query(
             "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased')",
         )
@@ -738,11 +742,8 @@ impl QueueStore for SqliteStore {
         Ok(rows.iter().map(execution).collect())
     }
 
-    async fn checkpoint_get(
-        &self,
-        message_id: &str,
-        consumer_group: &str,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn checkpoint_get(&self, p: CheckpointGetParams) -> Result<Option<serde_json::Value>, StoreError> {
+        let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
         let row = sqlx::query("SELECT value FROM checkpoints WHERE message_id = ? AND consumer_group = ?")
             .bind(message_id)
             .bind(consumer_group)
@@ -779,7 +780,8 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError> {
+    async fn queue_stats(&self, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError> {
+        let now = p.now;
         let now = us(now);
         let rows = sqlx::query(
             "SELECT topic, \
@@ -837,7 +839,8 @@ impl QueueStore for SqliteStore {
         crate::job_progress::progress_list(&self.read, p).await
     }
 
-    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError> {
+    async fn sync_log_get(&self, p: SyncLogGetParams) -> Result<Option<SyncLogRecord>, StoreError> {
+        let (topic, key) = (p.topic.as_str(), p.key.as_str());
         crate::job_progress::sync_log_get(&self.read, topic, key).await
     }
 
@@ -845,11 +848,13 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| crate::job_progress::sync_log_put(c, p).boxed()).await
     }
 
-    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError> {
+    async fn sync_log_list(&self, p: SyncLogListParams) -> Result<Vec<SyncLogRecord>, StoreError> {
+        let topic = p.topic.as_deref();
         crate::job_progress::sync_log_list(&self.read, topic).await
     }
 
-    async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
+    async fn dead_letter_list(&self, p: DeadLetterListParams) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let limit = p.limit;
         let rows = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
              length(payload) AS payload_bytes, error, attempts, created_at \
@@ -863,7 +868,8 @@ impl QueueStore for SqliteStore {
         Ok(rows.iter().map(dead_letter).collect())
     }
 
-    async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+    async fn dead_letter_get(&self, p: DeadLetterGetParams) -> Result<Option<DeadLetterRecord>, StoreError> {
+        let id = p.id;
         let row = sqlx::query(
             "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
              error, attempts, created_at FROM dead_letters WHERE id = ?",
@@ -875,7 +881,8 @@ impl QueueStore for SqliteStore {
         Ok(row.as_ref().map(dead_letter))
     }
 
-    async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError> {
+    async fn dead_letter_delete(&self, p: DeadLetterDeleteParams) -> Result<bool, StoreError> {
+        let id = p.id;
         self.writer
             .run(move |c| {
                 async move {
@@ -895,7 +902,8 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| crate::dead_letter_settle::settle(c, p).boxed()).await
     }
 
-    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError> {
+    async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError> {
+        let DeadLetterRestoreParams { letter, payload } = p;
         self.writer.run(move |c| crate::dead_letter_settle::restore(c, letter, payload).boxed()).await
     }
 
@@ -1010,7 +1018,8 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError> {
+    async fn cron_run_list(&self, p: CronRunListParams) -> Result<Vec<CronRunRecord>, StoreError> {
+        let (path, limit) = (p.path.as_deref(), p.limit);
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {CRON_RUN_COLUMNS} FROM cron_runs r WHERE 1 = 1"));
         if let Some(path) = path {
@@ -1021,7 +1030,7 @@ impl QueueStore for SqliteStore {
         Ok(rows.iter().map(cron_run).collect())
     }
 
-    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError> {
+    async fn cron_run_summary(&self, _: CronRunSummaryParams) -> Result<Vec<CronRunSummary>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CRON_RUN_COLUMNS}, s.last_success FROM cron_runs r JOIN \
                (SELECT MAX(id) AS id, MAX(CASE WHEN outcome = 'success' THEN finished_at END) AS last_success \
@@ -1068,7 +1077,8 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+    async fn cron_lock_release(&self, p: CronLockReleaseParams) -> Result<bool, StoreError> {
+        let (name, owner) = (p.name.as_str(), p.owner.as_str());
         let (name, owner) = (name.to_owned(), owner.to_owned());
         self.writer
             .run(move |c| {
@@ -1202,7 +1212,8 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+    async fn session_revoked(&self, p: SessionRevokedParams) -> Result<bool, StoreError> {
+        let nonce = p.nonce.as_str();
         let row = sqlx::query("SELECT 1 FROM revoked_sessions WHERE nonce = ?")
             .bind(nonce)
             .fetch_optional(&self.read)
@@ -1211,7 +1222,8 @@ impl QueueStore for SqliteStore {
         Ok(row.is_some())
     }
 
-    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+    async fn delivery_topic(&self, p: DeliveryTopicParams) -> Result<Option<String>, StoreError> {
+        let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
         sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = ? AND consumer_group = ?")
             .bind(message_id)
             .bind(consumer_group)

@@ -22,7 +22,7 @@ async fn messages(s: &Store, n: i64, finished: usize) -> Vec<String> {
 async fn kept(s: &Store, ids: &[String]) -> Vec<bool> {
     let mut out = Vec::new();
     for id in ids {
-        out.push(s.message_get(id).await.unwrap().is_some());
+        out.push(s.message_get(MessageGetParams { id: id.to_string() }).await.unwrap().is_some());
     }
     out
 }
