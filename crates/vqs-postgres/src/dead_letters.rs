@@ -10,7 +10,9 @@ use vqs::store::{
     DeadLetterSettled, MessageSendParams, StoreError,
 };
 
-use crate::pg_store::{db_err, dead_letter, enqueue_in};
+use crate::publish::enqueue_in;
+use crate::rows::{db_err, dead_letter};
+use vqs::store::*;
 
 pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
@@ -109,4 +111,65 @@ pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Ve
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn dead_letter_list(
+    pool: &PgPool,
+    p: DeadLetterListParams,
+) -> Result<Vec<DeadLetterRecord>, StoreError> {
+    let limit = p.limit;
+    let rows = sqlx::query(
+        "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
+         octet_length(payload) AS payload_bytes, error, attempts, created_at \
+         FROM dead_letters ORDER BY id DESC LIMIT $1",
+    )
+    .bind(i64::from(if limit == 0 { 100 } else { limit }))
+    .bind(PAYLOAD_PREVIEW_BYTES as i32)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.iter().map(dead_letter).collect())
+}
+
+pub(crate) async fn dead_letter_get(
+    pool: &PgPool,
+    p: DeadLetterGetParams,
+) -> Result<Option<DeadLetterRecord>, StoreError> {
+    let id = p.id;
+    let row = sqlx::query(
+        "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
+         error, attempts, created_at FROM dead_letters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(row.as_ref().map(dead_letter))
+}
+
+pub(crate) async fn dead_letter_delete(pool: &PgPool, p: DeadLetterDeleteParams) -> Result<bool, StoreError> {
+    let id = p.id;
+    let r = sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(pool).await.map_err(db_err)?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub(crate) async fn dead_letter_insert(pool: &PgPool, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO dead_letters \
+           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(&p.message_id)
+    .bind(&p.topic)
+    .bind(&p.consumer_group)
+    .bind(&p.content_type)
+    .bind(&p.payload)
+    .bind(&p.error)
+    .bind(i32::try_from(p.attempts).unwrap_or(i32::MAX))
+    .bind(p.now)
+    .bind(&p.headers_json)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(row.get(0))
 }

@@ -3,14 +3,19 @@
 //! out and, for a replay, publishes its message. Of concurrent actions on one dead letter
 //! the first to record wins; the others read what it did.
 
-use sqlx::Row;
+use crate::writer::Writer;
+use futures::FutureExt;
+use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
 use vqs::store::{
     DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterAction, DeadLetterRecord, DeadLetterSettleParams,
-    DeadLetterSettled, MessageSendParams, StoreError,
+    DeadLetterSettled, DeliveryDeadLetterParams, MessageSendParams, StoreError,
 };
 
-use crate::sqlite_store::{db_err, dead_letter, time, us};
+use crate::lease::lease_update;
+use crate::rows::{db_err, dead_letter, time, us};
+use vqs::store::*;
 
 pub(crate) async fn settle(
     conn: &mut SqliteConnection,
@@ -118,4 +123,115 @@ pub(crate) async fn restore(
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn dead_letter_delivery(
+    conn: &mut SqliteConnection,
+    p: DeliveryDeadLetterParams,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    crate::writer::finishes(&mut tx, p.execution.iter()).await?;
+    let (message_id, attempts) =
+        match lease_update(&mut tx, &p.lease, "state = 'dead', lease_token = NULL", us(p.lease.now)).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The attempt is closed even when the lease was lost.
+                tx.commit().await.map_err(db_err)?;
+                return Err(e);
+            }
+        };
+    sqlx::query(
+        "INSERT INTO dead_letters \
+           (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+         SELECT id, topic, ?, content_type, payload, ?, ?, ?, headers_json FROM messages WHERE id = ?",
+    )
+    .bind(&p.lease.consumer_group)
+    .bind(&p.reason)
+    .bind(attempts)
+    .bind(us(p.lease.now))
+    .bind(&message_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub(crate) async fn dead_letter_list(
+    read: &SqlitePool,
+    p: DeadLetterListParams,
+) -> Result<Vec<DeadLetterRecord>, StoreError> {
+    let limit = p.limit;
+    let rows = sqlx::query(
+        "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
+         length(payload) AS payload_bytes, error, attempts, created_at \
+         FROM dead_letters ORDER BY id DESC LIMIT ?1",
+    )
+    .bind(i64::from(if limit == 0 { 100 } else { limit }))
+    .bind(i64::from(PAYLOAD_PREVIEW_BYTES))
+    .fetch_all(read)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.iter().map(dead_letter).collect())
+}
+
+pub(crate) async fn dead_letter_get(
+    read: &SqlitePool,
+    p: DeadLetterGetParams,
+) -> Result<Option<DeadLetterRecord>, StoreError> {
+    let id = p.id;
+    let row = sqlx::query(
+        "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
+         error, attempts, created_at FROM dead_letters WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(read)
+    .await
+    .map_err(db_err)?;
+    Ok(row.as_ref().map(dead_letter))
+}
+
+pub(crate) async fn dead_letter_delete(writer: &Writer, p: DeadLetterDeleteParams) -> Result<bool, StoreError> {
+    let id = p.id;
+    writer
+        .run(move |c| {
+            async move {
+                let r = sqlx::query("DELETE FROM dead_letters WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected() > 0)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(crate) async fn dead_letter_insert(writer: &Writer, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                let row = sqlx::query(
+                    "INSERT INTO dead_letters \
+                       (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, \
+                        headers_json) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&p.message_id)
+                .bind(&p.topic)
+                .bind(&p.consumer_group)
+                .bind(&p.content_type)
+                .bind(&p.payload)
+                .bind(&p.error)
+                .bind(i64::from(p.attempts))
+                .bind(us(p.now))
+                .bind(&p.headers_json)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(row.get(0))
+            }
+            .boxed()
+        })
+        .await
 }
