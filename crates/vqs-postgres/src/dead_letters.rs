@@ -6,8 +6,7 @@
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use vqs::store::{
-    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterAction, DeadLetterRecord, DeadLetterSettleParams,
-    DeadLetterSettled, MessageSendParams, StoreError,
+    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterRecord, DeadLetterSettleParams, DeadLetterSettled, StoreError,
 };
 
 use crate::publish::enqueue_in;
@@ -40,9 +39,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
             .map_err(db_err)?;
         // Gone between the two statements (a failed replay put it back): nothing settled it.
         let Some(r) = r else { return Ok(DeadLetterSettled::NotFound) };
-        let action = DeadLetterAction::parse_past_tense(r.get(0))
-            .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {:?}", r.get::<String, _>(0))))?;
-        return Ok(DeadLetterSettled::AlreadySettled { action, at: r.get(1), message_id: r.get(2) });
+        return vqs::store_support::already_settled(r.get(0), r.get(1), r.get(2));
     }
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = $1 RETURNING id, message_id, topic, consumer_group, content_type, payload, \
@@ -61,17 +58,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
     let payload: Vec<u8> = row.get("payload");
     let mut sent = None;
     if let Some(opts) = &p.publish {
-        let send = MessageSendParams {
-            topic: letter.topic.clone(),
-            payload: payload.clone(),
-            content_type: letter.content_type.clone(),
-            idempotency_key: None,
-            delay_seconds: 0,
-            retention_seconds: opts.retention_seconds,
-            headers_json: letter.headers_json.clone(),
-            only_group: Some(letter.consumer_group.clone()),
-            now: p.now,
-        };
+        let send = vqs::store_support::dead_letter_replay(&letter, &payload, opts, p.now);
         let result = enqueue_in(&mut tx, send).await?;
         sqlx::query("UPDATE dead_letter_settlements SET message_id = $1 WHERE id = $2")
             .bind(&result.message_id)

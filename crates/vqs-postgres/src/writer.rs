@@ -13,13 +13,13 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use vqs::store::{
     DeliveryAckParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
     ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
     split_receipt_handle,
 };
-use vqs::store_support::{ack_rounds, drain_batch, lease_delivery, write_row_by_row};
+use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, lease_delivery, write_row_by_row};
 
 use crate::held_connection::HeldConnection;
 use crate::lease_failure::lease_failure;
@@ -28,8 +28,6 @@ use crate::rows::db_err;
 
 /// Operations taken into one batch at most.
 const MAX_BATCH: usize = 2048;
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Op {
     Send(MessageSendParams, Reply<SendResult>),
@@ -60,57 +58,47 @@ impl Move {
 /// A handle to the writer tasks. Cheap to clone; the tasks end when the last handle drops.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Op>,
-}
-
-fn closed<E>(_: E) -> StoreError {
-    StoreError::Database("the PostgreSQL writer has stopped".into())
+    queue: WriteQueue<Op>,
 }
 
 impl Writer {
     /// Start `tasks` writers, each holding a connection of `hot`: while one writes its
     /// batch, the next collects one. They stop when `pool` closes.
     pub(crate) fn start(pool: PgPool, hot: PgPool, tasks: usize) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = WriteQueue::new("the PostgreSQL writer has stopped");
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
             tokio::spawn(vqs::log_panic("postgres writer", writer_loop(pool.clone(), hot.clone(), rx.clone())));
         }
-        Writer { tx }
+        Writer { queue }
     }
 
     /// False once every writer task has stopped (its callers get an error, health says down).
     pub(crate) fn is_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(closed)?;
-        rx.await.map_err(closed)?
+        self.queue.is_running()
     }
 
     pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        self.call(|r| Op::Send(p, r)).await
+        self.queue.call(|r| Op::Send(p, r)).await
     }
 
     pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        self.call(|r| Op::ExecStart(p, r)).await
+        self.queue.call(|r| Op::ExecStart(p, r)).await
     }
 
     pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        self.call(|r| Op::ExecFinish(p, r)).await
+        self.queue.call(|r| Op::ExecFinish(p, r)).await
     }
 
     pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
-        self.call(|r| Op::Ack(p, r)).await
+        self.queue.call(|r| Op::Ack(p, r)).await
     }
 
     /// Retries, dead letters and releases are group-committed like acknowledgements: a burst
     /// of thousands of failures due at once (the third attempts of a failing batch) is a few
     /// statements, not thousands of transactions queueing for the pool.
     pub(crate) async fn move_lease(&self, m: Move) -> Result<(), StoreError> {
-        self.call(|r| Op::Move(m, r)).await
+        self.queue.call(|r| Op::Move(m, r)).await
     }
 }
 

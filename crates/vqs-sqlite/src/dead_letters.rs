@@ -9,8 +9,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 use vqs::store::{
-    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterAction, DeadLetterRecord, DeadLetterSettleParams,
-    DeadLetterSettled, DeliveryDeadLetterParams, MessageSendParams, StoreError,
+    DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS, DeadLetterRecord, DeadLetterSettleParams, DeadLetterSettled,
+    DeliveryDeadLetterParams, StoreError,
 };
 
 use crate::lease::lease_update;
@@ -46,9 +46,7 @@ pub(crate) async fn settle(
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
-        let action = DeadLetterAction::parse_past_tense(r.get(0))
-            .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {:?}", r.get::<String, _>(0))))?;
-        return Ok(DeadLetterSettled::AlreadySettled { action, at: time(r.get(1)), message_id: r.get(2) });
+        return vqs::store_support::already_settled(r.get(0), time(r.get(1)), r.get(2));
     }
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
@@ -67,17 +65,7 @@ pub(crate) async fn settle(
     let payload: Vec<u8> = row.get("payload");
     let mut sent = None;
     if let Some(opts) = &p.publish {
-        let send = MessageSendParams {
-            topic: letter.topic.clone(),
-            payload: payload.clone(),
-            content_type: letter.content_type.clone(),
-            idempotency_key: None,
-            delay_seconds: 0,
-            retention_seconds: opts.retention_seconds,
-            headers_json: letter.headers_json.clone(),
-            only_group: Some(letter.consumer_group.clone()),
-            now: p.now,
-        };
+        let send = vqs::store_support::dead_letter_replay(&letter, &payload, opts, p.now);
         let result = crate::writer::sends(&mut tx, &[&send]).await?.pop();
         let result = result.unwrap_or_else(|| Err(StoreError::Database("replay was not published".into())))?;
         sqlx::query("UPDATE dead_letter_settlements SET message_id = ? WHERE id = ?")

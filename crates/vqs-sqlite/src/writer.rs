@@ -9,12 +9,12 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use vqs::store::{
     DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
     new_message_id_at, split_receipt_handle,
 };
-use vqs::store_support::{ack_rounds, drain_batch, write_row_by_row};
+use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 
 use crate::rows::{db_err, us};
 
@@ -23,7 +23,6 @@ const MAX_BATCH: usize = 1024;
 /// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 256;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type RunFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
 
 enum Op {
@@ -37,47 +36,38 @@ enum Op {
 /// A handle to the writer task. Cheap to clone; the task ends when the last handle drops.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Op>,
-}
-
-fn closed<E>(_: E) -> StoreError {
-    StoreError::Database("the SQLite writer has stopped, or this write panicked (see the error logged)".into())
+    queue: WriteQueue<Op>,
 }
 
 impl Writer {
     pub(crate) fn start(conn: SqliteConnection) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) =
+            WriteQueue::new("the SQLite writer has stopped, or this write panicked (see the error logged)");
         // If the writer ever dies, its cause is logged and every caller (and `ping`) gets
         // "the SQLite writer has stopped" instead of waiting.
         tokio::spawn(vqs::log_panic("sqlite writer", writer_loop(conn, rx)));
-        Writer { tx }
+        Writer { queue }
     }
 
     /// False once the writer task has stopped (its callers get an error, health says down).
     pub(crate) fn is_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(closed)?;
-        rx.await.map_err(closed)?
+        self.queue.is_running()
     }
 
     pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        self.call(|r| Op::Send(p, r)).await
+        self.queue.call(|r| Op::Send(p, r)).await
     }
 
     pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        self.call(|r| Op::ExecStart(p, r)).await
+        self.queue.call(|r| Op::ExecStart(p, r)).await
     }
 
     pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        self.call(|r| Op::ExecFinish(p, r)).await
+        self.queue.call(|r| Op::ExecFinish(p, r)).await
     }
 
     pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
-        self.call(|r| Op::Ack(p, r)).await
+        self.queue.call(|r| Op::Ack(p, r)).await
     }
 
     /// Run `f` on the write connection, between batches.
@@ -86,14 +76,15 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let job: RunFn = Box::new(move |conn| {
-            Box::pin(async move {
-                let _ = reply.send(f(conn).await);
+        self.queue
+            .call(|reply: Reply<T>| {
+                Op::Run(Box::new(move |conn| {
+                    Box::pin(async move {
+                        let _ = reply.send(f(conn).await);
+                    })
+                }))
             })
-        });
-        self.tx.send(Op::Run(job)).map_err(closed)?;
-        rx.await.map_err(closed)?
+            .await
     }
 }
 

@@ -976,10 +976,11 @@ pub struct SessionRevokedParams {
 /// - **Settled once.** Of two settlements of one delivery, at most one succeeds. A backend
 ///   that batches writes (group commit) must never put two acknowledgements of one
 ///   delivery in one statement — a multi-row statement reports which deliveries it
-///   changed, not with which handle — so each goes in a statement of its own, in order.
+///   changed, not with which handle — so each goes in a statement of its own, in order
+///   ([`crate::store_support::ack_rounds`]).
 /// - **A refused value fails its own operation only.** When a batched write is refused
 ///   ([`StoreError::Refused`]), the batch is written again operation by operation so that
-///   only the one that holds the bad value fails.
+///   only the one that holds the bad value fails ([`crate::store_support::write_row_by_row`]).
 /// - **Dedup within retention.** A send whose idempotency key matches a message of the same
 ///   topic still kept (within its retention, finished or not) queues nothing and reports
 ///   the original's id with `duplicate: true`; after the original expires the key is free.
@@ -994,6 +995,9 @@ pub struct SessionRevokedParams {
 ///   by the claim that re-leases its expired lease ([`ABANDONED_ERROR`]), by maintenance,
 ///   or by [`QueueStore::execution_close_outlived`] — whichever comes first; a closed one
 ///   never changes again.
+/// - **Decisions are the core's.** What is not SQL — why a lease operation failed, the stats
+///   merge, topic patterns, the writer's batching rules — is written once in
+///   [`crate::store_support`]; a backend supplies its statements and calls it.
 /// - **Errors.** Missing rows are values (`None`, `false`, [`DeadLetterSettled::NotFound`]),
 ///   not errors, unless the method says otherwise; database failures are
 ///   [`StoreError::Database`] or [`StoreError::Refused`].
@@ -1030,7 +1034,8 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
     /// Acknowledge: the delivery is done (and close the attempt's execution, if given, in the
     /// same transaction — even when the lease turns out to be lost). A stale or unknown
-    /// handle is [`StoreError::LeaseLost`] or [`StoreError::NotFound`].
+    /// handle is [`StoreError::LeaseLost`] or [`StoreError::NotFound`]
+    /// ([`crate::store_support::lease_failure`] decides which).
     async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError>;
     /// Extend (or with 0 release) a lease; returns when it now ends. Fails as an ack does
     /// when the lease is no longer held.
@@ -1065,7 +1070,7 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError>;
 
     /// Every topic's counts by state (the dashboard's full table; reads history, so it is
-    /// not polled).
+    /// not polled). The merge of the backend's two reads is [`crate::store_support::topic_stats`].
     async fn queue_stats(&self, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError>;
     /// Live counts per topic from unfinished deliveries only (cheap: polled by health and metrics).
     async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError>;

@@ -4,6 +4,8 @@
 //! - [`lease_failure`]: why a settlement matched no lease (gone, finished, or lost);
 //! - [`topic_stats`]: the merge of [`QueueStore::queue_stats`](crate::store::QueueStore::queue_stats)'s two reads;
 //! - [`TopicPattern`]: what a subscription's `topic_pattern` matches;
+//! - [`dead_letter_replay`] and [`already_settled`]: a dead letter's replay message, and the
+//!   answer of a settlement that lost the race;
 //! - the group-commit rules of a batching writer: [`drain_batch`] (how much one commit
 //!   takes), [`ack_rounds`] (two acknowledgements of one delivery never share a statement)
 //!   and [`write_row_by_row`] (a refused batch is written again one operation at a time).
@@ -11,7 +13,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
 
-use crate::store::{LeaseParams, StoreError, TopicStats, split_receipt_handle};
+use chrono::{DateTime, Utc};
+
+use crate::store::{
+    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettled, LeaseParams, MessageSendParams,
+    StoreError, TopicStats, split_receipt_handle,
+};
 
 /// Why a lease operation (ack, retry, visibility, dead letter, release) matched no row,
 /// from the delivery's `state` as the backend read it afterwards (`None`: no delivery of
@@ -90,6 +97,56 @@ impl TopicPattern {
     }
 }
 
+/// The answer to one operation queued for a group commit.
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// The callers' side of a group-commit writer: operations (`Op`, the backend's own enum,
+/// each carrying its [`Reply`]) go into a queue that the backend's writer task(s) drain
+/// ([`drain_batch`]) and answer. Cheap to clone; the receiver sees the queue close when the
+/// last handle drops.
+pub struct WriteQueue<Op> {
+    tx: tokio::sync::mpsc::UnboundedSender<Op>,
+    /// What a caller is told once no writer answers (it stopped, or its batch panicked).
+    stopped: &'static str,
+}
+
+impl<Op> Clone for WriteQueue<Op> {
+    fn clone(&self) -> Self {
+        WriteQueue { tx: self.tx.clone(), stopped: self.stopped }
+    }
+}
+
+impl<Op> std::fmt::Debug for WriteQueue<Op> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteQueue").field("running", &self.is_running()).finish()
+    }
+}
+
+impl<Op> WriteQueue<Op> {
+    /// A queue and the receiver its writer task(s) drain. `stopped` is the error text
+    /// callers get once no writer answers.
+    pub fn new(stopped: &'static str) -> (WriteQueue<Op>, tokio::sync::mpsc::UnboundedReceiver<Op>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (WriteQueue { tx, stopped }, rx)
+    }
+
+    /// False once every writer has stopped (callers get an error; health says down).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Queue the operation `op` builds around its reply, and wait for the answer.
+    pub async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(op(reply)).map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Database(self.stopped.into())
+    }
+}
+
 /// Operations one group commit takes at most: `first`, then whatever `next` has ready, up to
 /// `max` in all (at least `first`). `next` must not wait: it says what is queued now.
 pub fn drain_batch<T>(first: T, max: usize, mut next: impl FnMut() -> Option<T>) -> Vec<T> {
@@ -131,6 +188,40 @@ pub fn ack_rounds<T, K: Eq + Hash>(ops: Vec<T>, delivery: impl Fn(&T) -> K) -> V
 pub fn lease_delivery(lease: &LeaseParams) -> (String, String) {
     let message = split_receipt_handle(&lease.receipt_handle).map_or(lease.receipt_handle.as_str(), |(m, _)| m);
     (lease.consumer_group.clone(), message.to_owned())
+}
+
+/// The message a dead letter's replay publishes: its payload, content type and trace
+/// headers, to the consumer group it died in only, due at once.
+pub fn dead_letter_replay(
+    letter: &DeadLetterRecord,
+    payload: &[u8],
+    opts: &DeadLetterReplayOpts,
+    now: DateTime<Utc>,
+) -> MessageSendParams {
+    MessageSendParams {
+        topic: letter.topic.clone(),
+        payload: payload.to_vec(),
+        content_type: letter.content_type.clone(),
+        idempotency_key: None,
+        delay_seconds: 0,
+        retention_seconds: opts.retention_seconds,
+        headers_json: letter.headers_json.clone(),
+        only_group: Some(letter.consumer_group.clone()),
+        now,
+    }
+}
+
+/// What a settlement that lost the race answers, from the settlement record the winner
+/// left: its action as stored ([`DeadLetterAction::past_tense`]), when, and the replay's
+/// message. An action this version does not know is a database error.
+pub fn already_settled(
+    action: &str,
+    at: DateTime<Utc>,
+    message_id: Option<String>,
+) -> Result<DeadLetterSettled, StoreError> {
+    let action = DeadLetterAction::parse_past_tense(action)
+        .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {action:?}")))?;
+    Ok(DeadLetterSettled::AlreadySettled { action, at, message_id })
 }
 
 /// Whether a batch that failed with `error` is written again one operation at a time: only
@@ -217,6 +308,50 @@ mod tests {
         assert_eq!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m1.t2")), "one delivery, two leases");
         assert_ne!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m2.t1")));
         assert_eq!(lease_delivery(&lease("bad")), ("g".to_owned(), "bad".to_owned()));
+    }
+
+    #[test]
+    fn a_replay_goes_to_the_group_it_died_in_with_its_headers() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let letter = DeadLetterRecord {
+            id: 1,
+            message_id: "msg_1".into(),
+            topic: "t".into(),
+            consumer_group: "g".into(),
+            content_type: "application/json".into(),
+            payload: serde_json::json!({}),
+            payload_bytes: 2,
+            payload_truncated: false,
+            error: "boom".into(),
+            attempts: 3,
+            created_at: now,
+            headers_json: Some("{}".into()),
+        };
+        let m = dead_letter_replay(&letter, b"{}", &DeadLetterReplayOpts { retention_seconds: 60 }, now);
+        assert_eq!((m.topic.as_str(), m.only_group.as_deref(), m.payload.as_slice()), ("t", Some("g"), &b"{}"[..]));
+        assert_eq!((m.delay_seconds, m.retention_seconds, m.idempotency_key), (0, 60, None));
+        assert_eq!(m.headers_json.as_deref(), Some("{}"));
+        assert!(matches!(
+            already_settled("replayed", now, None),
+            Ok(DeadLetterSettled::AlreadySettled { action: DeadLetterAction::Replay, .. })
+        ));
+        assert!(matches!(already_settled("eaten", now, None), Err(StoreError::Database(_))));
+    }
+
+    #[tokio::test]
+    async fn a_write_queue_answers_while_a_writer_runs_and_errs_once_none_does() {
+        let (q, mut rx) = WriteQueue::<(u8, Reply<u8>)>::new("stopped");
+        let writer = tokio::spawn(async move {
+            while let Some((n, reply)) = rx.recv().await {
+                let _ = reply.send(Ok(n + 1));
+            }
+        });
+        assert_eq!(q.call(|r| (1, r)).await.unwrap(), 2);
+        assert!(q.is_running());
+        writer.abort();
+        let _ = writer.await;
+        assert!(!q.is_running());
+        assert!(matches!(q.call(|r| (1, r)).await, Err(StoreError::Database(e)) if e == "stopped"));
     }
 
     #[test]
