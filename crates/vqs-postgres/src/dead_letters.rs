@@ -1,4 +1,5 @@
-//! Operator actions on a dead letter (replay, discard): one transaction that records the
+//! Dead letters: listing, reading, keeping one (a delivery's last attempt, or a message of
+//! another queue service), and operator actions on one (replay, discard): one transaction that records the
 //! action (`dead_letter_settlements`, keyed by the dead letter's id), takes the dead letter
 //! out and, for a replay, publishes its message. Of concurrent actions on one dead letter
 //! the first to record wins (the others wait on its key, then read what it did).

@@ -1,4 +1,5 @@
-//! Leases: the update every settlement of one lease makes, and why one failed.
+//! Leases: the claim (due deliveries leased, abandoned attempts closed, new attempts
+//! recorded, in one statement) and the update every settlement of one lease makes.
 
 use crate::held_connection::HeldConnection;
 use chrono::{DateTime, Utc};

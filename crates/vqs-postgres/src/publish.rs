@@ -1,4 +1,5 @@
-//! Publishing one message inside any transaction (the hot path batches in `writer.rs`).
+//! Publishing and reading messages: one message inside any transaction (`enqueue_in`),
+//! many in one (`message_send_many`, `insert_plain`, which the writer's batches use too).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

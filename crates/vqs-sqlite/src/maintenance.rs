@@ -1,4 +1,5 @@
-//! Retention: finished messages and old execution rows and cron runs, pruned by age and by
+//! Maintenance: abandoned attempts rescued (`maintenance_run`/`maintain`), and retention:
+//! finished messages and old execution rows and cron runs, pruned by age and by
 //! count, each step at most `batch` rows so a pass never holds the writer for long.
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
