@@ -48,7 +48,8 @@ async fn fires_on_schedule_through_the_guarded_route_and_records_each_run() {
     );
     assert!(s.fire_due_and_wait().await.unwrap().is_empty(), "a tick fires once");
 
-    let runs = app.queue().store().cron_run_list(None, 10).await.unwrap();
+    let runs =
+        app.queue().store().cron_run_list(vqs::store::CronRunListParams { path: None, limit: 10 }).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!((runs[0].outcome.as_str(), runs[0].status_code), ("success", Some(200)));
     assert!(runs[0].finished_at.is_some() && runs[0].duration_ms.is_some());
@@ -61,7 +62,10 @@ async fn fires_on_schedule_through_the_guarded_route_and_records_each_run() {
     let fired = s.fire_due_and_wait().await.unwrap();
     assert_eq!(fired.iter().map(|f| f.scheduled_at).collect::<Vec<_>>(), vec![at("2026-01-05T14:00:00Z")]);
     assert_eq!(s.next_due(), Some(at("2026-01-05T15:00:00Z")));
-    assert_eq!(app.queue().store().cron_run_list(None, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        app.queue().store().cron_run_list(vqs::store::CronRunListParams { path: None, limit: 10 }).await.unwrap().len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -78,7 +82,10 @@ async fn a_tick_fires_once_across_processes() {
             + c.fire_due_and_wait().await.unwrap().len();
         assert_eq!(fired, 1, "one of three schedulers fires each tick");
     }
-    assert_eq!(app.queue().store().cron_run_list(None, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        app.queue().store().cron_run_list(vqs::store::CronRunListParams { path: None, limit: 10 }).await.unwrap().len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -109,7 +116,8 @@ async fn a_refused_run_is_recorded_as_failed_and_the_cron_is_failing() {
     let mut s = scheduler(&app, auth::CronAuth::from_values(None, false));
     clock.advance(Duration::from_secs(1));
     s.fire_due_and_wait().await.unwrap();
-    let run = &app.queue().store().cron_run_list(None, 1).await.unwrap()[0];
+    let run =
+        &app.queue().store().cron_run_list(vqs::store::CronRunListParams { path: None, limit: 1 }).await.unwrap()[0];
     assert_eq!((run.outcome.as_str(), run.status_code), ("failed", Some(401)));
     assert!(run.error.as_deref().unwrap().contains("answered 401"), "{:?}", run.error);
     assert!(!run.error.as_deref().unwrap().contains(common::CRON_SECRET));

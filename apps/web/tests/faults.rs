@@ -134,7 +134,7 @@ async fn a_sqlite_file_killed_mid_write_is_intact_and_keeps_every_acknowledged_p
     let queue = web::runtime::open_queue(&app.database_url, vqs::Clock::system()).await.unwrap();
     let ids = acknowledged.lock().unwrap().clone();
     for id in &ids {
-        let m = queue.store().message_get(id).await.unwrap();
+        let m = queue.store().message_get(vqs::store::MessageGetParams { id: id.to_string() }).await.unwrap();
         assert!(m.is_some_and(|m| m.topic == "probe"), "acknowledged publish {id} is missing");
     }
     eprintln!("{} acknowledged publishes over {rounds} kills, all present", ids.len());

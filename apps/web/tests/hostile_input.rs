@@ -348,7 +348,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
         let store = store.clone();
         let id = id.to_owned();
         async move {
-            let m = store.message_get(&id).await.unwrap().unwrap();
+            let m = store.message_get(vqs::store::MessageGetParams { id: id.to_string() }).await.unwrap().unwrap();
             let d = m.deliveries.iter().find(|d| d.consumer_group == "good").unwrap();
             (d.state, d.delivery_count)
         }
@@ -365,11 +365,12 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     for m in releases {
         assert_eq!(state(&m.message_id).await, (DeliveryState::Pending, 0), "a release is not counted");
     }
-    let letters = store.dead_letter_list(100).await.unwrap();
+    let letters = store.dead_letter_list(vqs::store::DeadLetterListParams { limit: 100 }).await.unwrap();
     assert_eq!(letters.len(), 5);
     assert!(letters.iter().all(|d| d.attempts == 1 && d.consumer_group == "good"));
     // The poisoned deliveries are still leased, untouched.
-    let m = store.message_get(&bad[0].message_id).await.unwrap().unwrap();
+    let m =
+        store.message_get(vqs::store::MessageGetParams { id: bad[0].message_id.to_string() }).await.unwrap().unwrap();
     let d = m.deliveries.iter().find(|d| d.consumer_group == "poison").unwrap();
     assert_eq!((d.state, d.delivery_count), (DeliveryState::Leased, 1));
 }

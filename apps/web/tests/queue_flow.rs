@@ -181,7 +181,15 @@ async fn sync_patient_checkpoints_its_progress() {
     app.dispatch("sync-patient").await;
     // p1 and p2 were synced and checkpointed before the blank id failed the attempt fatally.
     let group = app.consumer("sync-patient").consumer_group;
-    let saved = app.queue().store().checkpoint_get(&id, &group).await.unwrap();
+    let saved = app
+        .queue()
+        .store()
+        .checkpoint_get(vqs::store::CheckpointGetParams {
+            message_id: id.to_string(),
+            consumer_group: group.to_string(),
+        })
+        .await
+        .unwrap();
     assert_eq!(saved, Some(json!({"done": 2})));
     let dead = app.queue().dead_letters(10).await.unwrap();
     assert!(dead[0].error.contains("patient #3 has an empty id"), "{}", dead[0].error);

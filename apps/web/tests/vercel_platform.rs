@@ -91,7 +91,16 @@ async fn vercel_cron_calls_run_once_per_tick_and_are_recorded() {
             (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
         }
     };
-    let runs = || async { app.queue().store().cron_run_list(Some("/api/cron/sync-patients"), 10).await.unwrap() };
+    let runs = || async {
+        app.queue()
+            .store()
+            .cron_run_list(vqs::store::CronRunListParams {
+                path: Some("/api/cron/sync-patients".to_owned()),
+                limit: 10,
+            })
+            .await
+            .unwrap()
+    };
 
     // A caller without the secret is refused and spends no tick.
     let (status, _) = call(cron_get("/api/cron/sync-patients", "0 * * * *", "wrong")).await;

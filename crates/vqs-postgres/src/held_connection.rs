@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool};
 use vqs::store::StoreError;
 
-use crate::pg_store::db_err;
+use crate::rows::db_err;
 
 #[derive(Debug)]
 pub(crate) struct HeldConnection {

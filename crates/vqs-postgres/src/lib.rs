@@ -18,14 +18,24 @@
 //! # Ok(()) }
 //! ```
 
-mod dead_letter_settle;
+mod cron_runs;
+mod dead_letters;
+mod executions;
 mod held_connection;
-mod job_progress;
-mod pg_store;
-mod queue_depth;
-mod retention;
+mod lease;
+mod lease_failure;
+mod maintenance;
+mod processes;
+mod progress;
+mod publish;
+mod rows;
 mod server_admin;
+mod sessions;
+mod stats;
+mod store;
+mod subscriptions;
 mod writer;
 
-pub use pg_store::{PgPoolSize, PgStore, TLS_AVAILABLE, create_database, enqueue_in};
+pub use publish::enqueue_in;
 pub use server_admin::{checkpoint, drop_database};
+pub use store::{PgPoolSize, PgStore, TLS_AVAILABLE, create_database};

@@ -12,21 +12,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgPool};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use sqlx::postgres::PgPool;
+use tokio::sync::{Mutex, mpsc};
 use vqs::store::{
     DeliveryAckParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
     ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
     split_receipt_handle,
 };
+use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, lease_delivery, write_row_by_row};
 
 use crate::held_connection::HeldConnection;
-use crate::pg_store::{db_err, enqueue_in, lease_failure, secs};
+use crate::lease_failure::lease_failure;
+use crate::publish::{enqueue_in, insert_plain};
+use crate::rows::db_err;
 
 /// Operations taken into one batch at most.
 const MAX_BATCH: usize = 2048;
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Op {
     Send(MessageSendParams, Reply<SendResult>),
@@ -57,57 +58,47 @@ impl Move {
 /// A handle to the writer tasks. Cheap to clone; the tasks end when the last handle drops.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Op>,
-}
-
-fn closed<E>(_: E) -> StoreError {
-    StoreError::Database("the PostgreSQL writer has stopped".into())
+    queue: WriteQueue<Op>,
 }
 
 impl Writer {
     /// Start `tasks` writers, each holding a connection of `hot`: while one writes its
     /// batch, the next collects one. They stop when `pool` closes.
     pub(crate) fn start(pool: PgPool, hot: PgPool, tasks: usize) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = WriteQueue::new("the PostgreSQL writer has stopped");
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
             tokio::spawn(vqs::log_panic("postgres writer", writer_loop(pool.clone(), hot.clone(), rx.clone())));
         }
-        Writer { tx }
+        Writer { queue }
     }
 
     /// False once every writer task has stopped (its callers get an error, health says down).
     pub(crate) fn is_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(closed)?;
-        rx.await.map_err(closed)?
+        self.queue.is_running()
     }
 
     pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        self.call(|r| Op::Send(p, r)).await
+        self.queue.call(|r| Op::Send(p, r)).await
     }
 
     pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        self.call(|r| Op::ExecStart(p, r)).await
+        self.queue.call(|r| Op::ExecStart(p, r)).await
     }
 
     pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        self.call(|r| Op::ExecFinish(p, r)).await
+        self.queue.call(|r| Op::ExecFinish(p, r)).await
     }
 
     pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
-        self.call(|r| Op::Ack(p, r)).await
+        self.queue.call(|r| Op::Ack(p, r)).await
     }
 
     /// Retries, dead letters and releases are group-committed like acknowledgements: a burst
     /// of thousands of failures due at once (the third attempts of a failing batch) is a few
     /// statements, not thousands of transactions queueing for the pool.
     pub(crate) async fn move_lease(&self, m: Move) -> Result<(), StoreError> {
-        self.call(|r| Op::Move(m, r)).await
+        self.queue.call(|r| Op::Move(m, r)).await
     }
 }
 
@@ -138,19 +129,13 @@ async fn writer_loop(pool: PgPool, hot: PgPool, rx: Arc<Mutex<mpsc::UnboundedRec
                 _ = &mut closed => None,
             };
             let Some(first) = first else { return };
-            let mut next = Some(first);
-            let mut n = 0;
-            while let Some(op) = next.take() {
-                n += 1;
+            for op in drain_batch(first, MAX_BATCH, || rx.try_recv().ok()) {
                 match op {
                     Op::Send(p, r) => batch.sends.push((p, r)),
                     Op::ExecStart(p, r) => batch.starts.push((p, r)),
                     Op::ExecFinish(p, r) => batch.finishes.push((p, r)),
                     Op::Ack(p, r) => batch.acks.push((p, r)),
                     Op::Move(m, r) => batch.moves.push((m, r)),
-                }
-                if n < MAX_BATCH {
-                    next = rx.try_recv().ok();
                 }
             }
         }
@@ -189,7 +174,7 @@ async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, R
             }
             // A value the database refused fails the whole statement: insert the batch again
             // one message at a time, so only the message that holds it fails.
-            Err(StoreError::Refused(e)) if plain.len() > 1 => {
+            Err(e) if write_row_by_row(&e, plain.len()) => {
                 tracing::warn!(error = %e, messages = plain.len(), "publish batch refused; inserting row by row");
                 for (p, reply) in plain {
                     let id = new_message_id_at(p.now);
@@ -211,37 +196,6 @@ async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, R
         };
         let _ = reply.send(held.check(r));
     }
-}
-
-/// Messages without an idempotency key, in one statement (the fan-out trigger adds their deliveries).
-pub(crate) async fn insert_plain(
-    conn: &mut PgConnection,
-    sends: &[&MessageSendParams],
-    ids: &[String],
-) -> Result<(), StoreError> {
-    let col = |f: fn(&MessageSendParams) -> &str| sends.iter().map(|p| f(p)).collect::<Vec<_>>();
-    let times = |f: fn(&MessageSendParams) -> DateTime<Utc>| sends.iter().map(|p| f(p)).collect::<Vec<_>>();
-    let payloads: Vec<&[u8]> = sends.iter().map(|p| p.payload.as_slice()).collect();
-    let headers: Vec<Option<&str>> = sends.iter().map(|p| p.headers_json.as_deref()).collect();
-    let only_group: Vec<Option<&str>> = sends.iter().map(|p| p.only_group.as_deref()).collect();
-    sqlx::query(
-        "INSERT INTO messages (id, topic, payload, content_type, headers_json, created_at, deliver_at, expires_at, only_group) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], \
-                              $7::timestamptz[], $8::timestamptz[], $9::text[])",
-    )
-    .bind(ids)
-    .bind(col(|p| &p.topic))
-    .bind(payloads)
-    .bind(col(|p| &p.content_type))
-    .bind(headers)
-    .bind(times(|p| p.now))
-    .bind(times(|p| p.now + secs(p.delay_seconds)))
-    .bind(times(|p| p.now + secs(p.retention_seconds)))
-    .bind(only_group)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
 }
 
 /// Execution starts, execution finishes (alone or with their acknowledgement) and
@@ -315,33 +269,31 @@ async fn write_settlements(
     finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
     acks: Vec<(DeliveryAckParams, Reply<()>)>,
 ) {
-    let mut later = write_settlement_round(held, pool, starts, finishes, acks).await;
-    while !later.is_empty() {
-        later = write_settlement_round(held, pool, Vec::new(), Vec::new(), later).await;
+    // Two acknowledgements of one delivery never share a statement (see `ack_rounds`): the
+    // first round goes with the starts and finishes, each later one alone.
+    let mut rounds = ack_rounds(acks, |(p, _)| lease_delivery(&p.lease)).into_iter();
+    write_settlement_round(held, pool, starts, finishes, rounds.next().unwrap_or_default()).await;
+    for round in rounds {
+        write_settlement_round(held, pool, Vec::new(), Vec::new(), round).await;
     }
 }
 
-/// One settle statement. Of several acknowledgements of one delivery in the batch (a stale
-/// lease's and the current one's), the first is written and the others are returned, for a
-/// statement of their own: the statement says which deliveries it acknowledged, not with
-/// which handle, so each must be alone in its statement to be answered right.
+/// One settle statement; its acknowledgements name distinct deliveries ([`ack_rounds`]): the
+/// statement says which deliveries it acknowledged, not with which handle.
 async fn write_settlement_round(
     held: &mut HeldConnection,
     pool: &PgPool,
     starts: Vec<(ExecutionStartParams, Reply<i64>)>,
     finishes: Vec<(ExecutionFinishParams, Reply<()>)>,
     acks: Vec<(DeliveryAckParams, Reply<()>)>,
-) -> Vec<(DeliveryAckParams, Reply<()>)> {
+) {
     if starts.is_empty() && finishes.is_empty() && acks.is_empty() {
-        return Vec::new();
+        return;
     }
     // Receipt handles that don't parse fail alone, before the statement.
     let mut valid_acks = Vec::with_capacity(acks.len());
-    let mut later = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     for (p, reply) in acks {
         match split_receipt_handle(&p.lease.receipt_handle) {
-            Ok((m, _)) if !seen.insert((p.lease.consumer_group.clone(), m.to_owned())) => later.push((p, reply)),
             Ok((m, t)) => {
                 let (m, t) = (m.to_owned(), t.to_owned());
                 valid_acks.push((p, reply, m, t));
@@ -368,7 +320,7 @@ async fn write_settlement_round(
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
-            return later;
+            return;
         }
     };
     let result = sqlx::query(SETTLE)
@@ -394,7 +346,7 @@ async fn write_settlement_round(
         Ok(decoded) => decoded,
         // A value the database refused fails the whole statement: write each operation in a
         // statement of its own, so only the one that holds it fails.
-        Err(StoreError::Refused(e)) if starts.len() + finishes.len() + valid_acks.len() > 1 => {
+        Err(e) if write_row_by_row(&e, starts.len() + finishes.len() + valid_acks.len()) => {
             tracing::warn!(error = %e, "write batch refused; writing it row by row");
             for s in starts {
                 Box::pin(write_settlement_round(held, pool, vec![s], Vec::new(), Vec::new())).await;
@@ -405,14 +357,14 @@ async fn write_settlement_round(
             for (p, reply, ..) in valid_acks {
                 Box::pin(write_settlement_round(held, pool, Vec::new(), Vec::new(), vec![(p, reply)])).await;
             }
-            return later;
+            return;
         }
         Err(e) => {
             tracing::warn!(error = %e, "write batch failed");
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
-            return later;
+            return;
         }
     };
     for ((_, reply), id) in starts.into_iter().zip(ids) {
@@ -434,7 +386,6 @@ async fn write_settlement_round(
         };
         let _ = reply.send(r);
     }
-    later
 }
 
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
@@ -527,7 +478,7 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
         Ok(moved) => moved,
         // A value the database refused fails the whole statement: move each lease in a
         // statement of its own, so only the one that holds it fails.
-        Err(StoreError::Refused(e)) if valid.len() > 1 => {
+        Err(e) if write_row_by_row(&e, valid.len()) => {
             tracing::warn!(error = %e, moves = valid.len(), "write batch refused; writing it row by row");
             for (m, reply, ..) in valid {
                 Box::pin(write_moves(held, pool, vec![(m, reply)])).await;

@@ -12,11 +12,20 @@
 //! queued together (group commit, multi-row statements); reads use a small pool beside it
 //! (WAL journal, `synchronous=NORMAL`).
 
-mod dead_letter_settle;
-mod job_progress;
-mod queue_depth;
-mod retention;
-mod sqlite_store;
+mod cron_runs;
+mod dead_letters;
+mod executions;
+mod lease;
+mod lease_failure;
+mod maintenance;
+mod processes;
+mod progress;
+mod publish;
+mod rows;
+mod sessions;
+mod stats;
+mod store;
+mod subscriptions;
 mod writer;
 
-pub use sqlite_store::{SqliteStore, database_file};
+pub use store::{SqliteStore, database_file};

@@ -9,20 +9,20 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use vqs::store::{
     DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
     new_message_id_at, split_receipt_handle,
 };
+use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 
-use crate::sqlite_store::{db_err, us};
+use crate::rows::{db_err, us};
 
 /// Operations drained into one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 256;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type RunFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
 
 enum Op {
@@ -36,47 +36,38 @@ enum Op {
 /// A handle to the writer task. Cheap to clone; the task ends when the last handle drops.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Op>,
-}
-
-fn closed<E>(_: E) -> StoreError {
-    StoreError::Database("the SQLite writer has stopped, or this write panicked (see the error logged)".into())
+    queue: WriteQueue<Op>,
 }
 
 impl Writer {
     pub(crate) fn start(conn: SqliteConnection) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) =
+            WriteQueue::new("the SQLite writer has stopped, or this write panicked (see the error logged)");
         // If the writer ever dies, its cause is logged and every caller (and `ping`) gets
         // "the SQLite writer has stopped" instead of waiting.
         tokio::spawn(vqs::log_panic("sqlite writer", writer_loop(conn, rx)));
-        Writer { tx }
+        Writer { queue }
     }
 
     /// False once the writer task has stopped (its callers get an error, health says down).
     pub(crate) fn is_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(closed)?;
-        rx.await.map_err(closed)?
+        self.queue.is_running()
     }
 
     pub(crate) async fn send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
-        self.call(|r| Op::Send(p, r)).await
+        self.queue.call(|r| Op::Send(p, r)).await
     }
 
     pub(crate) async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
-        self.call(|r| Op::ExecStart(p, r)).await
+        self.queue.call(|r| Op::ExecStart(p, r)).await
     }
 
     pub(crate) async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
-        self.call(|r| Op::ExecFinish(p, r)).await
+        self.queue.call(|r| Op::ExecFinish(p, r)).await
     }
 
     pub(crate) async fn ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
-        self.call(|r| Op::Ack(p, r)).await
+        self.queue.call(|r| Op::Ack(p, r)).await
     }
 
     /// Run `f` on the write connection, between batches.
@@ -85,14 +76,15 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let job: RunFn = Box::new(move |conn| {
-            Box::pin(async move {
-                let _ = reply.send(f(conn).await);
+        self.queue
+            .call(|reply: Reply<T>| {
+                Op::Run(Box::new(move |conn| {
+                    Box::pin(async move {
+                        let _ = reply.send(f(conn).await);
+                    })
+                }))
             })
-        });
-        self.tx.send(Op::Run(job)).map_err(closed)?;
-        rx.await.map_err(closed)?
+            .await
     }
 }
 
@@ -114,19 +106,13 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::default();
         let mut runs = Vec::new();
-        let mut next = Some(first);
-        let mut n = 0;
-        while let Some(op) = next.take() {
-            n += 1;
+        for op in drain_batch(first, MAX_BATCH, || rx.try_recv().ok()) {
             match op {
                 Op::Send(p, r) => batch.sends.push((p, r)),
                 Op::ExecStart(p, r) => batch.starts.push((p, r)),
                 Op::ExecFinish(p, r) => batch.finishes.push((p, r)),
                 Op::Ack(p, r) => batch.acks.push((p, r)),
                 Op::Run(f) => runs.push(f),
-            }
-            if n < MAX_BATCH {
-                next = rx.try_recv().ok();
             }
         }
         if !batch.is_empty() {
@@ -165,7 +151,7 @@ async fn flush(conn: &mut SqliteConnection, batch: Batch) {
         Ok(written) => answer(batch, written),
         // A value the database refused fails its whole transaction: write the batch again
         // one operation at a time, so only the operation that holds it fails.
-        Err(StoreError::Refused(e)) if batch.len() > 1 => {
+        Err(e) if write_row_by_row(&e, batch.len()) => {
             tracing::warn!(error = %e, operations = batch.len(), "write batch refused; writing it row by row");
             for one in batch.split() {
                 let written = write_batch(conn, &one).await;
@@ -378,8 +364,8 @@ async fn acks(
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut out: Vec<Option<Result<(), StoreError>>> = vec![None; acks.len()];
     // Of several acknowledgements of one delivery (a stale lease's and the current one's),
-    // each goes in a statement of its own, in order: a statement says which deliveries it
-    // acknowledged, not with which handle.
+    // each goes in a statement of its own, in order (`ack_rounds`): a statement says which
+    // deliveries it acknowledged, not with which handle.
     let mut todo: Vec<(usize, &vqs::store::LeaseParams, &str, &str)> = Vec::with_capacity(acks.len());
     for (i, (p, _)) in acks.iter().enumerate() {
         match split_receipt_handle(&p.lease.receipt_handle) {
@@ -387,11 +373,8 @@ async fn acks(
             Err(e) => out[i] = Some(Err(e)),
         }
     }
-    while !todo.is_empty() {
-        let mut seen = std::collections::HashSet::new();
-        let (now, later): (Vec<_>, Vec<_>) =
-            todo.into_iter().partition(|(_, p, m, _)| seen.insert((*m, p.consumer_group.as_str())));
-        for chunk in now.chunks(ROWS_PER_STATEMENT) {
+    for round in ack_rounds(todo, |&(_, p, m, _)| (m, p.consumer_group.as_str())) {
+        for chunk in round.chunks(ROWS_PER_STATEMENT) {
             let mut acked: std::collections::HashSet<(String, String)> = Default::default();
             let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
             q.push_values(chunk, |mut b, (_, p, m, t)| {
@@ -412,11 +395,10 @@ async fn acks(
                 out[i] = Some(if acked.contains(&(m.to_string(), p.consumer_group.clone())) {
                     Ok(())
                 } else {
-                    Err(crate::sqlite_store::lease_failure(conn, m, &p.consumer_group, &p.receipt_handle).await)
+                    Err(crate::lease_failure::lease_failure(conn, m, &p.consumer_group, &p.receipt_handle).await)
                 });
             }
         }
-        todo = later;
     }
     Ok(out
         .into_iter()

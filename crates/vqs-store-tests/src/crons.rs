@@ -37,11 +37,11 @@ pub async fn runs_finish_and_summarise(s: Store) {
     })
     .await
     .unwrap();
-    let runs = s.cron_run_list(Some("/c"), 10).await.unwrap();
+    let runs = s.cron_run_list(CronRunListParams { path: Some("/c".to_owned()), limit: 10 }).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [bad, ok], "newest first");
     assert_eq!((runs[0].outcome.as_str(), runs[0].status_code, runs[0].duration_ms), ("failed", Some(500), Some(4000)));
     assert_eq!(runs[1].outcome, "success");
-    let summary = s.cron_run_summary().await.unwrap();
+    let summary = s.cron_run_summary(CronRunSummaryParams::default()).await.unwrap();
     assert_eq!(summary.len(), 1);
     assert_eq!(summary[0].last_run.as_ref().map(|r| r.id), Some(bad));
     assert_eq!(summary[0].last_success_at, Some(at(62)));
@@ -56,7 +56,9 @@ pub async fn lock_acquire_extend_release_expire(s: Store) {
     assert!(!s.cron_lock_extend(lock("p2", at(100))).await.unwrap(), "only the owner extends");
     assert!(s.cron_lock_acquire(lock("p2", at(111))).await.unwrap(), "expired: taken over");
     assert!(!s.cron_lock_extend(lock("p1", at(112))).await.unwrap(), "the old owner lost it");
-    assert!(!s.cron_lock_release("L", "p1").await.unwrap());
-    assert!(s.cron_lock_release("L", "p2").await.unwrap());
+    assert!(
+        !s.cron_lock_release(CronLockReleaseParams { name: "L".to_owned(), owner: "p1".to_owned() }).await.unwrap()
+    );
+    assert!(s.cron_lock_release(CronLockReleaseParams { name: "L".to_owned(), owner: "p2".to_owned() }).await.unwrap());
     assert!(s.cron_lock_acquire(lock("p1", at(113))).await.unwrap(), "free after release");
 }

@@ -15,7 +15,13 @@ async fn dead(s: &Store, payload: &str) -> (String, i64) {
     })
     .await
     .unwrap();
-    let letter = s.dead_letter_list(10).await.unwrap().into_iter().find(|l| l.message_id == id).expect("listed");
+    let letter = s
+        .dead_letter_list(DeadLetterListParams { limit: 10 })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.message_id == id)
+        .expect("listed");
     (id, letter.id)
 }
 
@@ -31,13 +37,13 @@ fn replay(id: i64, now: chrono::DateTime<chrono::Utc>) -> DeadLetterSettleParams
 pub async fn list_and_get_show_the_payload(s: Store) {
     let big = format!("{{\"x\":\"{}\"}}", "y".repeat(PAYLOAD_PREVIEW_BYTES as usize));
     let (_, id) = dead(&s, &big).await;
-    let listed = s.dead_letter_list(10).await.unwrap().remove(0);
+    let listed = s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().remove(0);
     assert!(listed.payload_truncated, "a list shows a preview");
     assert_eq!(listed.payload_bytes, big.len() as u64);
-    let whole = s.dead_letter_get(id).await.unwrap().expect("get");
+    let whole = s.dead_letter_get(DeadLetterGetParams { id }).await.unwrap().expect("get");
     assert!(!whole.payload_truncated);
     assert_eq!(whole.payload, serde_json::from_str::<serde_json::Value>(&big).unwrap());
-    assert!(s.dead_letter_get(id + 1000).await.unwrap().is_none());
+    assert!(s.dead_letter_get(DeadLetterGetParams { id: id + 1000 }).await.unwrap().is_none());
 }
 
 pub async fn settle_replay_publishes_once(s: Store) {
@@ -49,7 +55,7 @@ pub async fn settle_replay_publishes_once(s: Store) {
     };
     assert_eq!((letter.message_id.as_str(), payload.as_slice()), (original.as_str(), b"{\"n\":1}".as_slice()));
     let sent = sent.expect("published in the same transaction");
-    let m = s.message_get(&sent.message_id).await.unwrap().unwrap();
+    let m = s.message_get(MessageGetParams { id: sent.message_id.to_string() }).await.unwrap().unwrap();
     assert_eq!(m.deliveries.len(), 1, "only to the group it died in");
     assert_eq!(m.deliveries[0].consumer_group, "a");
     match s.dead_letter_settle(replay(id, at(11))).await.unwrap() {
@@ -58,7 +64,7 @@ pub async fn settle_replay_publishes_once(s: Store) {
         }
         other => panic!("a second replay must be refused: {other:?}"),
     }
-    assert!(s.dead_letter_list(10).await.unwrap().is_empty());
+    assert!(s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().is_empty());
     assert!(matches!(s.dead_letter_settle(replay(id + 1000, at(12))).await.unwrap(), DeadLetterSettled::NotFound));
 }
 
@@ -78,8 +84,8 @@ pub async fn restore_puts_it_back(s: Store) {
     let DeadLetterSettled::Settled { letter, payload, sent: None } = s.dead_letter_settle(remote).await.unwrap() else {
         panic!("settled without publishing")
     };
-    s.dead_letter_restore(*letter, payload).await.unwrap();
-    let back = s.dead_letter_get(id).await.unwrap().expect("restored");
+    s.dead_letter_restore(DeadLetterRestoreParams { letter: *letter, payload }).await.unwrap();
+    let back = s.dead_letter_get(DeadLetterGetParams { id }).await.unwrap().expect("restored");
     assert_eq!(back.payload, serde_json::json!({"n": 2}));
     assert!(matches!(s.dead_letter_settle(replay(id, at(12))).await.unwrap(), DeadLetterSettled::Settled { .. }));
 }
@@ -99,11 +105,11 @@ pub async fn insert_keeps_a_foreign_message(s: Store) {
         })
         .await
         .unwrap();
-    let l = s.dead_letter_get(id).await.unwrap().expect("kept");
+    let l = s.dead_letter_get(DeadLetterGetParams { id }).await.unwrap().expect("kept");
     assert_eq!((l.message_id.as_str(), l.attempts, l.error.as_str()), ("msg_remote", 4, "remote boom"));
     assert_eq!(l.payload, serde_json::json!({"r": 1}));
-    assert!(s.dead_letter_delete(id).await.unwrap());
-    assert!(!s.dead_letter_delete(id).await.unwrap());
+    assert!(s.dead_letter_delete(DeadLetterDeleteParams { id }).await.unwrap());
+    assert!(!s.dead_letter_delete(DeadLetterDeleteParams { id }).await.unwrap());
 }
 
 /// A replay publishes the message with the headers it was sent with (its trace carries on).
@@ -117,7 +123,7 @@ pub async fn a_replay_keeps_the_message_headers(s: Store) {
     let m = claim(&s, "a", 1, at(1)).await.remove(0);
     let dl = DeliveryDeadLetterParams { lease: lease(&m, at(2)), reason: "fatal: boom".into(), execution: None };
     s.delivery_dead_letter(dl).await.unwrap();
-    let letters = s.dead_letter_list(10).await.unwrap();
+    let letters = s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap();
     assert_eq!(letters.len(), 1);
     let settled = s.dead_letter_settle(replay(letters[0].id, at(3))).await.unwrap();
     assert!(matches!(settled, DeadLetterSettled::Settled { sent: Some(_), .. }), "{settled:?}");

@@ -266,7 +266,7 @@ pub async fn a_burst_of_failures_settles_every_lease(s: Store) {
             ..send_params("probe", &format!("{{\"i\":{i}}}"), at(0))
         })
         .collect();
-    s.message_send_many(sends).await.unwrap();
+    s.message_send_many(MessageSendManyParams { messages: sends }).await.unwrap();
     let leased = lease_due(&s, n, true, at(0)).await;
     assert_eq!(leased.len(), n as usize);
 
@@ -289,7 +289,7 @@ pub async fn a_burst_of_failures_settles_every_lease(s: Store) {
     let failed: Vec<_> = settled.iter().filter(|r| r.is_err()).collect();
     assert!(failed.is_empty(), "{} of {n} failed, e.g. {:?}", failed.len(), failed.first());
 
-    let letters = s.dead_letter_list(2 * n).await.unwrap();
+    let letters = s.dead_letter_list(DeadLetterListParams { limit: 2 * n }).await.unwrap();
     assert_eq!(letters.len(), n as usize / 3);
     for m in &leased {
         let d = state(&s, &m.message_id, "a").await.unwrap();
@@ -329,7 +329,7 @@ pub async fn a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values
     subscribe(&s, "probe", "a").await;
     let n = 1200u32;
     let sends = (0..n).map(|i| send_params("probe", &format!("{{\"i\":{i}}}"), at(0))).collect();
-    s.message_send_many(sends).await.unwrap();
+    s.message_send_many(MessageSendManyParams { messages: sends }).await.unwrap();
     let leased = lease_due(&s, n, true, at(0)).await;
     assert_eq!(leased.len(), n as usize);
     let now = at(10);

@@ -30,7 +30,7 @@ pub async fn ack_finishes_a_delivery(s: Store) {
     let d = state(&s, &id, "a").await.unwrap();
     assert_eq!((d.state, d.delivery_count), (DeliveryState::Acked, 1));
     assert!(claim(&s, "a", 10, at(100)).await.is_empty());
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), None);
+    assert_eq!(s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(), None);
 }
 
 pub async fn retry_makes_it_due_after_the_delay(s: Store) {
@@ -69,7 +69,7 @@ pub async fn dead_letter_keeps_the_message(s: Store) {
     .await
     .unwrap();
     assert_eq!(state(&s, &id, "a").await.unwrap().state, DeliveryState::Dead);
-    let letters = s.dead_letter_list(10).await.unwrap();
+    let letters = s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].message_id.as_str(), letters[0].error.as_str()), (id.as_str(), "boom"));
     assert_eq!((letters[0].consumer_group.as_str(), letters[0].attempts), ("a", 1));
@@ -142,8 +142,36 @@ pub async fn leased_count_counts_live_leases(s: Store) {
     }
     let leased = claim(&s, "a", 2, at(5)).await;
     assert_eq!(leased.len(), 2);
-    assert_eq!(s.delivery_leased_count("a", at(6)).await.unwrap(), 2);
-    assert_eq!(s.delivery_leased_count("a", at(35)).await.unwrap(), 0, "expired leases are not live");
-    assert_eq!(s.delivery_topic(&leased[0].message_id, "a").await.unwrap().as_deref(), Some("t"));
-    assert_eq!(s.delivery_topic(&leased[0].message_id, "b").await.unwrap(), None);
+    assert_eq!(
+        s.delivery_leased_count(DeliveryLeasedCountParams { consumer_group: "a".to_owned(), now: at(6) })
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.delivery_leased_count(DeliveryLeasedCountParams { consumer_group: "a".to_owned(), now: at(35) })
+            .await
+            .unwrap(),
+        0,
+        "expired leases are not live"
+    );
+    assert_eq!(
+        s.delivery_topic(DeliveryTopicParams {
+            message_id: leased[0].message_id.to_string(),
+            consumer_group: "a".to_owned()
+        })
+        .await
+        .unwrap()
+        .as_deref(),
+        Some("t")
+    );
+    assert_eq!(
+        s.delivery_topic(DeliveryTopicParams {
+            message_id: leased[0].message_id.to_string(),
+            consumer_group: "b".to_owned()
+        })
+        .await
+        .unwrap(),
+        None
+    );
 }

@@ -23,7 +23,7 @@ async fn messages(s: &Store, n: i64, finished: usize) -> Vec<String> {
 async fn kept(s: &Store, ids: &[String]) -> Vec<bool> {
     let mut out = Vec::new();
     for id in ids {
-        out.push(s.message_get(id).await.unwrap().is_some());
+        out.push(s.message_get(MessageGetParams { id: id.to_string() }).await.unwrap().is_some());
     }
     out
 }
@@ -125,7 +125,7 @@ pub async fn finished_messages_go_after_their_retention_live_ones_stay(s: Store)
     }
     // Finished messages are kept 12 h (each message also ends at its own retention, 24 h).
     let pass = |now| MaintenanceParams { message_retention_seconds: 12 * HOUR as u64, ..default_retention(now) };
-    let exists = async |id: &str| s.message_get(id).await.unwrap().is_some();
+    let exists = async |id: &str| s.message_get(MessageGetParams { id: (id).to_string() }).await.unwrap().is_some();
 
     // Within the retention: nothing goes.
     let report = s.maintenance_run(pass(at(11 * HOUR))).await.unwrap();
@@ -143,7 +143,7 @@ pub async fn finished_messages_go_after_their_retention_live_ones_stay(s: Store)
     assert!(!exists(&dead).await);
     assert_eq!(state(&s, &retrying, "a").await.expect("a retrying message is live").state, DeliveryState::Pending);
     assert!(exists(&delayed).await);
-    assert_eq!(s.dead_letter_list(10).await.unwrap().len(), 1);
+    assert_eq!(s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().len(), 1);
     assert_eq!(all_executions(&s).await.len(), 3);
     // A second pass finds nothing more.
     assert!(s.maintenance_run(pass(at(13 * HOUR))).await.unwrap().is_empty());
@@ -153,7 +153,7 @@ pub async fn finished_messages_go_after_their_retention_live_ones_stay(s: Store)
     let report = s.maintenance_run(pass(at(13 * HOUR + 7 * DAY))).await.unwrap();
     assert_eq!(report.executions_pruned, 3, "{report:?}");
     assert_eq!(report.messages_pruned, 2, "{report:?}");
-    assert_eq!(s.dead_letter_list(10).await.unwrap().len(), 3);
+    assert_eq!(s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().len(), 3);
     // Dead letters after 30 days.
     let report = s.maintenance_run(pass(at(13 * HOUR + 38 * DAY))).await.unwrap();
     assert_eq!(report.dead_letters_pruned, 3);
@@ -203,7 +203,7 @@ pub async fn count_limits_keep_the_newest_and_never_a_running_attempt(s: Store) 
     assert!(left[1..].iter().all(|(m, _, st)| newest.contains(&m) && *st == ExecutionStatus::Success), "{left:?}");
     // Messages: the newest 2 stay; so does the older running one (only finished messages
     // are deleted to meet the limit).
-    assert!(s.message_get(&long).await.unwrap().is_some());
+    assert!(s.message_get(MessageGetParams { id: (&long).to_string() }).await.unwrap().is_some());
     assert_eq!(kept(&s, &ids).await, vec![false, false, false, true, true]);
 }
 
@@ -227,7 +227,13 @@ pub async fn cron_runs_keep_each_crons_latest_run_and_latest_success(s: Store) {
     }
     let now = at(hour * HOUR);
     let ids = async |path: &str| -> Vec<i64> {
-        let mut v: Vec<i64> = s.cron_run_list(Some(path), 100).await.unwrap().into_iter().map(|r| r.id).collect();
+        let mut v: Vec<i64> = s
+            .cron_run_list(CronRunListParams { path: Some(path.to_string()), limit: 100 })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         v.sort();
         v
     };

@@ -9,7 +9,7 @@ pub async fn send_fans_out_to_every_subscribed_group(s: Store) {
     subscribe(&s, "t", "b").await;
     subscribe(&s, "other", "c").await;
     let id = send(&s, "t", at(1)).await;
-    let m = s.message_get(&id).await.unwrap().expect("stored");
+    let m = s.message_get(MessageGetParams { id: id.to_string() }).await.unwrap().expect("stored");
     let mut groups: Vec<_> = m.deliveries.iter().map(|d| d.consumer_group.clone()).collect();
     groups.sort();
     assert_eq!(groups, ["a", "b"]);
@@ -27,7 +27,7 @@ pub async fn only_group_delivers_to_one_group(s: Store) {
         .await
         .unwrap()
         .message_id;
-    let m = s.message_get(&id).await.unwrap().unwrap();
+    let m = s.message_get(MessageGetParams { id: id.to_string() }).await.unwrap().unwrap();
     assert_eq!(m.deliveries.len(), 1);
     assert_eq!(m.deliveries[0].consumer_group, "b");
 }
@@ -68,7 +68,10 @@ pub async fn delay_holds_a_message_back(s: Store) {
     subscribe(&s, "t", "a").await;
     let id = s.message_send(MessageSendParams { delay_seconds: 60, ..send_params("t", "{}", at(0)) }).await.unwrap();
     assert!(claim(&s, "a", 10, at(59)).await.is_empty());
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), Some(at(60)));
+    assert_eq!(
+        s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(),
+        Some(at(60))
+    );
     let leased = claim(&s, "a", 10, at(60)).await;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].message_id, id.message_id);
@@ -78,7 +81,7 @@ pub async fn delay_holds_a_message_back(s: Store) {
 pub async fn send_many_keeps_input_order(s: Store) {
     subscribe(&s, "t", "a").await;
     let key = |k: &str| MessageSendParams { idempotency_key: Some(k.into()), ..send_params("t", "{}", at(1)) };
-    let r = s.message_send_many(vec![key("x"), key("y"), key("x")]).await.unwrap();
+    let r = s.message_send_many(MessageSendManyParams { messages: vec![key("x"), key("y"), key("x")] }).await.unwrap();
     assert_eq!(r.len(), 3);
     assert!(!r[0].duplicate && !r[1].duplicate);
     assert_ne!(r[0].message_id, r[1].message_id);

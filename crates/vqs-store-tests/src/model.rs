@@ -357,7 +357,7 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 return Ok(());
             }
             let (message_id, group) = m.dead.iter().nth(i % m.dead.len()).cloned().expect("in range");
-            let letters = db(s.dead_letter_list(1000).await, "dead_letter_list")?;
+            let letters = db(s.dead_letter_list(DeadLetterListParams { limit: 1000 }).await, "dead_letter_list")?;
             let Some(letter) = letters.iter().find(|l| l.message_id == message_id && l.consumer_group == group) else {
                 return Err(TestCaseError::fail(format!("no dead letter for {message_id} in {group}")));
             };
@@ -420,7 +420,7 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
 
 async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
     for (id, msg) in &m.messages {
-        let Some(stored) = db(s.message_get(id).await, "message_get")? else {
+        let Some(stored) = db(s.message_get(MessageGetParams { id: id.to_string() }).await, "message_get")? else {
             return Err(TestCaseError::fail(format!("message {id} was lost")));
         };
         ensure!(
@@ -457,7 +457,10 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
         }
     }
     for id in &m.pruned {
-        ensure!(db(s.message_get(id).await, "message_get")?.is_none(), "pruned message {id} is back");
+        ensure!(
+            db(s.message_get(MessageGetParams { id: id.to_string() }).await, "message_get")?.is_none(),
+            "pruned message {id} is back"
+        );
     }
     for g in GROUPS {
         let live = m
@@ -466,7 +469,10 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
             .filter_map(|msg| msg.deliveries.get(g))
             .filter(|d| d.state == DeliveryState::Leased && d.visible_at > now)
             .count();
-        let count = db(s.delivery_leased_count(g, now).await, "leased_count")?;
+        let count = db(
+            s.delivery_leased_count(DeliveryLeasedCountParams { consumer_group: g.to_string(), now }).await,
+            "leased_count",
+        )?;
         ensure!(count == live as i64, "{g}: {count} live leases (model {live})");
     }
     let rows =
@@ -488,7 +494,7 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
             ensure!(running <= 1, "{id} in {g}: {running} attempts running at once");
         }
     }
-    let letters = db(s.dead_letter_list(1000).await, "dead_letter_list")?;
+    let letters = db(s.dead_letter_list(DeadLetterListParams { limit: 1000 }).await, "dead_letter_list")?;
     let got: BTreeSet<(String, String)> = letters.into_iter().map(|l| (l.message_id, l.consumer_group)).collect();
     ensure!(got == m.dead, "dead letters differ:\n store {got:?}\n model {:?}", m.dead);
     Ok(())

@@ -38,14 +38,24 @@ pub async fn the_rescuer_is_never_presumed_dead(s: Store) {
 
 pub async fn next_due_is_the_earliest_unfinished(s: Store) {
     subscribe(&s, "t", "a").await;
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), None);
+    assert_eq!(s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(), None);
     let delayed = |d| MessageSendParams { delay_seconds: d, ..send_params("t", "{}", at(0)) };
     s.message_send(delayed(50)).await.unwrap();
     s.message_send(delayed(20)).await.unwrap();
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), Some(at(20)));
+    assert_eq!(
+        s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(),
+        Some(at(20))
+    );
     let m = claim(&s, "a", 1, at(20)).await.remove(0);
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), Some(at(50)), "the lease ends at 50 too");
+    assert_eq!(
+        s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(),
+        Some(at(50)),
+        "the lease ends at 50 too"
+    );
     ack(&s, &m, at(21)).await.unwrap();
-    assert_eq!(s.delivery_next_due("a").await.unwrap(), Some(at(50)));
-    assert_eq!(s.delivery_next_due("nobody").await.unwrap(), None);
+    assert_eq!(
+        s.delivery_next_due(DeliveryNextDueParams { consumer_group: "a".to_owned() }).await.unwrap(),
+        Some(at(50))
+    );
+    assert_eq!(s.delivery_next_due(DeliveryNextDueParams { consumer_group: "nobody".to_owned() }).await.unwrap(), None);
 }

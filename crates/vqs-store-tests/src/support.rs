@@ -67,7 +67,7 @@ pub async fn ack(s: &Store, m: &LeasedMessage, now: DateTime<Utc>) -> Result<(),
 }
 
 pub async fn state(s: &Store, id: &str, group: &str) -> Option<DeliveryRecord> {
-    let m = s.message_get(id).await.expect("message_get")?;
+    let m = s.message_get(MessageGetParams { id: id.to_string() }).await.expect("message_get")?;
     m.deliveries.into_iter().find(|d| d.consumer_group == group)
 }
 

@@ -64,7 +64,8 @@ impl Queue {
         since: DateTime<Utc>,
         next: usize,
     ) -> Result<Vec<CronStatus>, QueueError> {
-        let summaries: Vec<CronRunSummary> = self.store().cron_run_summary().await?;
+        let summaries: Vec<CronRunSummary> =
+            self.store().cron_run_summary(crate::store::CronRunSummaryParams::default()).await?;
         let now = self.clock().now();
         Ok(crons
             .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::store::CronLockParams;
+use crate::store::{CronLockParams, CronLockReleaseParams};
 use crate::{Queue, QueueError};
 
 /// A held lock. Call [`CronLock::release`] when done; dropping it releases it in the
@@ -140,7 +140,10 @@ impl CronLock {
         if let Some(k) = self.keeper.take() {
             k.abort();
         }
-        self.queue.store().cron_lock_release(&self.name, &self.owner).await?;
+        self.queue
+            .store()
+            .cron_lock_release(CronLockReleaseParams { name: self.name.clone(), owner: self.owner.clone() })
+            .await?;
         Ok(())
     }
 }
@@ -157,7 +160,7 @@ impl Drop for CronLock {
             let (queue, name, owner) =
                 (self.queue.clone(), std::mem::take(&mut self.name), std::mem::take(&mut self.owner));
             rt.spawn(async move {
-                let _ = queue.store().cron_lock_release(&name, &owner).await;
+                let _ = queue.store().cron_lock_release(CronLockReleaseParams { name, owner }).await;
             });
         }
     }

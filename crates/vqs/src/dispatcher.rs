@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_DELIVERED};
 use crate::store::{
-    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
-    ExecutionStatus, LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
+    DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryNextDueParams, DeliveryReleaseParams, DeliveryRetryParams,
+    ExecutionFinishParams, ExecutionStatus, LeaseParams, LeasedMessage, StoreError, SubscriptionEnsureParams,
 };
 use crate::{Delivery, ExecutionSlot, Queue, QueueTrigger};
 
@@ -354,7 +354,7 @@ async fn consumer_loop(
 fn until_due(queue: &Queue, group: &str, poll: Duration) -> futures::future::BoxFuture<'static, ()> {
     let (queue, group) = (queue.clone(), group.to_owned());
     Box::pin(async move {
-        let wait = match queue.store().delivery_next_due(&group).await {
+        let wait = match queue.store().delivery_next_due(DeliveryNextDueParams { consumer_group: group }).await {
             Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
             _ => poll,
         };

@@ -73,7 +73,10 @@ impl JobContext {
         let value = self
             .queue
             .store()
-            .checkpoint_get(&self.metadata.message_id, &self.metadata.consumer_group)
+            .checkpoint_get(crate::store::CheckpointGetParams {
+                message_id: self.metadata.message_id.clone(),
+                consumer_group: self.metadata.consumer_group.clone(),
+            })
             .await
             .map_err(JobError::retryable)?;
         match value {
@@ -120,7 +123,8 @@ impl JobContext {
 
     /// This job's sync log entry for `key` (an account, a tenant…): its cursor and last success.
     pub async fn sync_log(&self, key: &str) -> Result<Option<SyncLogRecord>, JobError> {
-        self.queue.store().sync_log_get(&self.metadata.topic_name, key).await.map_err(JobError::retryable)
+        let p = crate::store::SyncLogGetParams { topic: self.metadata.topic_name.clone(), key: key.to_owned() };
+        self.queue.store().sync_log_get(p).await.map_err(JobError::retryable)
     }
 
     /// Record a successful sync of `key`: the next run starts from `cursor`.

@@ -49,6 +49,7 @@ mod queue_service;
 mod retry_policy;
 mod storable_text;
 pub mod store;
+pub mod store_support;
 mod supervisor;
 pub mod testing;
 mod trace_context;

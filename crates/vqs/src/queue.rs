@@ -5,10 +5,11 @@ use tokio::sync::Notify;
 
 use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
-    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettleParams, DeadLetterSettled,
-    ExecutionCountParams, ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport,
-    MessageRecord, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStore, SendResult,
-    StoreError, SyncLogRecord, TopicDepth, TopicStats,
+    DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
+    DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, ExecutionCountParams, ExecutionCounts,
+    ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams, MessageRecord,
+    MessageSendManyParams, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams,
+    QueueStore, SendResult, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -223,7 +224,7 @@ impl Queue {
                 }
                 sent
             }
-            None => self.inner.store.message_send_many(params).await?,
+            None => self.inner.store.message_send_many(MessageSendManyParams { messages: params }).await?,
         };
         let published = results.iter().filter(|r| !r.duplicate).count();
         if published > 0 {
@@ -303,12 +304,12 @@ impl Queue {
     /// One message with its deliveries.
     pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>, QueueError> {
         check_storable("message id", id)?;
-        Ok(self.inner.store.message_get(id).await?)
+        Ok(self.inner.store.message_get(MessageGetParams { id: id.to_owned() }).await?)
     }
 
     /// Per-topic counts.
     pub async fn stats(&self) -> Result<Vec<TopicStats>, QueueError> {
-        Ok(self.inner.store.queue_stats(self.inner.clock.now()).await?)
+        Ok(self.inner.store.queue_stats(QueueStatsParams { now: self.inner.clock.now() }).await?)
     }
 
     /// Live counts per topic (waiting, delayed, running, oldest due, dead letters): cheap at
@@ -332,18 +333,18 @@ impl Queue {
     /// The sync log of a topic's keys (or of every topic).
     pub async fn sync_log(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, QueueError> {
         check_filter("topic", topic)?;
-        Ok(self.inner.store.sync_log_list(topic).await?)
+        Ok(self.inner.store.sync_log_list(SyncLogListParams { topic: topic.map(str::to_owned) }).await?)
     }
 
     /// Dead letters, newest first, each with a preview of its payload (the first
     /// [`crate::store::PAYLOAD_PREVIEW_BYTES`], its size, and whether it was cut).
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, QueueError> {
-        Ok(self.inner.store.dead_letter_list(limit).await?)
+        Ok(self.inner.store.dead_letter_list(DeadLetterListParams { limit }).await?)
     }
 
     /// One dead letter with its whole payload.
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, QueueError> {
-        Ok(self.inner.store.dead_letter_get(id).await?)
+        Ok(self.inner.store.dead_letter_get(DeadLetterGetParams { id }).await?)
     }
 
     /// Publish a dead letter's payload again (with its headers: the trace continues), to the
@@ -371,7 +372,7 @@ impl Queue {
         match self.send_to(&letter.topic, payload.clone(), opts, Some(letter.consumer_group.clone())).await {
             Ok(sent) => Ok(sent),
             Err(e) => {
-                self.inner.store.dead_letter_restore(letter, payload).await?;
+                self.inner.store.dead_letter_restore(DeadLetterRestoreParams { letter, payload }).await?;
                 Err(e)
             }
         }

@@ -1,8 +1,9 @@
 //! The seam every storage backend implements. SQL lives behind it, in the backend crates.
 //!
-//! Methods are noun-first with one params struct each, so adding a field never changes a
-//! signature. Every method that depends on time takes `now` in its params: the facade owns
-//! the clock.
+//! [`QueueStore`] is the trait a backend implements; its docs say what each method must
+//! guarantee. Methods are noun-first with one params struct each, so adding a field never
+//! changes a signature. Every method that depends on time takes `now` in its params: the
+//! facade owns the clock.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -837,89 +838,275 @@ pub struct SessionRevokeParams {
     pub now: DateTime<Utc>,
 }
 
-/// The storage backend. Implemented by `vqs-sqlite` (and the PostgreSQL backend).
+/// Publish many messages at once ([`QueueStore::message_send_many`]).
+#[derive(Debug, Clone, Default)]
+pub struct MessageSendManyParams {
+    /// In the order their results are returned.
+    pub messages: Vec<MessageSendParams>,
+}
+
+/// Read one message with its deliveries ([`QueueStore::message_get`]).
+#[derive(Debug, Clone)]
+pub struct MessageGetParams {
+    pub id: String,
+}
+
+/// Count a consumer group's live leases ([`QueueStore::delivery_leased_count`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryLeasedCountParams {
+    pub consumer_group: String,
+    /// A lease that ends at or before `now` is not counted.
+    pub now: DateTime<Utc>,
+}
+
+/// Find the topic of a message's delivery to a group ([`QueueStore::delivery_topic`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryTopicParams {
+    pub message_id: String,
+    pub consumer_group: String,
+}
+
+/// Find when a consumer group's next delivery is due ([`QueueStore::delivery_next_due`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryNextDueParams {
+    pub consumer_group: String,
+}
+
+/// Read a job's checkpoint ([`QueueStore::checkpoint_get`]).
+#[derive(Debug, Clone)]
+pub struct CheckpointGetParams {
+    pub message_id: String,
+    pub consumer_group: String,
+}
+
+/// Count every topic's messages by state ([`QueueStore::queue_stats`]).
+#[derive(Debug, Clone)]
+pub struct QueueStatsParams {
+    /// What is due, delayed or leased is judged at this instant.
+    pub now: DateTime<Utc>,
+}
+
+/// Read one key of a sync job's log ([`QueueStore::sync_log_get`]).
+#[derive(Debug, Clone)]
+pub struct SyncLogGetParams {
+    pub topic: String,
+    pub key: String,
+}
+
+/// List a sync job's log ([`QueueStore::sync_log_list`]).
+#[derive(Debug, Clone, Default)]
+pub struct SyncLogListParams {
+    /// One topic's keys; `None`: every topic's.
+    pub topic: Option<String>,
+}
+
+/// List dead letters, newest first ([`QueueStore::dead_letter_list`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterListParams {
+    pub limit: u32,
+}
+
+/// Read one dead letter with its whole payload ([`QueueStore::dead_letter_get`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterGetParams {
+    pub id: i64,
+}
+
+/// Remove one dead letter for good, keeping no record ([`QueueStore::dead_letter_delete`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterDeleteParams {
+    pub id: i64,
+}
+
+/// Put back a dead letter that settling took out ([`QueueStore::dead_letter_restore`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterRestoreParams {
+    /// The dead letter as [`DeadLetterSettled::Settled`] returned it.
+    pub letter: DeadLetterRecord,
+    /// Its whole payload, as settling returned it.
+    pub payload: Vec<u8>,
+}
+
+/// List cron runs, newest first ([`QueueStore::cron_run_list`]).
+#[derive(Debug, Clone)]
+pub struct CronRunListParams {
+    /// One path's runs; `None`: every path's.
+    pub path: Option<String>,
+    pub limit: u32,
+}
+
+/// Summarise every cron that ever ran ([`QueueStore::cron_run_summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct CronRunSummaryParams {}
+
+/// Release a named lock ([`QueueStore::cron_lock_release`]).
+#[derive(Debug, Clone)]
+pub struct CronLockReleaseParams {
+    pub name: String,
+    /// Only the owner releases it.
+    pub owner: String,
+}
+
+/// Ask whether a dashboard session was signed out ([`QueueStore::session_revoked`]).
+#[derive(Debug, Clone)]
+pub struct SessionRevokedParams {
+    /// The session's nonce.
+    pub nonce: String,
+}
+
+/// The storage backend: the seam a new backend implements (`vqs-sqlite` and `vqs-postgres`
+/// do). The core calls nothing else of a backend; SQL lives behind it.
+///
+/// A backend is done when `vqs-store-tests`' `exercise` passes against it. The guarantees
+/// it checks, which every implementation must keep:
+///
+/// - **Shape.** Methods are noun-first and take one params struct each (`XxxParams`), so
+///   adding a field never changes a signature. Every method that depends on time takes
+///   `now` in its params: the facade owns the clock, and a backend never reads the system
+///   clock for queue state (a test runs on a manual clock).
+/// - **Atomicity.** Each method is one transaction: it happens whole or not at all, and
+///   no other call sees it half done. A settlement (ack, retry, dead letter) closes the
+///   attempt's execution in the same transaction as it changes the delivery, so an
+///   execution never reads `success` while its message is still leased.
+/// - **One lease per message and group.** At any instant at most one receipt handle of a
+///   delivery is live: a claim leases a delivery only when it is pending and due, or
+///   leased with a lease that ended; concurrent claims (in this process or another) never
+///   hand out the same delivery twice. A lease is named by its token: a settlement with a
+///   stale handle fails with [`StoreError::LeaseLost`] and changes nothing.
+/// - **Settled once.** Of two settlements of one delivery, at most one succeeds. A backend
+///   that batches writes (group commit) must never put two acknowledgements of one
+///   delivery in one statement — a multi-row statement reports which deliveries it
+///   changed, not with which handle — so each goes in a statement of its own, in order
+///   ([`crate::store_support::ack_rounds`]).
+/// - **A refused value fails its own operation only.** When a batched write is refused
+///   ([`StoreError::Refused`]), the batch is written again operation by operation so that
+///   only the one that holds the bad value fails ([`crate::store_support::write_row_by_row`]).
+/// - **Dedup within retention.** A send whose idempotency key matches a message of the same
+///   topic still kept (within its retention, finished or not) queues nothing and reports
+///   the original's id with `duplicate: true`; after the original expires the key is free.
+/// - **Nothing lost.** A message is delivered to every consumer group subscribed to its
+///   topic (exact name or `prefix*`) at send time or later (a late subscription gets the
+///   messages not yet expired), until each delivery is acknowledged, dead-lettered or the
+///   message expires.
+/// - **Attempts counted once.** `delivery_count` rises with every lease; `attempts` rises
+///   only with a lease that records its execution (`start_executions`); a lease given back
+///   unused ([`QueueStore::delivery_release`]) takes both back down.
+/// - **Executions closed exactly once.** A `running` execution is closed by its settlement,
+///   by the claim that re-leases its expired lease ([`ABANDONED_ERROR`]), by maintenance,
+///   or by [`QueueStore::execution_close_outlived`] — whichever comes first; a closed one
+///   never changes again.
+/// - **Decisions are the core's.** What is not SQL — why a lease operation failed, the stats
+///   merge, topic patterns, the writer's batching rules — is written once in
+///   [`crate::store_support`]; a backend supplies its statements and calls it.
+/// - **Errors.** Missing rows are values (`None`, `false`, [`DeadLetterSettled::NotFound`]),
+///   not errors, unless the method says otherwise; database failures are
+///   [`StoreError::Database`] or [`StoreError::Refused`].
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
     /// Publish a message: fan it out to every subscribed consumer group, unless the
     /// idempotency key matches a message of the same topic that is still kept (within its
-    /// retention, finished or not).
+    /// retention, finished or not). Two sends of one key, however concurrent, queue one
+    /// message.
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError>;
     /// Publish many messages in one transaction — all of them or, on an error, none — each
-    /// as [`Self::message_send`] would (a duplicate key is reported, not an error), in as
-    /// few round trips as the backend can. One result per message, in input order.
-    async fn message_send_many(&self, p: Vec<MessageSendParams>) -> Result<Vec<SendResult>, StoreError>;
-    /// A message with its deliveries.
-    async fn message_get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// as [`Self::message_send`] would (a duplicate key is reported, not an error; two of one
+    /// key in the batch dedup too), in as few round trips as the backend can. One result per
+    /// message, in input order.
+    async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError>;
+    /// A message with its deliveries (`None`: no such message, or pruned).
+    async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).
     async fn message_list(&self, p: MessageListParams) -> Result<Vec<String>, StoreError>;
 
-    /// Subscribe a consumer group; messages already in the topic and not expired are delivered too.
+    /// Subscribe a consumer group (idempotent; a second call updates the initial delay);
+    /// messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
 
-    /// Lease up to `limit` due messages (pending and due, or leased with an expired lease).
-    /// Re-leasing an expired lease closes that delivery's `running` executions as failed;
-    /// with `start_executions`, each new attempt's `running` execution is recorded with it.
+    /// Lease up to `limit` due messages (pending and due, or leased with an expired lease),
+    /// oldest due first, each to one caller only (see the trait's "one lease per message").
+    /// Re-leasing an expired lease closes that delivery's `running` executions as failed
+    /// ([`ABANDONED_ERROR`]); with `start_executions`, each new attempt's `running`
+    /// execution is recorded in the same transaction. With `message_id`, the errors say why
+    /// that message cannot be leased ([`StoreError::Locked`], [`StoreError::AlreadyAcknowledged`],
+    /// [`StoreError::NotFound`]).
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
-    /// Acknowledge: the delivery is done (and close the attempt's execution, if given).
+    /// Acknowledge: the delivery is done (and close the attempt's execution, if given, in the
+    /// same transaction — even when the lease turns out to be lost). A stale or unknown
+    /// handle is [`StoreError::LeaseLost`] or [`StoreError::NotFound`]
+    /// ([`crate::store_support::lease_failure`] decides which).
     async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError>;
-    /// Extend (or with 0 release) a lease.
+    /// Extend (or with 0 release) a lease; returns when it now ends. Fails as an ack does
+    /// when the lease is no longer held.
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError>;
-    /// Release a lease for another attempt after a delay (and close the attempt's execution, if given).
+    /// Release a lease for another attempt after a delay (and close the attempt's execution,
+    /// if given, in the same transaction).
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError>;
     /// Give an unused lease back (see [`DeliveryReleaseParams`]): due at once, not counted.
     async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError>;
-    /// Acknowledge and keep a dead letter (and close the attempt's execution, if given).
+    /// Acknowledge and keep a dead letter, in one transaction (and close the attempt's
+    /// execution, if given).
     async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError>;
     /// How many of a group's deliveries are leased with a lease that has not ended at `now`
     /// (the queue service's `Vqs-Max-Concurrency`).
-    async fn delivery_leased_count(&self, consumer_group: &str, now: DateTime<Utc>) -> Result<i64, StoreError>;
+    async fn delivery_leased_count(&self, p: DeliveryLeasedCountParams) -> Result<i64, StoreError>;
     /// The topic of a message's delivery to a consumer group (`None`: no such delivery). A
     /// lease's topic, for callers that name it (the `/_vqs` lease routes).
-    async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError>;
+    async fn delivery_topic(&self, p: DeliveryTopicParams) -> Result<Option<String>, StoreError>;
     /// The earliest `visible_at` of a group's unfinished deliveries (for the dispatcher's sleep).
-    async fn delivery_next_due(&self, consumer_group: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn delivery_next_due(&self, p: DeliveryNextDueParams) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Record an attempt as `running`; returns its id.
     async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError>;
+    /// Close a `running` execution; one already closed is left as it is (closed once).
     async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError>;
+    /// Executions matching the filter, newest first.
     async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError>;
 
-    async fn checkpoint_get(
-        &self,
-        message_id: &str,
-        consumer_group: &str,
-    ) -> Result<Option<serde_json::Value>, StoreError>;
+    /// A delivery's saved checkpoint (`None`: none saved).
+    async fn checkpoint_get(&self, p: CheckpointGetParams) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Save (replace) a delivery's checkpoint.
     async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError>;
 
-    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<TopicStats>, StoreError>;
+    /// Every topic's counts by state (the dashboard's full table; reads history, so it is
+    /// not polled). The merge of the backend's two reads is [`crate::store_support::topic_stats`].
+    async fn queue_stats(&self, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError>;
     /// Live counts per topic from unfinished deliveries only (cheap: polled by health and metrics).
     async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError>;
     /// Executions started since `p.since`, per topic and status.
     async fn execution_counts(&self, p: ExecutionCountParams) -> Result<Vec<ExecutionCounts>, StoreError>;
 
+    /// Replace a delivery's progress report.
     async fn progress_put(&self, p: ProgressPutParams) -> Result<(), StoreError>;
+    /// Progress reports, most recently updated first.
     async fn progress_list(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, StoreError>;
 
-    async fn sync_log_get(&self, topic: &str, key: &str) -> Result<Option<SyncLogRecord>, StoreError>;
+    /// One key of a sync job's log (`None`: never attempted).
+    async fn sync_log_get(&self, p: SyncLogGetParams) -> Result<Option<SyncLogRecord>, StoreError>;
+    /// Record one sync attempt of a key (see [`SyncLogPutParams`]).
     async fn sync_log_put(&self, p: SyncLogPutParams) -> Result<(), StoreError>;
     /// Every key of a topic (or of every topic), by key.
-    async fn sync_log_list(&self, topic: Option<&str>) -> Result<Vec<SyncLogRecord>, StoreError>;
+    async fn sync_log_list(&self, p: SyncLogListParams) -> Result<Vec<SyncLogRecord>, StoreError>;
 
     /// Dead letters, newest first, each with a preview of its payload ([`PAYLOAD_PREVIEW_BYTES`]).
-    async fn dead_letter_list(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    async fn dead_letter_list(&self, p: DeadLetterListParams) -> Result<Vec<DeadLetterRecord>, StoreError>;
     /// One dead letter with its whole payload.
-    async fn dead_letter_get(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
-    async fn dead_letter_delete(&self, id: i64) -> Result<bool, StoreError>;
-    /// Take a dead letter out and record the action, atomically (see [`DeadLetterSettleParams`]).
+    async fn dead_letter_get(&self, p: DeadLetterGetParams) -> Result<Option<DeadLetterRecord>, StoreError>;
+    /// Remove a dead letter, keeping no record; false when there was none.
+    async fn dead_letter_delete(&self, p: DeadLetterDeleteParams) -> Result<bool, StoreError>;
+    /// Take a dead letter out and record the action, atomically: of concurrent calls exactly
+    /// one settles it (see [`DeadLetterSettleParams`]).
     async fn dead_letter_settle(&self, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError>;
     /// Put back a dead letter (its record and payload as settling returned them) whose replay
     /// could not be published elsewhere, and forget that it was settled.
-    async fn dead_letter_restore(&self, letter: DeadLetterRecord, payload: Vec<u8>) -> Result<(), StoreError>;
+    async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 
-    /// Rescue abandoned executions and prune by retention, in bounded batches.
+    /// Rescue abandoned executions and prune by retention, in bounded batches (at most
+    /// `p.batch` rows per table), so a pass never stalls the queue. Never deletes a message
+    /// with a delivery still to be worked, unless the message expired.
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError>;
 
     /// Close as failed ([`OUTLIVED_ERROR`]) the attempts [`OutlivedParams`] describes — those of
@@ -927,33 +1114,37 @@ pub trait QueueStore: Send + Sync + 'static {
     /// [`QueueStore::maintenance_run`] cannot see it run out. Returns how many were closed.
     async fn execution_close_outlived(&self, p: OutlivedParams) -> Result<u64, StoreError>;
 
-    /// Claim a tick: `Some(run id)` for the one process that fires it, `None` if it was claimed already.
+    /// Claim a tick: `Some(run id)` for the one caller (in any process) that fires it,
+    /// `None` if it was claimed already.
     async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError>;
+    /// Record how a cron run ended.
     async fn cron_run_finish(&self, p: CronRunFinishParams) -> Result<(), StoreError>;
     /// Runs, newest first, optionally of one path.
-    async fn cron_run_list(&self, path: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>, StoreError>;
+    async fn cron_run_list(&self, p: CronRunListParams) -> Result<Vec<CronRunRecord>, StoreError>;
     /// For every (path, schedule) that ever ran: its latest run and its last success.
-    async fn cron_run_summary(&self) -> Result<Vec<CronRunSummary>, StoreError>;
-    /// True when the lock was free (or expired) and is now held by `owner` until `now + ttl`.
+    async fn cron_run_summary(&self, p: CronRunSummaryParams) -> Result<Vec<CronRunSummary>, StoreError>;
+    /// True when the lock was free (or expired) and is now held by `owner` until `now + ttl`;
+    /// of concurrent callers at most one gets it.
     async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError>;
     /// Extend a lock `owner` holds to `now + ttl`; false when it no longer holds it (another
     /// run took it after it expired, or maintenance removed it).
     async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError>;
     /// Release a lock `owner` holds; false if it held none.
-    async fn cron_lock_release(&self, name: &str, owner: &str) -> Result<bool, StoreError>;
+    async fn cron_lock_release(&self, p: CronLockReleaseParams) -> Result<bool, StoreError>;
 
     /// Record a process's beat. True when the process was known; false when this beat
     /// registered it (its first, or one after it was presumed dead and forgotten).
     async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError>;
-    /// Presume dead the processes that stopped beating and make their leases due now.
+    /// Presume dead the processes that stopped beating and make their leases due now (never
+    /// the rescuer itself).
     async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;
-    /// True when the session with this nonce was signed out.
-    async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError>;
+    /// True when the session with this nonce was signed out (and the revocation has not expired).
+    async fn session_revoked(&self, p: SessionRevokedParams) -> Result<bool, StoreError>;
 
-    /// Cheap liveness probe.
+    /// Cheap liveness probe: the one method with no params (it asks nothing).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

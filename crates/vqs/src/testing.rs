@@ -26,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::dispatcher::push_one;
-use crate::store::{DeliveryClaimParams, MessageListParams, StoreError};
+use crate::store::{DeliveryClaimParams, DeliveryNextDueParams, MessageGetParams, MessageListParams, StoreError};
 use crate::{
     ConsumerConfig, ConsumerOutcome, Delivery, JobContext, JobError, Jobbable, MessageMetadata, Pusher, Queue,
     QueueHandler,
@@ -136,7 +136,7 @@ async fn enqueued<J: Jobbable>(queue: &Queue) -> Result<Vec<(serde_json::Value, 
         queue.store().message_list(MessageListParams { topic: J::TOPIC.to_owned(), limit: ENQUEUED_LIMIT }).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let Some(m) = queue.store().message_get(&id).await? else { continue };
+        let Some(m) = queue.store().message_get(MessageGetParams { id: id.clone() }).await? else { continue };
         let params = serde_json::from_value(m.payload.clone()).map_err(|e| TestingError::Params {
             topic: J::TOPIC.to_owned(),
             message_id: id.clone(),
@@ -293,7 +293,10 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
             if !opts.with_scheduled {
                 break;
             }
-            let next = queue.store().delivery_next_due(TEST_CONSUMER_GROUP).await?;
+            let next = queue
+                .store()
+                .delivery_next_due(DeliveryNextDueParams { consumer_group: TEST_CONSUMER_GROUP.to_owned() })
+                .await?;
             match next {
                 Some(due) if due > now => {
                     queue.clock().advance((due - now).to_std().unwrap_or_default());

@@ -78,7 +78,7 @@ fn html(status: StatusCode, body: String) -> Response {
 async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let key = state.admin_token.as_ref()?;
     let s = session::check(key, session::cookie(headers, session::COOKIE)?, state.queue.clock().now())?;
-    match state.queue.store().session_revoked(&s.nonce).await {
+    match state.queue.store().session_revoked(vqs::store::SessionRevokedParams { nonce: s.nonce.clone() }).await {
         Ok(false) => Some(s),
         Ok(true) => None,
         Err(e) => {

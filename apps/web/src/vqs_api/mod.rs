@@ -318,7 +318,15 @@ async fn claim(
     if let (Some(n), false) = (opts.max_concurrency, peek) {
         // Checked, then claimed: two receives racing may together pass the limit by their
         // batch sizes (Vercel does not say how exact it is either).
-        let held = u64::try_from(store.delivery_leased_count(&group, state.queue.clock().now()).await?).unwrap_or(0);
+        let held = u64::try_from(
+            store
+                .delivery_leased_count(vqs::store::DeliveryLeasedCountParams {
+                    consumer_group: group.clone(),
+                    now: state.queue.clock().now(),
+                })
+                .await?,
+        )
+        .unwrap_or(0);
         if held >= n {
             return Ok(too_many(&group, n));
         }
@@ -404,7 +412,15 @@ async fn receive_by_id(
 /// never issued).
 async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
     let (message_id, _) = vqs::store::split_receipt_handle(handle)?;
-    match state.queue.store().delivery_topic(message_id, group).await? {
+    match state
+        .queue
+        .store()
+        .delivery_topic(vqs::store::DeliveryTopicParams {
+            message_id: message_id.to_owned(),
+            consumer_group: group.to_owned(),
+        })
+        .await?
+    {
         Some(t) if t == topic => Ok(()),
         Some(_) => Err(ApiError::not_found(format!(
             "receipt handle {handle:?} is not a lease of topic {topic:?}: use the topic its message was received from"

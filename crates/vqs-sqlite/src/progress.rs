@@ -6,7 +6,7 @@ use vqs::store::{
     ProgressListParams, ProgressPutParams, ProgressRecord, StoreError, SyncLogPutParams, SyncLogRecord, SyncOutcome,
 };
 
-use crate::sqlite_store::{db_err, time, us};
+use crate::rows::{db_err, time, us};
 
 pub(crate) async fn progress_put(conn: &mut SqliteConnection, p: ProgressPutParams) -> Result<(), StoreError> {
     sqlx::query(

@@ -1,10 +1,15 @@
-//! Live counts, read from unfinished deliveries only: the partial index `deliveries_due`
+//! Counts. `queue_stats` reads every delivery (the dashboard's full table); the live counts
+//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_due`
 //! holds exactly those rows, so the cost follows the queue's depth, not its history.
 
 use sqlx::{Row, SqlitePool};
-use vqs::store::{ExecutionCountParams, ExecutionCounts, QueueDepthParams, StoreError, TopicDepth, topic_depths};
+use vqs::store::{
+    ExecutionCountParams, ExecutionCounts, QueueDepthParams, QueueStatsParams, StoreError, TopicDepth, TopicStats,
+    topic_depths,
+};
+use vqs::store_support::{DeliveryCountRow, topic_stats};
 
-use crate::sqlite_store::{db_err, time, us};
+use crate::rows::{db_err, time, us};
 
 pub(crate) async fn queue_depth(read: &SqlitePool, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
     let now = us(p.now);
@@ -82,4 +87,34 @@ pub(crate) async fn execution_counts(
         .iter()
         .map(|r| ExecutionCounts { topic: r.get(0), running: r.get(1), success: r.get(2), failed: r.get(3) })
         .collect())
+}
+
+/// Every topic's counts by state (reads history: the dashboard's table, not polled). The
+/// merge is the core's ([`vqs::store_support::topic_stats`]).
+pub(crate) async fn queue_stats(pool: &SqlitePool, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT topic, \
+           SUM(state IN ('pending', 'leased') AND visible_at <= ?1), \
+           SUM(state = 'pending' AND visible_at > ?1), \
+           SUM(state = 'leased' AND visible_at > ?1), \
+           SUM(state = 'acked'), SUM(state = 'dead') \
+         FROM deliveries GROUP BY topic",
+    )
+    .bind(us(p.now))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let deliveries = rows.iter().map(|r| DeliveryCountRow {
+        topic: r.get(0),
+        waiting: r.get(1),
+        delayed: r.get(2),
+        running: r.get(3),
+        acked: r.get(4),
+        dead: r.get(5),
+    });
+    let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(topic_stats(deliveries, failed.iter().map(|r| (r.get(0), r.get(1)))))
 }

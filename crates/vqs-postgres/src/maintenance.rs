@@ -1,12 +1,15 @@
-//! Retention: finished messages and old execution rows and cron runs, pruned by age and by
+//! Maintenance: abandoned attempts rescued (`maintenance_run`/`maintain`), and retention:
+//! finished messages and old execution rows and cron runs, pruned by age and by
 //! count, each step at most `batch` rows (and `SKIP LOCKED` where rows may be in use), so a
 //! pass never stalls the queue.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
-use vqs::store::{MaintenanceParams, StoreError, message_id_floor, retention_cutoff, sql_count};
+use vqs::store::{
+    ABANDONED_ERROR, MaintenanceParams, MaintenanceReport, StoreError, message_id_floor, retention_cutoff, sql_count,
+};
 
-use crate::pg_store::db_err;
+use crate::rows::db_err;
 
 fn cutoff(p: &MaintenanceParams, seconds: u64) -> DateTime<Utc> {
     retention_cutoff(p.now, seconds)
@@ -141,4 +144,109 @@ pub(crate) async fn prune_cron_runs(pool: &PgPool, p: &MaintenanceParams) -> Res
     .await
     .map_err(db_err)?
     .rows_affected())
+}
+
+pub(crate) async fn maintenance_run(pool: &PgPool, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+    let batch = i64::from(p.batch.max(1));
+    // Attempts left `running` by a process that died: their delivery's lease ran out and
+    // nobody has leased it again yet (a new lease closes them itself). Found from the
+    // leases (`deliveries_leased`), so the scan covers expired leases only, not history.
+    let executions_rescued = sqlx::query(
+        "UPDATE job_executions e SET status = 'failed', finished_at = $1, \
+         duration_ms = (EXTRACT(EPOCH FROM ($1 - e.started_at)) * 1000)::BIGINT, error = $2 \
+         FROM (SELECT d.message_id, d.consumer_group FROM deliveries d \
+               WHERE d.state = 'leased' AND d.visible_at <= $1 \
+                 AND EXISTS (SELECT 1 FROM job_executions r WHERE r.message_id = d.message_id \
+                             AND r.consumer_group = d.consumer_group AND r.finished_at IS NULL) \
+               LIMIT $3 FOR UPDATE OF d SKIP LOCKED) lapsed \
+         WHERE e.message_id = lapsed.message_id AND e.consumer_group = lapsed.consumer_group \
+           AND e.finished_at IS NULL",
+    )
+    .bind(p.now)
+    .bind(ABANDONED_ERROR)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    let mut report = MaintenanceReport { executions_rescued, ..MaintenanceReport::default() };
+
+    // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let expired: Vec<String> =
+        sqlx::query("SELECT id FROM messages WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED")
+            .bind(p.now)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    if !expired.is_empty() {
+        sqlx::query(
+            "INSERT INTO dead_letters \
+               (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+             SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
+               'expired after its retention before it was processed', d.delivery_count, $1, m.headers_json \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.message_id = ANY($2) AND d.state IN ('pending', 'leased')",
+        )
+        .bind(p.now)
+        .bind(&expired)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // An attempt still running when its message expires is closed with it.
+        sqlx::query(
+            "UPDATE job_executions SET status = 'failed', finished_at = $1, \
+             duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, error = $2 \
+             WHERE message_id = ANY($3) AND finished_at IS NULL",
+        )
+        .bind(p.now)
+        .bind(ABANDONED_ERROR)
+        .bind(&expired)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for sql in [
+            "DELETE FROM deliveries WHERE message_id = ANY($1)",
+            "DELETE FROM checkpoints WHERE message_id = ANY($1)",
+            "DELETE FROM job_progress WHERE message_id = ANY($1)",
+            "DELETE FROM messages WHERE id = ANY($1)",
+        ] {
+            sqlx::query(sql).bind(&expired).execute(&mut *tx).await.map_err(db_err)?;
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    report.messages_pruned = expired.len() as u64;
+
+    report.executions_pruned = prune_executions(pool, &p).await?;
+    report.finished_messages_pruned = prune_finished_messages(pool, &p).await?;
+    let dl_cutoff = vqs::store::retention_cutoff(p.now, p.dead_letter_retention_seconds);
+    report.dead_letters_pruned = sqlx::query(
+        "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind(dl_cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    report.cron_runs_rescued = sqlx::query(
+        "UPDATE cron_runs SET outcome = 'failed', finished_at = $1, \
+         duration_ms = (EXTRACT(EPOCH FROM ($1 - started_at)) * 1000)::BIGINT, \
+         error = 'abandoned: still running after an hour (the process died during the run)' \
+         WHERE id IN (SELECT id FROM cron_runs WHERE outcome = 'running' AND started_at < $2 LIMIT $3)",
+    )
+    .bind(p.now)
+    .bind(p.now - chrono::Duration::hours(1))
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    report.cron_runs_pruned = prune_cron_runs(pool, &p).await?;
+    sqlx::query("DELETE FROM cron_locks WHERE expires_at <= $1").bind(p.now).execute(pool).await.map_err(db_err)?;
+    Ok(report)
 }

@@ -1,11 +1,16 @@
-//! Live counts, read from unfinished deliveries only: the partial index `deliveries_due`
+//! Counts. `queue_stats` reads every delivery (the dashboard's full table); the live counts
+//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_due`
 //! holds exactly those rows, so the cost follows the queue's depth, not its history.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
-use vqs::store::{ExecutionCountParams, ExecutionCounts, QueueDepthParams, StoreError, TopicDepth, topic_depths};
+use vqs::store::{
+    ExecutionCountParams, ExecutionCounts, QueueDepthParams, QueueStatsParams, StoreError, TopicDepth, TopicStats,
+    topic_depths,
+};
+use vqs::store_support::{DeliveryCountRow, topic_stats};
 
-use crate::pg_store::db_err;
+use crate::rows::db_err;
 
 pub(crate) async fn queue_depth(pool: &PgPool, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
     // Due rows per consumer group (an index-only scan of `deliveries_due` once vacuumed).
@@ -93,4 +98,34 @@ pub(crate) async fn execution_counts(
         .iter()
         .map(|r| ExecutionCounts { topic: r.get(0), running: r.get(1), success: r.get(2), failed: r.get(3) })
         .collect())
+}
+
+/// Every topic's counts by state (reads history: the dashboard's table, not polled). The
+/// merge is the core's ([`vqs::store_support::topic_stats`]).
+pub(crate) async fn queue_stats(pool: &PgPool, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT topic, \
+           COUNT(*) FILTER (WHERE state IN ('pending', 'leased') AND visible_at <= $1), \
+           COUNT(*) FILTER (WHERE state = 'pending' AND visible_at > $1), \
+           COUNT(*) FILTER (WHERE state = 'leased' AND visible_at > $1), \
+           COUNT(*) FILTER (WHERE state = 'acked'), COUNT(*) FILTER (WHERE state = 'dead') \
+         FROM deliveries GROUP BY topic",
+    )
+    .bind(p.now)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let deliveries = rows.iter().map(|r| DeliveryCountRow {
+        topic: r.get(0),
+        waiting: r.get(1),
+        delayed: r.get(2),
+        running: r.get(3),
+        acked: r.get(4),
+        dead: r.get(5),
+    });
+    let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(topic_stats(deliveries, failed.iter().map(|r| (r.get(0), r.get(1)))))
 }

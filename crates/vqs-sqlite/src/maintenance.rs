@@ -1,11 +1,14 @@
-//! Retention: finished messages and old execution rows and cron runs, pruned by age and by
+//! Maintenance: abandoned attempts rescued (`maintenance_run`/`maintain`), and retention:
+//! finished messages and old execution rows and cron runs, pruned by age and by
 //! count, each step at most `batch` rows so a pass never holds the writer for long.
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Row, Sqlite};
-use vqs::store::{MaintenanceParams, StoreError, message_id_floor, retention_cutoff, sql_count};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use vqs::store::{
+    ABANDONED_ERROR, MaintenanceParams, MaintenanceReport, StoreError, message_id_floor, retention_cutoff, sql_count,
+};
 
-use crate::sqlite_store::{db_err, us};
+use crate::rows::{US_PER_S, db_err, us};
 
 fn cutoff(p: &MaintenanceParams, seconds: u64) -> i64 {
     us(retention_cutoff(p.now, seconds))
@@ -174,4 +177,112 @@ pub(crate) async fn prune_cron_runs(conn: &mut SqliteConnection, p: &Maintenance
     .await
     .map_err(db_err)?
     .rows_affected())
+}
+
+pub(crate) async fn maintain(
+    conn: &mut SqliteConnection,
+    p: MaintenanceParams,
+    counts: crate::maintenance::CountBoundaries,
+) -> Result<MaintenanceReport, StoreError> {
+    let now = us(p.now);
+    let batch = i64::from(p.batch.max(1));
+    // Attempts left `running` by a process that died: their delivery's lease ran out and
+    // nobody has leased it again yet (a new lease closes them itself). Found from the leases
+    // (`deliveries_leased`), so the scan covers expired leases only, not history.
+    let executions_rescued = sqlx::query(
+        "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, error = ?2 \
+         WHERE status = 'running' AND (message_id, consumer_group) IN ( \
+           SELECT d.message_id, d.consumer_group FROM deliveries d \
+           WHERE d.state = 'leased' AND d.visible_at <= ?1 \
+             AND EXISTS (SELECT 1 FROM job_executions r WHERE r.message_id = d.message_id \
+                         AND r.consumer_group = d.consumer_group AND r.status = 'running') \
+           LIMIT ?3)",
+    )
+    .bind(now)
+    .bind(ABANDONED_ERROR)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    let mut report = MaintenanceReport { executions_rescued, ..MaintenanceReport::default() };
+
+    // Expired messages: unfinished deliveries become dead letters (nothing vanishes silently).
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let expired: Vec<String> = sqlx::query("SELECT id FROM messages WHERE expires_at <= ? LIMIT ?")
+        .bind(now)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in &expired {
+        sqlx::query(
+            "INSERT INTO dead_letters \
+               (message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
+             SELECT m.id, m.topic, d.consumer_group, m.content_type, m.payload, \
+               'expired after its retention before it was processed', d.delivery_count, ?1, m.headers_json \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.message_id = ?2 AND d.state IN ('pending', 'leased')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // An attempt still running when its message expires is closed with it.
+        sqlx::query(
+            "UPDATE job_executions SET status = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, \
+             error = ?2 WHERE message_id = ?3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(ABANDONED_ERROR)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for sql in [
+            "DELETE FROM deliveries WHERE message_id = ?",
+            "DELETE FROM checkpoints WHERE message_id = ?",
+            "DELETE FROM job_progress WHERE message_id = ?",
+            "DELETE FROM messages WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db_err)?;
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    report.messages_pruned = expired.len() as u64;
+
+    report.executions_pruned = crate::maintenance::prune_executions(conn, &p, &counts).await?;
+    report.finished_messages_pruned = crate::maintenance::prune_finished_messages(conn, &p, &counts).await?;
+
+    let dl_cutoff = us(vqs::store::retention_cutoff(p.now, p.dead_letter_retention_seconds));
+    report.dead_letters_pruned = sqlx::query(
+        "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)",
+    )
+    .bind(dl_cutoff)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+
+    report.cron_runs_rescued = sqlx::query(
+        "UPDATE cron_runs SET outcome = 'failed', finished_at = ?1, duration_ms = (?1 - started_at) / 1000, \
+         error = 'abandoned: still running after an hour (the process died during the run)' \
+         WHERE id IN (SELECT id FROM cron_runs WHERE outcome = 'running' AND started_at < ?2 LIMIT ?3)",
+    )
+    .bind(now)
+    .bind(now - 3600 * US_PER_S)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    report.cron_runs_pruned = crate::maintenance::prune_cron_runs(conn, &p).await?;
+    // Expired locks are dead weight.
+    sqlx::query("DELETE FROM cron_locks WHERE expires_at <= ?").bind(now).execute(&mut *conn).await.map_err(db_err)?;
+    Ok(report)
 }

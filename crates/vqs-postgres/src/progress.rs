@@ -6,7 +6,7 @@ use vqs::store::{
     ProgressListParams, ProgressPutParams, ProgressRecord, StoreError, SyncLogPutParams, SyncLogRecord, SyncOutcome,
 };
 
-use crate::pg_store::db_err;
+use crate::rows::db_err;
 
 pub(crate) async fn progress_put(pool: &PgPool, p: ProgressPutParams) -> Result<(), StoreError> {
     sqlx::query(

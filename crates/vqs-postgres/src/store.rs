@@ -1,0 +1,415 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgSslMode};
+use vqs::store::*;
+
+use crate::held_connection::HeldConnection;
+use crate::rows::*;
+use crate::writer::{Move, Writer};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The PostgreSQL store. Cheap to clone (a pool and a handle to its writer tasks).
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Group commit for the hot path: publishes, execution starts and finishes, acks.
+    writer: Writer,
+    /// The claims' own connection (a claim is one statement: no pool pings around it).
+    claim_conn: Arc<tokio::sync::Mutex<HeldConnection>>,
+}
+
+/// Writer tasks: while one writes its batch, the next one collects the following batch.
+const WRITER_TASKS: usize = 2;
+
+/// Connections of the hot path's pool: one per writer task, the claim's, and one spare.
+const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 2;
+
+/// How many connections a [`PgStore`] may open (see [`PgStore::connect_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgPoolSize {
+    /// Connections of the main pool (everything but the hot path).
+    pub main: u32,
+    /// Connections of the hot path's pool (the claim and the group-commit writers).
+    pub hot: u32,
+}
+
+impl PgPoolSize {
+    /// The fewest connections a store works with: two in each pool (a claim held on one
+    /// hot connection leaves a writer the other; the main pool never waits on itself).
+    pub const MIN_TOTAL: u32 = 4;
+
+    /// A process that runs the dispatcher and many jobs at once: 16 + 4 connections.
+    pub const SERVER: PgPoolSize = PgPoolSize { main: 16, hot: HOT_CONNECTIONS };
+
+    /// `total` connections at most, split between the two pools (a fifth, 2 to 4, for the
+    /// hot path). `None` below [`PgPoolSize::MIN_TOTAL`].
+    pub fn total(total: u32) -> Option<PgPoolSize> {
+        if total < Self::MIN_TOTAL {
+            return None;
+        }
+        let hot = (total / 5).clamp(2, HOT_CONNECTIONS);
+        Some(PgPoolSize { main: total - hot, hot })
+    }
+}
+
+impl Default for PgPoolSize {
+    fn default() -> Self {
+        Self::SERVER
+    }
+}
+
+/// Whether this build can speak TLS to PostgreSQL (the crate's `tls` feature).
+pub const TLS_AVAILABLE: bool = cfg!(feature = "tls");
+
+/// Create database `name` on the server at `server_url` (`postgres://user@host:port`, no
+/// database) and return its URL. For tests and benchmarks that want a fresh database.
+pub async fn create_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::Database(format!("invalid database name {name:?}: use letters, digits and _")));
+    }
+    let base = server_url.trim_end_matches('/');
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .map_err(|e| StoreError::Database(format!("PostgreSQL at {base} is unreachable: {e}")))?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.map_err(db_err)?;
+    let _ = admin.close().await;
+    Ok(format!("{base}/{name}"))
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://…`) with [`PgPoolSize::SERVER`] connections at most.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        Self::connect_with(url, PgPoolSize::SERVER).await
+    }
+
+    /// Connect to `url` with at most `size` connections (a serverless function wants few).
+    /// The URL's `sslmode` is honoured (`disable`, `prefer` — the default —, `require`,
+    /// `verify-ca`, `verify-full`, with `sslrootcert=`); the modes that require TLS need the
+    /// crate's `tls` feature, and say so when it is off.
+    pub async fn connect_with(url: &str, size: PgPoolSize) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        if !TLS_AVAILABLE
+            && matches!(options.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull)
+        {
+            return Err(StoreError::Database(format!(
+                "the PostgreSQL URL asks for TLS (sslmode={}) but this build has none: build with the `tls` \
+                 feature (`cargo build -p web --features tls`; the `vercel` feature includes it), or \
+                 use sslmode=disable/prefer for a server without TLS",
+                ssl_mode_name(options.get_ssl_mode())
+            )));
+        }
+        let options = options
+            // The queue's working set is in memory (or on SSD): an index lookup is not four
+            // times a sequential page read, and with the default the planner prefers scanning
+            // a still-small table to a few dozen primary-key lookups.
+            .options([("random_page_cost", "1.1")]);
+        // The pool serves everything but the hot path: plan every execution with the tables'
+        // current sizes. Queue tables start empty and grow by thousands of rows a second: a
+        // generic plan cached while they were small (a sequential scan, a hash join) would
+        // stay in use long after it is wrong.
+        let pool = PgPoolOptions::new()
+            .max_connections(size.main.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone().options([("plan_cache_mode", "force_custom_plan")]))
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        // The hot path's connections (the claim, the writers) each run a handful of statements
+        // written to be driven by their indexes, thousands of times a second. Planning them
+        // anew each time was a seventh of the server's time per job (the settle statement
+        // took 1 ms to plan): here each is planned once per connection — and again whenever
+        // ANALYZE changes its tables' statistics — and a sequential scan is never a plan's
+        // choice (`enable_seqscan = off`), so a plan made while a table was small stays right
+        // when it is large. No JIT: a disabled scan that has no alternative (the fan-out
+        // trigger's transition table) is costed at 10^10, which would JIT-compile every
+        // publish (230 ms each); a queue's short statements never gain from it anyway.
+        let hot = PgPoolOptions::new()
+            .max_connections(size.hot.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.options([
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
+                ("jit", "off"),
+            ]));
+        let claim_conn = Arc::new(tokio::sync::Mutex::new(HeldConnection::new(hot.clone())));
+        // `pool.close()` waits for every connection to come back: give the claims' back, and
+        // close the hot path's pool with it.
+        let (held, closed, hot_pool) = (claim_conn.clone(), pool.close_event(), hot.clone());
+        tokio::spawn(async move {
+            closed.await;
+            held.lock().await.discard();
+            hot_pool.close().await;
+        });
+        Ok(PgStore { writer: Writer::start(pool.clone(), hot, WRITER_TASKS), claim_conn, pool })
+    }
+
+    /// The pool, for callers that want to open a transaction and [`enqueue_in`] it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply the migrations in `migrations/postgres` that have not run yet (safe from many
+    /// processes at once: sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// Refresh the planner's statistics of the queue tables.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE deliveries, messages, job_executions").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Wake `queue`'s dispatchers whenever any process publishes (LISTEN/NOTIFY), so new work
+    /// starts at once instead of at the next poll. Reconnects by itself.
+    pub fn forward_wakeups(&self, queue: vqs::Queue) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying in 1s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen("vqs_published").await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(_) => queue.wake(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError> {
+        self.writer.send(p).await
+    }
+
+    async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError> {
+        crate::publish::message_send_many(&self.pool, p).await
+    }
+
+    async fn message_list(&self, p: MessageListParams) -> Result<Vec<String>, StoreError> {
+        crate::publish::message_list(&self.pool, p).await
+    }
+
+    async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
+        crate::publish::message_get(&self.pool, p).await
+    }
+
+    async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
+        crate::subscriptions::subscription_ensure(&self.pool, p).await
+    }
+
+    /// One statement: pick due deliveries (`SKIP LOCKED`), lease them, close the `running`
+    /// executions of those whose earlier lease expired (abandoned), and — with
+    /// `start_executions` — record each new attempt's `running` execution.
+    async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
+        crate::lease::delivery_claim(&self.pool, &self.claim_conn, p).await
+    }
+
+    async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
+        self.writer.ack(p).await
+    }
+
+    async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError> {
+        crate::lease::delivery_set_visibility(&self.pool, p).await
+    }
+
+    async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError> {
+        self.writer.move_lease(Move::Retry(p)).await
+    }
+
+    async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError> {
+        self.writer.move_lease(Move::Release(p)).await
+    }
+
+    async fn delivery_dead_letter(&self, p: DeliveryDeadLetterParams) -> Result<(), StoreError> {
+        self.writer.move_lease(Move::DeadLetter(p)).await
+    }
+
+    async fn delivery_leased_count(&self, p: DeliveryLeasedCountParams) -> Result<i64, StoreError> {
+        crate::lease::delivery_leased_count(&self.pool, p).await
+    }
+
+    async fn delivery_next_due(&self, p: DeliveryNextDueParams) -> Result<Option<DateTime<Utc>>, StoreError> {
+        crate::lease::delivery_next_due(&self.claim_conn, p).await
+    }
+
+    async fn execution_start(&self, p: ExecutionStartParams) -> Result<i64, StoreError> {
+        self.writer.execution_start(p).await
+    }
+
+    async fn execution_finish(&self, p: ExecutionFinishParams) -> Result<(), StoreError> {
+        self.writer.execution_finish(p).await
+    }
+
+    async fn execution_list(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, StoreError> {
+        crate::executions::execution_list(&self.pool, p).await
+    }
+
+    async fn checkpoint_get(&self, p: CheckpointGetParams) -> Result<Option<serde_json::Value>, StoreError> {
+        crate::executions::checkpoint_get(&self.pool, p).await
+    }
+
+    async fn checkpoint_put(&self, p: CheckpointPutParams) -> Result<(), StoreError> {
+        crate::executions::checkpoint_put(&self.pool, p).await
+    }
+
+    async fn queue_stats(&self, p: QueueStatsParams) -> Result<Vec<TopicStats>, StoreError> {
+        crate::stats::queue_stats(&self.pool, p).await
+    }
+
+    async fn queue_depth(&self, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
+        crate::stats::queue_depth(&self.pool, p).await
+    }
+
+    async fn execution_counts(&self, p: ExecutionCountParams) -> Result<Vec<ExecutionCounts>, StoreError> {
+        crate::stats::execution_counts(&self.pool, p).await
+    }
+
+    async fn progress_put(&self, p: ProgressPutParams) -> Result<(), StoreError> {
+        crate::progress::progress_put(&self.pool, p).await
+    }
+
+    async fn progress_list(&self, p: ProgressListParams) -> Result<Vec<ProgressRecord>, StoreError> {
+        crate::progress::progress_list(&self.pool, p).await
+    }
+
+    async fn sync_log_get(&self, p: SyncLogGetParams) -> Result<Option<SyncLogRecord>, StoreError> {
+        let (topic, key) = (p.topic.as_str(), p.key.as_str());
+        crate::progress::sync_log_get(&self.pool, topic, key).await
+    }
+
+    async fn sync_log_put(&self, p: SyncLogPutParams) -> Result<(), StoreError> {
+        crate::progress::sync_log_put(&self.pool, p).await
+    }
+
+    async fn sync_log_list(&self, p: SyncLogListParams) -> Result<Vec<SyncLogRecord>, StoreError> {
+        let topic = p.topic.as_deref();
+        crate::progress::sync_log_list(&self.pool, topic).await
+    }
+
+    async fn dead_letter_list(&self, p: DeadLetterListParams) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        crate::dead_letters::dead_letter_list(&self.pool, p).await
+    }
+
+    async fn dead_letter_get(&self, p: DeadLetterGetParams) -> Result<Option<DeadLetterRecord>, StoreError> {
+        crate::dead_letters::dead_letter_get(&self.pool, p).await
+    }
+
+    async fn dead_letter_delete(&self, p: DeadLetterDeleteParams) -> Result<bool, StoreError> {
+        crate::dead_letters::dead_letter_delete(&self.pool, p).await
+    }
+
+    async fn dead_letter_settle(&self, p: DeadLetterSettleParams) -> Result<DeadLetterSettled, StoreError> {
+        crate::dead_letters::settle(&self.pool, p).await
+    }
+
+    async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError> {
+        let DeadLetterRestoreParams { letter, payload } = p;
+        crate::dead_letters::restore(&self.pool, letter, payload).await
+    }
+
+    async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
+        crate::dead_letters::dead_letter_insert(&self.pool, p).await
+    }
+
+    async fn execution_close_outlived(&self, p: OutlivedParams) -> Result<u64, StoreError> {
+        crate::executions::execution_close_outlived(&self.pool, p).await
+    }
+
+    async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+        crate::maintenance::maintenance_run(&self.pool, p).await
+    }
+
+    async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError> {
+        crate::cron_runs::cron_run_start(&self.pool, p).await
+    }
+
+    async fn cron_run_finish(&self, p: CronRunFinishParams) -> Result<(), StoreError> {
+        crate::cron_runs::cron_run_finish(&self.pool, p).await
+    }
+
+    async fn cron_run_list(&self, p: CronRunListParams) -> Result<Vec<CronRunRecord>, StoreError> {
+        crate::cron_runs::cron_run_list(&self.pool, p).await
+    }
+
+    async fn cron_run_summary(&self, p: CronRunSummaryParams) -> Result<Vec<CronRunSummary>, StoreError> {
+        crate::cron_runs::cron_run_summary(&self.pool, p).await
+    }
+
+    async fn cron_lock_acquire(&self, p: CronLockParams) -> Result<bool, StoreError> {
+        crate::cron_runs::cron_lock_acquire(&self.pool, p).await
+    }
+
+    async fn cron_lock_release(&self, p: CronLockReleaseParams) -> Result<bool, StoreError> {
+        crate::cron_runs::cron_lock_release(&self.pool, p).await
+    }
+
+    async fn cron_lock_extend(&self, p: CronLockExtendParams) -> Result<bool, StoreError> {
+        crate::cron_runs::cron_lock_extend(&self.pool, p).await
+    }
+
+    async fn process_beat(&self, p: ProcessBeatParams) -> Result<bool, StoreError> {
+        crate::processes::process_beat(&self.pool, p).await
+    }
+
+    async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError> {
+        crate::processes::process_rescue(&self.pool, p).await
+    }
+
+    async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
+        crate::sessions::session_revoke(&self.pool, p).await
+    }
+
+    async fn session_revoked(&self, p: SessionRevokedParams) -> Result<bool, StoreError> {
+        crate::sessions::session_revoked(&self.pool, p).await
+    }
+
+    async fn delivery_topic(&self, p: DeliveryTopicParams) -> Result<Option<String>, StoreError> {
+        crate::lease::delivery_topic(&self.pool, p).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Database(
+                "the PostgreSQL writers have stopped (see the error logged when they did)".into(),
+            ));
+        }
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}

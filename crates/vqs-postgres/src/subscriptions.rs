@@ -1,0 +1,50 @@
+//! Subscriptions: a consumer group's topic pattern and the deliveries it adds.
+
+use sqlx::{PgPool, Row};
+use vqs::store::*;
+
+use crate::rows::*;
+
+pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
+    let vqs::store_support::TopicPattern { prefix, is_prefix } =
+        vqs::store_support::TopicPattern::parse(&p.topic_pattern);
+    let initial = i32::try_from(p.initial_delay_seconds).unwrap_or(i32::MAX);
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // (xmax = 0) is true only for a freshly inserted row.
+    let fresh: bool = sqlx::query(
+        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_s, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_s = EXCLUDED.initial_delay_s \
+         RETURNING (xmax = 0)",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic_pattern)
+    .bind(&prefix)
+    .bind(is_prefix)
+    .bind(initial)
+    .bind(p.now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .get(0);
+    if fresh {
+        // A new group starts at the beginning of the topic: every live message.
+        sqlx::query(
+            "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
+             SELECT id, $1, topic, 'pending', GREATEST(deliver_at, created_at + make_interval(secs => $2)), 0, \
+                    idempotency_key IS NOT NULL, $3 \
+             FROM messages WHERE expires_at > $3 AND only_group IS NULL \
+               AND ((NOT $4 AND topic = $5) OR ($4 AND starts_with(topic, $5))) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&p.consumer_group)
+        .bind(f64::from(initial))
+        .bind(p.now)
+        .bind(is_prefix)
+        .bind(&prefix)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}

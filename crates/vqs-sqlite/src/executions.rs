@@ -1,0 +1,103 @@
+//! Executions (attempts) and checkpoints.
+
+use futures::FutureExt;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use vqs::store::*;
+
+use crate::rows::*;
+use crate::writer::Writer;
+
+pub(crate) async fn execution_list(
+    read: &SqlitePool,
+    p: ExecutionListParams,
+) -> Result<Vec<ExecutionRecord>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT id, topic, message_id, consumer_group, attempt, status, started_at, finished_at, duration_ms, error \
+         FROM job_executions WHERE 1 = 1",
+    );
+    if let Some(t) = &p.topic {
+        q.push(" AND topic = ").push_bind(t);
+    }
+    if let Some(s) = p.status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(m) = &p.message_id {
+        q.push(" AND message_id = ").push_bind(m);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if p.limit == 0 { 100 } else { p.limit }));
+    let rows = q.build().fetch_all(read).await.map_err(db_err)?;
+    Ok(rows.iter().map(execution).collect())
+}
+
+pub(crate) async fn checkpoint_get(
+    read: &SqlitePool,
+    p: CheckpointGetParams,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
+    let row = sqlx::query("SELECT value FROM checkpoints WHERE message_id = ? AND consumer_group = ?")
+        .bind(message_id)
+        .bind(consumer_group)
+        .fetch_optional(read)
+        .await
+        .map_err(db_err)?;
+    match row {
+        None => Ok(None),
+        Some(r) => serde_json::from_str(r.get::<&str, _>(0))
+            .map(Some)
+            .map_err(|e| StoreError::Database(format!("corrupt checkpoint: {e}"))),
+    }
+}
+
+pub(crate) async fn checkpoint_put(writer: &Writer, p: CheckpointPutParams) -> Result<(), StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                sqlx::query(
+                    "INSERT INTO checkpoints (message_id, consumer_group, value, updated_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (message_id, consumer_group) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(&p.message_id)
+                .bind(&p.consumer_group)
+                .bind(p.value.to_string())
+                .bind(us(p.now))
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(crate) async fn execution_close_outlived(writer: &Writer, p: OutlivedParams) -> Result<u64, StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                // `job_executions_started` over the window only; a delivery row here means
+                // this database leases the message, and `maintenance_run` owns the attempt.
+                let closed = sqlx::query(
+                    "UPDATE job_executions SET status = 'failed', finished_at = ?1, \
+                     duration_ms = (?1 - started_at) / 1000, error = ?2 \
+                     WHERE id IN (SELECT r.id FROM job_executions r \
+                                  WHERE r.started_at >= ?3 AND r.started_at < ?4 AND r.status = 'running' \
+                                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = r.message_id \
+                                                    AND d.consumer_group = r.consumer_group) \
+                                  LIMIT ?5) \
+                       AND status = 'running'",
+                )
+                .bind(us(p.now))
+                .bind(OUTLIVED_ERROR)
+                .bind(us(p.started_after))
+                .bind(us(p.started_before))
+                .bind(i64::from(p.limit.max(1)))
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                Ok(closed)
+            }
+            .boxed()
+        })
+        .await
+}

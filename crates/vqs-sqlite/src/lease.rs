@@ -1,0 +1,283 @@
+//! Leases: the claim (due deliveries leased, abandoned attempts closed, new attempts
+//! recorded) and the update every settlement of one lease makes.
+
+use crate::writer::Writer;
+use chrono::DateTime;
+use chrono::Utc;
+use futures::FutureExt;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use vqs::store::*;
+
+use crate::lease_failure::lease_failure;
+use crate::rows::{US_PER_S, db_err, time, us};
+
+/// Move a leased delivery to a new state; the error says why when the lease is not held.
+/// Returns the message id and its delivery count.
+pub(crate) async fn lease_update(
+    conn: &mut SqliteConnection,
+    lease: &LeaseParams,
+    set: &str,
+    visible_at: i64,
+) -> Result<(String, i64), StoreError> {
+    let (message_id, token) = split_receipt_handle(&lease.receipt_handle)?;
+    let sql = format!(
+        "UPDATE deliveries SET {set}, visible_at = ?1, updated_at = ?2 \
+         WHERE message_id = ?3 AND consumer_group = ?4 AND state = 'leased' AND lease_token = ?5 \
+         RETURNING delivery_count"
+    );
+    let row = sqlx::query(&sql)
+        .bind(visible_at)
+        .bind(us(lease.now))
+        .bind(message_id)
+        .bind(&lease.consumer_group)
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(r) => Ok((message_id.to_owned(), r.get(0))),
+        None => Err(lease_failure(conn, message_id, &lease.consumer_group, &lease.receipt_handle).await),
+    }
+}
+
+/// Lease due deliveries, close the `running` executions of those whose earlier lease expired
+/// (abandoned), and — with `start_executions` — record each new attempt's `running`
+/// execution: one transaction.
+pub(crate) async fn claim(
+    conn: &mut SqliteConnection,
+    p: DeliveryClaimParams,
+) -> Result<Vec<LeasedMessage>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let leased = claim_in(&mut tx, p).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(leased)
+}
+
+pub(crate) async fn claim_in(
+    conn: &mut SqliteConnection,
+    p: DeliveryClaimParams,
+) -> Result<Vec<LeasedMessage>, StoreError> {
+    let now = us(p.now);
+    let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
+    q.push_bind(lease_until)
+        .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
+        // Only a lease that records the attempt's execution spends an attempt.
+        .push_bind(i64::from(p.start_executions))
+        .push(", lease_token = lower(hex(randomblob(12))), lease_holder = ")
+        .push_bind(p.lease_holder.clone())
+        .push(", updated_at = ")
+        .push_bind(now)
+        .push(" WHERE consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND message_id IN (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.consumer_group = ",
+        )
+        .push_bind(&p.consumer_group)
+        .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
+        .push_bind(now)
+        .push(" AND m.expires_at > ")
+        .push_bind(now);
+    if let Some(topic) = &p.topic {
+        q.push(" AND d.topic = ").push_bind(topic);
+    }
+    if let Some(id) = &p.message_id {
+        q.push(" AND d.message_id = ").push_bind(id);
+    }
+    q.push(" ORDER BY d.visible_at LIMIT ")
+        .push_bind(i64::from(p.limit.max(1)))
+        .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
+    let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    if leased.is_empty() {
+        if let Some(id) = &p.message_id {
+            let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+                .bind(id)
+                .bind(&p.consumer_group)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            return Err(match row {
+                None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
+                Some(r) => match r.get::<String, _>(0).as_str() {
+                    "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                    _ => StoreError::Locked(id.clone()),
+                },
+            });
+        }
+        return Ok(Vec::new());
+    }
+
+    // A redelivered message may have an execution still `running`: its attempt was abandoned.
+    let redelivered: Vec<String> =
+        leased.iter().filter(|r| r.get::<i64, _>(1) > 1).map(|r| r.get::<String, _>(0)).collect();
+    if !redelivered.is_empty() {
+        let mut close: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE job_executions SET status = 'failed', finished_at = ");
+        close
+            .push_bind(now)
+            .push(", duration_ms = (")
+            .push_bind(now)
+            .push(" - started_at) / 1000, error = ")
+            .push_bind(ABANDONED_ERROR)
+            .push(" WHERE status = 'running' AND consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND message_id IN (");
+        let mut sep = close.separated(", ");
+        for id in &redelivered {
+            sep.push_bind(id);
+        }
+        close.push(")");
+        close.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+
+    let mut started: std::collections::HashMap<String, i64> = Default::default();
+    if p.start_executions {
+        let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
+        );
+        ins.push_values(&leased, |mut b, l| {
+            b.push_bind(l.get::<String, _>(3))
+                .push_bind(l.get::<String, _>(0))
+                .push_bind(&p.consumer_group)
+                .push_bind(l.get::<i64, _>(4))
+                .push_bind("running")
+                .push_bind(now);
+        });
+        ins.push(" RETURNING id, message_id");
+        for r in ins.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+            started.insert(r.get(1), r.get(0));
+        }
+    }
+
+    let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at FROM messages WHERE id IN (",
+    );
+    let mut sep = sel.separated(", ");
+    for r in &leased {
+        sep.push_bind(r.get::<String, _>(0));
+    }
+    sel.push(")");
+    let messages = sel.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    let mut by_id: std::collections::HashMap<String, SqliteRow> =
+        messages.into_iter().map(|r| (r.get::<String, _>(0), r)).collect();
+    let mut out = Vec::with_capacity(leased.len());
+    for l in leased {
+        let id: String = l.get(0);
+        let Some(m) = by_id.remove(&id) else { continue };
+        let execution_id = started.get(&id).copied();
+        let token: String = l.get(2);
+        out.push(LeasedMessage {
+            receipt_handle: receipt_handle(&id, &token),
+            message_id: id,
+            topic: m.get(1),
+            consumer_group: p.consumer_group.clone(),
+            payload: m.get(2),
+            content_type: m.get(3),
+            headers_json: m.get(4),
+            delivery_count: l.get::<i64, _>(1) as u32,
+            attempts: l.get::<i64, _>(4) as u32,
+            created_at: time(m.get(5)),
+            expires_at: time(m.get(6)),
+            lease_until: time(lease_until),
+            execution_id,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn delivery_set_visibility(
+    writer: &Writer,
+    p: LeaseVisibilityParams,
+) -> Result<DateTime<Utc>, StoreError> {
+    let until = us(p.lease.now) + i64::from(p.visibility_seconds) * US_PER_S;
+    let set = if p.visibility_seconds == 0 { "state = 'pending', lease_token = NULL" } else { "state = 'leased'" };
+    writer.run(move |c| async move { lease_update(c, &p.lease, set, until).await.map(|_| time(until)) }.boxed()).await
+}
+
+pub(crate) async fn delivery_retry(writer: &Writer, p: DeliveryRetryParams) -> Result<(), StoreError> {
+    let due = us(p.lease.now).saturating_add(i64::try_from(p.delay.as_micros()).unwrap_or(i64::MAX));
+    writer
+        .run(move |c| {
+            async move {
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                crate::writer::finishes(&mut tx, p.execution.iter()).await?;
+                let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
+                // The attempt is closed even when the lease was lost.
+                tx.commit().await.map_err(db_err)?;
+                r.map(|_| ())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(crate) async fn delivery_release(writer: &Writer, p: DeliveryReleaseParams) -> Result<(), StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                if let Some(id) = p.execution_id {
+                    sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                // The attempt the lease recorded (with its execution) is not spent either.
+                let set = if p.execution_id.is_some() {
+                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
+                     attempts = MAX(attempts - 1, 0)"
+                } else {
+                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)"
+                };
+                let r = lease_update(&mut tx, &p.lease, set, us(p.lease.now)).await;
+                // The unused attempt is removed even when the lease was lost.
+                tx.commit().await.map_err(db_err)?;
+                r.map(|_| ())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(crate) async fn delivery_leased_count(read: &SqlitePool, p: DeliveryLeasedCountParams) -> Result<i64, StoreError> {
+    let (consumer_group, now) = (p.consumer_group.as_str(), p.now);
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased') \
+         AND state = 'leased' AND visible_at > ?",
+    )
+    .bind(consumer_group)
+    .bind(us(now))
+    .fetch_one(read)
+    .await
+    .map_err(db_err)?;
+    Ok(row.get(0))
+}
+
+pub(crate) async fn delivery_next_due(
+    read: &SqlitePool,
+    p: DeliveryNextDueParams,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let consumer_group = p.consumer_group.as_str();
+    let row = sqlx::query(
+        "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased')",
+    )
+    .bind(consumer_group)
+    .fetch_one(read)
+    .await
+    .map_err(db_err)?;
+    Ok(row.get::<Option<i64>, _>(0).map(time))
+}
+
+pub(crate) async fn delivery_topic(read: &SqlitePool, p: DeliveryTopicParams) -> Result<Option<String>, StoreError> {
+    let (message_id, consumer_group) = (p.message_id.as_str(), p.consumer_group.as_str());
+    sqlx::query_scalar("SELECT topic FROM deliveries WHERE message_id = ? AND consumer_group = ?")
+        .bind(message_id)
+        .bind(consumer_group)
+        .fetch_optional(read)
+        .await
+        .map_err(db_err)
+}

@@ -1,0 +1,57 @@
+//! Subscriptions: a consumer group's topic pattern, and the deliveries of the messages
+//! already kept that it matches.
+
+use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
+use vqs::store::*;
+
+use crate::rows::{US_PER_S, db_err, us};
+
+pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
+    let pattern = vqs::store_support::TopicPattern::parse(&p.topic_pattern);
+    let (prefix, is_prefix) = (pattern.prefix, i64::from(pattern.is_prefix));
+    let now = us(p.now);
+    let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let existed = sqlx::query("SELECT 1 FROM subscriptions WHERE consumer_group = ? AND topic_pattern = ?")
+        .bind(&p.consumer_group)
+        .bind(&p.topic_pattern)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .is_some();
+    sqlx::query(
+        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_us = excluded.initial_delay_us",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic_pattern)
+    .bind(&prefix)
+    .bind(is_prefix)
+    .bind(initial)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if !existed {
+        // A new group starts at the beginning of the topic: every live message.
+        sqlx::query(
+            "INSERT OR IGNORE INTO deliveries \
+               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
+             SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3 \
+             FROM messages \
+             WHERE expires_at > ?3 AND only_group IS NULL \
+               AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5))",
+        )
+        .bind(&p.consumer_group)
+        .bind(initial)
+        .bind(now)
+        .bind(is_prefix)
+        .bind(&prefix)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}

@@ -1,0 +1,363 @@
+//! The decisions a storage backend makes that are not SQL, written once: each backend runs
+//! its own statements and hands what they read to these functions.
+//!
+//! - [`lease_failure`]: why a settlement matched no lease (gone, finished, or lost);
+//! - [`topic_stats`]: the merge of [`QueueStore::queue_stats`](crate::store::QueueStore::queue_stats)'s two reads;
+//! - [`TopicPattern`]: what a subscription's `topic_pattern` matches;
+//! - [`dead_letter_replay`] and [`already_settled`]: a dead letter's replay message, and the
+//!   answer of a settlement that lost the race;
+//! - the group-commit rules of a batching writer: [`drain_batch`] (how much one commit
+//!   takes), [`ack_rounds`] (two acknowledgements of one delivery never share a statement)
+//!   and [`write_row_by_row`] (a refused batch is written again one operation at a time).
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{
+    DeadLetterAction, DeadLetterRecord, DeadLetterReplayOpts, DeadLetterSettled, LeaseParams, MessageSendParams,
+    StoreError, TopicStats, split_receipt_handle,
+};
+
+/// Why a lease operation (ack, retry, visibility, dead letter, release) matched no row,
+/// from the delivery's `state` as the backend read it afterwards (`None`: no delivery of
+/// that message to that group).
+///
+/// - no delivery: [`StoreError::NotFound`];
+/// - `acked` or `dead`: [`StoreError::NotFound`] ("already acknowledged");
+/// - otherwise (pending again, or leased under another token): [`StoreError::LeaseLost`].
+pub fn lease_failure(message_id: &str, consumer_group: &str, handle: &str, state: Option<&str>) -> StoreError {
+    match state {
+        None => StoreError::NotFound(format!("no message {message_id} for consumer group {consumer_group}")),
+        Some("acked" | "dead") => StoreError::NotFound(format!("message {message_id} was already acknowledged")),
+        Some(_) => StoreError::LeaseLost(format!("receipt handle {handle:?} no longer holds the lease")),
+    }
+}
+
+/// One row of a backend's count of deliveries per topic, by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryCountRow {
+    pub topic: String,
+    /// Pending or leased, and due (`visible_at <= now`).
+    pub waiting: i64,
+    /// Pending and not due yet.
+    pub delayed: i64,
+    /// Leased with a lease that has not ended.
+    pub running: i64,
+    pub acked: i64,
+    pub dead: i64,
+}
+
+/// [`TopicStats`] per topic, by name, from the backend's two reads: delivery counts by state
+/// (one row per topic) and failed executions (topic, count). A topic with failed executions
+/// and no delivery left still appears.
+pub fn topic_stats(
+    deliveries: impl IntoIterator<Item = DeliveryCountRow>,
+    failed: impl IntoIterator<Item = (String, i64)>,
+) -> Vec<TopicStats> {
+    let mut by_topic: BTreeMap<String, TopicStats> = BTreeMap::new();
+    for r in deliveries {
+        let s =
+            by_topic.entry(r.topic.clone()).or_insert_with(|| TopicStats { topic: r.topic, ..TopicStats::default() });
+        s.waiting += r.waiting;
+        s.delayed += r.delayed;
+        s.running += r.running;
+        s.succeeded += r.acked;
+        s.dead += r.dead;
+    }
+    for (topic, n) in failed {
+        by_topic.entry(topic.clone()).or_insert_with(|| TopicStats { topic, ..TopicStats::default() }).failed += n;
+    }
+    by_topic.into_values().collect()
+}
+
+/// What a subscription's `topic_pattern` matches: one topic by name, or every topic that
+/// starts with a prefix (`orders.*` → `orders.`; a lone `*` matches every topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPattern {
+    /// The topic name, or the prefix without its `*`.
+    pub prefix: String,
+    /// True when `prefix` is a prefix (the pattern ended in `*`).
+    pub is_prefix: bool,
+}
+
+impl TopicPattern {
+    /// A pattern as a subscription names it: a trailing `*` makes it a prefix.
+    pub fn parse(pattern: &str) -> TopicPattern {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => TopicPattern { prefix: prefix.to_owned(), is_prefix: true },
+            None => TopicPattern { prefix: pattern.to_owned(), is_prefix: false },
+        }
+    }
+
+    /// True when the pattern matches `topic` (what the backends' fan-out does in SQL).
+    pub fn matches(&self, topic: &str) -> bool {
+        if self.is_prefix { topic.starts_with(&self.prefix) } else { topic == self.prefix }
+    }
+}
+
+/// The answer to one operation queued for a group commit.
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// The callers' side of a group-commit writer: operations (`Op`, the backend's own enum,
+/// each carrying its [`Reply`]) go into a queue that the backend's writer task(s) drain
+/// ([`drain_batch`]) and answer. Cheap to clone; the receiver sees the queue close when the
+/// last handle drops.
+pub struct WriteQueue<Op> {
+    tx: tokio::sync::mpsc::UnboundedSender<Op>,
+    /// What a caller is told once no writer answers (it stopped, or its batch panicked).
+    stopped: &'static str,
+}
+
+impl<Op> Clone for WriteQueue<Op> {
+    fn clone(&self) -> Self {
+        WriteQueue { tx: self.tx.clone(), stopped: self.stopped }
+    }
+}
+
+impl<Op> std::fmt::Debug for WriteQueue<Op> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteQueue").field("running", &self.is_running()).finish()
+    }
+}
+
+impl<Op> WriteQueue<Op> {
+    /// A queue and the receiver its writer task(s) drain. `stopped` is the error text
+    /// callers get once no writer answers.
+    pub fn new(stopped: &'static str) -> (WriteQueue<Op>, tokio::sync::mpsc::UnboundedReceiver<Op>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (WriteQueue { tx, stopped }, rx)
+    }
+
+    /// False once every writer has stopped (callers get an error; health says down).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Queue the operation `op` builds around its reply, and wait for the answer.
+    pub async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(op(reply)).map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Database(self.stopped.into())
+    }
+}
+
+/// Operations one group commit takes at most: `first`, then whatever `next` has ready, up to
+/// `max` in all (at least `first`). `next` must not wait: it says what is queued now.
+pub fn drain_batch<T>(first: T, max: usize, mut next: impl FnMut() -> Option<T>) -> Vec<T> {
+    let mut out = vec![first];
+    while out.len() < max {
+        match next() {
+            Some(op) => out.push(op),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Split acknowledgements into rounds, each written as statements of its own, in order, so
+/// that **two acknowledgements of one delivery never share a statement**: a multi-row
+/// statement reports which deliveries it acknowledged, not with which receipt handle, so of
+/// a stale lease's ack and the current one's in one statement both would read as done.
+/// `delivery` names an operation's delivery (message id and consumer group); the first
+/// round holds each delivery's first operation, the second its second, and so on. Order
+/// within a round is input order.
+pub fn ack_rounds<T, K: Eq + Hash>(ops: Vec<T>, delivery: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+    let mut rounds: Vec<Vec<T>> = Vec::new();
+    let mut seen: Vec<HashSet<K>> = Vec::new();
+    for op in ops {
+        let key = delivery(&op);
+        let i = seen.iter().position(|s| !s.contains(&key)).unwrap_or(seen.len());
+        if i == rounds.len() {
+            rounds.push(Vec::new());
+            seen.push(HashSet::new());
+        }
+        seen[i].insert(key);
+        rounds[i].push(op);
+    }
+    rounds
+}
+
+/// The delivery a lease operation names, as [`ack_rounds`] keys it: (consumer group, message
+/// id). A receipt handle that does not parse is its own key (it fails alone anyway).
+pub fn lease_delivery(lease: &LeaseParams) -> (String, String) {
+    let message = split_receipt_handle(&lease.receipt_handle).map_or(lease.receipt_handle.as_str(), |(m, _)| m);
+    (lease.consumer_group.clone(), message.to_owned())
+}
+
+/// The message a dead letter's replay publishes: its payload, content type and trace
+/// headers, to the consumer group it died in only, due at once.
+pub fn dead_letter_replay(
+    letter: &DeadLetterRecord,
+    payload: &[u8],
+    opts: &DeadLetterReplayOpts,
+    now: DateTime<Utc>,
+) -> MessageSendParams {
+    MessageSendParams {
+        topic: letter.topic.clone(),
+        payload: payload.to_vec(),
+        content_type: letter.content_type.clone(),
+        idempotency_key: None,
+        delay_seconds: 0,
+        retention_seconds: opts.retention_seconds,
+        headers_json: letter.headers_json.clone(),
+        only_group: Some(letter.consumer_group.clone()),
+        now,
+    }
+}
+
+/// What a settlement that lost the race answers, from the settlement record the winner
+/// left: its action as stored ([`DeadLetterAction::past_tense`]), when, and the replay's
+/// message. An action this version does not know is a database error.
+pub fn already_settled(
+    action: &str,
+    at: DateTime<Utc>,
+    message_id: Option<String>,
+) -> Result<DeadLetterSettled, StoreError> {
+    let action = DeadLetterAction::parse_past_tense(action)
+        .ok_or_else(|| StoreError::Database(format!("unknown dead-letter action {action:?}")))?;
+    Ok(DeadLetterSettled::AlreadySettled { action, at, message_id })
+}
+
+/// Whether a batch that failed with `error` is written again one operation at a time: only
+/// when the database refused a value ([`StoreError::Refused`], the same input fails the same
+/// way again) and the batch held more than one operation, so that only the operation that
+/// holds the value fails. Any other error fails the whole batch.
+pub fn write_row_by_row(error: &StoreError, operations: usize) -> bool {
+    matches!(error, StoreError::Refused(_)) && operations > 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_failure_names_what_happened_to_the_delivery() {
+        assert!(matches!(lease_failure("m", "g", "m.t", None), StoreError::NotFound(e) if e.contains("no message m")));
+        for state in ["acked", "dead"] {
+            let e = lease_failure("m", "g", "m.t", Some(state));
+            assert!(matches!(e, StoreError::NotFound(ref s) if s.contains("already acknowledged")), "{state}: {e}");
+        }
+        for state in ["pending", "leased"] {
+            assert!(matches!(lease_failure("m", "g", "m.t", Some(state)), StoreError::LeaseLost(_)), "{state}");
+        }
+    }
+
+    #[test]
+    fn stats_merge_adds_failed_executions_to_their_topic_and_keeps_topics_with_only_failures() {
+        let row = |topic: &str, n: i64| DeliveryCountRow {
+            topic: topic.into(),
+            waiting: n,
+            delayed: 2 * n,
+            running: 3 * n,
+            acked: 4 * n,
+            dead: 5 * n,
+        };
+        let stats = topic_stats([row("b", 1), row("a", 10)], [("b".into(), 7), ("gone".into(), 2)]);
+        let names: Vec<&str> = stats.iter().map(|s| s.topic.as_str()).collect();
+        assert_eq!(names, ["a", "b", "gone"]);
+        assert_eq!(
+            stats[1],
+            TopicStats { topic: "b".into(), waiting: 1, delayed: 2, running: 3, succeeded: 4, failed: 7, dead: 5 }
+        );
+        assert_eq!(stats[0].failed, 0);
+        assert_eq!(stats[2], TopicStats { topic: "gone".into(), failed: 2, ..TopicStats::default() });
+    }
+
+    #[test]
+    fn topic_patterns_match_a_name_or_a_prefix() {
+        let exact = TopicPattern::parse("orders");
+        assert_eq!(exact, TopicPattern { prefix: "orders".into(), is_prefix: false });
+        assert!(exact.matches("orders") && !exact.matches("orders.paid"));
+        let prefix = TopicPattern::parse("orders.*");
+        assert_eq!(prefix, TopicPattern { prefix: "orders.".into(), is_prefix: true });
+        assert!(prefix.matches("orders.paid") && !prefix.matches("orders"));
+        assert!(TopicPattern::parse("*").matches("anything"));
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_up_to_its_limit() {
+        let mut queued = vec![4, 3, 2];
+        assert_eq!(drain_batch(1, 3, || queued.pop()), [1, 2, 3]);
+        assert_eq!(drain_batch(9, 3, || queued.pop()), [9, 4]);
+        assert_eq!(drain_batch(0, 1, || Some(5)), [0]);
+        assert_eq!(drain_batch(0, 0, || Some(5)), [0], "the first is always taken");
+    }
+
+    #[test]
+    fn two_acks_of_one_delivery_never_share_a_round() {
+        let ops = vec![("m1", "g", 1), ("m2", "g", 2), ("m1", "g", 3), ("m1", "h", 4), ("m1", "g", 5), ("m3", "g", 6)];
+        let rounds = ack_rounds(ops, |(m, g, _)| (*m, *g));
+        let ids: Vec<Vec<i32>> = rounds.iter().map(|r| r.iter().map(|o| o.2).collect()).collect();
+        assert_eq!(ids, [vec![1, 2, 4, 6], vec![3], vec![5]]);
+        for round in &rounds {
+            let keys: HashSet<_> = round.iter().map(|(m, g, _)| (m, g)).collect();
+            assert_eq!(keys.len(), round.len(), "one delivery twice in a round: {round:?}");
+        }
+        assert!(ack_rounds(Vec::<(u8, u8)>::new(), |o| o.0).is_empty());
+        let lease = |handle: &str| LeaseParams {
+            consumer_group: "g".into(),
+            receipt_handle: handle.into(),
+            now: chrono::DateTime::UNIX_EPOCH,
+        };
+        assert_eq!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m1.t2")), "one delivery, two leases");
+        assert_ne!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m2.t1")));
+        assert_eq!(lease_delivery(&lease("bad")), ("g".to_owned(), "bad".to_owned()));
+    }
+
+    #[test]
+    fn a_replay_goes_to_the_group_it_died_in_with_its_headers() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let letter = DeadLetterRecord {
+            id: 1,
+            message_id: "msg_1".into(),
+            topic: "t".into(),
+            consumer_group: "g".into(),
+            content_type: "application/json".into(),
+            payload: serde_json::json!({}),
+            payload_bytes: 2,
+            payload_truncated: false,
+            error: "boom".into(),
+            attempts: 3,
+            created_at: now,
+            headers_json: Some("{}".into()),
+        };
+        let m = dead_letter_replay(&letter, b"{}", &DeadLetterReplayOpts { retention_seconds: 60 }, now);
+        assert_eq!((m.topic.as_str(), m.only_group.as_deref(), m.payload.as_slice()), ("t", Some("g"), &b"{}"[..]));
+        assert_eq!((m.delay_seconds, m.retention_seconds, m.idempotency_key), (0, 60, None));
+        assert_eq!(m.headers_json.as_deref(), Some("{}"));
+        assert!(matches!(
+            already_settled("replayed", now, None),
+            Ok(DeadLetterSettled::AlreadySettled { action: DeadLetterAction::Replay, .. })
+        ));
+        assert!(matches!(already_settled("eaten", now, None), Err(StoreError::Database(_))));
+    }
+
+    #[tokio::test]
+    async fn a_write_queue_answers_while_a_writer_runs_and_errs_once_none_does() {
+        let (q, mut rx) = WriteQueue::<(u8, Reply<u8>)>::new("stopped");
+        let writer = tokio::spawn(async move {
+            while let Some((n, reply)) = rx.recv().await {
+                let _ = reply.send(Ok(n + 1));
+            }
+        });
+        assert_eq!(q.call(|r| (1, r)).await.unwrap(), 2);
+        assert!(q.is_running());
+        writer.abort();
+        let _ = writer.await;
+        assert!(!q.is_running());
+        assert!(matches!(q.call(|r| (1, r)).await, Err(StoreError::Database(e)) if e == "stopped"));
+    }
+
+    #[test]
+    fn only_a_refused_batch_of_several_is_written_again_row_by_row() {
+        assert!(write_row_by_row(&StoreError::Refused("nul".into()), 2));
+        assert!(!write_row_by_row(&StoreError::Refused("nul".into()), 1));
+        assert!(!write_row_by_row(&StoreError::Database("down".into()), 5));
+    }
+}
