@@ -427,6 +427,17 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
     if moves.is_empty() {
         return;
     }
+    // Two moves of one delivery never share a statement (see `ack_rounds`): the statement
+    // reports which deliveries moved, not with which receipt handle, so a stale lease's move
+    // and the current one's in one statement would both read as done.
+    let mut rounds = ack_rounds(moves, |(m, _)| lease_delivery(m.lease()));
+    if rounds.len() > 1 {
+        for round in rounds {
+            Box::pin(write_moves(held, pool, round)).await;
+        }
+        return;
+    }
+    let moves = rounds.pop().unwrap_or_default();
     // Receipt handles that don't parse fail alone, before the statement.
     let mut valid = Vec::with_capacity(moves.len());
     for (m, reply) in moves {

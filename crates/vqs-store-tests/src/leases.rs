@@ -175,3 +175,40 @@ pub async fn leased_count_counts_live_leases(s: Store) {
         None
     );
 }
+
+/// A stale lease's move and the current lease's move of one delivery, sent together (so a
+/// group-commit writer takes them in one batch): only the current one succeeds, and the
+/// answers say so — the stale one's failure is not reported as the current one's.
+pub async fn a_stale_and_a_fresh_move_of_one_delivery_sent_together(s: Store) {
+    for round in 0..8 {
+        let topic = format!("t{round}");
+        subscribe(&s, &topic, "a").await;
+        let id = send(&s, &topic, at(0)).await;
+        let stale = claim(&s, "a", 10, at(1)).await.remove(0);
+        let fresh = claim(&s, "a", 10, at(40)).await.remove(0);
+        assert_eq!((stale.message_id.as_str(), fresh.message_id.as_str()), (id.as_str(), id.as_str()));
+        let retry = |m: &LeasedMessage| {
+            s.delivery_retry(DeliveryRetryParams {
+                lease: lease(m, at(41)),
+                delay: Duration::from_secs(5),
+                execution: None,
+            })
+        };
+        // Both orders: the writer must not attribute the one update to whichever came first.
+        let (a, b) = if round % 2 == 0 {
+            let (st, fr) = tokio::join!(retry(&stale), retry(&fresh));
+            (st, fr)
+        } else {
+            let (fr, st) = tokio::join!(retry(&fresh), retry(&stale));
+            (st, fr)
+        };
+        assert!(matches!(a, Err(StoreError::LeaseLost(_))), "round {round}: the stale lease's retry: {a:?}");
+        assert!(b.is_ok(), "round {round}: the fresh lease's retry: {b:?}");
+        let d = state(&s, &id, "a").await.unwrap();
+        assert_eq!((d.state, d.visible_at), (DeliveryState::Pending, at(46)), "round {round}");
+        // Nothing else is due for this group before the retry.
+        assert!(claim(&s, "a", 10, at(45)).await.is_empty(), "round {round}");
+        let again = claim(&s, "a", 10, at(46)).await.remove(0);
+        ack(&s, &again, at(47)).await.unwrap();
+    }
+}

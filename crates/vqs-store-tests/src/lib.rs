@@ -78,7 +78,7 @@ macro_rules! conformance {
                        delay_holds_a_message_back, send_many_keeps_input_order, subscribing_late_sees_earlier_messages }
             leases { claim_leases_once_until_the_lease_ends, ack_finishes_a_delivery, retry_makes_it_due_after_the_delay,
                      release_spends_no_delivery, dead_letter_keeps_the_message, settling_twice_is_not_found,
-                     a_stale_lease_cannot_settle, unknown_message_is_not_found, extend_and_release_visibility,
+                     a_stale_lease_cannot_settle, a_stale_and_a_fresh_move_of_one_delivery_sent_together, unknown_message_is_not_found, extend_and_release_visibility,
                      receive_by_id_of_a_leased_message_is_locked, leased_count_counts_live_leases }
             executions { start_and_finish_record_an_attempt, claim_records_running_attempts,
                          settling_closes_the_attempt_once, abandoned_attempt_is_closed_on_re_lease,
