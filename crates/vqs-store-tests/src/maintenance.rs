@@ -125,7 +125,7 @@ pub async fn finished_messages_go_after_their_retention_live_ones_stay(s: Store)
     }
     // Finished messages are kept 12 h (each message also ends at its own retention, 24 h).
     let pass = |now| MaintenanceParams { message_retention_seconds: 12 * HOUR as u64, ..default_retention(now) };
-    let exists = async |id: &str| s.message_get(MessageGetParams { id: (id).to_string() }).await.unwrap().is_some();
+    let exists = async |id: &str| s.message_get(MessageGetParams { id: id.to_string() }).await.unwrap().is_some();
 
     // Within the retention: nothing goes.
     let report = s.maintenance_run(pass(at(11 * HOUR))).await.unwrap();
@@ -203,7 +203,7 @@ pub async fn count_limits_keep_the_newest_and_never_a_running_attempt(s: Store) 
     assert!(left[1..].iter().all(|(m, _, st)| newest.contains(&m) && *st == ExecutionStatus::Success), "{left:?}");
     // Messages: the newest 2 stay; so does the older running one (only finished messages
     // are deleted to meet the limit).
-    assert!(s.message_get(MessageGetParams { id: (&long).to_string() }).await.unwrap().is_some());
+    assert!(s.message_get(MessageGetParams { id: long.clone() }).await.unwrap().is_some());
     assert_eq!(kept(&s, &ids).await, vec![false, false, false, true, true]);
 }
 
