@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::AppState;
 
 /// Maintenance passes per call at most.
 pub const PASSES: u32 = 10;

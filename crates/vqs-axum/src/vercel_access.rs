@@ -5,7 +5,40 @@ use http::HeaderMap;
 use vqs::Queue;
 use vqs_vercel::{VercelQueueService, VqsClient, VqsClientConfig, VqsError, oidc_token};
 
-use crate::config::VercelEnv;
+use std::collections::BTreeMap;
+
+/// The environment of a deployment on Vercel, and where the local dispatcher pushes to
+/// functions this process does not serve.
+#[derive(Clone, Default)]
+pub struct VercelEnv {
+    /// `VERCEL_OIDC_TOKEN`: the bearer for Vercel's queue service when a request carries no
+    /// `x-vercel-oidc-token` header.
+    pub oidc_token: Option<String>,
+    /// `VERCEL_DEPLOYMENT_ID`: sends are delivered to this deployment's consumers.
+    pub deployment_id: Option<String>,
+    /// `VERCEL_REGION`: the queue service region to publish to (default `iad1`).
+    pub region: Option<String>,
+    /// `VQS_VERCEL_QUEUE_URL`: send Vercel-bound queue calls to this base URL instead of
+    /// `https://{region}.vercel-queue.com` (e.g. `http://127.0.0.1:3000/_vqs`, to run a
+    /// Vercel function against the local queue service); the SDK's `resolveBaseUrl`.
+    pub queue_base_url: Option<String>,
+    /// `VQS_FUNCTION_URLS`: a JSON object from a `functions` key of vercel.json to the URL
+    /// the local dispatcher pushes to, for consumer functions another process serves
+    /// (e.g. `{"api/queue/orders.js": "http://127.0.0.1:4001/api/queue/orders"}`).
+    pub function_urls: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for VercelEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VercelEnv")
+            .field("oidc_token", &self.oidc_token.as_ref().map(|_| "[set]"))
+            .field("deployment_id", &self.deployment_id)
+            .field("region", &self.region)
+            .field("queue_base_url", &self.queue_base_url)
+            .field("function_urls", &self.function_urls)
+            .finish()
+    }
+}
 
 /// The region used when neither a push nor `VERCEL_REGION` names one (as the SDK).
 pub const DEFAULT_REGION: &str = "iad1";
@@ -18,7 +51,7 @@ pub struct VercelAccess {
 }
 
 impl VercelAccess {
-    pub fn new(env: VercelEnv) -> anyhow::Result<VercelAccess> {
+    pub fn new(env: VercelEnv) -> Result<VercelAccess, reqwest::Error> {
         let http = reqwest::Client::builder().user_agent(vqs_vercel::USER_AGENT).build()?;
         Ok(VercelAccess { http, env })
     }

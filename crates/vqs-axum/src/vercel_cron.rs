@@ -23,14 +23,14 @@ use serde_json::json;
 use vqs::CronSchedule;
 use vqs::store::{CronRunFinishParams, CronRunStartParams};
 
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// `router` with Vercel Cron's calls tracked in the database (see the module docs).
-pub fn track_cron_runs(router: Router, state: AppState) -> Router {
+pub fn track_cron_runs(router: Router, state: VqsState) -> Router {
     router.layer(axum::middleware::from_fn_with_state(state, track))
 }
 
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn track(State(state): State<VqsState>, req: Request, next: Next) -> Response {
     let Some(schedule) = req.headers().get("x-vercel-cron-schedule").and_then(|v| v.to_str().ok()) else {
         return next.run(req).await;
     };

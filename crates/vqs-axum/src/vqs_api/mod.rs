@@ -32,10 +32,10 @@ use vqs::{MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTIO
 pub use receive_codec::{ReceiveFormat, encode};
 
 use crate::api_error::{ApiError, require_bearer};
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// `/_vqs` routes (nested by the app).
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &VqsState) -> Router<VqsState> {
     let subscribed = Subscribed::default();
     Router::new()
         .route("/api/v3/topic/{topic}", post(publish))
@@ -54,7 +54,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_queue_secret))
 }
 
-async fn require_queue_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_queue_secret(State(state): State<VqsState>, req: Request, next: Next) -> Response {
     match require_bearer(state.queue_secret.as_ref(), req.headers(), "VQS_QUEUE_SECRET", "the queue service") {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -171,7 +171,7 @@ fn answered_id(sent: &vqs::SendResult) -> String {
 }
 
 async fn publish(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -198,7 +198,7 @@ async fn publish(
 /// status a single send would have had. Parts are sent one after another, not in one
 /// transaction: a failed part does not undo the others, as on Vercel.
 async fn publish_batch(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -270,7 +270,7 @@ fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
 }
 
 async fn ensure_subscribed(
-    state: &AppState,
+    state: &VqsState,
     subscribed: &Subscribed,
     topic: &str,
     group: &str,
@@ -306,7 +306,7 @@ fn too_many(group: &str, limit: u64) -> Response {
 }
 
 async fn claim(
-    state: &AppState,
+    state: &VqsState,
     topic: String,
     group: String,
     message_id: Option<String>,
@@ -359,7 +359,7 @@ async fn claim(
 }
 
 async fn receive(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     axum::Extension(subscribed): axum::Extension<Subscribed>,
     Path((topic, group)): Path<(String, String)>,
     headers: HeaderMap,
@@ -372,7 +372,7 @@ async fn receive(
 }
 
 async fn receive_by_id(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     axum::Extension(subscribed): axum::Extension<Subscribed>,
     Path((topic, group, message_id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -402,7 +402,7 @@ async fn receive_by_id(
 /// Refuse a lease route whose path names another topic than the lease's message: a client
 /// must not settle a message of topic B through topic A's URL (404, as a lease that topic
 /// never issued).
-async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
+async fn check_lease_topic(state: &VqsState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
     let (message_id, _) = vqs::store::split_receipt_handle(handle)?;
     match state.queue.store().delivery_topic(message_id, group).await? {
         Some(t) if t == topic => Ok(()),
@@ -414,7 +414,7 @@ async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &
 }
 
 async fn ack(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path((topic, group, handle)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     check_name("consumer group", &group)?;
@@ -433,7 +433,7 @@ struct VisibilityBody {
 }
 
 async fn change_visibility(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(params): Path<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
