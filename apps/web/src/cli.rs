@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
 
-use vqs_axum::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
 use crate::config::Config;
+use vqs_axum::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
 
 /// vqs: durable background jobs and crons for this app.
 #[derive(Debug, Parser)]

@@ -21,9 +21,9 @@ use tower::ServiceBuilder;
 use vqs::{Clock, Queue, QueueHandler, VercelConfig};
 
 use crate::config::Config;
-use vqs_axum::queue_route;
 use crate::runtime::{DbOptions, open_queue_with};
 use vqs_axum::PushSource;
+use vqs_axum::queue_route;
 use vqs_axum::vercel_access::{VercelAccess, VercelPublisher, with_request_token};
 
 fn init_tracing() {

@@ -138,7 +138,8 @@ async fn the_dashboard_says_queue_depth_is_in_vercel_queues_on_vercel() {
     assert!(!local.contains("depth-elsewhere"), "self-hosted, the depth is this database's");
 
     let access = vqs_axum::vercel_access::VercelAccess::new(Default::default()).unwrap();
-    let publisher = vqs_axum::vercel_access::VercelPublisher::new(access, app.queue().store().clone(), app.clock.clone());
+    let publisher =
+        vqs_axum::vercel_access::VercelPublisher::new(access, app.queue().store().clone(), app.clock.clone());
     let mut state = app.state.clone();
     state.queue =
         vqs::Queue::with_publisher(app.queue().store().clone(), app.clock.clone(), std::sync::Arc::new(publisher));

@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vqs::{SendOpts, VercelConfig};
 use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord, ProgressListParams, ProgressRecord};
+use vqs::{SendOpts, VercelConfig};
 
 use crate::api_error::{ApiError, require_bearer};
 use crate::state::VqsState;

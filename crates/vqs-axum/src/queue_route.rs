@@ -9,7 +9,7 @@ use axum::routing::{MethodRouter, post};
 use serde_json::json;
 use vqs::{Delivery, MAX_PAYLOAD_BYTES, QueueHandler};
 
-use crate::state::{VqsState, PushSource};
+use crate::state::{PushSource, VqsState};
 
 /// Marks a request made by this process's own dispatcher (`router.oneshot`). A request
 /// extension: nothing a client sends over HTTP can set it.

@@ -67,8 +67,7 @@ pub async fn require_routes(router: &axum::Router, state: &VqsState) -> Result<(
             return Err(StartError::MissingRoute(format!(
                 "vercel.json: the queue trigger for topic {} names {}, which has no route in this app: \
                  fix the functions key, or add the job with `cargo xtask new-job <name>`",
-                c.topic_pattern,
-                c.route_path
+                c.topic_pattern, c.route_path
             )));
         }
     }
@@ -197,4 +196,3 @@ async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown
         }
     }
 }
-
