@@ -46,28 +46,26 @@ pub use vqs_axum::VercelEnv;
 
 /// Read the variables of [`VercelEnv`].
 pub fn vercel_env_from_env() -> Result<VercelEnv> {
-    {
-        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let function_urls = match var("VQS_FUNCTION_URLS") {
-            None => BTreeMap::new(),
-            Some(v) => serde_json::from_str::<BTreeMap<String, String>>(&v).with_context(|| {
-                "VQS_FUNCTION_URLS must be a JSON object from a vercel.json functions key to a URL, \
-                 like {\"api/queue/orders.js\": \"http://127.0.0.1:4001/api/queue/orders\"}"
-            })?,
-        };
-        for (key, url) in &function_urls {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                anyhow::bail!("VQS_FUNCTION_URLS[{key:?}] must be an http:// or https:// URL, got {url:?}");
-            }
+    let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let function_urls = match var("VQS_FUNCTION_URLS") {
+        None => BTreeMap::new(),
+        Some(v) => serde_json::from_str::<BTreeMap<String, String>>(&v).with_context(|| {
+            "VQS_FUNCTION_URLS must be a JSON object from a vercel.json functions key to a URL, \
+             like {\"api/queue/orders.js\": \"http://127.0.0.1:4001/api/queue/orders\"}"
+        })?,
+    };
+    for (key, url) in &function_urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("VQS_FUNCTION_URLS[{key:?}] must be an http:// or https:// URL, got {url:?}");
         }
-        Ok(VercelEnv {
-            oidc_token: var("VERCEL_OIDC_TOKEN"),
-            deployment_id: var("VERCEL_DEPLOYMENT_ID"),
-            region: var("VERCEL_REGION"),
-            queue_base_url: var("VQS_VERCEL_QUEUE_URL"),
-            function_urls,
-        })
     }
+    Ok(VercelEnv {
+        oidc_token: var("VERCEL_OIDC_TOKEN"),
+        deployment_id: var("VERCEL_DEPLOYMENT_ID"),
+        region: var("VERCEL_REGION"),
+        queue_base_url: var("VQS_VERCEL_QUEUE_URL"),
+        function_urls,
+    })
 }
 
 impl std::fmt::Debug for Config {

@@ -79,8 +79,8 @@ pub async fn app_router(config: &Config) -> anyhow::Result<Router> {
     let vercel = vercel_config()?;
     let local = open_function_queue(config).await?;
     let access = VercelAccess::new(config.vercel.clone()).context("setting up Vercel's queue service client")?;
-    let publisher = VercelPublisher::new(access, local.store().clone(), local.clock().clone());
-    let queue = Queue::with_publisher(local.store().clone(), local.clock().clone(), std::sync::Arc::new(publisher));
+    let publisher = VercelPublisher::new(access, local.clone());
+    let queue = local.publishing_to(std::sync::Arc::new(publisher));
     let state = crate::runtime::state(config, queue, vercel);
     let app = vqs_axum::vercel_cron::track_cron_runs(crate::app(state.clone()), state);
     Ok(app.layer(axum::middleware::from_fn(with_request_token)))

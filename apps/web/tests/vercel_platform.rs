@@ -138,11 +138,9 @@ async fn the_dashboard_says_queue_depth_is_in_vercel_queues_on_vercel() {
     assert!(!local.contains("depth-elsewhere"), "self-hosted, the depth is this database's");
 
     let access = vqs_axum::vercel_access::VercelAccess::new(Default::default()).unwrap();
-    let publisher =
-        vqs_axum::vercel_access::VercelPublisher::new(access, app.queue().store().clone(), app.clock.clone());
+    let publisher = vqs_axum::vercel_access::VercelPublisher::new(access, app.queue().clone());
     let mut state = app.state.clone();
-    state.queue =
-        vqs::Queue::with_publisher(app.queue().store().clone(), app.clock.clone(), std::sync::Arc::new(publisher));
+    state.queue = app.queue().publishing_to(std::sync::Arc::new(publisher));
     let on_vercel = overview(web::app(state)).await;
     assert!(on_vercel.contains(r#"id="depth-elsewhere""#) && on_vercel.contains("Vercel Queues"), "{on_vercel}");
     let row = on_vercel.split(r#"<tr data-topic="probe">"#).nth(1).unwrap().split("</tr>").next().unwrap();

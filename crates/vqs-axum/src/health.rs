@@ -58,7 +58,7 @@ fn is_admin(state: &VqsState, headers: &HeaderMap) -> bool {
 pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>, headers: HeaderMap) -> Response {
     let mut down: Vec<String> = Vec::new();
     let mut degraded: Vec<String> = Vec::new();
-    let database = state.queue.store().ping().await;
+    let database = state.queue.ping().await;
     let stats = state.queue.depth().await;
     if database.is_err() || stats.is_err() {
         down.push("database unreachable".to_owned());

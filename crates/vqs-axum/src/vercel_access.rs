@@ -78,7 +78,7 @@ impl VercelAccess {
     /// The queue service of one delivery: settle in `region` with the request's token;
     /// dead letters go to `queue`'s database.
     pub fn service(&self, queue: &Queue, token: String, region: Option<&str>) -> Result<VercelQueueService, VqsError> {
-        Ok(VercelQueueService::new(self.client(token, region)?, queue.store().clone(), queue.clock().clone()))
+        Ok(VercelQueueService::for_queue(self.client(token, region)?, queue))
     }
 }
 
@@ -100,8 +100,8 @@ pub async fn with_request_token(req: axum::extract::Request, next: axum::middlew
 #[derive(Clone)]
 pub struct VercelPublisher {
     access: VercelAccess,
-    store: std::sync::Arc<dyn vqs::QueueStore>,
-    clock: vqs::Clock,
+    /// The app's database (publishing locally): executions and dead letters go there.
+    local: Queue,
 }
 
 impl std::fmt::Debug for VercelPublisher {
@@ -111,8 +111,9 @@ impl std::fmt::Debug for VercelPublisher {
 }
 
 impl VercelPublisher {
-    pub fn new(access: VercelAccess, store: std::sync::Arc<dyn vqs::QueueStore>, clock: vqs::Clock) -> Self {
-        VercelPublisher { access, store, clock }
+    /// `local`: the app's queue over its own database (executions and dead letters stay there).
+    pub fn new(access: VercelAccess, local: Queue) -> Self {
+        VercelPublisher { access, local }
     }
 
     fn service(&self) -> Result<VercelQueueService, vqs::ServiceError> {
@@ -124,7 +125,7 @@ impl VercelPublisher {
             )
         })?;
         let client = self.access.client(token, None).map_err(|e| vqs::ServiceError::Refused(e.to_string()))?;
-        Ok(VercelQueueService::new(client, self.store.clone(), self.clock.clone()))
+        Ok(VercelQueueService::for_queue(client, &self.local))
     }
 }
 

@@ -48,8 +48,8 @@ async fn track(State(state): State<VqsState>, req: Request, next: Next) -> Respo
     let (path, schedule) = (path.to_owned(), schedule.to_owned());
     let now = state.queue.clock().now();
     let scheduled_at = latest_tick(&parsed, now);
-    let store = state.queue.store();
-    let claimed = store
+    let claimed = state
+        .queue
         .cron_run_start(CronRunStartParams { path: path.clone(), schedule: schedule.clone(), scheduled_at, now })
         .await;
     let run_id = match claimed {
@@ -76,7 +76,7 @@ async fn track(State(state): State<VqsState>, req: Request, next: Next) -> Respo
         error,
         now: state.queue.clock().now(),
     };
-    if let Err(e) = store.cron_run_finish(finish).await {
+    if let Err(e) = state.queue.cron_run_finish(finish).await {
         tracing::warn!(cron.path = %path, error = %e, "could not record the end of a Vercel Cron run");
     }
     response

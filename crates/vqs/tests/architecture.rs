@@ -102,3 +102,19 @@ fn only_the_web_app_reads_the_environment() {
         }
     }
 }
+
+#[test]
+fn the_app_and_the_axum_library_reach_storage_only_through_the_facade() {
+    for dir in ["crates/vqs-axum/src", "apps/web/src"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(
+                !text.contains(".store()"),
+                "{} calls Queue::store(): go through the Queue's methods or Queue::local_service()",
+                f.display()
+            );
+        }
+    }
+}

@@ -78,7 +78,7 @@ fn html(status: StatusCode, body: String) -> Response {
 async fn session_of(state: &VqsState, headers: &HeaderMap) -> Option<Session> {
     let key = state.admin_token.as_ref()?;
     let s = session::check(key, session::cookie(headers, session::COOKIE)?, state.queue.clock().now())?;
-    match state.queue.store().session_revoked(&s.nonce).await {
+    match state.queue.session_revoked(&s.nonce).await {
         Ok(false) => Some(s),
         Ok(true) => None,
         Err(e) => {
@@ -289,8 +289,8 @@ async fn logout(
     // Revoked for every process until the cookie would have expired: a copy of it stops working too.
     let expires_at = chrono::DateTime::from_timestamp(s.expires, 0).unwrap_or_else(|| state.queue.clock().now());
     let revoke = vqs::store::SessionRevokeParams { nonce: s.nonce, expires_at, now: state.queue.clock().now() };
-    if let Err(e) = state.queue.store().session_revoke(revoke).await {
-        return storage_error(e.into());
+    if let Err(e) = state.queue.session_revoke(revoke).await {
+        return storage_error(e);
     }
     let mut resp = Redirect::to("/admin").into_response();
     let clear = format!("{}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0{}", session::COOKIE, secure(&headers));
