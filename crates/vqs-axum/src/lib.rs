@@ -36,6 +36,7 @@ pub mod dashboard;
 pub mod health;
 pub mod http_pusher;
 pub mod in_process;
+mod maintenance_cron;
 pub mod metrics;
 mod metrics_route;
 pub mod queue_route;
@@ -48,6 +49,7 @@ pub mod vqs_api;
 mod workers;
 
 pub use app::{app, router};
+pub use maintenance_cron::{PASSES as MAINTENANCE_CRON_PASSES, maintenance_cron, maintenance_cron_failed};
 pub use metrics::Metrics;
 pub use queue_route::{InProcessPush, queue_route};
 pub use serve::{TaskFailed, serve, shutdown_signal};
