@@ -12,5 +12,5 @@ pub mod vercel_json;
 /// The web app's receive codec, compiled from its own source file: depending on the `web`
 /// crate would build the whole app (sqlx, axum, …) with fuzzing instrumentation. The codec
 /// needs only `vqs`, base64, chrono, serde_json and uuid.
-#[path = "../../apps/web/src/vqs_api/receive_codec.rs"]
+#[path = "../../crates/vqs-axum/src/vqs_api/receive_codec.rs"]
 pub mod codec;

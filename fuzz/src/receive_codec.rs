@@ -1,5 +1,5 @@
 //! Target `receive_codec`: a round trip through the local `/_vqs` receive codec
-//! (`apps/web/src/vqs_api/receive_codec.rs`, encode only). Arbitrary leased messages are
+//! (`crates/vqs-axum/src/vqs_api/receive_codec.rs`, encode only). Arbitrary leased messages are
 //! encoded, then decoded — NDJSON by the project's own client decoder
 //! (`vqs_vercel::decode_ndjson`), `multipart/mixed` by the small strict parser below — and
 //! must come back the same: ids, count, times (to the millisecond the wire carries),

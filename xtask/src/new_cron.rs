@@ -69,7 +69,7 @@ use axum::response::{{IntoResponse, Response}};
 use axum::routing::{{MethodRouter, get}};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::AppState;
 
 pub fn route() -> MethodRouter<AppState> {{
     get(handler)

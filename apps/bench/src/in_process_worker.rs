@@ -1,11 +1,11 @@
 //! The worker of the throughput workloads, in the benchmark's own process (as the peers'
-//! harness starts its worker): the app's router and `web::runtime::Workers` — dispatcher,
+//! harness starts its worker): the app's router and `vqs_axum::Workers` — dispatcher,
 //! consumer route in process, tracked run, ack, and the maintenance loop — exactly as
 //! `web serve` starts them, with a probe consumer of the given maxConcurrency.
 
 use anyhow::Result;
 use vqs::{DispatcherConfig, Queue, VercelConfig};
-use web::runtime::Workers;
+use vqs_axum::Workers;
 
 use crate::completions::Completions;
 

@@ -47,7 +47,7 @@ pub fn snapshot() -> Statements {
 /// by design here, and the start-up lines of each measurement's worker. Plus the statement counter when `count_statements`.
 pub fn init_tracing(count_statements: bool) {
     use std::io::IsTerminal;
-    let default = "info,sqlx=warn,sqlx::pool=error,sqlx_core::pool=error,sqlx::query=error,web::runtime=warn";
+    let default = "info,sqlx=warn,sqlx::pool=error,sqlx_core::pool=error,sqlx::query=error,web::runtime=warn,vqs_axum::workers=warn";
     let fmt = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
 
-use crate::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
 use crate::config::Config;
+use vqs_axum::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
 
 /// vqs: durable background jobs and crons for this app.
 #[derive(Debug, Parser)]
@@ -256,7 +256,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Crons { next, json } => {
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
             let state = crate::runtime::state(&config, queue, vercel);
-            let crons = crons_json(&state, next.min(crate::admin::MAX_CRON_NEXT))
+            let crons = crons_json(&state, next.min(vqs_axum::admin::MAX_CRON_NEXT))
                 .await
                 .map_err(|e| anyhow!("{}", e.message))?;
             print(json, &crons, |v| {

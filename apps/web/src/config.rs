@@ -39,66 +39,33 @@ pub struct Config {
     /// What a Vercel deployment (and the Vercel-facing tests) read.
     pub vercel: VercelEnv,
     /// Connection limits and the shutdown grace of `serve` (`VQS_HTTP_*`, `VQS_SHUTDOWN_GRACE_SECONDS`).
-    pub server: crate::server::ServerLimits,
+    pub server: vqs_axum::ServerLimits,
 }
 
-/// The environment of a deployment on Vercel, and where the local dispatcher pushes to
-/// functions this process does not serve.
-#[derive(Clone, Default)]
-pub struct VercelEnv {
-    /// `VERCEL_OIDC_TOKEN`: the bearer for Vercel's queue service when a request carries no
-    /// `x-vercel-oidc-token` header.
-    pub oidc_token: Option<String>,
-    /// `VERCEL_DEPLOYMENT_ID`: sends are delivered to this deployment's consumers.
-    pub deployment_id: Option<String>,
-    /// `VERCEL_REGION`: the queue service region to publish to (default `iad1`).
-    pub region: Option<String>,
-    /// `VQS_VERCEL_QUEUE_URL`: send Vercel-bound queue calls to this base URL instead of
-    /// `https://{region}.vercel-queue.com` (e.g. `http://127.0.0.1:3000/_vqs`, to run a
-    /// Vercel function against the local queue service); the SDK's `resolveBaseUrl`.
-    pub queue_base_url: Option<String>,
-    /// `VQS_FUNCTION_URLS`: a JSON object from a `functions` key of vercel.json to the URL
-    /// the local dispatcher pushes to, for consumer functions another process serves
-    /// (e.g. `{"api/queue/orders.js": "http://127.0.0.1:4001/api/queue/orders"}`).
-    pub function_urls: BTreeMap<String, String>,
-}
+pub use vqs_axum::VercelEnv;
 
-impl std::fmt::Debug for VercelEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VercelEnv")
-            .field("oidc_token", &self.oidc_token.as_ref().map(|_| "[set]"))
-            .field("deployment_id", &self.deployment_id)
-            .field("region", &self.region)
-            .field("queue_base_url", &self.queue_base_url)
-            .field("function_urls", &self.function_urls)
-            .finish()
-    }
-}
-
-impl VercelEnv {
-    /// Read the variables of [`VercelEnv`].
-    pub fn from_env() -> Result<VercelEnv> {
-        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let function_urls = match var("VQS_FUNCTION_URLS") {
-            None => BTreeMap::new(),
-            Some(v) => serde_json::from_str::<BTreeMap<String, String>>(&v).with_context(|| {
-                "VQS_FUNCTION_URLS must be a JSON object from a vercel.json functions key to a URL, \
-                 like {\"api/queue/orders.js\": \"http://127.0.0.1:4001/api/queue/orders\"}"
-            })?,
-        };
-        for (key, url) in &function_urls {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                anyhow::bail!("VQS_FUNCTION_URLS[{key:?}] must be an http:// or https:// URL, got {url:?}");
-            }
+/// Read the variables of [`VercelEnv`].
+pub fn vercel_env_from_env() -> Result<VercelEnv> {
+    let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let function_urls = match var("VQS_FUNCTION_URLS") {
+        None => BTreeMap::new(),
+        Some(v) => serde_json::from_str::<BTreeMap<String, String>>(&v).with_context(|| {
+            "VQS_FUNCTION_URLS must be a JSON object from a vercel.json functions key to a URL, \
+             like {\"api/queue/orders.js\": \"http://127.0.0.1:4001/api/queue/orders\"}"
+        })?,
+    };
+    for (key, url) in &function_urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("VQS_FUNCTION_URLS[{key:?}] must be an http:// or https:// URL, got {url:?}");
         }
-        Ok(VercelEnv {
-            oidc_token: var("VERCEL_OIDC_TOKEN"),
-            deployment_id: var("VERCEL_DEPLOYMENT_ID"),
-            region: var("VERCEL_REGION"),
-            queue_base_url: var("VQS_VERCEL_QUEUE_URL"),
-            function_urls,
-        })
     }
+    Ok(VercelEnv {
+        oidc_token: var("VERCEL_OIDC_TOKEN"),
+        deployment_id: var("VERCEL_DEPLOYMENT_ID"),
+        region: var("VERCEL_REGION"),
+        queue_base_url: var("VQS_VERCEL_QUEUE_URL"),
+        function_urls,
+    })
 }
 
 impl std::fmt::Debug for Config {
@@ -253,13 +220,13 @@ pub fn retention_from_env() -> Result<RetentionConfig> {
     })
 }
 
-/// The connection limits and shutdown grace of `serve` (defaults: [`crate::server::ServerLimits::default`]).
-pub fn server_limits_from_env() -> Result<crate::server::ServerLimits> {
-    let d = crate::server::ServerLimits::default();
+/// The connection limits and shutdown grace of `serve` (defaults: [`vqs_axum::ServerLimits::default`]).
+pub fn server_limits_from_env() -> Result<vqs_axum::ServerLimits> {
+    let d = vqs_axum::ServerLimits::default();
     let seconds = |name: &str, default: Duration, max: u64| -> Result<Duration> {
         env_number(name, default.as_secs(), 1, max, "seconds").map(Duration::from_secs)
     };
-    Ok(crate::server::ServerLimits {
+    Ok(vqs_axum::ServerLimits {
         header_timeout: seconds("VQS_HTTP_HEADER_TIMEOUT_SECONDS", d.header_timeout, 3600)?,
         body_timeout: seconds("VQS_HTTP_BODY_TIMEOUT_SECONDS", d.body_timeout, 3600)?,
         idle_timeout: seconds("VQS_HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout, 3600)?,
@@ -315,7 +282,7 @@ impl Config {
                 None => None,
             },
             lifeline: lifeline_from_env()?,
-            vercel: VercelEnv::from_env()?,
+            vercel: vercel_env_from_env()?,
             server: server_limits_from_env()?,
         })
     }

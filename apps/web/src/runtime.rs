@@ -1,21 +1,17 @@
-//! Start-up: pick the backend, read `vercel.json`, start the dispatcher and maintenance.
+//! Start-up: pick the backend, read `vercel.json`, turn [`Config`] into the library's
+//! settings, and `serve` (the library's app, workers and server loop).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use vqs::{
-    Clock, ConsumerConfig, CronScheduler, DispatcherConfig, Queue, RetentionConfig, ScheduledCron, VercelConfig,
-};
-
-use crate::config::{Config, redact_url};
-use crate::http_pusher::{AppPusher, HttpPusher};
-use crate::in_process::{InProcessCronInvoker, InProcessPusher};
-use crate::state::AppState;
 use auth::Secret;
+use vqs::{Clock, DispatcherConfig, Queue, VercelConfig};
+use vqs_axum::{VqsSettings, VqsState};
+
+use crate::AppState;
+use crate::config::{Config, redact_url};
 
 /// How the app uses its database connections (PostgreSQL only; SQLite has one file).
 #[derive(Clone, Copy, Debug)]
@@ -91,200 +87,27 @@ fn absolute(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Refuse a topic nothing consumes (no queue trigger in vercel.json matches it): a message
-/// published there from the admin API or the CLI would wait forever, so a typo is an error
-/// that lists the topics there are. (The `/_vqs` API, like Vercel's, takes any topic.)
-pub fn require_consumed_topic(vercel: &VercelConfig, topic: &str) -> Result<(), String> {
-    if !vqs::is_valid_name(topic) {
-        return Ok(()); // the queue refuses it, saying what a topic may be
-    }
-    let matches = |pattern: &str| match pattern.strip_suffix('*') {
-        Some(prefix) => topic.starts_with(prefix),
-        None => pattern == topic,
-    };
-    if vercel.queue_triggers.iter().any(|t| matches(&t.topic)) {
-        return Ok(());
-    }
-    let mut known: Vec<&str> = vercel.queue_triggers.iter().map(|t| t.topic.as_str()).collect();
-    known.sort_unstable();
-    known.dedup();
-    Err(format!(
-        "no job or consumer for topic {topic:?}: the topics with a consumer in vercel.json are {}",
-        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-    ))
+pub use vqs_axum::admin::require_consumed_topic;
+pub use vqs_axum::{Workers, consumers};
+
+/// The state handlers see: the library's settings, from [`Config`].
+pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {
+    VqsState::new(queue, vercel, settings(config))
 }
 
-/// Refuse to start when a cron of vercel.json has no route in this app (every tick would be
-/// a 404) or a queue trigger's in-process route is missing (every delivery would fail). A
-/// route is looked up with `OPTIONS`, which runs no handler: an unknown path is 404.
-async fn require_routes(router: &axum::Router, state: &AppState) -> Result<()> {
-    use tower::ServiceExt;
-    let exists = |path: String| {
-        let router = router.clone();
-        async move {
-            let req = http::Request::options(path.as_str()).body(axum::body::Body::empty())?;
-            let status = router.oneshot(req).await?.status();
-            anyhow::Ok(status != http::StatusCode::NOT_FOUND)
-        }
-    };
-    for c in &state.vercel.crons {
-        if !exists(c.path.clone()).await? {
-            bail!(
-                "vercel.json: the cron {} has no route in this app: fix the path, or add the cron with \
-                 `cargo xtask new-cron <name>` (cron routes are GET /api/cron/<name>)",
-                c.path
-            );
-        }
-    }
-    for c in consumers(state).iter().filter(|c| c.route_path.starts_with('/')) {
-        if !exists(c.route_path.clone()).await? {
-            bail!(
-                "vercel.json: the queue trigger for topic {} names {}, which has no route in this app: \
-                 fix the functions key, or add the job with `cargo xtask new-job <name>`",
-                c.topic_pattern,
-                c.route_path
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The state handlers see.
-pub fn state(config: &Config, queue: Queue, mut vercel: VercelConfig) -> AppState {
-    let queue_now = queue.clock().now();
-    // Consumer functions served by another process: the dispatcher pushes to their URL.
-    for t in &mut vercel.queue_triggers {
-        if let Some(url) = config.vercel.function_urls.get(&t.function_key) {
-            t.route_path = url.clone();
-        }
-    }
-    let topics = vercel.queue_triggers.iter().filter(|t| !t.topic.ends_with('*')).map(|t| t.topic.clone());
-    let metrics = crate::metrics::Metrics::install(&queue, topics);
-    AppState {
-        queue,
-        vercel: Arc::new(vercel),
+/// [`Config`] as the library takes it, with this app's jobs.
+pub fn settings(config: &Config) -> VqsSettings {
+    VqsSettings {
         queue_secret: Secret::new(config.queue_secret.clone()),
         admin_token: Secret::new(config.admin_token.clone()),
         metrics_token: Secret::new(config.metrics_token.clone()),
-        metrics,
-        retention: config.retention.clone(),
         cron_auth: auth::CronAuth::from_values(config.cron_secret.clone(), config.is_local_dev),
-        started_at: queue_now,
+        retention: config.retention.clone(),
         lease: Duration::from_secs(u64::from(config.lease_seconds)),
-        push_source: crate::state::PushSource::Local,
         retry_policy: config.retry_delay_seconds.map(|s| vqs::RetryPolicy::Fixed(Duration::from_secs(u64::from(s)))),
-        tasks: vqs::Supervisor::default(),
         lifeline: config.lifeline,
-        login_throttle: Default::default(),
-    }
-}
-
-/// The background work of a serving process.
-#[derive(Debug)]
-pub struct Workers {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// The push consumers of `vercel.json` as this process's dispatcher runs them: leased for
-/// `VQS_LEASE_SECONDS`; a job's consumer route served by this process records each attempt
-/// with its lease (one write fewer per job, and never a job running before its row exists).
-pub fn consumers(state: &AppState) -> Vec<ConsumerConfig> {
-    let job_routes: std::collections::HashSet<String> =
-        jobs::handlers().iter().map(|h| format!("/api/queue/{}", h.topic())).collect();
-    state
-        .vercel
-        .queue_triggers
-        .iter()
-        .map(|t| {
-            let c = ConsumerConfig::from(t);
-            ConsumerConfig { visibility: state.lease, starts_executions: job_routes.contains(&c.route_path), ..c }
-        })
-        .collect()
-}
-
-impl Workers {
-    /// Start the dispatcher (pushing through `router` in process), the cron scheduler
-    /// (calling `router` in process), the maintenance loop and the heartbeat, each supervised by
-    /// `state.tasks`: a panic is logged and the task restarted (health shows it).
-    pub async fn start(state: &AppState, router: axum::Router, mut dispatcher: DispatcherConfig) -> Result<Workers> {
-        let (shutdown, rx) = watch::channel(false);
-        // Crash rescue: this process beats, and the leases of the jobs it runs name it.
-        let lifeline = vqs::Lifeline::new(state.queue.clone(), state.lifeline);
-        lifeline.run_once().await.context("registering this process's heartbeat")?;
-        dispatcher.lease_holder = Some(lifeline.process_id().to_owned());
-        let consumers = consumers(state);
-        vqs::register_consumers(&state.queue, &consumers).await.context("registering consumers")?;
-        for c in &consumers {
-            tracing::info!(topic = %c.topic_pattern, route = %c.route_path, consumer_group = %c.consumer_group, "push consumer");
-        }
-        let pusher = Arc::new(AppPusher {
-            in_process: InProcessPusher::new(router.clone()),
-            http: HttpPusher::new(state.queue_secret.clone(), state.lease).context("building the HTTP pusher")?,
-        });
-        let supervisor = &state.tasks;
-        let mut tasks = vec![{
-            let (queue, rx) = (state.queue.clone(), rx.clone());
-            supervisor.supervise("dispatcher", move || {
-                let pusher: Arc<dyn vqs::Pusher> = pusher.clone();
-                vqs::run_dispatcher(queue.clone(), consumers.clone(), pusher, dispatcher.clone(), rx.clone())
-            })
-        }];
-        tasks.push({
-            let (lifeline, rx) = (lifeline.clone(), rx.clone());
-            supervisor.supervise("lifeline", move || lifeline.clone().run(rx.clone()))
-        });
-        let crons = ScheduledCron::from_config(&state.vercel).context("reading the crons of vercel.json")?;
-        if !crons.is_empty() {
-            if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {
-                tracing::warn!(
-                    "CRON_SECRET is unset and IS_LOCAL_DEV is not true: cron routes refuse every call, the scheduler's too; \
-                     set CRON_SECRET (or IS_LOCAL_DEV=true on a developer machine)"
-                );
-            }
-            for c in &crons {
-                tracing::info!(cron.path = %c.path, schedule = %c.schedule, "cron scheduled");
-            }
-            let invoker = Arc::new(InProcessCronInvoker::new(router, state.cron_auth.clone()));
-            let (queue, rx) = (state.queue.clone(), rx.clone());
-            tasks.push(supervisor.supervise("scheduler", move || {
-                let scheduler = CronScheduler::new(queue.clone(), crons.clone(), invoker.clone());
-                vqs::run_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25))
-            }));
-        }
-        let (queue, retention) = (state.queue.clone(), state.retention.clone());
-        tasks.push(
-            supervisor.supervise("maintenance", move || maintenance_loop(queue.clone(), retention.clone(), rx.clone())),
-        );
-        Ok(Workers { shutdown, tasks })
-    }
-
-    /// Stop taking work; let in-flight deliveries finish (up to the dispatcher's grace period).
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
-
-/// Every 15 s, one maintenance pass; while a pass hits its batch limit (a backlog to prune),
-/// the next follows after a short pause instead, so a backlog drains in bounded batches
-/// with the queue's own work running in between.
-async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let more = match queue.maintenance(&retention).await {
-            Ok(report) => report.hit_batch_limit(retention.batch),
-            Err(e) => {
-                tracing::warn!(error = %e, "maintenance failed");
-                false
-            }
-        };
-        let pause = if more { Duration::from_millis(250) } else { Duration::from_secs(15) };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => return,
-        }
+        function_urls: config.vercel.function_urls.clone(),
+        job_topics: jobs::handlers().iter().map(|h| h.topic().to_owned()).collect(),
     }
 }
 
@@ -298,9 +121,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let queue = open_queue_with(&config.database_url, Clock::system(), DbOptions { pool, listen: true }).await?;
     let state = state(&config, queue, vercel);
     let router = crate::app(state.clone());
-    require_routes(&router, &state).await?;
-    let grace = config.server.shutdown_grace;
-    let dispatcher = DispatcherConfig { shutdown_grace: grace, ..DispatcherConfig::default() };
+    vqs_axum::require_routes(&router, &state).await?;
+    let dispatcher = DispatcherConfig { shutdown_grace: config.server.shutdown_grace, ..DispatcherConfig::default() };
     let workers = Workers::start(&state, router.clone(), dispatcher).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -310,56 +132,6 @@ pub async fn serve(config: Config) -> Result<()> {
     println!("vqs listening on http://{addr}");
     // A background task that failed for good (it kept panicking) stops the process, non-zero:
     // an orchestrator restarts it (`/api/health/live` answers 503 meanwhile).
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
-    let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
-    let stop = {
-        let tasks = state.tasks.clone();
-        let workers_stop = workers.shutdown.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                t = tasks.failed() => {
-                    let _ = failed_tx.send(t);
-                }
-            }
-            tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight requests and deliveries");
-            // Connections and jobs wind down together, within one grace period.
-            let _ = stopping_tx.send(tokio::time::Instant::now());
-            let _ = workers_stop.send(true);
-        }
-    };
-    crate::server::run(listener, router, config.server.clone(), stop).await;
-    let deadline = stopping.await.unwrap_or_else(|_| tokio::time::Instant::now()) + grace + Duration::from_secs(1);
-    if tokio::time::timeout_at(deadline, workers.stop()).await.is_err() {
-        tracing::warn!("background work still running after the shutdown grace: exiting anyway");
-    }
-    if let Ok(t) = failed_rx.await {
-        bail!(
-            "the background task {} kept panicking and was not restarted (last cause: {}): exiting so it can be restarted",
-            t.name,
-            t.last_panic.as_deref().unwrap_or("unknown")
-        );
-    }
+    vqs_axum::serve(listener, router, &state, workers, config.server.clone()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -21,10 +21,10 @@ use tower::ServiceBuilder;
 use vqs::{Clock, Queue, QueueHandler, VercelConfig};
 
 use crate::config::Config;
-use crate::queue_route::queue_route;
 use crate::runtime::{DbOptions, open_queue_with};
-use crate::state::PushSource;
-use crate::vercel_access::{VercelAccess, VercelPublisher, with_request_token};
+use vqs_axum::PushSource;
+use vqs_axum::queue_route;
+use vqs_axum::vercel_access::{VercelAccess, VercelPublisher, with_request_token};
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -79,10 +79,10 @@ pub async fn app_router(config: &Config) -> anyhow::Result<Router> {
     let vercel = vercel_config()?;
     let local = open_function_queue(config).await?;
     let access = VercelAccess::new(config.vercel.clone()).context("setting up Vercel's queue service client")?;
-    let publisher = VercelPublisher::new(access, local.store().clone(), local.clock().clone());
-    let queue = Queue::with_publisher(local.store().clone(), local.clock().clone(), std::sync::Arc::new(publisher));
+    let publisher = VercelPublisher::new(access, local.clone());
+    let queue = local.publishing_to(std::sync::Arc::new(publisher));
     let state = crate::runtime::state(config, queue, vercel);
-    let app = crate::vercel_cron::track_cron_runs(crate::app(state.clone()), state);
+    let app = vqs_axum::vercel_cron::track_cron_runs(crate::app(state.clone()), state);
     Ok(app.layer(axum::middleware::from_fn(with_request_token)))
 }
 

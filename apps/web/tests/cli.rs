@@ -95,7 +95,7 @@ async fn crons_prints_the_next_fire_times() {
     assert_eq!(crons[0]["next"].as_array().unwrap().len(), 3);
     // Capped as the API caps `?next=` (a huge N would compute and print without end).
     let crons = cli.json(&["crons", "--next", "1000000000", "--json"]);
-    assert_eq!(crons[0]["next"].as_array().unwrap().len(), web::admin::MAX_CRON_NEXT);
+    assert_eq!(crons[0]["next"].as_array().unwrap().len(), vqs_axum::admin::MAX_CRON_NEXT);
 }
 
 #[test]

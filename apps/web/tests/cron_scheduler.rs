@@ -13,7 +13,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use common::TestApp;
 use vqs::{Clock, CronScheduler, ScheduledCron};
-use web::in_process::InProcessCronInvoker;
+use vqs_axum::in_process::InProcessCronInvoker;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()

@@ -208,7 +208,7 @@ async fn repeated_failed_sign_ins_are_slowed_down_per_client() {
         r
     };
     let attacker = "203.0.113.7:40000";
-    for _ in 0..web::dashboard::login_throttle::FREE_PER_IP {
+    for _ in 0..vqs_axum::dashboard::login_throttle::FREE_PER_IP {
         assert_eq!(send(&app, from(attacker, "guess")).await.status, StatusCode::UNAUTHORIZED);
     }
     // The next try from there waits — even with the right token, which is not even checked.

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use vqs::store::{DeliveryState, ExecutionListParams, ExecutionStatus};
 use vqs::{ConsumerConfig, DispatcherConfig, JobContext, JobError, Jobbable, QueueHandler, SendOpts};
-use web::in_process::InProcessPusher;
-use web::queue_route::queue_route;
+use vqs_axum::in_process::InProcessPusher;
+use vqs_axum::queue_route;
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static MOST: AtomicUsize = AtomicUsize::new(0);

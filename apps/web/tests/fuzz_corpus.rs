@@ -10,7 +10,7 @@ mod receive_ndjson;
 
 /// What `receive_codec` calls `super::codec`: here the web app's own module.
 mod codec {
-    pub use web::vqs_api::{ReceiveFormat, encode};
+    pub use vqs_axum::vqs_api::{ReceiveFormat, encode};
 }
 
 #[test]

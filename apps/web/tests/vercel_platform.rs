@@ -79,7 +79,7 @@ async fn the_maintenance_cron_closes_attempts_that_outlived_the_longest_function
 #[tokio::test]
 async fn vercel_cron_calls_run_once_per_tick_and_are_recorded() {
     let app = TestApp::new().await;
-    let router = web::vercel_cron::track_cron_runs(app.router.clone(), app.state.clone());
+    let router = vqs_axum::vercel_cron::track_cron_runs(app.router.clone(), app.state.clone());
     let call = |req: Request<Body>| {
         let router = router.clone();
         async move {
@@ -146,11 +146,10 @@ async fn the_dashboard_says_queue_depth_is_in_vercel_queues_on_vercel() {
     let local = overview(app.router.clone()).await;
     assert!(!local.contains("depth-elsewhere"), "self-hosted, the depth is this database's");
 
-    let access = web::vercel_access::VercelAccess::new(Default::default()).unwrap();
-    let publisher = web::vercel_access::VercelPublisher::new(access, app.queue().store().clone(), app.clock.clone());
+    let access = vqs_axum::vercel_access::VercelAccess::new(Default::default()).unwrap();
+    let publisher = vqs_axum::vercel_access::VercelPublisher::new(access, app.queue().clone());
     let mut state = app.state.clone();
-    state.queue =
-        vqs::Queue::with_publisher(app.queue().store().clone(), app.clock.clone(), std::sync::Arc::new(publisher));
+    state.queue = app.queue().publishing_to(std::sync::Arc::new(publisher));
     let on_vercel = overview(web::app(state)).await;
     assert!(on_vercel.contains(r#"id="depth-elsewhere""#) && on_vercel.contains("Vercel Queues"), "{on_vercel}");
     let row = on_vercel.split(r#"<tr data-topic="probe">"#).nth(1).unwrap().split("</tr>").next().unwrap();

@@ -15,10 +15,10 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vqs::{Delivery, Pusher};
+use vqs_axum::PushSource;
+use vqs_axum::vercel_access::VercelAccess;
 use vqs_vercel::{SendOptions, VqsClient, VqsClientConfig, VqsError};
 use web::config::VercelEnv;
-use web::state::PushSource;
-use web::vercel_access::VercelAccess;
 
 /// The local app served on a socket: the stand-in for `https://<region>.vercel-queue.com`.
 async fn serve(app: &TestApp) -> String {

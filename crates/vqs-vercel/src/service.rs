@@ -32,6 +32,11 @@ impl VercelQueueService {
         VercelQueueService { client, store, clock }
     }
 
+    /// [`VercelQueueService::new`] keeping executions and dead letters in `queue`'s database.
+    pub fn for_queue(client: VqsClient, queue: &vqs::Queue) -> Self {
+        VercelQueueService::new(client, queue.store().clone(), queue.clock().clone())
+    }
+
     /// Close the attempt's execution row in this database before the message is settled on
     /// Vercel (two systems: no shared transaction). Not closing it must not keep the message
     /// from being settled — the job ran — so a failure is logged, and the row is closed as

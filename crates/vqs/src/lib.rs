@@ -82,7 +82,9 @@ pub use queue_metrics::{
     METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
     METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SUCCEEDED, SharedRecorder,
 };
-pub use queue_service::{DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease};
+pub use queue_service::{
+    DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
+};
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
 pub use store::{QueueStore, SendResult, StoreError};

@@ -9,7 +9,7 @@ use crate::store::{
     DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, ExecutionCountParams, ExecutionCounts,
     ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams, MessageRecord,
     MessageSendManyParams, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams,
-    QueueStore, SendResult, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
+    QueueStore, SendResult, SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -141,7 +141,11 @@ impl Queue {
         self.inner.publisher.is_some()
     }
 
-    /// The backend.
+    /// The backend. Not part of the facade: an app reaches storage through the `Queue`'s
+    /// methods and [`crate::LocalQueueService`]. Still public for the backends' companions
+    /// (`vqs-vercel`'s dead letters, `vqs-testing`) and for store-level tests that read rows
+    /// the facade does not show; hidden from the docs.
+    #[doc(hidden)]
     pub fn store(&self) -> &Arc<dyn QueueStore> {
         &self.inner.store
     }
@@ -500,5 +504,48 @@ impl Default for RetentionConfig {
             dead_letters: Duration::from_secs(30 * DAY),
             batch: 1000,
         }
+    }
+}
+
+/// The doors an app's HTTP layer needs beyond publishing and the admin reads (health,
+/// dashboard sessions, Vercel Cron's runs, a remote publisher), so that it never reaches the
+/// store itself.
+impl Queue {
+    /// The same store and clock, publishing to `publisher` ([`Queue::with_publisher`]).
+    pub fn publishing_to(&self, publisher: Arc<dyn QueueService>) -> Queue {
+        Queue::with_publisher(self.inner.store.clone(), self.inner.clock.clone(), publisher)
+    }
+
+    /// This database as a queue service: the `/_vqs` API's and the local consumer's door
+    /// to leases.
+    pub fn local_service(&self) -> crate::LocalQueueService {
+        crate::LocalQueueService::new(self.clone())
+    }
+
+    /// Whether the store answers (and its background writers run): readiness.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        Ok(self.inner.store.ping().await?)
+    }
+
+    /// Sign a dashboard session out, for every process, until `p.expires_at`.
+    pub async fn session_revoke(&self, p: crate::store::SessionRevokeParams) -> Result<(), QueueError> {
+        Ok(self.inner.store.session_revoke(p).await?)
+    }
+
+    /// Whether the dashboard session `nonce` was signed out.
+    pub async fn session_revoked(&self, nonce: &str) -> Result<bool, QueueError> {
+        Ok(self.inner.store.session_revoked(SessionRevokedParams { nonce: nonce.to_owned() }).await?)
+    }
+
+    /// Claim a cron tick that something other than [`crate::CronScheduler`] fires (Vercel
+    /// Cron): `Some(run id)` for the first claim of `(path, schedule, scheduled_at)`, `None`
+    /// when the tick already ran.
+    pub async fn cron_run_start(&self, p: crate::store::CronRunStartParams) -> Result<Option<i64>, QueueError> {
+        Ok(self.inner.store.cron_run_start(p).await?)
+    }
+
+    /// Record how a claimed cron run ended.
+    pub async fn cron_run_finish(&self, p: crate::store::CronRunFinishParams) -> Result<(), QueueError> {
+        Ok(self.inner.store.cron_run_finish(p).await?)
     }
 }

@@ -11,9 +11,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::Queue;
+use chrono::{DateTime, Utc};
+
 use crate::store::{
-    DeliveryAckParams, DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryRetryParams, ExecutionFinishParams,
-    LeaseParams, LeaseVisibilityParams, LeasedMessage, MessageSendParams, SendResult, StoreError,
+    DeliveryAckParams, DeliveryClaimParams, DeliveryDeadLetterParams, DeliveryLeasedCountParams, DeliveryReleaseParams,
+    DeliveryRetryParams, DeliveryTopicParams, ExecutionFinishParams, LeaseParams, LeaseVisibilityParams, LeasedMessage,
+    MessageSendParams, SendResult, StoreError, SubscriptionEnsureParams,
 };
 
 /// One lease on one message, as the service that granted it names it.
@@ -30,6 +33,17 @@ pub struct ReceiveByIdParams {
     pub topic: String,
     pub consumer_group: String,
     pub message_id: String,
+    pub visibility_seconds: u32,
+}
+
+/// Lease due messages of one topic for a polling client ([`LocalQueueService::receive`]).
+#[derive(Debug, Clone)]
+pub struct ReceiveParams {
+    pub topic: String,
+    pub consumer_group: String,
+    /// Only this message.
+    pub message_id: Option<String>,
+    pub limit: u32,
     pub visibility_seconds: u32,
 }
 
@@ -136,6 +150,86 @@ pub struct LocalQueueService {
 impl LocalQueueService {
     pub fn new(queue: Queue) -> Self {
         LocalQueueService { queue }
+    }
+
+    /// Subscribe `consumer_group` to `topic_pattern` (idempotent): messages published from
+    /// now on are delivered to it too.
+    pub async fn subscribe(&self, topic_pattern: &str, consumer_group: &str) -> Result<(), StoreError> {
+        self.queue
+            .store()
+            .subscription_ensure(SubscriptionEnsureParams {
+                topic_pattern: topic_pattern.to_owned(),
+                consumer_group: consumer_group.to_owned(),
+                initial_delay_seconds: 0,
+                now: self.queue.clock().now(),
+            })
+            .await
+    }
+
+    /// Leases `consumer_group` holds now.
+    pub async fn leased_count(&self, consumer_group: &str) -> Result<i64, StoreError> {
+        self.queue
+            .store()
+            .delivery_leased_count(DeliveryLeasedCountParams {
+                consumer_group: consumer_group.to_owned(),
+                now: self.queue.clock().now(),
+            })
+            .await
+    }
+
+    /// Lease up to `p.limit` due messages of `p.topic` (or the one `p.message_id`) for a
+    /// client that polls (no execution rows, no lease holder: the lease's own timeout
+    /// bounds it).
+    pub async fn receive(&self, p: ReceiveParams) -> Result<Vec<LeasedMessage>, StoreError> {
+        self.queue
+            .store()
+            .delivery_claim(DeliveryClaimParams {
+                consumer_group: p.consumer_group,
+                topic: Some(p.topic),
+                message_id: p.message_id,
+                limit: p.limit,
+                visibility_seconds: p.visibility_seconds,
+                start_executions: false,
+                lease_holder: None,
+                now: self.queue.clock().now(),
+            })
+            .await
+    }
+
+    /// Give a lease back unused: the delivery is as it was (not counted), due now; the
+    /// dispatchers are woken.
+    pub async fn release(&self, lease: &ServiceLease) -> Result<(), StoreError> {
+        let p = DeliveryReleaseParams { lease: self.lease(lease), execution_id: None };
+        self.queue.store().delivery_release(p).await?;
+        self.queue.wake();
+        Ok(())
+    }
+
+    /// Acknowledge a lease ([`QueueService::acknowledge`] with the store's own error).
+    pub async fn ack(&self, lease: &ServiceLease) -> Result<(), StoreError> {
+        self.queue.store().delivery_ack(DeliveryAckParams { lease: self.lease(lease), execution: None }).await
+    }
+
+    /// Make a leased message visible again in `seconds` (0: now, and the dispatchers are
+    /// woken); returns when.
+    pub async fn set_visibility(&self, lease: &ServiceLease, seconds: u32) -> Result<DateTime<Utc>, StoreError> {
+        let p = LeaseVisibilityParams { lease: self.lease(lease), visibility_seconds: seconds };
+        let at = self.queue.store().delivery_set_visibility(p).await?;
+        if seconds == 0 {
+            self.queue.wake();
+        }
+        Ok(at)
+    }
+
+    /// The topic of message `message_id` as delivered to `consumer_group`, if it was.
+    pub async fn delivery_topic(&self, message_id: &str, consumer_group: &str) -> Result<Option<String>, StoreError> {
+        self.queue
+            .store()
+            .delivery_topic(DeliveryTopicParams {
+                message_id: message_id.to_owned(),
+                consumer_group: consumer_group.to_owned(),
+            })
+            .await
     }
 
     fn lease(&self, lease: &ServiceLease) -> LeaseParams {

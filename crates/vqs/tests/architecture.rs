@@ -47,7 +47,7 @@ fn the_core_knows_no_database_and_no_web_framework() {
 
 #[test]
 fn sql_lives_only_in_backends_and_migrations() {
-    for dir in ["crates/vqs/src", "crates/jobs/src", "crates/auth/src", "apps/web/src"] {
+    for dir in ["crates/vqs/src", "crates/jobs/src", "crates/auth/src", "crates/vqs-axum/src", "apps/web/src"] {
         let mut files = Vec::new();
         rust_files(&root().join(dir), &mut files);
         for f in files {
@@ -64,6 +64,17 @@ fn sql_lives_only_in_backends_and_migrations() {
 }
 
 #[test]
+fn the_axum_library_names_no_database_and_no_backend() {
+    let deps = dependencies(&root().join("crates/vqs-axum/Cargo.toml"));
+    for banned in ["sqlx", "vqs-sqlite", "vqs-postgres", "jobs"] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+            "crates/vqs-axum depends on {banned}: it takes a vqs::Queue and the app's settings as values"
+        );
+    }
+}
+
+#[test]
 fn auth_knows_nothing_of_the_queue_and_xtask_depends_on_no_workspace_crate() {
     let auth = dependencies(&root().join("crates/auth/Cargo.toml"));
     assert!(!auth.contains("vqs"), "crates/auth depends on the queue");
@@ -75,9 +86,14 @@ fn auth_knows_nothing_of_the_queue_and_xtask_depends_on_no_workspace_crate() {
 
 #[test]
 fn only_the_web_app_reads_the_environment() {
-    for dir in
-        ["crates/vqs/src", "crates/vqs-sqlite/src", "crates/vqs-postgres/src", "crates/jobs/src", "crates/auth/src"]
-    {
+    for dir in [
+        "crates/vqs/src",
+        "crates/vqs-sqlite/src",
+        "crates/vqs-postgres/src",
+        "crates/jobs/src",
+        "crates/auth/src",
+        "crates/vqs-axum/src",
+    ] {
         let mut files = Vec::new();
         rust_files(&root().join(dir), &mut files);
         for f in files {
@@ -154,6 +170,22 @@ fn both_backends_have_the_same_shape_and_no_import_cycles() {
         }
         for node in graph.keys() {
             walk(&graph, node, &mut Vec::new());
+        }
+    }
+}
+
+#[test]
+fn the_app_and_the_axum_library_reach_storage_only_through_the_facade() {
+    for dir in ["crates/vqs-axum/src", "apps/web/src"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(
+                !text.contains(".store()"),
+                "{} calls Queue::store(): go through the Queue's methods or Queue::local_service()",
+                f.display()
+            );
         }
     }
 }

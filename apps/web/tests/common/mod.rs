@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use vqs::{Clock, ConsumerConfig, Queue};
+use vqs_axum::in_process::InProcessPusher;
 use web::AppState;
-use web::in_process::InProcessPusher;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const QUEUE_SECRET: &str = "test-queue-secret";

@@ -4,7 +4,7 @@
 use auth::with_cron_secret;
 use axum::Router;
 
-use crate::state::AppState;
+use crate::AppState;
 
 mod cleanup;
 mod maintenance;

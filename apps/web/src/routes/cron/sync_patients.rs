@@ -10,7 +10,7 @@ use axum::routing::{MethodRouter, get};
 use chrono::{DurationRound, SecondsFormat, TimeDelta};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::AppState;
 
 pub fn route() -> MethodRouter<AppState> {
     get(handler)

@@ -2,7 +2,7 @@
 
 use axum::Router;
 
-use crate::state::AppState;
+use crate::AppState;
 
 mod cleanup;
 mod export_records;

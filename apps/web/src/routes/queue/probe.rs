@@ -2,9 +2,9 @@
 
 use axum::routing::MethodRouter;
 use vqs::QueueHandler;
+use vqs_axum::queue_route;
 
-use crate::queue_route::queue_route;
-use crate::state::AppState;
+use crate::AppState;
 
 pub fn route() -> MethodRouter<AppState> {
     queue_route(QueueHandler::new(jobs::Probe))

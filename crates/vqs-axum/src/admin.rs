@@ -9,14 +9,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vqs::SendOpts;
 use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord, ProgressListParams, ProgressRecord};
+use vqs::{SendOpts, VercelConfig};
 
 use crate::api_error::{ApiError, require_bearer};
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// Every `/api/admin/*` route; unknown paths stay 404.
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &VqsState) -> Router<VqsState> {
     Router::new()
         .route("/api/admin/executions", get(executions))
         .route("/api/admin/messages", post(enqueue))
@@ -31,11 +31,34 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
 }
 
-async fn require_admin_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_admin_token(State(state): State<VqsState>, req: Request, next: Next) -> Response {
     match require_bearer(state.admin_token.as_ref(), req.headers(), "VQS_ADMIN_TOKEN", "the admin API") {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// Refuse a topic nothing consumes (no queue trigger in vercel.json matches it): a message
+/// published there from the admin API or the CLI would wait forever, so a typo is an error
+/// that lists the topics there are. (The `/_vqs` API, like Vercel's, takes any topic.)
+pub fn require_consumed_topic(vercel: &VercelConfig, topic: &str) -> Result<(), String> {
+    if !vqs::is_valid_name(topic) {
+        return Ok(()); // the queue refuses it, saying what a topic may be
+    }
+    let matches = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
+    };
+    if vercel.queue_triggers.iter().any(|t| matches(&t.topic)) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = vercel.queue_triggers.iter().map(|t| t.topic.as_str()).collect();
+    known.sort_unstable();
+    known.dedup();
+    Err(format!(
+        "no job or consumer for topic {topic:?}: the topics with a consumer in vercel.json are {}",
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    ))
 }
 
 /// The largest `limit` a list returns.
@@ -66,7 +89,7 @@ pub fn execution_filter(q: ExecutionsQuery) -> Result<ExecutionListParams, ApiEr
     })
 }
 
-async fn executions(State(state): State<AppState>, Query(q): Query<ExecutionsQuery>) -> Result<Json<Value>, ApiError> {
+async fn executions(State(state): State<VqsState>, Query(q): Query<ExecutionsQuery>) -> Result<Json<Value>, ApiError> {
     let rows = state.queue.executions(execution_filter(q)?).await?;
     Ok(Json(json!(rows)))
 }
@@ -97,13 +120,13 @@ pub async fn message_progress(queue: &vqs::Queue, id: &str) -> Result<Vec<Progre
     Ok(queue.progress(ProgressListParams { message_id: Some(id.to_owned()), limit: 100 }).await?)
 }
 
-async fn message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn message(State(state): State<VqsState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
     let progress = message_progress(&state.queue, &id).await?;
     Ok(Json(message_json(&m, &progress)))
 }
 
-async fn queues(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn queues(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(state.queue.stats().await?)))
 }
 
@@ -118,7 +141,7 @@ struct EnqueueBody {
 }
 
 async fn enqueue(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     body: Result<Json<EnqueueBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
@@ -127,7 +150,7 @@ async fn enqueue(
             e.body_text()
         ))
     })?;
-    crate::runtime::require_consumed_topic(&state.vercel, &body.topic).map_err(ApiError::not_found)?;
+    require_consumed_topic(&state.vercel, &body.topic).map_err(ApiError::not_found)?;
     let payload = serde_json::to_vec(&body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let opts = SendOpts {
         idempotency_key: body.idempotency_key,
@@ -143,32 +166,32 @@ struct LimitQuery {
     limit: Option<u32>,
 }
 
-async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+async fn dead_letters(State(state): State<VqsState>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(state.queue.dead_letters(q.limit.unwrap_or(100).clamp(1, MAX_LIMIT)).await?)))
 }
 
 /// One dead letter with its whole payload (the list has previews).
-async fn dead_letter(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn dead_letter(State(state): State<VqsState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     match state.queue.dead_letter(id).await? {
         Some(d) => Ok(Json(json!(d))),
         None => Err(ApiError::not_found(format!("no dead letter {id}"))),
     }
 }
 
-async fn replay(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn replay(State(state): State<VqsState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let sent = state.queue.dead_letter_replay(id).await?;
     Ok((StatusCode::CREATED, Json(json!(sent))).into_response())
 }
 
 /// 404 when there is no such dead letter; 409 when another call replayed or discarded it first.
-async fn discard(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+async fn discard(State(state): State<VqsState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     state.queue.dead_letter_discard(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Each `vercel.json` cron with its next fire times, last run and heartbeat state (shared
 /// with the CLI).
-pub async fn crons_json(state: &AppState, next: usize) -> Result<Value, ApiError> {
+pub async fn crons_json(state: &VqsState, next: usize) -> Result<Value, ApiError> {
     Ok(json!(state.queue.cron_statuses(&state.vercel.crons, state.started_at, next).await?))
 }
 
@@ -180,7 +203,7 @@ struct CronsQuery {
 /// Fire times listed per cron at most (`?next=`, `web crons --next`).
 pub const MAX_CRON_NEXT: usize = 100;
 
-async fn crons(State(state): State<AppState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
+async fn crons(State(state): State<VqsState>, Query(q): Query<CronsQuery>) -> Result<Json<Value>, ApiError> {
     Ok(Json(crons_json(&state, q.next.unwrap_or(3).min(MAX_CRON_NEXT)).await?))
 }
 
@@ -191,7 +214,7 @@ struct ProgressQuery {
 }
 
 /// Progress reports of jobs, most recently updated first (`?message_id=` for one message).
-async fn progress(State(state): State<AppState>, Query(q): Query<ProgressQuery>) -> Result<Json<Value>, ApiError> {
+async fn progress(State(state): State<VqsState>, Query(q): Query<ProgressQuery>) -> Result<Json<Value>, ApiError> {
     let p = ProgressListParams {
         message_id: q.message_id.filter(|m| !m.is_empty()),
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
@@ -206,7 +229,7 @@ struct SyncLogQuery {
 
 /// The sync log: per job topic and key (account), the cursor, last attempt, last success
 /// and last error.
-async fn sync_log(State(state): State<AppState>, Query(q): Query<SyncLogQuery>) -> Result<Json<Value>, ApiError> {
+async fn sync_log(State(state): State<VqsState>, Query(q): Query<SyncLogQuery>) -> Result<Json<Value>, ApiError> {
     let topic = q.topic.filter(|t| !t.is_empty());
     Ok(Json(json!(state.queue.sync_log(topic.as_deref()).await?)))
 }

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::state::AppState;
+use crate::state::VqsState;
 use html::{esc, page};
 use session::Session;
 
@@ -31,7 +31,7 @@ const JS: &str = include_str!("dashboard.js");
 const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#24292f"/><path d="M3 5h10M3 8h7M3 11h4" stroke="#3fb950" stroke-width="2"/></svg>"##;
 
 /// Every `/admin` route.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<VqsState> {
     Router::new()
         .route("/admin", get(overview))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
@@ -75,10 +75,10 @@ fn html(status: StatusCode, body: String) -> Response {
 
 /// The signed-in session of a request, if any: signed, not expired, not signed out (a
 /// revocation every process sees; if the database cannot say, no session).
-async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+async fn session_of(state: &VqsState, headers: &HeaderMap) -> Option<Session> {
     let key = state.admin_token.as_ref()?;
     let s = session::check(key, session::cookie(headers, session::COOKIE)?, state.queue.clock().now())?;
-    match state.queue.store().session_revoked(vqs::store::SessionRevokedParams { nonce: s.nonce.clone() }).await {
+    match state.queue.session_revoked(&s.nonce).await {
         Ok(false) => Some(s),
         Ok(true) => None,
         Err(e) => {
@@ -88,11 +88,11 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     }
 }
 
-fn csrf_of(state: &AppState, s: &Session) -> String {
+fn csrf_of(state: &VqsState, s: &Session) -> String {
     state.admin_token.as_ref().map(|k| session::csrf_token(k, s)).unwrap_or_default()
 }
 
-fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+fn login_page(state: &VqsState, status: StatusCode, error: Option<&str>) -> Response {
     let closed = state.admin_token.is_none();
     let notice = if closed {
         r#"<p class="flash bad">This server has no <code>VQS_ADMIN_TOKEN</code> configured, so the dashboard refuses every login: set it and restart.</p>"#.to_owned()
@@ -125,7 +125,7 @@ struct OverviewQuery {
     fragment: Option<String>,
 }
 
-async fn overview(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<OverviewQuery>) -> Response {
+async fn overview(State(state): State<VqsState>, headers: HeaderMap, Query(q): Query<OverviewQuery>) -> Response {
     let Some(s) = session_of(&state, &headers).await else {
         if q.fragment.is_some() {
             return StatusCode::UNAUTHORIZED.into_response();
@@ -151,7 +151,7 @@ struct MessageQuery {
 }
 
 async fn message(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
@@ -208,7 +208,7 @@ fn secure(headers: &HeaderMap) -> &'static str {
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -260,7 +260,7 @@ struct CsrfForm {
 /// The answer to give a form post without a session or with a wrong CSRF token; `None`
 /// when it may go ahead.
 async fn refusal(
-    state: &AppState,
+    state: &VqsState,
     headers: &HeaderMap,
     form: &Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Session, Response> {
@@ -278,7 +278,7 @@ async fn refusal(
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
@@ -289,8 +289,8 @@ async fn logout(
     // Revoked for every process until the cookie would have expired: a copy of it stops working too.
     let expires_at = chrono::DateTime::from_timestamp(s.expires, 0).unwrap_or_else(|| state.queue.clock().now());
     let revoke = vqs::store::SessionRevokeParams { nonce: s.nonce, expires_at, now: state.queue.clock().now() };
-    if let Err(e) = state.queue.store().session_revoke(revoke).await {
-        return storage_error(e.into());
+    if let Err(e) = state.queue.session_revoke(revoke).await {
+        return storage_error(e);
     }
     let mut resp = Redirect::to("/admin").into_response();
     let clear = format!("{}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0{}", session::COOKIE, secure(&headers));
@@ -301,7 +301,7 @@ async fn logout(
 }
 
 async fn replay(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     form: Result<Form<CsrfForm>, FormRejection>,
@@ -323,7 +323,7 @@ async fn replay(
 }
 
 async fn discard(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     form: Result<Form<CsrfForm>, FormRejection>,

@@ -5,7 +5,40 @@ use http::HeaderMap;
 use vqs::Queue;
 use vqs_vercel::{VercelQueueService, VqsClient, VqsClientConfig, VqsError, oidc_token};
 
-use crate::config::VercelEnv;
+use std::collections::BTreeMap;
+
+/// The environment of a deployment on Vercel, and where the local dispatcher pushes to
+/// functions this process does not serve.
+#[derive(Clone, Default)]
+pub struct VercelEnv {
+    /// `VERCEL_OIDC_TOKEN`: the bearer for Vercel's queue service when a request carries no
+    /// `x-vercel-oidc-token` header.
+    pub oidc_token: Option<String>,
+    /// `VERCEL_DEPLOYMENT_ID`: sends are delivered to this deployment's consumers.
+    pub deployment_id: Option<String>,
+    /// `VERCEL_REGION`: the queue service region to publish to (default `iad1`).
+    pub region: Option<String>,
+    /// `VQS_VERCEL_QUEUE_URL`: send Vercel-bound queue calls to this base URL instead of
+    /// `https://{region}.vercel-queue.com` (e.g. `http://127.0.0.1:3000/_vqs`, to run a
+    /// Vercel function against the local queue service); the SDK's `resolveBaseUrl`.
+    pub queue_base_url: Option<String>,
+    /// `VQS_FUNCTION_URLS`: a JSON object from a `functions` key of vercel.json to the URL
+    /// the local dispatcher pushes to, for consumer functions another process serves
+    /// (e.g. `{"api/queue/orders.js": "http://127.0.0.1:4001/api/queue/orders"}`).
+    pub function_urls: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for VercelEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VercelEnv")
+            .field("oidc_token", &self.oidc_token.as_ref().map(|_| "[set]"))
+            .field("deployment_id", &self.deployment_id)
+            .field("region", &self.region)
+            .field("queue_base_url", &self.queue_base_url)
+            .field("function_urls", &self.function_urls)
+            .finish()
+    }
+}
 
 /// The region used when neither a push nor `VERCEL_REGION` names one (as the SDK).
 pub const DEFAULT_REGION: &str = "iad1";
@@ -18,7 +51,7 @@ pub struct VercelAccess {
 }
 
 impl VercelAccess {
-    pub fn new(env: VercelEnv) -> anyhow::Result<VercelAccess> {
+    pub fn new(env: VercelEnv) -> Result<VercelAccess, reqwest::Error> {
         let http = reqwest::Client::builder().user_agent(vqs_vercel::USER_AGENT).build()?;
         Ok(VercelAccess { http, env })
     }
@@ -45,7 +78,7 @@ impl VercelAccess {
     /// The queue service of one delivery: settle in `region` with the request's token;
     /// dead letters go to `queue`'s database.
     pub fn service(&self, queue: &Queue, token: String, region: Option<&str>) -> Result<VercelQueueService, VqsError> {
-        Ok(VercelQueueService::new(self.client(token, region)?, queue.store().clone(), queue.clock().clone()))
+        Ok(VercelQueueService::for_queue(self.client(token, region)?, queue))
     }
 }
 
@@ -67,8 +100,8 @@ pub async fn with_request_token(req: axum::extract::Request, next: axum::middlew
 #[derive(Clone)]
 pub struct VercelPublisher {
     access: VercelAccess,
-    store: std::sync::Arc<dyn vqs::QueueStore>,
-    clock: vqs::Clock,
+    /// The app's database (publishing locally): executions and dead letters go there.
+    local: Queue,
 }
 
 impl std::fmt::Debug for VercelPublisher {
@@ -78,8 +111,9 @@ impl std::fmt::Debug for VercelPublisher {
 }
 
 impl VercelPublisher {
-    pub fn new(access: VercelAccess, store: std::sync::Arc<dyn vqs::QueueStore>, clock: vqs::Clock) -> Self {
-        VercelPublisher { access, store, clock }
+    /// `local`: the app's queue over its own database (executions and dead letters stay there).
+    pub fn new(access: VercelAccess, local: Queue) -> Self {
+        VercelPublisher { access, local }
     }
 
     fn service(&self) -> Result<VercelQueueService, vqs::ServiceError> {
@@ -91,7 +125,7 @@ impl VercelPublisher {
             )
         })?;
         let client = self.access.client(token, None).map_err(|e| vqs::ServiceError::Refused(e.to_string()))?;
-        Ok(VercelQueueService::new(client, self.store.clone(), self.clock.clone()))
+        Ok(VercelQueueService::for_queue(client, &self.local))
     }
 }
 

@@ -9,7 +9,7 @@ use axum::routing::{MethodRouter, post};
 use serde_json::json;
 use vqs::{Delivery, MAX_PAYLOAD_BYTES, QueueHandler};
 
-use crate::state::{AppState, PushSource};
+use crate::state::{PushSource, VqsState};
 
 /// Marks a request made by this process's own dispatcher (`router.oneshot`). A request
 /// extension: nothing a client sends over HTTP can set it.
@@ -23,14 +23,14 @@ pub struct InProcessPush {
 }
 
 /// The consumer route of `handler`'s job.
-pub fn queue_route(handler: QueueHandler) -> MethodRouter<AppState> {
-    post(move |state: State<AppState>, req: axum::extract::Request| {
+pub fn queue_route(handler: QueueHandler) -> MethodRouter<VqsState> {
+    post(move |state: State<VqsState>, req: axum::extract::Request| {
         let handler = handler.clone();
         async move { consume(state, handler, req).await }
     })
 }
 
-async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum::extract::Request) -> Response {
+async fn consume(State(state): State<VqsState>, handler: QueueHandler, req: axum::extract::Request) -> Response {
     // On Vercel a queue-consumer function is private: only the platform's queue can call it.
     let in_process = req.extensions().get::<InProcessPush>().copied();
     let execution_slot = req.extensions().get::<vqs::ExecutionSlot>().cloned();
@@ -92,6 +92,6 @@ async fn consume(State(state): State<AppState>, handler: QueueHandler, req: axum
     (status, Json(outcome.body())).into_response()
 }
 
-fn has_queue_proof(state: &AppState, headers: &HeaderMap) -> bool {
+fn has_queue_proof(state: &VqsState, headers: &HeaderMap) -> bool {
     state.queue_secret.as_ref().is_some_and(|s| s.matches_bearer(headers))
 }

@@ -23,14 +23,14 @@ use serde_json::json;
 use vqs::CronSchedule;
 use vqs::store::{CronRunFinishParams, CronRunStartParams};
 
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// `router` with Vercel Cron's calls tracked in the database (see the module docs).
-pub fn track_cron_runs(router: Router, state: AppState) -> Router {
+pub fn track_cron_runs(router: Router, state: VqsState) -> Router {
     router.layer(axum::middleware::from_fn_with_state(state, track))
 }
 
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn track(State(state): State<VqsState>, req: Request, next: Next) -> Response {
     let Some(schedule) = req.headers().get("x-vercel-cron-schedule").and_then(|v| v.to_str().ok()) else {
         return next.run(req).await;
     };
@@ -48,8 +48,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let (path, schedule) = (path.to_owned(), schedule.to_owned());
     let now = state.queue.clock().now();
     let scheduled_at = latest_tick(&parsed, now);
-    let store = state.queue.store();
-    let claimed = store
+    let claimed = state
+        .queue
         .cron_run_start(CronRunStartParams { path: path.clone(), schedule: schedule.clone(), scheduled_at, now })
         .await;
     let run_id = match claimed {
@@ -76,7 +76,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         error,
         now: state.queue.clock().now(),
     };
-    if let Err(e) = store.cron_run_finish(finish).await {
+    if let Err(e) = state.queue.cron_run_finish(finish).await {
         tracing::warn!(cron.path = %path, error = %e, "could not record the end of a Vercel Cron run");
     }
     response

@@ -26,7 +26,7 @@ impl std::fmt::Debug for HttpPusher {
 impl HttpPusher {
     /// `timeout`: how long a push may take before it counts as failed (the lease's length
     /// is a sound choice: past it the message is redelivered anyway).
-    pub fn new(secret: Option<auth::Secret>, timeout: Duration) -> anyhow::Result<HttpPusher> {
+    pub fn new(secret: Option<auth::Secret>, timeout: Duration) -> Result<HttpPusher, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(HttpPusher { http, secret })
     }

@@ -9,7 +9,7 @@ use vqs::store::{ExecutionListParams, ExecutionRecord, ExecutionStatus, Progress
 use vqs::{CronState, QueueError};
 
 use super::html::{badge, cut, esc, url, when};
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// The overview's filters (`?topic=&status=`).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -88,7 +88,7 @@ fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: 
 }
 
 /// The overview's live part.
-pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<String, QueueError> {
+pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<String, QueueError> {
     let q = &state.queue;
     let now = q.clock().now();
     let depth = q.depth().await?;
@@ -272,7 +272,7 @@ pub async fn overview(state: &AppState, f: &Filters, csrf: &str) -> Result<Strin
 }
 
 /// The overview's filter form (not refreshed, so typing is never interrupted).
-pub fn filter_form(state: &AppState, f: &Filters) -> String {
+pub fn filter_form(state: &VqsState, f: &Filters) -> String {
     let mut topics: Vec<&str> = state.vercel.queue_triggers.iter().map(|t| t.topic.as_str()).collect();
     topics.sort();
     let current = f.topic.as_deref().unwrap_or("");
@@ -294,7 +294,7 @@ pub fn filter_form(state: &AppState, f: &Filters) -> String {
 /// One message's live part: its state, deliveries, every attempt with its error, its
 /// progress and its dead letter. `None` when there is no such message.
 pub async fn message(
-    state: &AppState,
+    state: &VqsState,
     id: &str,
     flash: Option<&str>,
     csrf: &str,

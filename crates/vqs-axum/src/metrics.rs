@@ -1,4 +1,4 @@
-//! `GET /metrics`: the queue's counters and histograms (recorded where each event happens,
+//! The app's Prometheus recorder behind `GET /metrics` (`metrics_route.rs`): the queue's counters and histograms (recorded where each event happens,
 //! through the `metrics` facade) and its gauges (read from the store at scrape time), in
 //! the Prometheus text format. Behind `Authorization: Bearer <VQS_METRICS_TOKEN>` (or the
 //! admin token).
@@ -9,17 +9,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use vqs::{METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, Queue};
-
-use crate::api_error::ApiError;
-use crate::state::AppState;
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
 const DURATION_BUCKETS: &[f64] =
@@ -83,35 +74,4 @@ impl Metrics {
         drop(topics);
         Ok(self.handle.render())
     }
-}
-
-/// `GET /metrics`.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_metrics_token))
-}
-
-async fn require_metrics_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let headers = req.headers();
-    let ok = [&state.metrics_token, &state.admin_token]
-        .iter()
-        .any(|s| s.as_ref().is_some_and(|s| s.matches_bearer(headers)));
-    if ok {
-        return next.run(req).await;
-    }
-    let message = if state.metrics_token.is_none() && state.admin_token.is_none() {
-        "this server has neither VQS_METRICS_TOKEN nor VQS_ADMIN_TOKEN configured, so /metrics refuses every request: set VQS_METRICS_TOKEN"
-    } else {
-        "missing or wrong Authorization: send Authorization: Bearer <VQS_METRICS_TOKEN>"
-    };
-    ApiError::unauthorized(message).into_response()
-}
-
-async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = state.metrics.render(&state.queue).await?;
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    Ok(resp)
 }

@@ -23,19 +23,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
-use vqs::store::{
-    DeliveryAckParams, DeliveryClaimParams, DeliveryReleaseParams, LeaseParams, LeaseVisibilityParams,
-    SubscriptionEnsureParams,
+use vqs::{
+    MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, ReceiveParams, SendOpts, ServiceLease,
+    is_valid_name,
 };
-use vqs::{MAX_PAYLOAD_BYTES, MAX_RETENTION, MAX_VISIBILITY_SECONDS, MIN_RETENTION, SendOpts, is_valid_name};
 
 pub use receive_codec::{ReceiveFormat, encode};
 
 use crate::api_error::{ApiError, require_bearer};
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// `/_vqs` routes (nested by the app).
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &VqsState) -> Router<VqsState> {
     let subscribed = Subscribed::default();
     Router::new()
         .route("/api/v3/topic/{topic}", post(publish))
@@ -54,7 +53,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_queue_secret))
 }
 
-async fn require_queue_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_queue_secret(State(state): State<VqsState>, req: Request, next: Next) -> Response {
     match require_bearer(state.queue_secret.as_ref(), req.headers(), "VQS_QUEUE_SECRET", "the queue service") {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -171,7 +170,7 @@ fn answered_id(sent: &vqs::SendResult) -> String {
 }
 
 async fn publish(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -198,7 +197,7 @@ async fn publish(
 /// status a single send would have had. Parts are sent one after another, not in one
 /// transaction: a failed part does not undo the others, as on Vercel.
 async fn publish_batch(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -270,7 +269,7 @@ fn receive_opts(headers: &HeaderMap) -> Result<ReceiveOpts, ApiError> {
 }
 
 async fn ensure_subscribed(
-    state: &AppState,
+    state: &VqsState,
     subscribed: &Subscribed,
     topic: &str,
     group: &str,
@@ -279,16 +278,7 @@ async fn ensure_subscribed(
     if subscribed.0.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
         return Ok(());
     }
-    state
-        .queue
-        .store()
-        .subscription_ensure(SubscriptionEnsureParams {
-            topic_pattern: topic.to_owned(),
-            consumer_group: group.to_owned(),
-            initial_delay_seconds: 0,
-            now: state.queue.clock().now(),
-        })
-        .await?;
+    state.queue.local_service().subscribe(topic, group).await?;
     subscribed.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
     Ok(())
 }
@@ -306,44 +296,33 @@ fn too_many(group: &str, limit: u64) -> Response {
 }
 
 async fn claim(
-    state: &AppState,
+    state: &VqsState,
     topic: String,
     group: String,
     message_id: Option<String>,
     opts: &ReceiveOpts,
 ) -> Result<Response, ApiError> {
-    let store = state.queue.store();
+    let service = state.queue.local_service();
     let peek = opts.visibility == 0;
     let mut limit = opts.max;
     if let (Some(n), false) = (opts.max_concurrency, peek) {
         // Checked, then claimed: two receives racing may together pass the limit by their
         // batch sizes (Vercel does not say how exact it is either).
-        let held = u64::try_from(
-            store
-                .delivery_leased_count(vqs::store::DeliveryLeasedCountParams {
-                    consumer_group: group.clone(),
-                    now: state.queue.clock().now(),
-                })
-                .await?,
-        )
-        .unwrap_or(0);
+        let held = u64::try_from(service.leased_count(&group).await?).unwrap_or(0);
         if held >= n {
             return Ok(too_many(&group, n));
         }
         limit = limit.min(u32::try_from(n - held).unwrap_or(u32::MAX));
     }
-    let mut leased = store
-        .delivery_claim(DeliveryClaimParams {
+    let mut leased = service
+        .receive(ReceiveParams {
             consumer_group: group.clone(),
-            topic: Some(topic),
+            topic: topic.clone(),
             message_id,
             limit,
             // A peek leases for the shortest time and gives the leases straight back, so a
             // crash in between hides the messages for a second at most.
             visibility_seconds: opts.visibility.max(1),
-            start_executions: false,
-            lease_holder: None,
-            now: state.queue.clock().now(),
         })
         .await?;
     if leased.is_empty() {
@@ -351,23 +330,22 @@ async fn claim(
     }
     if peek {
         for m in &mut leased {
-            let lease = LeaseParams {
+            let lease = ServiceLease {
+                topic: topic.clone(),
                 consumer_group: group.clone(),
                 receipt_handle: m.receipt_handle.clone(),
-                now: state.queue.clock().now(),
             };
-            // Given back uncounted: the delivery is as it was, due now.
-            store.delivery_release(DeliveryReleaseParams { lease, execution_id: None }).await?;
+            // Given back uncounted: the delivery is as it was, due now (the dispatchers are woken).
+            service.release(&lease).await?;
             m.delivery_count = m.delivery_count.saturating_sub(1);
         }
-        state.queue.wake();
     }
     let (body, content_type) = encode(opts.format, &leased);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 async fn receive(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     axum::Extension(subscribed): axum::Extension<Subscribed>,
     Path((topic, group)): Path<(String, String)>,
     headers: HeaderMap,
@@ -380,7 +358,7 @@ async fn receive(
 }
 
 async fn receive_by_id(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     axum::Extension(subscribed): axum::Extension<Subscribed>,
     Path((topic, group, message_id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -410,17 +388,9 @@ async fn receive_by_id(
 /// Refuse a lease route whose path names another topic than the lease's message: a client
 /// must not settle a message of topic B through topic A's URL (404, as a lease that topic
 /// never issued).
-async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
+async fn check_lease_topic(state: &VqsState, topic: &str, group: &str, handle: &str) -> Result<(), ApiError> {
     let (message_id, _) = vqs::store::split_receipt_handle(handle)?;
-    match state
-        .queue
-        .store()
-        .delivery_topic(vqs::store::DeliveryTopicParams {
-            message_id: message_id.to_owned(),
-            consumer_group: group.to_owned(),
-        })
-        .await?
-    {
+    match state.queue.local_service().delivery_topic(message_id, group).await? {
         Some(t) if t == topic => Ok(()),
         Some(_) => Err(ApiError::not_found(format!(
             "receipt handle {handle:?} is not a lease of topic {topic:?}: use the topic its message was received from"
@@ -430,15 +400,14 @@ async fn check_lease_topic(state: &AppState, topic: &str, group: &str, handle: &
 }
 
 async fn ack(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path((topic, group, handle)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     check_name("consumer group", &group)?;
     vqs::check_storable("receipt handle", &handle)?;
     check_lease_topic(&state, &topic, &group, &handle).await?;
-    let now = state.queue.clock().now();
-    let lease = LeaseParams { consumer_group: group, receipt_handle: handle, now };
-    state.queue.store().delivery_ack(DeliveryAckParams { lease, execution: None }).await?;
+    let lease = ServiceLease { topic, consumer_group: group, receipt_handle: handle };
+    state.queue.local_service().ack(&lease).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -449,7 +418,7 @@ struct VisibilityBody {
 }
 
 async fn change_visibility(
-    State(state): State<AppState>,
+    State(state): State<VqsState>,
     Path(params): Path<Vec<(String, String)>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -465,17 +434,8 @@ async fn change_visibility(
     if !(0..=i64::from(MAX_VISIBILITY_SECONDS)).contains(&n) {
         return Err(ApiError::bad_request(format!("visibilityTimeoutSeconds must be 0 to 3600, got {n}")));
     }
-    let now = state.queue.clock().now();
-    state
-        .queue
-        .store()
-        .delivery_set_visibility(LeaseVisibilityParams {
-            lease: LeaseParams { consumer_group: group, receipt_handle: handle, now },
-            visibility_seconds: n as u32,
-        })
-        .await?;
-    if n == 0 {
-        state.queue.wake();
-    }
+    let lease = ServiceLease { topic: get("topic"), consumer_group: group, receipt_handle: handle };
+    // Visible again at once (0) wakes the dispatchers.
+    state.queue.local_service().set_visibility(&lease, n as u32).await?;
     Ok(Json(json!({ "success": true })))
 }

@@ -20,10 +20,10 @@ use serde::Deserialize;
 use serde_json::json;
 use vqs::{CronState, TaskState};
 
-use crate::state::AppState;
+use crate::state::VqsState;
 
 /// `GET /api/health/live`.
-pub async fn live(State(state): State<AppState>) -> Response {
+pub async fn live(State(state): State<VqsState>) -> Response {
     let failed: Vec<String> = state
         .tasks
         .report()
@@ -45,7 +45,7 @@ pub struct HealthQuery {
     strict: Option<String>,
 }
 
-fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+fn is_admin(state: &VqsState, headers: &HeaderMap) -> bool {
     let Some(token) = state.admin_token.as_ref() else { return false };
     headers
         .get(http::header::AUTHORIZATION)
@@ -55,10 +55,10 @@ fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// `GET /api/health`.
-pub async fn health(State(state): State<AppState>, Query(q): Query<HealthQuery>, headers: HeaderMap) -> Response {
+pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>, headers: HeaderMap) -> Response {
     let mut down: Vec<String> = Vec::new();
     let mut degraded: Vec<String> = Vec::new();
-    let database = state.queue.store().ping().await;
+    let database = state.queue.ping().await;
     let stats = state.queue.depth().await;
     if database.is_err() || stats.is_err() {
         down.push("database unreachable".to_owned());
