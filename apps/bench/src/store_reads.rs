@@ -34,6 +34,7 @@ pub async fn successful_executions(queue: &Queue, limit: usize) -> Result<usize>
             topic: Some("probe".into()),
             status: Some(ExecutionStatus::Success),
             message_id: None,
+            consumer_group: None,
             limit: limit as u32,
         })
         .await?;
@@ -51,6 +52,7 @@ pub async fn execution_times(
             topic: Some("probe".into()),
             status: None,
             message_id: None,
+            consumer_group: None,
             limit: limit as u32,
         })
         .await?;

@@ -307,3 +307,35 @@ async fn the_client_sends_a_batch_and_reads_each_result() {
     let empty = c.send_batch("orders", &[]).await.unwrap_err();
     assert!(matches!(empty, VqsError::Protocol { .. }), "{empty}");
 }
+
+/// SPEC.md, "Attempts vs deliveries", on Vercel: the platform counts deliveries only (a
+/// receive that ran nothing, a lease renewed, a cold start past the lease all raise it); the
+/// attempt is read from the runs the function's own database recorded.
+#[tokio::test]
+async fn on_vercel_a_delivery_that_ran_nothing_spends_no_attempt() {
+    let service = TestApp::new().await;
+    let base = serve(&service).await;
+    let (func, router) = function(&base, Some(QUEUE_SECRET)).await;
+    let c = client(&base, QUEUE_SECRET);
+    let group = remote_consumer(&service).consumer_group;
+
+    let id = c.send("probe", "{}".into(), &SendOptions::default()).await.unwrap().unwrap();
+    // Two deliveries that run nothing, each given back.
+    for n in 1..=2 {
+        let m = c.receive("probe", &group, 1, 30).await.unwrap().pop().unwrap();
+        assert_eq!(m.delivery_count, n);
+        c.change_visibility("probe", &group, &m.receipt_handle, 0).await.unwrap();
+    }
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(delivery_state(&service, &id).await, ("acked".into(), 3), "the third delivery ran it");
+    assert_eq!(func.attempts(&id).await, vec![(1, "success".to_owned())], "its first attempt");
+
+    // A failed run is an attempt: the next run of that delivery is attempt 2.
+    let failing = c.send("probe", r#"{"fail_attempts":1}"#.into(), &SendOptions::default()).await.unwrap().unwrap();
+    let m = c.receive("probe", &group, 1, 30).await.unwrap().pop().unwrap();
+    c.change_visibility("probe", &group, &m.receipt_handle, 0).await.unwrap();
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(func.attempts(&failing).await, vec![(1, "failed".to_owned())], "delivery 2, attempt 1");
+    assert_eq!(func.queue().next_attempt(&failing, &group).await.unwrap(), 2);
+    assert_eq!(func.queue().next_attempt(&failing, "another-group").await.unwrap(), 1, "attempts are per group");
+}

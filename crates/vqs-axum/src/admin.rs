@@ -85,6 +85,7 @@ pub fn execution_filter(q: ExecutionsQuery) -> Result<ExecutionListParams, ApiEr
         topic: q.topic.filter(|t| !t.is_empty()),
         status,
         message_id: q.message_id.filter(|m| !m.is_empty()),
+        consumer_group: None,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
     })
 }

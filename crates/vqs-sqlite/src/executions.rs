@@ -24,6 +24,9 @@ pub(crate) async fn execution_list(
     if let Some(m) = &p.message_id {
         q.push(" AND message_id = ").push_bind(m);
     }
+    if let Some(g) = &p.consumer_group {
+        q.push(" AND consumer_group = ").push_bind(g);
+    }
     q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if p.limit == 0 { 100 } else { p.limit }));
     let rows = q.build().fetch_all(read).await.map_err(db_err)?;
     Ok(rows.iter().map(execution).collect())

@@ -115,8 +115,8 @@ impl QueueService for VercelQueueService {
             content_type: m.content_type,
             headers_json: None,
             delivery_count: m.delivery_count,
-            // Vercel counts deliveries only; vqs keeps no attempt count there (see
-            // docs/vercel-protocol.md): the attempt is the delivery count.
+            // Vercel counts deliveries only: the consumer reads the attempt from the runs the
+            // function's database recorded (`Queue::next_attempt`, docs/vercel-protocol.md).
             attempts: m.delivery_count,
             receipt_handle: m.receipt_handle,
             created_at: m.created_at,

@@ -323,6 +323,21 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 }
             };
             let lease = lease_of(&delivery, &handle);
+            // A push whose lease stored no attempt (Vercel's, which counts deliveries only,
+            // or one the dispatcher did not record): the attempt is one more than the runs
+            // this database recorded of the delivery, so a lease renewed or run out before
+            // the job started spends none (SPEC.md, "Attempts vs deliveries").
+            if delivery.attempt.is_none() {
+                match queue.next_attempt(&delivery.message_id, &delivery.consumer_group).await {
+                    Ok(a) => {
+                        delivery.attempt = Some(a);
+                        tracing::Span::current().record("job.attempt", a);
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable { error: format!("could not read the attempts: {e}") };
+                    }
+                }
+            }
 
             let mut de = serde_json::Deserializer::from_slice(&delivery.body);
             let params: J::Params = match serde_path_to_error::deserialize(&mut de) {

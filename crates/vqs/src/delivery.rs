@@ -75,7 +75,8 @@ pub struct Delivery {
     pub execution_id: Option<i64>,
     /// The attempt number the local dispatcher recorded with the lease (with
     /// `execution_id`). Like it, never read from a header. Without it (a push from Vercel,
-    /// or one whose lease recorded no execution) the attempt is the delivery count.
+    /// or one whose lease recorded no execution) the consumer reads it from the attempts
+    /// this database recorded ([`crate::Queue::next_attempt`]).
     pub attempt: Option<u32>,
     /// The execution slot the local dispatcher lent this push (see [`ExecutionSlot`]): the
     /// consumer releases it when the job's code is done. Like `execution_id`, it only travels
@@ -118,9 +119,9 @@ fn is_region(s: &str) -> bool {
 }
 
 impl Delivery {
-    /// This delivery's attempt number: the one the local dispatcher recorded with the lease,
-    /// else the delivery count (a push from Vercel carries no stored attempt; see
-    /// docs/vercel-protocol.md).
+    /// This delivery's attempt number: the one the local dispatcher recorded with the lease
+    /// (or the consumer read from the recorded attempts, for a push that carried none), else
+    /// — before the consumer has looked — the delivery count.
     pub fn attempt(&self) -> u32 {
         self.attempt.unwrap_or(self.delivery_count)
     }

@@ -302,7 +302,27 @@ impl Queue {
     pub async fn executions(&self, p: ExecutionListParams) -> Result<Vec<ExecutionRecord>, QueueError> {
         check_filter("topic", p.topic.as_deref())?;
         check_filter("message id", p.message_id.as_deref())?;
+        check_filter("consumer group", p.consumer_group.as_deref())?;
         Ok(self.inner.store.execution_list(p).await?)
+    }
+
+    /// The attempt number a run of this delivery would be, read from the attempts this
+    /// database recorded of it: one more than the last one's, or 1. For a push that carries
+    /// no attempt stored with its lease (Vercel's, which counts deliveries only): a lease
+    /// renewed or run out before the job started spends no attempt. Two deliveries of one
+    /// message at once (at-least-once) may both read the same number.
+    pub async fn next_attempt(&self, message_id: &str, consumer_group: &str) -> Result<u32, QueueError> {
+        let last = self
+            .inner
+            .store
+            .execution_list(ExecutionListParams {
+                message_id: Some(message_id.to_owned()),
+                consumer_group: Some(consumer_group.to_owned()),
+                limit: 1,
+                ..ExecutionListParams::default()
+            })
+            .await?;
+        Ok(last.first().map_or(1, |e| e.attempt.saturating_add(1)))
     }
 
     /// One message with its deliveries.

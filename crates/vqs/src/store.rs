@@ -413,6 +413,8 @@ pub struct ExecutionListParams {
     pub topic: Option<String>,
     pub status: Option<ExecutionStatus>,
     pub message_id: Option<String>,
+    /// One consumer group's attempts (with `message_id`: one delivery's).
+    pub consumer_group: Option<String>,
     pub limit: u32,
 }
 

@@ -99,7 +99,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let sync_log = q.sync_log(None).await?;
     let status = f.status.as_deref().filter(|s| !s.is_empty()).and_then(ExecutionStatus::parse);
     let topic = f.topic.clone().filter(|t| !t.is_empty());
-    let executions = q.executions(ExecutionListParams { topic, status, message_id: None, limit: 50 }).await?;
+    let executions =
+        q.executions(ExecutionListParams { topic, status, message_id: None, consumer_group: None, limit: 50 }).await?;
 
     let mut out = String::new();
     if let Some(flash) = f.flash.as_deref() {
