@@ -37,5 +37,5 @@ mod subscriptions;
 mod writer;
 
 pub use publish::enqueue_in;
-pub use server_admin::{checkpoint, drop_database};
+pub use server_admin::{checkpoint, create_test_database, drop_database, drop_stale_test_databases};
 pub use store::{PgPoolSize, PgStore, TLS_AVAILABLE, create_database};

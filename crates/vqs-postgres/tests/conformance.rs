@@ -10,10 +10,10 @@ use vqs_store_tests::Fresh;
 
 async fn fresh() -> Fresh {
     let base = std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-    let url = vqs_postgres::create_database(&base, &name)
+    let url = vqs_postgres::create_test_database(&base)
         .await
         .unwrap_or_else(|e| panic!("{e}: start PostgreSQL, or set VQS_TEST_POSTGRES_URL"));
+    let name = url.rsplit('/').next().expect("a database name").to_owned();
     let store = vqs_postgres::PgStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let pool = store.pool().clone();

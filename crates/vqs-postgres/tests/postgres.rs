@@ -13,8 +13,7 @@ use vqs_postgres::{PgStore, enqueue_in};
 
 async fn fresh_url() -> String {
     let base = std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-    vqs_postgres::create_database(&base, &name)
+    vqs_postgres::create_test_database(&base)
         .await
         .unwrap_or_else(|e| panic!("{e}: start PostgreSQL, or set VQS_TEST_POSTGRES_URL"))
 }

@@ -56,8 +56,9 @@ pub fn epoch() -> DateTime<Utc> {
 
 /// A real queue for one test: a fresh database, a manual clock at [`epoch`], the given jobs
 /// subscribed (consumer group [`vqs::testing::TEST_CONSUMER_GROUP`]). The database is
-/// dropped with it (SQLite: the temporary directory; PostgreSQL: left for the server's
-/// owner to drop, named `vqs_test_*`).
+/// dropped with it (SQLite: the temporary directory; PostgreSQL: named
+/// `vqs_test_<seconds>_*`, dropped by a later run once an hour old and unused —
+/// `vqs_postgres::create_test_database`).
 pub struct TestQueue {
     queue: Queue,
     handlers: Vec<QueueHandler>,
@@ -92,11 +93,10 @@ impl TestQueue {
         TestQueue::over(Queue::new(Arc::new(store), Clock::manual(epoch())), handlers, Some(dir)).await
     }
 
-    /// A queue on a new database `vqs_test_<uuid>` of the PostgreSQL server at `server_url`
+    /// A queue on a new database `vqs_test_<seconds>_<uuid>` of the PostgreSQL server at `server_url`
     /// (e.g. `postgres://postgres@127.0.0.1:5432`).
     pub async fn postgres(server_url: &str, handlers: Vec<QueueHandler>) -> Result<TestQueue, TestQueueError> {
-        let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-        let url = vqs_postgres::create_database(server_url, &name).await?;
+        let url = vqs_postgres::create_test_database(server_url).await?;
         let store = vqs_postgres::PgStore::connect(&url).await?;
         store.migrate().await?;
         TestQueue::over(Queue::new(Arc::new(store), Clock::manual(epoch())), handlers, None).await

@@ -30,10 +30,7 @@ pub async fn fresh_database_url(dir: &tempfile::TempDir) -> String {
         Ok("postgres") => {
             let base =
                 std::env::var("VQS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-            let name = format!("vqs_test_{}", uuid::Uuid::new_v4().simple());
-            vqs_postgres::create_database(&base, &name)
-                .await
-                .unwrap_or_else(|e| panic!("VQS_TEST_BACKEND=postgres: {e}"))
+            vqs_postgres::create_test_database(&base).await.unwrap_or_else(|e| panic!("VQS_TEST_BACKEND=postgres: {e}"))
         }
         Ok("sqlite") | Err(_) => format!("sqlite://{}", dir.path().join("vqs.db").display()),
         Ok(other) => panic!("VQS_TEST_BACKEND={other:?}: use sqlite or postgres"),
