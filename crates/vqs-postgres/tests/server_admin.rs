@@ -45,7 +45,7 @@ async fn leftover_test_databases_older_than_the_cutoff_and_unused_are_dropped() 
     let mut open = sqlx::PgConnection::connect(&in_use_url).await.expect("connect");
     vqs_postgres::drop_stale_test_databases(&server(), now - 3600).await.expect("sweep");
     let exists = |name: String| async move {
-        sqlx::PgConnection::connect(&format!("{}/{name}", server())).await.map(|c| drop(c)).is_ok()
+        sqlx::PgConnection::connect(&format!("{}/{name}", server())).await.map(drop).is_ok()
     };
     assert!(!exists(left.clone()).await, "an old unused one goes");
     assert!(exists(in_use.clone()).await, "one in use stays");
