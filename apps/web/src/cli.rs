@@ -62,6 +62,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a delayed message, or one waiting for its retry, due now (its attempts unchanged).
+    RunNow {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List dead letters, or replay / discard one.
     DeadLetters {
         #[command(subcommand)]
@@ -115,13 +121,14 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     if let Command::Serve = command {
         return crate::runtime::serve(config).await;
     }
-    // A command that only reads never creates a database (opening a SQLite file creates it):
+    // A command that only reads (or changes an existing message) never creates a database (opening a SQLite file creates it):
     // a typo in DATABASE_URL or the wrong directory would otherwise show an empty queue.
     let reads_only = matches!(
         command,
         Command::Executions { .. }
             | Command::Queues { .. }
             | Command::Message { .. }
+            | Command::RunNow { .. }
             | Command::Crons { .. }
             | Command::DeadLetters { action: None, .. }
     );
@@ -204,6 +211,13 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             let progress = message_progress(&queue, &id).await.map_err(|e| anyhow!("{}", e.message))?;
             let v = message_json(&m, &progress);
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");
+        }
+        Command::RunNow { id, json } => {
+            let made_due = queue.run_now(&id).await.map_err(|e| anyhow!("{e}"))?;
+            print(json, &json!({ "messageId": id, "madeDue": made_due }), |_| match made_due {
+                0 => format!("{id} was due already\n"),
+                n => format!("{id} is due now ({n} consumer group{})\n", if n == 1 { "" } else { "s" }),
+            });
         }
         Command::DeadLetters { action: None, json } => {
             let rows = json!(queue.dead_letters(100).await?);

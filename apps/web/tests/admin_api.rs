@@ -225,3 +225,33 @@ async fn the_dead_letter_list_loads_payload_previews_and_one_dead_letter_its_who
     assert_eq!(one["payload"]["blob"].as_str().unwrap().len(), big);
     assert_eq!(app.admin_get("/api/admin/dead-letters/999999").await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn run_now_makes_a_delayed_message_due_once_and_says_why_it_cannot_otherwise() {
+    let app = TestApp::new().await;
+    let (status, sent) =
+        app.call(post("/api/admin/messages", json!({"topic": "probe", "payload": {}, "delay_seconds": 3600}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let id = sent["messageId"].as_str().unwrap().to_owned();
+    assert_eq!(app.dispatch("probe").await, 0, "delayed an hour");
+
+    // The same action sixteen times at once: each answers 200; at least one made it due (on
+    // PostgreSQL two calls whose clocks read a moment apart may both move it), and the job
+    // still runs once.
+    let path = format!("/api/admin/messages/{id}/run-now");
+    let answers = futures::future::join_all((0..16).map(|_| app.call(post(&path, json!({}))))).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+    let made: Vec<u64> = answers.iter().map(|(_, b)| b["madeDue"].as_u64().unwrap()).collect();
+    assert!(made.contains(&1) && made.iter().all(|&n| n <= 1), "{made:?}");
+    assert_eq!(answers[0].1["messageId"], id.as_str());
+
+    assert_eq!(app.dispatch("probe").await, 1, "due now");
+    assert_eq!(app.attempts(&id).await, vec![(1, "success".to_owned())]);
+    let (status, body) = app.call(post(&path, json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("finished"), "{body}");
+    let (status, body) = app.call(post("/api/admin/messages/msg_nope/run-now", json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app.call(post("/api/admin/messages/a%00b/run-now", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -114,3 +114,18 @@ fn a_read_only_command_does_not_create_a_database() {
     assert!(file.exists());
     assert!(cli.run(&["queues"]).0);
 }
+
+#[tokio::test]
+async fn run_now_makes_a_delayed_message_due_and_refuses_an_unknown_one() {
+    // The app's consumer groups subscribed, as `web serve` leaves them.
+    let app = common::TestApp::new().await;
+    let cli = Cli { database_url: app.database_url.clone() };
+    let sent = cli.json(&["enqueue", "probe", "{}", "--delay", "3600", "--json"]);
+    let id = sent["messageId"].as_str().unwrap();
+    let due = cli.json(&["run-now", id, "--json"]);
+    assert_eq!((due["messageId"].as_str(), due["madeDue"].as_u64()), (Some(id), Some(1)), "{due}");
+    let (ok, stdout, _) = cli.run(&["run-now", id]);
+    assert!(ok && stdout.contains("due already"), "{stdout}");
+    let (ok, _, stderr) = cli.run(&["run-now", "msg_nope"]);
+    assert!(!ok && stderr.contains("no message msg_nope"), "{stderr}");
+}

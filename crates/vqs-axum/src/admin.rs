@@ -21,6 +21,7 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/executions", get(executions))
         .route("/api/admin/messages", post(enqueue))
         .route("/api/admin/messages/{id}", get(message))
+        .route("/api/admin/messages/{id}/run-now", post(run_now))
         .route("/api/admin/queues", get(queues))
         .route("/api/admin/dead-letters", get(dead_letters))
         .route("/api/admin/dead-letters/{id}/replay", post(replay))
@@ -125,6 +126,13 @@ async fn message(State(state): State<VqsState>, Path(id): Path<String>) -> Resul
     let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
     let progress = message_progress(&state.queue, &id).await?;
     Ok(Json(message_json(&m, &progress)))
+}
+
+/// A delayed message, or one waiting for its retry, due now: `{"messageId", "madeDue": n}`
+/// (0: it was due already); 404 unknown; 409 running or finished.
+async fn run_now(State(state): State<VqsState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let made_due = state.queue.run_now(&id).await?;
+    Ok(Json(json!({ "messageId": id, "madeDue": made_due })))
 }
 
 async fn queues(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {

@@ -182,3 +182,22 @@ pub(crate) async fn insert_plain(
     .map_err(db_err)?;
     Ok(())
 }
+
+pub(crate) async fn message_run_now(pool: &PgPool, p: MessageRunNowParams) -> Result<u64, StoreError> {
+    // Made due and announced in one statement: every process's dispatchers wake as on a
+    // publish (LISTEN vqs_published), once per topic.
+    let row = sqlx::query(
+        "WITH due AS ( \
+             UPDATE deliveries SET visible_at = $1, updated_at = $1 \
+             WHERE message_id = $2 AND state = 'pending' AND visible_at > $1 \
+             RETURNING topic), \
+         woken AS (SELECT pg_notify('vqs_published', topic) FROM (SELECT DISTINCT topic FROM due) t) \
+         SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM woken)",
+    )
+    .bind(p.now)
+    .bind(&p.message_id)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(u64::try_from(row.try_get::<i64, _>(0).map_err(db_err)?).unwrap_or(0))
+}

@@ -225,6 +225,10 @@ impl QueueStore for PgStore {
         crate::publish::message_list(&self.pool, p).await
     }
 
+    async fn message_run_now(&self, p: MessageRunNowParams) -> Result<u64, StoreError> {
+        crate::publish::message_run_now(&self.pool, p).await
+    }
+
     async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
         crate::publish::message_get(&self.pool, p).await
     }

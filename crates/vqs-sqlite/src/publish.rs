@@ -80,3 +80,23 @@ pub(crate) async fn message_list(read: &SqlitePool, p: MessageListParams) -> Res
     .map_err(db_err)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+pub(crate) async fn message_run_now(writer: &Writer, p: MessageRunNowParams) -> Result<u64, StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                let done = sqlx::query(
+                    "UPDATE deliveries SET visible_at = ?1, updated_at = ?1 \
+                     WHERE message_id = ?2 AND state = 'pending' AND visible_at > ?1",
+                )
+                .bind(us(p.now))
+                .bind(&p.message_id)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(done.rows_affected())
+            }
+            .boxed()
+        })
+        .await
+}

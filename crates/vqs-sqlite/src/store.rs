@@ -106,6 +106,10 @@ impl QueueStore for SqliteStore {
         crate::publish::message_list(&self.read, p).await
     }
 
+    async fn message_run_now(&self, p: MessageRunNowParams) -> Result<u64, StoreError> {
+        crate::publish::message_run_now(&self.writer, p).await
+    }
+
     async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
         crate::publish::message_get(&self.read, p).await
     }

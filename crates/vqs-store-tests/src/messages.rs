@@ -102,3 +102,45 @@ pub async fn subscribing_late_sees_earlier_messages(s: Store) {
     let leased = claim(&s, "late", 10, at(3)).await;
     assert_eq!(leased.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
 }
+
+/// The operator's "run now": a delayed delivery and one waiting for its retry become due at
+/// once, in every group, without spending an attempt; a leased, a finished or an unknown
+/// message is left alone (0).
+pub async fn run_now_makes_waiting_deliveries_due(s: Store) {
+    subscribe(&s, "t", "a").await;
+    subscribe(&s, "t", "b").await;
+    let run_now = |id: &str, now| s.message_run_now(MessageRunNowParams { message_id: id.to_owned(), now });
+    let delayed = s
+        .message_send(MessageSendParams { delay_seconds: 3600, ..send_params("t", "{}", at(0)) })
+        .await
+        .unwrap()
+        .message_id;
+    assert!(claim(&s, "a", 10, at(1)).await.is_empty(), "delayed an hour");
+    assert_eq!(run_now(&delayed, at(2)).await.unwrap(), 2, "due now in both groups");
+    assert_eq!(run_now(&delayed, at(2)).await.unwrap(), 0, "already due");
+    let leased = claim(&s, "a", 10, at(2)).await.remove(0);
+    assert_eq!(leased.message_id, delayed);
+
+    // Waiting for its retry in group a; due (not leased) in group b.
+    s.delivery_retry(DeliveryRetryParams {
+        lease: lease(&leased, at(3)),
+        delay: std::time::Duration::from_secs(900),
+        execution: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(run_now(&delayed, at(4)).await.unwrap(), 1, "only a's retry was waiting");
+    let d = state(&s, &delayed, "a").await.unwrap();
+    assert_eq!((d.state, d.visible_at, d.delivery_count), (DeliveryState::Pending, at(4), 1));
+    assert_eq!(d.attempts, leased.attempts, "no attempt spent");
+
+    // Leased, then finished: nothing to make due.
+    let again = claim(&s, "a", 10, at(4)).await.remove(0);
+    assert_eq!(run_now(&delayed, at(5)).await.unwrap(), 0, "leased in a, due in b");
+    ack(&s, &again, at(6)).await.unwrap();
+    let b = claim(&s, "b", 10, at(6)).await.remove(0);
+    ack(&s, &b, at(7)).await.unwrap();
+    assert_eq!(run_now(&delayed, at(8)).await.unwrap(), 0, "finished");
+    assert_eq!(state(&s, &delayed, "a").await.unwrap().state, DeliveryState::Acked);
+    assert_eq!(run_now("msg_unknown", at(8)).await.unwrap(), 0);
+}

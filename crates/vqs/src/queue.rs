@@ -6,10 +6,11 @@ use tokio::sync::Notify;
 use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
     DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
-    DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, ExecutionCountParams, ExecutionCounts,
-    ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams, MessageRecord,
-    MessageSendManyParams, MessageSendParams, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams,
-    QueueStore, SendResult, SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
+    DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, DeliveryState, ExecutionCountParams,
+    ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams,
+    MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams, ProgressListParams, ProgressRecord,
+    QueueDepthParams, QueueStatsParams, QueueStore, SendResult, SessionRevokedParams, StoreError, SyncLogListParams,
+    SyncLogRecord, TopicDepth, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -323,6 +324,47 @@ impl Queue {
             })
             .await?;
         Ok(last.first().map_or(1, |e| e.attempt.saturating_add(1)))
+    }
+
+    /// Make a delayed message, or one waiting for its retry, due now in every consumer
+    /// group (the operator's "run now"): returns how many deliveries were made due, 0 when
+    /// it was due already. A message being run, or finished, is a [`QueueError::Conflict`]
+    /// saying which; an unknown one [`StoreError::NotFound`]. Its attempts are unchanged.
+    pub async fn run_now(&self, message_id: &str) -> Result<u64, QueueError> {
+        check_filter("message id", Some(message_id))?;
+        if self.publishes_elsewhere() {
+            return Err(QueueError::Invalid(
+                "run now is not available through Vercel Queues: its messages live in Vercel's queue service".into(),
+            ));
+        }
+        let made_due = self
+            .inner
+            .store
+            .message_run_now(MessageRunNowParams { message_id: message_id.to_owned(), now: self.inner.clock.now() })
+            .await?;
+        if made_due > 0 {
+            self.wake();
+            return Ok(made_due);
+        }
+        let Some(m) = self.message(message_id).await? else {
+            return Err(StoreError::NotFound(format!("no message {message_id}")).into());
+        };
+        let states: Vec<DeliveryState> = m.deliveries.iter().map(|d| d.state).collect();
+        if states.is_empty() {
+            return Err(QueueError::Conflict(format!(
+                "message {message_id} is in no consumer group yet (nothing subscribes to topic {:?}): nothing to make due",
+                m.topic
+            )));
+        }
+        if states.contains(&DeliveryState::Pending) {
+            return Ok(0);
+        }
+        if states.contains(&DeliveryState::Leased) {
+            return Err(QueueError::Conflict(format!("message {message_id} is running: it cannot be made due now")));
+        }
+        Err(QueueError::Conflict(format!(
+            "message {message_id} has finished (acknowledged or dead-lettered): nothing to run; replay a dead letter instead"
+        )))
     }
 
     /// One message with its deliveries.

@@ -847,6 +847,13 @@ pub struct MessageSendManyParams {
     pub messages: Vec<MessageSendParams>,
 }
 
+/// Make a message's waiting deliveries due now ([`QueueStore::message_run_now`]).
+#[derive(Debug, Clone)]
+pub struct MessageRunNowParams {
+    pub message_id: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Read one message with its deliveries ([`QueueStore::message_get`]).
 #[derive(Debug, Clone)]
 pub struct MessageGetParams {
@@ -1021,6 +1028,13 @@ pub trait QueueStore: Send + Sync + 'static {
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).
     async fn message_list(&self, p: MessageListParams) -> Result<Vec<String>, StoreError>;
+
+    /// Make every pending delivery of a message that is not yet due (delayed, or waiting
+    /// for a retry) due at `now`, in every consumer group, and return how many. Leased,
+    /// acknowledged and dead deliveries are untouched, and one already due is not counted.
+    /// Its attempts and delivery count are unchanged. A backend shared by processes wakes
+    /// their dispatchers (PostgreSQL: NOTIFY), as a publish does.
+    async fn message_run_now(&self, p: MessageRunNowParams) -> Result<u64, StoreError>;
 
     /// Subscribe a consumer group (idempotent; a second call updates the initial delay);
     /// messages already in the topic and not expired are delivered too.
