@@ -150,7 +150,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 format!("the payload is not valid JSON: {payload:?} (quote it: '{{\"sleep_ms\": 100}}')")
             })?;
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
-            crate::runtime::require_consumed_topic(&vercel, &topic).map_err(|e| anyhow!("{e}"))?;
+            vqs_axum::admin::require_consumed_topic(&vercel, &topic).map_err(|e| anyhow!("{e}"))?;
             let opts =
                 SendOpts { idempotency_key, delay: std::time::Duration::from_secs(delay), ..SendOpts::default() };
             let sent = queue.send(&topic, serde_json::to_vec(&payload)?, opts).await.map_err(|e| anyhow!("{e}"))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use auth::Secret;
 use vqs::{Clock, DispatcherConfig, Queue, VercelConfig};
-use vqs_axum::{VqsSettings, VqsState};
+use vqs_axum::{VqsSettings, VqsState, Workers};
 
 use crate::AppState;
 use crate::config::{Config, redact_url};
@@ -86,9 +86,6 @@ pub fn load_vercel_if_present(path: &Path) -> Result<VercelConfig> {
 fn absolute(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
-
-pub use vqs_axum::admin::require_consumed_topic;
-pub use vqs_axum::{Workers, consumers};
 
 /// The state handlers see: the library's settings, from [`Config`].
 pub fn state(config: &Config, queue: Queue, vercel: VercelConfig) -> AppState {

@@ -186,6 +186,7 @@ pub(crate) async fn insert_plain(
 pub(crate) async fn message_run_now(pool: &PgPool, p: MessageRunNowParams) -> Result<u64, StoreError> {
     // Made due and announced in one statement: every process's dispatchers wake as on a
     // publish (LISTEN vqs_published), once per topic.
+    // (`woken` is read by the final SELECT only so that PostgreSQL runs it.)
     let row = sqlx::query(
         "WITH due AS ( \
              UPDATE deliveries SET visible_at = $1, updated_at = $1 \

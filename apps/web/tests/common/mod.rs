@@ -109,7 +109,7 @@ impl TestApp {
 
     /// The consumers as `web serve`'s dispatcher runs them.
     fn consumers_of(state: &AppState) -> Vec<ConsumerConfig> {
-        web::runtime::consumers(state)
+        vqs_axum::consumers(state)
     }
 
     /// The push consumer of `topic` from vercel.json.
