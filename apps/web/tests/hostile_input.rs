@@ -254,6 +254,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
         retention_seconds: 3600,
         headers_json: None,
         only_group: None,
+        on_duplicate: Default::default(),
         now: Utc::now(),
     };
 

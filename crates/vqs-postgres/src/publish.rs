@@ -50,7 +50,7 @@ pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result
         .await
         .map_err(db_err)?;
         if inserted.is_some() {
-            return Ok(SendResult { message_id: id, duplicate: false });
+            return Ok(SendResult { message_id: id, duplicate: false, replaced: false });
         }
         let original = sqlx::query("SELECT id, expires_at FROM messages WHERE topic = $1 AND idempotency_key = $2")
             .bind(&p.topic)
@@ -60,7 +60,7 @@ pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result
             .map_err(db_err)?;
         match original {
             Some(r) if r.get::<DateTime<Utc>, _>(1) > p.now => {
-                return Ok(SendResult { message_id: r.get(0), duplicate: true });
+                return Ok(SendResult { message_id: r.get(0), duplicate: true, replaced: false });
             }
             // The original expired: its key no longer dedups. Release it and insert again.
             Some(r) => {
@@ -86,7 +86,7 @@ pub(crate) async fn message_send_many(pool: &PgPool, p: MessageSendManyParams) -
         let params: Vec<&MessageSendParams> = chunk.iter().map(|(_, m)| *m).collect();
         insert_plain(&mut tx, &params, &ids).await?;
         for ((i, _), id) in chunk.iter().zip(ids) {
-            out[*i] = Some(SendResult { message_id: id, duplicate: false });
+            out[*i] = Some(SendResult { message_id: id, duplicate: false, replaced: false });
         }
     }
     // With a key: one at a time, in order, so two sends of one key dedup too.

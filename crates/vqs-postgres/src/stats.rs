@@ -96,7 +96,13 @@ pub(crate) async fn execution_counts(
     .map_err(db_err)?;
     Ok(rows
         .iter()
-        .map(|r| ExecutionCounts { topic: r.get(0), running: r.get(1), success: r.get(2), failed: r.get(3) })
+        .map(|r| ExecutionCounts {
+            topic: r.get(0),
+            running: r.get(1),
+            success: r.get(2),
+            failed: r.get(3),
+            ..Default::default()
+        })
         .collect())
 }
 

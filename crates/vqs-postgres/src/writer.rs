@@ -169,7 +169,7 @@ async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, R
         match inserted {
             Ok(()) => {
                 for ((_, reply), id) in plain.into_iter().zip(ids) {
-                    let _ = reply.send(Ok(SendResult { message_id: id, duplicate: false }));
+                    let _ = reply.send(Ok(SendResult { message_id: id, duplicate: false, replaced: false }));
                 }
             }
             // A value the database refused fails the whole statement: insert the batch again
@@ -182,7 +182,11 @@ async fn write_sends(held: &mut HeldConnection, sends: Vec<(MessageSendParams, R
                         Ok(conn) => insert_plain(conn, &[&p], std::slice::from_ref(&id)).await,
                         Err(e) => Err(e),
                     };
-                    let _ = reply.send(held.check(r).map(|()| SendResult { message_id: id, duplicate: false }));
+                    let _ = reply.send(held.check(r).map(|()| SendResult {
+                        message_id: id,
+                        duplicate: false,
+                        replaced: false,
+                    }));
                 }
             }
             Err(e) => plain.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone())))),

@@ -261,7 +261,7 @@ pub(crate) async fn sends(
         push_message_values(&mut q, &rows);
         q.build().execute(&mut *conn).await.map_err(db_err)?;
         for (i, _, id) in chunk {
-            out[*i] = Some(Ok(SendResult { message_id: id.clone(), duplicate: false }));
+            out[*i] = Some(Ok(SendResult { message_id: id.clone(), duplicate: false, replaced: false }));
         }
     }
     // With a key: one at a time, in order, so two sends of one key in a batch dedup too.
@@ -278,7 +278,7 @@ async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Resul
         push_message_values(&mut q, &[(p, id.clone())]);
         q.push(" ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
         if q.build().fetch_optional(&mut *conn).await.map_err(db_err)?.is_some() {
-            return Ok(SendResult { message_id: id, duplicate: false });
+            return Ok(SendResult { message_id: id, duplicate: false, replaced: false });
         }
         let original = sqlx::query("SELECT id, expires_at FROM messages WHERE topic = ? AND idempotency_key = ?")
             .bind(&p.topic)
@@ -288,7 +288,7 @@ async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Resul
             .map_err(db_err)?;
         match original {
             Some(r) if r.get::<i64, _>(1) > us(p.now) => {
-                return Ok(SendResult { message_id: r.get(0), duplicate: true });
+                return Ok(SendResult { message_id: r.get(0), duplicate: true, replaced: false });
             }
             // The original expired: its key no longer dedups. Release it and insert again.
             Some(r) => {

@@ -38,7 +38,7 @@ pub async fn duplicate_key_within_pending_is_reported_not_queued(s: Store) {
     let first = s.message_send(p.clone()).await.unwrap();
     assert!(!first.duplicate);
     let again = s.message_send(MessageSendParams { now: at(2), ..p.clone() }).await.unwrap();
-    assert_eq!(again, SendResult { message_id: first.message_id.clone(), duplicate: true });
+    assert_eq!(again, SendResult { message_id: first.message_id.clone(), duplicate: true, replaced: false });
     // Another topic's key space is its own.
     let other = s.message_send(MessageSendParams { topic: "u".into(), ..p }).await.unwrap();
     assert!(!other.duplicate);
@@ -56,7 +56,7 @@ pub async fn key_dedups_within_retention_even_once_finished(s: Store) {
     let done = s.message_send(MessageSendParams { now: at(5), ..p.clone() }).await.unwrap();
     assert_eq!(
         done,
-        SendResult { message_id: first.message_id.clone(), duplicate: true },
+        SendResult { message_id: first.message_id.clone(), duplicate: true, replaced: false },
         "finished, within retention"
     );
     let after = s.message_send(MessageSendParams { now: at(61), ..p }).await.unwrap();
@@ -85,7 +85,7 @@ pub async fn send_many_keeps_input_order(s: Store) {
     assert_eq!(r.len(), 3);
     assert!(!r[0].duplicate && !r[1].duplicate);
     assert_ne!(r[0].message_id, r[1].message_id);
-    assert_eq!(r[2], SendResult { message_id: r[0].message_id.clone(), duplicate: true });
+    assert_eq!(r[2], SendResult { message_id: r[0].message_id.clone(), duplicate: true, replaced: false });
 }
 
 pub async fn subscribing_late_sees_earlier_messages(s: Store) {

@@ -213,7 +213,7 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 m.messages.iter().find(|(_, msg)| key.is_some() && msg.key == *key).map(|(id, _)| id.clone());
             match original {
                 Some(id) => ensure!(
-                    r == SendResult { message_id: id.clone(), duplicate: true },
+                    r == SendResult { message_id: id.clone(), duplicate: true, replaced: false },
                     "expected a duplicate of {id}, got {r:?}"
                 ),
                 None => {

@@ -33,6 +33,7 @@ pub fn send_params(topic: &str, payload: &str, now: DateTime<Utc>) -> MessageSen
         retention_seconds: 7 * 24 * 3600,
         headers_json: None,
         only_group: None,
+        on_duplicate: Default::default(),
         now,
     }
 }

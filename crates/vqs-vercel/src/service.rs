@@ -82,6 +82,11 @@ pub fn service_error(e: VqsError, message_id: &str) -> ServiceError {
 #[async_trait]
 impl QueueService for VercelQueueService {
     async fn send(&self, p: MessageSendParams) -> Result<SendResult, ServiceError> {
+        if p.on_duplicate == vqs::OnDuplicate::Replace {
+            return Err(ServiceError::Refused(
+                "on_duplicate \"replace\" is not available through Vercel Queues, which only drops duplicates".into(),
+            ));
+        }
         let opts = SendOptions {
             content_type: Some(p.content_type),
             idempotency_key: p.idempotency_key,
@@ -92,8 +97,8 @@ impl QueueService for VercelQueueService {
         match self.client.send(&p.topic, Bytes::from(p.payload), &opts).await {
             // Vercel drops a duplicate out of band and answers like any send: it is never
             // reported as one here.
-            Ok(Some(id)) => Ok(SendResult { message_id: id, duplicate: false }),
-            Ok(None) => Ok(SendResult { message_id: String::new(), duplicate: false }),
+            Ok(Some(id)) => Ok(SendResult { message_id: id, duplicate: false, replaced: false }),
+            Ok(None) => Ok(SendResult { message_id: String::new(), duplicate: false, replaced: false }),
             Err(e) => Err(service_error(e, "")),
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 use crate::store::{
     ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult, StoreError,
 };
-use crate::{JobContext, JobError, Jobbable, MessageMetadata, Queue, QueueError, SendOpts};
+use crate::{JobContext, JobError, Jobbable, MessageMetadata, OnDuplicate, Queue, QueueError, SendOpts};
 
 /// Options for [`JobClient::perform_later_with`].
 #[derive(Debug, Clone, Default)]
@@ -13,6 +13,10 @@ pub struct PerformOpts {
     pub idempotency_key: Option<String>,
     /// Run no sooner than this.
     pub delay: Duration,
+    /// When the key is held by another message of the topic: skip (the default), or replace
+    /// that message's params and due time if it has not started — with `delay`, a debounce
+    /// ("run once, 30 s after the last change").
+    pub on_duplicate: OnDuplicate,
 }
 
 /// A job bound to a queue: `queue.job(SyncPatient).perform_later(params)`.
@@ -61,8 +65,24 @@ impl<J: Jobbable> JobClient<J> {
         &self,
         params: impl IntoIterator<Item = J::Params>,
     ) -> Result<Vec<SendResult>, QueueError> {
-        let messages =
-            params.into_iter().map(|p| self.encode(p, PerformOpts::default())).collect::<Result<Vec<_>, _>>()?;
+        self.perform_later_many_with(params, PerformOpts::default()).await
+    }
+
+    /// [`Self::perform_later_many`] with a delay and an [`OnDuplicate`] for every message
+    /// (each keeps the job's own dedup key for its params; an explicit key is refused: one
+    /// key cannot name many messages).
+    pub async fn perform_later_many_with(
+        &self,
+        params: impl IntoIterator<Item = J::Params>,
+        opts: PerformOpts,
+    ) -> Result<Vec<SendResult>, QueueError> {
+        if opts.idempotency_key.is_some() {
+            return Err(QueueError::Invalid(
+                "perform_later_many_with takes no idempotency key: each message gets the job's dedup key for its params"
+                    .into(),
+            ));
+        }
+        let messages = params.into_iter().map(|p| self.encode(p, opts.clone())).collect::<Result<Vec<_>, _>>()?;
         self.queue.send_many(J::TOPIC, messages).await
     }
 
@@ -78,7 +98,10 @@ impl<J: Jobbable> JobClient<J> {
         let idempotency_key = opts.idempotency_key.or_else(|| self.job.dedup_key(&params));
         let payload = serde_json::to_vec(&params)
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
-        Ok((payload, SendOpts { idempotency_key, delay: opts.delay, ..SendOpts::default() }))
+        Ok((
+            payload,
+            SendOpts { idempotency_key, delay: opts.delay, on_duplicate: opts.on_duplicate, ..SendOpts::default() },
+        ))
     }
 
     /// Run the job now, recording the attempt in `job_executions` (`running`, then `success`

@@ -87,7 +87,7 @@ pub use queue_service::{
 };
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
-pub use store::{QueueStore, SendResult, StoreError};
+pub use store::{OnDuplicate, QueueStore, SendResult, StoreError};
 pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};
 pub use trace_context::TraceContext;
 pub use vercel_config::{

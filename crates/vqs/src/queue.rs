@@ -8,9 +8,9 @@ use crate::store::{
     DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
     DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, DeliveryState, ExecutionCountParams,
     ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams,
-    MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams, ProgressListParams, ProgressRecord,
-    QueueDepthParams, QueueStatsParams, QueueStore, SendResult, SessionRevokedParams, StoreError, SyncLogListParams,
-    SyncLogRecord, TopicDepth, TopicStats,
+    MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams, OnDuplicate, ProgressListParams,
+    ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore, SendResult, SessionRevokedParams, StoreError,
+    SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -40,6 +40,9 @@ pub struct SendOpts {
     pub content_type: Option<String>,
     /// Producer trace context (`traceparent`, `tracestate`, `baggage`) as a JSON object.
     pub headers_json: Option<String>,
+    /// What a send whose key is held by another message does: skip (the default) or
+    /// replace the message if it has not started (a debounce, with `delay`).
+    pub on_duplicate: OnDuplicate,
 }
 
 /// Why a publish or an admin call was refused.
@@ -257,6 +260,21 @@ impl Queue {
             }
             check_storable("idempotency key", key)?;
         }
+        if opts.on_duplicate == OnDuplicate::Replace {
+            if opts.idempotency_key.is_none() {
+                return Err(QueueError::Invalid(
+                    "on_duplicate \"replace\" needs an idempotency key: it replaces the message that holds the key"
+                        .into(),
+                ));
+            }
+            if self.publishes_elsewhere() {
+                return Err(QueueError::Invalid(
+                    "on_duplicate \"replace\" is not available through Vercel Queues, which only drops duplicates: \
+                     send with \"skip\" (the default), or run the queue on this database"
+                        .into(),
+                ));
+            }
+        }
         if let Some(h) = &opts.headers_json {
             check_storable_long("headers", h)?;
         }
@@ -295,6 +313,7 @@ impl Queue {
                 TraceContext::current().map(|c| serde_json::json!({ "traceparent": c.traceparent() }).to_string())
             }),
             only_group: None,
+            on_duplicate: opts.on_duplicate,
             now: self.inner.clock.now(),
         })
     }

@@ -132,7 +132,42 @@ pub struct MessageSendParams {
     pub headers_json: Option<String>,
     /// Deliver to this consumer group only (dead-letter replay); `None` = every subscriber.
     pub only_group: Option<String>,
+    /// What a send whose idempotency key is held by another message does (SPEC.md, "Job
+    /// outcomes"). Ignored without a key.
+    pub on_duplicate: OnDuplicate,
     pub now: DateTime<Utc>,
+}
+
+/// What a send does when its idempotency key is held by a message of the topic still kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDuplicate {
+    /// Queue nothing; answer the original's id with `duplicate: true` (Vercel's behaviour).
+    #[default]
+    Skip,
+    /// If the key's message has not started — every delivery pending (due, delayed or
+    /// waiting for a retry), none leased — it takes the new payload, content type, headers
+    /// and due time (`delay_seconds` from now, in every consumer group), its attempts
+    /// unchanged: `replaced: true`. If it has started or finished, the key moves to a new
+    /// message sent as usual (`replaced: false`). `replace` with a delay is a debounce.
+    Replace,
+}
+
+impl OnDuplicate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDuplicate::Skip => "skip",
+            OnDuplicate::Replace => "replace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "skip" => Some(OnDuplicate::Skip),
+            "replace" => Some(OnDuplicate::Replace),
+            _ => None,
+        }
+    }
 }
 
 /// What publishing did.
@@ -144,6 +179,9 @@ pub struct SendResult {
     /// True when the idempotency key matched a message of the topic still kept (within its
     /// retention, finished or not): nothing new was queued.
     pub duplicate: bool,
+    /// True when [`OnDuplicate::Replace`] gave the key's message (`message_id`) the new
+    /// payload and due time instead of queueing another.
+    pub replaced: bool,
 }
 
 /// Subscribe a consumer group to a topic (or to a `prefix*` pattern).
@@ -354,6 +392,10 @@ pub enum ExecutionStatus {
     Running,
     Success,
     Failed,
+    /// The job asked to run again later ([`crate::JobError::snooze`]); the attempt was not spent.
+    Snoozed,
+    /// The job cancelled itself ([`crate::JobError::cancel`]), or an operator cancelled it.
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -362,6 +404,8 @@ impl ExecutionStatus {
             ExecutionStatus::Running => "running",
             ExecutionStatus::Success => "success",
             ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Snoozed => "snoozed",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 
@@ -370,6 +414,8 @@ impl ExecutionStatus {
             "running" => Some(ExecutionStatus::Running),
             "success" => Some(ExecutionStatus::Success),
             "failed" => Some(ExecutionStatus::Failed),
+            "snoozed" => Some(ExecutionStatus::Snoozed),
+            "cancelled" => Some(ExecutionStatus::Cancelled),
             _ => None,
         }
     }
@@ -430,6 +476,9 @@ pub enum DeliveryState {
     Acked,
     /// Acknowledged and kept in the dead-letter store.
     Dead,
+    /// Ended without running to completion: cancelled by the job itself, an operator or a
+    /// purge. Final, like `acked`.
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -439,6 +488,7 @@ impl DeliveryState {
             DeliveryState::Leased => "leased",
             DeliveryState::Acked => "acked",
             DeliveryState::Dead => "dead",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
 
@@ -448,6 +498,7 @@ impl DeliveryState {
             "leased" => Some(DeliveryState::Leased),
             "acked" => Some(DeliveryState::Acked),
             "dead" => Some(DeliveryState::Dead),
+            "cancelled" => Some(DeliveryState::Cancelled),
             _ => None,
         }
     }
@@ -498,6 +549,8 @@ pub struct TopicStats {
     pub succeeded: i64,
     pub failed: i64,
     pub dead: i64,
+    /// Deliveries cancelled (by the job, an operator or a purge).
+    pub cancelled: i64,
 }
 
 /// Live counts of one topic, read from unfinished deliveries only, so the cost follows the
@@ -567,6 +620,8 @@ pub struct ExecutionCounts {
     pub running: i64,
     pub success: i64,
     pub failed: i64,
+    pub snoozed: i64,
+    pub cancelled: i64,
 }
 
 /// Report a running job's progress (replaces the previous report of the same delivery).
@@ -854,6 +909,49 @@ pub struct MessageRunNowParams {
     pub now: DateTime<Utc>,
 }
 
+/// Cancel a message in every consumer group ([`QueueStore::message_cancel`]).
+#[derive(Debug, Clone)]
+pub struct MessageCancelParams {
+    pub message_id: String,
+    /// Recorded as the `error` of the attempts it closes (e.g. "cancelled by an operator").
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What [`QueueStore::message_cancel`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageCancelled {
+    /// False: no such message (or pruned); nothing else is set.
+    pub found: bool,
+    /// Consumer groups whose pending delivery was cancelled: it will never run.
+    pub pending: Vec<String>,
+    /// Consumer groups whose delivery was leased (running, or waiting in a dispatcher's
+    /// buffer): now `cancelled`, its `running` executions closed `cancelled`; the process
+    /// running it must drop the job (it learns through [`QueueStore::delivery_cancelled`]
+    /// or the backend's notification).
+    pub running: Vec<String>,
+    /// Consumer groups whose delivery had already finished, with how.
+    pub finished: Vec<(String, DeliveryState)>,
+}
+
+/// Cancel every pending delivery of a topic ([`QueueStore::topic_purge`]).
+#[derive(Debug, Clone)]
+pub struct TopicPurgeParams {
+    pub topic: String,
+    /// One consumer group only; `None`: every group.
+    pub consumer_group: Option<String>,
+    /// Count what would be cancelled; change nothing.
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// Which of these deliveries are cancelled ([`QueueStore::delivery_cancelled`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryCancelledParams {
+    /// (message id, consumer group) pairs: the deliveries a process is running.
+    pub deliveries: Vec<(String, String)>,
+}
+
 /// Read one message with its deliveries ([`QueueStore::message_get`]).
 #[derive(Debug, Clone)]
 pub struct MessageGetParams {
@@ -1036,6 +1134,22 @@ pub trait QueueStore: Send + Sync + 'static {
     /// their dispatchers (PostgreSQL: NOTIFY), as a publish does.
     async fn message_run_now(&self, p: MessageRunNowParams) -> Result<u64, StoreError>;
 
+    /// Cancel a message in every consumer group, in one transaction: each pending or leased
+    /// delivery becomes `cancelled` (a leased one's `running` executions are closed
+    /// `cancelled` with `reason`; its lease can no longer be acknowledged, retried or
+    /// dead-lettered), finished ones are reported as they are. When every delivery is then
+    /// finished, the message's idempotency key stays held until the message expires, as for
+    /// any finished message. A backend shared by processes tells them which message was
+    /// cancelled (PostgreSQL: `NOTIFY vqs_control, 'cancel:<id>'`) so the one running it drops it.
+    async fn message_cancel(&self, p: MessageCancelParams) -> Result<MessageCancelled, StoreError>;
+    /// Cancel every pending (not leased) delivery of a topic, or of one consumer group of it;
+    /// return how many messages were (with `dry_run`: would be) cancelled. In batches, so a
+    /// large backlog does not hold one long transaction; a delivery leased meanwhile is left.
+    async fn topic_purge(&self, p: TopicPurgeParams) -> Result<u64, StoreError>;
+    /// Of the given deliveries, those that are `cancelled`: how a process that cannot be told
+    /// (no LISTEN) learns which of its running jobs to drop, in one statement per poll.
+    async fn delivery_cancelled(&self, p: DeliveryCancelledParams) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Subscribe a consumer group (idempotent; a second call updates the initial delay);
     /// messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
@@ -1051,13 +1165,17 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Acknowledge: the delivery is done (and close the attempt's execution, if given, in the
     /// same transaction — even when the lease turns out to be lost). A stale or unknown
     /// handle is [`StoreError::LeaseLost`] or [`StoreError::NotFound`]
-    /// ([`crate::store_support::lease_failure`] decides which).
+    /// ([`crate::store_support::lease_failure`] decides which). When the closing execution
+    /// is [`ExecutionStatus::Cancelled`] (the job cancelled itself) the delivery ends
+    /// `cancelled` instead of `acked`.
     async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError>;
     /// Extend (or with 0 release) a lease; returns when it now ends. Fails as an ack does
     /// when the lease is no longer held.
     async fn delivery_set_visibility(&self, p: LeaseVisibilityParams) -> Result<DateTime<Utc>, StoreError>;
     /// Release a lease for another attempt after a delay (and close the attempt's execution,
-    /// if given, in the same transaction).
+    /// if given, in the same transaction). When the closing execution is
+    /// [`ExecutionStatus::Snoozed`] the attempt is given back (`attempts` lowered by one, as
+    /// [`Self::delivery_release`] does): a snooze does not count against `max_attempts`.
     async fn delivery_retry(&self, p: DeliveryRetryParams) -> Result<(), StoreError>;
     /// Give an unused lease back (see [`DeliveryReleaseParams`]): due at once, not counted.
     async fn delivery_release(&self, p: DeliveryReleaseParams) -> Result<(), StoreError>;

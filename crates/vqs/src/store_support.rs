@@ -203,6 +203,7 @@ pub fn dead_letter_replay(
         payload: payload.to_vec(),
         content_type: letter.content_type.clone(),
         idempotency_key: None,
+        on_duplicate: Default::default(),
         delay_seconds: 0,
         retention_seconds: opts.retention_seconds,
         headers_json: letter.headers_json.clone(),
@@ -263,7 +264,16 @@ mod tests {
         assert_eq!(names, ["a", "b", "gone"]);
         assert_eq!(
             stats[1],
-            TopicStats { topic: "b".into(), waiting: 1, delayed: 2, running: 3, succeeded: 4, failed: 7, dead: 5 }
+            TopicStats {
+                topic: "b".into(),
+                waiting: 1,
+                delayed: 2,
+                running: 3,
+                succeeded: 4,
+                failed: 7,
+                dead: 5,
+                cancelled: 0
+            }
         );
         assert_eq!(stats[0].failed, 0);
         assert_eq!(stats[2], TopicStats { topic: "gone".into(), failed: 2, ..TopicStats::default() });

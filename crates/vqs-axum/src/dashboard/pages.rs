@@ -24,6 +24,8 @@ fn status_badge(s: ExecutionStatus) -> String {
         ExecutionStatus::Success => "ok",
         ExecutionStatus::Failed => "bad",
         ExecutionStatus::Running => "info",
+        ExecutionStatus::Snoozed => "info",
+        ExecutionStatus::Cancelled => "warn",
     };
     badge(class, s.as_str())
 }
@@ -317,8 +319,10 @@ pub async fn message(
     let state_label = match (m.deliveries.first().map(|d| d.state), attempts.last().map(|a| a.status)) {
         (Some(vqs::store::DeliveryState::Acked), _) => badge("ok", "succeeded"),
         (Some(vqs::store::DeliveryState::Dead), _) => badge("bad", "dead"),
+        (Some(vqs::store::DeliveryState::Cancelled), _) => badge("warn", "cancelled"),
         (Some(vqs::store::DeliveryState::Leased), _) => badge("info", "running"),
         (Some(vqs::store::DeliveryState::Pending), Some(ExecutionStatus::Failed)) => badge("warn", "retrying"),
+        (Some(vqs::store::DeliveryState::Pending), Some(ExecutionStatus::Snoozed)) => badge("info", "snoozed"),
         (Some(vqs::store::DeliveryState::Pending), _) => badge("info", "waiting"),
         (None, _) => badge("warn", "no consumer"),
     };

@@ -161,6 +161,7 @@ fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
         retention: retention.map(Duration::from_secs),
         content_type: header_str(headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
         headers_json: producer_headers_json(headers),
+        on_duplicate: vqs::OnDuplicate::Skip,
     })
 }
 
