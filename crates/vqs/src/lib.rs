@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cancellation;
 mod clock;
 mod consumer;
 mod cron_dialect;
@@ -55,6 +56,7 @@ pub mod testing;
 mod trace_context;
 mod vercel_config;
 
+pub use cancellation::{CANCEL_POLL_INTERVAL, CancelSignal, watch_cancellations};
 pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler, renewal_interval};
 pub use cron_health::{CronState, CronStatus, cron_state, expected_window};

@@ -7,10 +7,10 @@ use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
     DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
     DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, DeliveryState, ExecutionCountParams,
-    ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageGetParams,
-    MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams, OnDuplicate, ProgressListParams,
-    ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore, SendResult, SessionRevokedParams, StoreError,
-    SyncLogListParams, SyncLogRecord, TopicDepth, TopicStats,
+    ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageCancelParams,
+    MessageCancelled, MessageGetParams, MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams,
+    OnDuplicate, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore, SendResult,
+    SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicPurgeParams, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -77,6 +77,7 @@ struct Inner {
     /// Where messages are published when not to `store` (Vercel's queue service).
     publisher: Option<Arc<dyn QueueService>>,
     recorder: OnceLock<SharedRecorder>,
+    cancellations: crate::cancellation::Cancellations,
 }
 
 impl std::fmt::Debug for Queue {
@@ -120,6 +121,7 @@ impl Queue {
                 published: Notify::new(),
                 publisher: None,
                 recorder: OnceLock::new(),
+                cancellations: Default::default(),
             }),
         }
     }
@@ -135,6 +137,7 @@ impl Queue {
                 published: Notify::new(),
                 publisher: Some(publisher),
                 recorder: OnceLock::new(),
+                cancellations: Default::default(),
             }),
         }
     }
@@ -157,6 +160,10 @@ impl Queue {
     /// The clock.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    pub(crate) fn cancellations(&self) -> &crate::cancellation::Cancellations {
+        &self.inner.cancellations
     }
 
     pub(crate) fn recorder_cell(&self) -> &OnceLock<SharedRecorder> {
@@ -384,6 +391,84 @@ impl Queue {
         Err(QueueError::Conflict(format!(
             "message {message_id} has finished (acknowledged or dead-lettered): nothing to run; replay a dead letter instead"
         )))
+    }
+
+    /// Cancel a message in every consumer group (the operator's "cancel"): a pending
+    /// delivery never runs; a running one is told ([`crate::JobContext::cancelled`]) and its
+    /// job dropped within a second, on whichever process runs it; its attempt is recorded
+    /// `cancelled`. Returns what was cancelled. A message that had already finished
+    /// everywhere is a [`QueueError::Conflict`] saying how; an unknown one
+    /// [`StoreError::NotFound`].
+    pub async fn cancel(&self, message_id: &str) -> Result<MessageCancelled, QueueError> {
+        check_filter("message id", Some(message_id))?;
+        if self.publishes_elsewhere() {
+            return Err(QueueError::Invalid(
+                "cancel is not available through Vercel Queues: its messages live in Vercel's queue service".into(),
+            ));
+        }
+        let done = self
+            .inner
+            .store
+            .message_cancel(MessageCancelParams {
+                message_id: message_id.to_owned(),
+                reason: "cancelled by an operator".to_owned(),
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        if !done.found {
+            return Err(StoreError::NotFound(format!("no message {message_id}")).into());
+        }
+        if done.pending.is_empty() && done.running.is_empty() {
+            if done.finished.is_empty() {
+                return Err(QueueError::Conflict(format!(
+                    "message {message_id} is in no consumer group yet (nothing subscribes to its topic): nothing to cancel"
+                )));
+            }
+            let how: Vec<String> =
+                done.finished.iter().map(|(group, state)| format!("{} in {group}", finished_word(*state))).collect();
+            return Err(QueueError::Conflict(format!(
+                "message {message_id} has already finished ({}): nothing to cancel",
+                how.join(", ")
+            )));
+        }
+        // This process may be running it, or hold its lease in a dispatcher's buffer.
+        self.notice_cancelled(message_id);
+        tracing::info!(message.id = message_id, running = done.running.len(), "cancelled");
+        Ok(done)
+    }
+
+    /// Cancel every pending message of `topic` (of one consumer group with `group`); with
+    /// `dry_run`, only count them. Running ones are left to finish (cancel them one by one).
+    pub async fn purge(&self, topic: &str, group: Option<&str>, dry_run: bool) -> Result<u64, QueueError> {
+        if !is_valid_name(topic) {
+            return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
+        }
+        if let Some(g) = group
+            && !is_valid_name(g)
+        {
+            return Err(QueueError::Invalid(format!(
+                "invalid consumer group {g:?}: use letters, digits, '-' and '_' only"
+            )));
+        }
+        if self.publishes_elsewhere() {
+            return Err(QueueError::Invalid(
+                "purge is not available through Vercel Queues: its messages live in Vercel's queue service".into(),
+            ));
+        }
+        let n = self
+            .inner
+            .store
+            .topic_purge(TopicPurgeParams {
+                topic: topic.to_owned(),
+                consumer_group: group.map(str::to_owned),
+                dry_run,
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        if !dry_run && n > 0 {
+            tracing::info!(queue.name = topic, queue.consumer_group = group, cancelled = n, "purged");
+        }
+        Ok(n)
     }
 
     /// One message with its deliveries.
@@ -628,5 +713,16 @@ impl Queue {
     /// Record how a claimed cron run ended.
     pub async fn cron_run_finish(&self, p: crate::store::CronRunFinishParams) -> Result<(), QueueError> {
         Ok(self.inner.store.cron_run_finish(p).await?)
+    }
+}
+
+/// How a finished delivery ended, in an operator's words.
+fn finished_word(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Acked => "succeeded",
+        DeliveryState::Dead => "dead-lettered",
+        DeliveryState::Cancelled => "cancelled",
+        DeliveryState::Pending => "pending",
+        DeliveryState::Leased => "running",
     }
 }
