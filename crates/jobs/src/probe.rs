@@ -16,6 +16,19 @@ pub struct ProbeParams {
     /// Fail fatally: no more attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fatal: Option<bool>,
+    /// Snooze for 1 s while this message has snoozed fewer than this many times, then go on
+    /// with the other params (the count is kept in the message's checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snooze_times: Option<u32>,
+    /// Cancel itself (`JobError::cancel`) with this reason: no retry, no dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<String>,
+}
+
+/// What the probe remembers between its runs of one message.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ProbeCheckpoint {
+    snoozed: u32,
 }
 
 /// A job for smoke tests and benchmarks: sleeps, fails or succeeds as its params say.
@@ -32,8 +45,19 @@ impl Jobbable for Probe {
     }
 
     async fn perform(&self, params: ProbeParams, ctx: JobContext) -> Result<(), JobError> {
+        if let Some(n) = params.snooze_times.filter(|n| *n > 0) {
+            let mut seen: ProbeCheckpoint = ctx.checkpoint().await?.unwrap_or_default();
+            if seen.snoozed < n {
+                seen.snoozed += 1;
+                ctx.save_checkpoint(&seen).await?;
+                return Err(JobError::snooze(Duration::from_secs(1)));
+            }
+        }
         if let Some(ms) = params.sleep_ms.filter(|ms| *ms > 0) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(reason) = params.cancel {
+            return Err(JobError::cancel(reason));
         }
         if params.fatal == Some(true) {
             return Err(JobError::fatal("probe asked to fail fatally"));

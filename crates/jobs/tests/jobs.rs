@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use jobs::{Cleanup, CleanupParams, ExportRecords, ExportRecordsParams, Probe, ProbeParams, SyncAccounts};
 use serde_json::{Value, json};
-use vqs::RetentionConfig;
 use vqs::store::ExecutionListParams;
 use vqs::testing::{DrainOpts, DrainReport, TestContext};
+use vqs::{PerformOpts, RetentionConfig};
 use vqs_testing::{TestQueue, epoch};
 
 /// A test queue on the backend under test, subscribed to every job of the app.
@@ -263,4 +263,63 @@ async fn export_records_retries_a_failed_batch_and_resumes_from_its_checkpoint()
     let u = up.lock().unwrap();
     assert_eq!(u.puts, BTreeMap::from([(1, 1), (2, 1), (3, 1)]), "batch 1 was not sent again");
     assert_eq!(u.completed, Some(json!({ "batches": 3, "records": 5 })));
+}
+
+#[tokio::test]
+async fn a_snooze_spends_no_attempt_and_the_next_run_keeps_its_number() {
+    let tq = test_queue().await;
+    let params = ProbeParams { snooze_times: Some(2), fail_attempts: Some(1), ..Default::default() };
+    let id = tq.queue().job(Probe).perform_later(params).await.unwrap().message_id;
+    let done = tq.drain(DrainOpts::with_scheduled()).await.unwrap();
+    assert_eq!((done.snoozed, done.failed, done.succeeded, done.dead), (2, 1, 1, 0), "{done:?}");
+    let ran =
+        vec![(1, "snoozed".to_owned()), (1, "snoozed".to_owned()), (1, "failed".to_owned()), (2, "success".to_owned())];
+    assert_eq!(attempts(&tq, &id).await, ran, "two snoozes, then attempt 1 fails and attempt 2 succeeds");
+    // 1 s, 1 s, then the first retry's 100 s: the snoozes used their own delay.
+    assert_eq!(tq.clock().now() - epoch(), chrono::Duration::seconds(102));
+    let m = tq.queue().message(&id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries[0].attempts, 2, "attempts count real runs only");
+}
+
+#[tokio::test]
+async fn a_snoozing_job_is_never_dead_lettered_for_its_snoozes() {
+    let tq = test_queue().await;
+    // max_attempts is 3: five snoozes in a row spend none of them.
+    let params = ProbeParams { snooze_times: Some(5), ..Default::default() };
+    let id = tq.queue().job(Probe).perform_later(params).await.unwrap().message_id;
+    let done = tq.drain(DrainOpts::with_scheduled()).await.unwrap();
+    assert_eq!((done.snoozed, done.succeeded, done.dead), (5, 1, 0), "{done:?}");
+    assert_eq!(attempts(&tq, &id).await.last(), Some(&(1, "success".to_owned())));
+}
+
+#[tokio::test]
+async fn a_job_that_cancels_itself_ends_cancelled_without_retry_or_dead_letter() {
+    let tq = test_queue().await;
+    let params = ProbeParams { cancel: Some("order withdrawn".into()), ..Default::default() };
+    let id = tq.queue().job(Probe).perform_later(params).await.unwrap().message_id;
+    let done = tq.drain(DrainOpts::with_scheduled()).await.unwrap();
+    assert_eq!((done.cancelled, done.failed, done.dead), (1, 0, 0), "{done:?}");
+    assert_eq!(attempts(&tq, &id).await, vec![(1, "cancelled".to_owned())]);
+    let rows =
+        tq.queue().executions(ExecutionListParams { message_id: Some(id.clone()), limit: 1, ..Default::default() });
+    assert_eq!(rows.await.unwrap()[0].error.as_deref(), Some("order withdrawn"));
+    let m = tq.queue().message(&id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries[0].state, vqs::store::DeliveryState::Cancelled);
+    assert!(tq.queue().dead_letters(10).await.unwrap().is_empty());
+    tq.refute_enqueued_where::<Probe>("anything", |_| true).await;
+}
+
+#[tokio::test]
+async fn a_pending_message_cancelled_by_an_operator_never_runs() {
+    let tq = test_queue().await;
+    let delayed = PerformOpts { delay: std::time::Duration::from_secs(60), ..Default::default() };
+    let id = tq.queue().job(Probe).perform_later_with(ProbeParams::default(), delayed).await.unwrap().message_id;
+    let done = tq.queue().cancel(&id).await.unwrap();
+    assert_eq!(done.pending.len(), 1);
+    assert_eq!(tq.drain(DrainOpts::with_scheduled()).await.unwrap(), report(0, 0, 0));
+    assert!(attempts(&tq, &id).await.is_empty(), "it never ran");
+    let again = tq.queue().cancel(&id).await.unwrap_err().to_string();
+    assert!(again.contains("already finished (cancelled in"), "{again}");
+    let unknown = tq.queue().cancel("msg_nope").await.unwrap_err().to_string();
+    assert!(unknown.contains("no message msg_nope"), "{unknown}");
 }

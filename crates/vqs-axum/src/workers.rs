@@ -138,6 +138,12 @@ impl Workers {
             let (lifeline, rx) = (lifeline.clone(), rx.clone());
             supervisor.supervise("lifeline", move || lifeline.clone().run(rx.clone()))
         });
+        tasks.push({
+            // Cancels reach this process's running jobs by NOTIFY where the backend has it,
+            // else by this poll (one statement a second while jobs run).
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            supervisor.supervise("cancel-watch", move || vqs::watch_cancellations(queue.clone(), rx.clone()))
+        });
         let crons = ScheduledCron::from_config(&state.vercel).map_err(|e| StartError::Crons(e.to_string()))?;
         if !crons.is_empty() {
             if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {

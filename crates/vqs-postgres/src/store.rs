@@ -167,12 +167,16 @@ impl PgStore {
         Ok(())
     }
 
-    /// Wake `queue`'s dispatchers whenever any process publishes (LISTEN/NOTIFY), so new work
-    /// starts at once instead of at the next poll. Reconnects by itself.
+    /// Wake `queue`'s dispatchers whenever any process publishes (`LISTEN vqs_published`),
+    /// so new work starts at once instead of at the next poll, and tell its running jobs
+    /// when any process cancels them (`LISTEN vqs_control`: `cancel:<message id>`; while
+    /// this is connected, [`vqs::watch_cancellations`] does not poll). Reconnects by itself;
+    /// a message cancelled while the connection was down is found by the poll meanwhile.
     pub fn forward_wakeups(&self, queue: vqs::Queue) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
+                queue.set_cancel_notifications(false);
                 let mut listener = match PgListener::connect_with(&pool).await {
                     Ok(l) => l,
                     Err(e) => {
@@ -181,13 +185,19 @@ impl PgStore {
                         continue;
                     }
                 };
-                if let Err(e) = listener.listen("vqs_published").await {
+                if let Err(e) = listener.listen_all(["vqs_published", CONTROL_CHANNEL]).await {
                     tracing::warn!(error = %e, "LISTEN failed; retrying in 1s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
+                queue.set_cancel_notifications(true);
                 loop {
                     match listener.recv().await {
+                        Ok(n) if n.channel() == CONTROL_CHANNEL => {
+                            if let Some(id) = n.payload().strip_prefix("cancel:") {
+                                queue.notice_cancelled(id);
+                            }
+                        }
                         Ok(_) => queue.wake(),
                         Err(e) => {
                             tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
@@ -199,6 +209,9 @@ impl PgStore {
         })
     }
 }
+
+/// The channel a cancel is announced on (`cancel:<message id>`), in the cancel's transaction.
+pub const CONTROL_CHANNEL: &str = "vqs_control";
 
 fn ssl_mode_name(mode: PgSslMode) -> &'static str {
     match mode {

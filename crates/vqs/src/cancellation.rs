@@ -37,9 +37,14 @@ pub(crate) struct Cancellations {
     notified: AtomicBool,
 }
 
+/// A delivery: (message id, consumer group).
+type DeliveryKey = (String, String);
+/// The signals of one delivery's registrations (normally one), by registration id.
+type Signals = Vec<(u64, watch::Sender<bool>)>;
+
 #[derive(Default)]
 struct State {
-    running: HashMap<(String, String), Vec<(u64, watch::Sender<bool>)>>,
+    running: HashMap<DeliveryKey, Signals>,
     recent: HashSet<String>,
     recent_order: VecDeque<(Instant, String)>,
 }
@@ -166,13 +171,16 @@ impl Queue {
 
 /// Poll the store, once every [`CANCEL_POLL_INTERVAL`], for cancellations of the deliveries
 /// this process is running, while no notification channel is connected — one statement for
-/// all of them, none while nothing runs. Runs until dropped; a failed poll is logged and
-/// tried again at the next interval.
-pub async fn watch_cancellations(queue: Queue) {
+/// all of them, none while nothing runs. Runs until `shutdown` turns true; a failed poll is
+/// logged and tried again at the next interval.
+pub async fn watch_cancellations(queue: Queue, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(CANCEL_POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
         let registry = queue.cancellations();
         if registry.notified.load(Ordering::Relaxed) {
             continue;

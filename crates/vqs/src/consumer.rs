@@ -9,19 +9,44 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::queue_metrics::{METRIC_DEAD_LETTERED, METRIC_FAILED, METRIC_RETRIED, METRIC_SUCCEEDED};
+use crate::queue_metrics::{
+    METRIC_CANCELLED, METRIC_DEAD_LETTERED, METRIC_FAILED, METRIC_RETRIED, METRIC_SNOOZED, METRIC_SUCCEEDED,
+};
 use crate::queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ServiceError, ServiceLease,
 };
 use crate::storable_text::escape_unstorable;
 use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
-use crate::{Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy, TraceContext};
+use crate::{
+    CancelSignal, Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy,
+    TraceContext,
+};
 
 /// The longest lease the API grants (1 hour).
 pub const MAX_VISIBILITY_SECONDS: u32 = 3600;
 
 /// Lease time kept beyond a job's timeout to record and settle the outcome.
 const SETTLE_MARGIN_SECONDS: i64 = 5;
+
+/// How long a job told it was cancelled ([`crate::JobContext::cancelled`]) may go on to stop
+/// cleanly before its future is dropped.
+pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// The error recorded for an attempt an operator cancelled.
+const CANCELLED_BY_OPERATOR: &str = "cancelled by an operator";
+
+/// Run `fut` unless `signal` fires first; then give it [`CANCEL_GRACE`] to finish and drop
+/// it. `None`: it was cancelled (finished in the grace or not, the message is cancelled).
+async fn unless_cancelled<F: std::future::Future>(fut: F, signal: &CancelSignal) -> Option<F::Output> {
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        r = &mut fut => return Some(r),
+        _ = signal.cancelled() => {}
+    }
+    let _ = tokio::time::timeout(CANCEL_GRACE, fut).await;
+    None
+}
 
 /// What the consumer did with one delivery; maps to the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +58,11 @@ pub enum ConsumerOutcome {
     RetryScheduled { after_seconds: u64, error: String },
     /// No more attempts (fatal, or `max_attempts` spent): acknowledged and dead-lettered.
     DeadLettered { reason: String },
+    /// The job snoozed: the message comes back after `after_seconds`, no attempt spent.
+    Snoozed { after_seconds: u64 },
+    /// The message was cancelled — by the job itself, or by an operator while it ran or
+    /// before it started: it ends `cancelled`, with no retry and no dead letter.
+    Cancelled { reason: String },
     /// The lease was already settled elsewhere (acknowledged, or expired and taken again).
     Skipped { reason: String },
     /// The delivery itself is unusable; dead-lettered when it could be identified.
@@ -59,6 +89,8 @@ impl ConsumerOutcome {
                 json!({"status": "retry", "afterSeconds": after_seconds, "error": error})
             }
             ConsumerOutcome::DeadLettered { reason } => json!({"status": "dead_lettered", "reason": reason}),
+            ConsumerOutcome::Snoozed { after_seconds } => json!({"status": "snoozed", "afterSeconds": after_seconds}),
+            ConsumerOutcome::Cancelled { reason } => json!({"status": "cancelled", "reason": reason}),
             ConsumerOutcome::Skipped { reason } => json!({"status": "skipped", "reason": reason}),
             ConsumerOutcome::Rejected { error, .. } => json!({"error": error}),
             ConsumerOutcome::Unavailable { error } => json!({"error": error}),
@@ -290,6 +322,9 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
         Box::pin(async move {
             let clock = queue.clock();
             let timeout = self.0.timeout();
+            // Registered while this delivery is worked here, so a cancel reaches it; one that
+            // came while its lease waited in a dispatcher's buffer has fired already.
+            let (_registered, cancel) = queue.cancellations().register(&delivery.message_id, &delivery.consumer_group);
             let needed = (timeout + Duration::from_secs(30)).as_secs().min(u64::from(MAX_VISIBILITY_SECONDS)) as u32;
 
             // Routing-only mode: lease the message by id first.
@@ -398,66 +433,100 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 region: delivery.region.clone(),
             };
             let attempt = delivery.attempt();
+            if cancel.is_cancelled() {
+                // Cancelled while its lease waited to be pushed: never run. The cancel closed
+                // the attempt recorded with the lease and ended the delivery.
+                if let Some(slot) = &delivery.execution_slot {
+                    slot.release();
+                }
+                queue.count(METRIC_CANCELLED, J::TOPIC);
+                return ConsumerOutcome::Cancelled { reason: CANCELLED_BY_OPERATOR.into() };
+            }
             let client = JobClient::new(queue.clone(), self.0.clone());
             // The local dispatcher recorded this attempt with its lease; anyone else's push
             // is recorded now, before the job runs.
             let started = std::time::Instant::now();
             let run = async {
                 match delivery.execution_id {
-                    Some(id) => Ok(client.run_started(id, params, metadata).await),
-                    None => client.run_attempt(params, metadata).await,
+                    Some(id) => Ok(client.run_started(id, params, metadata, cancel.clone()).await),
+                    None => client.run_attempt(params, metadata, cancel.clone()).await,
                 }
             };
             let ran = if service.renews_leases() {
                 let renew = renew_lease(service, &lease, needed, delivery.visibility_deadline, clock);
                 tokio::select! {
-                    r = run => r,
+                    r = run => Some(r),
                     _ = renew => unreachable!("renewal never ends by itself"),
                 }
             } else {
-                run.await
+                unless_cancelled(run, &cancel).await
             };
             // The job's code is done: its execution slot goes to the next message now.
             if let Some(slot) = &delivery.execution_slot {
                 slot.release();
             }
             let ran = match ran {
-                Ok(ran) => ran,
-                Err(e) => {
+                Some(Ok(ran)) => ran,
+                Some(Err(e)) => {
                     // Not even the start could be recorded: don't run; the platform retries.
                     return ConsumerOutcome::Unavailable { error: format!("could not record the attempt: {e}") };
                 }
+                None => {
+                    // An operator cancelled it while it ran: the cancel ended the delivery and
+                    // closed the attempt (`cancelled`); the job's future is gone.
+                    tracing::info!("cancelled while running; the job was stopped");
+                    queue.count(METRIC_CANCELLED, J::TOPIC);
+                    return ConsumerOutcome::Cancelled { reason: CANCELLED_BY_OPERATOR.into() };
+                }
             };
-            queue.job_duration(J::TOPIC, ran.result.is_ok(), started.elapsed());
-            queue.count(if ran.result.is_ok() { METRIC_SUCCEEDED } else { METRIC_FAILED }, J::TOPIC);
             // The attempt's execution row is closed by the same call that settles the
             // delivery: locally one write, and never `success` beside a message still leased.
             let closing = Some(ran.finish);
-            match ran.result {
-                Ok(()) => settle(service.acknowledge(&lease, closing).await, ConsumerOutcome::Succeeded),
-                Err(e) => {
-                    let max = self.0.max_attempts();
-                    if e.is_fatal() || attempt >= max {
-                        let reason = if e.is_fatal() {
-                            format!("fatal: {}", e.message())
-                        } else {
-                            format!("gave up after {attempt} of {max} attempts: {}", e.message())
-                        };
-                        let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
-                        settle(r, ConsumerOutcome::DeadLettered { reason })
-                    } else {
-                        let delay = retry_policy.unwrap_or_else(|| self.0.retry_policy()).next_delay(attempt).as_secs();
-                        tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
-                        let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
-                        if r.is_ok() {
-                            queue.count(METRIC_RETRIED, J::TOPIC);
-                        }
-                        settle(
-                            r,
-                            ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() },
-                        )
-                    }
+            let e = match ran.result {
+                Ok(()) => {
+                    queue.job_duration(J::TOPIC, true, started.elapsed());
+                    queue.count(METRIC_SUCCEEDED, J::TOPIC);
+                    return settle(service.acknowledge(&lease, closing).await, ConsumerOutcome::Succeeded);
                 }
+                Err(e) => e,
+            };
+            if let Some(after) = e.snoozed_for() {
+                // Not a failure: due again later, and the attempt is given back.
+                let seconds = after.as_secs().min(u64::from(u32::MAX)) as u32;
+                tracing::info!(snooze_s = seconds, "snoozed");
+                let r = service.retry_after(&lease, seconds, closing).await;
+                if r.is_ok() {
+                    queue.count(METRIC_SNOOZED, J::TOPIC);
+                }
+                return settle(r, ConsumerOutcome::Snoozed { after_seconds: u64::from(seconds) });
+            }
+            if e.is_cancel() {
+                tracing::info!(reason = e.message(), "the job cancelled itself");
+                let r = service.acknowledge(&lease, closing).await;
+                if r.is_ok() {
+                    queue.count(METRIC_CANCELLED, J::TOPIC);
+                }
+                return settle(r, ConsumerOutcome::Cancelled { reason: e.message().to_owned() });
+            }
+            queue.job_duration(J::TOPIC, false, started.elapsed());
+            queue.count(METRIC_FAILED, J::TOPIC);
+            let max = self.0.max_attempts();
+            if e.is_fatal() || attempt >= max {
+                let reason = if e.is_fatal() {
+                    format!("fatal: {}", e.message())
+                } else {
+                    format!("gave up after {attempt} of {max} attempts: {}", e.message())
+                };
+                let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
+                settle(r, ConsumerOutcome::DeadLettered { reason })
+            } else {
+                let delay = retry_policy.unwrap_or_else(|| self.0.retry_policy()).next_delay(attempt).as_secs();
+                tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
+                let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
+                if r.is_ok() {
+                    queue.count(METRIC_RETRIED, J::TOPIC);
+                }
+                settle(r, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() })
             }
         })
     }

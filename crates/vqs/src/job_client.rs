@@ -4,7 +4,7 @@ use std::time::Duration;
 use crate::store::{
     ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult, StoreError,
 };
-use crate::{JobContext, JobError, Jobbable, MessageMetadata, OnDuplicate, Queue, QueueError, SendOpts};
+use crate::{CancelSignal, JobContext, JobError, Jobbable, MessageMetadata, OnDuplicate, Queue, QueueError, SendOpts};
 
 /// Options for [`JobClient::perform_later_with`].
 #[derive(Debug, Clone, Default)]
@@ -108,7 +108,7 @@ impl<J: Jobbable> JobClient<J> {
     /// or `failed` with the error text). The attempt number is `metadata.attempt`;
     /// an attempt that outlives [`Jobbable::timeout`] fails.
     pub async fn run_tracked(&self, params: J::Params, metadata: MessageMetadata) -> Result<(), JobError> {
-        let attempt = self.run_attempt(params, metadata).await.map_err(JobError::retryable)?;
+        let attempt = self.run_attempt(params, metadata, CancelSignal::never()).await.map_err(JobError::retryable)?;
         self.queue.store().execution_finish(attempt.finish).await.map_err(JobError::retryable)?;
         attempt.result
     }
@@ -121,6 +121,7 @@ impl<J: Jobbable> JobClient<J> {
         &self,
         params: J::Params,
         metadata: MessageMetadata,
+        cancel: CancelSignal,
     ) -> Result<Attempt, StoreError> {
         let store = self.queue.store();
         let clock = self.queue.clock();
@@ -133,15 +134,21 @@ impl<J: Jobbable> JobClient<J> {
                 now: clock.now(),
             })
             .await?;
-        Ok(self.run_started(execution_id, params, metadata).await)
+        Ok(self.run_started(execution_id, params, metadata, cancel).await)
     }
 
     /// Run an attempt whose `running` execution row already exists (recorded with its lease
     /// by the local dispatcher), and return its result with the write that closes the row.
-    pub(crate) async fn run_started(&self, execution_id: i64, params: J::Params, metadata: MessageMetadata) -> Attempt {
+    pub(crate) async fn run_started(
+        &self,
+        execution_id: i64,
+        params: J::Params,
+        metadata: MessageMetadata,
+        cancel: CancelSignal,
+    ) -> Attempt {
         let clock = self.queue.clock();
         tracing::Span::current().record("job.id", execution_id);
-        let ctx = JobContext::new(metadata, self.queue.clone());
+        let ctx = JobContext::new(metadata, self.queue.clone()).with_cancel(cancel);
         let began_at = Some(clock.now());
         let timeout = self.job.timeout();
         let result = match tokio::time::timeout(timeout, self.job.perform(params, ctx)).await {
@@ -150,6 +157,8 @@ impl<J: Jobbable> JobClient<J> {
         };
         let (status, error) = match &result {
             Ok(()) => (ExecutionStatus::Success, None),
+            Err(e) if e.snoozed_for().is_some() => (ExecutionStatus::Snoozed, Some(e.message().to_owned())),
+            Err(e) if e.is_cancel() => (ExecutionStatus::Cancelled, Some(e.message().to_owned())),
             Err(e) => (ExecutionStatus::Failed, Some(e.message().to_owned())),
         };
         Attempt {

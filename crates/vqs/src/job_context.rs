@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::store::{CheckpointPutParams, ProgressPutParams, SyncLogPutParams, SyncLogRecord, SyncOutcome};
-use crate::{JobError, Queue};
+use crate::{CancelSignal, JobError, Queue};
 
 /// Facts about the message being processed (the SDK's `MessageMetadata`).
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +28,7 @@ pub struct MessageMetadata {
 pub struct JobContext {
     metadata: MessageMetadata,
     queue: Queue,
+    cancel: CancelSignal,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -38,7 +39,34 @@ impl std::fmt::Debug for JobContext {
 
 impl JobContext {
     pub(crate) fn new(metadata: MessageMetadata, queue: Queue) -> Self {
-        JobContext { metadata, queue }
+        JobContext { metadata, queue, cancel: CancelSignal::never() }
+    }
+
+    pub(crate) fn with_cancel(mut self, cancel: CancelSignal) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Resolves when this message is cancelled while the job runs (an operator's cancel, on
+    /// any process). The job's future is dropped shortly after (within a second) whatever it
+    /// does, so use this to stop cleanly — finish a write, release an external lock — not to
+    /// keep going. Never resolves for a job run outside a delivery.
+    ///
+    /// ```no_run
+    /// # async fn work(ctx: vqs::JobContext) -> Result<(), vqs::JobError> {
+    /// tokio::select! {
+    ///     _ = ctx.cancelled() => Err(vqs::JobError::cancel("stopped on request")),
+    ///     r = async { /* the long work */ Ok(()) } => r,
+    /// }
+    /// # }
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// True once this message has been cancelled while the job runs.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 
     /// The queue the job runs on: enqueue follow-up jobs with `ctx.queue().job(J)` (they

@@ -7,10 +7,11 @@ use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
     DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
     DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, DeliveryState, ExecutionCountParams,
-    ExecutionCounts, ExecutionListParams, ExecutionRecord, MaintenanceParams, MaintenanceReport, MessageCancelParams,
-    MessageCancelled, MessageGetParams, MessageRecord, MessageRunNowParams, MessageSendManyParams, MessageSendParams,
-    OnDuplicate, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore, SendResult,
-    SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicPurgeParams, TopicStats,
+    ExecutionCounts, ExecutionListParams, ExecutionRecord, ExecutionStatus, MaintenanceParams, MaintenanceReport,
+    MessageCancelParams, MessageCancelled, MessageGetParams, MessageRecord, MessageRunNowParams, MessageSendManyParams,
+    MessageSendParams, OnDuplicate, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore,
+    SendResult, SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicPurgeParams,
+    TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -349,7 +350,11 @@ impl Queue {
                 ..ExecutionListParams::default()
             })
             .await?;
-        Ok(last.first().map_or(1, |e| e.attempt.saturating_add(1)))
+        // A snoozed attempt was given back: the next run keeps its number.
+        Ok(last.first().map_or(1, |e| match e.status {
+            ExecutionStatus::Snoozed => e.attempt.max(1),
+            _ => e.attempt.saturating_add(1),
+        }))
     }
 
     /// Make a delayed message, or one waiting for its retry, due now in every consumer

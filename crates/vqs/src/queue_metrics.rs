@@ -21,6 +21,11 @@ pub const METRIC_SUCCEEDED: &str = "vqs_jobs_succeeded_total";
 pub const METRIC_FAILED: &str = "vqs_jobs_failed_total";
 /// Counter: failed attempts given another try after the backoff, by `topic`.
 pub const METRIC_RETRIED: &str = "vqs_jobs_retried_total";
+/// Counter: attempts that snoozed (due again later, no attempt spent), by `topic`.
+pub const METRIC_SNOOZED: &str = "vqs_jobs_snoozed_total";
+/// Counter: attempts and pending messages cancelled (by the job itself, or an operator's
+/// cancel reaching a running job), by `topic`.
+pub const METRIC_CANCELLED: &str = "vqs_jobs_cancelled_total";
 /// Counter: messages moved to the dead-letter store, by `topic`.
 pub const METRIC_DEAD_LETTERED: &str = "vqs_messages_dead_lettered_total";
 /// Histogram: how long an attempt ran, in seconds, by `topic` and `outcome` (`success`, `failed`).

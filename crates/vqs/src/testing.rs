@@ -256,6 +256,10 @@ pub struct DrainReport {
     pub dead: u32,
     /// Deliveries whose lease was settled elsewhere first.
     pub skipped: u32,
+    /// Attempts that snoozed (due again later, no attempt spent).
+    pub snoozed: u32,
+    /// Messages cancelled: by the job itself, or by a cancel before or while it ran.
+    pub cancelled: u32,
 }
 
 /// Work every due message of the subscribed topics (or [`DrainOpts::topic`]) through
@@ -333,6 +337,8 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
             ConsumerOutcome::Succeeded => report.succeeded += 1,
             ConsumerOutcome::RetryScheduled { .. } => report.failed += 1,
             ConsumerOutcome::DeadLettered { .. } | ConsumerOutcome::Rejected { .. } => report.dead += 1,
+            ConsumerOutcome::Snoozed { .. } => report.snoozed += 1,
+            ConsumerOutcome::Cancelled { .. } => report.cancelled += 1,
             _ => report.skipped += 1,
         }
     }
