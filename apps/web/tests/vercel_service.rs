@@ -339,3 +339,32 @@ async fn on_vercel_a_delivery_that_ran_nothing_spends_no_attempt() {
     assert_eq!(func.queue().next_attempt(&failing, &group).await.unwrap(), 2);
     assert_eq!(func.queue().next_attempt(&failing, "another-group").await.unwrap(), 1, "attempts are per group");
 }
+
+#[tokio::test]
+async fn on_vercel_a_cancelled_message_is_acknowledged_unrun_when_it_arrives() {
+    let service = TestApp::new().await;
+    let base = serve(&service).await;
+    let (func, router) = function(&base, Some(QUEUE_SECRET)).await;
+    let c = client(&base, QUEUE_SECRET);
+    // The deployment's queue, as the public function has it: publishing to Vercel's service.
+    let vercel =
+        std::sync::Arc::new(vqs_vercel::VercelQueueService::for_queue(client(&base, QUEUE_SECRET), func.queue()));
+    let deployed = func.queue().publishing_to(vercel);
+
+    let id = c.send("probe", r#"{"sleep_ms":1}"#.into(), &SendOptions::default()).await.unwrap().unwrap();
+    let done = deployed.cancel(&id).await.unwrap();
+    assert!(done.remote, "{done:?}");
+    let again = deployed.cancel(&id).await.unwrap_err().to_string();
+    assert!(again.contains("already cancelled"), "{again}");
+    // Purge, run now and replace cannot reach Vercel's messages: refused, saying why.
+    assert!(deployed.purge("probe", None, true).await.unwrap_err().to_string().contains("Vercel"));
+    assert!(deployed.run_now(&id).await.unwrap_err().to_string().contains("Vercel"));
+
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(delivery_state(&service, &id).await, ("acked".into(), 1), "acknowledged on Vercel");
+    assert_eq!(func.attempts(&id).await, vec![(1, "cancelled".to_owned())], "recorded, not run");
+    // Another message is untouched.
+    let other = c.send("probe", "{}".into(), &SendOptions::default()).await.unwrap().unwrap();
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(func.attempts(&other).await, vec![(1, "success".to_owned())]);
+}

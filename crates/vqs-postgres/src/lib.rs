@@ -28,6 +28,7 @@ mod maintenance;
 mod processes;
 mod progress;
 mod publish;
+mod remote_cancels;
 mod rows;
 mod server_admin;
 mod sessions;

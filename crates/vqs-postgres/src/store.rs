@@ -426,6 +426,14 @@ impl QueueStore for PgStore {
         crate::processes::process_rescue(&self.pool, p).await
     }
 
+    async fn remote_cancel_record(&self, p: RemoteCancelParams) -> Result<bool, StoreError> {
+        crate::remote_cancels::remote_cancel_record(&self.pool, p).await
+    }
+
+    async fn remote_cancel_get(&self, p: RemoteCancelGetParams) -> Result<Option<String>, StoreError> {
+        crate::remote_cancels::remote_cancel_get(&self.pool, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.pool, p).await
     }

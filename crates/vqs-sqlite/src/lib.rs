@@ -21,6 +21,7 @@ mod maintenance;
 mod processes;
 mod progress;
 mod publish;
+mod remote_cancels;
 mod rows;
 mod sessions;
 mod stats;

@@ -292,6 +292,14 @@ impl QueueStore for SqliteStore {
         crate::processes::process_rescue(&self.writer, p).await
     }
 
+    async fn remote_cancel_record(&self, p: RemoteCancelParams) -> Result<bool, StoreError> {
+        crate::remote_cancels::remote_cancel_record(&self.writer, p).await
+    }
+
+    async fn remote_cancel_get(&self, p: RemoteCancelGetParams) -> Result<Option<String>, StoreError> {
+        crate::remote_cancels::remote_cancel_get(&self.read, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

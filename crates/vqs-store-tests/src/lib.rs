@@ -22,6 +22,7 @@ pub mod messages;
 pub mod model;
 pub mod processes;
 pub mod progress;
+pub mod remote_cancels;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -102,6 +103,7 @@ macro_rules! conformance {
                           maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
+            remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
         );
         #[test]
         fn model_random_operations_keep_the_invariants() {

@@ -32,8 +32,7 @@ const SETTLE_MARGIN_SECONDS: i64 = 5;
 /// cleanly before its future is dropped.
 pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
-/// The error recorded for an attempt an operator cancelled.
-const CANCELLED_BY_OPERATOR: &str = "cancelled by an operator";
+use crate::queue::CANCELLED_BY_OPERATOR;
 
 /// Run `fut` unless `signal` fires first; then give it [`CANCEL_GRACE`] to finish and drop
 /// it. `None`: it was cancelled (finished in the grace or not, the message is cancelled).
@@ -370,6 +369,39 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     }
                     Err(e) => {
                         return ConsumerOutcome::Unavailable { error: format!("could not read the attempts: {e}") };
+                    }
+                }
+                // A message of another queue service (Vercel's) an operator cancelled here:
+                // acknowledged without running, the attempt recorded `cancelled`.
+                match queue.remote_cancel(&delivery.message_id).await {
+                    Ok(None) => {}
+                    Ok(Some(reason)) => {
+                        let closing = queue
+                            .store()
+                            .execution_start(ExecutionStartParams {
+                                topic: delivery.topic.clone(),
+                                message_id: delivery.message_id.clone(),
+                                consumer_group: delivery.consumer_group.clone(),
+                                attempt: delivery.attempt(),
+                                now: clock.now(),
+                            })
+                            .await
+                            .ok()
+                            .map(|id| ExecutionFinishParams {
+                                id,
+                                began_at: None,
+                                status: ExecutionStatus::Cancelled,
+                                error: Some(reason.clone()),
+                                now: clock.now(),
+                            });
+                        let r = service.acknowledge(&lease, closing).await;
+                        if r.is_ok() {
+                            queue.count(METRIC_CANCELLED, J::TOPIC);
+                        }
+                        return settle(r, ConsumerOutcome::Cancelled { reason });
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable { error: format!("could not read the cancels: {e}") };
                     }
                 }
             }

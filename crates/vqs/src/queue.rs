@@ -10,8 +10,8 @@ use crate::store::{
     ExecutionCounts, ExecutionListParams, ExecutionRecord, ExecutionStatus, MaintenanceParams, MaintenanceReport,
     MessageCancelParams, MessageCancelled, MessageGetParams, MessageRecord, MessageRunNowParams, MessageSendManyParams,
     MessageSendParams, OnDuplicate, ProgressListParams, ProgressRecord, QueueDepthParams, QueueStatsParams, QueueStore,
-    SendResult, SessionRevokedParams, StoreError, SyncLogListParams, SyncLogRecord, TopicDepth, TopicPurgeParams,
-    TopicStats,
+    RemoteCancelGetParams, RemoteCancelParams, SendResult, SessionRevokedParams, StoreError, SyncLogListParams,
+    SyncLogRecord, TopicDepth, TopicPurgeParams, TopicStats,
 };
 use crate::{
     Clock, JobClient, Jobbable, QueueService, ServiceError, TraceContext, check_storable, check_storable_long,
@@ -403,20 +403,34 @@ impl Queue {
     /// job dropped within a second, on whichever process runs it; its attempt is recorded
     /// `cancelled`. Returns what was cancelled. A message that had already finished
     /// everywhere is a [`QueueError::Conflict`] saying how; an unknown one
-    /// [`StoreError::NotFound`].
+    /// [`StoreError::NotFound`]. On Vercel ([`Queue::publishes_elsewhere`]) the message
+    /// cannot be seen: the cancel is recorded (`remote: true`) and each delivery of it that
+    /// arrives is acknowledged without running; a second cancel is a conflict.
     pub async fn cancel(&self, message_id: &str) -> Result<MessageCancelled, QueueError> {
         check_filter("message id", Some(message_id))?;
         if self.publishes_elsewhere() {
-            return Err(QueueError::Invalid(
-                "cancel is not available through Vercel Queues: its messages live in Vercel's queue service".into(),
-            ));
+            // The message lives in Vercel's queue service, which has no cancel: recorded here,
+            // each delivery of it that reaches this deployment is acknowledged unrun.
+            let now = self.inner.clock.now();
+            let expires_at = now + chrono::Duration::from_std(MAX_RETENTION).unwrap_or(chrono::Duration::days(7));
+            let p = RemoteCancelParams {
+                message_id: message_id.to_owned(),
+                reason: CANCELLED_BY_OPERATOR.to_owned(),
+                expires_at,
+                now,
+            };
+            if !self.inner.store.remote_cancel_record(p).await? {
+                return Err(QueueError::Conflict(format!("message {message_id} was already cancelled")));
+            }
+            tracing::info!(message.id = message_id, "cancel recorded for a message in Vercel's queue service");
+            return Ok(MessageCancelled { found: true, remote: true, ..MessageCancelled::default() });
         }
         let done = self
             .inner
             .store
             .message_cancel(MessageCancelParams {
                 message_id: message_id.to_owned(),
-                reason: "cancelled by an operator".to_owned(),
+                reason: CANCELLED_BY_OPERATOR.to_owned(),
                 now: self.inner.clock.now(),
             })
             .await?;
@@ -718,6 +732,18 @@ impl Queue {
     /// Record how a claimed cron run ended.
     pub async fn cron_run_finish(&self, p: crate::store::CronRunFinishParams) -> Result<(), QueueError> {
         Ok(self.inner.store.cron_run_finish(p).await?)
+    }
+}
+
+/// The error recorded for an attempt an operator cancelled.
+pub(crate) const CANCELLED_BY_OPERATOR: &str = "cancelled by an operator";
+
+impl Queue {
+    /// Why a message of another queue service (Vercel's) was cancelled, if it was (see
+    /// [`Queue::cancel`]): the consumer acknowledges such a delivery without running it.
+    pub async fn remote_cancel(&self, message_id: &str) -> Result<Option<String>, QueueError> {
+        let p = RemoteCancelGetParams { message_id: message_id.to_owned() };
+        Ok(self.inner.store.remote_cancel_get(p).await?)
     }
 }
 

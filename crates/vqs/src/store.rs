@@ -885,6 +885,25 @@ pub struct ProcessRescueReport {
     pub deliveries: u64,
 }
 
+/// Record that a message living in another queue service (Vercel's) is cancelled
+/// ([`QueueStore::remote_cancel_record`]).
+#[derive(Debug, Clone)]
+pub struct RemoteCancelParams {
+    pub message_id: String,
+    /// Recorded as the `error` of the cancelled attempt when a delivery of it arrives.
+    pub reason: String,
+    /// Kept until then (the longest a message can live); earlier records that expired are
+    /// removed in the same write.
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// Read a remote cancel ([`QueueStore::remote_cancel_get`]).
+#[derive(Debug, Clone)]
+pub struct RemoteCancelGetParams {
+    pub message_id: String,
+}
+
 /// Revoke a dashboard session (sign-out) until it would have expired anyway.
 #[derive(Debug, Clone)]
 pub struct SessionRevokeParams {
@@ -932,6 +951,10 @@ pub struct MessageCancelled {
     pub running: Vec<String>,
     /// Consumer groups whose delivery had already finished, with how.
     pub finished: Vec<(String, DeliveryState)>,
+    /// The message lives in another queue service (Vercel's): this store recorded the cancel
+    /// ([`QueueStore::remote_cancel_record`]) and each delivery that arrives is acknowledged
+    /// without running; the groups above are unknown here. Set by [`crate::Queue::cancel`].
+    pub remote: bool,
 }
 
 /// Cancel every pending delivery of a topic ([`QueueStore::topic_purge`]).
@@ -1272,6 +1295,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Presume dead the processes that stopped beating and make their leases due now (never
     /// the rescuer itself).
     async fn process_rescue(&self, p: ProcessRescueParams) -> Result<ProcessRescueReport, StoreError>;
+
+    /// Record that a message of another queue service is cancelled, so each delivery of it
+    /// that arrives is acknowledged without running; true when newly recorded.
+    async fn remote_cancel_record(&self, p: RemoteCancelParams) -> Result<bool, StoreError>;
+    /// The reason a message of another queue service was cancelled, if it was.
+    async fn remote_cancel_get(&self, p: RemoteCancelGetParams) -> Result<Option<String>, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;
