@@ -16,7 +16,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{Mutex, mpsc};
 use vqs::store::{
     DeliveryAckParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
-    ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
+    ExecutionStartParams, ExecutionStatus, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
     split_receipt_handle,
 };
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, lease_delivery, write_row_by_row};
@@ -237,7 +237,12 @@ WITH started AS MATERIALIZED (
     -- read every lease in flight through the partial index `deliveries_leased` and test
     -- each against the batch — its choice whenever statistics show few leases, as after a
     -- backlog was loaded — instead of looking the batch's rows up by primary key.
-    UPDATE deliveries d SET state = 'acked', lease_token = NULL, visible_at = $12, updated_at = $12
+    -- $15, beside $11: true where the job cancelled itself (its attempt closes `cancelled`),
+    -- and the delivery ends `cancelled` instead of `acked`.
+    UPDATE deliveries d SET state = CASE WHEN ($15::bool[])[width_bucket(
+                (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
+                THEN 'cancelled' ELSE 'acked' END,
+           lease_token = NULL, visible_at = $12, updated_at = $12
     WHERE d.message_id = ANY($10::text[]) AND d.state = $14::text
       AND (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\"
           = ($11::text[])[width_bucket((d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
@@ -314,10 +319,16 @@ async fn write_settlement_round(
         finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|(a, ..)| a.execution.as_ref())).collect();
     closing.sort_by_key(|p| p.id);
     closing.dedup_by_key(|p| p.id);
-    let mut leases: Vec<String> =
-        valid_acks.iter().map(|(p, _, m, t)| format!("{}/{m}.{t}", p.lease.consumer_group)).collect();
+    let mut leases: Vec<(String, bool)> = valid_acks
+        .iter()
+        .map(|(p, _, m, t)| {
+            let cancelled = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Cancelled);
+            (format!("{}/{m}.{t}", p.lease.consumer_group), cancelled)
+        })
+        .collect();
     leases.sort_unstable();
-    leases.dedup();
+    leases.dedup_by(|a, b| a.0 == b.0);
+    let (leases, cancelling): (Vec<String>, Vec<bool>) = leases.into_iter().unzip();
     let conn = match held.get().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -342,6 +353,7 @@ async fn write_settlement_round(
         .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
         .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
         .bind("leased")
+        .bind(&cancelling)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)
@@ -395,7 +407,7 @@ async fn write_settlement_round(
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
 /// for its new state (`pending` after its delay, or `dead` with a dead letter), the attempts
 /// that ran are closed as failed, and the attempts recorded with a released lease are removed
-/// (released deliveries are not counted, nor the attempt the lease recorded: `unattempt`).
+/// (released deliveries are not counted, nor the attempt the lease recorded, nor a snoozed one: `unattempt`).
 /// Small batches (failures are the exception), so the input is joined rather than read by position.
 const MOVE: &str = "\
 WITH input AS MATERIALIZED (
@@ -565,10 +577,12 @@ impl<'a> MoveColumns<'a> {
         self.states.push(state);
         self.visible_at.push(visible_at);
         self.uncount.push(uncount);
-        // A released lease that recorded an attempt (its execution) gives the attempt back.
+        // A released lease that recorded an attempt (its execution) gives the attempt back, and
+        // so does a snooze: it does not count against max_attempts.
         self.unattempt.push(match m {
             Move::Release(p) => i32::from(p.execution_id.is_some()),
-            _ => 0,
+            Move::Retry(p) => i32::from(p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Snoozed)),
+            Move::DeadLetter(_) => 0,
         });
         self.reasons.push(reason);
         if let Some(c) = closing {

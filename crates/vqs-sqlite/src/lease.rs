@@ -102,7 +102,7 @@ pub(crate) async fn claim_in(
             return Err(match row {
                 None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
                 Some(r) => match r.get::<String, _>(0).as_str() {
-                    "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                    "acked" | "dead" | "cancelled" => StoreError::AlreadyAcknowledged(id.clone()),
                     _ => StoreError::Locked(id.clone()),
                 },
             });
@@ -204,7 +204,15 @@ pub(crate) async fn delivery_retry(writer: &Writer, p: DeliveryRetryParams) -> R
             async move {
                 let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
                 crate::writer::finishes(&mut tx, p.execution.iter()).await?;
-                let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
+                // A snooze gives its attempt back (as a release does): it does not count
+                // against max_attempts, so the next claim runs with the same attempt number.
+                let snoozed = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Snoozed);
+                let set = if snoozed {
+                    "state = 'pending', lease_token = NULL, attempts = MAX(attempts - 1, 0)"
+                } else {
+                    "state = 'pending', lease_token = NULL"
+                };
+                let r = lease_update(&mut tx, &p.lease, set, due).await;
                 // The attempt is closed even when the lease was lost.
                 tx.commit().await.map_err(db_err)?;
                 r.map(|_| ())
