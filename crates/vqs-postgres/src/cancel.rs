@@ -62,15 +62,14 @@ async fn cancel_once(
     lock: &str,
 ) -> Result<MessageCancelled, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let found = sqlx::query("SELECT 1 FROM messages WHERE id = $1").bind(&p.message_id).fetch_optional(&mut *tx).await?;
+    let found =
+        sqlx::query("SELECT 1 FROM messages WHERE id = $1").bind(&p.message_id).fetch_optional(&mut *tx).await?;
     if found.is_none() {
         return Ok(MessageCancelled::default());
     }
-    let sql = format!("SELECT consumer_group, state FROM deliveries WHERE message_id = $1 ORDER BY consumer_group {lock}");
-    let deliveries = sqlx::query(&sql)
-    .bind(&p.message_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql =
+        format!("SELECT consumer_group, state FROM deliveries WHERE message_id = $1 ORDER BY consumer_group {lock}");
+    let deliveries = sqlx::query(&sql).bind(&p.message_id).fetch_all(&mut *tx).await?;
     let mut out = MessageCancelled { found: true, ..MessageCancelled::default() };
     for r in &deliveries {
         let group: String = r.get(0);
@@ -112,9 +111,8 @@ async fn cancel_once(
 
 pub(crate) async fn topic_purge(pool: &PgPool, p: TopicPurgeParams) -> Result<u64, StoreError> {
     if p.dry_run {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT COUNT(DISTINCT message_id) FROM deliveries WHERE state = 'pending' AND topic = ",
-        );
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT COUNT(DISTINCT message_id) FROM deliveries WHERE state = 'pending' AND topic = ");
         q.push_bind(&p.topic);
         if let Some(g) = &p.consumer_group {
             q.push(" AND consumer_group = ").push_bind(g);

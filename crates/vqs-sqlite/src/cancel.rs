@@ -49,11 +49,12 @@ async fn cancel_in(conn: &mut SqliteConnection, p: &MessageCancelParams) -> Resu
     if !found {
         return Ok(MessageCancelled::default());
     }
-    let deliveries = sqlx::query("SELECT consumer_group, state FROM deliveries WHERE message_id = ? ORDER BY consumer_group")
-        .bind(&p.message_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let deliveries =
+        sqlx::query("SELECT consumer_group, state FROM deliveries WHERE message_id = ? ORDER BY consumer_group")
+            .bind(&p.message_id)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
     let now = us(p.now);
     // The attempts still open in the groups being cancelled end `cancelled`, with the reason;
     // a closed attempt is never rewritten.
