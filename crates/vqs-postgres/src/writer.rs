@@ -408,12 +408,14 @@ async fn write_settlement_round(
 /// for its new state (`pending` after its delay, or `dead` with a dead letter), the attempts
 /// that ran are closed as failed, and the attempts recorded with a released lease are removed
 /// (released deliveries are not counted, nor the attempt the lease recorded, nor a snoozed one: `unattempt`).
+/// A release whose attempt was closed meanwhile (maintenance found its lease run out and
+/// closed it as abandoned) keeps both counts: that attempt is on record (`drop_id` not dropped).
 /// Small batches (failures are the exception), so the input is joined rather than read by position.
 const MOVE: &str = "\
 WITH input AS MATERIALIZED (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[],
-                         $15::int4[])
-        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason, unattempt)
+                         $15::int4[], $16::int8[])
+        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason, unattempt, drop_id)
 ), closed AS (
     UPDATE job_executions e SET status = c.status, finished_at = c.now,
            duration_ms = (EXTRACT(EPOCH FROM (c.now - COALESCE(c.began_at, e.started_at))) * 1000)::BIGINT,
@@ -422,12 +424,13 @@ WITH input AS MATERIALIZED (
          AS c(id, error, now, began_at, status)
     WHERE e.id = c.id AND e.finished_at IS NULL
 ), dropped AS (
-    DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL
+    DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL RETURNING e.id
 ), moved AS (
     UPDATE deliveries d SET state = v.state, lease_token = NULL, visible_at = v.visible_at, updated_at = $13,
-           delivery_count = GREATEST(d.delivery_count - v.uncount, 0),
-           attempts = GREATEST(d.attempts - v.unattempt, 0)
-    FROM input v
+           delivery_count = GREATEST(d.delivery_count - v.uncount * v.counted, 0),
+           attempts = GREATEST(d.attempts - v.unattempt * v.counted, 0)
+    FROM (SELECT i.*, CASE WHEN i.drop_id IS NULL OR i.drop_id IN (SELECT id FROM dropped) THEN 1 ELSE 0 END AS counted
+          FROM input i) v
     WHERE d.message_id = v.message_id AND d.consumer_group = v.consumer_group
       AND d.state = 'leased' AND d.lease_token = v.token
     RETURNING d.message_id, d.consumer_group, d.delivery_count, d.keyed, v.state, v.reason
@@ -489,6 +492,7 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
             .bind(now)
             .bind(&cols.closing_status)
             .bind(&cols.unattempt)
+            .bind(&cols.drop_ids)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)
@@ -549,6 +553,8 @@ struct MoveColumns<'a> {
     closing_began: Vec<Option<DateTime<Utc>>>,
     closing_status: Vec<&'static str>,
     dropped: Vec<i64>,
+    /// Per lease: the execution a release removes, if any.
+    drop_ids: Vec<Option<i64>>,
 }
 
 impl<'a> MoveColumns<'a> {
@@ -577,6 +583,10 @@ impl<'a> MoveColumns<'a> {
         self.states.push(state);
         self.visible_at.push(visible_at);
         self.uncount.push(uncount);
+        self.drop_ids.push(match m {
+            Move::Release(p) => p.execution_id,
+            _ => None,
+        });
         // A released lease that recorded an attempt (its execution) gives the attempt back, and
         // so does a snooze: it does not count against max_attempts.
         self.unattempt.push(match m {

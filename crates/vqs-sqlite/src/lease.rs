@@ -227,19 +227,26 @@ pub(crate) async fn delivery_release(writer: &Writer, p: DeliveryReleaseParams) 
         .run(move |c| {
             async move {
                 let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                let mut dropped = false;
                 if let Some(id) = p.execution_id {
-                    sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
+                    dropped = sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
                         .bind(id)
                         .execute(&mut *tx)
                         .await
-                        .map_err(db_err)?;
+                        .map_err(db_err)?
+                        .rows_affected()
+                        > 0;
                 }
-                // The attempt the lease recorded (with its execution) is not spent either.
-                let set = if p.execution_id.is_some() {
-                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
-                     attempts = MAX(attempts - 1, 0)"
-                } else {
-                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)"
+                // The attempt the lease recorded (with its execution) is not spent either —
+                // unless it was closed meanwhile (maintenance found the lease run out and
+                // closed it as abandoned): that attempt is on record, and both counts stay.
+                let set = match (p.execution_id, dropped) {
+                    (Some(_), true) => {
+                        "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
+                         attempts = MAX(attempts - 1, 0)"
+                    }
+                    (Some(_), false) => "state = 'pending', lease_token = NULL",
+                    (None, _) => "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)",
                 };
                 let r = lease_update(&mut tx, &p.lease, set, us(p.lease.now)).await;
                 // The unused attempt is removed even when the lease was lost.

@@ -89,7 +89,9 @@ macro_rules! conformance {
                          a_late_settle_does_not_overwrite_an_abandoned_attempt,
                          the_local_dispatcher_records_the_attempt_with_its_lease,
                          an_attempt_recorded_with_its_lease_times_the_job_from_when_it_began,
-                         a_lease_given_back_unused_spends_no_attempt, a_burst_of_failures_settles_every_lease,
+                         a_lease_given_back_unused_spends_no_attempt,
+                         a_release_after_its_attempt_was_rescued_keeps_it_counted,
+                         a_burst_of_failures_settles_every_lease,
                          a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values }
             dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
                            restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers }
