@@ -130,7 +130,7 @@ pub(crate) async fn delivery_claim(
         return Err(match row {
             None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
             Some(r) => match r.get::<String, _>(0).as_str() {
-                "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                "acked" | "dead" | "cancelled" => StoreError::AlreadyAcknowledged(id.clone()),
                 _ => StoreError::Locked(id.clone()),
             },
         });

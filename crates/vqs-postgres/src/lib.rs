@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cancel;
 mod cron_runs;
 mod dead_letters;
 mod executions;

@@ -88,7 +88,8 @@ pub(crate) async fn execution_counts(
 ) -> Result<Vec<ExecutionCounts>, StoreError> {
     let rows = sqlx::query(
         "SELECT topic, COUNT(*) FILTER (WHERE status = 'running'), COUNT(*) FILTER (WHERE status = 'success'), \
-         COUNT(*) FILTER (WHERE status = 'failed') FROM job_executions WHERE started_at >= $1 GROUP BY topic ORDER BY topic",
+         COUNT(*) FILTER (WHERE status = 'failed'), COUNT(*) FILTER (WHERE status = 'snoozed'), \
+         COUNT(*) FILTER (WHERE status = 'cancelled') FROM job_executions WHERE started_at >= $1 GROUP BY topic ORDER BY topic",
     )
     .bind(p.since)
     .fetch_all(pool)
@@ -101,7 +102,8 @@ pub(crate) async fn execution_counts(
             running: r.get(1),
             success: r.get(2),
             failed: r.get(3),
-            ..Default::default()
+            snoozed: r.get(4),
+            cancelled: r.get(5),
         })
         .collect())
 }
@@ -114,7 +116,8 @@ pub(crate) async fn queue_stats(pool: &PgPool, p: QueueStatsParams) -> Result<Ve
            COUNT(*) FILTER (WHERE state IN ('pending', 'leased') AND visible_at <= $1), \
            COUNT(*) FILTER (WHERE state = 'pending' AND visible_at > $1), \
            COUNT(*) FILTER (WHERE state = 'leased' AND visible_at > $1), \
-           COUNT(*) FILTER (WHERE state = 'acked'), COUNT(*) FILTER (WHERE state = 'dead') \
+           COUNT(*) FILTER (WHERE state = 'acked'), COUNT(*) FILTER (WHERE state = 'dead'), \
+           COUNT(*) FILTER (WHERE state = 'cancelled') \
          FROM deliveries GROUP BY topic",
     )
     .bind(p.now)
@@ -128,6 +131,7 @@ pub(crate) async fn queue_stats(pool: &PgPool, p: QueueStatsParams) -> Result<Ve
         running: r.get(3),
         acked: r.get(4),
         dead: r.get(5),
+        cancelled: r.get(6),
     });
     let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
         .fetch_all(pool)

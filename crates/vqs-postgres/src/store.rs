@@ -242,22 +242,16 @@ impl QueueStore for PgStore {
         crate::publish::message_run_now(&self.pool, p).await
     }
 
-    async fn message_cancel(
-        &self,
-        _p: vqs::store::MessageCancelParams,
-    ) -> Result<vqs::store::MessageCancelled, StoreError> {
-        Err(StoreError::Database("message_cancel: not implemented yet".into()))
+    async fn message_cancel(&self, p: MessageCancelParams) -> Result<MessageCancelled, StoreError> {
+        crate::cancel::message_cancel(&self.pool, p).await
     }
 
-    async fn topic_purge(&self, _p: vqs::store::TopicPurgeParams) -> Result<u64, StoreError> {
-        Err(StoreError::Database("topic_purge: not implemented yet".into()))
+    async fn topic_purge(&self, p: TopicPurgeParams) -> Result<u64, StoreError> {
+        crate::cancel::topic_purge(&self.pool, p).await
     }
 
-    async fn delivery_cancelled(
-        &self,
-        _p: vqs::store::DeliveryCancelledParams,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Err(StoreError::Database("delivery_cancelled: not implemented yet".into()))
+    async fn delivery_cancelled(&self, p: DeliveryCancelledParams) -> Result<Vec<(String, String)>, StoreError> {
+        crate::cancel::delivery_cancelled(&self.pool, p).await
     }
 
     async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {

@@ -16,7 +16,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{Mutex, mpsc};
 use vqs::store::{
     DeliveryAckParams, DeliveryDeadLetterParams, DeliveryReleaseParams, DeliveryRetryParams, ExecutionFinishParams,
-    ExecutionStartParams, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
+    ExecutionStartParams, ExecutionStatus, LeaseParams, MessageSendParams, SendResult, StoreError, new_message_id_at,
     split_receipt_handle,
 };
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, lease_delivery, write_row_by_row};
@@ -237,7 +237,12 @@ WITH started AS MATERIALIZED (
     -- read every lease in flight through the partial index `deliveries_leased` and test
     -- each against the batch — its choice whenever statistics show few leases, as after a
     -- backlog was loaded — instead of looking the batch's rows up by primary key.
-    UPDATE deliveries d SET state = 'acked', lease_token = NULL, visible_at = $12, updated_at = $12
+    -- $15, beside $11: true where the job cancelled itself (its attempt closes `cancelled`),
+    -- and the delivery ends `cancelled` instead of `acked`.
+    UPDATE deliveries d SET state = CASE WHEN ($15::bool[])[width_bucket(
+                (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
+                THEN 'cancelled' ELSE 'acked' END,
+           lease_token = NULL, visible_at = $12, updated_at = $12
     WHERE d.message_id = ANY($10::text[]) AND d.state = $14::text
       AND (d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\"
           = ($11::text[])[width_bucket((d.consumer_group || '/' || d.message_id || '.' || d.lease_token) COLLATE \"C\", $11::text[])]
@@ -314,10 +319,16 @@ async fn write_settlement_round(
         finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|(a, ..)| a.execution.as_ref())).collect();
     closing.sort_by_key(|p| p.id);
     closing.dedup_by_key(|p| p.id);
-    let mut leases: Vec<String> =
-        valid_acks.iter().map(|(p, _, m, t)| format!("{}/{m}.{t}", p.lease.consumer_group)).collect();
+    let mut leases: Vec<(String, bool)> = valid_acks
+        .iter()
+        .map(|(p, _, m, t)| {
+            let cancelled = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Cancelled);
+            (format!("{}/{m}.{t}", p.lease.consumer_group), cancelled)
+        })
+        .collect();
     leases.sort_unstable();
-    leases.dedup();
+    leases.dedup_by(|a, b| a.0 == b.0);
+    let (leases, cancelling): (Vec<String>, Vec<bool>) = leases.into_iter().unzip();
     let conn = match held.get().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -342,6 +353,7 @@ async fn write_settlement_round(
         .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
         .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
         .bind("leased")
+        .bind(&cancelling)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)
@@ -395,13 +407,15 @@ async fn write_settlement_round(
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
 /// for its new state (`pending` after its delay, or `dead` with a dead letter), the attempts
 /// that ran are closed as failed, and the attempts recorded with a released lease are removed
-/// (released deliveries are not counted, nor the attempt the lease recorded: `unattempt`).
+/// (released deliveries are not counted, nor the attempt the lease recorded, nor a snoozed one: `unattempt`).
+/// A release whose attempt was closed meanwhile (maintenance found its lease run out and
+/// closed it as abandoned) keeps both counts: that attempt is on record (`drop_id` not dropped).
 /// Small batches (failures are the exception), so the input is joined rather than read by position.
 const MOVE: &str = "\
 WITH input AS MATERIALIZED (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[],
-                         $15::int4[])
-        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason, unattempt)
+                         $15::int4[], $16::int8[])
+        AS v(message_id, consumer_group, token, state, visible_at, uncount, reason, unattempt, drop_id)
 ), closed AS (
     UPDATE job_executions e SET status = c.status, finished_at = c.now,
            duration_ms = (EXTRACT(EPOCH FROM (c.now - COALESCE(c.began_at, e.started_at))) * 1000)::BIGINT,
@@ -410,12 +424,13 @@ WITH input AS MATERIALIZED (
          AS c(id, error, now, began_at, status)
     WHERE e.id = c.id AND e.finished_at IS NULL
 ), dropped AS (
-    DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL
+    DELETE FROM job_executions e WHERE e.id = ANY($12::int8[]) AND e.finished_at IS NULL RETURNING e.id
 ), moved AS (
     UPDATE deliveries d SET state = v.state, lease_token = NULL, visible_at = v.visible_at, updated_at = $13,
-           delivery_count = GREATEST(d.delivery_count - v.uncount, 0),
-           attempts = GREATEST(d.attempts - v.unattempt, 0)
-    FROM input v
+           delivery_count = GREATEST(d.delivery_count - v.uncount * v.counted, 0),
+           attempts = GREATEST(d.attempts - v.unattempt * v.counted, 0)
+    FROM (SELECT i.*, CASE WHEN i.drop_id IS NULL OR i.drop_id IN (SELECT id FROM dropped) THEN 1 ELSE 0 END AS counted
+          FROM input i) v
     WHERE d.message_id = v.message_id AND d.consumer_group = v.consumer_group
       AND d.state = 'leased' AND d.lease_token = v.token
     RETURNING d.message_id, d.consumer_group, d.delivery_count, d.keyed, v.state, v.reason
@@ -477,6 +492,7 @@ async fn write_moves(held: &mut HeldConnection, pool: &PgPool, moves: Vec<(Move,
             .bind(now)
             .bind(&cols.closing_status)
             .bind(&cols.unattempt)
+            .bind(&cols.drop_ids)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)
@@ -537,6 +553,8 @@ struct MoveColumns<'a> {
     closing_began: Vec<Option<DateTime<Utc>>>,
     closing_status: Vec<&'static str>,
     dropped: Vec<i64>,
+    /// Per lease: the execution a release removes, if any.
+    drop_ids: Vec<Option<i64>>,
 }
 
 impl<'a> MoveColumns<'a> {
@@ -565,10 +583,16 @@ impl<'a> MoveColumns<'a> {
         self.states.push(state);
         self.visible_at.push(visible_at);
         self.uncount.push(uncount);
-        // A released lease that recorded an attempt (its execution) gives the attempt back.
+        self.drop_ids.push(match m {
+            Move::Release(p) => p.execution_id,
+            _ => None,
+        });
+        // A released lease that recorded an attempt (its execution) gives the attempt back, and
+        // so does a snooze: it does not count against max_attempts.
         self.unattempt.push(match m {
             Move::Release(p) => i32::from(p.execution_id.is_some()),
-            _ => 0,
+            Move::Retry(p) => i32::from(p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Snoozed)),
+            Move::DeadLetter(_) => 0,
         });
         self.reasons.push(reason);
         if let Some(c) = closing {

@@ -167,3 +167,30 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
     let closed = tokio::time::timeout(Duration::from_secs(10), store.pool().close()).await;
     assert!(closed.is_ok(), "pool.close() waited for connections that were never given back");
 }
+
+#[tokio::test]
+async fn a_cancel_is_announced_to_every_process_once_and_only_when_something_was_cancelled() {
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe(&store, "probe", "g").await;
+    let queue = Queue::new(Arc::new(store.clone()), Clock::system());
+    let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    listener.listen("vqs_control").await.unwrap();
+    let first = queue.send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let second = queue.send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id;
+    let cancel = |id: &str| vqs::store::MessageCancelParams {
+        message_id: id.to_owned(),
+        reason: "cancelled by an operator".into(),
+        now: chrono::Utc::now(),
+    };
+    let heard = async |listener: &mut sqlx::postgres::PgListener| {
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("a notification");
+        n.unwrap().payload().to_owned()
+    };
+    assert_eq!(store.message_cancel(cancel(&first)).await.unwrap().pending, ["g"]);
+    assert_eq!(heard(&mut listener).await, format!("cancel:{first}"));
+    // Cancelled already: nothing changes, nobody is told.
+    assert!(store.message_cancel(cancel(&first)).await.unwrap().pending.is_empty());
+    store.message_cancel(cancel(&second)).await.unwrap();
+    assert_eq!(heard(&mut listener).await, format!("cancel:{second}"), "the repeated cancel sent nothing");
+}

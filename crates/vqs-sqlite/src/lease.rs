@@ -102,7 +102,7 @@ pub(crate) async fn claim_in(
             return Err(match row {
                 None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
                 Some(r) => match r.get::<String, _>(0).as_str() {
-                    "acked" | "dead" => StoreError::AlreadyAcknowledged(id.clone()),
+                    "acked" | "dead" | "cancelled" => StoreError::AlreadyAcknowledged(id.clone()),
                     _ => StoreError::Locked(id.clone()),
                 },
             });
@@ -204,7 +204,15 @@ pub(crate) async fn delivery_retry(writer: &Writer, p: DeliveryRetryParams) -> R
             async move {
                 let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
                 crate::writer::finishes(&mut tx, p.execution.iter()).await?;
-                let r = lease_update(&mut tx, &p.lease, "state = 'pending', lease_token = NULL", due).await;
+                // A snooze gives its attempt back (as a release does): it does not count
+                // against max_attempts, so the next claim runs with the same attempt number.
+                let snoozed = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Snoozed);
+                let set = if snoozed {
+                    "state = 'pending', lease_token = NULL, attempts = MAX(attempts - 1, 0)"
+                } else {
+                    "state = 'pending', lease_token = NULL"
+                };
+                let r = lease_update(&mut tx, &p.lease, set, due).await;
                 // The attempt is closed even when the lease was lost.
                 tx.commit().await.map_err(db_err)?;
                 r.map(|_| ())
@@ -219,19 +227,26 @@ pub(crate) async fn delivery_release(writer: &Writer, p: DeliveryReleaseParams) 
         .run(move |c| {
             async move {
                 let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                let mut dropped = false;
                 if let Some(id) = p.execution_id {
-                    sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
+                    dropped = sqlx::query("DELETE FROM job_executions WHERE id = ?1 AND status = 'running'")
                         .bind(id)
                         .execute(&mut *tx)
                         .await
-                        .map_err(db_err)?;
+                        .map_err(db_err)?
+                        .rows_affected()
+                        > 0;
                 }
-                // The attempt the lease recorded (with its execution) is not spent either.
-                let set = if p.execution_id.is_some() {
-                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
-                     attempts = MAX(attempts - 1, 0)"
-                } else {
-                    "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)"
+                // The attempt the lease recorded (with its execution) is not spent either —
+                // unless it was closed meanwhile (maintenance found the lease run out and
+                // closed it as abandoned): that attempt is on record, and both counts stay.
+                let set = match (p.execution_id, dropped) {
+                    (Some(_), true) => {
+                        "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0), \
+                         attempts = MAX(attempts - 1, 0)"
+                    }
+                    (Some(_), false) => "state = 'pending', lease_token = NULL",
+                    (None, _) => "state = 'pending', lease_token = NULL, delivery_count = MAX(delivery_count - 1, 0)",
                 };
                 let r = lease_update(&mut tx, &p.lease, set, us(p.lease.now)).await;
                 // The unused attempt is removed even when the lease was lost.

@@ -12,6 +12,7 @@
 //! queued together (group commit, multi-row statements); reads use a small pool beside it
 //! (WAL journal, `synchronous=NORMAL`).
 
+mod cancel;
 mod cron_runs;
 mod dead_letters;
 mod executions;

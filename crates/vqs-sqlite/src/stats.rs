@@ -76,8 +76,8 @@ pub(crate) async fn execution_counts(
     p: ExecutionCountParams,
 ) -> Result<Vec<ExecutionCounts>, StoreError> {
     let rows = sqlx::query(
-        "SELECT topic, SUM(status = 'running'), SUM(status = 'success'), SUM(status = 'failed') \
-         FROM job_executions WHERE started_at >= ? GROUP BY topic ORDER BY topic",
+        "SELECT topic, SUM(status = 'running'), SUM(status = 'success'), SUM(status = 'failed'), \
+         SUM(status = 'snoozed'), SUM(status = 'cancelled') FROM job_executions WHERE started_at >= ? GROUP BY topic ORDER BY topic",
     )
     .bind(us(p.since))
     .fetch_all(read)
@@ -90,7 +90,8 @@ pub(crate) async fn execution_counts(
             running: r.get(1),
             success: r.get(2),
             failed: r.get(3),
-            ..Default::default()
+            snoozed: r.get(4),
+            cancelled: r.get(5),
         })
         .collect())
 }
@@ -103,7 +104,7 @@ pub(crate) async fn queue_stats(pool: &SqlitePool, p: QueueStatsParams) -> Resul
            SUM(state IN ('pending', 'leased') AND visible_at <= ?1), \
            SUM(state = 'pending' AND visible_at > ?1), \
            SUM(state = 'leased' AND visible_at > ?1), \
-           SUM(state = 'acked'), SUM(state = 'dead') \
+           SUM(state = 'acked'), SUM(state = 'dead'), SUM(state = 'cancelled') \
          FROM deliveries GROUP BY topic",
     )
     .bind(us(p.now))
@@ -117,6 +118,7 @@ pub(crate) async fn queue_stats(pool: &SqlitePool, p: QueueStatsParams) -> Resul
         running: r.get(3),
         acked: r.get(4),
         dead: r.get(5),
+        cancelled: r.get(6),
     });
     let failed = sqlx::query("SELECT topic, COUNT(*) FROM job_executions WHERE status = 'failed' GROUP BY topic")
         .fetch_all(pool)

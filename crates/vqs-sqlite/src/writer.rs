@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 use vqs::store::{
-    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, SendResult, StoreError,
-    new_message_id_at, split_receipt_handle,
+    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult,
+    StoreError, new_message_id_at, split_receipt_handle,
 };
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 
@@ -358,6 +358,15 @@ pub(crate) async fn finishes<'a>(
     Ok(())
 }
 
+/// How an acknowledgement ends its delivery: `cancelled` when the job cancelled itself (its
+/// attempt closes `cancelled`), `acked` otherwise.
+fn ack_state(p: &DeliveryAckParams) -> &'static str {
+    match &p.execution {
+        Some(e) if e.status == ExecutionStatus::Cancelled => "cancelled",
+        _ => "acked",
+    }
+}
+
 async fn acks(
     conn: &mut SqliteConnection,
     acks: &[(DeliveryAckParams, Reply<()>)],
@@ -366,22 +375,22 @@ async fn acks(
     // Of several acknowledgements of one delivery (a stale lease's and the current one's),
     // each goes in a statement of its own, in order (`ack_rounds`): a statement says which
     // deliveries it acknowledged, not with which handle.
-    let mut todo: Vec<(usize, &vqs::store::LeaseParams, &str, &str)> = Vec::with_capacity(acks.len());
+    let mut todo: Vec<(usize, &vqs::store::LeaseParams, &str, &str, &str)> = Vec::with_capacity(acks.len());
     for (i, (p, _)) in acks.iter().enumerate() {
         match split_receipt_handle(&p.lease.receipt_handle) {
-            Ok((m, t)) => todo.push((i, &p.lease, m, t)),
+            Ok((m, t)) => todo.push((i, &p.lease, m, t, ack_state(p))),
             Err(e) => out[i] = Some(Err(e)),
         }
     }
-    for round in ack_rounds(todo, |&(_, p, m, _)| (m, p.consumer_group.as_str())) {
+    for round in ack_rounds(todo, |&(_, p, m, ..)| (m, p.consumer_group.as_str())) {
         for chunk in round.chunks(ROWS_PER_STATEMENT) {
             let mut acked: std::collections::HashSet<(String, String)> = Default::default();
-            let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now) AS (");
-            q.push_values(chunk, |mut b, (_, p, m, t)| {
-                b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now));
+            let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now, state) AS (");
+            q.push_values(chunk, |mut b, (_, p, m, t, state)| {
+                b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now)).push_bind(*state);
             });
             q.push(
-                ") UPDATE deliveries SET state = 'acked', lease_token = NULL, visible_at = v.now, updated_at = v.now \
+                ") UPDATE deliveries SET state = v.state, lease_token = NULL, visible_at = v.now, updated_at = v.now \
                  FROM v WHERE deliveries.message_id = v.message_id AND deliveries.consumer_group = v.consumer_group \
                  AND deliveries.state = 'leased' AND deliveries.lease_token = v.token \
                  RETURNING deliveries.message_id, deliveries.consumer_group",
@@ -391,7 +400,7 @@ async fn acks(
             for r in q.build().fetch_all(&mut *conn).await.map_err(db_err)? {
                 acked.insert((r.get(0), r.get(1)));
             }
-            for &(i, p, m, _) in chunk {
+            for &(i, p, m, ..) in chunk {
                 out[i] = Some(if acked.contains(&(m.to_string(), p.consumer_group.clone())) {
                     Ok(())
                 } else {

@@ -374,3 +374,21 @@ pub async fn a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values
         assert_eq!(delivery_state(&s, &m.message_id).await, DeliveryState::Acked);
     }
 }
+
+/// A lease given back after maintenance closed its attempt as abandoned (the lease ran out
+/// while it waited): the attempt is on record, so it stays counted — as many attempts as
+/// deliveries, and the next one is attempt 2.
+pub async fn a_release_after_its_attempt_was_rescued_keeps_it_counted(s: Store) {
+    subscribe(&s, "probe", "a").await;
+    let id = send(&s, "probe", at(0)).await;
+    let m = lease_due(&s, 1, true, at(0)).await.pop().unwrap();
+    let r = s.maintenance_run(keep_everything(at(61))).await.unwrap();
+    assert_eq!(r.executions_rescued, 1);
+    let p = DeliveryReleaseParams { lease: lease(&m, at(62)), execution_id: m.execution_id };
+    s.delivery_release(p).await.unwrap();
+    let d = state(&s, &id, "a").await.unwrap();
+    assert_eq!((d.state, d.delivery_count, d.attempts), (DeliveryState::Pending, 1, 1));
+    assert_eq!(the_execution(&s, &id).await.status, ExecutionStatus::Failed, "kept, closed once");
+    let again = lease_due(&s, 1, true, at(62)).await.pop().unwrap();
+    assert_eq!((again.delivery_count, again.attempts), (2, 2));
+}

@@ -20,6 +20,7 @@ pub mod leases;
 pub mod maintenance;
 pub mod messages;
 pub mod model;
+pub mod outcomes;
 pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
@@ -89,7 +90,9 @@ macro_rules! conformance {
                          a_late_settle_does_not_overwrite_an_abandoned_attempt,
                          the_local_dispatcher_records_the_attempt_with_its_lease,
                          an_attempt_recorded_with_its_lease_times_the_job_from_when_it_began,
-                         a_lease_given_back_unused_spends_no_attempt, a_burst_of_failures_settles_every_lease,
+                         a_lease_given_back_unused_spends_no_attempt,
+                         a_release_after_its_attempt_was_rescued_keeps_it_counted,
+                         a_burst_of_failures_settles_every_lease,
                          a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values }
             dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
                            restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers }
@@ -104,6 +107,17 @@ macro_rules! conformance {
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
+                       cancelling_a_pending_message_means_it_never_runs,
+                       cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,
+                       cancelling_a_finished_message_changes_nothing, cancelling_an_unknown_message_finds_nothing,
+                       a_cancel_reaches_every_consumer_group, sixteen_concurrent_cancels_have_one_winner,
+                       a_cancel_racing_an_ack_has_one_winner, a_dry_run_purge_counts_and_changes_nothing,
+                       a_purge_of_one_group_leaves_the_others, a_purge_leaves_leased_deliveries_alone,
+                       a_purge_of_a_large_backlog_goes_in_batches, delivery_cancelled_names_the_cancelled_ones,
+                       the_key_of_a_cancelled_message_still_dedups,
+                       maintenance_prunes_a_cancelled_message_like_a_finished_one,
+                       queue_stats_count_cancelled_deliveries, execution_counts_count_snoozed_and_cancelled_attempts }
         );
         #[test]
         fn model_random_operations_keep_the_invariants() {

@@ -1,16 +1,19 @@
 //! The model-based test: random sequences of send / claim / ack / retry / release /
-//! dead-letter / lease expiry (time advances) / replay / prune run against a plain
-//! reference model, checking ARCHITECTURE.md's invariants after every step:
+//! dead-letter / lease expiry (time advances) / replay / prune, and the job outcomes (an ack
+//! by a job that cancelled itself, a snoozed retry, an operator's cancel, a purge), run
+//! against a plain reference model, checking ARCHITECTURE.md's invariants after every step:
 //!
 //! - a key dedups while its message is kept (within retention), finished or not;
-//! - nothing is lost: every sent message is pending, leased, acknowledged or dead-lettered
-//!   in every group it was delivered to, until retention prunes it — and retention prunes
-//!   only finished messages;
+//! - nothing is lost: every sent message is pending, leased, acknowledged, dead-lettered or
+//!   cancelled in every group it was delivered to, until retention prunes it — and
+//!   retention prunes only finished messages;
+//! - a cancelled delivery is final: never claimed again, its lease settles nothing;
 //! - one lease per (message, group): a claim hands out only due deliveries, and only the
 //!   current lease's receipt handle settles one (a stale one gets `LeaseLost`, a finished
 //!   one `NotFound`);
 //! - attempts and deliveries are counted once: a delivery's count equals its execution rows
-//!   (a release gives both back), with at most one `running`;
+//!   (a release gives both back), with at most one `running`; a snooze gives its attempt
+//!   back, so the next execution keeps its attempt number;
 //! - executions are closed exactly once: by their settlement, or as abandoned when the lease
 //!   is taken over or rescued, and never reopened.
 //!
@@ -35,28 +38,53 @@ const SEED: [u8; 32] = *b"vqs conformance model, seed 0001";
 /// One operation. Indices pick among what exists (modulo its length).
 #[derive(Debug, Clone)]
 pub enum Op {
-    Send { key: Option<u8>, delay: u8 },
-    Claim { group: usize, limit: u32 },
-    Ack(usize),
-    Retry { handle: usize, delay: u8 },
+    Send {
+        key: Option<u8>,
+        delay: u8,
+    },
+    Claim {
+        group: usize,
+        limit: u32,
+    },
+    /// `cancel`: the job cancelled itself (its attempt and the delivery end `cancelled`).
+    Ack {
+        handle: usize,
+        cancel: bool,
+    },
+    /// `snooze`: the job snoozed (the attempt is given back).
+    Retry {
+        handle: usize,
+        delay: u8,
+        snooze: bool,
+    },
     Release(usize),
     DeadLetter(usize),
     Advance(u16),
     Replay(usize),
-    Prune { retention: u16 },
+    Prune {
+        retention: u16,
+    },
+    /// An operator cancels a message in every group.
+    Cancel(usize),
+    /// Every pending delivery of the topic (or of one group) is cancelled.
+    Purge {
+        group: Option<usize>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (proptest::option::of(0u8..3), prop_oneof![3 => Just(0u8), 1 => 1u8..40]).prop_map(|(key, delay)| Op::Send { key, delay }),
         4 => (0usize..2, 1u32..4).prop_map(|(group, limit)| Op::Claim { group, limit }),
-        3 => any::<usize>().prop_map(Op::Ack),
-        2 => (any::<usize>(), 0u8..40).prop_map(|(handle, delay)| Op::Retry { handle, delay }),
+        3 => (any::<usize>(), prop_oneof![4 => Just(false), 1 => Just(true)]).prop_map(|(handle, cancel)| Op::Ack { handle, cancel }),
+        2 => (any::<usize>(), 0u8..40, any::<bool>()).prop_map(|(handle, delay, snooze)| Op::Retry { handle, delay, snooze }),
         1 => any::<usize>().prop_map(Op::Release),
         2 => any::<usize>().prop_map(Op::DeadLetter),
         2 => (1u16..90).prop_map(Op::Advance),
         1 => any::<usize>().prop_map(Op::Replay),
         1 => (0u16..120).prop_map(|retention| Op::Prune { retention }),
+        1 => any::<usize>().prop_map(Op::Cancel),
+        1 => proptest::option::of(0usize..2).prop_map(|group| Op::Purge { group }),
     ]
 }
 
@@ -64,6 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct Delivery {
     state: DeliveryState,
     count: u32,
+    /// Attempts spent: deliveries, less the snoozed ones.
+    attempts: u32,
     /// Due at (pending) or the lease's end (leased).
     visible_at: DateTime<Utc>,
     handle: Option<String>,
@@ -78,7 +108,7 @@ struct Msg {
 
 impl Msg {
     fn finished(&self) -> bool {
-        self.deliveries.values().all(|d| matches!(d.state, DeliveryState::Acked | DeliveryState::Dead))
+        self.deliveries.values().all(|d| !matches!(d.state, DeliveryState::Pending | DeliveryState::Leased))
     }
 }
 
@@ -176,6 +206,7 @@ fn expected_settle(m: &Model, h: &LeasedMessage) -> &'static str {
     match m.messages.get(&h.message_id).and_then(|msg| msg.deliveries.get(&h.consumer_group)) {
         None => "not found",
         Some(d) if matches!(d.state, DeliveryState::Acked | DeliveryState::Dead) => "not found",
+        // Cancelled while it was held (or before): as a lost lease.
         Some(d) if d.state == DeliveryState::Leased && d.handle.as_deref() == Some(h.receipt_handle.as_str()) => "ok",
         Some(_) => "lease lost",
     }
@@ -224,7 +255,13 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                         .map(|g| {
                             (
                                 g.to_string(),
-                                Delivery { state: DeliveryState::Pending, count: 0, visible_at, handle: None },
+                                Delivery {
+                                    state: DeliveryState::Pending,
+                                    count: 0,
+                                    attempts: 0,
+                                    visible_at,
+                                    handle: None,
+                                },
                             )
                         })
                         .collect();
@@ -253,10 +290,12 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 let taken_over = d.state == DeliveryState::Leased;
                 d.state = DeliveryState::Leased;
                 d.count += 1;
+                d.attempts += 1;
                 d.visible_at = now_ + chrono::Duration::seconds(VISIBILITY);
                 d.handle = Some(l.receipt_handle.clone());
-                let attempt = d.count;
-                ensure!(l.delivery_count == attempt, "delivery count {} (model {attempt})", l.delivery_count);
+                let attempt = d.attempts;
+                ensure!(l.delivery_count == d.count, "delivery count {} (model {})", l.delivery_count, d.count);
+                ensure!(l.attempts == attempt, "attempts {} (model {attempt})", l.attempts);
                 ensure!(l.lease_until == d.visible_at, "lease until {} (model {})", l.lease_until, d.visible_at);
                 if taken_over {
                     for e in m.executions.values_mut() {
@@ -278,26 +317,26 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 m.handles.push(l);
             }
         }
-        Op::Ack(i) | Op::Retry { handle: i, .. } | Op::Release(i) | Op::DeadLetter(i) => {
+        Op::Ack { handle: i, .. } | Op::Retry { handle: i, .. } | Op::Release(i) | Op::DeadLetter(i) => {
             if m.handles.is_empty() {
                 return Ok(());
             }
             let h = m.handles[i % m.handles.len()].clone();
             let expected = expected_settle(m, &h);
+            let mut released_a_recorded_attempt = false;
             let (r, status) = match op {
-                Op::Ack(_) => {
-                    let execution = finish(h.execution_id, ExecutionStatus::Success, now_);
-                    (
-                        s.delivery_ack(DeliveryAckParams { lease: lease(&h, now_), execution }).await,
-                        Some(ExecutionStatus::Success),
-                    )
+                Op::Ack { cancel, .. } => {
+                    let status = if *cancel { ExecutionStatus::Cancelled } else { ExecutionStatus::Success };
+                    let execution = finish(h.execution_id, status, now_);
+                    (s.delivery_ack(DeliveryAckParams { lease: lease(&h, now_), execution }).await, Some(status))
                 }
-                Op::Retry { delay, .. } => {
-                    let execution = finish(h.execution_id, ExecutionStatus::Failed, now_);
+                Op::Retry { delay, snooze, .. } => {
+                    let status = if *snooze { ExecutionStatus::Snoozed } else { ExecutionStatus::Failed };
+                    let execution = finish(h.execution_id, status, now_);
                     let delay = Duration::from_secs(u64::from(*delay));
                     (
                         s.delivery_retry(DeliveryRetryParams { lease: lease(&h, now_), delay, execution }).await,
-                        Some(ExecutionStatus::Failed),
+                        Some(status),
                     )
                 }
                 Op::DeadLetter(_) => {
@@ -320,8 +359,12 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 Some(status) => close(m, h.execution_id, status),
                 // A release removes its attempt while it is still running.
                 None => {
-                    if expected == "ok" {
-                        m.executions.remove(&h.execution_id.unwrap_or_default());
+                    let id = h.execution_id.unwrap_or_default();
+                    if m.executions.get(&id).is_some_and(|e| e.status == ExecutionStatus::Running) {
+                        m.executions.remove(&id);
+                    } else {
+                        // Closed meanwhile (rescued as abandoned): on record, still counted.
+                        released_a_recorded_attempt = true;
                     }
                 }
             }
@@ -335,10 +378,15 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 .expect("held");
             d.handle = None;
             match op {
-                Op::Ack(_) => d.state = DeliveryState::Acked,
-                Op::Retry { delay, .. } => {
+                Op::Ack { cancel, .. } => {
+                    d.state = if *cancel { DeliveryState::Cancelled } else { DeliveryState::Acked };
+                }
+                Op::Retry { delay, snooze, .. } => {
                     d.state = DeliveryState::Pending;
                     d.visible_at = now_ + chrono::Duration::seconds(i64::from(*delay));
+                    if *snooze {
+                        d.attempts -= 1;
+                    }
                 }
                 Op::DeadLetter(_) => {
                     d.state = DeliveryState::Dead;
@@ -346,7 +394,10 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
                 }
                 _ => {
                     d.state = DeliveryState::Pending;
-                    d.count -= 1;
+                    if !released_a_recorded_attempt {
+                        d.count -= 1;
+                        d.attempts -= 1;
+                    }
                     d.visible_at = now_;
                 }
             }
@@ -375,7 +426,7 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             let again = db(s.dead_letter_settle(settle(now_)).await, "settle again")?;
             ensure!(matches!(again, DeadLetterSettled::AlreadySettled { .. }), "replayed twice: {again:?}");
             m.dead.remove(&(message_id, group.clone()));
-            let d = Delivery { state: DeliveryState::Pending, count: 0, visible_at: now_, handle: None };
+            let d = Delivery { state: DeliveryState::Pending, count: 0, attempts: 0, visible_at: now_, handle: None };
             m.messages.insert(sent.message_id, Msg { key: None, created: now_, deliveries: [(group, d)].into() });
         }
         Op::Prune { retention } => {
@@ -385,7 +436,9 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             let prunable: Vec<String> = m
                 .messages
                 .iter()
-                .filter(|(_, msg)| msg.finished() && msg.created < cutoff)
+                // A keyed message is kept until it expires, its key dedups until then (7 days:
+                // beyond any run's clock).
+                .filter(|(_, msg)| msg.finished() && msg.created < cutoff && msg.key.is_none())
                 .map(|(id, _)| id.clone())
                 .collect();
             ensure!(
@@ -414,6 +467,58 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
             }
             ensure!(r.executions_rescued == rescued, "rescued {} executions (model {rescued})", r.executions_rescued);
         }
+        Op::Cancel(i) => {
+            if m.messages.is_empty() {
+                return Ok(());
+            }
+            let id = m.messages.keys().nth(i % m.messages.len()).cloned().expect("in range");
+            let p = MessageCancelParams { message_id: id.clone(), reason: "model".into(), now: now_ };
+            let r = db(s.message_cancel(p).await, "message_cancel")?;
+            let msg = m.messages.get_mut(&id).expect("held");
+            let mut want = MessageCancelled { found: true, ..MessageCancelled::default() };
+            for (g, d) in &mut msg.deliveries {
+                match d.state {
+                    DeliveryState::Pending => want.pending.push(g.clone()),
+                    DeliveryState::Leased => want.running.push(g.clone()),
+                    other => {
+                        want.finished.push((g.clone(), other));
+                        continue;
+                    }
+                }
+                d.state = DeliveryState::Cancelled;
+                d.handle = None;
+                for e in m.executions.values_mut() {
+                    if e.message_id == id && &e.group == g && e.status == ExecutionStatus::Running {
+                        e.status = ExecutionStatus::Cancelled;
+                    }
+                }
+            }
+            ensure!(r == want, "cancel answered {r:?}, the model expects {want:?}");
+        }
+        Op::Purge { group } => {
+            let group = group.map(|g| GROUPS[g]);
+            let mut want = 0;
+            for msg in m.messages.values_mut() {
+                let mut hit = false;
+                for (g, d) in &mut msg.deliveries {
+                    if d.state == DeliveryState::Pending && group.is_none_or(|only| only == g) {
+                        d.state = DeliveryState::Cancelled;
+                        hit = true;
+                    }
+                }
+                want += u64::from(hit);
+            }
+            let p = |dry_run| TopicPurgeParams {
+                topic: "t".into(),
+                consumer_group: group.map(Into::into),
+                dry_run,
+                now: now_,
+            };
+            let counted = db(s.topic_purge(p(true)).await, "topic_purge dry run")?;
+            ensure!(counted == want, "a dry run counted {counted} (model {want})");
+            let purged = db(s.topic_purge(p(false)).await, "topic_purge")?;
+            ensure!(purged == want, "purged {purged} (model {want})");
+        }
     }
     Ok(())
 }
@@ -437,13 +542,15 @@ async fn check(s: &Store, m: &Model, now: DateTime<Utc>) -> Step {
                 )));
             };
             ensure!(
-                (d.state, d.delivery_count) == (want.state, want.count),
-                "{id} in {}: {:?} × {} (model {:?} × {})",
+                (d.state, d.delivery_count, d.attempts) == (want.state, want.count, want.attempts),
+                "{id} in {}: {:?} × {}, {} attempts (model {:?} × {}, {} attempts)",
                 d.consumer_group,
                 d.state,
                 d.delivery_count,
+                d.attempts,
                 want.state,
-                want.count
+                want.count,
+                want.attempts
             );
             if matches!(d.state, DeliveryState::Pending | DeliveryState::Leased) {
                 ensure!(

@@ -26,7 +26,8 @@ use crate::store::{
 ///
 /// - no delivery: [`StoreError::NotFound`];
 /// - `acked` or `dead`: [`StoreError::NotFound`] ("already acknowledged");
-/// - otherwise (pending again, or leased under another token): [`StoreError::LeaseLost`].
+/// - otherwise (pending again, leased under another token, or `cancelled` while it was
+///   held): [`StoreError::LeaseLost`] — the holder's work no longer counts.
 pub fn lease_failure(message_id: &str, consumer_group: &str, handle: &str, state: Option<&str>) -> StoreError {
     match state {
         None => StoreError::NotFound(format!("no message {message_id} for consumer group {consumer_group}")),
@@ -47,6 +48,7 @@ pub struct DeliveryCountRow {
     pub running: i64,
     pub acked: i64,
     pub dead: i64,
+    pub cancelled: i64,
 }
 
 /// [`TopicStats`] per topic, by name, from the backend's two reads: delivery counts by state
@@ -65,6 +67,7 @@ pub fn topic_stats(
         s.running += r.running;
         s.succeeded += r.acked;
         s.dead += r.dead;
+        s.cancelled += r.cancelled;
     }
     for (topic, n) in failed {
         by_topic.entry(topic.clone()).or_insert_with(|| TopicStats { topic, ..TopicStats::default() }).failed += n;
@@ -244,7 +247,7 @@ mod tests {
             let e = lease_failure("m", "g", "m.t", Some(state));
             assert!(matches!(e, StoreError::NotFound(ref s) if s.contains("already acknowledged")), "{state}: {e}");
         }
-        for state in ["pending", "leased"] {
+        for state in ["pending", "leased", "cancelled"] {
             assert!(matches!(lease_failure("m", "g", "m.t", Some(state)), StoreError::LeaseLost(_)), "{state}");
         }
     }
@@ -258,6 +261,7 @@ mod tests {
             running: 3 * n,
             acked: 4 * n,
             dead: 5 * n,
+            cancelled: 6 * n,
         };
         let stats = topic_stats([row("b", 1), row("a", 10)], [("b".into(), 7), ("gone".into(), 2)]);
         let names: Vec<&str> = stats.iter().map(|s| s.topic.as_str()).collect();
@@ -272,7 +276,7 @@ mod tests {
                 succeeded: 4,
                 failed: 7,
                 dead: 5,
-                cancelled: 0
+                cancelled: 6
             }
         );
         assert_eq!(stats[0].failed, 0);
