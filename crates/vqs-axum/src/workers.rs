@@ -140,7 +140,7 @@ impl Workers {
         });
         tasks.push({
             // Cancels reach this process's running jobs by NOTIFY where the backend has it,
-            // else by this poll (one statement a second while jobs run).
+            // else by this poll (one statement every half second while jobs run).
             let (queue, rx) = (state.queue.clone(), rx.clone());
             supervisor.supervise("cancel-watch", move || vqs::watch_cancellations(queue.clone(), rx.clone()))
         });

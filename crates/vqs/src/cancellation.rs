@@ -4,7 +4,7 @@
 //! running it learns, so it can drop the job's future: a per-process registry of the
 //! deliveries being worked, fired by whichever channel brings the news — the cancel itself
 //! (same process), PostgreSQL's `NOTIFY vqs_control` (every process that listens), or the
-//! [`watch_cancellations`] poll, one statement a second for all of a process's running jobs,
+//! [`watch_cancellations`] poll, one statement every half second for all of a process's running jobs,
 //! where no notification can arrive (SQLite cancelled from the CLI, PostgreSQL without LISTEN).
 //!
 //! A cancel can also arrive before the job starts — its lease waiting in a dispatcher's
@@ -26,7 +26,7 @@ const REMEMBER_FOR: Duration = Duration::from_secs(600);
 /// At most this many remembered ids (the oldest are forgotten first).
 const REMEMBER_AT_MOST: usize = 10_000;
 /// How often [`watch_cancellations`] asks the store, while jobs run and nothing notifies.
-pub const CANCEL_POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The deliveries this process is working, and the cancel signal of each.
 #[derive(Default)]
@@ -195,7 +195,7 @@ pub async fn watch_cancellations(queue: Queue, mut shutdown: watch::Receiver<boo
                     registry.cancel_message(&message_id);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not poll for cancelled jobs; trying again in 1s"),
+            Err(e) => tracing::warn!(error = %e, "could not poll for cancelled jobs; trying again shortly"),
         }
     }
 }

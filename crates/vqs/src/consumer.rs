@@ -30,7 +30,7 @@ const SETTLE_MARGIN_SECONDS: i64 = 5;
 
 /// How long a job told it was cancelled ([`crate::JobContext::cancelled`]) may go on to stop
 /// cleanly before its future is dropped.
-pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
+pub const CANCEL_GRACE: Duration = Duration::from_millis(400);
 
 use crate::queue::CANCELLED_BY_OPERATOR;
 
