@@ -33,7 +33,7 @@ pub(crate) async fn message_cancel(pool: &PgPool, p: MessageCancelParams) -> Res
     // again shortly; after that it waits, and a deadlock then fails the cancel, which tries again.
     let mut conn = pool.acquire().await.map_err(db_err)?;
     for attempt in 0..NOWAIT_TRIES {
-        match cancel_once(&mut conn, &p, "FOR UPDATE NOWAIT").await {
+        match cancel_once(&mut conn, &p, LOCK_NOWAIT).await {
             Err(e) if sql_state(&e).as_deref() == Some("55P03") => {
                 tokio::time::sleep(std::time::Duration::from_millis(2 + u64::from(attempt) * 2)).await;
             }
@@ -41,21 +41,28 @@ pub(crate) async fn message_cancel(pool: &PgPool, p: MessageCancelParams) -> Res
         }
     }
     for _ in 0..DEADLOCK_TRIES {
-        match cancel_once(&mut conn, &p, "FOR UPDATE").await {
+        match cancel_once(&mut conn, &p, LOCK_WAIT).await {
             Err(e) if sql_state(&e).as_deref() == Some("40P01") => continue,
             r => return r.map_err(db_err),
         }
     }
-    cancel_once(&mut conn, &p, "FOR UPDATE").await.map_err(db_err)
+    cancel_once(&mut conn, &p, LOCK_WAIT).await.map_err(db_err)
 }
 
 fn sql_state(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
-/// One transaction: the message's deliveries locked (`lock`), so a cancel racing an ack, a
-/// retry or a claim of the same delivery has one winner — the other waits for the lock and
-/// then finds the delivery no longer as it expected.
+/// The message's deliveries, locked in one order (by group), failing at once if one is held.
+const LOCK_NOWAIT: &str =
+    "SELECT consumer_group, state FROM deliveries WHERE message_id = $1 ORDER BY consumer_group FOR UPDATE NOWAIT";
+/// The same, waiting for the locks.
+const LOCK_WAIT: &str =
+    "SELECT consumer_group, state FROM deliveries WHERE message_id = $1 ORDER BY consumer_group FOR UPDATE";
+
+/// One transaction: the message's deliveries locked (`lock`: [`LOCK_NOWAIT`] or
+/// [`LOCK_WAIT`]), so a cancel racing an ack, a retry or a claim of the same delivery has one
+/// winner — the other waits for the lock and then finds the delivery no longer as it expected.
 async fn cancel_once(
     conn: &mut PgConnection,
     p: &MessageCancelParams,
@@ -67,9 +74,7 @@ async fn cancel_once(
     if found.is_none() {
         return Ok(MessageCancelled::default());
     }
-    let sql =
-        format!("SELECT consumer_group, state FROM deliveries WHERE message_id = $1 ORDER BY consumer_group {lock}");
-    let deliveries = sqlx::query(&sql).bind(&p.message_id).fetch_all(&mut *tx).await?;
+    let deliveries = sqlx::query(lock).bind(&p.message_id).fetch_all(&mut *tx).await?;
     let mut out = MessageCancelled { found: true, ..MessageCancelled::default() };
     for r in &deliveries {
         let group: String = r.get(0);

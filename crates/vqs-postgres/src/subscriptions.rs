@@ -28,13 +28,18 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
     .map_err(db_err)?
     .get(0);
     if fresh {
-        // A new group starts at the beginning of the topic: every live message.
+        // A new group starts at the beginning of the topic: every live message — but not one
+        // that was cancelled (nothing of it left to run, and some of it cancelled): a
+        // cancelled message never runs.
         sqlx::query(
             "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
              SELECT id, $1, topic, 'pending', GREATEST(deliver_at, created_at + make_interval(secs => $2)), 0, \
                     idempotency_key IS NOT NULL, $3 \
-             FROM messages WHERE expires_at > $3 AND only_group IS NULL \
+             FROM messages m WHERE expires_at > $3 AND only_group IS NULL \
                AND ((NOT $4 AND topic = $5) OR ($4 AND starts_with(topic, $5))) \
+               AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'cancelled') \
+                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                                        AND d.state IN ('pending', 'leased'))) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&p.consumer_group)

@@ -35,14 +35,19 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
     .await
     .map_err(db_err)?;
     if !existed {
-        // A new group starts at the beginning of the topic: every live message.
+        // A new group starts at the beginning of the topic: every live message — but not one
+        // that was cancelled (nothing of it left to run, and some of it cancelled): a
+        // cancelled message never runs.
         sqlx::query(
             "INSERT OR IGNORE INTO deliveries \
                (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
              SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3 \
-             FROM messages \
+             FROM messages m \
              WHERE expires_at > ?3 AND only_group IS NULL \
-               AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5))",
+               AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5)) \
+               AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'cancelled') \
+                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id \
+                                        AND d.state IN ('pending', 'leased')))",
         )
         .bind(&p.consumer_group)
         .bind(initial)

@@ -117,7 +117,8 @@ macro_rules! conformance {
                        a_purge_of_a_large_backlog_goes_in_batches, delivery_cancelled_names_the_cancelled_ones,
                        the_key_of_a_cancelled_message_still_dedups,
                        maintenance_prunes_a_cancelled_message_like_a_finished_one,
-                       queue_stats_count_cancelled_deliveries, execution_counts_count_snoozed_and_cancelled_attempts }
+                       queue_stats_count_cancelled_deliveries, execution_counts_count_snoozed_and_cancelled_attempts,
+                       a_group_subscribing_later_does_not_run_a_cancelled_message }
         );
         #[test]
         fn model_random_operations_keep_the_invariants() {

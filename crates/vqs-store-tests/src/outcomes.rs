@@ -418,3 +418,14 @@ pub async fn execution_counts_count_snoozed_and_cancelled_attempts(s: Store) {
         [ExecutionCounts { topic: "t".into(), running: 1, success: 0, failed: 1, snoozed: 1, cancelled: 1 }]
     );
 }
+
+pub async fn a_group_subscribing_later_does_not_run_a_cancelled_message(s: Store) {
+    subscribe(&s, "t", "a").await;
+    let cancelled = send(&s, "t", at(0)).await;
+    let live = send(&s, "t", at(0)).await;
+    cancel(&s, &cancelled, at(1)).await;
+    subscribe(&s, "t", "late").await;
+    assert!(state(&s, &cancelled, "late").await.is_none(), "the cancelled message is not delivered again");
+    let leased: Vec<String> = claim(&s, "late", 10, at(2)).await.into_iter().map(|m| m.message_id).collect();
+    assert_eq!(leased, [live]);
+}
