@@ -325,8 +325,11 @@ async fn cancel_stops_a_pending_message_and_says_why_it_cannot_otherwise() {
     let (status, body) = app.call(post("/api/admin/messages/msg_nope/cancel", json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"].as_str().unwrap().contains("msg_nope"), "{body}");
-    let (status, body) = app.call(post("/api/admin/messages/a%00b/cancel", json!({}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for bad in ["a%00b".to_owned(), "m".repeat(60_000)] {
+        let (status, body) = app.call(post(&format!("/api/admin/messages/{bad}/cancel"), json!({}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().len() < 2000, "the refusal does not echo a huge id");
+    }
     // Without the token: refused before anything is read.
     let req = Request::post(&path).body(Body::empty()).unwrap();
     assert_eq!(app.call(req).await.0, StatusCode::UNAUTHORIZED);
@@ -435,6 +438,7 @@ async fn purge_refuses_bad_parameters_saying_what_is_allowed() {
         // A misspelt dry_run is refused, not taken for a real purge.
         ("/api/admin/queues/probe/purge?dryrun=true", "dry_run=true|false"),
         ("/api/admin/queues/probe/purge?group=a%00b", "consumer group"),
+        ("/api/admin/queues/a%00b/purge", "invalid topic"),
     ];
     for (path, want) in bad {
         let (status, body) = app.call(purge(path)).await;
