@@ -1,19 +1,22 @@
 // The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core.
 //
-// Starts the real `web` binary on a fresh SQLite file (and a small upstream API on
-// localhost for the sync job to call), signs in through the form, sees a failed job's
-// error, replays the dead letter after fixing its cause, and watches it succeed.
+// Starts the real `web` binary on a fresh database (and a small upstream API on localhost
+// for the sync job to call), signs in through the form, sees a failed job's error, replays
+// the dead letter after fixing its cause, and watches it succeed; then, on delayed
+// messages, runs one now, cancels another, and purges a topic after its dry-run count.
 //
 //   cargo build -p web && (cd e2e/dashboard && npm ci && npm test)
 //
 // Environment: VQS_WEB_BIN (default ../../target/debug/web), CHROMIUM (default
 // /usr/bin/chromium), VQS_SCREENSHOTS (a folder for dashboard.png and message.png; default
-// a temporary one — `docs/` is made this way). Fails, never skips, when the binary or the
+// a temporary one — `docs/` is made this way), VQS_TEST_BACKEND=postgres (a fresh
+// `vqs_test_*` database on VQS_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432,
+// made with psql; default: a SQLite file). Fails, never skips, when the binary or the
 // browser is missing.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -49,6 +52,17 @@ function startUpstream() {
   );
 }
 
+// A new, empty database of the backend under test (as apps/web/tests/common does).
+function freshDatabaseUrl(dir) {
+  const backend = process.env.VQS_TEST_BACKEND ?? "sqlite";
+  if (backend === "sqlite") return `sqlite://${join(dir, "vqs.db")}`;
+  assert.equal(backend, "postgres", `VQS_TEST_BACKEND=${backend}: use sqlite or postgres`);
+  const base = (process.env.VQS_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432").replace(/\/$/, "");
+  const name = `vqs_test_e2e_${Date.now()}_${Math.random().toString(36).slice(2, 8)}`;
+  execFileSync("psql", [`${base}/postgres`, "-qc", `CREATE DATABASE ${name}`], { stdio: "inherit" });
+  return `${base}/${name}`;
+}
+
 // The real app: `web serve` on a fresh database; resolves with its base URL.
 function startWeb() {
   assert.ok(existsSync(WEB), `no web binary at ${WEB}: run cargo build -p web first (or set VQS_WEB_BIN)`);
@@ -57,7 +71,7 @@ function startWeb() {
     cwd: resolve(here, "../.."),
     env: {
       ...process.env,
-      DATABASE_URL: `sqlite://${join(dir, "vqs.db")}`,
+      DATABASE_URL: freshDatabaseUrl(dir),
       VQS_VERCEL_JSON: resolve(here, "../../vercel.json"),
       VQS_ADMIN_TOKEN: TOKEN,
       CRON_SECRET: "e2e-cron-secret",
@@ -100,23 +114,9 @@ async function until(what, check) {
   }
 }
 
-test("sign in, see a failed job's error, replay its dead letter and watch it succeed", async (t) => {
-  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
-  const upstream = await startUpstream();
-  const web = startWeb();
-  t.after(() => {
-    web.child.kill("SIGTERM");
-    upstream.server.close();
-  });
-  const base = await web.url;
-
-  // A sync whose account the upstream does not know: a permanent failure, dead-lettered.
-  const sent = await api(base, "/api/admin/messages", {
-    topic: "sync-accounts",
-    payload: { api_base: upstream.base, accounts: ["ghost", "acme"] },
-  });
-  await until("the dead letter", async () => (await api(base, "/api/admin/dead-letters")).length === 1);
-
+// Headless Chromium with one page that records script errors, CSP refusals and failed
+// responses in `problems`, and accepts every confirm() (the test clicks on purpose).
+async function openBrowser(t) {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -141,6 +141,27 @@ test("sign in, see a failed job's error, replay its dead letter and watch it suc
   });
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("dialog", (d) => d.accept());
+  return { context, page, problems };
+}
+
+test("sign in, see a failed job's error, replay its dead letter and watch it succeed", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const upstream = await startUpstream();
+  const web = startWeb();
+  t.after(() => {
+    web.child.kill("SIGTERM");
+    upstream.server.close();
+  });
+  const base = await web.url;
+
+  // A sync whose account the upstream does not know: a permanent failure, dead-lettered.
+  const sent = await api(base, "/api/admin/messages", {
+    topic: "sync-accounts",
+    payload: { api_base: upstream.base, accounts: ["ghost", "acme"] },
+  });
+  await until("the dead letter", async () => (await api(base, "/api/admin/dead-letters")).length === 1);
+
+  const { context, page, problems } = await openBrowser(t);
 
   // Sign in through the form; the token goes in the body, never the URL.
   await page.goto(base + "/admin");
@@ -188,4 +209,53 @@ test("sign in, see a failed job's error, replay its dead letter and watch it suc
   await page.locator("#token").waitFor({ timeout: WAIT });
   assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
   assert.ok(!web.log().includes(TOKEN), "the token never reaches the server log");
+});
+
+test("run a delayed message now, cancel another, purge a topic after its dry-run count", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const web = startWeb();
+  t.after(() => web.child.kill("SIGTERM"));
+  const base = await web.url;
+  const delayed = async () =>
+    (await api(base, "/api/admin/messages", { topic: "probe", payload: {}, delay_seconds: 3600 })).messageId;
+  const [soon, never] = [await delayed(), await delayed()];
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(base + "/admin");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+
+  // Run now: the delayed probe runs at once and its page, refreshing itself, shows it.
+  await page.goto(`${base}/admin/messages/${soon}`);
+  await page.locator("#message-state", { hasText: "waiting" }).waitFor({ timeout: WAIT });
+  await page.getByRole("button", { name: "Run now" }).click();
+  await page.waitForURL(/\?flash=made-due$/, { timeout: WAIT });
+  assert.match(await page.locator("#flash").innerText(), /Due now/);
+  await page.locator("#message-state", { hasText: "succeeded" }).waitFor({ timeout: WAIT });
+  assert.match(await page.locator("table.executions").innerText(), /success/);
+
+  // Cancel (after the confirm): it says so, shows the message cancelled, and offers nothing more.
+  await page.goto(`${base}/admin/messages/${never}`);
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.waitForURL(/\?flash=cancelled$/, { timeout: WAIT });
+  assert.match(await page.locator("#flash").innerText(), /Cancelled: it will not run/);
+  await page.locator("#message-state", { hasText: "cancelled" }).waitFor({ timeout: WAIT });
+  assert.equal(await page.locator("#message-actions").count(), 0, "no Run now or Cancel on a cancelled message");
+  const m = await api(base, `/api/admin/messages/${never}`);
+  assert.equal(m.state, "cancelled");
+
+  // Purge: the topic's link opens a page with the dry run's count; its button cancels them.
+  const purged = [await delayed(), await delayed()];
+  await page.goto(base + "/admin");
+  await page.locator('tr[data-topic="probe"] a.purge').click();
+  await page.waitForURL(/\/admin\/queues\/probe\/purge$/, { timeout: WAIT });
+  assert.match(await page.locator("#purge-count").innerText(), /^2 pending messages of this topic/);
+  await page.getByRole("button", { name: "Cancel 2 pending messages" }).click();
+  await page.waitForURL(/\/admin\?flash=purged&count=2$/, { timeout: WAIT });
+  assert.match(await page.locator("#flash").innerText(), /Purged: 2 pending messages cancelled/);
+  for (const id of purged) assert.equal((await api(base, `/api/admin/messages/${id}`)).state, "cancelled");
+  assert.equal(await page.locator('tr[data-topic="probe"] a.purge').count(), 0, "nothing left to purge");
+
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
 });

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use vqs::{Clock, SendOpts};
 
 use crate::config::Config;
-use vqs_axum::admin::{ExecutionsQuery, crons_json, execution_filter, message_json, message_progress};
+use vqs_axum::admin::{
+    ExecutionsQuery, cancelled_json, crons_json, execution_filter, message_json, message_progress, purged_json,
+};
 
 /// vqs: durable background jobs and crons for this app.
 #[derive(Debug, Parser)]
@@ -43,7 +45,7 @@ pub enum Command {
     Executions {
         #[arg(long)]
         topic: Option<String>,
-        /// running, success or failed.
+        /// running, success, failed, snoozed or cancelled.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -51,7 +53,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per-topic counts: waiting, delayed, running, succeeded, failed, dead.
+    /// Per-topic counts: waiting, delayed, running, succeeded, failed, dead, cancelled.
     Queues {
         #[arg(long)]
         json: bool,
@@ -65,6 +67,26 @@ pub enum Command {
     /// Make a delayed message, or one waiting for its retry, due now (its attempts unchanged).
     RunNow {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a message in every consumer group: a pending one never runs, a running one is
+    /// told to stop (its job dropped within a second). Fails when it has already finished.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel every pending message of a topic (running ones finish); `--dry-run` counts them.
+    Purge {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
+        /// Only this consumer group's deliveries (default: every consumer group of the topic).
+        #[arg(long)]
+        group: Option<String>,
+        /// Count what would be cancelled; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +151,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::Queues { .. }
             | Command::Message { .. }
             | Command::RunNow { .. }
+            | Command::Cancel { .. }
+            | Command::Purge { .. }
             | Command::Crons { .. }
             | Command::DeadLetters { action: None, .. }
     );
@@ -165,12 +189,12 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             let rows = json!(queue.executions(filter).await?);
             print(json, &rows, |v| {
                 let mut out = format!(
-                    "{:>8}  {:<16} {:<36} {:>3}  {:<8} {:<24} {:>8}  error\n",
+                    "{:>8}  {:<16} {:<36} {:>3}  {:<9} {:<24} {:>8}  error\n",
                     "id", "topic", "message", "try", "status", "started", "ms"
                 );
                 for e in v.as_array().into_iter().flatten() {
                     out += &format!(
-                        "{:>8}  {:<16} {:<36} {:>3}  {:<8} {:<24} {:>8}  {}\n",
+                        "{:>8}  {:<16} {:<36} {:>3}  {:<9} {:<24} {:>8}  {}\n",
                         s(&e["id"]),
                         s(&e["topic"]),
                         s(&e["message_id"]),
@@ -188,19 +212,20 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             let stats = json!(queue.stats().await?);
             print(json, &stats, |v| {
                 let mut out = format!(
-                    "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6}\n",
-                    "topic", "waiting", "delayed", "running", "succeeded", "failed", "dead"
+                    "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}\n",
+                    "topic", "waiting", "delayed", "running", "succeeded", "failed", "dead", "cancelled"
                 );
                 for t in v.as_array().into_iter().flatten() {
                     out += &format!(
-                        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6}\n",
+                        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}\n",
                         s(&t["topic"]),
                         s(&t["waiting"]),
                         s(&t["delayed"]),
                         s(&t["running"]),
                         s(&t["succeeded"]),
                         s(&t["failed"]),
-                        s(&t["dead"])
+                        s(&t["dead"]),
+                        s(&t["cancelled"])
                     );
                 }
                 out
@@ -217,6 +242,37 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             print(json, &json!({ "messageId": id, "madeDue": made_due }), |_| match made_due {
                 0 => format!("{id} was due already\n"),
                 n => format!("{id} is due now ({n} consumer group{})\n", if n == 1 { "" } else { "s" }),
+            });
+        }
+        Command::Cancel { id, json } => {
+            let done = queue.cancel(&id).await.map_err(|e| anyhow!("{e}"))?;
+            print(json, &cancelled_json(&id, &done), |_| {
+                let mut out = format!("{id} cancelled\n");
+                if !done.pending.is_empty() {
+                    out += &format!("  will not run in: {}\n", done.pending.join(", "));
+                }
+                if !done.running.is_empty() {
+                    out += &format!("  running job told to stop in: {}\n", done.running.join(", "));
+                }
+                out
+            });
+        }
+        Command::Purge { topic, group, dry_run, json } => {
+            if group.as_deref() == Some("") {
+                bail!("empty --group: name a consumer group, or leave --group out to purge every consumer group");
+            }
+            let n = queue.purge(&topic, group.as_deref(), dry_run).await.map_err(|e| anyhow!("{e}"))?;
+            print(json, &purged_json(n, dry_run), |_| {
+                let plural = if n == 1 { "" } else { "s" };
+                let scope = match &group {
+                    Some(g) => format!("{topic} (consumer group {g})"),
+                    None => topic.clone(),
+                };
+                if dry_run {
+                    format!("{n} pending message{plural} of {scope} would be cancelled (dry run: nothing changed)\n")
+                } else {
+                    format!("{n} pending message{plural} of {scope} cancelled\n")
+                }
             });
         }
         Command::DeadLetters { action: None, json } => {

@@ -147,7 +147,7 @@ async fn bad_input_gets_a_clear_400_and_queues_nothing() {
     }
     let (status, resp) = app.admin_get("/api/admin/executions?status=done").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(resp["error"].as_str().unwrap().contains("running, success or failed"));
+    assert!(resp["error"].as_str().unwrap().contains("running, success, failed, snoozed or cancelled"), "{resp}");
     let (_, queues) = app.admin_get("/api/admin/queues").await;
     assert_eq!(queues, json!([]), "nothing was queued");
 }
@@ -254,4 +254,203 @@ async fn run_now_makes_a_delayed_message_due_once_and_says_why_it_cannot_otherwi
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = app.call(post("/api/admin/messages/a%00b/run-now", json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Publish a probe (`delay_seconds` 0: due now) through the admin API; its id.
+async fn send_probe(app: &TestApp, delay_seconds: u64) -> String {
+    let (status, sent) = app
+        .call(post("/api/admin/messages", json!({"topic": "probe", "payload": {}, "delay_seconds": delay_seconds})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    sent["messageId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_execution_status_is_a_filter_and_an_unknown_one_is_refused_naming_them() {
+    let app = TestApp::new().await;
+    for status in ["running", "success", "failed", "snoozed", "cancelled"] {
+        let (code, rows) = app.admin_get(&format!("/api/admin/executions?status={status}")).await;
+        assert_eq!(code, StatusCode::OK, "{status}: {rows}");
+        assert_eq!(rows, json!([]));
+    }
+    let (code, body) = app.admin_get("/api/admin/executions?status=Cancelled").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"], "unknown status \"Cancelled\": use running, success, failed, snoozed or cancelled",
+        "{body}"
+    );
+}
+
+// Cancel and purge need the stores' message_cancel / topic_purge (issue 18).
+
+#[tokio::test]
+async fn cancel_stops_a_pending_message_and_says_why_it_cannot_otherwise() {
+    let app = TestApp::new().await;
+    let group = app.consumer("probe").consumer_group;
+    // Due now: the next dispatch would run it, were it not cancelled.
+    let id = send_probe(&app, 0).await;
+    let path = format!("/api/admin/messages/{id}/cancel");
+    let (status, body) = app.call(post(&path, json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"messageId": id, "state": "cancelled", "pending": [group], "running": []}));
+
+    assert_eq!(app.dispatch("probe").await, 0, "a cancelled message never runs");
+    assert_eq!(app.attempts(&id).await, vec![], "no attempt was made");
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
+    assert_eq!(m["state"], "cancelled", "{m}");
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(
+        (topic(&queues, "probe")["waiting"].as_i64(), topic(&queues, "probe")["cancelled"].as_i64()),
+        (Some(0), Some(1)),
+        "{queues}"
+    );
+
+    // Cancelled already: 409 saying so; run now is refused as for any finished message.
+    let (status, body) = app.call(post(&path, json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("already finished") && error.contains("cancelled"), "{body}");
+    let (status, body) = app.call(post(&format!("/api/admin/messages/{id}/run-now"), json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // A message that succeeded: 409 saying it succeeded, and it stays succeeded.
+    let done = send_probe(&app, 0).await;
+    assert_eq!(app.dispatch("probe").await, 1);
+    let (status, body) = app.call(post(&format!("/api/admin/messages/{done}/cancel"), json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("succeeded"), "{body}");
+    assert_eq!(app.attempts(&done).await, vec![(1, "success".to_owned())]);
+
+    // Unknown: 404; an id no database can store: 400.
+    let (status, body) = app.call(post("/api/admin/messages/msg_nope/cancel", json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("msg_nope"), "{body}");
+    for bad in ["a%00b".to_owned(), "m".repeat(60_000)] {
+        let (status, body) = app.call(post(&format!("/api/admin/messages/{bad}/cancel"), json!({}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().len() < 2000, "the refusal does not echo a huge id");
+    }
+    // Without the token: refused before anything is read.
+    let req = Request::post(&path).body(Body::empty()).unwrap();
+    assert_eq!(app.call(req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sixteen_cancels_of_one_message_at_once_cancel_it_once() {
+    let app = TestApp::new().await;
+    let id = send_probe(&app, 3600).await;
+    let path = format!("/api/admin/messages/{id}/cancel");
+    let answers = futures::future::join_all((0..16).map(|_| app.call(post(&path, json!({}))))).await;
+    let ok: Vec<&Value> = answers.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
+    assert_eq!(ok.len(), 1, "exactly one cancel did it: {answers:?}");
+    assert_eq!(ok[0]["state"], "cancelled");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("cancelled"), "the others say it was cancelled: {body}");
+    }
+    let again = app.queue().run_now(&id).await.map_err(|e| e.to_string()).unwrap_err();
+    assert!(again.contains("finished"), "{again}");
+    assert_eq!(app.dispatch("probe").await, 0);
+    assert_eq!(app.attempts(&id).await, vec![]);
+}
+
+fn purge(path: &str) -> Request<Body> {
+    Request::post(path).header("authorization", format!("Bearer {ADMIN_TOKEN}")).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn purge_counts_first_with_a_dry_run_then_cancels_the_pending_messages_of_a_topic() {
+    let app = TestApp::new().await;
+    let ids = [send_probe(&app, 0).await, send_probe(&app, 0).await, send_probe(&app, 3600).await];
+    let (status, other) =
+        app.call(post("/api/admin/messages", json!({"topic": "sync-patient", "payload": {"patient_id": "p1"}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+
+    // A dry run counts and changes nothing.
+    let (status, body) = app.call(purge("/api/admin/queues/probe/purge?dry_run=true")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"cancelled": 3, "dryRun": true}));
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(
+        (topic(&queues, "probe")["waiting"].as_i64(), topic(&queues, "probe")["delayed"].as_i64()),
+        (Some(2), Some(1))
+    );
+
+    let (status, body) = app.call(purge("/api/admin/queues/probe/purge?dry_run=false")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"cancelled": 3}));
+    assert_eq!(app.dispatch("probe").await, 0, "purged messages never run");
+    for id in &ids {
+        let (_, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
+        assert_eq!(m["state"], "cancelled", "{m}");
+    }
+    // Another topic is untouched; a second purge finds nothing.
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    assert_eq!(topic(&queues, "sync-patient")["waiting"], 1, "{queues}");
+    assert_eq!(app.call(purge("/api/admin/queues/probe/purge")).await.1, json!({"cancelled": 0}));
+}
+
+#[tokio::test]
+async fn purge_of_one_consumer_group_leaves_the_others() {
+    let app = TestApp::new().await;
+    let probe_group = app.consumer("probe").consumer_group;
+    // A second consumer group on the topic (as a /_vqs receiver would be).
+    app.queue()
+        .store()
+        .subscription_ensure(vqs::store::SubscriptionEnsureParams {
+            topic_pattern: "probe".into(),
+            consumer_group: "audit".into(),
+            initial_delay_seconds: 0,
+            now: app.clock.now(),
+        })
+        .await
+        .unwrap();
+    let id = send_probe(&app, 0).await;
+
+    let (status, body) = app.call(purge("/api/admin/queues/probe/purge?group=audit&dry_run=true")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cancelled": 1, "dryRun": true})));
+    let (status, body) = app.call(purge("/api/admin/queues/probe/purge?group=audit")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cancelled": 1})));
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
+    let states: std::collections::BTreeMap<String, String> = m["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["consumer_group"].as_str().unwrap().to_owned(), d["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(states.get("audit").map(String::as_str), Some("cancelled"), "{m}");
+    assert_eq!(states.get(&probe_group).map(String::as_str), Some("pending"), "{m}");
+    // The job's own consumer group still runs it.
+    assert_eq!(app.dispatch("probe").await, 1);
+    assert_eq!(app.attempts(&id).await, vec![(1, "success".to_owned())]);
+}
+
+#[tokio::test]
+async fn purge_refuses_bad_parameters_saying_what_is_allowed() {
+    let app = TestApp::new().await;
+    let id = send_probe(&app, 0).await;
+    let bad = [
+        ("/api/admin/queues/no%20spaces/purge", "invalid topic"),
+        ("/api/admin/queues/probe/purge?group=bad%20group!", "invalid consumer group"),
+        ("/api/admin/queues/probe/purge?group=", "empty group"),
+        ("/api/admin/queues/probe/purge?dry_run=yes", "dry_run=true"),
+        ("/api/admin/queues/probe/purge?dry_run=1", "dry_run=true"),
+        // A misspelt dry_run is refused, not taken for a real purge.
+        ("/api/admin/queues/probe/purge?dryrun=true", "dry_run=true|false"),
+        ("/api/admin/queues/probe/purge?group=a%00b", "consumer group"),
+        ("/api/admin/queues/a%00b/purge", "invalid topic"),
+    ];
+    for (path, want) in bad {
+        let (status, body) = app.call(purge(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(want), "{path}: {body}");
+    }
+    let huge = format!("/api/admin/queues/{}/purge", "t".repeat(60_000));
+    assert_eq!(app.call(purge(&huge)).await.0, StatusCode::BAD_REQUEST);
+    // A GET is not a purge; without the token nothing happens.
+    assert_eq!(app.admin_get("/api/admin/queues/probe/purge").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    let req = Request::post("/api/admin/queues/probe/purge").body(Body::empty()).unwrap();
+    assert_eq!(app.call(req).await.0, StatusCode::UNAUTHORIZED);
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
+    assert_eq!(m["state"], "pending", "nothing was purged: {m}");
 }

@@ -75,7 +75,7 @@ async fn bad_arguments_fail_with_a_clear_message() {
     assert!(stderr.contains("invalid topic"), "{stderr}");
     let (ok, _, stderr) = cli.run(&["executions", "--status", "done"]);
     assert!(!ok);
-    assert!(stderr.contains("running, success or failed"), "{stderr}");
+    assert!(stderr.contains("running, success, failed, snoozed or cancelled"), "{stderr}");
     let (ok, _, stderr) = cli.run(&["dead-letters", "replay", "42"]);
     assert!(!ok);
     assert!(stderr.contains("dead letter 42"), "{stderr}");
@@ -103,7 +103,15 @@ fn a_read_only_command_does_not_create_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo").join("vqs.db");
     let cli = Cli { database_url: format!("sqlite://{}", file.display()) };
-    for args in [&["executions"][..], &["queues"], &["crons"], &["dead-letters"], &["message", "msg_x"]] {
+    for args in [
+        &["executions"][..],
+        &["queues"],
+        &["crons"],
+        &["dead-letters"],
+        &["message", "msg_x"],
+        &["cancel", "msg_x"],
+        &["purge", "probe", "--dry-run"],
+    ] {
         let (ok, _, stderr) = cli.run(args);
         assert!(!ok, "{args:?} succeeded on no database");
         assert!(stderr.contains("no database at") && stderr.contains("web migrate"), "{args:?}: {stderr}");
@@ -128,4 +136,64 @@ async fn run_now_makes_a_delayed_message_due_and_refuses_an_unknown_one() {
     assert!(ok && stdout.contains("due already"), "{stdout}");
     let (ok, _, stderr) = cli.run(&["run-now", "msg_nope"]);
     assert!(!ok && stderr.contains("no message msg_nope"), "{stderr}");
+}
+
+// Cancel and purge need the stores' message_cancel / topic_purge (issue 18).
+
+#[tokio::test]
+async fn cancel_stops_a_waiting_message_and_refuses_a_finished_or_unknown_one() {
+    let app = common::TestApp::new().await;
+    let cli = Cli { database_url: app.database_url.clone() };
+    let id = cli.json(&["enqueue", "probe", "{}", "--json"])["messageId"].as_str().unwrap().to_owned();
+    let done = cli.json(&["cancel", &id, "--json"]);
+    assert_eq!((done["messageId"].as_str(), done["state"].as_str()), (Some(id.as_str()), Some("cancelled")), "{done}");
+    assert_eq!(done["pending"], serde_json::json!([app.consumer("probe").consumer_group]));
+    assert_eq!(app.dispatch("probe").await, 0, "a cancelled message never runs");
+    assert_eq!(cli.json(&["message", &id, "--json"])["state"], "cancelled");
+
+    // Again: it has finished (cancelled); the exit status says it failed, the message why.
+    let (ok, _, stderr) = cli.run(&["cancel", &id]);
+    assert!(!ok && stderr.contains("already finished") && stderr.contains("cancelled"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["cancel", "msg_nope"]);
+    assert!(!ok && stderr.contains("no message msg_nope"), "{stderr}");
+
+    // Human output names what was cancelled.
+    let other = cli.json(&["enqueue", "probe", "{}", "--delay", "3600", "--json"]);
+    let (ok, stdout, stderr) = cli.run(&["cancel", other["messageId"].as_str().unwrap()]);
+    assert!(ok && stdout.contains("cancelled") && stdout.contains("will not run"), "{stdout}{stderr}");
+
+    // The executions filter takes the new statuses.
+    assert_eq!(cli.json(&["executions", "--status", "cancelled", "--json"]), serde_json::json!([]));
+    assert_eq!(cli.json(&["executions", "--status", "snoozed", "--json"]), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn purge_counts_with_a_dry_run_then_cancels_and_refuses_bad_names() {
+    let app = common::TestApp::new().await;
+    let cli = Cli { database_url: app.database_url.clone() };
+    for delay in ["0", "0", "3600"] {
+        cli.json(&["enqueue", "probe", "{}", "--delay", delay, "--json"]);
+    }
+    assert_eq!(
+        cli.json(&["purge", "probe", "--dry-run", "--json"]),
+        serde_json::json!({"cancelled": 3, "dryRun": true})
+    );
+    let (ok, stdout, _) = cli.run(&["purge", "probe", "--dry-run"]);
+    assert!(ok && stdout.contains("3 pending messages of probe would be cancelled"), "{stdout}");
+    let group = app.consumer("probe").consumer_group;
+    assert_eq!(cli.json(&["purge", "probe", "--group", "nobody", "--json"]), serde_json::json!({"cancelled": 0}));
+    let (ok, stdout, _) = cli.run(&["purge", "probe", "--group", &group]);
+    assert!(
+        ok && stdout.contains("3 pending messages of probe (consumer group") && stdout.contains("cancelled"),
+        "{stdout}"
+    );
+    assert_eq!(app.dispatch("probe").await, 0, "purged messages never run");
+    assert_eq!(cli.json(&["purge", "probe", "--json"]), serde_json::json!({"cancelled": 0}));
+
+    let (ok, _, stderr) = cli.run(&["purge", "bad topic!"]);
+    assert!(!ok && stderr.contains("invalid topic"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["purge", "probe", "--group", "bad group!"]);
+    assert!(!ok && stderr.contains("invalid consumer group"), "{stderr}");
+    let (ok, _, stderr) = cli.run(&["purge", "probe", "--group", ""]);
+    assert!(!ok && stderr.contains("empty --group"), "{stderr}");
 }

@@ -220,3 +220,140 @@ async fn repeated_failed_sign_ins_are_slowed_down_per_client() {
     // Another client signs in as usual.
     assert_eq!(send(&app, from("198.51.100.2:50000", ADMIN_TOKEN)).await.status, StatusCode::SEE_OTHER);
 }
+
+fn location(r: &Resp) -> String {
+    r.headers.get(header::LOCATION).expect("a redirect").to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_status_filter_lists_every_status_and_refuses_an_unknown_one() {
+    let app = TestApp::new().await;
+    let cookie = login(&app).await;
+    let page = send(&app, get("/admin?status=cancelled", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for s in ["running", "success", "failed", "snoozed", "cancelled"] {
+        assert!(page.body.contains(&format!(r#"<option value="{s}""#)), "{s} is a filter");
+    }
+    assert!(page.body.contains(r#"<option value="cancelled" selected>"#));
+    assert!(page.body.contains("cancelled (5 min)"), "the topics table counts cancelled attempts");
+    let r = send(&app, get("/admin?status=done", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("use running, success, failed, snoozed or cancelled"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn run_now_on_a_message_page_is_a_csrf_checked_post_that_says_what_it_did() {
+    let app = TestApp::new().await;
+    let sent = app.queue().send(
+        "probe",
+        b"{}".to_vec(),
+        vqs::SendOpts { delay: std::time::Duration::from_secs(3600), ..Default::default() },
+    );
+    let id = sent.await.unwrap().message_id;
+    let cookie = login(&app).await;
+    let path = format!("/admin/messages/{id}");
+    let page = send(&app, get(&path, Some(&cookie))).await.body;
+    let run_now = format!("{path}/run-now");
+    assert!(page.contains(&format!(r#"action="{run_now}""#)), "a Run now button for a delayed message");
+    assert!(page.contains(&format!(r#"action="{path}/cancel""#)), "a Cancel button for a pending message");
+    let token = csrf(&page);
+
+    for (cookie, form) in [(Some(cookie.as_str()), "csrf=x".to_owned()), (None, format!("csrf={token}"))] {
+        let r = send(&app, post_form(&run_now, cookie, &form)).await;
+        assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::UNAUTHORIZED, "{:?}", r.status);
+    }
+    assert_eq!(app.dispatch("probe").await, 0, "still delayed");
+
+    let r = send(&app, post_form(&run_now, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{path}?flash=made-due"));
+    let page = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(page.contains("Due now"), "{page}");
+    assert!(!page.contains(&format!(r#"action="{run_now}""#)), "due now: no Run now button");
+    // Clicked again (a second tab): it was due already, and says so.
+    let r = send(&app, post_form(&run_now, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), format!("{path}?flash=due-already"));
+
+    assert_eq!(app.dispatch("probe").await, 1);
+    let page = send(&app, get(&path, Some(&cookie))).await.body;
+    assert!(!page.contains(r#"id="message-actions""#), "a finished message has no Run now or Cancel");
+    let r = send(&app, post_form(&run_now, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), format!("{path}?flash=not-made-due"));
+    let page = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(page.contains("Not made due") && page.contains("has finished (succeeded in"), "{page}");
+    // An unknown message: its page says there is none.
+    let r = send(&app, post_form("/admin/messages/msg_nope/run-now", Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), "/admin/messages/msg_nope");
+}
+
+// Cancel and purge need the stores' message_cancel / topic_purge (issue 18).
+
+#[tokio::test]
+async fn cancel_on_a_message_page_is_a_csrf_checked_post_that_says_what_it_did() {
+    let app = TestApp::new().await;
+    let sent = app.queue().send(
+        "probe",
+        b"{}".to_vec(),
+        vqs::SendOpts { delay: std::time::Duration::from_secs(3600), ..Default::default() },
+    );
+    let id = sent.await.unwrap().message_id;
+    let cookie = login(&app).await;
+    let path = format!("/admin/messages/{id}");
+    let page = send(&app, get(&path, Some(&cookie))).await.body;
+    let cancel = format!("{path}/cancel");
+    assert!(page.contains("data-confirm=\"Cancel this message?"), "it asks first");
+    let token = csrf(&page);
+
+    let r = send(&app, post_form(&cancel, Some(&cookie), "csrf=x")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, get(&cancel, Some(&cookie))).await.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let r = send(&app, post_form(&cancel, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{path}?flash=cancelled"));
+    let page = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(page.contains("Cancelled: it will not run."), "{page}");
+    assert!(page.contains(r#"<span id="message-state"><span class="badge warn">cancelled</span>"#), "{page}");
+    assert!(!page.contains(r#"id="message-actions""#), "nothing left to cancel or run");
+    assert!(app.queue().run_now(&id).await.is_err(), "a cancelled message cannot be made due");
+    assert_eq!(app.dispatch("probe").await, 0, "it never runs");
+
+    // Again (another tab): refused, with how it ended.
+    let r = send(&app, post_form(&cancel, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), format!("{path}?flash=not-cancelled"));
+    let page = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(page.contains("Not cancelled") && page.contains("has already finished (cancelled in"), "{page}");
+}
+
+#[tokio::test]
+async fn purge_asks_first_showing_how_many_it_would_cancel() {
+    let app = TestApp::new().await;
+    for _ in 0..2 {
+        app.queue().send("probe", b"{}".to_vec(), Default::default()).await.unwrap();
+    }
+    let cookie = login(&app).await;
+    let overview = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(overview.contains(r#"href="/admin/queues/probe/purge""#), "a Purge link on a topic with pending messages");
+    assert!(!overview.contains(r#"href="/admin/queues/cleanup/purge""#), "none on an empty topic");
+
+    let confirm = send(&app, get("/admin/queues/probe/purge", Some(&cookie))).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("2 pending messages of this topic"), "{}", confirm.body);
+    let waiting: i64 = app.queue().depth().await.unwrap().iter().map(|d| d.waiting).sum();
+    assert_eq!(waiting, 2, "the confirmation is a dry run: nothing changed");
+    let token = csrf(&confirm.body);
+
+    let r = send(&app, post_form("/admin/queues/probe/purge", Some(&cookie), "csrf=x")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&app, post_form("/admin/queues/probe/purge", Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), "/admin?flash=purged&count=2");
+    let page = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(page.contains("Purged: 2 pending messages cancelled"), "{page}");
+    assert_eq!(app.dispatch("probe").await, 0);
+
+    let bad = send(&app, get("/admin/queues/bad%20topic/purge", Some(&cookie))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("invalid topic"), "{}", bad.body);
+    // Without a session: back to the sign-in.
+    assert_eq!(send(&app, get("/admin/queues/probe/purge", None)).await.status, StatusCode::SEE_OTHER);
+}

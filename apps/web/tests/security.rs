@@ -59,6 +59,9 @@ fn protected_routes() -> Vec<(Family, Method, &'static str, &'static str)> {
         (Admin, Method::GET, "/api/admin/executions", ""),
         (Admin, Method::POST, "/api/admin/messages", r#"{"topic":"probe","payload":{}}"#),
         (Admin, Method::GET, "/api/admin/messages/m", ""),
+        (Admin, Method::POST, "/api/admin/messages/m/run-now", ""),
+        (Admin, Method::POST, "/api/admin/messages/m/cancel", ""),
+        (Admin, Method::POST, "/api/admin/queues/probe/purge", ""),
         (Admin, Method::GET, "/api/admin/queues", ""),
         (Admin, Method::GET, "/api/admin/dead-letters", ""),
         (Admin, Method::POST, "/api/admin/dead-letters/m/replay", ""),
@@ -247,6 +250,9 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
     let dead = app.queue().dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     let id = dead[0].id;
+    // A delayed message a forged cancel, run now or purge would act on.
+    let delayed = vqs::SendOpts { delay: std::time::Duration::from_secs(3600), ..Default::default() };
+    let waiting = app.queue().send("probe", b"{}".to_vec(), delayed).await.unwrap().message_id;
     let forged = [
         None,
         Some(format!("vqs_session={ADMIN_TOKEN}")),
@@ -256,10 +262,14 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
     ];
     for cookie in &forged {
         let mut page = Request::get(format!("/admin/messages/{}", dead[0].message_id));
-        let mut actions = ["replay", "discard"].map(|a| {
-            Request::post(format!("/admin/dead-letters/{id}/{a}"))
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        });
+        let mut actions = [
+            format!("/admin/dead-letters/{id}/replay"),
+            format!("/admin/dead-letters/{id}/discard"),
+            format!("/admin/messages/{waiting}/cancel"),
+            format!("/admin/messages/{waiting}/run-now"),
+            "/admin/queues/probe/purge".to_owned(),
+        ]
+        .map(|a| Request::post(a).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"));
         for r in std::iter::once(&mut page).chain(actions.iter_mut()) {
             let mut b = std::mem::take(r);
             if let Some(c) = cookie {
@@ -274,6 +284,10 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
         // No session: sent to the login page, never shown the message.
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{cookie:?}");
         assert_eq!(resp.headers()[header::LOCATION], "/admin", "{cookie:?}");
+        // The purge's confirmation (a dry run) is not shown either.
+        let confirm = with_cookie(Request::get("/admin/queues/probe/purge"), cookie);
+        let resp = app.router.clone().oneshot(confirm).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{cookie:?}");
         let (_, text) = send(&app, with_cookie(Request::get("/admin"), cookie)).await;
         assert!(text.contains(r#"name="token""#), "{cookie:?}: the login form: {text}");
         for action in actions {
@@ -289,6 +303,11 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
     let after = app.queue().dead_letters(10).await.unwrap();
     assert_eq!(after.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id]);
     assert_eq!(app.attempts(&dead[0].message_id).await.len(), 1, "not run again");
+    // The delayed message is neither cancelled nor made due.
+    let m = app.queue().message(&waiting).await.unwrap().unwrap();
+    let d = &m.deliveries[0];
+    assert_eq!(d.state, vqs::store::DeliveryState::Pending);
+    assert!(d.visible_at > app.clock.now() + chrono::Duration::minutes(30), "still delayed: {d:?}");
 }
 
 /// Start `web serve` with every secret set and debug logs on; returns the process and its

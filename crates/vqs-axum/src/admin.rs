@@ -1,6 +1,6 @@
 //! The admin API under `/api/admin`, behind `Authorization: Bearer <VQS_ADMIN_TOKEN>`.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vqs::store::{ExecutionListParams, ExecutionStatus, MessageRecord, ProgressListParams, ProgressRecord};
+use vqs::store::{
+    ExecutionListParams, ExecutionStatus, MessageCancelled, MessageRecord, ProgressListParams, ProgressRecord,
+};
 use vqs::{SendOpts, VercelConfig};
 
 use crate::api_error::{ApiError, require_bearer};
@@ -22,7 +24,9 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/messages", post(enqueue))
         .route("/api/admin/messages/{id}", get(message))
         .route("/api/admin/messages/{id}/run-now", post(run_now))
+        .route("/api/admin/messages/{id}/cancel", post(cancel))
         .route("/api/admin/queues", get(queues))
+        .route("/api/admin/queues/{topic}/purge", post(purge))
         .route("/api/admin/dead-letters", get(dead_letters))
         .route("/api/admin/dead-letters/{id}/replay", post(replay))
         .route("/api/admin/dead-letters/{id}", get(dead_letter).delete(discard))
@@ -73,15 +77,41 @@ pub struct ExecutionsQuery {
     pub limit: Option<u32>,
 }
 
+/// Every execution status, in the order filters list them and refusals name them (the API,
+/// the CLI and the dashboard's filter all read this list).
+pub const EXECUTION_STATUSES: [ExecutionStatus; 5] = [
+    ExecutionStatus::Running,
+    ExecutionStatus::Success,
+    ExecutionStatus::Failed,
+    ExecutionStatus::Snoozed,
+    ExecutionStatus::Cancelled,
+];
+
+/// A status added to the core without being added to [`EXECUTION_STATUSES`] stops the build
+/// here, rather than being refused by every filter.
+const _: fn(ExecutionStatus) = |s| match s {
+    ExecutionStatus::Running
+    | ExecutionStatus::Success
+    | ExecutionStatus::Failed
+    | ExecutionStatus::Snoozed
+    | ExecutionStatus::Cancelled => {}
+};
+
+/// A status filter's value, or a refusal naming every status there is.
+pub fn parse_execution_status(s: &str) -> Result<ExecutionStatus, String> {
+    ExecutionStatus::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = EXECUTION_STATUSES.iter().map(|s| s.as_str()).collect();
+        let (last, rest) = names.split_last().expect("the list is not empty");
+        format!("unknown status {s:?}: use {} or {last}", rest.join(", "))
+    })
+}
+
 /// Parse the `executions` filters (shared with the CLI).
 pub fn execution_filter(q: ExecutionsQuery) -> Result<ExecutionListParams, ApiError> {
-    let status =
-        match q.status.as_deref().filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(format!("unknown status {s:?}: use running, success or failed"))
-            })?),
-        };
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_execution_status(s).map_err(ApiError::bad_request)?),
+    };
     Ok(ExecutionListParams {
         topic: q.topic.filter(|t| !t.is_empty()),
         status,
@@ -133,6 +163,68 @@ async fn message(State(state): State<VqsState>, Path(id): Path<String>) -> Resul
 async fn run_now(State(state): State<VqsState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let made_due = state.queue.run_now(&id).await?;
     Ok(Json(json!({ "messageId": id, "madeDue": made_due })))
+}
+
+/// The answer to a cancel (shared with the CLI): the consumer groups whose pending delivery
+/// will never run, and those whose running job was told to stop.
+pub fn cancelled_json(id: &str, done: &MessageCancelled) -> Value {
+    json!({ "messageId": id, "state": "cancelled", "pending": done.pending, "running": done.running })
+}
+
+/// Cancel a message in every consumer group: 200 [`cancelled_json`]; 409 when it had already
+/// finished (saying how, e.g. "succeeded in …") or another cancel got there first; 404 unknown.
+async fn cancel(State(state): State<VqsState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let done = state.queue.cancel(&id).await?;
+    Ok(Json(cancelled_json(&id, &done)))
+}
+
+/// `?group=&dry_run=` of a purge. Unknown parameters are refused rather than ignored: a
+/// misspelt `dry_run` must not purge for real.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeQuery {
+    pub group: Option<String>,
+    pub dry_run: Option<String>,
+}
+
+/// Parse a purge's `dry_run` (shared with the dashboard): `true` or `false`, absent = false.
+pub fn parse_dry_run(v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid dry_run {other:?}: use dry_run=true (count only) or dry_run=false (cancel), or leave it out"
+        ))),
+    }
+}
+
+/// The answer to a purge (shared with the CLI): `{"cancelled": n}`, with `"dryRun": true`
+/// when nothing was changed.
+pub fn purged_json(cancelled: u64, dry_run: bool) -> Value {
+    if dry_run { json!({ "cancelled": cancelled, "dryRun": true }) } else { json!({ "cancelled": cancelled }) }
+}
+
+/// Cancel every pending message of a topic (of one consumer group with `?group=`); with
+/// `?dry_run=true` only count them. Running messages are left to finish.
+async fn purge(
+    State(state): State<VqsState>,
+    Path(topic): Path<String>,
+    query: Result<Query<PurgeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}: the parameters are group=<consumer group> (optional) and dry_run=true|false (optional)",
+            e.body_text()
+        ))
+    })?;
+    let dry_run = parse_dry_run(q.dry_run.as_deref())?;
+    if q.group.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "empty group: name a consumer group, or leave group out to purge every consumer group of the topic",
+        ));
+    }
+    let n = state.queue.purge(&topic, q.group.as_deref(), dry_run).await?;
+    Ok(Json(purged_json(n, dry_run)))
 }
 
 async fn queues(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {

@@ -1,13 +1,15 @@
 //! The dashboard at `/admin`: server-rendered HTML for a person in a browser, with no build
 //! step and nothing loaded from outside the app. It shows what the admin API shows — topics,
 //! crons and their heartbeats, progress, dead letters (replay, discard), recent executions
-//! and each message's history — and refreshes its live part every few seconds.
+//! and each message's history (cancel, run now) — and refreshes its live part every few
+//! seconds. A topic can be purged after a page that shows how many it would cancel.
 //!
 //! Login posts `VQS_ADMIN_TOKEN` in a form body (never a URL) and gets a signed, HttpOnly,
 //! SameSite=Strict session cookie ([`session`]); every action is a POST with a CSRF token.
 //! Every value from a job, a payload or an error is escaped ([`html::esc`]), and a strict
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
+mod actions;
 mod html;
 pub mod login_throttle;
 mod pages;
@@ -38,6 +40,9 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/login", post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/messages/{id}", get(message))
+        .route("/admin/messages/{id}/cancel", post(actions::cancel))
+        .route("/admin/messages/{id}/run-now", post(actions::run_now))
+        .route("/admin/queues/{topic}/purge", get(actions::purge_confirm).post(actions::purge))
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/dead-letters/{id}/discard", post(discard))
         .route("/admin/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))

@@ -5,7 +5,10 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use vqs::store::{ExecutionListParams, ExecutionRecord, ExecutionStatus, ProgressListParams, ProgressRecord};
+use vqs::store::{
+    DeliveryState, ExecutionListParams, ExecutionRecord, ExecutionStatus, MessageRecord, ProgressListParams,
+    ProgressRecord,
+};
 use vqs::{CronState, QueueError};
 
 use super::html::{badge, cut, esc, url, when};
@@ -17,6 +20,9 @@ pub struct Filters {
     pub topic: Option<String>,
     pub status: Option<String>,
     pub flash: Option<String>,
+    /// How many a purge cancelled (with `flash=purged`); a string because flattened query
+    /// fields reach serde as strings.
+    pub count: Option<String>,
 }
 
 fn status_badge(s: ExecutionStatus) -> String {
@@ -99,7 +105,10 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let progress = q.progress(ProgressListParams { message_id: None, limit: 20 }).await?;
     let dead = q.dead_letters(50).await?;
     let sync_log = q.sync_log(None).await?;
-    let status = f.status.as_deref().filter(|s| !s.is_empty()).and_then(ExecutionStatus::parse);
+    let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
+    };
     let topic = f.topic.clone().filter(|t| !t.is_empty());
     let executions =
         q.executions(ExecutionListParams { topic, status, message_id: None, consumer_group: None, limit: 50 }).await?;
@@ -107,12 +116,18 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let mut out = String::new();
     if let Some(flash) = f.flash.as_deref() {
         let text = match flash {
-            "discarded" => "Dead letter discarded.",
-            "not-found" => "That dead letter is gone already (replayed or discarded elsewhere).",
-            _ => "",
+            "discarded" => "Dead letter discarded.".to_owned(),
+            "not-found" => "That dead letter is gone already (replayed or discarded elsewhere).".to_owned(),
+            // The count is parsed as a number: nothing from the URL is shown as text.
+            "purged" => match f.count.as_deref().and_then(|c| c.parse::<u64>().ok()) {
+                Some(1) => "Purged: 1 pending message cancelled; it will not run.".to_owned(),
+                Some(n) => format!("Purged: {n} pending messages cancelled; they will not run."),
+                None => String::new(),
+            },
+            _ => String::new(),
         };
         if !text.is_empty() {
-            let _ = write!(out, r#"<p class="flash">{}</p>"#, esc(text));
+            let _ = write!(out, r#"<p class="flash" id="flash">{}</p>"#, esc(&text));
         }
     }
 
@@ -132,14 +147,22 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         out += r#"<p class="note" id="depth-elsewhere">Messages wait in Vercel Queues on this deployment: how many are waiting, delayed or in flight there is not visible here (see the project's Queues tab on Vercel). Running, succeeded, failed and dead letters below are this database's.</p>"#;
     }
     let unknown = |n: i64| if elsewhere { "–".to_owned() } else { n.to_string() };
+    // Cancelled counts attempts, like succeeded and failed: from the executions of the last
+    // five minutes, not `queue_stats`, which reads the whole history and this part is polled.
     out += "<table><thead><tr><th>topic</th><th>waiting</th><th>oldest due</th><th>delayed</th><th>running</th>\
-            <th>succeeded (5 min)</th><th>failed (5 min)</th><th>dead letters</th></tr></thead><tbody>";
+            <th>succeeded (5 min)</th><th>failed (5 min)</th><th>cancelled (5 min)</th><th>dead letters</th><th></th></tr></thead><tbody>";
     for t in &topics {
         let d = depth.iter().find(|d| &d.topic == t).cloned().unwrap_or_default();
         let r = recent.iter().find(|r| &r.topic == t).cloned().unwrap_or_default();
+        // Purge asks first on a page of its own that shows how many it would cancel.
+        let purge = if !elsewhere && vqs::is_valid_name(t) && d.waiting + d.delayed > 0 {
+            format!(r#"<a class="purge" href="/admin/queues/{}/purge">Purge…</a>"#, url(t))
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            r#"<tr data-topic="{tt}"><td><a href="/admin?topic={tu}">{tt}</a></td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num{}">{}</td></tr>"#,
+            r#"<tr data-topic="{tt}"><td><a href="/admin?topic={tu}">{tt}</a></td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num cancelled">{}</td><td class="num{}">{}</td><td class="actions">{purge}</td></tr>"#,
             unknown(d.waiting),
             d.oldest_due_at.map(|t| when(t, now)).unwrap_or_else(|| "–".into()),
             unknown(d.delayed),
@@ -147,6 +170,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             r.success,
             if r.failed > 0 { " warn" } else { "" },
             r.failed,
+            r.cancelled,
             if d.dead_letters > 0 { " bad" } else { "" },
             d.dead_letters,
             tt = esc(t),
@@ -287,7 +311,7 @@ pub fn filter_form(state: &VqsState, f: &Filters) -> String {
         let _ = write!(out, r#"<option value="{0}"{sel}>{0}</option>"#, esc(t));
     }
     out += r#"</select></label> <label>status <select name="status"><option value="">all</option>"#;
-    for s in ["running", "success", "failed"] {
+    for s in crate::admin::EXECUTION_STATUSES.map(ExecutionStatus::as_str) {
         let sel = if f.status.as_deref() == Some(s) { " selected" } else { "" };
         let _ = write!(out, r#"<option value="{s}"{sel}>{s}</option>"#);
     }
@@ -313,17 +337,17 @@ pub async fn message(
     let dead: Vec<_> = q.dead_letters(1000).await?.into_iter().filter(|d| d.message_id == id).collect();
 
     let mut out = String::new();
-    if flash == Some("replayed") {
-        out += r#"<p class="flash">Replayed: this is the new message. It runs as soon as a worker is free.</p>"#;
+    if let Some((class, text)) = flash.and_then(|f| message_flash(f, &m)) {
+        let _ = write!(out, r#"<p class="{class}" id="flash">{}</p>"#, esc(&text));
     }
     let state_label = match (m.deliveries.first().map(|d| d.state), attempts.last().map(|a| a.status)) {
-        (Some(vqs::store::DeliveryState::Acked), _) => badge("ok", "succeeded"),
-        (Some(vqs::store::DeliveryState::Dead), _) => badge("bad", "dead"),
-        (Some(vqs::store::DeliveryState::Cancelled), _) => badge("warn", "cancelled"),
-        (Some(vqs::store::DeliveryState::Leased), _) => badge("info", "running"),
-        (Some(vqs::store::DeliveryState::Pending), Some(ExecutionStatus::Failed)) => badge("warn", "retrying"),
-        (Some(vqs::store::DeliveryState::Pending), Some(ExecutionStatus::Snoozed)) => badge("info", "snoozed"),
-        (Some(vqs::store::DeliveryState::Pending), _) => badge("info", "waiting"),
+        (Some(DeliveryState::Acked), _) => badge("ok", "succeeded"),
+        (Some(DeliveryState::Dead), _) => badge("bad", "dead"),
+        (Some(DeliveryState::Cancelled), _) => badge("warn", "cancelled"),
+        (Some(DeliveryState::Leased), _) => badge("info", "running"),
+        (Some(DeliveryState::Pending), Some(ExecutionStatus::Failed)) => badge("warn", "retrying"),
+        (Some(DeliveryState::Pending), Some(ExecutionStatus::Snoozed)) => badge("info", "snoozed"),
+        (Some(DeliveryState::Pending), _) => badge("info", "waiting"),
         (None, _) => badge("warn", "no consumer"),
     };
     let _ = write!(
@@ -337,6 +361,25 @@ pub async fn message(
         esc(m.idempotency_key.as_deref().unwrap_or("–")),
         esc(&m.content_type),
     );
+    // Run now: a delivery waiting out a delay or a retry's backoff. Cancel: anything that
+    // may still run (pending, or leased: running or about to).
+    let mut actions = String::new();
+    let elsewhere = q.publishes_elsewhere();
+    if !elsewhere && m.deliveries.iter().any(|d| d.state == DeliveryState::Pending && d.visible_at > now) {
+        actions += &action_form(&format!("/admin/messages/{}/run-now", url(&m.id)), csrf, "Run now", "primary", None);
+    }
+    if !elsewhere && m.deliveries.iter().any(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Leased)) {
+        actions += &action_form(
+            &format!("/admin/messages/{}/cancel", url(&m.id)),
+            csrf,
+            "Cancel",
+            "danger",
+            Some("Cancel this message? It will not run; a running job is told to stop."),
+        );
+    }
+    if !actions.is_empty() {
+        let _ = write!(out, r#"<p class="actions" id="message-actions">{actions}</p>"#);
+    }
     let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
     let _ = write!(out, r#"<h3>Payload</h3><pre class="payload">{}</pre>"#, esc(&cut(&payload, 20_000)));
     out += "<h3>Deliveries</h3><table><thead><tr><th>consumer group</th><th>state</th><th>deliveries</th><th>attempts</th><th>visible at</th></tr></thead><tbody>";
@@ -375,4 +418,84 @@ pub async fn message(
     }
     out += "</section>";
     Ok(Some(out))
+}
+
+/// The message page's notice after an action (`?flash=`). Only fixed keywords are read from
+/// the URL; a refusal is told from the message's state as it is now (a finished delivery
+/// stays finished), in the admin API's words.
+fn message_flash(flash: &str, m: &MessageRecord) -> Option<(&'static str, String)> {
+    let how = finished_how(m);
+    let text = match flash {
+        "replayed" => return Some(("flash", "Replayed: this is the new message. It runs as soon as a worker is free.".into())),
+        "cancelled" => return Some(("flash", "Cancelled: it will not run.".into())),
+        "cancelled-running" => {
+            return Some(("flash", "Cancelled: its running job was told to stop and is dropped within a second.".into()));
+        }
+        "made-due" => return Some(("flash", "Due now: it runs as soon as a worker is free.".into())),
+        "due-already" => return Some(("flash", "It was due already: it runs as soon as a worker is free.".into())),
+        "not-cancelled" => match how {
+            None => "Not cancelled: this message is in no consumer group yet (nothing subscribes to its topic), so there is nothing to cancel.".to_owned(),
+            Some(how) => format!("Not cancelled: message {} has already finished ({how}): nothing to cancel.", m.id),
+        },
+        "not-made-due" => {
+            if m.deliveries.iter().any(|d| d.state == DeliveryState::Leased) {
+                format!("Not made due: message {} is running.", m.id)
+            } else {
+                match how {
+                    None => "Not made due: this message is in no consumer group yet (nothing subscribes to its topic).".to_owned(),
+                    Some(how) => format!("Not made due: message {} has finished ({how}): nothing to run.", m.id),
+                }
+            }
+        }
+        _ => return None,
+    };
+    Some(("flash bad", text))
+}
+
+/// How each finished delivery of a message ended ("succeeded in g1, cancelled in g2"); `None`
+/// when it is in no consumer group.
+fn finished_how(m: &MessageRecord) -> Option<String> {
+    if m.deliveries.is_empty() {
+        return None;
+    }
+    let how: Vec<String> = m
+        .deliveries
+        .iter()
+        .map(|d| {
+            let word = match d.state {
+                DeliveryState::Acked => "succeeded",
+                DeliveryState::Dead => "dead-lettered",
+                DeliveryState::Cancelled => "cancelled",
+                DeliveryState::Pending => "pending",
+                DeliveryState::Leased => "running",
+            };
+            format!("{word} in {}", d.consumer_group)
+        })
+        .collect();
+    Some(how.join(", "))
+}
+
+/// The purge's confirmation: how many pending messages of `topic` a purge would cancel now
+/// (a dry run), and the button that does it.
+pub async fn purge_confirm(state: &VqsState, topic: &str, csrf: &str) -> Result<String, QueueError> {
+    let n = state.queue.purge(topic, None, true).await?;
+    let mut out = format!(r#"<section id="purge"><h2>Purge <code>{}</code></h2>"#, esc(topic));
+    if n == 0 {
+        out += r#"<p class="empty" id="purge-count">No pending messages: nothing to purge.</p>"#;
+    } else {
+        let what = if n == 1 { "1 pending message".to_owned() } else { format!("{n} pending messages") };
+        let _ = write!(
+            out,
+            r#"<p id="purge-count">{what} of this topic (in every consumer group) would be cancelled: they will never run. Running jobs are left to finish; messages published from now on are not affected.</p><p>{}</p>"#,
+            action_form(
+                &format!("/admin/queues/{}/purge", url(topic)),
+                csrf,
+                &format!("Cancel {what}"),
+                "danger",
+                None
+            ),
+        );
+    }
+    out += r#"<p><a href="/admin">← back, purge nothing</a></p></section>"#;
+    Ok(out)
 }
