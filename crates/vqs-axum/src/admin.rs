@@ -168,7 +168,9 @@ async fn run_now(State(state): State<VqsState>, Path(id): Path<String>) -> Resul
 /// The answer to a cancel (shared with the CLI): the consumer groups whose pending delivery
 /// will never run, and those whose running job was told to stop.
 pub fn cancelled_json(id: &str, done: &MessageCancelled) -> Value {
-    json!({ "messageId": id, "state": "cancelled", "pending": done.pending, "running": done.running })
+    // `remote`: the message lives in Vercel's queue service; the cancel is recorded and each
+    // delivery of it that arrives is acknowledged unrun (the groups are unknown here).
+    json!({ "messageId": id, "state": "cancelled", "pending": done.pending, "running": done.running, "remote": done.remote })
 }
 
 /// Cancel a message in every consumer group: 200 [`cancelled_json`]; 409 when it had already

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::queue_metrics::{METRIC_PUBLISHED, SharedRecorder};
+use crate::queue_metrics::{METRIC_CANCELLED, METRIC_PUBLISHED, SharedRecorder};
 use crate::store::{
     DeadLetterAction, DeadLetterGetParams, DeadLetterListParams, DeadLetterRecord, DeadLetterReplayOpts,
     DeadLetterRestoreParams, DeadLetterSettleParams, DeadLetterSettled, DeliveryState, ExecutionCountParams,
@@ -486,6 +486,7 @@ impl Queue {
             .await?;
         if !dry_run && n > 0 {
             tracing::info!(queue.name = topic, queue.consumer_group = group, cancelled = n, "purged");
+            self.with_metrics(|| metrics::counter!(METRIC_CANCELLED, "topic" => topic.to_owned()).increment(n));
         }
         Ok(n)
     }

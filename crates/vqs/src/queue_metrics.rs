@@ -23,8 +23,8 @@ pub const METRIC_FAILED: &str = "vqs_jobs_failed_total";
 pub const METRIC_RETRIED: &str = "vqs_jobs_retried_total";
 /// Counter: attempts that snoozed (due again later, no attempt spent), by `topic`.
 pub const METRIC_SNOOZED: &str = "vqs_jobs_snoozed_total";
-/// Counter: attempts and pending messages cancelled (by the job itself, or an operator's
-/// cancel reaching a running job), by `topic`.
+/// Counter: jobs cancelled — by the job itself, by an operator's cancel reaching it running
+/// or before its push, or by a purge (each message purged) — by `topic`.
 pub const METRIC_CANCELLED: &str = "vqs_jobs_cancelled_total";
 /// Counter: messages moved to the dead-letter store, by `topic`.
 pub const METRIC_DEAD_LETTERED: &str = "vqs_messages_dead_lettered_total";
