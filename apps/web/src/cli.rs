@@ -125,7 +125,9 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     if json_out {
         println!("{value}");
     } else {
-        print!("{}", human(value));
+        let text = human(value);
+        // Every table row ends its line, the last one too.
+        if text.is_empty() || text.ends_with('\n') { print!("{text}") } else { println!("{text}") }
     }
 }
 
