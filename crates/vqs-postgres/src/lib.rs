@@ -28,6 +28,7 @@ mod maintenance;
 mod processes;
 mod progress;
 mod publish;
+mod replace;
 mod rows;
 mod server_admin;
 mod sessions;

@@ -21,6 +21,7 @@ mod maintenance;
 mod processes;
 mod progress;
 mod publish;
+mod replace;
 mod rows;
 mod sessions;
 mod stats;
