@@ -39,6 +39,7 @@ pub(crate) async fn replace_held(
     .await
     .map_err(db_err)?;
     if held.is_none() {
+        tx.rollback().await.map_err(db_err)?;
         return Ok(None);
     }
     let states: Vec<String> =
