@@ -75,8 +75,7 @@ async fn a_debounce_runs_the_job_once_with_the_last_payload() {
     let (_, after) = enqueue(&app, send(json!({}))).await;
     assert_eq!((&after["duplicate"], &after["replaced"]), (&json!(false), &json!(false)));
     assert_ne!(after["messageId"], json!(id));
-    let (_, skipped) =
-        enqueue(&app, json!({"topic": "probe", "payload": {}, "idempotency_key": "debounce"})).await;
+    let (_, skipped) = enqueue(&app, json!({"topic": "probe", "payload": {}, "idempotency_key": "debounce"})).await;
     assert_eq!(skipped, json!({"messageId": after["messageId"], "duplicate": true, "replaced": false}));
 }
 
@@ -153,7 +152,11 @@ async fn the_cli_replaces_with_on_duplicate() {
             .env("RUST_LOG", "warn")
             .output()
             .expect("run the web binary");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let json_of = |args: &[&str]| -> Value {
         let (ok, stdout, stderr) = run(args);
@@ -162,8 +165,7 @@ async fn the_cli_replaces_with_on_duplicate() {
     };
     let send = ["enqueue", "probe", "--idempotency-key", "k", "--delay", "3600", "--json"];
     let first = json_of(&[&send[..2], &[r#"{"sleep_ms":1}"#], &send[2..]].concat());
-    let second =
-        json_of(&[&send[..2], &[r#"{"sleep_ms":2}"#], &send[2..], &["--on-duplicate", "replace"]].concat());
+    let second = json_of(&[&send[..2], &[r#"{"sleep_ms":2}"#], &send[2..], &["--on-duplicate", "replace"]].concat());
     assert_eq!(second, json!({"messageId": first["messageId"], "duplicate": false, "replaced": true}));
     let (ok, _, stderr) = run(&[&send[..2], &["{}"], &send[2..], &["--on-duplicate", "overwrite"]].concat());
     assert!(!ok && stderr.contains("skip") && stderr.contains("replace"), "{stderr}");

@@ -2,8 +2,8 @@
 //! by a message that has not started gives that message its payload, content type, headers
 //! and due time; one that has started or finished hands the key to a new message.
 
-use sqlx::postgres::PgConnection;
 use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 use vqs::store::{MessageSendParams, SendResult, StoreError};
 
 use crate::publish::insert_keyed;
@@ -97,7 +97,9 @@ pub(crate) async fn replace_held(
             .await
             .map_err(db_err)?;
         let id = insert_keyed(&mut tx, p).await?.ok_or_else(|| {
-            StoreError::Database(format!("the key of message {original} was released but a new message could not take it"))
+            StoreError::Database(format!(
+                "the key of message {original} was released but a new message could not take it"
+            ))
         })?;
         SendResult { message_id: id, duplicate: false, replaced: false }
     };

@@ -232,12 +232,16 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
         }
     }
     let mut stored = std::collections::HashMap::new();
-    for (id, _) in &leased {
+    for id in leased.keys() {
         let m = sender.message_get(vqs::store::MessageGetParams { id: id.clone() }).await.unwrap().unwrap();
         stored.insert(id.clone(), m.payload.as_str().unwrap().parse::<u32>().unwrap());
     }
     for (id, n) in &leased {
-        assert_eq!(stored[id], *n, "{id} was leased with {n} but holds {}: a replace changed it after its lease", stored[id]);
+        assert_eq!(
+            stored[id], *n,
+            "{id} was leased with {n} but holds {}: a replace changed it after its lease",
+            stored[id]
+        );
     }
     // The sends of one round race each other; a round ends before the next begins.
     let round = |n: u32| (n - 1) / 3;

@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 use vqs::store::{
-    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, OnDuplicate, SendResult, StoreError,
-    new_message_id_at, split_receipt_handle,
+    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, MessageSendParams, OnDuplicate, SendResult,
+    StoreError, new_message_id_at, split_receipt_handle,
 };
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 

@@ -109,10 +109,10 @@ pub async fn a_leased_message_hands_its_key_to_a_new_one(s: Store) {
     assert_eq!(skipped, SendResult { message_id: again.message_id.clone(), duplicate: true, replaced: false });
     ack(&s, &running, at(5)).await.unwrap();
     let next = claim(&s, "a", 10, at(5)).await;
-    assert_eq!(next.iter().map(|m| (m.message_id.as_str(), m.payload.as_slice())).collect::<Vec<_>>(), [(
-        again.message_id.as_str(),
-        b"2".as_slice()
-    )]);
+    assert_eq!(
+        next.iter().map(|m| (m.message_id.as_str(), m.payload.as_slice())).collect::<Vec<_>>(),
+        [(again.message_id.as_str(), b"2".as_slice())]
+    );
 }
 
 /// A message finished in one group (acknowledged, or dead) has started, even while another
@@ -131,9 +131,13 @@ pub async fn a_finished_message_hands_its_key_to_a_new_one(s: Store) {
     subscribe(&s, "t", "b").await;
     let leased = claim(&s, "a", 1, at(5)).await.remove(0);
     assert_eq!(leased.message_id, second.message_id);
-    s.delivery_dead_letter(DeliveryDeadLetterParams { lease: lease(&leased, at(6)), reason: "bad".into(), execution: None })
-        .await
-        .unwrap();
+    s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&leased, at(6)),
+        reason: "bad".into(),
+        execution: None,
+    })
+    .await
+    .unwrap();
     let third = s.message_send(replace("k", "3", at(7))).await.unwrap();
     assert_eq!((third.duplicate, third.replaced), (false, false));
     assert_ne!(third.message_id, second.message_id);
@@ -151,7 +155,10 @@ pub async fn a_message_without_subscribers_is_replaced(s: Store) {
     subscribe(&s, "t", "a").await;
     let leased = claim(&s, "a", 10, at(3)).await;
     assert_eq!(leased.len(), 1);
-    assert_eq!((leased[0].message_id.as_str(), leased[0].payload.as_slice()), (first.message_id.as_str(), b"2".as_slice()));
+    assert_eq!(
+        (leased[0].message_id.as_str(), leased[0].payload.as_slice()),
+        (first.message_id.as_str(), b"2".as_slice())
+    );
 }
 
 /// Bulk: against keys already held (pending: replaced; leased: a new message), and two of
@@ -208,10 +215,8 @@ pub async fn send_many_replaces_held_keys_and_earlier_ones_in_the_batch(s: Store
 pub async fn skip_leaves_the_held_message_alone(s: Store) {
     subscribe(&s, "t", "a").await;
     let first = s.message_send(MessageSendParams { delay_seconds: 10, ..keyed("k", "1", at(1)) }).await.unwrap();
-    let again = s
-        .message_send(MessageSendParams { on_duplicate: OnDuplicate::Skip, ..keyed("k", "2", at(2)) })
-        .await
-        .unwrap();
+    let again =
+        s.message_send(MessageSendParams { on_duplicate: OnDuplicate::Skip, ..keyed("k", "2", at(2)) }).await.unwrap();
     assert_eq!(again, SendResult { message_id: first.message_id.clone(), duplicate: true, replaced: false });
     let m = message(&s, &first.message_id).await;
     assert_eq!((m.payload, m.deliveries[0].visible_at), (serde_json::json!(1), at(11)));
