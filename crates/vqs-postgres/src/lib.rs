@@ -22,6 +22,7 @@ mod cron_runs;
 mod dead_letters;
 mod executions;
 mod held_connection;
+mod keyed_insert;
 mod lease;
 mod lease_failure;
 mod maintenance;

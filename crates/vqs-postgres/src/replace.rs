@@ -6,7 +6,7 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use vqs::store::{MessageSendParams, SendResult, StoreError};
 
-use crate::publish::insert_keyed;
+use crate::keyed_insert::insert_keyed;
 use crate::rows::{db_err, secs};
 
 /// Replace `original`, the kept message that holds `p`'s key. `None` when the key no longer
