@@ -67,7 +67,8 @@ pub(crate) async fn replace_held(
         .await
         .map_err(db_err)?;
         // Due at the new time in every group, attempts and delivery counts kept; every
-        // process's dispatchers wake as on a publish (on commit).
+        // process's dispatchers wake as on a publish (on commit). Every column of
+        // `deliveries` is carried over: a column added by a later migration is added here.
         sqlx::query(
             "WITH gone AS ( \
                  DELETE FROM deliveries WHERE message_id = $1 \
