@@ -38,6 +38,10 @@ pub enum Command {
         /// Deliver no sooner than this many seconds from now.
         #[arg(long, default_value_t = 0)]
         delay: u64,
+        /// When the key is held: skip (queue nothing), or replace (the key's message, if it
+        /// has not started, takes this payload and due time: with --delay, a debounce).
+        #[arg(long, default_value = "skip", value_parser = ["skip", "replace"])]
+        on_duplicate: String,
         #[arg(long)]
         json: bool,
     },
@@ -171,18 +175,30 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     match command {
         Command::Serve => unreachable!("handled above"),
         Command::Migrate => println!("migrations applied"),
-        Command::Enqueue { topic, payload, idempotency_key, delay, json } => {
+        Command::Enqueue { topic, payload, idempotency_key, delay, on_duplicate, json } => {
             let payload: Value = serde_json::from_str(&payload).with_context(|| {
                 format!("the payload is not valid JSON: {payload:?} (quote it: '{{\"sleep_ms\": 100}}')")
             })?;
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
             vqs_axum::admin::require_consumed_topic(&vercel, &topic).map_err(|e| anyhow!("{e}"))?;
-            let opts =
-                SendOpts { idempotency_key, delay: std::time::Duration::from_secs(delay), ..SendOpts::default() };
+            let on_duplicate = vqs::OnDuplicate::parse(&on_duplicate)
+                .ok_or_else(|| anyhow!("--on-duplicate must be skip or replace, not {on_duplicate:?}"))?;
+            let opts = SendOpts {
+                idempotency_key,
+                delay: std::time::Duration::from_secs(delay),
+                on_duplicate,
+                ..SendOpts::default()
+            };
             let sent = queue.send(&topic, serde_json::to_vec(&payload)?, opts).await.map_err(|e| anyhow!("{e}"))?;
             print(json, &json!(sent), |v| {
-                let dup = if sent.duplicate { " (duplicate: an equal message is already pending)" } else { "" };
-                format!("{}{dup}\n", s(&v["messageId"]))
+                let note = if sent.duplicate {
+                    " (duplicate: an equal message is already pending)"
+                } else if sent.replaced {
+                    " (replaced: the key's waiting message takes this payload and due time)"
+                } else {
+                    ""
+                };
+                format!("{}{note}\n", s(&v["messageId"]))
             });
         }
         Command::Executions { topic, status, limit, json } => {

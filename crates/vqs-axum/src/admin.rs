@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use vqs::store::{
     ExecutionListParams, ExecutionStatus, MessageCancelled, MessageRecord, ProgressListParams, ProgressRecord,
 };
-use vqs::{SendOpts, VercelConfig};
+use vqs::{OnDuplicate, SendOpts, VercelConfig};
 
 use crate::api_error::{ApiError, require_bearer};
 use crate::state::VqsState;
@@ -241,6 +241,9 @@ struct EnqueueBody {
     payload: Value,
     idempotency_key: Option<String>,
     delay_seconds: Option<u64>,
+    /// `"skip"` (the default) or `"replace"` (SPEC.md, "Job outcomes"); read as text so
+    /// that anything else gets an answer naming the allowed values.
+    on_duplicate: Option<String>,
 }
 
 async fn enqueue(
@@ -249,15 +252,26 @@ async fn enqueue(
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
-            "{}: send JSON {{\"topic\": \"probe\", \"payload\": {{}}, \"idempotency_key\"?: \"…\", \"delay_seconds\"?: 0}}",
+            "{}: send JSON {{\"topic\": \"probe\", \"payload\": {{}}, \"idempotency_key\"?: \"…\", \"delay_seconds\"?: 0, \
+             \"on_duplicate\"?: \"skip\" | \"replace\"}}",
             e.body_text()
         ))
     })?;
     require_consumed_topic(&state.vercel, &body.topic).map_err(ApiError::not_found)?;
     let payload = serde_json::to_vec(&body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let on_duplicate = match body.on_duplicate.as_deref() {
+        None => OnDuplicate::Skip,
+        Some(s) => OnDuplicate::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "on_duplicate must be \"skip\" (the default: a duplicate is dropped) or \"replace\" (the key's \
+                 message, if it has not started, takes this payload and due time)",
+            )
+        })?,
+    };
     let opts = SendOpts {
         idempotency_key: body.idempotency_key,
         delay: std::time::Duration::from_secs(body.delay_seconds.unwrap_or(0)),
+        on_duplicate,
         ..SendOpts::default()
     };
     let sent = state.queue.send(&body.topic, payload, opts).await?;

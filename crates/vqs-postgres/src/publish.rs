@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use vqs::store::*;
 
+use crate::keyed_insert::insert_keyed;
 use crate::rows::db_err;
 
 /// Messages per multi-row insert of `message_send_many`.
@@ -14,7 +15,8 @@ const SEND_MANY_CHUNK: usize = 5000;
 use crate::rows::secs;
 
 /// Publish inside the caller's transaction (or on any connection): the message exists if
-/// and only if the transaction commits.
+/// and only if the transaction commits. With `on_duplicate: Replace` the replace of the
+/// key's message (or the new message that takes its key) commits or rolls back with it too.
 ///
 /// ```no_run
 /// # async fn demo(pool: sqlx::PgPool, queue: vqs::Queue) -> Result<(), Box<dyn std::error::Error>> {
@@ -29,27 +31,10 @@ use crate::rows::secs;
 /// # Ok(()) }
 /// ```
 pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result<SendResult, StoreError> {
-    for _ in 0..2 {
-        let id = new_message_id_at(p.now);
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-        )
-        .bind(&id)
-        .bind(&p.topic)
-        .bind(&p.payload)
-        .bind(&p.content_type)
-        .bind(&p.headers_json)
-        .bind(&p.idempotency_key)
-        .bind(p.now)
-        .bind(p.now + secs(p.delay_seconds))
-        .bind(p.now + secs(p.retention_seconds))
-        .bind(&p.only_group)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        if inserted.is_some() {
+    // Two rounds settle a skip (an expired original releases its key, then the insert
+    // goes in); a replace may find the key moved by a concurrent one and go round again.
+    for _ in 0..8 {
+        if let Some(id) = insert_keyed(conn, &p).await? {
             return Ok(SendResult { message_id: id, duplicate: false, replaced: false });
         }
         let original = sqlx::query("SELECT id, expires_at FROM messages WHERE topic = $1 AND idempotency_key = $2")
@@ -60,7 +45,15 @@ pub async fn enqueue_in(conn: &mut PgConnection, p: MessageSendParams) -> Result
             .map_err(db_err)?;
         match original {
             Some(r) if r.get::<DateTime<Utc>, _>(1) > p.now => {
-                return Ok(SendResult { message_id: r.get(0), duplicate: true, replaced: false });
+                let original: String = r.get(0);
+                if p.on_duplicate == OnDuplicate::Replace {
+                    match crate::replace::replace_held(conn, &p, &original).await? {
+                        Some(done) => return Ok(done),
+                        // The key moved meanwhile: look again.
+                        None => continue,
+                    }
+                }
+                return Ok(SendResult { message_id: original, duplicate: true, replaced: false });
             }
             // The original expired: its key no longer dedups. Release it and insert again.
             Some(r) => {
@@ -89,7 +82,8 @@ pub(crate) async fn message_send_many(pool: &PgPool, p: MessageSendManyParams) -
             out[*i] = Some(SendResult { message_id: id, duplicate: false, replaced: false });
         }
     }
-    // With a key: one at a time, in order, so two sends of one key dedup too.
+    // With a key: one at a time, in order, so two sends of one key dedup (or the second
+    // replaces the first) too.
     for (i, m) in keyed {
         out[i] = Some(enqueue_in(&mut tx, m.clone()).await?);
     }

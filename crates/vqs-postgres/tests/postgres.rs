@@ -58,6 +58,206 @@ async fn a_rolled_back_transaction_leaves_no_job_behind() {
     assert_eq!(m.deliveries.len(), 1, "fanned out on commit");
 }
 
+/// `on_duplicate: replace` inside the caller's transaction: the replace (or the new message
+/// that takes the key) commits or rolls back with the caller's data.
+#[tokio::test]
+async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe(&store, "probe", "g").await;
+    let queue = Queue::new(Arc::new(store.clone()), Clock::system());
+    let opts = |payload: &str, delay: u64| {
+        (
+            payload.as_bytes().to_vec(),
+            SendOpts {
+                idempotency_key: Some("k".into()),
+                on_duplicate: vqs::OnDuplicate::Replace,
+                delay: Duration::from_secs(delay),
+                ..SendOpts::default()
+            },
+        )
+    };
+    let send_in = |payload: &str, delay: u64| {
+        let (payload, opts) = opts(payload, delay);
+        queue.prepare_send("probe", payload, opts).unwrap()
+    };
+    let first = queue.send("probe", b"1".to_vec(), opts("1", 0).1).await.unwrap();
+    let before = queue.message(&first.message_id).await.unwrap().unwrap();
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let r = enqueue_in(&mut tx, send_in("2", 3600)).await.unwrap();
+    assert_eq!((r.message_id.as_str(), r.replaced), (first.message_id.as_str(), true));
+    tx.rollback().await.unwrap();
+    let after = queue.message(&first.message_id).await.unwrap().unwrap();
+    assert_eq!(after.payload, serde_json::json!(1), "rolled back: the payload is the old one");
+    assert_eq!(after.deliveries[0].visible_at, before.deliveries[0].visible_at, "and the due time too");
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let r = enqueue_in(&mut tx, send_in("3", 0)).await.unwrap();
+    assert!(r.replaced);
+    tx.commit().await.unwrap();
+    assert_eq!(queue.message(&first.message_id).await.unwrap().unwrap().payload, serde_json::json!(3));
+
+    // Started: the new message that takes the key rolls back too, the key stays where it was.
+    let leased = store
+        .delivery_claim(DeliveryClaimParams {
+            consumer_group: "g".into(),
+            topic: None,
+            message_id: None,
+            limit: 1,
+            visibility_seconds: 30,
+            start_executions: false,
+            lease_holder: None,
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    let mut tx = store.pool().begin().await.unwrap();
+    let r = enqueue_in(&mut tx, send_in("4", 0)).await.unwrap();
+    assert!(!r.replaced && !r.duplicate && r.message_id != first.message_id);
+    tx.rollback().await.unwrap();
+    assert!(queue.message(&r.message_id).await.unwrap().is_none(), "the new message rolled back");
+    let kept = queue.message(&first.message_id).await.unwrap().unwrap();
+    assert_eq!(kept.idempotency_key.as_deref(), Some("k"), "the key stays with the running message");
+}
+
+/// A replace that makes a message due wakes every process's dispatchers, as a publish does.
+#[tokio::test]
+async fn a_replace_in_one_process_wakes_the_others() {
+    let url = fresh_url().await;
+    let (a, b) = (store(&url).await, store(&url).await);
+    subscribe(&a, "debounced", "g").await;
+    let queue_a = Queue::new(Arc::new(a.clone()), Clock::system());
+    let queue_b = Queue::new(Arc::new(b), Clock::system());
+    let _listener = a.forward_wakeups(queue_a.clone());
+    let replace = |delay: u64| SendOpts {
+        idempotency_key: Some("k".into()),
+        on_duplicate: vqs::OnDuplicate::Replace,
+        delay: Duration::from_secs(delay),
+        ..SendOpts::default()
+    };
+    let first = queue_b.send("debounced", b"1".to_vec(), replace(3600)).await.unwrap();
+    // Replace from B until A's listener is up and hears one (LISTEN starts asynchronously).
+    let woke = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let notified = queue_a.published();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let r = queue_b.send("debounced", b"2".to_vec(), replace(0)).await.unwrap();
+            assert_eq!((r.message_id.as_str(), r.replaced), (first.message_id.as_str(), true));
+            if tokio::time::timeout(Duration::from_millis(500), notified).await.is_ok() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(woke.is_ok(), "process A never heard process B's replace");
+}
+
+/// Replaces racing claims from other processes (pools of their own), many times over: a
+/// message is leased with the payload of the last replace its answer named it in, never an
+/// earlier one (a claim that took its snapshot before a replace committed must not lease the
+/// message with the payload of that snapshot), and no replace is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payload() {
+    let url = fresh_url().await;
+    let sender = store(&url).await;
+    subscribe(&sender, "debounced", "g").await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut claimers = Vec::new();
+    for _ in 0..3 {
+        let (s, done) = (store(&url).await, done.clone());
+        claimers.push(tokio::spawn(async move {
+            let mut leased = Vec::new();
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let now = chrono::Utc::now();
+                let got = s
+                    .delivery_claim(DeliveryClaimParams {
+                        consumer_group: "g".into(),
+                        topic: None,
+                        message_id: None,
+                        limit: 10,
+                        visibility_seconds: 300,
+                        start_executions: false,
+                        lease_holder: None,
+                        now,
+                    })
+                    .await
+                    .unwrap();
+                for m in got {
+                    let n: u32 = String::from_utf8_lossy(&m.payload).parse().unwrap();
+                    leased.push((m.message_id.clone(), n));
+                    let lease = LeaseParams { consumer_group: m.consumer_group, receipt_handle: m.receipt_handle, now };
+                    s.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
+                }
+                if finished {
+                    return leased;
+                }
+            }
+        }));
+    }
+    // Each replace from its own task, a few at a time, numbered in send order.
+    let mut answers: Vec<(u32, vqs::SendResult)> = Vec::new();
+    for round in 0..100u32 {
+        let sends = (0..3u32).map(|j| {
+            let s = sender.clone();
+            let n = round * 3 + j + 1;
+            tokio::spawn(async move {
+                let p = vqs::store::MessageSendParams {
+                    topic: "debounced".into(),
+                    payload: n.to_string().into_bytes(),
+                    content_type: "text/plain".into(),
+                    idempotency_key: Some("k".into()),
+                    delay_seconds: 0,
+                    retention_seconds: 3600,
+                    headers_json: None,
+                    only_group: None,
+                    on_duplicate: vqs::OnDuplicate::Replace,
+                    now: chrono::Utc::now(),
+                };
+                (n, s.message_send(p).await.unwrap())
+            })
+        });
+        for r in futures::future::join_all(sends).await {
+            answers.push(r.unwrap());
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut leased = std::collections::HashMap::new();
+    for c in claimers {
+        for (id, n) in c.await.unwrap() {
+            assert!(leased.insert(id.clone(), n).is_none(), "{id} leased twice");
+        }
+    }
+    let mut stored = std::collections::HashMap::new();
+    for id in leased.keys() {
+        let m = sender.message_get(vqs::store::MessageGetParams { id: id.clone() }).await.unwrap().unwrap();
+        stored.insert(id.clone(), m.payload.as_str().unwrap().parse::<u32>().unwrap());
+    }
+    for (id, n) in &leased {
+        assert_eq!(
+            stored[id], *n,
+            "{id} was leased with {n} but holds {}: a replace changed it after its lease",
+            stored[id]
+        );
+    }
+    // The sends of one round race each other; a round ends before the next begins.
+    let round = |n: u32| (n - 1) / 3;
+    for (n, a) in &answers {
+        assert!(!a.duplicate);
+        let ran = *leased.get(&a.message_id).unwrap_or_else(|| panic!("replace {n}: {} never ran", a.message_id));
+        assert!(
+            answers.iter().any(|(m, b)| *m == ran && b.message_id == a.message_id),
+            "{} ran with {ran}, which no answer gave it",
+            a.message_id
+        );
+        // It ran with this send's payload, or with one that replaced it (of this round or later).
+        assert!(round(ran) >= round(*n), "send {n} answered {a:?}, but its message ran with the older {ran}");
+    }
+}
+
 struct Probe;
 impl vqs::Jobbable for Probe {
     type Params = ();

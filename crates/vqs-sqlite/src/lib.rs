@@ -23,6 +23,7 @@ mod processes;
 mod progress;
 mod publish;
 mod remote_cancels;
+mod replace;
 mod rows;
 mod sessions;
 mod stats;

@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 use vqs::store::{
-    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, SendResult,
-    StoreError, new_message_id_at, split_receipt_handle,
+    DeliveryAckParams, ExecutionFinishParams, ExecutionStartParams, ExecutionStatus, MessageSendParams, OnDuplicate,
+    SendResult, StoreError, new_message_id_at, split_receipt_handle,
 };
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 
@@ -172,7 +172,10 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &Batch) -> Result<Writt
     // rather than once per statement; a lone operation runs in autocommit (fewer round
     // trips, lower latency when idle).
     // An ack that closes its execution is two statements: one transaction too.
-    let many = batch.len() > 1 || batch.acks.iter().any(|(a, _)| a.execution.is_some());
+    // A replace is several statements too.
+    let many = batch.len() > 1
+        || batch.acks.iter().any(|(a, _)| a.execution.is_some())
+        || batch.sends.iter().any(|(p, _)| p.idempotency_key.is_some() && p.on_duplicate == OnDuplicate::Replace);
     let result = async {
         if many {
             // IMMEDIATE: take the write lock up front, so another process writing the same
@@ -264,7 +267,8 @@ pub(crate) async fn sends(
             out[*i] = Some(Ok(SendResult { message_id: id.clone(), duplicate: false, replaced: false }));
         }
     }
-    // With a key: one at a time, in order, so two sends of one key in a batch dedup too.
+    // With a key: one at a time, in order, so two sends of one key in a batch dedup (or the
+    // second replaces the first) too.
     for (i, p) in sends.iter().enumerate().filter(|(_, p)| p.idempotency_key.is_some()) {
         out[i] = Some(keyed_send(conn, p).await);
     }
@@ -272,6 +276,8 @@ pub(crate) async fn sends(
 }
 
 async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Result<SendResult, StoreError> {
+    // Two rounds settle it: an expired original, or a started one a replace hands the key
+    // away from, releases its key, then the insert goes in.
     for _ in 0..2 {
         let id = new_message_id_at(p.now);
         let mut q = QueryBuilder::new(INSERT_MESSAGES);
@@ -288,7 +294,15 @@ async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Resul
             .map_err(db_err)?;
         match original {
             Some(r) if r.get::<i64, _>(1) > us(p.now) => {
-                return Ok(SendResult { message_id: r.get(0), duplicate: true, replaced: false });
+                let original: String = r.get(0);
+                if p.on_duplicate == OnDuplicate::Replace {
+                    match crate::replace::replace_held(conn, p, &original).await? {
+                        Some(replaced) => return Ok(replaced),
+                        // Started or finished: its key is released; send anew.
+                        None => continue,
+                    }
+                }
+                return Ok(SendResult { message_id: original, duplicate: true, replaced: false });
             }
             // The original expired: its key no longer dedups. Release it and insert again.
             Some(r) => {

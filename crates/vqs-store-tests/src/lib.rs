@@ -24,6 +24,7 @@ pub mod outcomes;
 pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
+pub mod replace;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -105,6 +106,11 @@ macro_rules! conformance {
                           maintenance_closes_running_rows_whose_lease_expired,
                           maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
+            replace { a_pending_message_takes_the_new_payload_and_due_time, a_message_waiting_for_its_retry_is_replaced,
+                      a_leased_message_hands_its_key_to_a_new_one, a_finished_message_hands_its_key_to_a_new_one,
+                      a_message_without_subscribers_is_replaced, send_many_replaces_held_keys_and_earlier_ones_in_the_batch,
+                      skip_leaves_the_held_message_alone, sixteen_concurrent_replaces_leave_one_message,
+                      replaces_racing_claims_never_run_a_replaced_payload }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,

@@ -204,7 +204,12 @@ impl Queue {
             Some(remote) => remote.send(params).await?,
             None => self.inner.store.message_send(params).await?,
         };
-        if !result.duplicate {
+        if result.replaced {
+            // Not a new message (not counted as published), but its due time changed: the
+            // dispatchers look again.
+            tracing::debug!(queue.name = topic, message.id = %result.message_id, "replaced");
+            self.wake();
+        } else if !result.duplicate {
             tracing::debug!(queue.name = topic, message.id = %result.message_id, "published");
             self.count(METRIC_PUBLISHED, topic);
             self.wake();
@@ -242,12 +247,19 @@ impl Queue {
             }
             None => self.inner.store.message_send_many(MessageSendManyParams { messages: params }).await?,
         };
-        let published = results.iter().filter(|r| !r.duplicate).count();
+        // A replaced message is not a new one (not counted), but its due time changed.
+        let published = results.iter().filter(|r| !r.duplicate && !r.replaced).count();
+        let replaced = results.iter().filter(|r| r.replaced).count();
         if published > 0 {
             tracing::debug!(queue.name = topic, messages = published, "published");
             self.with_metrics(|| {
                 metrics::counter!(METRIC_PUBLISHED, "topic" => topic.to_owned()).increment(published as u64)
             });
+        }
+        if replaced > 0 {
+            tracing::debug!(queue.name = topic, messages = replaced, "replaced");
+        }
+        if published + replaced > 0 {
             self.wake();
         }
         Ok(results)

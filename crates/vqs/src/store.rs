@@ -1136,12 +1136,14 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Publish a message: fan it out to every subscribed consumer group, unless the
     /// idempotency key matches a message of the same topic that is still kept (within its
     /// retention, finished or not). Two sends of one key, however concurrent, queue one
-    /// message.
+    /// message. With [`OnDuplicate::Replace`] the key's message is replaced instead, or its
+    /// key handed to a new one (see there); concurrent replaces of one key take turns, and
+    /// a claim never leases the message with a payload a replace's answer says it replaced.
     async fn message_send(&self, p: MessageSendParams) -> Result<SendResult, StoreError>;
     /// Publish many messages in one transaction — all of them or, on an error, none — each
     /// as [`Self::message_send`] would (a duplicate key is reported, not an error; two of one
-    /// key in the batch dedup too), in as few round trips as the backend can. One result per
-    /// message, in input order.
+    /// key in the batch dedup too, or the second replaces the first), in as few round trips
+    /// as the backend can. One result per message, in input order.
     async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError>;
     /// A message with its deliveries (`None`: no such message, or pruned).
     async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError>;

@@ -161,8 +161,22 @@ fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
         retention: retention.map(Duration::from_secs),
         content_type: header_str(headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
         headers_json: producer_headers_json(headers),
-        on_duplicate: vqs::OnDuplicate::Skip,
+        on_duplicate: on_duplicate(headers)?,
     })
+}
+
+/// `Vqs-On-Duplicate` (a vqs extension; Vercel only drops duplicates): `skip`, the default,
+/// or `replace` (SPEC.md, "Job outcomes").
+fn on_duplicate(headers: &HeaderMap) -> Result<vqs::OnDuplicate, ApiError> {
+    match header_str(headers, "vqs-on-duplicate")? {
+        None => Ok(vqs::OnDuplicate::Skip),
+        Some(v) => vqs::OnDuplicate::parse(v).ok_or_else(|| {
+            ApiError::bad_request(
+                "Vqs-On-Duplicate must be skip (the default: a duplicate is dropped) or replace (the key's message, \
+                 if it has not started, takes this payload and due time)",
+            )
+        }),
+    }
 }
 
 /// The id a send answers with: the new message's, or a fresh one for a dropped duplicate.
@@ -183,6 +197,9 @@ async fn publish(
     let mut resp = (StatusCode::CREATED, Json(json!({ "messageId": id }))).into_response();
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("vqs-message-id", v);
+    }
+    if sent.replaced {
+        resp.headers_mut().insert("vqs-replaced", HeaderValue::from_static("true"));
     }
     if sent.duplicate {
         resp.headers_mut().insert("vqs-duplicate", HeaderValue::from_static("true"));
