@@ -69,8 +69,13 @@ async fn cancel_once(
     lock: &str,
 ) -> Result<MessageCancelled, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let found =
-        sqlx::query("SELECT 1 FROM messages WHERE id = $1").bind(&p.message_id).fetch_optional(&mut *tx).await?;
+    // The message row first, shared: a replace holds it exclusively while it deletes and
+    // inserts the pending deliveries again, so the cancel waits for the replace to commit and
+    // then sees (and cancels) the deliveries it left, never a moment with none.
+    let found = sqlx::query("SELECT 1 FROM messages WHERE id = $1 FOR SHARE")
+        .bind(&p.message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
     if found.is_none() {
         return Ok(MessageCancelled::default());
     }
