@@ -292,7 +292,10 @@ async fn cancel_stops_a_pending_message_and_says_why_it_cannot_otherwise() {
     let path = format!("/api/admin/messages/{id}/cancel");
     let (status, body) = app.call(post(&path, json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"messageId": id, "state": "cancelled", "pending": [group], "running": [], "remote": false}));
+    assert_eq!(
+        body,
+        json!({"messageId": id, "state": "cancelled", "pending": [group], "running": [], "remote": false})
+    );
 
     assert_eq!(app.dispatch("probe").await, 0, "a cancelled message never runs");
     assert_eq!(app.attempts(&id).await, vec![], "no attempt was made");

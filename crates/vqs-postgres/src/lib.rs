@@ -31,6 +31,7 @@ mod progress;
 mod publish;
 mod remote_cancels;
 mod rows;
+mod schedules;
 mod server_admin;
 mod sessions;
 mod stats;

@@ -24,6 +24,7 @@ mod progress;
 mod publish;
 mod remote_cancels;
 mod rows;
+mod schedules;
 mod sessions;
 mod stats;
 mod store;

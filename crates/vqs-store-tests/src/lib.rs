@@ -24,6 +24,7 @@ pub mod outcomes;
 pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
+pub mod schedules;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -107,6 +108,10 @@ macro_rules! conformance {
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            schedules { upsert_get_list_delete_round_trip, due_is_enabled_and_overdue_oldest_first,
+                        a_tick_fires_once_under_three_concurrent_callers,
+                        an_edit_or_delete_between_due_and_fire_answers_changed,
+                        a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,

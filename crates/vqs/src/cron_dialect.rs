@@ -213,7 +213,8 @@ pub fn parse(expr: &str) -> Result<Fields, String> {
             if fields.len() == 6 { ": seconds and years are not supported by Vercel" } else { "" }
         ));
     }
-    let mut parsed = Fields { values: Default::default(), star: [false; 5], star_prefix: [false; 5], stepped: [false; 5] };
+    let mut parsed =
+        Fields { values: Default::default(), star: [false; 5], star_prefix: [false; 5], stepped: [false; 5] };
     for (i, (text, (field, min, max))) in fields.iter().zip(FIELDS).enumerate() {
         parsed.values[i] = parse_field(field, text, min, max)?;
         parsed.star[i] = *text == "*";
