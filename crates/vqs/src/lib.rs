@@ -49,6 +49,7 @@ mod queue_metrics;
 mod queue_service;
 mod retry_policy;
 mod schedule;
+mod schedule_runner;
 mod schedule_times;
 mod storable_text;
 pub mod store;
@@ -94,6 +95,10 @@ pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use schedule::{
     DEFAULT_TIMEZONE, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule, parse_timezone,
     schedule_idempotency_key, validate_schedule_name,
+};
+pub use schedule_runner::{
+    SCHEDULE_FIRE_BATCH, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, ScheduleFire, ScheduleFireReport, Schedules,
+    run_schedules,
 };
 pub use schedule_times::ScheduleTimes;
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
