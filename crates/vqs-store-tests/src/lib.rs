@@ -111,7 +111,9 @@ macro_rules! conformance {
             schedules { upsert_get_list_delete_round_trip, due_is_enabled_and_overdue_oldest_first,
                         a_tick_fires_once_under_three_concurrent_callers,
                         an_edit_or_delete_between_due_and_fire_answers_changed,
-                        a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on }
+                        a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on,
+                        dst_changes_fire_each_tick_once_across_three_schedulers,
+                        the_facade_skips_missed_ticks_and_refuses_bad_input }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,

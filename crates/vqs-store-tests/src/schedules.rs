@@ -1,7 +1,12 @@
-//! Runtime schedules: rows, the due query, and a fire claimed, recorded and published once.
+//! Runtime schedules: rows, the due query, and a fire claimed, recorded and published once;
+//! and the facade (`queue.schedules()`) on the store with a manual clock: three schedulers
+//! firing together every minute across DST changes fire each tick the rules name, once.
 
-use vqs::Schedule;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use vqs::store::*;
+use vqs::{Clock, Queue, Schedule};
 
 use crate::support::*;
 
@@ -128,10 +133,19 @@ pub async fn a_trigger_fires_now_and_leaves_the_next_tick(s: Store) {
         panic!("a trigger fires, even a disabled schedule");
     };
     assert_eq!(s.schedule_fire(trigger("manual", 5)).await.unwrap(), ScheduleFired::AlreadyFired);
+    // Sixteen triggers at one instant: one fires.
+    let race = (0..16).map(|_| {
+        let s = s.clone();
+        async move { s.schedule_fire(trigger("manual", 7)).await.unwrap() }
+    });
+    let outcomes = futures::future::join_all(race).await;
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, ScheduleFired::Fired { .. })).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == ScheduleFired::AlreadyFired).count(), 15, "{outcomes:?}");
     assert_eq!(s.schedule_fire(trigger("nobody", 5)).await.unwrap(), ScheduleFired::NotFound);
     let r = get(&s, "manual").await.unwrap();
     assert_eq!(r.next_fire_at, Some(at(1_000)), "not moved");
-    assert_eq!((r.last_tick, r.last_message_id), (Some(at(5)), Some(message_id)));
+    assert_eq!(r.last_tick, Some(at(7)));
+    assert_ne!(r.last_message_id, Some(message_id), "the later trigger's message");
 }
 
 /// A trigger at the very instant of a due tick records that tick: the due fire then
@@ -152,4 +166,146 @@ pub async fn a_due_tick_already_triggered_moves_on(s: Store) {
     assert_eq!(due(&s, 100).await, Vec::<String>::new());
     let ids = s.message_list(MessageListParams { topic: "t".into(), limit: 10 }).await.unwrap();
     assert_eq!(ids.len(), 1);
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// Upsert `schedules` (name, cron, zone; the topic is the name) at `from`, then step the
+/// clock a minute at a time to `to`, three schedulers (three `Queue`s on the store) firing
+/// together at each step; delete them at the end. Every fire, as (name, tick), sorted.
+async fn drive(s: &Store, schedules: &[(&str, &str, &str)], from: &str, to: &str) -> Vec<(String, String)> {
+    let count = |topic: &str| {
+        let p = MessageListParams { topic: topic.to_owned(), limit: 1000 };
+        async move { s.message_list(p).await.unwrap().len() }
+    };
+    let mut before = vec![];
+    for (name, _, _) in schedules {
+        before.push(count(name).await);
+    }
+    let clock = Clock::manual(utc(from));
+    let schedulers: Vec<vqs::Schedules> = (0..3).map(|_| Queue::new(s.clone(), clock.clone()).schedules()).collect();
+    for (name, cron, tz) in schedules {
+        schedulers[0].upsert(Schedule::new(*name, *cron, *name).in_timezone(*tz)).await.unwrap();
+    }
+    let mut fires = vec![];
+    while clock.now() <= utc(to) {
+        let (a, b, c) =
+            tokio::join!(schedulers[0].fire_due(100), schedulers[1].fire_due(100), schedulers[2].fire_due(100));
+        for report in [a, b, c] {
+            let report = report.unwrap();
+            assert_eq!(report.failed, 0, "{report:?}");
+            for f in report.fired {
+                assert_eq!(f.tick, clock.now(), "{} fires on its tick, not late", f.name);
+                fires.push((f.name, f.tick.format("%Y-%m-%dT%H:%MZ").to_string()));
+            }
+        }
+        clock.advance(Duration::from_secs(60));
+    }
+    for ((name, _, _), before) in schedules.iter().zip(before) {
+        let published = count(name).await - before;
+        assert_eq!(published, fires.iter().filter(|(n, _)| n == name).count(), "{name}: one message per fire");
+        assert!(schedulers[0].delete(name).await.unwrap());
+    }
+    fires.sort();
+    fires
+}
+
+fn expect(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = list.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    v.sort();
+    v
+}
+
+fn quarters(prefix: &str, name: &str) -> Vec<(String, String)> {
+    ["00:00", "00:15", "00:30", "00:45", "01:00", "01:15", "01:30", "01:45", "02:00"]
+        .iter()
+        .map(|t| (name.to_owned(), format!("{prefix}T{t}Z")))
+        .collect()
+}
+
+pub async fn dst_changes_fire_each_tick_once_across_three_schedulers(s: Store) {
+    // Berlin, 29 March 2026: 02:00 CET becomes 03:00 CEST at 01:00Z. 02:30 fires once at the
+    // end of the gap; every 15 minutes goes on in real time; the even hours have no 02:00.
+    let got = drive(
+        &s,
+        &[
+            ("b-fixed", "30 2 * * *", "Europe/Berlin"),
+            ("b-quarter", "*/15 * * * *", "Europe/Berlin"),
+            ("b-even", "0 */2 * * *", "Europe/Berlin"),
+        ],
+        "2026-03-28T23:50:00Z",
+        "2026-03-29T02:10:00Z",
+    )
+    .await;
+    let mut want = expect(&[("b-fixed", "2026-03-29T01:00Z"), ("b-even", "2026-03-29T02:00Z")]);
+    want.extend(quarters("2026-03-29", "b-quarter"));
+    want.sort();
+    assert_eq!(got, want, "Berlin spring forward");
+    // Berlin, 25 October 2026: 03:00 CEST becomes 02:00 CET at 01:00Z. 02:30 fires at the
+    // first; the two real hours that read 02:00 each fire the even-hour schedule.
+    let got = drive(
+        &s,
+        &[
+            ("b-fixed", "30 2 * * *", "Europe/Berlin"),
+            ("b-quarter", "*/15 * * * *", "Europe/Berlin"),
+            ("b-even", "0 */2 * * *", "Europe/Berlin"),
+        ],
+        "2026-10-24T23:50:00Z",
+        "2026-10-25T02:10:00Z",
+    )
+    .await;
+    let mut want =
+        expect(&[("b-fixed", "2026-10-25T00:30Z"), ("b-even", "2026-10-25T00:00Z"), ("b-even", "2026-10-25T01:00Z")]);
+    want.extend(quarters("2026-10-25", "b-quarter"));
+    want.sort();
+    assert_eq!(got, want, "Berlin fall back");
+    // New York, 8 March 2026: 02:00 EST becomes 03:00 EDT at 07:00Z.
+    let got =
+        drive(&s, &[("ny-fixed", "30 2 * * *", "America/New_York")], "2026-03-08T06:00:00Z", "2026-03-08T08:00:00Z")
+            .await;
+    assert_eq!(got, expect(&[("ny-fixed", "2026-03-08T07:00Z")]), "New York spring forward");
+    // New York, 1 November 2026: 01:00–02:00 happens twice (05:00Z EDT, 06:00Z EST).
+    let got =
+        drive(&s, &[("ny-fixed", "30 1 * * *", "America/New_York")], "2026-11-01T05:00:00Z", "2026-11-01T07:00:00Z")
+            .await;
+    assert_eq!(got, expect(&[("ny-fixed", "2026-11-01T05:30Z")]), "New York fall back");
+}
+
+/// Through the facade: missed ticks are not replayed, disabling stops fires, bad input is
+/// refused with nothing written, a trigger fires now.
+pub async fn the_facade_skips_missed_ticks_and_refuses_bad_input(s: Store) {
+    let clock = Clock::manual(utc("2026-01-05T10:00:30Z"));
+    let queue = Queue::new(s.clone(), clock.clone());
+    let schedules = queue.schedules();
+    let (r, next) = schedules.upsert(Schedule::new("m", "* * * * *", "t")).await.unwrap();
+    assert_eq!(next.len(), vqs::SCHEDULE_NEXT_SHOWN);
+    assert_eq!(r.next_fire_at, Some(utc("2026-01-05T10:01:00Z")));
+    // Down for an hour: one catch-up fire, then the next tick from now.
+    clock.advance(Duration::from_secs(3600));
+    let report = schedules.fire_due(100).await.unwrap();
+    assert_eq!(report.fired.len(), 1);
+    assert_eq!(report.fired[0].tick, utc("2026-01-05T10:01:00Z"));
+    assert_eq!(schedules.get("m").await.unwrap().unwrap().next_fire_at, Some(utc("2026-01-05T11:01:00Z")));
+    assert!(schedules.fire_due(100).await.unwrap().fired.is_empty());
+    // Disabled: never due. Deleted: gone.
+    schedules.upsert(Schedule { enabled: false, ..Schedule::new("m", "* * * * *", "t") }).await.unwrap();
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(schedules.fire_due(100).await.unwrap(), vqs::ScheduleFireReport::default());
+    // Bad input: refused, nothing written.
+    let e = schedules.upsert(Schedule::new("z", "0 9 * * *", "t").in_timezone("Mars/Olympus")).await.unwrap_err();
+    assert!(e.to_string().contains("unknown time zone \"Mars/Olympus\""), "{e}");
+    assert!(schedules.get("z").await.unwrap().is_none());
+    // A trigger fires now.
+    assert!(matches!(schedules.trigger("m").await.unwrap(), vqs::store::ScheduleFired::Fired { .. }));
+    assert_eq!(schedules.trigger("nobody").await.unwrap(), vqs::store::ScheduleFired::NotFound);
+    // Hostile names are refused, not sent to the database.
+    for bad in ["a\0b", "", &"n".repeat(10_000)] {
+        assert!(matches!(schedules.get(bad).await, Err(vqs::QueueError::Invalid(_))), "{bad:?}");
+        assert!(matches!(schedules.delete(bad).await, Err(vqs::QueueError::Invalid(_))), "{bad:?}");
+        assert!(matches!(schedules.trigger(bad).await, Err(vqs::QueueError::Invalid(_))), "{bad:?}");
+    }
+    assert!(schedules.delete("m").await.unwrap());
+    assert!(schedules.list().await.unwrap().is_empty());
 }

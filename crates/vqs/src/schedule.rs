@@ -137,6 +137,13 @@ pub fn validate_schedule_name(name: &str) -> Result<(), QueueError> {
 
 /// An IANA time zone by its exact name (`America/New_York`, `UTC`).
 pub fn parse_timezone(name: &str) -> Result<Tz, QueueError> {
+    // The longest IANA name is about 30 bytes; a longer one is not echoed back whole.
+    if name.len() > 64 {
+        return Err(QueueError::Invalid(format!(
+            "unknown time zone ({} bytes long): use an IANA name such as \"UTC\" or \"Europe/Berlin\"",
+            name.len()
+        )));
+    }
     name.parse::<Tz>().map_err(|_| {
         QueueError::Invalid(format!(
             "unknown time zone {name:?}: use an IANA name such as \"UTC\", \"Europe/Berlin\" or \"America/New_York\""
@@ -184,6 +191,8 @@ mod tests {
             (Schedule { timezone: "Mars/Olympus".into(), ..ok() }, "unknown time zone \"Mars/Olympus\""),
             (Schedule { timezone: "europe/berlin".into(), ..ok() }, "unknown time zone"),
             (Schedule { timezone: String::new(), ..ok() }, "unknown time zone"),
+            (Schedule { timezone: "x".repeat(100_000), ..ok() }, "100000 bytes long"),
+            (Schedule { timezone: "UTC\0".into(), ..ok() }, "unknown time zone"),
             (Schedule { topic: "a.b".into(), ..ok() }, "invalid topic \"a.b\""),
             (Schedule { topic: String::new(), ..ok() }, "invalid topic"),
             (ok().with_payload(serde_json::json!("x".repeat(70_000))), "the limit is 65536 bytes"),

@@ -82,6 +82,7 @@ impl Schedules {
 
     /// One schedule by name.
     pub async fn get(&self, name: &str) -> Result<Option<ScheduleRecord>, QueueError> {
+        validate_schedule_name(name)?;
         Ok(self.queue.store().schedule_get(ScheduleGetParams { name: name.to_owned() }).await?)
     }
 
@@ -92,6 +93,7 @@ impl Schedules {
 
     /// Delete a schedule; true when it existed. Its fire records are kept.
     pub async fn delete(&self, name: &str) -> Result<bool, QueueError> {
+        validate_schedule_name(name)?;
         Ok(self.queue.store().schedule_delete(ScheduleDeleteParams { name: name.to_owned() }).await?)
     }
 
