@@ -153,6 +153,12 @@ pub(crate) async fn schedule_fire(pool: &PgPool, p: ScheduleFireParams) -> Resul
         }
         return Ok(ScheduleFired::AlreadyFired);
     }
+    sqlx::query("DELETE FROM schedule_fires WHERE name = $1 AND tick < $2")
+        .bind(&p.name)
+        .bind(tick.checked_sub_signed(chrono::Duration::seconds(SCHEDULE_FIRE_RETENTION_SECONDS)).unwrap_or(tick))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     let payload: String = row.get("payload");
     let send = vqs::store_support::schedule_send(&p, row.get("topic"), payload);
     let sent = enqueue_in(&mut tx, send).await?;

@@ -182,6 +182,12 @@ async fn fire(conn: &mut SqliteConnection, p: ScheduleFireParams) -> Result<Sche
         }
         return Ok(ScheduleFired::AlreadyFired);
     }
+    sqlx::query("DELETE FROM schedule_fires WHERE name = ? AND tick < ?")
+        .bind(&p.name)
+        .bind(tick.saturating_sub(SCHEDULE_FIRE_RETENTION_SECONDS.saturating_mul(1_000_000)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     let payload: String = row.get("payload");
     let send = vqs::store_support::schedule_send(&p, row.get("topic"), payload);
     let sent = crate::writer::sends(&mut tx, &[&send]).await?.pop();

@@ -113,7 +113,7 @@ macro_rules! conformance {
                         an_edit_or_delete_between_due_and_fire_answers_changed,
                         a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on,
                         dst_changes_fire_each_tick_once_across_three_schedulers,
-                        the_facade_skips_missed_ticks_and_refuses_bad_input }
+                        the_facade_skips_missed_ticks_and_refuses_bad_input, a_fire_prunes_its_old_fire_records }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,

@@ -309,3 +309,23 @@ pub async fn the_facade_skips_missed_ticks_and_refuses_bad_input(s: Store) {
     assert!(schedules.delete("m").await.unwrap());
     assert!(schedules.list().await.unwrap().is_empty());
 }
+
+/// A fire prunes its schedule's fire records older than the retention before its tick.
+pub async fn a_fire_prunes_its_old_fire_records(s: Store) {
+    subscribe(&s, "t", "g").await;
+    s.schedule_upsert(upsert(Schedule::new("p", "0 0 1 1 *", "t"), Some(1_000_000), 0)).await.unwrap();
+    let trigger = |secs: i64| ScheduleFireParams {
+        name: "p".into(),
+        tick: at(secs),
+        kind: ScheduleFireKind::Trigger,
+        retention_seconds: 60,
+        now: at(secs),
+    };
+    assert!(matches!(s.schedule_fire(trigger(5)).await.unwrap(), ScheduleFired::Fired { .. }));
+    assert_eq!(s.schedule_fire(trigger(5)).await.unwrap(), ScheduleFired::AlreadyFired, "kept");
+    let later = 5 + SCHEDULE_FIRE_RETENTION_SECONDS + 1;
+    assert!(matches!(s.schedule_fire(trigger(later)).await.unwrap(), ScheduleFired::Fired { .. }));
+    // The record of the first is gone: that instant could fire again (its message's
+    // idempotency key still dedups it while the message is kept).
+    assert!(matches!(s.schedule_fire(trigger(5)).await.unwrap(), ScheduleFired::Fired { .. }));
+}

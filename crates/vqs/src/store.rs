@@ -461,7 +461,9 @@ pub enum ScheduleFireKind {
 /// Fire one tick of a schedule, in one transaction: claim it (see [`ScheduleFireKind`]),
 /// record the fire under the unique `(name, tick)`, and publish the schedule's topic with
 /// its payload (JSON) and idempotency key `schedule:<name>:<tick>` exactly as a send does.
-/// Of concurrent calls for one tick exactly one publishes.
+/// Of concurrent calls for one tick exactly one publishes. A fire that publishes also
+/// deletes this schedule's fire records older than [`SCHEDULE_FIRE_RETENTION_SECONDS`]
+/// before its tick.
 #[derive(Debug, Clone)]
 pub struct ScheduleFireParams {
     pub name: String,
@@ -471,6 +473,11 @@ pub struct ScheduleFireParams {
     pub retention_seconds: u32,
     pub now: DateTime<Utc>,
 }
+
+/// How long a schedule's fire records are kept, counted back from its latest tick: 7 days.
+/// Each fire prunes its own schedule's older records (a range of the primary key), so a
+/// per-minute schedule keeps about ten thousand, not every fire it ever made.
+pub const SCHEDULE_FIRE_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 
 /// What [`QueueStore::schedule_fire`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
