@@ -33,6 +33,7 @@ mod publish;
 mod remote_cancels;
 mod replace;
 mod rows;
+mod schedules;
 mod server_admin;
 mod sessions;
 mod stats;

@@ -25,6 +25,7 @@ mod publish;
 mod remote_cancels;
 mod replace;
 mod rows;
+mod schedules;
 mod sessions;
 mod stats;
 mod store;

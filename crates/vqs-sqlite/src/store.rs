@@ -306,6 +306,30 @@ impl QueueStore for SqliteStore {
         crate::lease::delivery_topic(&self.read, p).await
     }
 
+    async fn schedule_upsert(&self, p: ScheduleUpsertParams) -> Result<ScheduleRecord, StoreError> {
+        crate::schedules::schedule_upsert(&self.writer, p).await
+    }
+
+    async fn schedule_get(&self, p: ScheduleGetParams) -> Result<Option<ScheduleRecord>, StoreError> {
+        crate::schedules::schedule_get(&self.read, p).await
+    }
+
+    async fn schedule_list(&self, p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+        crate::schedules::schedule_list(&self.read, p).await
+    }
+
+    async fn schedule_delete(&self, p: ScheduleDeleteParams) -> Result<bool, StoreError> {
+        crate::schedules::schedule_delete(&self.writer, p).await
+    }
+
+    async fn schedule_due(&self, p: ScheduleDueParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+        crate::schedules::schedule_due(&self.read, p).await
+    }
+
+    async fn schedule_fire(&self, p: ScheduleFireParams) -> Result<ScheduleFired, StoreError> {
+        crate::schedules::schedule_fire(&self.writer, p).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
             return Err(StoreError::Database(

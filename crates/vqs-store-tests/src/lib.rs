@@ -25,6 +25,7 @@ pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
 pub mod replace;
+pub mod schedules;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -113,6 +114,12 @@ macro_rules! conformance {
                       replaces_racing_claims_never_run_a_replaced_payload }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            schedules { upsert_get_list_delete_round_trip, due_is_enabled_and_overdue_oldest_first,
+                        a_tick_fires_once_under_three_concurrent_callers,
+                        an_edit_or_delete_between_due_and_fire_answers_changed,
+                        a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on,
+                        dst_changes_fire_each_tick_once_across_three_schedulers,
+                        the_facade_skips_missed_ticks_and_refuses_bad_input, a_fire_prunes_its_old_fire_records }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,

@@ -30,6 +30,9 @@ pub struct Fields {
     pub star: [bool; 5],
     /// The field starts with `*` (`*`, `*/2`): Vixie cron's rule for the two day fields.
     pub star_prefix: [bool; 5],
+    /// The field has a `/step` somewhere (`*/2`, `1/2`, `0-10/5`): runtime schedules treat
+    /// an hour field like this as an interval across DST changes.
+    pub stepped: [bool; 5],
 }
 
 /// JavaScript's white space (`\s`): what the CLI trims and splits on.
@@ -210,11 +213,13 @@ pub fn parse(expr: &str) -> Result<Fields, String> {
             if fields.len() == 6 { ": seconds and years are not supported by Vercel" } else { "" }
         ));
     }
-    let mut parsed = Fields { values: Default::default(), star: [false; 5], star_prefix: [false; 5] };
+    let mut parsed =
+        Fields { values: Default::default(), star: [false; 5], star_prefix: [false; 5], stepped: [false; 5] };
     for (i, (text, (field, min, max))) in fields.iter().zip(FIELDS).enumerate() {
         parsed.values[i] = parse_field(field, text, min, max)?;
         parsed.star[i] = *text == "*";
         parsed.star_prefix[i] = text.starts_with('*');
+        parsed.stepped[i] = text.contains('/');
     }
     Ok(parsed)
 }

@@ -22,6 +22,9 @@ pub struct CronSchedule {
     /// (`0 0 31 2 *`): `next_after` answers `None` at once instead of searching
     /// thousands of years for a day that does not exist.
     fires: bool,
+    /// The hour field is `*` or has a step: a runtime schedule in a time zone follows real
+    /// instants across DST changes instead of the fixed-time rules (see `schedule_times`).
+    hour_interval: bool,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -74,7 +77,8 @@ impl CronSchedule {
             .parse(&canonical.join(" "))
             .map_err(|e| fail(e.to_string()))?;
         let fires = can_fire(&parsed.values[2], &parsed.values[3], parsed.star[4] || dom_and_dow);
-        Ok(CronSchedule { expr: expr.to_owned(), cron, fires })
+        let hour_interval = parsed.star_prefix[1] || parsed.stepped[1];
+        Ok(CronSchedule { expr: expr.to_owned(), cron, fires, hour_interval })
     }
 
     /// The expression as written.
@@ -89,6 +93,18 @@ impl CronSchedule {
             return None;
         }
         self.cron.find_next_occurrence(&t, false).ok()
+    }
+
+    /// The first wall-clock time strictly after `t` that the fields match, read as a local
+    /// time with no zone: what a runtime schedule maps into its time zone.
+    pub(crate) fn next_wall_after(&self, t: chrono::NaiveDateTime) -> Option<chrono::NaiveDateTime> {
+        self.next_after(t.and_utc()).map(|d| d.naive_utc())
+    }
+
+    /// True when the hour field is `*` or has a step (`*/2`, `1/3`): such a schedule follows
+    /// real instants across DST changes.
+    pub(crate) fn hour_interval(&self) -> bool {
+        self.hour_interval
     }
 
     /// The next `n` fire times strictly after `t`.

@@ -48,6 +48,9 @@ mod queue;
 mod queue_metrics;
 mod queue_service;
 mod retry_policy;
+mod schedule;
+mod schedule_runner;
+mod schedule_times;
 mod storable_text;
 pub mod store;
 pub mod store_support;
@@ -89,6 +92,15 @@ pub use queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
 };
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
+pub use schedule::{
+    DEFAULT_TIMEZONE, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule, parse_timezone,
+    schedule_idempotency_key, validate_schedule_name,
+};
+pub use schedule_runner::{
+    SCHEDULE_FIRE_BATCH, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, ScheduleFire, ScheduleFireReport, Schedules,
+    run_schedules,
+};
+pub use schedule_times::ScheduleTimes;
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
 pub use store::{OnDuplicate, QueueStore, SendResult, StoreError};
 pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};

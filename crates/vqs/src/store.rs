@@ -375,6 +375,125 @@ pub enum DeadLetterSettled {
 /// "already replayed" rather than "not found"): 7 days.
 pub const DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 
+/// A runtime schedule as stored (SPEC.md, "Runtime schedules"), with its next fire time and
+/// what its last fire did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub enabled: bool,
+    /// The tick the schedule fires next; `None` when it never fires again.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Changes on every upsert: a fire computed from an older version is refused.
+    pub updated_at: DateTime<Utc>,
+    /// The tick of the last fire (the time it was for) and when it happened.
+    pub last_tick: Option<DateTime<Utc>>,
+    pub last_fired_at: Option<DateTime<Utc>>,
+    /// The message the last fire published (or found under its idempotency key).
+    pub last_message_id: Option<String>,
+}
+
+impl ScheduleRecord {
+    /// The schedule's definition, without its state.
+    pub fn schedule(&self) -> crate::Schedule {
+        crate::Schedule {
+            name: self.name.clone(),
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone(),
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// Insert a schedule or replace its definition (by name). The caller has validated it
+/// ([`crate::Schedule::validate`]) and passes its next fire time after `now`; `created_at`
+/// and the last fire are kept on update, `updated_at` becomes `now`.
+#[derive(Debug, Clone)]
+pub struct ScheduleUpsertParams {
+    pub schedule: crate::Schedule,
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+/// Read one schedule by name.
+#[derive(Debug, Clone)]
+pub struct ScheduleGetParams {
+    pub name: String,
+}
+
+/// Every schedule, by name.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleListParams {}
+
+/// Delete a schedule by name. Its fire records are kept (the messages they published exist).
+#[derive(Debug, Clone)]
+pub struct ScheduleDeleteParams {
+    pub name: String,
+}
+
+/// The enabled schedules whose `next_fire_at` is at or before `now`, the most overdue
+/// first, at most `limit`: read through an index on `next_fire_at`, so the cost follows the
+/// number due, not the number of schedules.
+#[derive(Debug, Clone)]
+pub struct ScheduleDueParams {
+    pub now: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// Which fire [`QueueStore::schedule_fire`] makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleFireKind {
+    /// The due tick `tick`, as read by [`QueueStore::schedule_due`]: fires only while the
+    /// schedule is enabled, its `next_fire_at` is still `tick` and its `updated_at` is still
+    /// `updated_at` (compare-and-set), moving `next_fire_at` to `next_fire_at`.
+    Due { updated_at: DateTime<Utc>, next_fire_at: Option<DateTime<Utc>> },
+    /// An operator's "fire now": any existing schedule, enabled or not; `next_fire_at` is
+    /// left alone.
+    Trigger,
+}
+
+/// Fire one tick of a schedule, in one transaction: claim it (see [`ScheduleFireKind`]),
+/// record the fire under the unique `(name, tick)`, and publish the schedule's topic with
+/// its payload (JSON) and idempotency key `schedule:<name>:<tick>` exactly as a send does.
+/// Of concurrent calls for one tick exactly one publishes. A fire that publishes also
+/// deletes this schedule's fire records older than [`SCHEDULE_FIRE_RETENTION_SECONDS`]
+/// before its tick.
+#[derive(Debug, Clone)]
+pub struct ScheduleFireParams {
+    pub name: String,
+    pub tick: DateTime<Utc>,
+    pub kind: ScheduleFireKind,
+    /// Retention of the published message.
+    pub retention_seconds: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// How long a schedule's fire records are kept, counted back from its latest tick: 7 days.
+/// Each fire prunes its own schedule's older records (a range of the primary key), so a
+/// per-minute schedule keeps about ten thousand, not every fire it ever made.
+pub const SCHEDULE_FIRE_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
+
+/// What [`QueueStore::schedule_fire`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleFired {
+    /// This call fired the tick: the message it published (or the one its idempotency key
+    /// already named, `duplicate`).
+    Fired { message_id: String, duplicate: bool },
+    /// The tick was fired already (another process won the race); nothing published.
+    AlreadyFired,
+    /// The schedule was edited, disabled or deleted since it was read, or its next tick is
+    /// another one: nothing published. Read it again.
+    Changed,
+    /// (Trigger only) No schedule with that name.
+    NotFound,
+}
+
 /// Start one execution row (`running`).
 #[derive(Debug, Clone)]
 pub struct ExecutionStartParams {
@@ -1308,6 +1427,20 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;
     /// True when the session with this nonce was signed out (and the revocation has not expired).
     async fn session_revoked(&self, p: SessionRevokedParams) -> Result<bool, StoreError>;
+
+    /// Insert or update a runtime schedule; the record as stored.
+    async fn schedule_upsert(&self, p: ScheduleUpsertParams) -> Result<ScheduleRecord, StoreError>;
+    /// One schedule by name.
+    async fn schedule_get(&self, p: ScheduleGetParams) -> Result<Option<ScheduleRecord>, StoreError>;
+    /// Every schedule, ordered by name.
+    async fn schedule_list(&self, p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError>;
+    /// Delete a schedule; true when it existed.
+    async fn schedule_delete(&self, p: ScheduleDeleteParams) -> Result<bool, StoreError>;
+    /// Enabled schedules due at `now`, the most overdue first (see [`ScheduleDueParams`]).
+    async fn schedule_due(&self, p: ScheduleDueParams) -> Result<Vec<ScheduleRecord>, StoreError>;
+    /// Fire one tick of a schedule: claim, record and publish in one transaction (see
+    /// [`ScheduleFireParams`]).
+    async fn schedule_fire(&self, p: ScheduleFireParams) -> Result<ScheduleFired, StoreError>;
 
     /// Cheap liveness probe: the one method with no params (it asks nothing).
     async fn ping(&self) -> Result<(), StoreError>;

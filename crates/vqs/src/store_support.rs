@@ -236,6 +236,25 @@ pub fn write_row_by_row(error: &StoreError, operations: usize) -> bool {
     matches!(error, StoreError::Refused(_)) && operations > 1
 }
 
+/// The message a schedule's fire publishes: the schedule's topic and payload (JSON text), to
+/// every subscriber, due at once, under the idempotency key `schedule:<name>:<tick>` — so a
+/// tick published twice (a fire record pruned, a trigger at the same instant) is still one
+/// message.
+pub fn schedule_send(p: &crate::store::ScheduleFireParams, topic: String, payload: String) -> MessageSendParams {
+    MessageSendParams {
+        topic,
+        payload: payload.into_bytes(),
+        content_type: "application/json".to_owned(),
+        idempotency_key: Some(crate::schedule_idempotency_key(&p.name, p.tick)),
+        on_duplicate: Default::default(),
+        delay_seconds: 0,
+        retention_seconds: p.retention_seconds,
+        headers_json: None,
+        only_group: None,
+        now: p.now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
