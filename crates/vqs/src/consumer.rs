@@ -226,6 +226,17 @@ fn closing_started(delivery: &Delivery, queue: &Queue, reason: &str) -> Option<E
     })
 }
 
+/// The write that records an attempt of this delivery as started (`running`).
+fn attempt_start(delivery: &Delivery, now: chrono::DateTime<chrono::Utc>) -> ExecutionStartParams {
+    ExecutionStartParams {
+        topic: delivery.topic.clone(),
+        message_id: delivery.message_id.clone(),
+        consumer_group: delivery.consumer_group.clone(),
+        attempt: delivery.attempt(),
+        now,
+    }
+}
+
 fn dead_letter_of(delivery: &Delivery, reason: &str) -> DeadLetter {
     DeadLetter {
         message_id: delivery.message_id.clone(),
@@ -376,23 +387,15 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 match queue.remote_cancel(&delivery.message_id).await {
                     Ok(None) => {}
                     Ok(Some(reason)) => {
-                        let closing = queue
-                            .store()
-                            .execution_start(ExecutionStartParams {
-                                topic: delivery.topic.clone(),
-                                message_id: delivery.message_id.clone(),
-                                consumer_group: delivery.consumer_group.clone(),
-                                attempt: delivery.attempt(),
-                                now: clock.now(),
-                            })
-                            .await
-                            .ok()
-                            .map(|id| ExecutionFinishParams {
-                                id,
-                                began_at: None,
-                                status: ExecutionStatus::Cancelled,
-                                error: Some(reason.clone()),
-                                now: clock.now(),
+                        let closing =
+                            queue.store().execution_start(attempt_start(&delivery, clock.now())).await.ok().map(|id| {
+                                ExecutionFinishParams {
+                                    id,
+                                    began_at: None,
+                                    status: ExecutionStatus::Cancelled,
+                                    error: Some(reason.clone()),
+                                    now: clock.now(),
+                                }
                             });
                         let r = service.acknowledge(&lease, closing).await;
                         if r.is_ok() {
@@ -416,17 +419,8 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     // The attempt is recorded as failed with the reason, like any other failure
                     // an operator must see (recorded now when the lease did not record it).
                     if delivery.execution_id.is_none() {
-                        delivery.execution_id = queue
-                            .store()
-                            .execution_start(ExecutionStartParams {
-                                topic: delivery.topic.clone(),
-                                message_id: delivery.message_id.clone(),
-                                consumer_group: delivery.consumer_group.clone(),
-                                attempt: delivery.attempt(),
-                                now: clock.now(),
-                            })
-                            .await
-                            .ok();
+                        delivery.execution_id =
+                            queue.store().execution_start(attempt_start(&delivery, clock.now())).await.ok();
                     }
                     let closing = closing_started(&delivery, queue, &reason);
                     let _ = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
