@@ -144,6 +144,12 @@ impl Workers {
             let (queue, rx) = (state.queue.clone(), rx.clone());
             supervisor.supervise("cancel-watch", move || vqs::watch_cancellations(queue.clone(), rx.clone()))
         });
+        tasks.push({
+            // Runtime schedules (`queue.schedules()`): every process may fire them, a tick
+            // still fires once. A queue that publishes to a remote service cannot (yet).
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            supervisor.supervise("schedules", move || vqs::run_schedules(queue.clone(), rx.clone()))
+        });
         let crons = ScheduledCron::from_config(&state.vercel).map_err(|e| StartError::Crons(e.to_string()))?;
         if !crons.is_empty() {
             if state.cron_auth.secret().is_none() && !state.cron_auth.is_local_dev() {
