@@ -1,6 +1,7 @@
 //! The background work of a serving process: the dispatcher (pushing to the consumer
 //! routes through the app's own router, or over HTTP to a URL), the cron scheduler, the
-//! maintenance loop and the lifeline heartbeat, each under the core's `Supervisor`.
+//! runtime schedule loop, the maintenance loop and the lifeline heartbeat, each under the
+//! core's `Supervisor`.
 
 use std::sync::Arc;
 use std::time::Duration;
