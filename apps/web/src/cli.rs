@@ -115,6 +115,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runtime schedules: list them with their next fire times, or set, delete or trigger one.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Create or replace a schedule: `set digest --cron '0 9 * * *' --timezone Europe/Berlin --topic probe`.
+    Set {
+        /// Letters, digits, '-' and '_'.
+        name: String,
+        /// Five fields, Vercel's dialect, read in the time zone.
+        #[arg(long)]
+        cron: String,
+        /// An IANA time zone name (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// The topic each fire enqueues to (a job's topic, e.g. probe).
+        #[arg(long)]
+        topic: String,
+        /// The payload of each fire's message, as JSON (default null).
+        #[arg(long)]
+        payload: Option<String>,
+        /// Store it disabled: it keeps its row and never fires until set again without this.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Delete a schedule (its fire records are kept).
+    Delete { name: String },
+    /// Fire a schedule now, enabled or not; its next tick is unchanged.
+    Trigger { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +196,10 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::Purge { .. }
             | Command::Crons { .. }
             | Command::DeadLetters { action: None, .. }
+            | Command::Schedules {
+                action: None | Some(ScheduleAction::Delete { .. } | ScheduleAction::Trigger { .. }),
+                ..
+            }
     );
     if reads_only && config.database_url.starts_with("sqlite:") {
         let file = vqs_sqlite::database_file(&config.database_url).map_err(|e| anyhow!("{e}"))?;
@@ -365,6 +404,64 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 }
                 out
             });
+        }
+        Command::Schedules { action, json } => schedules(&config, &queue, action, json).await?,
+    }
+    Ok(())
+}
+
+/// `web schedules [set|delete|trigger]`, through the admin API's functions.
+async fn schedules(config: &Config, queue: &vqs::Queue, action: Option<ScheduleAction>, json: bool) -> Result<()> {
+    use vqs_axum::admin_schedules::{ScheduleBody, delete_schedule, list_schedules, trigger_schedule, upsert_schedule};
+    let api = |e: vqs_axum::api_error::ApiError| anyhow!("{}", e.message);
+    match action {
+        None => {
+            let rows = list_schedules(queue).await.map_err(api)?;
+            print(json, &rows, |v| {
+                let mut out =
+                    format!("{:<24} {:<16} {:<20} {:<16} {:<8} next\n", "name", "cron", "timezone", "topic", "enabled");
+                for r in v.as_array().into_iter().flatten() {
+                    out += &format!(
+                        "{:<24} {:<16} {:<20} {:<16} {:<8} {}\n",
+                        s(&r["name"]),
+                        s(&r["cron"]),
+                        s(&r["timezone"]),
+                        s(&r["topic"]),
+                        s(&r["enabled"]),
+                        s(&r["next"][0])
+                    );
+                }
+                out
+            });
+        }
+        Some(ScheduleAction::Set { name, cron, timezone, topic, payload, disabled }) => {
+            let payload: Value = match payload {
+                None => Value::Null,
+                Some(p) => serde_json::from_str(&p).with_context(|| {
+                    format!("--payload is not valid JSON: {p:?} (quote it: --payload '{{\"tenant\": \"acme\"}}')")
+                })?,
+            };
+            let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
+            let body = ScheduleBody { cron, timezone, topic, payload, enabled: Some(!disabled) };
+            let v = upsert_schedule(queue, &vercel, body.into_schedule(&name)).await.map_err(api)?;
+            print(json, &v, |v| {
+                let mut out = format!("schedule {} set ({} in {})\n", s(&v["name"]), s(&v["cron"]), s(&v["timezone"]));
+                if v["enabled"] == false {
+                    out += "  disabled: it never fires until set again without --disabled\n";
+                }
+                for t in v["next"].as_array().into_iter().flatten() {
+                    out += &format!("    next {}\n", s(t));
+                }
+                out
+            });
+        }
+        Some(ScheduleAction::Delete { name }) => {
+            let v = delete_schedule(queue, &name).await.map_err(api)?;
+            print(json, &v, |_| format!("schedule {name} deleted\n"));
+        }
+        Some(ScheduleAction::Trigger { name }) => {
+            let v = trigger_schedule(queue, &name).await.map_err(api)?;
+            print(json, &v, |v| format!("schedule {name} fired: {}\n", s(&v["messageId"])));
         }
     }
     Ok(())

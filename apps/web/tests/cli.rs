@@ -111,6 +111,8 @@ fn a_read_only_command_does_not_create_a_database() {
         &["message", "msg_x"],
         &["cancel", "msg_x"],
         &["purge", "probe", "--dry-run"],
+        &["schedules"],
+        &["schedules", "delete", "x"],
     ] {
         let (ok, _, stderr) = cli.run(args);
         assert!(!ok, "{args:?} succeeded on no database");
@@ -196,4 +198,69 @@ async fn purge_counts_with_a_dry_run_then_cancels_and_refuses_bad_names() {
     assert!(!ok && stderr.contains("invalid consumer group"), "{stderr}");
     let (ok, _, stderr) = cli.run(&["purge", "probe", "--group", ""]);
     assert!(!ok && stderr.contains("empty --group"), "{stderr}");
+}
+
+#[tokio::test]
+async fn schedules_set_list_trigger_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { database_url: common::fresh_database_url(&dir).await };
+    let set = cli.json(&[
+        "schedules",
+        "set",
+        "digest",
+        "--cron",
+        "0 9 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--topic",
+        "probe",
+        "--payload",
+        r#"{"tenant": "acme"}"#,
+        "--json",
+    ]);
+    assert_eq!((set["name"].as_str(), set["timezone"].as_str()), (Some("digest"), Some("Europe/Berlin")), "{set}");
+    assert_eq!(set["next"].as_array().unwrap().len(), 5);
+    let list = cli.json(&["schedules", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        (list[0]["payload"].clone(), list[0]["next"].clone()),
+        (serde_json::json!({"tenant": "acme"}), set["next"].clone())
+    );
+    let (ok, human, _) = cli.run(&["schedules"]);
+    assert!(ok && human.contains("digest") && human.contains("Europe/Berlin"), "{human}");
+
+    let disabled =
+        cli.json(&["schedules", "set", "digest", "--cron", "*/5 * * * *", "--topic", "probe", "--disabled", "--json"]);
+    assert_eq!(
+        (disabled["enabled"].as_bool(), disabled["timezone"].as_str()),
+        (Some(false), Some("UTC")),
+        "{disabled}"
+    );
+
+    let fired = cli.json(&["schedules", "trigger", "digest", "--json"]);
+    assert!(fired["messageId"].as_str().is_some(), "{fired}");
+
+    // Refusals say what is wrong; nothing is written.
+    for (args, want) in [
+        (
+            &["schedules", "set", "x", "--cron", "0 9 * * *", "--timezone", "Mars/Olympus", "--topic", "probe"][..],
+            "unknown time zone",
+        ),
+        (&["schedules", "set", "x", "--cron", "0 9 * * MON", "--topic", "probe"], "invalid schedule"),
+        (&["schedules", "set", "x", "--cron", "0 9 * * *", "--topic", "nobody"], "no job or consumer for topic"),
+        (
+            &["schedules", "set", "x", "--cron", "0 9 * * *", "--topic", "probe", "--payload", "{no"],
+            "--payload is not valid JSON",
+        ),
+        (&["schedules", "trigger", "nope"], "no schedule \"nope\""),
+    ] {
+        let (ok, _, stderr) = cli.run(args);
+        assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
+    }
+    assert_eq!(cli.json(&["schedules", "--json"]).as_array().unwrap().len(), 1);
+
+    assert_eq!(cli.json(&["schedules", "delete", "digest", "--json"]), serde_json::json!({"deleted": true}));
+    let (ok, _, stderr) = cli.run(&["schedules", "delete", "digest"]);
+    assert!(!ok && stderr.contains("no schedule \"digest\""), "{stderr}");
+    assert_eq!(cli.json(&["schedules", "--json"]), serde_json::json!([]));
 }

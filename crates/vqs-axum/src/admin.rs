@@ -33,6 +33,7 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/crons", get(crons))
         .route("/api/admin/progress", get(progress))
         .route("/api/admin/sync-log", get(sync_log))
+        .merge(crate::admin_schedules::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
 }
 

@@ -1,6 +1,7 @@
 //! The background work of a serving process: the dispatcher (pushing to the consumer
 //! routes through the app's own router, or over HTTP to a URL), the cron scheduler, the
-//! maintenance loop and the lifeline heartbeat, each under the core's `Supervisor`.
+//! runtime schedule loop, the maintenance loop and the lifeline heartbeat, each under the
+//! core's `Supervisor`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +144,12 @@ impl Workers {
             // else by this poll (one statement every half second while jobs run).
             let (queue, rx) = (state.queue.clone(), rx.clone());
             supervisor.supervise("cancel-watch", move || vqs::watch_cancellations(queue.clone(), rx.clone()))
+        });
+        tasks.push({
+            // Runtime schedules (`queue.schedules()`): every process may fire them, a tick
+            // still fires once. A queue that publishes to a remote service cannot (yet).
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            supervisor.supervise("schedules", move || vqs::run_schedules(queue.clone(), rx.clone()))
         });
         let crons = ScheduledCron::from_config(&state.vercel).map_err(|e| StartError::Crons(e.to_string()))?;
         if !crons.is_empty() {

@@ -1,0 +1,154 @@
+//! Runtime schedules in the admin API (SPEC.md, "Runtime schedules"): `PUT`, `GET` and
+//! `DELETE /api/admin/schedules/{name}`, `GET /api/admin/schedules` and `POST
+//! /api/admin/schedules/{name}/trigger`. Merged into [`crate::admin::routes`], behind its
+//! token. The CLI (`web schedules`) calls the same functions, so both answer alike.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vqs::store::{ScheduleFired, ScheduleRecord};
+use vqs::{Queue, SCHEDULE_NEXT_SHOWN, Schedule, VercelConfig};
+
+use crate::admin::require_consumed_topic;
+use crate::api_error::ApiError;
+use crate::state::VqsState;
+
+/// The schedule routes (the caller adds the admin token check).
+pub fn routes() -> Router<VqsState> {
+    Router::new()
+        .route("/api/admin/schedules", get(list))
+        .route("/api/admin/schedules/{name}", get(show).put(put).delete(delete))
+        .route("/api/admin/schedules/{name}/trigger", post(trigger))
+}
+
+/// The body of a `PUT`: the schedule without its name (the path names it). Unknown fields
+/// are refused: a misspelt `timezone` must not silently schedule in UTC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub topic: String,
+    #[serde(default)]
+    pub payload: Value,
+    pub enabled: Option<bool>,
+}
+
+impl ScheduleBody {
+    /// The schedule this body defines under `name`.
+    pub fn into_schedule(self, name: &str) -> Schedule {
+        Schedule {
+            name: name.to_owned(),
+            cron: self.cron,
+            timezone: self.timezone.unwrap_or_else(|| vqs::DEFAULT_TIMEZONE.to_owned()),
+            topic: self.topic,
+            payload: self.payload,
+            enabled: self.enabled.unwrap_or(true),
+        }
+    }
+}
+
+/// A schedule as the API shows it: its stored fields and `next`, its next fire times in
+/// RFC 3339 UTC (none while it is disabled: it does not fire).
+pub fn schedule_json(record: &ScheduleRecord, next: &[chrono::DateTime<chrono::Utc>]) -> Value {
+    let mut v = json!(record);
+    let next: Vec<String> = if record.enabled {
+        next.iter().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).collect()
+    } else {
+        Vec::new()
+    };
+    v["next"] = json!(next);
+    v
+}
+
+/// A stored schedule with its next [`SCHEDULE_NEXT_SHOWN`] fire times.
+pub fn stored_schedule_json(queue: &Queue, record: &ScheduleRecord) -> Value {
+    // A row stored under older rules (a zone since removed) is still listed, without times.
+    let next = queue.schedules().next_fires(record, SCHEDULE_NEXT_SHOWN).unwrap_or_default();
+    schedule_json(record, &next)
+}
+
+/// Create or replace a schedule (shared with the CLI): every field checked, and the topic
+/// must be one this app consumes, before anything is written.
+pub async fn upsert_schedule(queue: &Queue, vercel: &VercelConfig, schedule: Schedule) -> Result<Value, ApiError> {
+    schedule.validate()?;
+    require_consumed_topic(vercel, &schedule.topic).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e}; schedule {:?} would publish where nothing consumes: use one of those topics, or add a job for {:?}",
+            schedule.name, schedule.topic
+        ))
+    })?;
+    let (record, next) = queue.schedules().upsert(schedule).await?;
+    Ok(schedule_json(&record, &next))
+}
+
+/// Every schedule, by name, each with its next fire times (shared with the CLI).
+pub async fn list_schedules(queue: &Queue) -> Result<Value, ApiError> {
+    let rows = queue.schedules().list().await?;
+    Ok(Value::Array(rows.iter().map(|r| stored_schedule_json(queue, r)).collect()))
+}
+
+/// Delete a schedule (shared with the CLI): `{"deleted": true}`, or 404.
+pub async fn delete_schedule(queue: &Queue, name: &str) -> Result<Value, ApiError> {
+    if queue.schedules().delete(name).await? {
+        Ok(json!({ "deleted": true }))
+    } else {
+        Err(ApiError::not_found(format!("no schedule {name:?}: `GET /api/admin/schedules` lists them")))
+    }
+}
+
+/// Fire a schedule now (shared with the CLI): `{"name", "messageId", "duplicate"}`; 404 for
+/// no such schedule; 409 when another fire of the same instant got there first.
+pub async fn trigger_schedule(queue: &Queue, name: &str) -> Result<Value, ApiError> {
+    match queue.schedules().trigger(name).await? {
+        ScheduleFired::Fired { message_id, duplicate } => {
+            Ok(json!({ "name": name, "messageId": message_id, "duplicate": duplicate }))
+        }
+        ScheduleFired::NotFound => {
+            Err(ApiError::not_found(format!("no schedule {name:?}: `GET /api/admin/schedules` lists them")))
+        }
+        ScheduleFired::AlreadyFired | ScheduleFired::Changed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("schedule {name:?} was fired or changed by another call at the same moment: read it and try again"),
+        )),
+    }
+}
+
+async fn list(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(list_schedules(&state.queue).await?))
+}
+
+async fn show(State(state): State<VqsState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let record =
+        state.queue.schedules().get(&name).await?.ok_or_else(|| {
+            ApiError::not_found(format!("no schedule {name:?}: `GET /api/admin/schedules` lists them"))
+        })?;
+    Ok(Json(stored_schedule_json(&state.queue, &record)))
+}
+
+async fn put(
+    State(state): State<VqsState>,
+    Path(name): Path<String>,
+    body: Result<Json<ScheduleBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}: send JSON {{\"cron\": \"0 9 * * *\", \"timezone\"?: \"Europe/Berlin\", \"topic\": \"probe\", \
+             \"payload\"?: {{}}, \"enabled\"?: true}} (the name is in the path)",
+            e.body_text()
+        ))
+    })?;
+    Ok(Json(upsert_schedule(&state.queue, &state.vercel, body.into_schedule(&name)).await?))
+}
+
+async fn delete(State(state): State<VqsState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(delete_schedule(&state.queue, &name).await?))
+}
+
+async fn trigger(State(state): State<VqsState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(trigger_schedule(&state.queue, &name).await?))
+}
