@@ -357,3 +357,47 @@ async fn purge_asks_first_showing_how_many_it_would_cancel() {
     // Without a session: back to the sign-in.
     assert_eq!(send(&app, get("/admin/queues/probe/purge", None)).await.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_overview_lists_runtime_schedules_with_their_times_and_heartbeat_escaped() {
+    let now: chrono::DateTime<chrono::Utc> = "2026-01-05T10:00:30Z".parse().unwrap();
+    let app = TestApp::with_clock(vqs::Clock::manual(now)).await;
+    let cookie = login(&app).await;
+    let r = send(&app, get("/admin", Some(&cookie))).await;
+    assert!(r.body.contains("<h2>Schedules</h2>") && r.body.contains("No runtime schedules."), "{}", r.body);
+
+    let digest = vqs::Schedule::new("digest", "0 9 * * *", "probe").in_timezone("Europe/Paris");
+    app.queue().schedules().upsert(digest).await.unwrap();
+    // A row stored by an older version with other rules (here a zone no one has): shown
+    // escaped, and failing since it cannot fire.
+    let mut broken = vqs::Schedule::new("broken", "0 * * * *", "probe");
+    broken.timezone = "<script>alert(1)</script>".into();
+    app.queue()
+        .store()
+        .schedule_upsert(vqs::store::ScheduleUpsertParams { schedule: broken, next_fire_at: None, now })
+        .await
+        .unwrap();
+
+    let r = send(&app, get("/admin", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let section = &r.body[r.body.find("<h2>Schedules</h2>").expect("a Schedules section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    for shown in [
+        "digest",
+        "<code>0 9 * * *</code>",
+        "Europe/Paris",
+        "probe",
+        // 10:00:30 UTC is 11:00 in Paris: the next 09:00 there is tomorrow's.
+        "2026-01-06 08:00:00 UTC",
+        "2026-01-06 09:00:00 CET",
+        "2026-01-07 08:00:00 UTC",
+        "never",
+        "ok",
+        "broken",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "failing",
+    ] {
+        assert!(section.contains(shown), "{shown} in {section}");
+    }
+    assert!(!r.body.contains("<script>alert"), "escaped");
+}

@@ -47,6 +47,8 @@ fn protected_routes() -> Vec<(Family, Method, &'static str, &'static str)> {
     vec![
         (Cron, Method::GET, "/api/cron/sync-patients", ""),
         (Cron, Method::GET, "/api/cron/cleanup", ""),
+        (Cron, Method::GET, "/api/cron/maintenance", ""),
+        (Cron, Method::GET, "/api/cron/schedules", ""),
         (QueueApi, Method::POST, "/_vqs/api/v3/topic/probe", "{}"),
         (QueueApi, Method::POST, "/_vqs/api/v3/topic/probe/consumer/workers", ""),
         (QueueApi, Method::DELETE, "/_vqs/api/v3/topic/probe/consumer/workers/lease/m.t", ""),

@@ -7,7 +7,9 @@
 //!   scheduler, maintenance, a backend's writer) is not working; `degraded` (200, or 503
 //!   with `?strict=1`) when a cron is late or failing. Without credentials it shows the
 //!   status and reasons only; with the admin token (bearer `VQS_ADMIN_TOKEN`) also the
-//!   database, queue depth per topic, each cron's heartbeat and each background task.
+//!   database, queue depth per topic, each cron's heartbeat, each runtime schedule's
+//!   heartbeat (`schedules: [{name, state, last_fire, next}]`, `vqs::ScheduleStatus`) and
+//!   each background task. A late or failing schedule degrades like a cron.
 //!
 //! The counts come from live deliveries only (`Queue::depth`), so polling stays cheap
 //! however much history the database keeps.
@@ -80,6 +82,15 @@ pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>,
     if failing > 0 {
         degraded.push(format!("{failing} cron(s) failing"));
     }
+    let schedules = state.queue.schedules().statuses(1).await.unwrap_or_default();
+    let late = schedules.iter().filter(|s| s.state == CronState::Late).count();
+    let failing = schedules.iter().filter(|s| s.state == CronState::Failing).count();
+    if late > 0 {
+        degraded.push(format!("{late} schedule(s) late"));
+    }
+    if failing > 0 {
+        degraded.push(format!("{failing} schedule(s) failing"));
+    }
     let (status, code) = if !down.is_empty() {
         ("down", StatusCode::SERVICE_UNAVAILABLE)
     } else if !degraded.is_empty() {
@@ -111,7 +122,12 @@ pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>,
             .collect();
         body["database"] = json!(if database.is_ok() { "ok" } else { "unreachable" });
         body["queues"] = json!(queues);
+        let schedules: Vec<serde_json::Value> = schedules
+            .into_iter()
+            .map(|s| json!({"name": s.name, "state": s.state, "last_fire": s.last_fire, "next": s.next.first()}))
+            .collect();
         body["crons"] = json!(crons);
+        body["schedules"] = json!(schedules);
         body["tasks"] = json!(tasks);
     }
     (code, Json(body)).into_response()

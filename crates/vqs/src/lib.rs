@@ -49,6 +49,7 @@ mod queue_metrics;
 mod queue_service;
 mod retry_policy;
 mod schedule;
+mod schedule_health;
 mod schedule_runner;
 mod schedule_times;
 mod storable_text;
@@ -96,6 +97,7 @@ pub use schedule::{
     DEFAULT_TIMEZONE, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule, parse_timezone,
     schedule_idempotency_key, validate_schedule_name,
 };
+pub use schedule_health::{ScheduleStatus, schedule_slack, schedule_state};
 pub use schedule_runner::{
     SCHEDULE_FIRE_BATCH, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, ScheduleFire, ScheduleFireReport, Schedules,
     run_schedules,

@@ -170,6 +170,11 @@ impl Schedules {
         Ok(report)
     }
 
+    /// Now, by the queue's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.queue.clock().now()
+    }
+
     async fn published(&self, name: &str) {
         if let Ok(Some(r)) = self.get(name).await {
             self.queue.count(METRIC_PUBLISHED, &r.topic);

@@ -9,7 +9,7 @@ use vqs::store::{
     DeliveryState, ExecutionListParams, ExecutionRecord, ExecutionStatus, MessageRecord, ProgressListParams,
     ProgressRecord,
 };
-use vqs::{CronState, QueueError};
+use vqs::{CronState, QueueError, ScheduleStatus};
 
 use super::html::{badge, cut, esc, url, when};
 use crate::state::VqsState;
@@ -96,12 +96,68 @@ fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: 
 }
 
 /// The overview's live part.
+/// Next fire times the overview shows per runtime schedule.
+const SCHEDULE_NEXT_ON_PAGE: usize = 3;
+
+fn heartbeat(state: CronState) -> String {
+    match state {
+        CronState::Ok => badge("ok", "ok"),
+        CronState::Late => badge("warn", "late"),
+        CronState::Failing => badge("bad", "failing"),
+    }
+}
+
+/// Runtime schedules with their heartbeat; next fires in UTC and in the schedule's zone.
+fn schedules_section(schedules: &[ScheduleStatus], now: DateTime<Utc>) -> String {
+    let mut out = String::from(r#"<section id="schedules"><h2>Schedules</h2>"#);
+    if schedules.is_empty() {
+        out += r#"<p class="empty">No runtime schedules.</p></section>"#;
+        return out;
+    }
+    out += "<table><thead><tr><th>name</th><th>cron</th><th>timezone</th><th>topic</th><th>enabled</th><th>next (UTC)</th><th>next (its zone)</th><th>last fire</th><th>heartbeat</th></tr></thead><tbody>";
+    for s in schedules {
+        let tz = vqs::parse_timezone(&s.timezone).ok();
+        let utc: Vec<String> = s.next.iter().map(|t| esc(&t.format("%Y-%m-%d %H:%M:%S UTC").to_string())).collect();
+        let local: Vec<String> = match tz {
+            Some(tz) => {
+                s.next.iter().map(|t| esc(&t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())).collect()
+            }
+            None => vec!["unknown zone".into()],
+        };
+        let last = s
+            .last_fire
+            .map(|t| {
+                let tick =
+                    s.last_tick.map(|k| format!(" (tick {})", esc(&k.format("%Y-%m-%d %H:%M:%S UTC").to_string())));
+                format!("{}{}", when(t, now), tick.unwrap_or_default())
+            })
+            .unwrap_or_else(|| "never".into());
+        let none = || "–".to_owned();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            esc(&s.cron),
+            esc(&s.timezone),
+            esc(&s.topic),
+            if s.enabled { "yes" } else { "no" },
+            if utc.is_empty() { none() } else { utc.join("<br>") },
+            if utc.is_empty() { none() } else { local.join("<br>") },
+            last,
+            heartbeat(s.state),
+        );
+    }
+    out += "</tbody></table></section>";
+    out
+}
+
 pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<String, QueueError> {
     let q = &state.queue;
     let now = q.clock().now();
     let depth = q.depth().await?;
     let recent = q.execution_counts(Duration::from_secs(300)).await?;
     let crons = q.cron_statuses(&state.vercel.crons, state.started_at, 1).await?;
+    let schedules = q.schedules().statuses(SCHEDULE_NEXT_ON_PAGE).await?;
     let progress = q.progress(ProgressListParams { message_id: None, limit: 20 }).await?;
     let dead = q.dead_letters(50).await?;
     let sync_log = q.sync_log(None).await?;
@@ -214,6 +270,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         out += "</tbody></table>";
     }
     out += "</section>";
+
+    out += &schedules_section(&schedules, now);
 
     // Progress of jobs that report it.
     if !progress.is_empty() {

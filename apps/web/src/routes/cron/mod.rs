@@ -8,6 +8,7 @@ use crate::AppState;
 
 mod cleanup;
 mod maintenance;
+mod schedules;
 mod sync_patients;
 // @xtask:modules — `cargo xtask new-cron` adds `mod <cron>;` above this line.
 
@@ -18,5 +19,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/cron/sync-patients", with_cron_secret(sync_patients::route(), guard()))
         .route("/api/cron/cleanup", with_cron_secret(cleanup::route(), guard()))
         .route("/api/cron/maintenance", with_cron_secret(maintenance::route(), guard()))
+        .route("/api/cron/schedules", with_cron_secret(schedules::route(), guard()))
     // @xtask:routes — `cargo xtask new-cron` adds `.route(…)` above this line.
 }
