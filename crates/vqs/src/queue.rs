@@ -163,11 +163,6 @@ impl Queue {
         &self.inner.clock
     }
 
-    /// True when messages are published to a remote queue service, not to the store.
-    pub(crate) fn has_publisher(&self) -> bool {
-        self.inner.publisher.is_some()
-    }
-
     pub(crate) fn cancellations(&self) -> &crate::cancellation::Cancellations {
         &self.inner.cancellations
     }

@@ -185,7 +185,7 @@ impl Schedules {
     /// Schedules publish in the store's transaction; a queue that publishes to a remote
     /// queue service (Vercel's) cannot do that yet.
     fn refuse_remote(&self) -> Result<(), QueueError> {
-        if self.queue.has_publisher() {
+        if self.queue.publishes_elsewhere() {
             return Err(QueueError::Invalid(
                 "runtime schedules publish through the local store; this queue publishes to a remote queue service, \
                  which schedules do not support yet"
