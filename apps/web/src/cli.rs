@@ -145,8 +145,15 @@ pub enum ScheduleAction {
         /// Store it disabled: it keeps its row and never fires until set again without this.
         #[arg(long)]
         disabled: bool,
+        /// After downtime, skip missed ticks instead of firing the most recent one once.
+        #[arg(long)]
+        no_catch_up: bool,
+        /// Fire each tick up to this many seconds after it (0 to 3600, less than the
+        /// interval), to spread schedules that share a tick.
+        #[arg(long, value_name = "SECONDS")]
+        jitter: Option<u32>,
     },
-    /// Delete a schedule (its fire records are kept).
+    /// Delete a schedule and its fire records.
     Delete { name: String },
     /// Fire a schedule now, enabled or not; its next tick is unchanged.
     Trigger { name: String },
@@ -434,7 +441,7 @@ async fn schedules(config: &Config, queue: &vqs::Queue, action: Option<ScheduleA
                 out
             });
         }
-        Some(ScheduleAction::Set { name, cron, timezone, topic, payload, disabled }) => {
+        Some(ScheduleAction::Set { name, cron, timezone, topic, payload, disabled, no_catch_up, jitter }) => {
             let payload: Value = match payload {
                 None => Value::Null,
                 Some(p) => serde_json::from_str(&p).with_context(|| {
@@ -442,12 +449,26 @@ async fn schedules(config: &Config, queue: &vqs::Queue, action: Option<ScheduleA
                 })?,
             };
             let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
-            let body = ScheduleBody { cron, timezone, topic, payload, enabled: Some(!disabled) };
+            let body = ScheduleBody {
+                cron,
+                timezone,
+                topic,
+                payload,
+                enabled: Some(!disabled),
+                catch_up: Some(!no_catch_up),
+                jitter_seconds: jitter,
+            };
             let v = upsert_schedule(queue, &vercel, body.into_schedule(&name)).await.map_err(api)?;
             print(json, &v, |v| {
                 let mut out = format!("schedule {} set ({} in {})\n", s(&v["name"]), s(&v["cron"]), s(&v["timezone"]));
                 if v["enabled"] == false {
                     out += "  disabled: it never fires until set again without --disabled\n";
+                }
+                if v["catch_up"] == false {
+                    out += "  no catch-up: ticks missed while nothing ran are skipped\n";
+                }
+                if v["jitter_seconds"].as_u64().is_some_and(|j| j > 0) {
+                    out += &format!("  each fire up to {}s after its tick (jitter)\n", v["jitter_seconds"]);
                 }
                 for t in v["next"].as_array().into_iter().flatten() {
                     out += &format!("    next {}\n", s(t));

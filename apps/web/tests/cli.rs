@@ -221,7 +221,7 @@ async fn schedules_set_list_trigger_and_delete() {
     assert_eq!((set["name"].as_str(), set["timezone"].as_str()), (Some("digest"), Some("Europe/Berlin")), "{set}");
     assert_eq!(set["next"].as_array().unwrap().len(), 5);
     let list = cli.json(&["schedules", "--json"]);
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(
         (list[0]["payload"].clone(), list[0]["next"].clone()),
         (serde_json::json!({"tenant": "acme"}), set["next"].clone())
@@ -236,6 +236,23 @@ async fn schedules_set_list_trigger_and_delete() {
         (Some(false), Some("UTC")),
         "{disabled}"
     );
+
+    let (ok, human, _) = cli.run(&[
+        "schedules",
+        "set",
+        "spread",
+        "--cron",
+        "0 9 * * *",
+        "--topic",
+        "probe",
+        "--jitter",
+        "120",
+        "--no-catch-up",
+    ]);
+    assert!(ok && human.contains("up to 120s after its tick") && human.contains("no catch-up"), "{human}");
+    let (ok, _, stderr) =
+        cli.run(&["schedules", "set", "x", "--cron", "*/1 * * * *", "--topic", "probe", "--jitter", "60"]);
+    assert!(!ok && stderr.contains("jitter must be less than"), "{stderr}");
 
     let fired = cli.json(&["schedules", "trigger", "digest", "--json"]);
     assert!(fired["messageId"].as_str().is_some(), "{fired}");
@@ -257,8 +274,9 @@ async fn schedules_set_list_trigger_and_delete() {
         let (ok, _, stderr) = cli.run(args);
         assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
     }
-    assert_eq!(cli.json(&["schedules", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(cli.json(&["schedules", "--json"]).as_array().unwrap().len(), 2, "digest and spread, no x");
 
+    assert_eq!(cli.json(&["schedules", "delete", "spread", "--json"]), serde_json::json!({"deleted": true}));
     assert_eq!(cli.json(&["schedules", "delete", "digest", "--json"]), serde_json::json!({"deleted": true}));
     let (ok, _, stderr) = cli.run(&["schedules", "delete", "digest"]);
     assert!(!ok && stderr.contains("no schedule \"digest\""), "{stderr}");

@@ -374,7 +374,7 @@ async fn the_overview_lists_runtime_schedules_with_their_times_and_heartbeat_esc
     broken.timezone = "<script>alert(1)</script>".into();
     app.queue()
         .store()
-        .schedule_upsert(vqs::store::ScheduleUpsertParams { schedule: broken, next_fire_at: None, now })
+        .schedule_upsert(vqs::store::ScheduleUpsertParams { schedule: broken, next_fire_at: None, due_at: None, now })
         .await
         .unwrap();
 

@@ -61,6 +61,18 @@ async fn a_schedule_put_then_read_shows_its_next_fire_times_in_its_zone() {
     assert_eq!(all.as_array().unwrap().len(), 1);
     assert_eq!(all[0]["next"], body["next"]);
 
+    // Catch-up on and no jitter by default; both can be set.
+    assert_eq!((one["catch_up"].as_bool(), one["jitter_seconds"].as_u64()), (Some(true), Some(0)), "{one}");
+    let (status, body) = put(
+        &app,
+        "digest",
+        json!({"cron": "0 9 * * *", "timezone": "Europe/Berlin", "topic": "probe", "catch_up": false, "jitter_seconds": 300}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["catch_up"].as_bool(), body["jitter_seconds"].as_u64()), (Some(false), Some(300)), "{body}");
+    assert_eq!(body["next"], one["next"], "`next` names the ticks; the jitter only delays each fire");
+
     // Replaced by name; UTC and enabled by default; a disabled one shows no next times.
     let (status, body) = put(&app, "digest", json!({"cron": "*/15 * * * *", "topic": "probe", "enabled": false})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -93,6 +105,11 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_written() {
         ("digest", with("topic", json!("a b")), "invalid topic"),
         ("digest", with("payload", json!("x".repeat(70_000))), "the limit is 65536 bytes"),
         ("digest", with("zone", json!("UTC")), "unknown field `zone`"),
+        ("digest", with("jitter_seconds", json!(3601)), "use 0 to 3600"),
+        ("digest", with("jitter_seconds", json!(-1)), "jitter_seconds"),
+        ("digest", with("jitter_seconds", json!(99_999_999_999u64)), "jitter_seconds"),
+        ("digest", with("jitter_seconds", json!("60")), "jitter_seconds"),
+        ("digest", with("catch_up", json!("no")), "catch_up"),
         ("digest", with("name", json!("other")), "unknown field `name`"),
         ("digest", json!({"topic": "probe"}), "missing field `cron`"),
         ("bad%20name", ok(), "invalid schedule name"),

@@ -1,20 +1,24 @@
 //! Runtime schedules as Vercel fires them: the per-minute cron route `GET /api/cron/schedules`
-//! (once per tick however often called, behind the cron secret, refused clearly on a queue
-//! that publishes to a remote queue service), and their heartbeats in the admin health.
+//! (once per tick however often called, behind the cron secret; on a queue that publishes
+//! to a remote queue service, claimed then published there, a failed publish retried), and
+//! their heartbeats in the admin health.
 //! Both backends (`VQS_TEST_BACKEND=postgres`); a manual clock, no waiting.
 
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
 use common::{CRON_SECRET, TestApp};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use vqs::{Clock, Schedule};
+use vqs::store::{ExecutionFinishParams, LeasedMessage, MessageListParams, MessageSendParams, SendResult};
+use vqs::{Clock, DeadLetter, QueueService, ReceiveByIdParams, Schedule, ServiceError, ServiceLease};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -95,28 +99,124 @@ async fn the_schedules_cron_fires_a_due_tick_once_however_often_it_is_called() {
     assert_eq!(record.last_tick, Some(at("2026-01-05T10:02:00Z")), "a refused call fires nothing");
 }
 
+/// A remote queue service whose first `fail` sends fail (Vercel's API down for a moment);
+/// everything else goes to this database's queue service.
+struct Flaky {
+    inner: vqs::LocalQueueService,
+    fail: AtomicU32,
+}
+
+#[async_trait]
+impl QueueService for Flaky {
+    async fn send(&self, p: MessageSendParams) -> Result<SendResult, ServiceError> {
+        if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(ServiceError::Unavailable("503 from the queue service".into()));
+        }
+        self.inner.send(p).await
+    }
+    async fn receive_by_id(&self, p: ReceiveByIdParams) -> Result<LeasedMessage, ServiceError> {
+        self.inner.receive_by_id(p).await
+    }
+    async fn acknowledge(&self, l: &ServiceLease, c: Option<ExecutionFinishParams>) -> Result<(), ServiceError> {
+        self.inner.acknowledge(l, c).await
+    }
+    async fn extend(&self, l: &ServiceLease, seconds: u32) -> Result<(), ServiceError> {
+        self.inner.extend(l, seconds).await
+    }
+    async fn retry_after(
+        &self,
+        l: &ServiceLease,
+        seconds: u32,
+        c: Option<ExecutionFinishParams>,
+    ) -> Result<(), ServiceError> {
+        self.inner.retry_after(l, seconds, c).await
+    }
+    async fn dead_letter(
+        &self,
+        l: &ServiceLease,
+        letter: DeadLetter,
+        c: Option<ExecutionFinishParams>,
+    ) -> Result<(), ServiceError> {
+        self.inner.dead_letter(l, letter, c).await
+    }
+}
+
+/// The schedule's messages (by its fires' idempotency keys), oldest tick first.
+async fn fired_keys(app: &TestApp) -> Vec<String> {
+    let ids = app.queue().store().message_list(MessageListParams { topic: "probe".into(), limit: 100 }).await.unwrap();
+    let mut keys = Vec::new();
+    for id in ids {
+        let m = app.queue().message(&id).await.unwrap().unwrap();
+        keys.push(m.idempotency_key.unwrap_or_default());
+    }
+    keys.sort();
+    keys
+}
+
+/// On Vercel the deployment's queue publishes to Vercel's queue service: each due tick is
+/// claimed in the database once, then published there under the tick's key; a publish that
+/// failed is published again by a later call, and still once.
 #[tokio::test]
-async fn on_a_queue_publishing_to_a_remote_service_the_schedules_cron_says_it_cannot_fire() {
+async fn on_a_queue_publishing_to_a_remote_service_each_tick_is_claimed_then_published_once() {
     let clock = Clock::manual(at("2026-01-05T10:00:30Z"));
     let app = TestApp::with_clock(clock.clone()).await;
-    // The deployment's queue as a Vercel function has it: publishing to another service.
+    let remote = Arc::new(Flaky { inner: app.queue().local_service(), fail: AtomicU32::new(1) });
     let mut state = app.state.clone();
-    state.queue = app.queue().publishing_to(Arc::new(app.queue().local_service()));
-    let deployed = web::app(state);
+    state.queue = app.queue().publishing_to(remote);
+    let deployed = web::app(state.clone());
 
-    // No schedules: nothing to fire, an honest empty report (a deployment without schedules stays green).
+    // No schedules: an honest empty report.
     let (status, body) = call(&deployed, cron_get(Some(CRON_SECRET))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["fired"].as_array().unwrap().len(), 0, "{body}");
 
-    every_minute(&app, "pings").await;
+    // Set through the deployed queue (the admin API's path on Vercel).
+    let s = Schedule::new("pings", "* * * * *", "probe").with_payload(serde_json::json!({"sleep_ms": 1}));
+    state.queue.schedules().upsert(s).await.unwrap();
+
+    // 10:01 is due; the queue service fails the publish: claimed and recorded, not lost.
     clock.advance(Duration::from_secs(60));
     let (status, body) = call(&deployed, cron_get(Some(CRON_SECRET))).await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
-    let error = body["error"].as_str().unwrap();
-    assert!(error.contains("1 runtime schedule(s)") && error.contains("Vercel"), "{error}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["fired"].as_array().unwrap().len(), body["failed"].as_u64()), (0, Some(1)), "{body}");
     let record = app.queue().schedules().get("pings").await.unwrap().unwrap();
-    assert_eq!(record.last_tick, None, "nothing fired");
+    assert_eq!(record.last_tick, Some(at("2026-01-05T10:01:00Z")), "the tick is claimed");
+    assert_eq!(record.next_fire_at, Some(at("2026-01-05T10:02:00Z")));
+    assert!(fired_keys(&app).await.is_empty());
+    // Called again at once: the failed publish may still be in flight elsewhere; left alone.
+    let (_, body) = call(&deployed, cron_get(Some(CRON_SECRET))).await;
+    assert_eq!((body["resent"].as_u64(), body["fired"].as_array().unwrap().len()), (Some(0), 0), "{body}");
+
+    // 10:02:05: the failed 10:01 publish is sent again, and 10:02 fires.
+    clock.advance(Duration::from_secs(35));
+    let (status, body) = call(&deployed, cron_get(Some(CRON_SECRET))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["resent"].as_u64(), body["fired"].as_array().unwrap().len()), (Some(1), 1), "{body}");
+    let (_, body) = call(&deployed, cron_get(Some(CRON_SECRET))).await;
+    assert_eq!((body["resent"].as_u64(), body["fired"].as_array().unwrap().len()), (Some(0), 0), "{body}");
+
+    // 16 calls at once for 10:03: one claims it.
+    clock.advance(Duration::from_secs(60));
+    let calls = (0..16).map(|_| call(&deployed, cron_get(Some(CRON_SECRET))));
+    let fired: usize =
+        futures::future::join_all(calls).await.iter().map(|(_, b)| b["fired"].as_array().unwrap().len()).sum();
+    assert_eq!(fired, 1);
+
+    assert_eq!(
+        fired_keys(&app).await,
+        [
+            "schedule:pings:2026-01-05T10:01:00Z",
+            "schedule:pings:2026-01-05T10:02:00Z",
+            "schedule:pings:2026-01-05T10:03:00Z"
+        ],
+        "each tick once, the failed one included"
+    );
+    let record = app.queue().schedules().get("pings").await.unwrap().unwrap();
+    assert!(record.last_message_id.is_some(), "the last fire's message is recorded: {record:?}");
+    // A trigger on the deployed queue publishes there too.
+    let fired = state.queue.schedules().trigger("pings").await.unwrap();
+    assert!(matches!(fired, vqs::store::ScheduleFired::Fired { .. }), "{fired:?}");
+    assert_eq!(fired_keys(&app).await.len(), 4);
 }
 
 #[tokio::test]

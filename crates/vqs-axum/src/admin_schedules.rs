@@ -36,6 +36,8 @@ pub struct ScheduleBody {
     #[serde(default)]
     pub payload: Value,
     pub enabled: Option<bool>,
+    pub catch_up: Option<bool>,
+    pub jitter_seconds: Option<u32>,
 }
 
 impl ScheduleBody {
@@ -48,6 +50,8 @@ impl ScheduleBody {
             topic: self.topic,
             payload: self.payload,
             enabled: self.enabled.unwrap_or(true),
+            catch_up: self.catch_up.unwrap_or(true),
+            jitter_seconds: self.jitter_seconds.unwrap_or(0),
         }
     }
 }
@@ -111,7 +115,12 @@ pub async fn trigger_schedule(queue: &Queue, name: &str) -> Result<Value, ApiErr
         ScheduleFired::NotFound => {
             Err(ApiError::not_found(format!("no schedule {name:?}: `GET /api/admin/schedules` lists them")))
         }
-        ScheduleFired::AlreadyFired | ScheduleFired::Changed => Err(ApiError::new(
+        // `Claimed` and `Skipped` are the store's answers to other modes; a trigger turns
+        // `Claimed` into `Fired` itself.
+        ScheduleFired::AlreadyFired
+        | ScheduleFired::Changed
+        | ScheduleFired::Claimed { .. }
+        | ScheduleFired::Skipped => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("schedule {name:?} was fired or changed by another call at the same moment: read it and try again"),
         )),
@@ -138,7 +147,7 @@ async fn put(
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "{}: send JSON {{\"cron\": \"0 9 * * *\", \"timezone\"?: \"Europe/Berlin\", \"topic\": \"probe\", \
-             \"payload\"?: {{}}, \"enabled\"?: true}} (the name is in the path)",
+             \"payload\"?: {{}}, \"enabled\"?: true, \"catch_up\"?: true, \"jitter_seconds\"?: 0}} (the name is in the path)",
             e.body_text()
         ))
     })?;

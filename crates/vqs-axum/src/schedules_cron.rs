@@ -5,9 +5,9 @@
 //! each fire is claimed by compare-and-set in the store. Locally the in-process cron
 //! scheduler calls it too, every minute, next to the schedule loop; that is harmless.
 //!
-//! Runtime schedules publish through the local store. A queue that publishes to Vercel's
-//! queue service cannot fire them yet: the route answers 501 saying so while schedules
-//! exist (and an empty report while none do, so a deployment without schedules stays green).
+//! On a queue that publishes to Vercel's queue service, each due tick is claimed in the
+//! database first (recorded, once), then published there under the tick's idempotency key;
+//! a publish that failed is published again by a later call (see `vqs::Schedules`).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -22,26 +22,9 @@ use crate::state::VqsState;
 pub const ROUNDS: u32 = 10;
 
 /// Fire the runtime schedules due now; answers the merged [`ScheduleFireReport`], or an
-/// error saying why not (501 on a queue that publishes to a remote queue service).
+/// error saying why not.
 pub async fn schedules_cron(state: &VqsState) -> Response {
     let schedules = state.queue.schedules();
-    if state.queue.publishes_elsewhere() {
-        return match schedules.list().await {
-            Ok(list) if list.is_empty() => (StatusCode::OK, Json(ScheduleFireReport::default())).into_response(),
-            Ok(list) => schedules_cron_failed(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "{} runtime schedule(s) exist but cannot fire: this deployment publishes to Vercel's queue \
-                     service, and runtime schedules publish through the local store only; run the app as a \
-                     long-running process to use them, or use a vercel.json cron instead",
-                    list.len()
-                ),
-            ),
-            Err(e) => {
-                schedules_cron_failed(StatusCode::INTERNAL_SERVER_ERROR, format!("could not list schedules: {e}"))
-            }
-        };
-    }
     let mut total = ScheduleFireReport::default();
     for _ in 0..ROUNDS {
         match schedules.fire_due(SCHEDULE_FIRE_BATCH).await {
@@ -50,6 +33,8 @@ pub async fn schedules_cron(state: &VqsState) -> Response {
                 let more = report.due >= SCHEDULE_FIRE_BATCH && !report.fired.is_empty();
                 total.fired.extend(report.fired);
                 total.skipped += report.skipped;
+                total.missed += report.missed;
+                total.resent += report.resent;
                 total.failed += report.failed;
                 total.due += report.due;
                 if !more {

@@ -464,6 +464,14 @@ impl QueueStore for PgStore {
         crate::schedules::schedule_fire(&self.pool, p).await
     }
 
+    async fn schedule_fire_sent(&self, p: ScheduleFireSentParams) -> Result<(), StoreError> {
+        crate::schedules::schedule_fire_sent(&self.pool, p).await
+    }
+
+    async fn schedule_unsent(&self, p: ScheduleUnsentParams) -> Result<Vec<ScheduleUnsent>, StoreError> {
+        crate::schedules::schedule_unsent(&self.pool, p).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
             return Err(StoreError::Database(

@@ -12,8 +12,8 @@ use vqs::store::*;
 use crate::rows::*;
 use crate::writer::Writer;
 
-const COLUMNS: &str = "name, cron, timezone, topic, payload, enabled, next_fire_at, created_at, updated_at, \
-                       last_tick, last_fired_at, last_message_id";
+const COLUMNS: &str = "name, cron, timezone, topic, payload, enabled, catch_up, jitter_seconds, next_fire_at, \
+                       due_at, created_at, updated_at, last_tick, last_fired_at, last_message_id";
 
 fn record(r: &SqliteRow) -> ScheduleRecord {
     let payload: String = r.get("payload");
@@ -24,7 +24,10 @@ fn record(r: &SqliteRow) -> ScheduleRecord {
         topic: r.get("topic"),
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
         enabled: r.get::<i64, _>("enabled") != 0,
+        catch_up: r.get::<i64, _>("catch_up") != 0,
+        jitter_seconds: u32::try_from(r.get::<i64, _>("jitter_seconds")).unwrap_or(0),
         next_fire_at: r.get::<Option<i64>, _>("next_fire_at").map(time),
+        due_at: r.get::<Option<i64>, _>("due_at").map(time),
         created_at: time(r.get("created_at")),
         updated_at: time(r.get("updated_at")),
         last_tick: r.get::<Option<i64>, _>("last_tick").map(time),
@@ -40,10 +43,11 @@ pub(crate) async fn schedule_upsert(writer: &Writer, p: ScheduleUpsertParams) ->
                 let s = &p.schedule;
                 let row = sqlx::query(&format!(
                     "INSERT INTO schedules (name, cron, timezone, topic, payload, enabled, next_fire_at, created_at, \
-                     updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     updated_at, catch_up, jitter_seconds, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, timezone = excluded.timezone, \
                      topic = excluded.topic, payload = excluded.payload, enabled = excluded.enabled, \
-                     next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at \
+                     next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at, \
+                     catch_up = excluded.catch_up, jitter_seconds = excluded.jitter_seconds, due_at = excluded.due_at \
                      RETURNING {COLUMNS}"
                 ))
                 .bind(&s.name)
@@ -55,6 +59,9 @@ pub(crate) async fn schedule_upsert(writer: &Writer, p: ScheduleUpsertParams) ->
                 .bind(p.next_fire_at.map(us))
                 .bind(us(p.now))
                 .bind(us(p.now))
+                .bind(i64::from(s.catch_up))
+                .bind(i64::from(s.jitter_seconds))
+                .bind(p.due_at.map(us))
                 .fetch_one(&mut *c)
                 .await
                 .map_err(db_err)?;
@@ -90,11 +97,18 @@ pub(crate) async fn schedule_delete(writer: &Writer, p: ScheduleDeleteParams) ->
     writer
         .run(move |c| {
             async move {
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
                 let r = sqlx::query("DELETE FROM schedules WHERE name = ?")
                     .bind(&p.name)
-                    .execute(&mut *c)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
+                sqlx::query("DELETE FROM schedule_fires WHERE name = ?")
+                    .bind(&p.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
                 Ok(r.rows_affected() > 0)
             }
             .boxed()
@@ -105,8 +119,8 @@ pub(crate) async fn schedule_delete(writer: &Writer, p: ScheduleDeleteParams) ->
 pub(crate) async fn schedule_due(read: &SqlitePool, p: ScheduleDueParams) -> Result<Vec<ScheduleRecord>, StoreError> {
     // The conditions repeat the partial index's, so SQLite reads it.
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL AND next_fire_at <= ? \
-         ORDER BY next_fire_at LIMIT ?"
+        "SELECT {COLUMNS} FROM schedules WHERE enabled = 1 AND due_at IS NOT NULL AND due_at <= ? \
+         ORDER BY due_at LIMIT ?"
     ))
     .bind(us(p.now))
     .bind(i64::from(p.limit))
@@ -123,17 +137,22 @@ pub(crate) async fn schedule_fire(writer: &Writer, p: ScheduleFireParams) -> Res
 async fn fire(conn: &mut SqliteConnection, p: ScheduleFireParams) -> Result<ScheduleFired, StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let (tick, now) = (us(p.tick), us(p.now));
+    let skip = p.mode == ScheduleFireMode::Skip;
     let claimed = match &p.kind {
-        ScheduleFireKind::Due { updated_at, next_fire_at } => sqlx::query(
-            "UPDATE schedules SET next_fire_at = ?, last_tick = ?, last_fired_at = ? \
-             WHERE name = ? AND enabled = 1 AND next_fire_at = ? AND updated_at = ? RETURNING topic, payload",
+        // A skipped (missed) tick moves the schedule on without counting as its last fire.
+        ScheduleFireKind::Due { updated_at, next_fire_at, next_due_at } => sqlx::query(
+            "UPDATE schedules SET next_fire_at = ?1, due_at = ?6, \
+             last_tick = CASE WHEN ?7 THEN last_tick ELSE ?2 END, \
+             last_fired_at = CASE WHEN ?7 THEN last_fired_at ELSE ?3 END \
+             WHERE name = ?4 AND enabled = 1 AND next_fire_at = ?2 AND updated_at = ?5 RETURNING topic, payload",
         )
         .bind(next_fire_at.map(us))
         .bind(tick)
         .bind(now)
         .bind(&p.name)
-        .bind(tick)
-        .bind(us(*updated_at)),
+        .bind(us(*updated_at))
+        .bind(next_due_at.map(us))
+        .bind(skip),
         ScheduleFireKind::Trigger => {
             sqlx::query("UPDATE schedules SET last_tick = ?, last_fired_at = ? WHERE name = ? RETURNING topic, payload")
                 .bind(tick)
@@ -161,7 +180,7 @@ async fn fire(conn: &mut SqliteConnection, p: ScheduleFireParams) -> Result<Sche
         };
         return Ok(answer);
     };
-    let kind = if p.kind == ScheduleFireKind::Trigger { "trigger" } else { "due" };
+    let kind = vqs::store_support::schedule_fire_kind(&p);
     let recorded = sqlx::query(
         "INSERT INTO schedule_fires (name, tick, kind, fired_at) VALUES (?, ?, ?, ?) ON CONFLICT (name, tick) DO NOTHING",
     )
@@ -189,6 +208,17 @@ async fn fire(conn: &mut SqliteConnection, p: ScheduleFireParams) -> Result<Sche
         .await
         .map_err(db_err)?;
     let payload: String = row.get("payload");
+    match p.mode {
+        ScheduleFireMode::Skip => {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(ScheduleFired::Skipped);
+        }
+        ScheduleFireMode::Claim => {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(ScheduleFired::Claimed { topic: row.get("topic"), payload });
+        }
+        ScheduleFireMode::Publish => {}
+    }
     let send = vqs::store_support::schedule_send(&p, row.get("topic"), payload);
     let sent = crate::writer::sends(&mut tx, &[&send]).await?.pop();
     let sent = sent.unwrap_or_else(|| Err(StoreError::Database("the schedule's message was not published".into())))?;
@@ -207,4 +237,60 @@ async fn fire(conn: &mut SqliteConnection, p: ScheduleFireParams) -> Result<Sche
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     Ok(ScheduleFired::Fired { message_id: sent.message_id, duplicate: sent.duplicate })
+}
+
+pub(crate) async fn schedule_fire_sent(writer: &Writer, p: ScheduleFireSentParams) -> Result<(), StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                let recorded = sqlx::query(
+                    "UPDATE schedule_fires SET message_id = ? WHERE name = ? AND tick = ? AND message_id IS NULL",
+                )
+                .bind(&p.message_id)
+                .bind(&p.name)
+                .bind(us(p.tick))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                if recorded == 0 {
+                    return Ok(());
+                }
+                // Only the latest fire names the schedule's last message (a late resend of an
+                // older one does not).
+                sqlx::query("UPDATE schedules SET last_message_id = ? WHERE name = ? AND last_tick = ?")
+                    .bind(&p.message_id)
+                    .bind(&p.name)
+                    .bind(us(p.tick))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(crate) async fn schedule_unsent(
+    read: &SqlitePool,
+    p: ScheduleUnsentParams,
+) -> Result<Vec<ScheduleUnsent>, StoreError> {
+    // The conditions repeat the partial index's (schedule_fires_unsent).
+    let rows = sqlx::query(
+        "SELECT f.name, f.tick, s.topic, s.payload FROM schedule_fires f JOIN schedules s ON s.name = f.name \
+         WHERE f.message_id IS NULL AND f.kind <> 'missed' AND f.fired_at >= ? AND f.fired_at <= ? \
+         ORDER BY f.fired_at LIMIT ?",
+    )
+    .bind(us(p.since))
+    .bind(us(p.until))
+    .bind(i64::from(p.limit))
+    .fetch_all(read)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| ScheduleUnsent { name: r.get(0), tick: time(r.get(1)), topic: r.get(2), payload: r.get(3) })
+        .collect())
 }

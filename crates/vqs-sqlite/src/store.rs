@@ -330,6 +330,14 @@ impl QueueStore for SqliteStore {
         crate::schedules::schedule_fire(&self.writer, p).await
     }
 
+    async fn schedule_fire_sent(&self, p: ScheduleFireSentParams) -> Result<(), StoreError> {
+        crate::schedules::schedule_fire_sent(&self.writer, p).await
+    }
+
+    async fn schedule_unsent(&self, p: ScheduleUnsentParams) -> Result<Vec<ScheduleUnsent>, StoreError> {
+        crate::schedules::schedule_unsent(&self.read, p).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
             return Err(StoreError::Database(

@@ -25,6 +25,7 @@ pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
 pub mod replace;
+pub mod schedule_modes;
 pub mod schedules;
 mod support;
 
@@ -120,6 +121,9 @@ macro_rules! conformance {
                         a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on,
                         dst_changes_fire_each_tick_once_across_three_schedulers,
                         the_facade_skips_missed_ticks_and_refuses_bad_input, a_fire_prunes_its_old_fire_records }
+            schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
+                             a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
+                             jitter_spreads_fires_and_catch_up_can_be_off }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,

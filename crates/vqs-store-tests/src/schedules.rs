@@ -11,14 +11,15 @@ use vqs::{Clock, Queue, Schedule};
 use crate::support::*;
 
 fn upsert(s: Schedule, next: Option<i64>, now: i64) -> ScheduleUpsertParams {
-    ScheduleUpsertParams { schedule: s, next_fire_at: next.map(at), now: at(now) }
+    ScheduleUpsertParams { schedule: s, next_fire_at: next.map(at), due_at: next.map(at), now: at(now) }
 }
 
 fn due_fire(r: &ScheduleRecord, next: Option<i64>, now: i64) -> ScheduleFireParams {
     ScheduleFireParams {
         name: r.name.clone(),
         tick: r.next_fire_at.unwrap(),
-        kind: ScheduleFireKind::Due { updated_at: r.updated_at, next_fire_at: next.map(at) },
+        kind: ScheduleFireKind::Due { updated_at: r.updated_at, next_fire_at: next.map(at), next_due_at: next.map(at) },
+        mode: ScheduleFireMode::Publish,
         retention_seconds: 86_400,
         now: at(now),
     }
@@ -126,6 +127,7 @@ pub async fn a_trigger_fires_now_and_leaves_the_next_tick(s: Store) {
         name: name.into(),
         tick: at(now),
         kind: ScheduleFireKind::Trigger,
+        mode: ScheduleFireMode::Publish,
         retention_seconds: 86_400,
         now: at(now),
     };
@@ -157,6 +159,7 @@ pub async fn a_due_tick_already_triggered_moves_on(s: Store) {
         name: "x".into(),
         tick: at(60),
         kind: ScheduleFireKind::Trigger,
+        mode: ScheduleFireMode::Publish,
         retention_seconds: 60,
         now: at(60),
     };
@@ -318,6 +321,7 @@ pub async fn a_fire_prunes_its_old_fire_records(s: Store) {
         name: "p".into(),
         tick: at(secs),
         kind: ScheduleFireKind::Trigger,
+        mode: ScheduleFireMode::Publish,
         retention_seconds: 60,
         now: at(secs),
     };

@@ -94,13 +94,13 @@ pub use queue_service::{
 };
 pub use retry_policy::{MAX_RETRY_DELAY, RetryPolicy};
 pub use schedule::{
-    DEFAULT_TIMEZONE, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule, parse_timezone,
-    schedule_idempotency_key, validate_schedule_name,
+    DEFAULT_TIMEZONE, MAX_SCHEDULE_JITTER_SECONDS, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule,
+    parse_timezone, schedule_idempotency_key, validate_schedule_name,
 };
 pub use schedule_health::{ScheduleStatus, schedule_slack, schedule_state};
 pub use schedule_runner::{
-    SCHEDULE_FIRE_BATCH, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, ScheduleFire, ScheduleFireReport, Schedules,
-    run_schedules,
+    SCHEDULE_FIRE_BATCH, SCHEDULE_MISSED_AFTER, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, SCHEDULE_UNSENT_RETRY_FOR,
+    ScheduleFire, ScheduleFireReport, Schedules, run_schedules,
 };
 pub use schedule_times::ScheduleTimes;
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};

@@ -35,6 +35,9 @@ fn default_payload() -> serde_json::Value {
     serde_json::Value::Null
 }
 
+/// Longest jitter, in seconds: an hour.
+pub const MAX_SCHEDULE_JITTER_SECONDS: u32 = 3600;
+
 /// A runtime schedule, as stored and as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
@@ -53,6 +56,17 @@ pub struct Schedule {
     /// A disabled schedule keeps its row and never fires.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    /// After downtime (no process fired schedules), fire the one most recent missed tick
+    /// (true, the default) or none (false: a tick more than [`crate::SCHEDULE_MISSED_AFTER`]
+    /// late is recorded `missed` and skipped). Ticks are never replayed one by one.
+    #[serde(default = "default_enabled")]
+    pub catch_up: bool,
+    /// Fire each tick up to this many seconds after it (0 to
+    /// [`MAX_SCHEDULE_JITTER_SECONDS`], less than the schedule's interval), by an offset
+    /// fixed per (name, tick): schedules sharing a tick (every tenant's 09:00) are spread
+    /// instead of publishing at once. The idempotency key still names the tick.
+    #[serde(default)]
+    pub jitter_seconds: u32,
 }
 
 impl Schedule {
@@ -65,6 +79,8 @@ impl Schedule {
             topic: topic.into(),
             payload: default_payload(),
             enabled: true,
+            catch_up: true,
+            jitter_seconds: 0,
         }
     }
 
@@ -111,7 +127,50 @@ impl Schedule {
         // JSON escapes a NUL inside a string as \u0000, but the text is checked anyway: what
         // is stored must be storable on both databases.
         check_storable_long("schedule payload", &text)?;
-        Ok(ScheduleTimes::new(cron, tz))
+        let times = ScheduleTimes::new(cron, tz);
+        self.validate_jitter(&times)?;
+        Ok(times)
+    }
+
+    /// Jitter must stay under an hour and under the schedule's shortest interval, or a
+    /// jittered fire could land after the next tick.
+    fn validate_jitter(&self, times: &ScheduleTimes) -> Result<(), QueueError> {
+        let jitter = self.jitter_seconds;
+        if jitter == 0 {
+            return Ok(());
+        }
+        if jitter > MAX_SCHEDULE_JITTER_SECONDS {
+            return Err(QueueError::Invalid(format!(
+                "invalid jitter_seconds {jitter} for schedule {:?}: use 0 to {MAX_SCHEDULE_JITTER_SECONDS}",
+                self.name
+            )));
+        }
+        if let Some(gap) = times.shortest_interval()
+            && i64::from(jitter) >= gap.num_seconds()
+        {
+            return Err(QueueError::Invalid(format!(
+                "invalid jitter_seconds {jitter} for schedule {:?}: it fires every {} s at the shortest, \
+                 so jitter must be less than that",
+                self.name,
+                gap.num_seconds()
+            )));
+        }
+        Ok(())
+    }
+
+    /// When the tick `tick` fires: `tick` plus an offset below `jitter_seconds`, the same
+    /// for every process (a hash of the name and the tick, whole milliseconds).
+    pub fn due_at(&self, tick: DateTime<Utc>) -> DateTime<Utc> {
+        if self.jitter_seconds == 0 {
+            return tick;
+        }
+        // FNV-1a: small, stable across builds and platforms (std's hasher is not).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.name.bytes().chain(tick.timestamp_millis().to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let offset_ms = h % (u64::from(self.jitter_seconds) * 1000);
+        tick + chrono::Duration::milliseconds(offset_ms as i64)
     }
 
     /// The payload as stored: its JSON text.
@@ -196,6 +255,9 @@ mod tests {
             (Schedule { topic: "a.b".into(), ..ok() }, "invalid topic \"a.b\""),
             (Schedule { topic: String::new(), ..ok() }, "invalid topic"),
             (ok().with_payload(serde_json::json!("x".repeat(70_000))), "the limit is 65536 bytes"),
+            (Schedule { jitter_seconds: 3601, ..ok() }, "use 0 to 3600"),
+            (Schedule { jitter_seconds: u32::MAX, ..ok() }, "use 0 to 3600"),
+            (Schedule { cron: "*/5 * * * *".into(), jitter_seconds: 300, ..ok() }, "every 300 s at the shortest"),
         ];
         for (s, want) in cases {
             let e = refusal(s.clone());
@@ -203,6 +265,24 @@ mod tests {
         }
         // A NUL in the payload is JSON-escaped, so it is storable.
         assert!(ok().with_payload(serde_json::json!({"a": "x\0y"})).validate().is_ok());
+    }
+
+    #[test]
+    fn jitter_is_a_fixed_offset_below_the_bound_per_name_and_tick() {
+        let tick: DateTime<Utc> = "2026-03-08T09:00:00Z".parse().unwrap();
+        let plain = Schedule::new("a", "0 9 * * *", "t");
+        assert_eq!(plain.due_at(tick), tick);
+        let mut offsets = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let s = Schedule { name: format!("tenant-{i}"), jitter_seconds: 60, ..plain.clone() };
+            let due = s.due_at(tick);
+            assert!(due >= tick && due < tick + chrono::Duration::seconds(60), "{due}");
+            assert_eq!(due, s.due_at(tick), "the same on every call (every process)");
+            offsets.insert((due - tick).num_seconds());
+        }
+        // 200 schedules spread over a minute land in many different seconds.
+        assert!(offsets.len() > 30, "{offsets:?}");
+        assert!(Schedule { cron: "*/5 * * * *".into(), jitter_seconds: 299, ..plain }.validate().is_ok());
     }
 
     #[test]

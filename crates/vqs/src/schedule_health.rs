@@ -45,7 +45,7 @@ pub fn schedule_state(record: &ScheduleRecord, next: Option<&[DateTime<Utc>]>, n
     if !record.enabled {
         return CronState::Ok;
     }
-    let Some(due) = record.next_fire_at else { return CronState::Ok };
+    let Some(due) = record.due_at.or(record.next_fire_at) else { return CronState::Ok };
     let slack = chrono::Duration::from_std(schedule_slack(next)).unwrap_or(chrono::Duration::MAX);
     if now - due > slack { CronState::Late } else { CronState::Ok }
 }
@@ -94,7 +94,10 @@ mod tests {
             topic: "probe".into(),
             payload: serde_json::json!({}),
             enabled,
+            catch_up: true,
+            jitter_seconds: 0,
             next_fire_at: Some(next_fire_at.parse().unwrap()),
+            due_at: Some(next_fire_at.parse().unwrap()),
             created_at: t,
             updated_at: t,
             last_tick: None,

@@ -29,6 +29,9 @@ use crate::CronSchedule;
 /// DST moves clocks by one hour (two in a few places, historically); three is a margin.
 const MAX_SHIFT: Duration = Duration::hours(3);
 
+/// Fire times sampled by [`ScheduleTimes::shortest_interval`].
+const INTERVAL_SAMPLE: usize = 16;
+
 /// A schedule's cron expression in a time zone: computes its fire times.
 #[derive(Debug, Clone)]
 pub struct ScheduleTimes {
@@ -129,6 +132,14 @@ impl ScheduleTimes {
             }
         }
         at(hi)
+    }
+
+    /// The shortest gap between consecutive fire times, sampled over the first
+    /// [`INTERVAL_SAMPLE`] fires from a fixed instant (so every process computes the same);
+    /// `None` when it fires fewer than twice.
+    pub fn shortest_interval(&self) -> Option<Duration> {
+        let from = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default(); // 2026-01-01T00:00:00Z
+        self.next_fires(from, INTERVAL_SAMPLE).windows(2).map(|w| w[1] - w[0]).min()
     }
 
     /// The next `n` fire times strictly after `after`.

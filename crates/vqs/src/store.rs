@@ -385,8 +385,14 @@ pub struct ScheduleRecord {
     pub topic: String,
     pub payload: serde_json::Value,
     pub enabled: bool,
+    /// After downtime, fire the one missed tick (true) or skip missed ticks (false).
+    pub catch_up: bool,
+    /// Each fire happens up to this long after its tick (0: at the tick).
+    pub jitter_seconds: u32,
     /// The tick the schedule fires next; `None` when it never fires again.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// When that tick fires: the tick plus its jitter offset (the due query reads this).
+    pub due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// Changes on every upsert: a fire computed from an older version is refused.
     pub updated_at: DateTime<Utc>,
@@ -407,6 +413,8 @@ impl ScheduleRecord {
             topic: self.topic.clone(),
             payload: self.payload.clone(),
             enabled: self.enabled,
+            catch_up: self.catch_up,
+            jitter_seconds: self.jitter_seconds,
         }
     }
 }
@@ -418,6 +426,8 @@ impl ScheduleRecord {
 pub struct ScheduleUpsertParams {
     pub schedule: crate::Schedule,
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// When that tick fires (the tick plus its jitter offset).
+    pub due_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -431,15 +441,15 @@ pub struct ScheduleGetParams {
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleListParams {}
 
-/// Delete a schedule by name. Its fire records are kept (the messages they published exist).
+/// Delete a schedule by name, with its fire records (the messages they published stay).
 #[derive(Debug, Clone)]
 pub struct ScheduleDeleteParams {
     pub name: String,
 }
 
-/// The enabled schedules whose `next_fire_at` is at or before `now`, the most overdue
-/// first, at most `limit`: read through an index on `next_fire_at`, so the cost follows the
-/// number due, not the number of schedules.
+/// The enabled schedules whose `due_at` is at or before `now`, the most overdue first, at
+/// most `limit`: read through an index on `due_at`, so the cost follows the number due,
+/// not the number of schedules.
 #[derive(Debug, Clone)]
 pub struct ScheduleDueParams {
     pub now: DateTime<Utc>,
@@ -451,24 +461,42 @@ pub struct ScheduleDueParams {
 pub enum ScheduleFireKind {
     /// The due tick `tick`, as read by [`QueueStore::schedule_due`]: fires only while the
     /// schedule is enabled, its `next_fire_at` is still `tick` and its `updated_at` is still
-    /// `updated_at` (compare-and-set), moving `next_fire_at` to `next_fire_at`.
-    Due { updated_at: DateTime<Utc>, next_fire_at: Option<DateTime<Utc>> },
+    /// `updated_at` (compare-and-set), moving `next_fire_at` to `next_fire_at` and `due_at`
+    /// to `next_due_at`.
+    Due { updated_at: DateTime<Utc>, next_fire_at: Option<DateTime<Utc>>, next_due_at: Option<DateTime<Utc>> },
     /// An operator's "fire now": any existing schedule, enabled or not; `next_fire_at` is
     /// left alone.
     Trigger,
 }
 
+/// What a claimed tick does ([`ScheduleFireParams::mode`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScheduleFireMode {
+    /// Publish the message in the claim's transaction.
+    #[default]
+    Publish,
+    /// Record the fire without a message and answer [`ScheduleFired::Claimed`]: the caller
+    /// publishes elsewhere (a remote queue service) and then reports the message with
+    /// [`QueueStore::schedule_fire_sent`]. Until it does, [`QueueStore::schedule_unsent`]
+    /// lists the fire, so a publish that failed is tried again.
+    Claim,
+    /// A missed tick of a schedule without catch-up: moved past and recorded `missed`,
+    /// nothing published.
+    Skip,
+}
+
 /// Fire one tick of a schedule, in one transaction: claim it (see [`ScheduleFireKind`]),
-/// record the fire under the unique `(name, tick)`, and publish the schedule's topic with
-/// its payload (JSON) and idempotency key `schedule:<name>:<tick>` exactly as a send does.
-/// Of concurrent calls for one tick exactly one publishes. A fire that publishes also
-/// deletes this schedule's fire records older than [`SCHEDULE_FIRE_RETENTION_SECONDS`]
-/// before its tick.
+/// record the fire under the unique `(name, tick)`, and (by [`ScheduleFireMode`]) publish
+/// the schedule's topic with its payload (JSON) and idempotency key
+/// `schedule:<name>:<tick>` exactly as a send does. Of concurrent calls for one tick
+/// exactly one claims it. A fire also deletes this schedule's fire records older than
+/// [`SCHEDULE_FIRE_RETENTION_SECONDS`] before its tick.
 #[derive(Debug, Clone)]
 pub struct ScheduleFireParams {
     pub name: String,
     pub tick: DateTime<Utc>,
     pub kind: ScheduleFireKind,
+    pub mode: ScheduleFireMode,
     /// Retention of the published message.
     pub retention_seconds: u32,
     pub now: DateTime<Utc>,
@@ -492,6 +520,40 @@ pub enum ScheduleFired {
     Changed,
     /// (Trigger only) No schedule with that name.
     NotFound,
+    /// ([`ScheduleFireMode::Claim`]) This call claimed the tick and recorded it: publish
+    /// `payload` (JSON text) to `topic` under the tick's idempotency key, then report it.
+    Claimed { topic: String, payload: String },
+    /// ([`ScheduleFireMode::Skip`]) The missed tick was moved past, nothing published.
+    Skipped,
+}
+
+/// Record the message a claimed fire published ([`ScheduleFireMode::Claim`]): the fire's
+/// and the schedule's `last_message_id`. A fire no longer recorded is ignored.
+#[derive(Debug, Clone)]
+pub struct ScheduleFireSentParams {
+    pub name: String,
+    pub tick: DateTime<Utc>,
+    pub message_id: String,
+}
+
+/// Claimed fires without a message yet ([`ScheduleFireMode::Claim`]), recorded in
+/// `since..=until` (by `fired_at`), oldest first, at most `limit`, with their schedule's
+/// topic and payload; fires of deleted schedules are gone with them.
+#[derive(Debug, Clone)]
+pub struct ScheduleUnsentParams {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// One claimed fire still to publish ([`QueueStore::schedule_unsent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleUnsent {
+    pub name: String,
+    pub tick: DateTime<Utc>,
+    pub topic: String,
+    /// JSON text.
+    pub payload: String,
 }
 
 /// Start one execution row (`running`).
@@ -1441,6 +1503,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Fire one tick of a schedule: claim, record and publish in one transaction (see
     /// [`ScheduleFireParams`]).
     async fn schedule_fire(&self, p: ScheduleFireParams) -> Result<ScheduleFired, StoreError>;
+    /// Record the message a claimed fire published (see [`ScheduleFireSentParams`]).
+    async fn schedule_fire_sent(&self, p: ScheduleFireSentParams) -> Result<(), StoreError>;
+    /// Claimed fires still to publish (see [`ScheduleUnsentParams`]).
+    async fn schedule_unsent(&self, p: ScheduleUnsentParams) -> Result<Vec<ScheduleUnsent>, StoreError>;
 
     /// Cheap liveness probe: the one method with no params (it asks nothing).
     async fn ping(&self) -> Result<(), StoreError>;

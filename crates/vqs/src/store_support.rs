@@ -240,6 +240,16 @@ pub fn write_row_by_row(error: &StoreError, operations: usize) -> bool {
 /// every subscriber, due at once, under the idempotency key `schedule:<name>:<tick>` — so a
 /// tick published twice (a fire record pruned, a trigger at the same instant) is still one
 /// message.
+/// The `kind` a schedule fire is recorded under: `trigger`, `due` or (a skipped missed
+/// tick) `missed`.
+pub fn schedule_fire_kind(p: &crate::store::ScheduleFireParams) -> &'static str {
+    match (&p.kind, p.mode) {
+        (crate::store::ScheduleFireKind::Trigger, _) => "trigger",
+        (_, crate::store::ScheduleFireMode::Skip) => "missed",
+        _ => "due",
+    }
+}
+
 pub fn schedule_send(p: &crate::store::ScheduleFireParams, topic: String, payload: String) -> MessageSendParams {
     MessageSendParams {
         topic,

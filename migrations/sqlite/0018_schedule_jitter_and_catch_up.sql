@@ -1,0 +1,16 @@
+-- Same number as migrations/postgres/0018. Runtime schedules gain `catch_up` (after
+-- downtime, fire the one missed tick, or skip missed ticks) and `jitter_seconds` (a fire
+-- happens up to that long after its tick, by a fixed offset per (name, tick), so schedules
+-- sharing a tick are spread). `next_fire_at` stays the tick (the idempotency key and the
+-- compare-and-set name it); `due_at` is when it fires (tick + offset) and is what the due
+-- query reads through the index.
+ALTER TABLE schedules ADD COLUMN catch_up INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE schedules ADD COLUMN jitter_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE schedules ADD COLUMN due_at INTEGER;
+UPDATE schedules SET due_at = next_fire_at;
+DROP INDEX schedules_due;
+CREATE INDEX schedules_due ON schedules (due_at) WHERE enabled = 1 AND due_at IS NOT NULL;
+-- A fire recorded but not yet published (a queue that publishes to a remote service claims
+-- the tick here, then publishes): found by this small index and published again until it
+-- is, under the tick's idempotency key. Missed ticks (`catch_up` off) publish nothing.
+CREATE INDEX schedule_fires_unsent ON schedule_fires (fired_at) WHERE message_id IS NULL AND kind <> 'missed';
