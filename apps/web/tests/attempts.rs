@@ -34,6 +34,7 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
             visibility_seconds: 30,
             start_executions,
             lease_holder: None,
+            max_leased: None,
             now: app.clock.now(),
         })
         .await

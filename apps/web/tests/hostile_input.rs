@@ -273,6 +273,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
             visibility_seconds: 600,
             start_executions: false,
             lease_holder: None,
+            max_leased: None,
             now: Utc::now(),
         })
     };

@@ -21,6 +21,7 @@ async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
         visibility_seconds: 3600,
         start_executions: true,
         lease_holder: holder.map(str::to_owned),
+        max_leased: None,
         now: app.clock.now(),
     };
     app.queue().store().delivery_claim(claim).await.unwrap().len()

@@ -338,6 +338,7 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
             visibility_seconds: 60,
             start_executions: false,
             lease_holder: None,
+            max_leased: None,
             now: Utc::now(),
         })
         .await

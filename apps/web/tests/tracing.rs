@@ -43,6 +43,7 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
             visibility_seconds: 60,
             start_executions: false,
             lease_holder: None,
+            max_leased: None,
             now: app.clock.now(),
         })
         .await

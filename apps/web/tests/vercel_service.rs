@@ -211,6 +211,7 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
         visibility_seconds: 60,
         start_executions: false,
         lease_holder: None,
+        max_leased: None,
         now: chrono::Utc::now(),
     };
     let replayed = func.queue().store().delivery_claim(claim).await.unwrap();

@@ -176,6 +176,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
             visibility_seconds: 60,
             start_executions: false,
             lease_holder: None,
+            max_leased: None,
             now: chrono::Utc::now(),
         })
         .await

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use sqlx::Postgres;
 use sqlx::QueryBuilder;
 use sqlx::Row;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
 use std::sync::Arc;
 use vqs::store::*;
 
@@ -53,6 +53,61 @@ pub(crate) async fn delivery_claim(
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
+    let rows = match p.max_leased {
+        None => {
+            let mut held = claim_conn.lock().await;
+            let conn = held.get().await?;
+            let rows = claim_query(&p, p.limit).build().fetch_all(&mut *conn).await.map_err(db_err);
+            let rows = held.check(rows)?;
+            drop(held);
+            rows
+        }
+        Some(max) => claim_limited(pool, &p, max).await?,
+    };
+    if rows.is_empty()
+        && let Some(id) = &p.message_id
+    {
+        let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
+            .bind(id)
+            .bind(&p.consumer_group)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?;
+        return Err(match row {
+            None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
+            Some(r) => match r.get::<String, _>(0).as_str() {
+                "acked" | "dead" | "cancelled" => StoreError::AlreadyAcknowledged(id.clone()),
+                _ => StoreError::Locked(id.clone()),
+            },
+        });
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let token: String = r.get(2);
+            LeasedMessage {
+                receipt_handle: receipt_handle(&id, &token),
+                message_id: id,
+                topic: r.get(3),
+                consumer_group: p.consumer_group.clone(),
+                payload: r.get(4),
+                content_type: r.get(5),
+                headers_json: r.get(6),
+                delivery_count: r.get::<i32, _>(1) as u32,
+                attempts: r.get::<i32, _>(10) as u32,
+                created_at: r.get(7),
+                expires_at: r.get(8),
+                lease_until,
+                execution_id: r.get(9),
+            }
+        })
+        .collect())
+}
+
+/// The claim statement for `p`, leasing at most `limit`.
+fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres> {
+    let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "WITH due AS (SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
          FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
@@ -69,7 +124,7 @@ pub(crate) async fn delivery_claim(
         q.push(" AND d.message_id = ").push_bind(id);
     }
     q.push(" ORDER BY d.visible_at LIMIT ")
-        .push_bind(i64::from(p.limit.max(1)))
+        .push_bind(i64::from(limit.max(1)))
         .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
         .push_bind(lease_until)
         .push(", delivery_count = d.delivery_count + 1, attempts = d.attempts + ")
@@ -113,50 +168,36 @@ pub(crate) async fn delivery_claim(
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
         );
-    let mut held = claim_conn.lock().await;
-    let conn = held.get().await?;
-    let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err);
-    let rows = held.check(rows)?;
-    drop(held);
-    if rows.is_empty()
-        && let Some(id) = &p.message_id
-    {
-        let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = $1 AND consumer_group = $2")
-            .bind(id)
-            .bind(&p.consumer_group)
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?;
-        return Err(match row {
-            None => StoreError::NotFound(format!("no message {id} for consumer group {}", p.consumer_group)),
-            Some(r) => match r.get::<String, _>(0).as_str() {
-                "acked" | "dead" | "cancelled" => StoreError::AlreadyAcknowledged(id.clone()),
-                _ => StoreError::Locked(id.clone()),
-            },
-        });
+    q
+}
+
+/// A claim under the consumer group's limit across processes (`maxConcurrency`): the
+/// group's claims are serialised by a transaction-scoped advisory lock, and its live leases
+/// are counted after the lock is taken (a new snapshot under READ COMMITTED), so two
+/// processes never both take the last free slot — `SKIP LOCKED` alone would not stop that.
+async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Result<Vec<PgRow>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("vqs-claim:{}", p.consumer_group))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2",
+    )
+    .bind(&p.consumer_group)
+    .bind(p.now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let room = u32::try_from((i64::from(max) - leased).max(0)).unwrap_or(0);
+    let limit = p.limit.min(room);
+    if limit == 0 {
+        return Ok(Vec::new());
     }
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let id: String = r.get(0);
-            let token: String = r.get(2);
-            LeasedMessage {
-                receipt_handle: receipt_handle(&id, &token),
-                message_id: id,
-                topic: r.get(3),
-                consumer_group: p.consumer_group.clone(),
-                payload: r.get(4),
-                content_type: r.get(5),
-                headers_json: r.get(6),
-                delivery_count: r.get::<i32, _>(1) as u32,
-                attempts: r.get::<i32, _>(10) as u32,
-                created_at: r.get(7),
-                expires_at: r.get(8),
-                lease_until,
-                execution_id: r.get(9),
-            }
-        })
-        .collect())
+    let rows = claim_query(p, limit).build().fetch_all(&mut *tx).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows)
 }
 
 pub(crate) async fn delivery_set_visibility(

@@ -108,6 +108,7 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
             visibility_seconds: 30,
             start_executions: false,
             lease_holder: None,
+            max_leased: None,
             now: chrono::Utc::now(),
         })
         .await
@@ -182,6 +183,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                         visibility_seconds: 300,
                         start_executions: false,
                         lease_holder: None,
+                        max_leased: None,
                         now,
                     })
                     .await
@@ -293,6 +295,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         visibility_seconds: 300,
                         start_executions: false,
                         lease_holder: None,
+                        max_leased: None,
                         now,
                     })
                     .await
@@ -358,6 +361,7 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         visibility_seconds: 60,
         start_executions: true,
         lease_holder: None,
+        max_leased: None,
         now,
     };
     let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();

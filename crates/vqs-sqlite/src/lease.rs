@@ -61,6 +61,23 @@ pub(crate) async fn claim_in(
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let now = us(p.now);
     let lease_until = now + i64::from(p.visibility_seconds) * US_PER_S;
+    let mut limit = p.limit;
+    if let Some(max) = p.max_leased {
+        // The group's limit across processes: its live leases counted inside this write
+        // transaction (SQLite has one writer, so no other claim can interleave).
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state = 'leased' AND visible_at > ?",
+        )
+        .bind(&p.consumer_group)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        limit = limit.min(u32::try_from((i64::from(max) - leased).max(0)).unwrap_or(0));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+    }
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
         .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
@@ -88,7 +105,7 @@ pub(crate) async fn claim_in(
         q.push(" AND d.message_id = ").push_bind(id);
     }
     q.push(" ORDER BY d.visible_at LIMIT ")
-        .push_bind(i64::from(p.limit.max(1)))
+        .push_bind(i64::from(limit.max(1)))
         .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
     let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
     if leased.is_empty() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use vqs::QueueStore;
 
+pub mod concurrency_limit;
 pub mod crons;
 pub mod dead_letters;
 pub mod executions;
@@ -121,6 +122,8 @@ macro_rules! conformance {
                         a_trigger_fires_now_and_leaves_the_next_tick, a_due_tick_already_triggered_moves_on,
                         dst_changes_fire_each_tick_once_across_three_schedulers,
                         the_facade_skips_missed_ticks_and_refuses_bad_input, a_fire_prunes_its_old_fire_records }
+            concurrency_limit { sixteen_claims_at_once_never_lease_past_the_limit,
+                                an_acknowledged_or_expired_lease_frees_its_slot }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

@@ -51,6 +51,7 @@ pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClai
         visibility_seconds: 30,
         start_executions: false,
         lease_holder: None,
+        max_leased: None,
         now,
     }
 }

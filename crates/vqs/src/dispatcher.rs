@@ -37,8 +37,12 @@ pub struct ConsumerConfig {
     pub retry_after: Duration,
     /// Deliveries before the message is dead-lettered. Default 32.
     pub max_deliveries: u32,
-    /// Pushes in flight at most. Default 100.
+    /// Pushes in flight at most in this process. Default 100.
     pub max_concurrency: u32,
+    /// The trigger's `maxConcurrency` when set: one limit for the consumer group across
+    /// every process, as on Vercel (each claim leases at most the limit minus the group's
+    /// live leases, counted by the store under a lock). `None`: only the per-process cap.
+    pub global_max_concurrency: Option<u32>,
     /// Messages become visible to this group no sooner than this after they were sent.
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
@@ -58,6 +62,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             retry_after: t.retry_after_seconds.map(saturating_secs).unwrap_or(DEFAULT_RETRY_AFTER),
             max_deliveries: t.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
             max_concurrency: t.max_concurrency.unwrap_or(100),
+            global_max_concurrency: t.max_concurrency,
             initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
@@ -270,7 +275,13 @@ async fn consumer_loop(
         // will start before a claim could come back. Under load, wait until enough slots
         // are free for the claim to carry a batch, not one message per finished job.
         if claiming.is_none() && idle.is_none() {
-            let ahead = if config.prefetch.is_zero() { 0 } else { rate.ahead(config.prefetch) };
+            // A group limited across processes prefetches nothing: a lease waiting in this
+            // buffer would hold one of the group's slots while another process sits idle.
+            let ahead = if config.prefetch.is_zero() || consumer.global_max_concurrency.is_some() {
+                0
+            } else {
+                rate.ahead(config.prefetch)
+            };
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
             let low_water = (max / 2).clamp(1, config.batch.max(1));
             if want >= low_water || (buffer.is_empty() && want > 0) {
@@ -290,6 +301,7 @@ async fn consumer_loop(
                             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
                             start_executions: consumer.starts_executions,
                             lease_holder,
+                            max_leased: consumer.global_max_concurrency,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -318,7 +330,16 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(until_due(&queue, &consumer.consumer_group, config.poll_interval));
+                            idle = Some(if consumer.global_max_concurrency.is_some() {
+                                // Short perhaps because other processes hold the group's
+                                // slots, with due work waiting: their acks wake no one
+                                // here, so look again after the poll interval (or on a
+                                // publish or a slot freed here), not at a due time that
+                                // may be in the past.
+                                Box::pin(tokio::time::sleep(config.poll_interval))
+                            } else {
+                                until_due(&queue, &consumer.consumer_group, config.poll_interval)
+                            });
                         }
                         buffer.extend(batch);
                     }
@@ -382,6 +403,7 @@ pub async fn dispatch_due(
             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
             start_executions: consumer.starts_executions,
             lease_holder: None,
+            max_leased: consumer.global_max_concurrency,
             now: queue.clock().now(),
         })
         .await?;

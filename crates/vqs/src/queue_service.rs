@@ -191,6 +191,7 @@ impl LocalQueueService {
                 visibility_seconds: p.visibility_seconds,
                 start_executions: false,
                 lease_holder: None,
+                max_leased: None,
                 now: self.queue.clock().now(),
             })
             .await
@@ -259,6 +260,7 @@ impl QueueService for LocalQueueService {
                 visibility_seconds: p.visibility_seconds,
                 start_executions: false,
                 lease_holder: None,
+                max_leased: None,
                 now: self.queue.clock().now(),
             })
             .await?;

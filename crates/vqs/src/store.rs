@@ -213,6 +213,10 @@ pub struct DeliveryClaimParams {
     /// ([`QueueStore::process_rescue`]) instead of waiting for them to run out. `None` (a
     /// remote consumer, the `/_vqs` receive API): the lease ends only when it runs out.
     pub lease_holder: Option<String>,
+    /// The consumer group's limit across processes (a trigger's `maxConcurrency`): lease
+    /// at most this many minus the group's live leases, counted under a lock so that
+    /// processes claiming at once never overshoot it. `None`: no such limit.
+    pub max_leased: Option<u32>,
     pub now: DateTime<Utc>,
 }
 

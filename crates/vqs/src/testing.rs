@@ -211,6 +211,7 @@ fn consumer(topic: &str) -> ConsumerConfig {
         retry_after: crate::DEFAULT_RETRY_AFTER,
         max_deliveries: crate::DEFAULT_MAX_DELIVERIES,
         max_concurrency: 1,
+        global_max_concurrency: None,
         initial_delay: Duration::ZERO,
         visibility: Duration::from_secs(60),
         starts_executions: true,
@@ -290,6 +291,7 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
                 visibility_seconds: 60,
                 start_executions: true,
                 lease_holder: None,
+                max_leased: None,
                 now,
             })
             .await?;
