@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::queue_metrics::METRIC_PUBLISHED;
 use crate::store::{
     ScheduleDeleteParams, ScheduleDueParams, ScheduleFireKind, ScheduleFireParams, ScheduleFired, ScheduleGetParams,
-    ScheduleListParams, ScheduleRecord, ScheduleUpsertParams,
+    ScheduleRecord, ScheduleUpsertParams,
 };
 use crate::{DEFAULT_RETENTION, Queue, QueueError, Schedule, validate_schedule_name};
 
@@ -86,9 +86,10 @@ impl Schedules {
         Ok(self.queue.store().schedule_get(ScheduleGetParams { name: name.to_owned() }).await?)
     }
 
-    /// Every schedule, by name.
+    /// Every schedule, by name, read a page of 1000 at a time: for a handful (tests, a
+    /// listing of everything); with thousands, read [`Schedules::page`] by page.
     pub async fn list(&self) -> Result<Vec<ScheduleRecord>, QueueError> {
-        Ok(self.queue.store().schedule_list(ScheduleListParams {}).await?)
+        self.read_all().await
     }
 
     /// Delete a schedule; true when it existed. Its fire records are kept.
@@ -155,6 +156,7 @@ impl Schedules {
                 Ok(ScheduleFired::Fired { message_id, .. }) => {
                     tracing::debug!(schedule = %record.name, %tick, message.id = %message_id, "schedule fired");
                     self.queue.count(METRIC_PUBLISHED, &record.topic);
+                    self.queue.count_schedule_fire(&record.topic, "due");
                     report.fired.push(ScheduleFire { name: record.name, tick, message_id });
                 }
                 Ok(_) => report.skipped += 1,
@@ -170,6 +172,11 @@ impl Schedules {
         Ok(report)
     }
 
+    /// The queue these schedules belong to.
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// Now, by the queue's clock.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.queue.clock().now()
@@ -178,6 +185,7 @@ impl Schedules {
     async fn published(&self, name: &str) {
         if let Ok(Some(r)) = self.get(name).await {
             self.queue.count(METRIC_PUBLISHED, &r.topic);
+            self.queue.count_schedule_fire(&r.topic, "trigger");
         }
         self.queue.wake();
     }
