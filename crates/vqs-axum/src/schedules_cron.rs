@@ -26,15 +26,15 @@ pub const ROUNDS: u32 = 10;
 pub async fn schedules_cron(state: &VqsState) -> Response {
     let schedules = state.queue.schedules();
     if state.queue.publishes_elsewhere() {
-        return match schedules.list().await {
-            Ok(list) if list.is_empty() => (StatusCode::OK, Json(ScheduleFireReport::default())).into_response(),
-            Ok(list) => schedules_cron_failed(
+        return match schedules.count().await {
+            Ok(0) => (StatusCode::OK, Json(ScheduleFireReport::default())).into_response(),
+            Ok(n) => schedules_cron_failed(
                 StatusCode::NOT_IMPLEMENTED,
                 format!(
                     "{} runtime schedule(s) exist but cannot fire: this deployment publishes to Vercel's queue \
                      service, and runtime schedules publish through the local store only; run the app as a \
                      long-running process to use them, or use a vercel.json cron instead",
-                    list.len()
+                    n
                 ),
             ),
             Err(e) => {
