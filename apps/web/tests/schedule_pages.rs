@@ -126,3 +126,38 @@ async fn health_judges_the_most_overdue_and_counts_the_rest() {
         "(the vercel.json crons are late: nothing ran them) {health}"
     );
 }
+
+#[tokio::test]
+async fn a_100_kb_cursor_over_http_is_refused_before_the_app() {
+    // Neither `http::Uri` nor reqwest holds a 100 KB URL (64 KiB at most), so this case is
+    // written to a real socket by hand: hyper answers 414 URI Too Long before any handler
+    // runs. A cursor under that limit reaches the handler and gets its 400
+    // (`hostile_paging_parameters_get_a_clear_400`).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(&dir).await;
+    let mut child = common::serve(&url, &[("VQS_ADMIN_TOKEN", common::ADMIN_TOKEN)]);
+    let base = common::serving(&mut child).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let request = |query: String| {
+        let addr = addr.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = format!(
+                "GET /api/admin/schedules?{query} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                common::ADMIN_TOKEN
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            socket.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let answer = request(format!("after={}", "x".repeat(100_000))).await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{}", &answer[..answer.len().min(200)]);
+    let answer = request("after=a%00b&limit=5".into()).await;
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("NUL"), "{answer}");
+    let answer = request("limit=5".into()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "the process still serves: {answer}");
+    child.kill().await.unwrap();
+}
