@@ -168,7 +168,7 @@ async fn schedule_fires_are_counted_by_topic_and_kind_and_schedules_by_heartbeat
 
     // No series names a schedule: thousands of tenants stay a handful of series.
     for s in m.0.samples.iter().filter(|s| s.metric.starts_with("vqs_schedule")) {
-        let labels: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
+        let labels: Vec<&str> = s.labels.keys().map(|k| k.as_str()).collect();
         assert!(labels.iter().all(|l| ["topic", "kind", "state"].contains(l)), "{} {labels:?}", s.metric);
         assert!(!format!("{:?}", s.labels).contains("tenant-"), "{:?}", s.labels);
     }
