@@ -3,7 +3,9 @@
 // Starts the real `web` binary on a fresh database (and a small upstream API on localhost
 // for the sync job to call), signs in through the form, sees a failed job's error, replays
 // the dead letter after fixing its cause, and watches it succeed; then, on delayed
-// messages, runs one now, cancels another, and purges a topic after its dry-run count.
+// messages, runs one now, cancels another, and purges a topic after its dry-run count;
+// then runtime schedules made through the admin API: shown with their zone and next fire
+// times, fired with "Fire now", and paged through when there are more than a page.
 //
 //   cargo build -p web && (cd e2e/dashboard && npm ci && npm test)
 //
@@ -94,9 +96,9 @@ function startWeb() {
   return { child, url, log: () => log };
 }
 
-async function api(base, path, body) {
+async function api(base, path, body, method = body ? "POST" : "GET") {
   const resp = await fetch(base + path, {
-    method: body ? "POST" : "GET",
+    method,
     headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
     body: body && JSON.stringify(body),
   });
@@ -256,6 +258,79 @@ test("run a delayed message now, cancel another, purge a topic after its dry-run
   assert.match(await page.locator("#flash").innerText(), /Purged: 2 pending messages cancelled/);
   for (const id of purged) assert.equal((await api(base, `/api/admin/messages/${id}`)).state, "cancelled");
   assert.equal(await page.locator('tr[data-topic="probe"] a.purge').count(), 0, "nothing left to purge");
+
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
+});
+
+test("runtime schedules: their zone and next fire times, Fire now, and the next page", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const web = startWeb();
+  t.after(() => web.child.kill("SIGTERM"));
+  const base = await web.url;
+
+  // One schedule in Tokyo, made through the admin API, and enough others for a second page
+  // (the dashboard shows 50 a page).
+  const digest = await api(
+    base,
+    "/api/admin/schedules/digest",
+    { cron: "30 8 * * *", timezone: "Asia/Tokyo", topic: "probe", payload: { sleep_ms: 1 } },
+    "PUT",
+  );
+  assert.equal(digest.next.length, 5);
+  for (let i = 0; i < 55; i++) {
+    const name = `tenant-${String(i).padStart(2, "0")}`;
+    await api(base, `/api/admin/schedules/${name}`, { cron: "0 9 * * *", timezone: "Europe/Berlin", topic: "probe" }, "PUT");
+  }
+  const listed = await api(base, "/api/admin/schedules?limit=10");
+  assert.equal(listed.total, 56);
+  assert.equal(listed.next_after, "tenant-08");
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(base + "/admin");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+
+  // The schedule with its zone and next fire times, in UTC and in Tokyo (08:30 JST is 23:30 UTC).
+  const row = page.locator('#schedules tr[data-schedule="digest"]');
+  await row.waitFor({ timeout: WAIT });
+  assert.equal(await row.locator("td.timezone").innerText(), "Asia/Tokyo");
+  const first = digest.next[0].replace("T", " ").replace("Z", " UTC");
+  assert.match(await row.locator("td.next-utc").innerText(), new RegExp(first.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  assert.match(await row.locator("td.next-utc").innerText(), /23:30:00 UTC/);
+  assert.match(await row.locator("td.next-local").innerText(), /08:30:00 JST/);
+  assert.equal(await row.locator("td.last-fire").innerText(), "never");
+  assert.match(await page.locator("#schedule-counts").innerText(), /^56 ok · 0 late · 0 failing/);
+
+  // Fire now (after the confirm): the message the fire published opens, runs, and the
+  // schedule's row shows the fire with a link to it.
+  await row.getByRole("button", { name: "Fire now" }).click();
+  await page.waitForURL(/\/admin\/messages\/msg_[0-9a-f]+\?flash=schedule-fired$/, { timeout: WAIT });
+  const messageId = new URL(page.url()).pathname.split("/").pop();
+  assert.match(await page.locator("#flash").innerText(), /Fired: this is the message the schedule published/);
+  await page.locator("#message-state", { hasText: "succeeded" }).waitFor({ timeout: WAIT });
+  assert.match(await page.locator("pre.payload").innerText(), /"sleep_ms": 1/);
+  const fired = await api(base, "/api/admin/schedules/digest");
+  assert.equal(fired.last_message_id, messageId);
+  await page.goto(base + "/admin");
+  const lastFire = page.locator('#schedules tr[data-schedule="digest"] td.last-fire');
+  await lastFire.locator("a.last-message").waitFor({ timeout: WAIT });
+  assert.match(await lastFire.innerText(), /ago \(tick .* UTC\) message/);
+  assert.equal(await lastFire.locator("a.last-message").getAttribute("href"), `/admin/messages/${messageId}`);
+
+  // More than a page: the first 50 by name, and a link to the rest.
+  assert.equal(await page.locator("#schedules tr[data-schedule]").count(), 50);
+  assert.equal(await page.locator('#schedules tr[data-schedule="tenant-49"]').count(), 0, "digest comes first");
+  await page.locator("#schedules-next").click();
+  await page.waitForURL(/\/admin\?schedules_after=tenant-48#schedules$/, { timeout: WAIT });
+  await page.locator('#schedules tr[data-schedule="tenant-54"]').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator("#schedules tr[data-schedule]").count(), 6);
+  assert.equal(await page.locator("#schedules-next").count(), 0, "the last page");
+  // The page's polling keeps the page it is on.
+  await page.locator("#refreshed", { hasText: /updated/ }).waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#schedules tr[data-schedule="tenant-54"]').count(), 1);
+  await page.locator("#schedules-first").click();
+  await page.locator('#schedules tr[data-schedule="digest"]').waitFor({ timeout: WAIT });
 
   assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
 });

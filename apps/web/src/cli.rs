@@ -11,6 +11,7 @@ use crate::config::Config;
 use vqs_axum::admin::{
     ExecutionsQuery, cancelled_json, crons_json, execution_filter, message_json, message_progress, purged_json,
 };
+use vqs_axum::admin_schedules::SchedulePageQuery;
 
 /// vqs: durable background jobs and crons for this app.
 #[derive(Debug, Parser)]
@@ -116,9 +117,20 @@ pub enum Command {
         json: bool,
     },
     /// Runtime schedules: list them with their next fire times, or set, delete or trigger one.
+    ///
+    /// Without --after or --limit the list pages through every schedule (1000 at a time) and
+    /// prints them all; with either it prints one page and, when there are more, the
+    /// --after to pass for the next. --json prints the admin API's page:
+    /// {"schedules", "next_after", "limit", "total"} (next_after null: nothing after it).
     Schedules {
         #[command(subcommand)]
         action: Option<ScheduleAction>,
+        /// List the schedules named after this one (byte order): the next_after of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        /// List one page of this many schedules (1 to 1000).
+        #[arg(long, allow_hyphen_values = true)]
+        limit: Option<String>,
         #[arg(long, global = true)]
         json: bool,
     },
@@ -412,22 +424,47 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 out
             });
         }
-        Command::Schedules { action, json } => schedules(&config, &queue, action, json).await?,
+        Command::Schedules { action, after, limit, json } => {
+            schedules(&config, &queue, action, SchedulePageQuery { after, limit }, json).await?
+        }
     }
     Ok(())
 }
 
 /// `web schedules [set|delete|trigger]`, through the admin API's functions.
-async fn schedules(config: &Config, queue: &vqs::Queue, action: Option<ScheduleAction>, json: bool) -> Result<()> {
+async fn schedules(
+    config: &Config,
+    queue: &vqs::Queue,
+    action: Option<ScheduleAction>,
+    page: SchedulePageQuery,
+    json: bool,
+) -> Result<()> {
     use vqs_axum::admin_schedules::{ScheduleBody, delete_schedule, list_schedules, trigger_schedule, upsert_schedule};
     let api = |e: vqs_axum::api_error::ApiError| anyhow!("{}", e.message);
+    if action.is_some() && (page.after.is_some() || page.limit.is_some()) {
+        bail!("--after and --limit page the list: use them with `web schedules` alone, not with a subcommand");
+    }
     match action {
         None => {
-            let rows = list_schedules(queue).await.map_err(api)?;
-            print(json, &rows, |v| {
+            let one_page = page.after.is_some() || page.limit.is_some();
+            let (mut after, limit) = page.parse().map_err(api)?;
+            let limit = if one_page { limit } else { vqs::SCHEDULE_PAGE_MAX };
+            let mut listed = list_schedules(queue, after.as_deref(), limit).await.map_err(api)?;
+            // Without --after or --limit: every page, merged into one.
+            while !one_page && !listed["next_after"].is_null() {
+                after = listed["next_after"].as_str().map(str::to_owned);
+                let next = list_schedules(queue, after.as_deref(), limit).await.map_err(api)?;
+                let more = next["schedules"].as_array().cloned().unwrap_or_default();
+                if let Some(rows) = listed["schedules"].as_array_mut() {
+                    rows.extend(more);
+                }
+                listed["next_after"] = next["next_after"].clone();
+                listed["total"] = next["total"].clone();
+            }
+            print(json, &listed, |v| {
                 let mut out =
                     format!("{:<24} {:<16} {:<20} {:<16} {:<8} next\n", "name", "cron", "timezone", "topic", "enabled");
-                for r in v.as_array().into_iter().flatten() {
+                for r in v["schedules"].as_array().into_iter().flatten() {
                     out += &format!(
                         "{:<24} {:<16} {:<20} {:<16} {:<8} {}\n",
                         s(&r["name"]),
@@ -437,6 +474,9 @@ async fn schedules(config: &Config, queue: &vqs::Queue, action: Option<ScheduleA
                         s(&r["enabled"]),
                         s(&r["next"][0])
                     );
+                }
+                if let Some(next) = v["next_after"].as_str() {
+                    out += &format!("more: web schedules --after {next} --limit {}\n", s(&v["limit"]));
                 }
                 out
             });

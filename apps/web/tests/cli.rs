@@ -220,7 +220,7 @@ async fn schedules_set_list_trigger_and_delete() {
     ]);
     assert_eq!((set["name"].as_str(), set["timezone"].as_str()), (Some("digest"), Some("Europe/Berlin")), "{set}");
     assert_eq!(set["next"].as_array().unwrap().len(), 5);
-    let list = cli.json(&["schedules", "--json"]);
+    let list = cli.json(&["schedules", "--json"])["schedules"].clone();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(
         (list[0]["payload"].clone(), list[0]["next"].clone()),
@@ -274,11 +274,42 @@ async fn schedules_set_list_trigger_and_delete() {
         let (ok, _, stderr) = cli.run(args);
         assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
     }
-    assert_eq!(cli.json(&["schedules", "--json"]).as_array().unwrap().len(), 2, "digest and spread, no x");
+    assert_eq!(cli.json(&["schedules", "--json"])["schedules"].as_array().unwrap().len(), 2, "digest and spread, no x");
 
     assert_eq!(cli.json(&["schedules", "delete", "spread", "--json"]), serde_json::json!({"deleted": true}));
     assert_eq!(cli.json(&["schedules", "delete", "digest", "--json"]), serde_json::json!({"deleted": true}));
     let (ok, _, stderr) = cli.run(&["schedules", "delete", "digest"]);
     assert!(!ok && stderr.contains("no schedule \"digest\""), "{stderr}");
-    assert_eq!(cli.json(&["schedules", "--json"]), serde_json::json!([]));
+    assert_eq!(cli.json(&["schedules", "--json"])["schedules"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn schedules_list_pages_through_everything_or_shows_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { database_url: common::fresh_database_url(&dir).await };
+    for name in ["a", "b", "c"] {
+        cli.json(&["schedules", "set", name, "--cron", "0 9 * * *", "--topic", "probe", "--json"]);
+    }
+    let all = cli.json(&["schedules", "--json"]);
+    assert_eq!((all["schedules"].as_array().unwrap().len(), all["next_after"].clone()), (3, serde_json::Value::Null));
+    let first = cli.json(&["schedules", "--limit", "2", "--json"]);
+    let names: Vec<_> = first["schedules"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!((names, first["next_after"].clone()), (vec!["a".into(), "b".into()], "b".into()), "{first}");
+    let (ok, human, _) = cli.run(&["schedules", "--limit", "2"]);
+    assert!(ok && human.contains("more: web schedules --after b --limit 2"), "{human}");
+    let rest = cli.json(&["schedules", "--after", "b", "--limit", "2", "--json"]);
+    assert_eq!(
+        (rest["schedules"][0]["name"].as_str(), rest["next_after"].clone()),
+        (Some("c"), serde_json::Value::Null)
+    );
+    for (args, want) in [
+        (&["schedules", "--limit", "0"][..], "invalid limit \"0\": send a whole number from 1 to 1000"),
+        (&["schedules", "--limit", "-1"], "invalid limit"),
+        (&["schedules", "--limit", "99999999999"], "invalid limit"),
+        (&["schedules", "--after", &"x".repeat(100_000)], "100000 bytes long"),
+        (&["schedules", "--limit", "2", "delete", "a"], "use them with `web schedules` alone"),
+    ] {
+        let (ok, _, stderr) = cli.run(args);
+        assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
+    }
 }

@@ -364,7 +364,7 @@ async fn the_overview_lists_runtime_schedules_with_their_times_and_heartbeat_esc
     let app = TestApp::with_clock(vqs::Clock::manual(now)).await;
     let cookie = login(&app).await;
     let r = send(&app, get("/admin", Some(&cookie))).await;
-    assert!(r.body.contains("<h2>Schedules</h2>") && r.body.contains("No runtime schedules."), "{}", r.body);
+    assert!(r.body.contains(r#"<section id="schedules">"#) && r.body.contains("No runtime schedules."), "{}", r.body);
 
     let digest = vqs::Schedule::new("digest", "0 9 * * *", "probe").in_timezone("Europe/Paris");
     app.queue().schedules().upsert(digest).await.unwrap();
@@ -380,7 +380,7 @@ async fn the_overview_lists_runtime_schedules_with_their_times_and_heartbeat_esc
 
     let r = send(&app, get("/admin", Some(&cookie))).await;
     assert_eq!(r.status, StatusCode::OK);
-    let section = &r.body[r.body.find("<h2>Schedules</h2>").expect("a Schedules section")..];
+    let section = &r.body[r.body.find(r#"<section id="schedules">"#).expect("a Schedules section")..];
     let section = &section[..section.find("</section>").unwrap()];
     for shown in [
         "digest",
@@ -400,4 +400,52 @@ async fn the_overview_lists_runtime_schedules_with_their_times_and_heartbeat_esc
         assert!(section.contains(shown), "{shown} in {section}");
     }
     assert!(!r.body.contains("<script>alert"), "escaped");
+}
+
+#[tokio::test]
+async fn schedules_show_a_page_at_a_time_and_fire_now_is_a_csrf_checked_post() {
+    let app = TestApp::new().await;
+    for i in 0..51 {
+        let s = vqs::Schedule::new(format!("tenant-{i:02}"), "0 9 * * *", "probe").in_timezone("Asia/Tokyo");
+        app.queue().schedules().upsert(s).await.unwrap();
+    }
+    let cookie = login(&app).await;
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(page.contains(r#"<p id="schedule-counts">51 ok · 0 late · 0 failing</p>"#), "{page}");
+    assert!(page.contains(r#"data-schedule="tenant-49""#) && !page.contains(r#"data-schedule="tenant-50""#));
+    let next = r#"<a id="schedules-next" href="/admin?schedules_after=tenant-49#schedules">"#;
+    assert!(page.contains(next), "a link to the next page");
+    let second = send(&app, get("/admin?schedules_after=tenant-49&fragment=1", Some(&cookie))).await.body;
+    assert!(second.contains(r#"data-schedule="tenant-50""#) && !second.contains(r#"data-schedule="tenant-49""#));
+    assert!(second.contains(r#"id="schedules-first""#) && !second.contains(r#"id="schedules-next""#), "{second}");
+    let bad = send(&app, get("/admin?schedules_after=a%00b", Some(&cookie))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("NUL"), "{}", bad.body);
+
+    let fire = "/admin/schedules/tenant-00/fire";
+    assert!(page.contains(&format!(r#"action="{fire}""#)), "a Fire now button");
+    assert!(page.contains("data-confirm=\"Fire schedule tenant-00 now?"), "it asks first");
+    let token = csrf(&page);
+    for (cookie, form) in [(Some(cookie.as_str()), "csrf=x".to_owned()), (None, format!("csrf={token}"))] {
+        let r = send(&app, post_form(fire, cookie, &form)).await;
+        assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::UNAUTHORIZED, "{:?}", r.status);
+    }
+    assert_eq!(send(&app, get(fire, Some(&cookie))).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.queue().schedules().get("tenant-00").await.unwrap().unwrap().last_message_id, None, "not fired");
+
+    let r = send(&app, post_form(fire, Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let id = app.queue().schedules().get("tenant-00").await.unwrap().unwrap().last_message_id.expect("fired");
+    assert_eq!(location(&r), format!("/admin/messages/{id}?flash=schedule-fired"));
+    let message = send(&app, get(&location(&r), Some(&cookie))).await.body;
+    assert!(message.contains("Fired: this is the message the schedule published."), "{message}");
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(page.contains(&format!(r#"href="/admin/messages/{id}">message</a>"#)), "the last fire links its message");
+
+    let r = send(&app, post_form("/admin/schedules/nope/fire", Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(location(&r), "/admin?flash=schedule-gone#schedules");
+    let page = send(&app, get("/admin?flash=schedule-gone", Some(&cookie))).await.body;
+    assert!(page.contains("Not fired: that schedule no longer exists"), "{page}");
+    let r = send(&app, post_form("/admin/schedules/a%20b/fire", Some(&cookie), &format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -133,3 +133,43 @@ async fn metrics_need_a_token_and_never_show_secrets() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("refuses every request"), "{body}");
 }
+
+#[tokio::test]
+async fn schedule_fires_are_counted_by_topic_and_kind_and_schedules_by_heartbeat() {
+    let clock = vqs::Clock::manual("2026-01-05T09:59:30Z".parse().unwrap());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let schedules = app.queue().schedules();
+    for name in ["tenant-a", "tenant-b"] {
+        schedules.upsert(vqs::Schedule::new(name, "* * * * *", "probe")).await.unwrap();
+    }
+    let m = Metrics::of(&app).await;
+    assert_eq!(m.get("vqs_schedules", &[("state", "ok")]), 2.0);
+    assert_eq!(m.get("vqs_schedules", &[("state", "late")]), 0.0);
+    assert_eq!(m.get("vqs_schedule_fires_total", &[("topic", "probe"), ("kind", "due")]), 0.0);
+
+    // An operator's fire now, then both due ticks.
+    schedules.trigger("tenant-a").await.unwrap();
+    clock.advance(std::time::Duration::from_secs(30));
+    assert_eq!(schedules.fire_due(100).await.unwrap().fired.len(), 2);
+    let m = Metrics::of(&app).await;
+    assert_eq!(m.get("vqs_schedule_fires_total", &[("topic", "probe"), ("kind", "trigger")]), 1.0);
+    assert_eq!(m.get("vqs_schedule_fires_total", &[("topic", "probe"), ("kind", "due")]), 2.0);
+    assert_eq!(m.get("vqs_messages_published_total", &[("topic", "probe")]), 3.0);
+
+    // Nothing fires the next ticks: both late after their minute's slack; one disabled is ok.
+    clock.advance(std::time::Duration::from_secs(125));
+    let off = vqs::Schedule { enabled: false, ..vqs::Schedule::new("tenant-b", "* * * * *", "probe") };
+    schedules.upsert(off).await.unwrap();
+    let m = Metrics::of(&app).await;
+    assert_eq!(m.get("vqs_schedules", &[("state", "late")]), 1.0);
+    assert_eq!(m.get("vqs_schedules", &[("state", "ok")]), 1.0);
+    assert_eq!(m.get("vqs_schedules", &[("state", "failing")]), 0.0);
+    assert_eq!(m.get("vqs_schedules", &[("state", "unchecked")]), 0.0);
+
+    // No series names a schedule: thousands of tenants stay a handful of series.
+    for s in m.0.samples.iter().filter(|s| s.metric.starts_with("vqs_schedule")) {
+        let labels: Vec<&str> = s.labels.keys().map(|k| k.as_str()).collect();
+        assert!(labels.iter().all(|l| ["topic", "kind", "state"].contains(l)), "{} {labels:?}", s.metric);
+        assert!(!format!("{:?}", s.labels).contains("tenant-"), "{:?}", s.labels);
+    }
+}

@@ -220,25 +220,32 @@ async fn on_a_queue_publishing_to_a_remote_service_each_tick_is_claimed_then_pub
 }
 
 #[tokio::test]
-async fn health_lists_each_schedule_with_its_heartbeat() {
+async fn health_counts_schedules_by_heartbeat_and_names_the_late_ones() {
     let clock = Clock::manual(at("2026-01-05T10:00:30Z"));
     let app = TestApp::with_clock(clock.clone()).await;
     let (_, health) = app.admin_get("/api/health").await;
     assert_eq!(health["schedules"], serde_json::json!([]), "{health}");
+    assert_eq!(health["schedule_counts"]["total"], 0, "{health}");
 
     every_minute(&app, "pings").await;
     let (status, health) = app.admin_get("/api/health").await;
     assert_eq!(status, StatusCode::OK, "{health}");
-    let s = &health["schedules"][0];
-    assert_eq!((s["name"].as_str(), s["state"].as_str()), (Some("pings"), Some("ok")), "{health}");
-    assert_eq!(s["last_fire"], serde_json::Value::Null);
-    assert_eq!(s["next"], "2026-01-05T10:01:00Z");
+    assert_eq!(health["schedules"], serde_json::json!([]), "only late and failing ones are named: {health}");
+    assert_eq!(
+        health["schedule_counts"],
+        serde_json::json!({"total": 1, "ok": 1, "late": 0, "failing": 0, "unchecked": 0}),
+        "{health}"
+    );
 
     // Nothing fires its 10:01 tick: after a minute's slack it is late, and health degraded.
     clock.advance(Duration::from_secs(95));
     let (status, health) = app.admin_get("/api/health").await;
     assert_eq!(status, StatusCode::OK, "{health}");
-    assert_eq!(health["schedules"][0]["state"], "late", "{health}");
+    let s = &health["schedules"][0];
+    assert_eq!((s["name"].as_str(), s["state"].as_str()), (Some("pings"), Some("late")), "{health}");
+    assert_eq!(s["last_fire"], serde_json::Value::Null);
+    assert_eq!(s["next"], "2026-01-05T10:03:00Z");
+    assert_eq!(health["schedule_counts"]["late"], 1, "{health}");
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health["reasons"].to_string().contains("1 schedule(s) late"), "{health}");
     // Without the admin token: the status and reasons only.
@@ -249,8 +256,9 @@ async fn health_lists_each_schedule_with_its_heartbeat() {
     let (status, body) = app.call(cron_get(Some(CRON_SECRET))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, health) = app.admin_get("/api/health").await;
-    let s = &health["schedules"][0];
-    assert_eq!(s["state"], "ok", "{health}");
-    assert_eq!(s["last_fire"], "2026-01-05T10:02:05Z", "{health}");
-    assert_eq!(s["next"], "2026-01-05T10:03:00Z", "{health}");
+    assert_eq!(health["schedules"], serde_json::json!([]), "{health}");
+    assert_eq!(health["schedule_counts"]["ok"], 1, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    let record = app.queue().schedules().get("pings").await.unwrap().unwrap();
+    assert_eq!(record.last_fired_at, Some(at("2026-01-05T10:02:05Z")));
 }

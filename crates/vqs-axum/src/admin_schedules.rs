@@ -1,17 +1,18 @@
 //! Runtime schedules in the admin API (SPEC.md, "Runtime schedules"): `PUT`, `GET` and
-//! `DELETE /api/admin/schedules/{name}`, `GET /api/admin/schedules` and `POST
+//! `DELETE /api/admin/schedules/{name}`, `GET /api/admin/schedules?after=&limit=` (a page by
+//! name with the cursor of the next: thousands of schedules are read a page at a time) and `POST
 //! /api/admin/schedules/{name}/trigger`. Merged into [`crate::admin::routes`], behind its
 //! token. The CLI (`web schedules`) calls the same functions, so both answer alike.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vqs::store::{ScheduleFired, ScheduleRecord};
-use vqs::{Queue, SCHEDULE_NEXT_SHOWN, Schedule, VercelConfig};
+use vqs::{Queue, SCHEDULE_NEXT_SHOWN, SCHEDULE_PAGE_DEFAULT, SCHEDULE_PAGE_MAX, Schedule, VercelConfig};
 
 use crate::admin::require_consumed_topic;
 use crate::api_error::ApiError;
@@ -90,10 +91,42 @@ pub async fn upsert_schedule(queue: &Queue, vercel: &VercelConfig, schedule: Sch
     Ok(schedule_json(&record, &next))
 }
 
-/// Every schedule, by name, each with its next fire times (shared with the CLI).
-pub async fn list_schedules(queue: &Queue) -> Result<Value, ApiError> {
-    let rows = queue.schedules().list().await?;
-    Ok(Value::Array(rows.iter().map(|r| stored_schedule_json(queue, r)).collect()))
+/// The query of `GET /api/admin/schedules`: `?after=<name>&limit=N`. Both are read as text
+/// so that a bad value gets a refusal that says what to send, not a parser's message.
+#[derive(Debug, Default, Deserialize)]
+pub struct SchedulePageQuery {
+    /// The `next_after` of the previous page; absent or empty for the first.
+    pub after: Option<String>,
+    /// 1 to [`SCHEDULE_PAGE_MAX`]; [`SCHEDULE_PAGE_DEFAULT`] when absent or empty.
+    pub limit: Option<String>,
+}
+
+impl SchedulePageQuery {
+    /// The page's cursor and size, checked; a 400 naming the bad value otherwise.
+    pub fn parse(&self) -> Result<(Option<String>, u32), ApiError> {
+        let limit = match self.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            None => SCHEDULE_PAGE_DEFAULT,
+            Some(l) => l.parse::<u32>().ok().filter(|n| (1..=SCHEDULE_PAGE_MAX).contains(n)).ok_or_else(|| {
+                let shown: String = l.chars().take(24).collect();
+                ApiError::bad_request(format!(
+                    "invalid limit {shown:?}: send a whole number from 1 to {SCHEDULE_PAGE_MAX} (default {SCHEDULE_PAGE_DEFAULT})"
+                ))
+            })?,
+        };
+        let after = vqs::check_schedule_page(self.after.as_deref(), limit)?;
+        Ok((after, limit))
+    }
+}
+
+/// One page of schedules by name, each with its next fire times (shared with the CLI):
+/// `{"schedules": [...], "next_after": <name> | null, "limit": N, "total": N}`. `next_after`
+/// is the `after` of the next page, `null` on the last; `total` counts every schedule.
+pub async fn list_schedules(queue: &Queue, after: Option<&str>, limit: u32) -> Result<Value, ApiError> {
+    let schedules = queue.schedules();
+    let page = schedules.page(after, limit).await?;
+    let total = schedules.count().await?;
+    let rows: Vec<Value> = page.schedules.iter().map(|r| stored_schedule_json(queue, r)).collect();
+    Ok(json!({ "schedules": rows, "next_after": page.next_after, "limit": limit, "total": total }))
 }
 
 /// Delete a schedule (shared with the CLI): `{"deleted": true}`, or 404.
@@ -127,8 +160,18 @@ pub async fn trigger_schedule(queue: &Queue, name: &str) -> Result<Value, ApiErr
     }
 }
 
-async fn list(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(list_schedules(&state.queue).await?))
+async fn list(
+    State(state): State<VqsState>,
+    query: Result<Query<SchedulePageQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}: send ?after=<the next_after of the previous page>&limit=<1 to {SCHEDULE_PAGE_MAX}>",
+            e.body_text()
+        ))
+    })?;
+    let (after, limit) = q.parse()?;
+    Ok(Json(list_schedules(&state.queue, after.as_deref(), limit).await?))
 }
 
 async fn show(State(state): State<VqsState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -7,12 +7,17 @@
 //!   scheduler, maintenance, a backend's writer) is not working; `degraded` (200, or 503
 //!   with `?strict=1`) when a cron is late or failing. Without credentials it shows the
 //!   status and reasons only; with the admin token (bearer `VQS_ADMIN_TOKEN`) also the
-//!   database, queue depth per topic, each cron's heartbeat, each runtime schedule's
-//!   heartbeat (`schedules: [{name, state, last_fire, next}]`, `vqs::ScheduleStatus`) and
-//!   each background task. A late or failing schedule degrades like a cron.
+//!   database, queue depth per topic, each cron's heartbeat, runtime schedules by heartbeat
+//!   (`schedule_counts: {total, ok, late, failing, unchecked}`) with the late and failing
+//!   ones by name, the most overdue first (`schedules: [{name, state, last_fire, next}]`, at
+//!   most [`SCHEDULES_SHOWN`]; the full list is `GET /api/admin/schedules`) and each
+//!   background task. A late or failing schedule degrades like a cron; an `unchecked` one
+//!   (overdue by one minute to an hour beyond the 100 most overdue, which are examined:
+//!   a backlog of thousands sharing a tick) does not, as it may well be within its slack.
 //!
-//! The counts come from live deliveries only (`Queue::depth`), so polling stays cheap
-//! however much history the database keeps.
+//! The counts come from live deliveries only (`Queue::depth`), and schedules are judged
+//! without reading them all (`vqs::ScheduleHealth`: three index counts and one bounded
+//! read), so polling stays cheap however much history and how many schedules there are.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -23,6 +28,10 @@ use serde_json::json;
 use vqs::{CronState, TaskState};
 
 use crate::state::VqsState;
+
+/// Late or failing schedules health lists by name (the most overdue first); the counts
+/// cover every schedule.
+pub const SCHEDULES_SHOWN: usize = 20;
 
 /// `GET /api/health/live`.
 pub async fn live(State(state): State<VqsState>) -> Response {
@@ -82,14 +91,12 @@ pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>,
     if failing > 0 {
         degraded.push(format!("{failing} cron(s) failing"));
     }
-    let schedules = state.queue.schedules().statuses(1).await.unwrap_or_default();
-    let late = schedules.iter().filter(|s| s.state == CronState::Late).count();
-    let failing = schedules.iter().filter(|s| s.state == CronState::Failing).count();
-    if late > 0 {
-        degraded.push(format!("{late} schedule(s) late"));
+    let schedules = state.queue.schedules().health(SCHEDULES_SHOWN).await.unwrap_or_default();
+    if schedules.late > 0 {
+        degraded.push(format!("{} schedule(s) late", schedules.late));
     }
-    if failing > 0 {
-        degraded.push(format!("{failing} schedule(s) failing"));
+    if schedules.failing > 0 {
+        degraded.push(format!("{} schedule(s) failing", schedules.failing));
     }
     let (status, code) = if !down.is_empty() {
         ("down", StatusCode::SERVICE_UNAVAILABLE)
@@ -122,12 +129,17 @@ pub async fn health(State(state): State<VqsState>, Query(q): Query<HealthQuery>,
             .collect();
         body["database"] = json!(if database.is_ok() { "ok" } else { "unreachable" });
         body["queues"] = json!(queues);
-        let schedules: Vec<serde_json::Value> = schedules
-            .into_iter()
+        let problems: Vec<serde_json::Value> = schedules
+            .problems
+            .iter()
             .map(|s| json!({"name": s.name, "state": s.state, "last_fire": s.last_fire, "next": s.next.first()}))
             .collect();
         body["crons"] = json!(crons);
-        body["schedules"] = json!(schedules);
+        body["schedules"] = json!(problems);
+        body["schedule_counts"] = json!({
+            "total": schedules.total, "ok": schedules.ok, "late": schedules.late,
+            "failing": schedules.failing, "unchecked": schedules.unchecked,
+        });
         body["tasks"] = json!(tasks);
     }
     (code, Json(body)).into_response()

@@ -1,5 +1,6 @@
 //! The app's Prometheus recorder behind `GET /metrics` (`metrics_route.rs`): the queue's counters and histograms (recorded where each event happens,
-//! through the `metrics` facade) and its gauges (read from the store at scrape time), in
+//! through the `metrics` facade) and its gauges (read from the store at scrape time: queue
+//! depth per topic, runtime schedules per heartbeat state — never per schedule name), in
 //! the Prometheus text format. Behind `Authorization: Bearer <VQS_METRICS_TOKEN>` (or the
 //! admin token).
 //!
@@ -10,7 +11,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use vqs::{METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, Queue};
+use vqs::{
+    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_SCHEDULES, Queue,
+};
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
 const DURATION_BUCKETS: &[f64] =
@@ -48,6 +51,8 @@ impl Metrics {
     /// Read the gauges from the store, then render everything.
     pub async fn render(&self, queue: &Queue) -> Result<String, vqs::QueueError> {
         let depth = queue.depth().await?;
+        // Bounded however many schedules there are (three index counts, one short read).
+        let schedules = queue.schedules().health(0).await?;
         let now = queue.clock().now();
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut zero: BTreeSet<String> = topics.clone();
@@ -62,6 +67,14 @@ impl Metrics {
                 let age = d.oldest_due_at.map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
                 metrics::gauge!(METRIC_OLDEST_DUE_AGE, "topic" => t.clone()).set(age);
                 metrics::gauge!(METRIC_DEAD_LETTERS, "topic" => t).set(d.dead_letters as f64);
+            }
+            for (state, n) in [
+                ("ok", schedules.ok),
+                ("late", schedules.late),
+                ("failing", schedules.failing),
+                ("unchecked", schedules.unchecked),
+            ] {
+                metrics::gauge!(METRIC_SCHEDULES, "state" => state).set(n as f64);
             }
             for t in zero {
                 for state in ["waiting", "delayed", "running"] {

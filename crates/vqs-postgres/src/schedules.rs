@@ -73,9 +73,45 @@ pub(crate) async fn schedule_get(pool: &PgPool, p: ScheduleGetParams) -> Result<
     Ok(row.as_ref().map(record))
 }
 
-pub(crate) async fn schedule_list(pool: &PgPool, _p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError> {
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM schedules ORDER BY name")).fetch_all(pool).await.map_err(db_err)?;
+pub(crate) async fn schedule_list(pool: &PgPool, p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+    // `name` is COLLATE "C" (byte order) and never empty, so "" starts at the first.
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM schedules WHERE name > $1 ORDER BY name LIMIT $2"))
+        .bind(p.after.unwrap_or_default())
+        .bind(i64::from(p.limit))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(rows.iter().map(record).collect())
+}
+
+pub(crate) async fn schedule_count(pool: &PgPool, p: ScheduleCountParams) -> Result<u64, StoreError> {
+    let query = match p.overdue_before {
+        None => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM (SELECT 1 FROM schedules LIMIT $1) s")
+            .bind(i64::from(p.cap)),
+        // The conditions repeat the partial index's, so the planner can use it.
+        Some(before) => sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM (SELECT 1 FROM schedules WHERE enabled AND next_fire_at IS NOT NULL \
+             AND next_fire_at <= $1 LIMIT $2) s",
+        )
+        .bind(before)
+        .bind(i64::from(p.cap)),
+    };
+    Ok(query.fetch_one(pool).await.map_err(db_err)?.max(0) as u64)
+}
+
+pub(crate) async fn schedule_overdue(
+    pool: &PgPool,
+    p: ScheduleOverdueParams,
+) -> Result<Vec<ScheduleRecord>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM schedules WHERE enabled AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
+         ORDER BY next_fire_at, name LIMIT $2"
+    ))
+    .bind(p.before)
+    .bind(i64::from(p.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
     Ok(rows.iter().map(record).collect())
 }
 

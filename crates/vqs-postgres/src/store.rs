@@ -452,6 +452,14 @@ impl QueueStore for PgStore {
         crate::schedules::schedule_list(&self.pool, p).await
     }
 
+    async fn schedule_count(&self, p: ScheduleCountParams) -> Result<u64, StoreError> {
+        crate::schedules::schedule_count(&self.pool, p).await
+    }
+
+    async fn schedule_overdue(&self, p: ScheduleOverdueParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+        crate::schedules::schedule_overdue(&self.pool, p).await
+    }
+
     async fn schedule_delete(&self, p: ScheduleDeleteParams) -> Result<bool, StoreError> {
         crate::schedules::schedule_delete(&self.pool, p).await
     }

@@ -84,12 +84,45 @@ pub(crate) async fn schedule_get(
     Ok(row.as_ref().map(record))
 }
 
-pub(crate) async fn schedule_list(
+pub(crate) async fn schedule_list(read: &SqlitePool, p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+    // Every name is at least one byte, so "" starts at the first; BINARY collation is byte order.
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM schedules WHERE name > ? ORDER BY name LIMIT ?"))
+        .bind(p.after.unwrap_or_default())
+        .bind(i64::from(p.limit))
+        .fetch_all(read)
+        .await
+        .map_err(db_err)?;
+    Ok(rows.iter().map(record).collect())
+}
+
+pub(crate) async fn schedule_count(read: &SqlitePool, p: ScheduleCountParams) -> Result<u64, StoreError> {
+    let query = match p.overdue_before {
+        None => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM (SELECT 1 FROM schedules LIMIT ?)")
+            .bind(i64::from(p.cap)),
+        // The conditions repeat the partial index's, so SQLite reads it.
+        Some(before) => sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM (SELECT 1 FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL \
+             AND next_fire_at <= ? LIMIT ?)",
+        )
+        .bind(us(before))
+        .bind(i64::from(p.cap)),
+    };
+    Ok(query.fetch_one(read).await.map_err(db_err)?.max(0) as u64)
+}
+
+pub(crate) async fn schedule_overdue(
     read: &SqlitePool,
-    _p: ScheduleListParams,
+    p: ScheduleOverdueParams,
 ) -> Result<Vec<ScheduleRecord>, StoreError> {
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM schedules ORDER BY name")).fetch_all(read).await.map_err(db_err)?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL AND next_fire_at <= ? \
+         ORDER BY next_fire_at, name LIMIT ?"
+    ))
+    .bind(us(p.before))
+    .bind(i64::from(p.limit))
+    .fetch_all(read)
+    .await
+    .map_err(db_err)?;
     Ok(rows.iter().map(record).collect())
 }
 

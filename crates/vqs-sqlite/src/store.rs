@@ -318,6 +318,14 @@ impl QueueStore for SqliteStore {
         crate::schedules::schedule_list(&self.read, p).await
     }
 
+    async fn schedule_count(&self, p: ScheduleCountParams) -> Result<u64, StoreError> {
+        crate::schedules::schedule_count(&self.read, p).await
+    }
+
+    async fn schedule_overdue(&self, p: ScheduleOverdueParams) -> Result<Vec<ScheduleRecord>, StoreError> {
+        crate::schedules::schedule_overdue(&self.read, p).await
+    }
+
     async fn schedule_delete(&self, p: ScheduleDeleteParams) -> Result<bool, StoreError> {
         crate::schedules::schedule_delete(&self.writer, p).await
     }

@@ -27,6 +27,7 @@ pub mod progress;
 pub mod remote_cancels;
 pub mod replace;
 pub mod schedule_modes;
+pub mod schedule_pages;
 pub mod schedules;
 mod support;
 
@@ -139,6 +140,7 @@ macro_rules! conformance {
                        maintenance_prunes_a_cancelled_message_like_a_finished_one,
                        queue_stats_count_cancelled_deliveries, execution_counts_count_snoozed_and_cancelled_attempts,
                        a_group_subscribing_later_does_not_run_a_cancelled_message }
+            schedule_pages { thousands_of_schedules_page_by_name_in_byte_order, counts_and_the_overdue_read_are_bounded }
         );
         #[test]
         fn model_random_operations_keep_the_invariants() {

@@ -48,7 +48,13 @@ pub async fn upsert_get_list_delete_round_trip(s: Store) {
     assert_eq!(r2.schedule(), edited);
     assert_eq!((r2.next_fire_at, r2.created_at, r2.updated_at), (Some(at(200)), at(1), at(5)));
     s.schedule_upsert(upsert(Schedule::new("a-first", "* * * * *", "t"), None, 6)).await.unwrap();
-    let names: Vec<_> = s.schedule_list(ScheduleListParams {}).await.unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<_> = s
+        .schedule_list(ScheduleListParams { after: None, limit: 10 })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, ["a-first", "digest"]);
     assert!(s.schedule_delete(ScheduleDeleteParams { name: "digest".into() }).await.unwrap());
     assert!(!s.schedule_delete(ScheduleDeleteParams { name: "digest".into() }).await.unwrap(), "gone already");

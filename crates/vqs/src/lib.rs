@@ -50,6 +50,7 @@ mod queue_service;
 mod retry_policy;
 mod schedule;
 mod schedule_health;
+mod schedule_page;
 mod schedule_runner;
 mod schedule_times;
 mod storable_text;
@@ -86,8 +87,8 @@ pub use queue::{
 };
 pub use queue_metrics::{
     METRIC_CANCELLED, METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
-    METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SNOOZED, METRIC_SUCCEEDED,
-    SharedRecorder,
+    METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SCHEDULE_FIRES,
+    METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, SharedRecorder,
 };
 pub use queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
@@ -97,7 +98,12 @@ pub use schedule::{
     DEFAULT_TIMEZONE, MAX_SCHEDULE_JITTER_SECONDS, MAX_SCHEDULE_NAME_BYTES, MAX_SCHEDULE_PAYLOAD_BYTES, Schedule,
     parse_timezone, schedule_idempotency_key, validate_schedule_name,
 };
-pub use schedule_health::{ScheduleStatus, schedule_slack, schedule_state};
+pub use schedule_health::{
+    SCHEDULE_HEALTH_EXAMINED, ScheduleHealth, SchedulePageStatus, ScheduleStatus, schedule_slack, schedule_state,
+};
+pub use schedule_page::{
+    SCHEDULE_COUNT_CAP, SCHEDULE_PAGE_DEFAULT, SCHEDULE_PAGE_MAX, SchedulePage, check_schedule_page,
+};
 pub use schedule_runner::{
     SCHEDULE_FIRE_BATCH, SCHEDULE_MISSED_AFTER, SCHEDULE_NEXT_SHOWN, SCHEDULE_POLL_INTERVAL, SCHEDULE_UNSENT_RETRY_FOR,
     ScheduleFire, ScheduleFireReport, Schedules, run_schedules,

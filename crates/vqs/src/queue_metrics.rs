@@ -37,6 +37,14 @@ pub const METRIC_OLDEST_DUE_AGE: &str = "vqs_queue_oldest_due_age_seconds";
 /// Gauge (read at scrape time): rows in the dead-letter store, by `topic`.
 pub const METRIC_DEAD_LETTERS: &str = "vqs_dead_letters";
 
+/// Counter: runtime-schedule fires this process made, by `topic` and `kind` (`due`: a tick
+/// fired by the schedule loop or the schedules cron; `trigger`: an operator's "fire now").
+/// No schedule name label: thousands of schedules would be thousands of series.
+pub const METRIC_SCHEDULE_FIRES: &str = "vqs_schedule_fires_total";
+/// Gauge (read at scrape time): runtime schedules by heartbeat `state` (`ok`, `late`,
+/// `failing`, `unchecked`), as [`crate::ScheduleHealth`] counts them.
+pub const METRIC_SCHEDULES: &str = "vqs_schedules";
+
 /// A recorder a queue reports to.
 pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
 
@@ -57,6 +65,12 @@ impl Queue {
 
     pub(crate) fn count(&self, name: &'static str, topic: &str) {
         self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1));
+    }
+
+    pub(crate) fn count_schedule_fire(&self, topic: &str, kind: &'static str) {
+        self.with_metrics(|| {
+            metrics::counter!(METRIC_SCHEDULE_FIRES, "topic" => topic.to_owned(), "kind" => kind).increment(1)
+        });
     }
 
     pub(crate) fn job_duration(&self, topic: &str, success: bool, took: Duration) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::ScheduleRecord;
+use crate::store::{ScheduleCountParams, ScheduleOverdueParams, ScheduleRecord};
 use crate::{CronState, QueueError, Schedules};
 
 /// One runtime schedule as operators see it.
@@ -28,6 +28,8 @@ pub struct ScheduleStatus {
     /// The tick of its last fire and when that fire happened.
     pub last_tick: Option<DateTime<Utc>>,
     pub last_fire: Option<DateTime<Utc>>,
+    /// The message its last fire published.
+    pub last_message_id: Option<String>,
     pub state: CronState,
 }
 
@@ -53,31 +55,122 @@ pub fn schedule_state(record: &ScheduleRecord, next: Option<&[DateTime<Utc>]>, n
 /// Fire times looked at to measure a schedule's interval.
 const INTERVAL_SAMPLE: usize = 8;
 
+/// The shortest slack a schedule gets (its interval is at least a minute): one overdue by
+/// less is never late, so health looks only at those overdue by more.
+const MIN_SLACK: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The longest slack a schedule gets: one overdue by more is late (or failing) whatever its
+/// interval, so health counts those without reading them.
+const MAX_SLACK: chrono::Duration = chrono::Duration::seconds(3600);
+
+/// How many overdue schedules [`Schedules::health`] reads and examines one by one, the most
+/// overdue first; beyond them it counts.
+pub const SCHEDULE_HEALTH_EXAMINED: u32 = 100;
+
+/// One page of schedules as operators see them, with the cursor of the next page.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedulePageStatus {
+    pub schedules: Vec<ScheduleStatus>,
+    pub next_after: Option<String>,
+}
+
+/// The heartbeat of every runtime schedule at once, found without reading them all: what
+/// health, the dashboard and metrics show.
+///
+/// A schedule overdue by under a minute is never late (its interval is at least that), so
+/// only the enabled ones overdue by more are looked at, through the due index: the
+/// [`SCHEDULE_HEALTH_EXAMINED`] most overdue are read and judged one by one; of the rest,
+/// those overdue by over an hour are late whatever their interval and are counted as such;
+/// any others (overdue by one minute to an hour, beyond the ones examined) are `unchecked`.
+/// A disabled schedule is `ok` (it is not expected to fire).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScheduleHealth {
+    /// Every schedule (at most [`crate::SCHEDULE_COUNT_CAP`]).
+    pub total: u64,
+    pub ok: u64,
+    pub late: u64,
+    pub failing: u64,
+    /// Overdue by one minute to an hour but not examined, because more than
+    /// [`SCHEDULE_HEALTH_EXAMINED`] were overdue: late or not, unknown.
+    pub unchecked: u64,
+    /// The late and failing schedules examined, the most overdue first (at most as many as
+    /// asked for), each with its next fire time.
+    pub problems: Vec<ScheduleStatus>,
+}
+
+fn status_of(r: ScheduleRecord, next: usize, now: DateTime<Utc>) -> ScheduleStatus {
+    let times = r.schedule().validate().ok().map(|t| t.next_fires(now, next.max(INTERVAL_SAMPLE)));
+    let state = schedule_state(&r, times.as_deref(), now);
+    let mut upcoming = times.unwrap_or_default();
+    upcoming.truncate(next.max(1));
+    ScheduleStatus {
+        name: r.name,
+        cron: r.cron,
+        timezone: r.timezone,
+        topic: r.topic,
+        enabled: r.enabled,
+        next: upcoming,
+        last_tick: r.last_tick,
+        last_fire: r.last_fired_at,
+        last_message_id: r.last_message_id,
+        state,
+    }
+}
+
 impl Schedules {
-    /// Every schedule by name with its next `next` fire times (at least 1), last fire and state.
-    pub async fn statuses(&self, next: usize) -> Result<Vec<ScheduleStatus>, QueueError> {
-        let records = self.list().await?;
+    /// One page of schedules by name (see [`Schedules::page`]), each with its next `next`
+    /// fire times (at least 1), last fire and state.
+    pub async fn page_statuses(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        next: usize,
+    ) -> Result<SchedulePageStatus, QueueError> {
+        let page = self.page(after, limit).await?;
         let now = self.now();
-        Ok(records
-            .into_iter()
-            .map(|r| {
-                let times = r.schedule().validate().ok().map(|t| t.next_fires(now, next.max(INTERVAL_SAMPLE)));
-                let state = schedule_state(&r, times.as_deref(), now);
-                let mut upcoming = times.unwrap_or_default();
-                upcoming.truncate(next.max(1));
-                ScheduleStatus {
-                    name: r.name,
-                    cron: r.cron,
-                    timezone: r.timezone,
-                    topic: r.topic,
-                    enabled: r.enabled,
-                    next: upcoming,
-                    last_tick: r.last_tick,
-                    last_fire: r.last_fired_at,
-                    state,
-                }
-            })
-            .collect())
+        let schedules = page.schedules.into_iter().map(|r| status_of(r, next, now)).collect();
+        Ok(SchedulePageStatus { schedules, next_after: page.next_after })
+    }
+
+    /// How many schedules are ok, late, failing (and unchecked), with up to `shown` of the
+    /// late and failing ones: three counts and one read of at most
+    /// [`SCHEDULE_HEALTH_EXAMINED`] rows, however many schedules there are (see
+    /// [`ScheduleHealth`]).
+    pub async fn health(&self, shown: usize) -> Result<ScheduleHealth, QueueError> {
+        let store = self.queue().store();
+        let now = self.now();
+        let count = |overdue_before| {
+            store.schedule_count(ScheduleCountParams { overdue_before, cap: crate::SCHEDULE_COUNT_CAP })
+        };
+        let total = count(None).await?;
+        let overdue = count(Some(now - MIN_SLACK)).await?;
+        if overdue == 0 {
+            return Ok(ScheduleHealth { total, ok: total, ..Default::default() });
+        }
+        let over_an_hour = count(Some(now - MAX_SLACK)).await?;
+        let examined = store
+            .schedule_overdue(ScheduleOverdueParams { before: now - MIN_SLACK, limit: SCHEDULE_HEALTH_EXAMINED })
+            .await?;
+        let examined_over_an_hour =
+            examined.iter().filter(|r| r.next_fire_at.is_some_and(|t| t <= now - MAX_SLACK)).count() as u64;
+        let rest = overdue.saturating_sub(examined.len() as u64);
+        let rest_over_an_hour = over_an_hour.saturating_sub(examined_over_an_hour).min(rest);
+        let mut health = ScheduleHealth { total, ..Default::default() };
+        for r in examined {
+            let s = status_of(r, 1, now);
+            match s.state {
+                CronState::Ok => continue,
+                CronState::Late => health.late += 1,
+                CronState::Failing => health.failing += 1,
+            }
+            if health.problems.len() < shown {
+                health.problems.push(s);
+            }
+        }
+        health.late += rest_over_an_hour;
+        health.unchecked = rest - rest_over_an_hour;
+        health.ok = total.saturating_sub(health.late + health.failing + health.unchecked);
+        Ok(health)
     }
 }
 

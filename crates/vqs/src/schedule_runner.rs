@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::queue_metrics::METRIC_PUBLISHED;
 use crate::store::{
     ScheduleDeleteParams, ScheduleDueParams, ScheduleFireKind, ScheduleFireMode, ScheduleFireParams,
-    ScheduleFireSentParams, ScheduleFired, ScheduleGetParams, ScheduleListParams, ScheduleRecord, ScheduleUnsentParams,
+    ScheduleFireSentParams, ScheduleFired, ScheduleGetParams, ScheduleRecord, ScheduleUnsentParams,
     ScheduleUpsertParams,
 };
 use crate::{DEFAULT_RETENTION, Queue, QueueError, Schedule, SendOpts, validate_schedule_name};
@@ -110,9 +110,10 @@ impl Schedules {
         Ok(self.queue.store().schedule_get(ScheduleGetParams { name: name.to_owned() }).await?)
     }
 
-    /// Every schedule, by name.
+    /// Every schedule, by name, read a page of 1000 at a time: for a handful (tests, a
+    /// listing of everything); with thousands, read [`Schedules::page`] by page.
     pub async fn list(&self) -> Result<Vec<ScheduleRecord>, QueueError> {
-        Ok(self.queue.store().schedule_list(ScheduleListParams {}).await?)
+        self.read_all().await
     }
 
     /// Delete a schedule and its fire records; true when it existed.
@@ -142,6 +143,7 @@ impl Schedules {
         match self.queue.store().schedule_fire(p).await? {
             ScheduleFired::Claimed { topic, payload } => {
                 let message_id = self.send_claimed(name, now, &topic, payload).await?;
+                self.queue.count_schedule_fire(&topic, "trigger");
                 Ok(ScheduleFired::Fired { message_id, duplicate: false })
             }
             fired => {
@@ -226,6 +228,7 @@ impl Schedules {
                 if local {
                     self.queue.count(METRIC_PUBLISHED, &record.topic);
                 }
+                self.queue.count_schedule_fire(&record.topic, "due");
                 report.fired.push(ScheduleFire { name: record.name, tick, message_id });
             }
             Err(e) => {
@@ -285,6 +288,11 @@ impl Schedules {
         if self.queue.publishes_elsewhere() { ScheduleFireMode::Claim } else { ScheduleFireMode::Publish }
     }
 
+    /// The queue these schedules belong to.
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// Now, by the queue's clock.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.queue.clock().now()
@@ -293,6 +301,7 @@ impl Schedules {
     async fn published(&self, name: &str) {
         if let Ok(Some(r)) = self.get(name).await {
             self.queue.count(METRIC_PUBLISHED, &r.topic);
+            self.queue.count_schedule_fire(&r.topic, "trigger");
         }
         self.queue.wake();
     }

@@ -441,9 +441,34 @@ pub struct ScheduleGetParams {
     pub name: String,
 }
 
-/// Every schedule, by name.
-#[derive(Debug, Clone, Default)]
-pub struct ScheduleListParams {}
+/// One page of schedules in name order (byte order, as the primary key sorts): at most
+/// `limit` of those whose name is after `after` (exclusive; `None` starts at the first).
+/// Read through the primary key, so a page costs the same whichever it is.
+#[derive(Debug, Clone)]
+pub struct ScheduleListParams {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Count schedules, stopping at `cap` (the answer is at most `cap`): every schedule
+/// (`overdue_before: None`, through the primary key), or the enabled ones whose
+/// `next_fire_at` is at or before `overdue_before` (through the due index, so the cost
+/// follows the number overdue).
+#[derive(Debug, Clone)]
+pub struct ScheduleCountParams {
+    pub overdue_before: Option<DateTime<Utc>>,
+    pub cap: u32,
+}
+
+/// The enabled schedules whose `next_fire_at` is at or before `before`, the most overdue
+/// first, at most `limit`: what health and metrics look at to find late schedules without
+/// reading every schedule (the due index, like [`ScheduleDueParams`], but read-only and
+/// never used to fire).
+#[derive(Debug, Clone)]
+pub struct ScheduleOverdueParams {
+    pub before: DateTime<Utc>,
+    pub limit: u32,
+}
 
 /// Delete a schedule by name, with its fire records (the messages they published stay).
 #[derive(Debug, Clone)]
@@ -1498,8 +1523,13 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn schedule_upsert(&self, p: ScheduleUpsertParams) -> Result<ScheduleRecord, StoreError>;
     /// One schedule by name.
     async fn schedule_get(&self, p: ScheduleGetParams) -> Result<Option<ScheduleRecord>, StoreError>;
-    /// Every schedule, ordered by name.
+    /// A page of schedules ordered by name (see [`ScheduleListParams`]).
     async fn schedule_list(&self, p: ScheduleListParams) -> Result<Vec<ScheduleRecord>, StoreError>;
+    /// How many schedules there are, or how many are overdue, at most `cap` (see
+    /// [`ScheduleCountParams`]).
+    async fn schedule_count(&self, p: ScheduleCountParams) -> Result<u64, StoreError>;
+    /// Overdue enabled schedules, the most overdue first (see [`ScheduleOverdueParams`]).
+    async fn schedule_overdue(&self, p: ScheduleOverdueParams) -> Result<Vec<ScheduleRecord>, StoreError>;
     /// Delete a schedule; true when it existed.
     async fn schedule_delete(&self, p: ScheduleDeleteParams) -> Result<bool, StoreError>;
     /// Enabled schedules due at `now`, the most overdue first (see [`ScheduleDueParams`]).

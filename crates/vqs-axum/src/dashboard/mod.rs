@@ -1,6 +1,7 @@
 //! The dashboard at `/admin`: server-rendered HTML for a person in a browser, with no build
 //! step and nothing loaded from outside the app. It shows what the admin API shows — topics,
-//! crons and their heartbeats, progress, dead letters (replay, discard), recent executions
+//! crons and their heartbeats, runtime schedules a page at a time (fire now), progress,
+//! dead letters (replay, discard), recent executions
 //! and each message's history (cancel, run now) — and refreshes its live part every few
 //! seconds. A topic can be purged after a page that shows how many it would cancel.
 //!
@@ -13,6 +14,7 @@ mod actions;
 mod html;
 pub mod login_throttle;
 mod pages;
+mod schedules;
 pub mod session;
 
 use axum::Router;
@@ -42,6 +44,7 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/messages/{id}", get(message))
         .route("/admin/messages/{id}/cancel", post(actions::cancel))
         .route("/admin/messages/{id}/run-now", post(actions::run_now))
+        .route("/admin/schedules/{name}/fire", post(schedules::fire))
         .route("/admin/queues/{topic}/purge", get(actions::purge_confirm).post(actions::purge))
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/dead-letters/{id}/discard", post(discard))

@@ -9,7 +9,7 @@ use vqs::store::{
     DeliveryState, ExecutionListParams, ExecutionRecord, ExecutionStatus, MessageRecord, ProgressListParams,
     ProgressRecord,
 };
-use vqs::{CronState, QueueError, ScheduleStatus};
+use vqs::{CronState, QueueError};
 
 use super::html::{badge, cut, esc, url, when};
 use crate::state::VqsState;
@@ -23,6 +23,8 @@ pub struct Filters {
     /// How many a purge cancelled (with `flash=purged`); a string because flattened query
     /// fields reach serde as strings.
     pub count: Option<String>,
+    /// The Schedules section's page: the schedules named after this one.
+    pub schedules_after: Option<String>,
 }
 
 fn status_badge(s: ExecutionStatus) -> String {
@@ -96,68 +98,13 @@ fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: 
 }
 
 /// The overview's live part.
-/// Next fire times the overview shows per runtime schedule.
-const SCHEDULE_NEXT_ON_PAGE: usize = 3;
-
-fn heartbeat(state: CronState) -> String {
-    match state {
-        CronState::Ok => badge("ok", "ok"),
-        CronState::Late => badge("warn", "late"),
-        CronState::Failing => badge("bad", "failing"),
-    }
-}
-
-/// Runtime schedules with their heartbeat; next fires in UTC and in the schedule's zone.
-fn schedules_section(schedules: &[ScheduleStatus], now: DateTime<Utc>) -> String {
-    let mut out = String::from(r#"<section id="schedules"><h2>Schedules</h2>"#);
-    if schedules.is_empty() {
-        out += r#"<p class="empty">No runtime schedules.</p></section>"#;
-        return out;
-    }
-    out += "<table><thead><tr><th>name</th><th>cron</th><th>timezone</th><th>topic</th><th>enabled</th><th>next (UTC)</th><th>next (its zone)</th><th>last fire</th><th>heartbeat</th></tr></thead><tbody>";
-    for s in schedules {
-        let tz = vqs::parse_timezone(&s.timezone).ok();
-        let utc: Vec<String> = s.next.iter().map(|t| esc(&t.format("%Y-%m-%d %H:%M:%S UTC").to_string())).collect();
-        let local: Vec<String> = match tz {
-            Some(tz) => {
-                s.next.iter().map(|t| esc(&t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())).collect()
-            }
-            None => vec!["unknown zone".into()],
-        };
-        let last = s
-            .last_fire
-            .map(|t| {
-                let tick =
-                    s.last_tick.map(|k| format!(" (tick {})", esc(&k.format("%Y-%m-%d %H:%M:%S UTC").to_string())));
-                format!("{}{}", when(t, now), tick.unwrap_or_default())
-            })
-            .unwrap_or_else(|| "never".into());
-        let none = || "–".to_owned();
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.name),
-            esc(&s.cron),
-            esc(&s.timezone),
-            esc(&s.topic),
-            if s.enabled { "yes" } else { "no" },
-            if utc.is_empty() { none() } else { utc.join("<br>") },
-            if utc.is_empty() { none() } else { local.join("<br>") },
-            last,
-            heartbeat(s.state),
-        );
-    }
-    out += "</tbody></table></section>";
-    out
-}
-
 pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<String, QueueError> {
     let q = &state.queue;
     let now = q.clock().now();
     let depth = q.depth().await?;
     let recent = q.execution_counts(Duration::from_secs(300)).await?;
     let crons = q.cron_statuses(&state.vercel.crons, state.started_at, 1).await?;
-    let schedules = q.schedules().statuses(SCHEDULE_NEXT_ON_PAGE).await?;
+    let schedules = super::schedules::read(state, f).await?;
     let progress = q.progress(ProgressListParams { message_id: None, limit: 20 }).await?;
     let dead = q.dead_letters(50).await?;
     let sync_log = q.sync_log(None).await?;
@@ -174,6 +121,11 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         let text = match flash {
             "discarded" => "Dead letter discarded.".to_owned(),
             "not-found" => "That dead letter is gone already (replayed or discarded elsewhere).".to_owned(),
+            "schedule-gone" => "Not fired: that schedule no longer exists (deleted elsewhere).".to_owned(),
+            "schedule-not-fired" => {
+                "Not fired: another fire of that schedule at the same instant got there first; look at its last fire."
+                    .to_owned()
+            }
             // The count is parsed as a number: nothing from the URL is shown as text.
             "purged" => match f.count.as_deref().and_then(|c| c.parse::<u64>().ok()) {
                 Some(1) => "Purged: 1 pending message cancelled; it will not run.".to_owned(),
@@ -271,7 +223,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     }
     out += "</section>";
 
-    out += &schedules_section(&schedules, now);
+    out += &super::schedules::section(&schedules, f, csrf, !q.publishes_elsewhere(), now);
 
     // Progress of jobs that report it.
     if !progress.is_empty() {
@@ -485,6 +437,9 @@ fn message_flash(flash: &str, m: &MessageRecord) -> Option<(&'static str, String
     let how = finished_how(m);
     let text = match flash {
         "replayed" => return Some(("flash", "Replayed: this is the new message. It runs as soon as a worker is free.".into())),
+        "schedule-fired" => {
+            return Some(("flash", "Fired: this is the message the schedule published. It runs as soon as a worker is free.".into()));
+        }
         "cancelled" => return Some(("flash", "Cancelled: it will not run.".into())),
         "cancelled-running" => {
             return Some(("flash", "Cancelled: its running job was told to stop and is dropped within a second.".into()));
