@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use vqs::{METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, Queue};
+use vqs::{
+    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_TOPIC_PAUSED, Queue,
+};
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
 const DURATION_BUCKETS: &[f64] =
@@ -48,10 +50,14 @@ impl Metrics {
     /// Read the gauges from the store, then render everything.
     pub async fn render(&self, queue: &Queue) -> Result<String, vqs::QueueError> {
         let depth = queue.depth().await?;
+        let controls = queue.topic_controls().await?;
         let now = queue.clock().now();
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut zero: BTreeSet<String> = topics.clone();
         queue.with_metrics(|| {
+            for c in &controls {
+                metrics::gauge!(METRIC_TOPIC_PAUSED, "topic" => c.topic.clone()).set(if c.paused { 1.0 } else { 0.0 });
+            }
             for d in &depth {
                 zero.remove(&d.topic);
                 topics.insert(d.topic.clone());

@@ -37,6 +37,10 @@ pub const METRIC_OLDEST_DUE_AGE: &str = "vqs_queue_oldest_due_age_seconds";
 /// Gauge (read at scrape time): rows in the dead-letter store, by `topic`.
 pub const METRIC_DEAD_LETTERS: &str = "vqs_dead_letters";
 
+/// Gauge (read at scrape time): 1 while a `topic` is paused, 0 once resumed (topics never
+/// paused have none).
+pub const METRIC_TOPIC_PAUSED: &str = "vqs_topic_paused";
+
 /// A recorder a queue reports to.
 pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
 
