@@ -228,3 +228,83 @@ async fn paused_through_one_process_holds_both_and_resumed_through_the_other_dra
         p.start_kill().unwrap();
     }
 }
+
+/// The claim never scans a paused topic's backlog over and over: a process whose only
+/// consumer's topic is paused makes no claim at all while it stays paused (counted from its
+/// own statement log, against its heartbeat — one a second — as the clock), whatever
+/// waits; resumed, it claims and runs the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_topics_dispatcher_does_not_claim_at_all() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncBufReadExt;
+
+    const BACKLOG: usize = 200;
+    let app = TestApp::new().await;
+    // Only the probe's trigger: every claim in the log is the paused topic's.
+    let mut vercel: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("vercel.json")).unwrap()).unwrap();
+    vercel["crons"] = json!([]);
+    vercel["functions"].as_object_mut().unwrap().retain(|k, _| k.ends_with("/probe.rs"));
+    let vercel_json = app.dir.path().join("vercel.json");
+    std::fs::write(&vercel_json, vercel.to_string()).unwrap();
+    app.queue().pause("probe").await.unwrap();
+    let probes = (0..BACKLOG).map(|_| (b"{}".to_vec(), SendOpts::default()));
+    app.queue().send_many("probe", probes).await.unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
+        .arg("serve")
+        .env("DATABASE_URL", &app.database_url)
+        .env("VQS_VERCEL_JSON", &vercel_json)
+        .env("PORT", "0")
+        .env("VQS_HEARTBEAT_SECONDS", "1")
+        .env("VQS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "error,sqlx::query=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (claims, beats) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (c, b) = (claims.clone(), beats.clone());
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            // The claim's statement is the only one that filters by the paused topics.
+            if line.contains("SELECT topic FROM topic_controls") {
+                c.fetch_add(1, Ordering::SeqCst);
+            } else if line.contains("UPDATE processes SET heartbeat_at") {
+                b.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let until_beats = |n: usize| {
+        let beats = beats.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while beats.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "the process stopped beating");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until_beats(3).await;
+    let settled = claims.load(Ordering::SeqCst);
+    until_beats(6).await;
+    assert_eq!(claims.load(Ordering::SeqCst), settled, "no claim in three seconds of pause");
+    assert!(executions_of(&app, "probe").await.is_empty());
+
+    app.queue().resume("probe").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = executions_of(&app, "probe").await.iter().filter(|e| e.status == ExecutionStatus::Success).count();
+        if done == BACKLOG {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the serving process exited");
+        assert!(Instant::now() < deadline, "only {done} of {BACKLOG} ran after the resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(claims.load(Ordering::SeqCst) > settled, "resumed, it claims");
+    child.start_kill().unwrap();
+}
