@@ -5,7 +5,9 @@
 //! on a failed push (non-2xx or transport error) gives the message back after
 //! `retryAfterSeconds`. It holds at most `maxConcurrency` pushes in flight per group,
 //! dead-letters a message delivered `maxDeliveries` times without acknowledgement, and wakes
-//! at once when this process publishes.
+//! at once when this process publishes. A consumer of a paused topic claims nothing until
+//! the topic is resumed (see `topic_pause.rs`); a lease of a topic paused while it waited
+//! in the buffer is given back unrun.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,15 +275,15 @@ async fn consumer_loop(
                 freed.notify_one();
             });
         }
-        // Lease more when the buffer runs low: the free slots, plus what the recent rate
-        // will start before a claim could come back. Under load, wait until enough slots
-        // are free for the claim to carry a batch, not one message per finished job.
         // A consumer of one topic that is paused claims nothing (its backlog is not even
         // scanned): it waits for a wake-up — a resume wakes every dispatcher of the process —
         // or the poll interval.
         if claiming.is_none() && idle.is_none() && pauses_whole_group(&queue, &consumer) {
             idle = Some(Box::pin(tokio::time::sleep(config.poll_interval)));
         }
+        // Lease more when the buffer runs low: the free slots, plus what the recent rate
+        // will start before a claim could come back. Under load, wait until enough slots
+        // are free for the claim to carry a batch, not one message per finished job.
         if claiming.is_none() && idle.is_none() {
             let ahead = if config.prefetch.is_zero() { 0 } else { rate.ahead(config.prefetch) };
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
@@ -375,7 +377,8 @@ fn spans_paused_topic(queue: &Queue, pattern: &str) -> bool {
     pattern.strip_suffix('*').is_some_and(|prefix| queue.paused_topics_known().iter().any(|t| t.starts_with(prefix)))
 }
 
-/// Sleep until the next delivery of `consumer`'s group comes due or `poll` has passed, whichever is sooner.
+/// Sleep until the next delivery of `consumer`'s group comes due or `poll` has passed,
+/// whichever is sooner.
 fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> futures::future::BoxFuture<'static, ()> {
     let (queue, group, pattern) = (queue.clone(), consumer.consumer_group.clone(), consumer.topic_pattern.clone());
     Box::pin(async move {
