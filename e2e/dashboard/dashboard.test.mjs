@@ -4,8 +4,9 @@
 // for the sync job to call), signs in through the form, sees a failed job's error, replays
 // the dead letter after fixing its cause, and watches it succeed; then, on delayed
 // messages, runs one now, cancels another, and purges a topic after its dry-run count;
-// then runtime schedules made through the admin API: shown with their zone and next fire
-// times, fired with "Fire now", and paged through when there are more than a page.
+// runtime schedules made through the admin API: shown with their zone and next fire
+// times, fired with "Fire now", and paged through when there are more than a page; and
+// pauses a topic (a new message is held), resumes it and watches the message run.
 //
 //   cargo build -p web && (cd e2e/dashboard && npm ci && npm test)
 //
@@ -331,6 +332,48 @@ test("runtime schedules: their zone and next fire times, Fire now, and the next 
   assert.equal(await page.locator('#schedules tr[data-schedule="tenant-54"]').count(), 1);
   await page.locator("#schedules-first").click();
   await page.locator('#schedules tr[data-schedule="digest"]').waitFor({ timeout: WAIT });
+
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
+});
+
+test("pause a topic, see a new message held, resume it and watch it run", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const web = startWeb();
+  t.after(() => web.child.kill("SIGTERM"));
+  const base = await web.url;
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(base + "/admin");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+
+  // Pause: the overview says so and marks the topic; the admin API agrees.
+  await page.locator('tr[data-topic="probe"] button.pause').click();
+  await page.waitForURL(/\/admin\?flash=paused$/, { timeout: WAIT });
+  assert.match(await page.locator("#flash").innerText(), /Topic paused: nothing new starts/);
+  await page.locator('tr[data-topic="probe"] .badge.paused').waitFor({ timeout: WAIT });
+  const queues = await api(base, "/api/admin/queues");
+  assert.equal(queues.find((q) => q.topic === "probe")?.paused, true);
+
+  // Publishing still works; the message waits and says why.
+  const { messageId } = await api(base, "/api/admin/messages", { topic: "probe", payload: {} });
+  await page.goto(`${base}/admin/messages/${messageId}`);
+  await page.locator("#message-state", { hasText: "held: paused" }).waitFor({ timeout: WAIT });
+  const held = await api(base, `/api/admin/messages/${messageId}`);
+  assert.equal(held.held, "paused");
+  assert.equal(held.attempts, 0, "waiting spends no attempt");
+
+  // Resume: the topic drains and the message's page, refreshing itself, shows it ran.
+  await page.goto(base + "/admin");
+  await page.locator('tr[data-topic="probe"] button.resume').click();
+  await page.waitForURL(/\/admin\?flash=resumed$/, { timeout: WAIT });
+  assert.match(await page.locator("#flash").innerText(), /Topic resumed/);
+  assert.equal(await page.locator('tr[data-topic="probe"] .badge.paused').count(), 0);
+  await page.goto(`${base}/admin/messages/${messageId}`);
+  await page.locator("#message-state", { hasText: "succeeded" }).waitFor({ timeout: WAIT });
+  const ran = await api(base, `/api/admin/messages/${messageId}`);
+  assert.equal(ran.attempts, 1, "one attempt: the pause spent none");
 
   assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
 });

@@ -11,6 +11,7 @@ use crate::config::Config;
 use vqs_axum::admin::{
     ExecutionsQuery, cancelled_json, crons_json, execution_filter, message_json, message_progress, purged_json,
 };
+use vqs_axum::admin_pause::{held, queues_json, set_paused};
 use vqs_axum::admin_schedules::SchedulePageQuery;
 
 /// vqs: durable background jobs and crons for this app.
@@ -58,7 +59,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per-topic counts: waiting, delayed, running, succeeded, failed, dead, cancelled.
+    /// Per-topic counts: waiting, delayed, running, succeeded, failed, dead, cancelled; and
+    /// whether the topic is paused.
     Queues {
         #[arg(long)]
         json: bool,
@@ -92,6 +94,21 @@ pub enum Command {
         /// Count what would be cancelled; change nothing.
         #[arg(long)]
         dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a topic: publishing still works, running jobs finish, nothing new starts (on
+    /// every process within a second) until `resume`.
+    Pause {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused topic: its backlog starts again, in due order.
+    Resume {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
         #[arg(long)]
         json: bool,
     },
@@ -197,6 +214,20 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// `web pause <topic>` / `web resume <topic>`: the admin API's checks and answer.
+async fn pause_or_resume(queue: &vqs::Queue, config: &Config, topic: &str, pause: bool, json: bool) -> Result<()> {
+    let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
+    let v = set_paused(queue, &vercel, topic, pause).await.map_err(|e| anyhow!("{}", e.message))?;
+    print(json, &v, |_| {
+        if pause {
+            format!("{topic} paused: nothing new starts until `web resume {topic}` (running jobs finish)\n")
+        } else {
+            format!("{topic} resumed: its waiting messages start in due order\n")
+        }
+    });
+    Ok(())
+}
+
 /// Run the CLI.
 pub async fn run(cli: Cli, config: Config) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
@@ -213,6 +244,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::RunNow { .. }
             | Command::Cancel { .. }
             | Command::Purge { .. }
+            | Command::Pause { .. }
+            | Command::Resume { .. }
             | Command::Crons { .. }
             | Command::DeadLetters { action: None, .. }
             | Command::Schedules {
@@ -285,15 +318,15 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             });
         }
         Command::Queues { json } => {
-            let stats = json!(queue.stats().await?);
+            let stats = queues_json(&queue).await.map_err(|e| anyhow!("{}", e.message))?;
             print(json, &stats, |v| {
                 let mut out = format!(
-                    "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}\n",
-                    "topic", "waiting", "delayed", "running", "succeeded", "failed", "dead", "cancelled"
+                    "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}  {}\n",
+                    "topic", "waiting", "delayed", "running", "succeeded", "failed", "dead", "cancelled", "paused"
                 );
                 for t in v.as_array().into_iter().flatten() {
                     out += &format!(
-                        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}\n",
+                        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>8} {:>6} {:>9}  {}\n",
                         s(&t["topic"]),
                         s(&t["waiting"]),
                         s(&t["delayed"]),
@@ -301,7 +334,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                         s(&t["succeeded"]),
                         s(&t["failed"]),
                         s(&t["dead"]),
-                        s(&t["cancelled"])
+                        s(&t["cancelled"]),
+                        if t["paused"] == json!(true) { "paused" } else { "-" }
                     );
                 }
                 out
@@ -310,7 +344,10 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Message { id, json } => {
             let m = queue.message(&id).await?.ok_or_else(|| anyhow!("no message {id}"))?;
             let progress = message_progress(&queue, &id).await.map_err(|e| anyhow!("{}", e.message))?;
-            let v = message_json(&m, &progress);
+            let mut v = message_json(&m, &progress);
+            if let Some(why) = held(&queue, &m).await.map_err(|e| anyhow!("{}", e.message))? {
+                v["held"] = json!(why);
+            }
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");
         }
         Command::RunNow { id, json } => {
@@ -351,6 +388,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 }
             });
         }
+        Command::Pause { topic, json } => pause_or_resume(&queue, &config, &topic, true, json).await?,
+        Command::Resume { topic, json } => pause_or_resume(&queue, &config, &topic, false, json).await?,
         Command::DeadLetters { action: None, json } => {
             let rows = json!(queue.dead_letters(100).await?);
             print(json, &rows, |v| {

@@ -64,6 +64,8 @@ fn protected_routes() -> Vec<(Family, Method, &'static str, &'static str)> {
         (Admin, Method::POST, "/api/admin/messages/m/run-now", ""),
         (Admin, Method::POST, "/api/admin/messages/m/cancel", ""),
         (Admin, Method::POST, "/api/admin/queues/probe/purge", ""),
+        (Admin, Method::POST, "/api/admin/queues/probe/pause", ""),
+        (Admin, Method::POST, "/api/admin/queues/probe/resume", ""),
         (Admin, Method::GET, "/api/admin/queues", ""),
         (Admin, Method::GET, "/api/admin/dead-letters", ""),
         (Admin, Method::POST, "/api/admin/dead-letters/m/replay", ""),
@@ -270,6 +272,8 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
             format!("/admin/messages/{waiting}/cancel"),
             format!("/admin/messages/{waiting}/run-now"),
             "/admin/queues/probe/purge".to_owned(),
+            "/admin/queues/probe/pause".to_owned(),
+            "/admin/queues/probe/resume".to_owned(),
         ]
         .map(|a| Request::post(a).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"));
         for r in std::iter::once(&mut page).chain(actions.iter_mut()) {
@@ -310,6 +314,7 @@ async fn the_dashboard_refuses_forged_sessions_and_actions_without_one() {
     let d = &m.deliveries[0];
     assert_eq!(d.state, vqs::store::DeliveryState::Pending);
     assert!(d.visible_at > app.clock.now() + chrono::Duration::minutes(30), "still delayed: {d:?}");
+    assert!(app.queue().topic_controls().await.unwrap().is_empty(), "no forged pause or resume");
 }
 
 /// Start `web serve` with every secret set and debug logs on; returns the process and its

@@ -369,3 +369,36 @@ async fn on_vercel_a_cancelled_message_is_acknowledged_unrun_when_it_arrives() {
     assert_eq!(push(&service, &router, None).await, 1);
     assert_eq!(func.attempts(&other).await, vec![(1, "success".to_owned())]);
 }
+
+/// SPEC.md, "Flow control", on Vercel: the platform pushes whatever is due, so a function
+/// whose topic is paused (in its own database, by another process) defers the push — the
+/// message comes back after `vqs::PAUSED_DEFER` — and runs nothing: no attempt spent, no
+/// execution recorded. After the resume, the next delivery runs it as attempt 1.
+#[tokio::test]
+async fn on_vercel_a_push_for_a_paused_topic_is_deferred_without_spending_an_attempt() {
+    // The platform's clock, moved past the deferral rather than waited for.
+    let clock = vqs::Clock::manual(chrono::Utc::now());
+    let service = TestApp::with_clock(clock.clone()).await;
+    let base = serve(&service).await;
+    let (func, router) = function(&base, Some(QUEUE_SECRET)).await;
+    // Paused by another process (an operator's CLI): this function learns it from its database.
+    let operator = web::runtime::open_queue(&func.database_url, vqs::Clock::system()).await.unwrap();
+    operator.pause("probe").await.unwrap();
+
+    let id = client(&base, QUEUE_SECRET).send("probe", "{}".into(), &SendOptions::default()).await.unwrap().unwrap();
+    let before = clock.now();
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert!(func.attempts(&id).await.is_empty(), "nothing ran, nothing recorded");
+    let m = service.queue().message(&id).await.unwrap().unwrap();
+    // Deferred as Vercel does it: the lease's visibility extended (no new attempt, one delivery).
+    assert_eq!((m.deliveries[0].state.as_str(), m.deliveries[0].delivery_count), ("leased", 1));
+    let due = (m.deliveries[0].visible_at - before).num_seconds();
+    let defer = vqs::PAUSED_DEFER.as_secs() as i64;
+    assert!((defer - 5..=defer + 5).contains(&due), "deferred by {due} s, not {defer} s");
+
+    func.queue().resume("probe").await.unwrap();
+    clock.advance(vqs::PAUSED_DEFER + std::time::Duration::from_secs(1));
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(func.attempts(&id).await, vec![(1, "success".to_owned())], "the deferral spent no attempt");
+    assert_eq!(delivery_state(&service, &id).await, ("acked".into(), 2), "two deliveries, one run");
+}

@@ -34,6 +34,7 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/progress", get(progress))
         .route("/api/admin/sync-log", get(sync_log))
         .merge(crate::admin_schedules::routes())
+        .merge(crate::admin_pause::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
 }
 
@@ -156,7 +157,12 @@ pub async fn message_progress(queue: &vqs::Queue, id: &str) -> Result<Vec<Progre
 async fn message(State(state): State<VqsState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
     let progress = message_progress(&state.queue, &id).await?;
-    Ok(Json(message_json(&m, &progress)))
+    let mut v = message_json(&m, &progress);
+    if let Some(why) = crate::admin_pause::held(&state.queue, &m).await? {
+        // Why it is not running (SPEC.md, "Flow control").
+        v["held"] = json!(why);
+    }
+    Ok(Json(v))
 }
 
 /// A delayed message, or one waiting for its retry, due now: `{"messageId", "madeDue": n}`
@@ -231,7 +237,7 @@ async fn purge(
 }
 
 async fn queues(State(state): State<VqsState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.queue.stats().await?)))
+    Ok(Json(crate::admin_pause::queues_json(&state.queue).await?))
 }
 
 #[derive(Debug, Deserialize)]

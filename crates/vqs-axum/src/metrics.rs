@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use vqs::{
-    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_SCHEDULES, Queue,
+    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_SCHEDULES,
+    METRIC_TOPIC_PAUSED, Queue,
 };
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
@@ -53,10 +54,14 @@ impl Metrics {
         let depth = queue.depth().await?;
         // Bounded however many schedules there are (three index counts, one short read).
         let schedules = queue.schedules().health(0).await?;
+        let controls = queue.topic_controls().await?;
         let now = queue.clock().now();
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut zero: BTreeSet<String> = topics.clone();
         queue.with_metrics(|| {
+            for c in &controls {
+                metrics::gauge!(METRIC_TOPIC_PAUSED, "topic" => c.topic.clone()).set(if c.paused { 1.0 } else { 0.0 });
+            }
             for d in &depth {
                 zero.remove(&d.topic);
                 topics.insert(d.topic.clone());

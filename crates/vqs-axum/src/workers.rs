@@ -146,6 +146,12 @@ impl Workers {
             supervisor.supervise("cancel-watch", move || vqs::watch_cancellations(queue.clone(), rx.clone()))
         });
         tasks.push({
+            // Pauses and resumes of topics reach this process's dispatchers by NOTIFY where
+            // the backend has it, else by this poll (one small read a second).
+            let (queue, rx) = (state.queue.clone(), rx.clone());
+            supervisor.supervise("pause-watch", move || vqs::watch_topic_controls(queue.clone(), rx.clone()))
+        });
+        tasks.push({
             // Runtime schedules (`queue.schedules()`): every process may fire them, a tick
             // still fires once. A queue that publishes to a remote service cannot (yet).
             let (queue, rx) = (state.queue.clone(), rx.clone());

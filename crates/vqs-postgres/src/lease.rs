@@ -116,7 +116,12 @@ fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres
         .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
         .push_bind(p.now)
         .push(" AND m.expires_at > ")
-        .push_bind(p.now);
+        .push_bind(p.now)
+        // Paused topics' deliveries stay pending: the paused topics as an array computed once
+        // per statement (an empty one when nothing is paused). A dispatcher that knows its
+        // topic is paused does not claim at all, so this filter only skips rows when a
+        // wildcard subscription spans a paused topic or a process learns of a pause late.
+        .push(" AND d.topic <> ALL(ARRAY(SELECT topic FROM topic_controls WHERE paused))");
     if let Some(topic) = &p.topic {
         q.push(" AND d.topic = ").push_bind(topic);
     }

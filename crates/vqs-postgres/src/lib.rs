@@ -39,6 +39,7 @@ mod sessions;
 mod stats;
 mod store;
 mod subscriptions;
+mod topic_controls;
 mod writer;
 
 pub use publish::enqueue_in;

@@ -169,8 +169,10 @@ impl PgStore {
 
     /// Wake `queue`'s dispatchers whenever any process publishes (`LISTEN vqs_published`),
     /// so new work starts at once instead of at the next poll, and tell its running jobs
-    /// when any process cancels them (`LISTEN vqs_control`: `cancel:<message id>`; while
-    /// this is connected, [`vqs::watch_cancellations`] does not poll). Reconnects by itself;
+    /// when any process cancels them (`LISTEN vqs_control`: `cancel:<message id>`), and of
+    /// every pause and resume of a topic (`pause:<topic>`, `resume:<topic>`; a resume wakes
+    /// the dispatchers). While this is connected, [`vqs::watch_cancellations`] and
+    /// [`vqs::watch_topic_controls`] do not poll. Reconnects by itself;
     /// a message cancelled while the connection was down is found by the poll meanwhile.
     pub fn forward_wakeups(&self, queue: vqs::Queue) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
@@ -194,8 +196,13 @@ impl PgStore {
                 loop {
                     match listener.recv().await {
                         Ok(n) if n.channel() == CONTROL_CHANNEL => {
-                            if let Some(id) = n.payload().strip_prefix("cancel:") {
+                            let payload = n.payload();
+                            if let Some(id) = payload.strip_prefix("cancel:") {
                                 queue.notice_cancelled(id);
+                            } else if let Some(topic) = payload.strip_prefix("pause:") {
+                                queue.notice_topic_control(topic, true);
+                            } else if let Some(topic) = payload.strip_prefix("resume:") {
+                                queue.notice_topic_control(topic, false);
                             }
                         }
                         Ok(_) => queue.wake(),
@@ -210,7 +217,8 @@ impl PgStore {
     }
 }
 
-/// The channel a cancel is announced on (`cancel:<message id>`), in the cancel's transaction.
+/// The channel a cancel (`cancel:<message id>`) and a pause or resume of a topic
+/// (`pause:<topic>`, `resume:<topic>`) are announced on, in their own transaction.
 pub const CONTROL_CHANNEL: &str = "vqs_control";
 
 fn ssl_mode_name(mode: PgSslMode) -> &'static str {
@@ -426,6 +434,14 @@ impl QueueStore for PgStore {
 
     async fn remote_cancel_get(&self, p: RemoteCancelGetParams) -> Result<Option<String>, StoreError> {
         crate::remote_cancels::remote_cancel_get(&self.pool, p).await
+    }
+
+    async fn topic_control_set(&self, p: TopicControlSetParams) -> Result<TopicControl, StoreError> {
+        crate::topic_controls::topic_control_set(&self.pool, p).await
+    }
+
+    async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
+        crate::topic_controls::topic_control_list(&self.pool, p).await
     }
 
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {

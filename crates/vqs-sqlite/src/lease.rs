@@ -97,7 +97,11 @@ pub(crate) async fn claim_in(
         .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
         .push_bind(now)
         .push(" AND m.expires_at > ")
-        .push_bind(now);
+        .push_bind(now)
+        // Paused topics' deliveries stay pending (the subquery is evaluated once per
+        // statement). A dispatcher that knows its topic is paused does not claim at all, so
+        // this only skips rows for a wildcard subscription spanning a paused topic.
+        .push(" AND d.topic NOT IN (SELECT topic FROM topic_controls WHERE paused = 1)");
     if let Some(topic) = &p.topic {
         q.push(" AND d.topic = ").push_bind(topic);
     }

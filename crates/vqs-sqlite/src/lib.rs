@@ -30,6 +30,7 @@ mod sessions;
 mod stats;
 mod store;
 mod subscriptions;
+mod topic_controls;
 mod writer;
 
 pub use store::{SqliteStore, database_file};

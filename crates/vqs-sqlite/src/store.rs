@@ -294,6 +294,14 @@ impl QueueStore for SqliteStore {
         crate::remote_cancels::remote_cancel_get(&self.read, p).await
     }
 
+    async fn topic_control_set(&self, p: TopicControlSetParams) -> Result<TopicControl, StoreError> {
+        crate::topic_controls::topic_control_set(&self.writer, p).await
+    }
+
+    async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
+        crate::topic_controls::topic_control_list(&self.read, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

@@ -22,6 +22,7 @@ pub mod maintenance;
 pub mod messages;
 pub mod model;
 pub mod outcomes;
+pub mod pauses;
 pub mod processes;
 pub mod progress;
 pub mod remote_cancels;
@@ -117,6 +118,10 @@ macro_rules! conformance {
                       replaces_racing_claims_never_run_a_replaced_payload }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            pauses { pause_and_resume_are_stored_and_idempotent, sixteen_concurrent_pauses_leave_one_state,
+                     a_claim_skips_a_paused_topic_and_spends_nothing_on_it,
+                     a_wildcard_group_claims_its_unpaused_topics_only, a_resume_drains_the_backlog_in_order,
+                     a_pause_leaves_a_lease_already_taken_to_finish }
             schedules { upsert_get_list_delete_round_trip, due_is_enabled_and_overdue_oldest_first,
                         a_tick_fires_once_under_three_concurrent_callers,
                         an_edit_or_delete_between_due_and_fire_answers_changed,

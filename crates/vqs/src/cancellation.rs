@@ -162,10 +162,20 @@ impl Queue {
         self.cancellations().cancel_message(message_id);
     }
 
-    /// Whether a notification channel that carries cancellations is connected (a backend's
-    /// listener sets it): while it is, [`watch_cancellations`] does not poll.
+    /// Whether a notification channel that carries cancellations — and pauses and resumes of
+    /// topics — is connected (a backend's listener sets it): while it is, neither
+    /// [`watch_cancellations`] nor [`crate::watch_topic_controls`] polls. A channel that
+    /// (re)connects makes the paused topics be read once more: what it missed is unknown.
     pub fn set_cancel_notifications(&self, connected: bool) {
         self.cancellations().notified.store(connected, Ordering::Relaxed);
+        if connected {
+            self.paused_topics_view().mark_unread();
+        }
+    }
+
+    /// Whether a notification channel is connected ([`Queue::set_cancel_notifications`]).
+    pub(crate) fn control_notifications(&self) -> bool {
+        self.cancellations().notified.load(Ordering::Relaxed)
     }
 }
 

@@ -33,6 +33,7 @@ const SETTLE_MARGIN_SECONDS: i64 = 5;
 pub const CANCEL_GRACE: Duration = Duration::from_millis(400);
 
 use crate::queue::CANCELLED_BY_OPERATOR;
+use crate::topic_pause::PAUSED_DEFER;
 
 /// Run `fut` unless `signal` fires first; then give it [`CANCEL_GRACE`] to finish and drop
 /// it. `None`: it was cancelled (finished in the grace or not, the message is cancelled).
@@ -62,6 +63,9 @@ pub enum ConsumerOutcome {
     /// The message was cancelled — by the job itself, or by an operator while it ran or
     /// before it started: it ends `cancelled`, with no retry and no dead letter.
     Cancelled { reason: String },
+    /// Held back without running (`held`: `"paused"`, the topic is paused): the message
+    /// comes back after `after_seconds`, no attempt spent, no execution recorded.
+    Held { held: String, after_seconds: u64 },
     /// The lease was already settled elsewhere (acknowledged, or expired and taken again).
     Skipped { reason: String },
     /// The delivery itself is unusable; dead-lettered when it could be identified.
@@ -90,6 +94,9 @@ impl ConsumerOutcome {
             ConsumerOutcome::DeadLettered { reason } => json!({"status": "dead_lettered", "reason": reason}),
             ConsumerOutcome::Snoozed { after_seconds } => json!({"status": "snoozed", "afterSeconds": after_seconds}),
             ConsumerOutcome::Cancelled { reason } => json!({"status": "cancelled", "reason": reason}),
+            ConsumerOutcome::Held { held, after_seconds } => {
+                json!({"status": "held", "held": held, "afterSeconds": after_seconds})
+            }
             ConsumerOutcome::Skipped { reason } => json!({"status": "skipped", "reason": reason}),
             ConsumerOutcome::Rejected { error, .. } => json!({"error": error}),
             ConsumerOutcome::Unavailable { error } => json!({"error": error}),
@@ -405,6 +412,23 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     }
                     Err(e) => {
                         return ConsumerOutcome::Unavailable { error: format!("could not read the cancels: {e}") };
+                    }
+                }
+                // A paused topic's delivery that this process did not lease (Vercel pushes
+                // whatever is due): deferred, not run — no attempt, no execution row. (The
+                // local dispatcher never pushes one: it does not claim a paused topic.)
+                match queue.paused_topics().await {
+                    Ok(paused) if paused.contains(&delivery.topic) => {
+                        let seconds = PAUSED_DEFER.as_secs();
+                        tracing::info!(defer_s = seconds, "held: the topic is paused");
+                        let r = service.retry_after(&lease, seconds as u32, None).await;
+                        return settle(r, ConsumerOutcome::Held { held: "paused".into(), after_seconds: seconds });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable {
+                            error: format!("could not read the paused topics: {e}"),
+                        };
                     }
                 }
             }

@@ -5,7 +5,9 @@
 //! on a failed push (non-2xx or transport error) gives the message back after
 //! `retryAfterSeconds`. It holds at most `maxConcurrency` pushes in flight per group,
 //! dead-letters a message delivered `maxDeliveries` times without acknowledgement, and wakes
-//! at once when this process publishes.
+//! at once when this process publishes. A consumer of a paused topic claims nothing until
+//! the topic is resumed (see `topic_pause.rs`); a lease of a topic paused while it waited
+//! in the buffer is given back unrun.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +252,13 @@ async fn consumer_loop(
                 break;
             };
             let Some(m) = buffer.pop_front() else { break };
+            // Its topic was paused after the claim: given back unrun (no attempt spent, its
+            // execution row removed), so nothing new starts.
+            if queue.paused_topics_known().contains(&m.topic) {
+                drop((permit, place));
+                release(&queue, &m, "its topic is paused").await;
+                continue;
+            }
             // A lease that waited too long in the buffer is given back, not pushed late.
             if m.lease_until - queue.clock().now()
                 < chrono::Duration::from_std(consumer.visibility / 2).unwrap_or_default()
@@ -270,6 +279,12 @@ async fn consumer_loop(
                 drop(place);
                 freed.notify_one();
             });
+        }
+        // A consumer of one topic that is paused claims nothing (its backlog is not even
+        // scanned): it waits for a wake-up — a resume wakes every dispatcher of the process —
+        // or the poll interval.
+        if claiming.is_none() && idle.is_none() && pauses_whole_group(&queue, &consumer) {
+            idle = Some(Box::pin(tokio::time::sleep(config.poll_interval)));
         }
         // Lease more when the buffer runs low: the free slots, plus what the recent rate
         // will start before a claim could come back. Under load, wait until enough slots
@@ -338,7 +353,7 @@ async fn consumer_loop(
                                 // may be in the past.
                                 Box::pin(tokio::time::sleep(config.poll_interval))
                             } else {
-                                until_due(&queue, &consumer.consumer_group, config.poll_interval)
+                                until_due(&queue, &consumer, config.poll_interval)
                             });
                         }
                         buffer.extend(batch);
@@ -371,11 +386,36 @@ async fn consumer_loop(
     let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
 }
 
-/// Sleep until the next delivery of `group` comes due or `poll` has passed, whichever is sooner.
-fn until_due(queue: &Queue, group: &str, poll: Duration) -> futures::future::BoxFuture<'static, ()> {
-    let (queue, group) = (queue.clone(), group.to_owned());
+/// True when `consumer` subscribes to one topic (not a `prefix*` pattern) and this process
+/// knows it is paused: none of its deliveries can be claimed.
+fn pauses_whole_group(queue: &Queue, consumer: &ConsumerConfig) -> bool {
+    !consumer.topic_pattern.ends_with('*') && queue.paused_topics_known().contains(&consumer.topic_pattern)
+}
+
+/// True when `pattern` is a `prefix*` pattern and a topic this process knows is paused
+/// matches it.
+fn spans_paused_topic(queue: &Queue, pattern: &str) -> bool {
+    pattern.strip_suffix('*').is_some_and(|prefix| queue.paused_topics_known().iter().any(|t| t.starts_with(prefix)))
+}
+
+/// Sleep until the next delivery of `consumer`'s group comes due or `poll` has passed,
+/// whichever is sooner.
+fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> futures::future::BoxFuture<'static, ()> {
+    let (queue, group, pattern) = (queue.clone(), consumer.consumer_group.clone(), consumer.topic_pattern.clone());
     Box::pin(async move {
         let wait = match queue.store().delivery_next_due(DeliveryNextDueParams { consumer_group: group }).await {
+            // A wildcard group spanning a paused topic: what is due may be that topic's
+            // backlog. Claim again at the poll interval (or a publish), never in a loop.
+            Ok(Some(due)) if due <= queue.clock().now() && spans_paused_topic(&queue, &pattern) => poll,
+            Ok(Some(due)) if due <= queue.clock().now() => {
+                // Due, yet the claim came back short: locked by another claim, or held back
+                // by a pause this process has not heard of. Read the paused topics (at most
+                // once a second) rather than claim again and again for a paused topic.
+                if let Err(e) = queue.paused_topics().await {
+                    tracing::debug!(error = %e, "could not read the paused topics");
+                }
+                Duration::ZERO
+            }
             Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
             _ => poll,
         };

@@ -79,6 +79,7 @@ struct Inner {
     publisher: Option<Arc<dyn QueueService>>,
     recorder: OnceLock<SharedRecorder>,
     cancellations: crate::cancellation::Cancellations,
+    paused: crate::topic_pause::PausedTopics,
 }
 
 impl std::fmt::Debug for Queue {
@@ -123,6 +124,7 @@ impl Queue {
                 publisher: None,
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
+                paused: Default::default(),
             }),
         }
     }
@@ -139,6 +141,7 @@ impl Queue {
                 publisher: Some(publisher),
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
+                paused: Default::default(),
             }),
         }
     }
@@ -165,6 +168,10 @@ impl Queue {
 
     pub(crate) fn cancellations(&self) -> &crate::cancellation::Cancellations {
         &self.inner.cancellations
+    }
+
+    pub(crate) fn paused_topics_view(&self) -> &crate::topic_pause::PausedTopics {
+        &self.inner.paused
     }
 
     pub(crate) fn recorder_cell(&self) -> &OnceLock<SharedRecorder> {

@@ -44,6 +44,9 @@ pub const METRIC_SCHEDULE_FIRES: &str = "vqs_schedule_fires_total";
 /// Gauge (read at scrape time): runtime schedules by heartbeat `state` (`ok`, `late`,
 /// `failing`, `unchecked`), as [`crate::ScheduleHealth`] counts them.
 pub const METRIC_SCHEDULES: &str = "vqs_schedules";
+/// Gauge (read at scrape time): 1 while a `topic` is paused, 0 once resumed (topics never
+/// paused have none).
+pub const METRIC_TOPIC_PAUSED: &str = "vqs_topic_paused";
 
 /// A recorder a queue reports to.
 pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;

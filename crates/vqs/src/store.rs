@@ -1114,6 +1114,32 @@ pub struct RemoteCancelGetParams {
     pub message_id: String,
 }
 
+/// Pause or resume a topic ([`QueueStore::topic_control_set`]).
+#[derive(Debug, Clone)]
+pub struct TopicControlSetParams {
+    /// A valid topic name (the facade checks it).
+    pub topic: String,
+    /// True: no delivery of the topic is claimed until it is set false again.
+    pub paused: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// List the topics' controls ([`QueueStore::topic_control_list`]).
+#[derive(Debug, Clone, Default)]
+pub struct TopicControlListParams {
+    /// Only the paused topics (what every process polls).
+    pub paused_only: bool,
+}
+
+/// The operator controls of one topic: a row per topic that was ever paused (the place limit
+/// overrides will live too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicControl {
+    pub topic: String,
+    pub paused: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Revoke a dashboard session (sign-out) until it would have expired anyway.
 #[derive(Debug, Clone)]
 pub struct SessionRevokeParams {
@@ -1395,7 +1421,8 @@ pub trait QueueStore: Send + Sync + 'static {
     /// ([`ABANDONED_ERROR`]); with `start_executions`, each new attempt's `running`
     /// execution is recorded in the same transaction. With `message_id`, the errors say why
     /// that message cannot be leased ([`StoreError::Locked`], [`StoreError::AlreadyAcknowledged`],
-    /// [`StoreError::NotFound`]).
+    /// [`StoreError::NotFound`]). Deliveries of a paused topic ([`QueueStore::topic_control_set`])
+    /// are never leased: they stay pending, their counts unchanged.
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
     /// Acknowledge: the delivery is done (and close the attempt's execution, if given, in the
     /// same transaction — even when the lease turns out to be lost). A stale or unknown
@@ -1513,6 +1540,15 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn remote_cancel_record(&self, p: RemoteCancelParams) -> Result<bool, StoreError>;
     /// The reason a message of another queue service was cancelled, if it was.
     async fn remote_cancel_get(&self, p: RemoteCancelGetParams) -> Result<Option<String>, StoreError>;
+
+    /// Pause or resume a topic (idempotent; concurrent identical calls leave one row) and
+    /// return its controls as stored. While a topic is paused, [`QueueStore::delivery_claim`]
+    /// leases none of its deliveries (publishing is unaffected, leases already taken stand).
+    /// A backend that can notify other processes announces the change in the same
+    /// transaction (PostgreSQL: `NOTIFY vqs_control`, `pause:<topic>` / `resume:<topic>`).
+    async fn topic_control_set(&self, p: TopicControlSetParams) -> Result<TopicControl, StoreError>;
+    /// The topics' controls, ordered by topic.
+    async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;

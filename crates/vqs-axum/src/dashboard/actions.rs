@@ -1,5 +1,6 @@
 //! The operator's actions on messages and topics: cancel and run now on a message's page,
-//! purge of a topic (after a page that shows the dry run's count). Each is a CSRF-checked
+//! purge of a topic (after a page that shows the dry run's count), pause and resume of a
+//! topic. Each is a CSRF-checked
 //! POST that answers with a redirect to a page whose notice (`?flash=` keyword) says what
 //! happened — as replay and discard do — so a reload never repeats it.
 
@@ -99,6 +100,49 @@ pub(super) async fn purge(
             Redirect::to(&format!("/admin?flash=purged&count={n}")).into_response()
         }
         Err(e) => storage_error(e),
+    }
+}
+
+/// Pause a topic (nothing new starts; running jobs finish); back to the overview.
+pub(super) async fn pause(
+    State(state): State<VqsState>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    set_paused(state, headers, topic, form, true).await
+}
+
+/// Resume a paused topic (its backlog starts in due order); back to the overview.
+pub(super) async fn resume(
+    State(state): State<VqsState>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    set_paused(state, headers, topic, form, false).await
+}
+
+async fn set_paused(
+    state: VqsState,
+    headers: HeaderMap,
+    topic: String,
+    form: Result<Form<CsrfForm>, FormRejection>,
+    paused: bool,
+) -> Response {
+    if let Err(refused) = refusal(&state, &headers, &form).await {
+        return refused;
+    }
+    match crate::admin_pause::set_paused(&state.queue, &state.vercel, &topic, paused).await {
+        Ok(_) => {
+            tracing::info!(queue.name = %topic, paused, "topic {} from the dashboard", if paused { "paused" } else { "resumed" });
+            Redirect::to(if paused { "/admin?flash=paused" } else { "/admin?flash=resumed" }).into_response()
+        }
+        Err(e) if e.status.is_client_error() => storage_error(QueueError::Invalid(e.message)),
+        Err(e) => {
+            tracing::error!(error = %e.message, "could not pause or resume from the dashboard");
+            storage_error(QueueError::Store(StoreError::Database(e.message)))
+        }
     }
 }
 

@@ -46,6 +46,8 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/messages/{id}/run-now", post(actions::run_now))
         .route("/admin/schedules/{name}/fire", post(schedules::fire))
         .route("/admin/queues/{topic}/purge", get(actions::purge_confirm).post(actions::purge))
+        .route("/admin/queues/{topic}/pause", post(actions::pause))
+        .route("/admin/queues/{topic}/resume", post(actions::resume))
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/dead-letters/{id}/discard", post(discard))
         .route("/admin/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))

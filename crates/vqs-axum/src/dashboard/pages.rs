@@ -108,6 +108,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let progress = q.progress(ProgressListParams { message_id: None, limit: 20 }).await?;
     let dead = q.dead_letters(50).await?;
     let sync_log = q.sync_log(None).await?;
+    let paused: std::collections::BTreeSet<String> =
+        q.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
     let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
@@ -127,6 +129,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
                     .to_owned()
             }
             // The count is parsed as a number: nothing from the URL is shown as text.
+            "paused" => "Topic paused: nothing new starts until it is resumed; running jobs finish.".to_owned(),
+            "resumed" => "Topic resumed: its waiting messages start in due order.".to_owned(),
             "purged" => match f.count.as_deref().and_then(|c| c.parse::<u64>().ok()) {
                 Some(1) => "Purged: 1 pending message cancelled; it will not run.".to_owned(),
                 Some(n) => format!("Purged: {n} pending messages cancelled; they will not run."),
@@ -168,9 +172,18 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         } else {
             String::new()
         };
+        // Pause and resume: for the topics vercel.json consumes (the others cannot be paused).
+        let is_paused = paused.contains(t);
+        let consumed = crate::admin::require_consumed_topic(&state.vercel, t).is_ok() && vqs::is_valid_name(t);
+        let pause = match (consumed, is_paused) {
+            (false, _) => String::new(),
+            (true, false) => action_form(&format!("/admin/queues/{}/pause", url(t)), csrf, "Pause", "pause", None),
+            (true, true) => action_form(&format!("/admin/queues/{}/resume", url(t)), csrf, "Resume", "resume", None),
+        };
+        let badge = if is_paused { r#" <span class="badge warn paused">paused</span>"# } else { "" };
         let _ = write!(
             out,
-            r#"<tr data-topic="{tt}"><td><a href="/admin?topic={tu}">{tt}</a></td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num cancelled">{}</td><td class="num{}">{}</td><td class="actions">{purge}</td></tr>"#,
+            r#"<tr data-topic="{tt}"{row_class}><td><a href="/admin?topic={tu}">{tt}</a>{badge}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num cancelled">{}</td><td class="num{}">{}</td><td class="actions">{pause}{purge}</td></tr>"#,
             unknown(d.waiting),
             d.oldest_due_at.map(|t| when(t, now)).unwrap_or_else(|| "–".into()),
             unknown(d.delayed),
@@ -183,6 +196,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             d.dead_letters,
             tt = esc(t),
             tu = url(t),
+            row_class = if is_paused { r#" class="paused""# } else { "" },
         );
     }
     out += "</tbody></table></section>";
@@ -359,6 +373,11 @@ pub async fn message(
         (Some(DeliveryState::Pending), Some(ExecutionStatus::Snoozed)) => badge("info", "snoozed"),
         (Some(DeliveryState::Pending), _) => badge("info", "waiting"),
         (None, _) => badge("warn", "no consumer"),
+    };
+    // Why it is not running (the admin API's `held`).
+    let state_label = match crate::admin_pause::held(q, &m).await {
+        Ok(Some(why)) => format!("{state_label} {}", badge("warn", &format!("held: {why}"))),
+        _ => state_label,
     };
     let _ = write!(
         out,

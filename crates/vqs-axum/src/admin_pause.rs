@@ -1,0 +1,82 @@
+//! Pausing a topic in the admin API (SPEC.md, "Flow control"): `POST
+//! /api/admin/queues/{topic}/pause` and `/resume` → 200 `{"topic", "paused"}`, and the
+//! `paused` flag of each topic in `GET /api/admin/queues`. Merged into
+//! [`crate::admin::routes`], behind its token. The CLI (`web pause`, `web resume`, `web
+//! queues`) and the dashboard call the same functions, so all three answer alike.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use vqs::store::{DeliveryState, MessageRecord, TopicControl, TopicStats};
+use vqs::{Queue, VercelConfig};
+
+use crate::admin::require_consumed_topic;
+use crate::api_error::ApiError;
+use crate::state::VqsState;
+
+/// The pause routes (the caller adds the admin token check).
+pub fn routes() -> Router<VqsState> {
+    Router::new()
+        .route("/api/admin/queues/{topic}/pause", post(pause))
+        .route("/api/admin/queues/{topic}/resume", post(resume))
+}
+
+/// Pause (`paused`) or resume a topic a consumer of `vercel.json` consumes: 404 for one
+/// nothing consumes (naming those that are), 400 for an invalid name.
+pub async fn set_paused(queue: &Queue, vercel: &VercelConfig, topic: &str, paused: bool) -> Result<Value, ApiError> {
+    require_consumed_topic(vercel, topic).map_err(ApiError::not_found)?;
+    let control = if paused { queue.pause(topic).await? } else { queue.resume(topic).await? };
+    Ok(paused_json(&control))
+}
+
+/// The answer to a pause or a resume: `{"topic", "paused"}`.
+pub fn paused_json(control: &TopicControl) -> Value {
+    json!({ "topic": control.topic, "paused": control.paused })
+}
+
+async fn pause(State(state): State<VqsState>, Path(topic): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(set_paused(&state.queue, &state.vercel, &topic, true).await?))
+}
+
+async fn resume(State(state): State<VqsState>, Path(topic): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(set_paused(&state.queue, &state.vercel, &topic, false).await?))
+}
+
+/// Per-topic counts with `"paused": true|false` (as stored, not this process's view); a
+/// paused topic with no messages is listed too, with zero counts.
+pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
+    let stats = queue.stats().await?;
+    let paused: BTreeSet<String> =
+        queue.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
+    Ok(Value::Array(with_paused(stats, &paused)))
+}
+
+fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Value> {
+    for t in paused {
+        if !stats.iter().any(|s| &s.topic == t) {
+            stats.push(TopicStats { topic: t.clone(), ..TopicStats::default() });
+        }
+    }
+    stats.sort_by(|a, b| a.topic.cmp(&b.topic));
+    stats
+        .into_iter()
+        .map(|s| {
+            let is_paused = paused.contains(&s.topic);
+            let mut v = json!(s);
+            v["paused"] = json!(is_paused);
+            v
+        })
+        .collect()
+}
+
+/// Why a message is not running, for the admin API's message view: `Some("paused")` when
+/// its topic is paused and a delivery of it is waiting (pending).
+pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
+    if !m.deliveries.iter().any(|d| d.state == DeliveryState::Pending) {
+        return Ok(None);
+    }
+    Ok(queue.paused_topics().await?.contains(&m.topic).then_some("paused"))
+}
