@@ -35,6 +35,7 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
             start_executions,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: app.clock.now(),
         })
         .await

@@ -274,6 +274,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
             start_executions: false,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: Utc::now(),
         })
     };

@@ -22,6 +22,7 @@ async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
         start_executions: true,
         lease_holder: holder.map(str::to_owned),
         max_leased: None,
+        leased_here: 0,
         now: app.clock.now(),
     };
     app.queue().store().delivery_claim(claim).await.unwrap().len()

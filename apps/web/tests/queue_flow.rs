@@ -339,6 +339,7 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
             start_executions: false,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: Utc::now(),
         })
         .await

@@ -44,6 +44,7 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
             start_executions: false,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: app.clock.now(),
         })
         .await

@@ -212,6 +212,7 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
         start_executions: false,
         lease_holder: None,
         max_leased: None,
+        leased_here: 0,
         now: chrono::Utc::now(),
     };
     let replayed = func.queue().store().delivery_claim(claim).await.unwrap();

@@ -177,6 +177,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
             start_executions: false,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: chrono::Utc::now(),
         })
         .await

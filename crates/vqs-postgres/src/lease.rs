@@ -187,15 +187,20 @@ async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Resu
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    // Another holder's leases count whole; this holder's are the caller's `leased_here`
+    // (a lease whose job is done but whose acknowledgement is still being written is not).
     let leased: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2",
+        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2 \
+         AND ($3::text IS NULL OR lease_holder IS DISTINCT FROM $3)",
     )
     .bind(&p.consumer_group)
     .bind(p.now)
+    .bind(&p.lease_holder)
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
-    let room = u32::try_from((i64::from(max) - leased).max(0)).unwrap_or(0);
+    let here = if p.lease_holder.is_some() { i64::from(p.leased_here) } else { 0 };
+    let room = u32::try_from((i64::from(max) - leased - here).max(0)).unwrap_or(0);
     let limit = p.limit.min(room);
     if limit == 0 {
         return Ok(Vec::new());

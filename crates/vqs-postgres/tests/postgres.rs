@@ -109,6 +109,7 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
             start_executions: false,
             lease_holder: None,
             max_leased: None,
+            leased_here: 0,
             now: chrono::Utc::now(),
         })
         .await
@@ -184,6 +185,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                         start_executions: false,
                         lease_holder: None,
                         max_leased: None,
+                        leased_here: 0,
                         now,
                     })
                     .await
@@ -296,6 +298,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         start_executions: false,
                         lease_holder: None,
                         max_leased: None,
+                        leased_here: 0,
                         now,
                     })
                     .await
@@ -362,6 +365,7 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         start_executions: true,
         lease_holder: None,
         max_leased: None,
+        leased_here: 0,
         now,
     };
     let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();

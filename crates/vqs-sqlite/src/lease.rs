@@ -65,15 +65,20 @@ pub(crate) async fn claim_in(
     if let Some(max) = p.max_leased {
         // The group's limit across processes: its live leases counted inside this write
         // transaction (SQLite has one writer, so no other claim can interleave).
+        // Another holder's leases count whole; this holder's are the caller's `leased_here`
+        // (a lease whose job is done but whose acknowledgement is still being written is not).
         let leased: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state = 'leased' AND visible_at > ?",
+            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state = 'leased' AND visible_at > ? \
+             AND (?3 IS NULL OR lease_holder IS NOT ?3)",
         )
         .bind(&p.consumer_group)
         .bind(now)
+        .bind(&p.lease_holder)
         .fetch_one(&mut *conn)
         .await
         .map_err(db_err)?;
-        limit = limit.min(u32::try_from((i64::from(max) - leased).max(0)).unwrap_or(0));
+        let here = if p.lease_holder.is_some() { i64::from(p.leased_here) } else { 0 };
+        limit = limit.min(u32::try_from((i64::from(max) - leased - here).max(0)).unwrap_or(0));
         if limit == 0 {
             return Ok(Vec::new());
         }

@@ -52,6 +52,7 @@ pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClai
         start_executions: false,
         lease_holder: None,
         max_leased: None,
+        leased_here: 0,
         now,
     }
 }

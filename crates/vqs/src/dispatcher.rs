@@ -305,6 +305,9 @@ async fn consumer_loop(
                 published.as_mut().enable();
                 let (queue, consumer) = (queue.clone(), consumer.clone());
                 let lease_holder = config.lease_holder.clone().filter(|_| consumer.starts_executions);
+                // Busy here: jobs running (their slots taken) and leases waiting in the buffer.
+                let leased_here =
+                    (max - permits.available_permits().min(max as usize) as u32).saturating_add(buffer.len() as u32);
                 claiming = Some(Box::pin(async move {
                     let claimed = queue
                         .store()
@@ -317,6 +320,7 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: consumer.global_max_concurrency,
+                            leased_here,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -369,7 +373,14 @@ async fn consumer_loop(
             }
             _ = &mut published, if is_idle => idle = None,
             _ = idle_over => idle = None,
-            _ = &mut slot_freed => {}
+            _ = &mut slot_freed => {
+                // A group limited across processes counts its leases in the database: a
+                // push settled here may have freed one, so look again now rather than
+                // after the poll interval.
+                if consumer.global_max_concurrency.is_some() {
+                    idle = None;
+                }
+            }
             _ = shutdown.changed() => {}
         }
     }
@@ -444,6 +455,7 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: consumer.global_max_concurrency,
+            leased_here: 0,
             now: queue.clock().now(),
         })
         .await?;

@@ -192,6 +192,7 @@ impl LocalQueueService {
                 start_executions: false,
                 lease_holder: None,
                 max_leased: None,
+                leased_here: 0,
                 now: self.queue.clock().now(),
             })
             .await
@@ -261,6 +262,7 @@ impl QueueService for LocalQueueService {
                 start_executions: false,
                 lease_holder: None,
                 max_leased: None,
+                leased_here: 0,
                 now: self.queue.clock().now(),
             })
             .await?;

@@ -214,9 +214,14 @@ pub struct DeliveryClaimParams {
     /// remote consumer, the `/_vqs` receive API): the lease ends only when it runs out.
     pub lease_holder: Option<String>,
     /// The consumer group's limit across processes (a trigger's `maxConcurrency`): lease
-    /// at most this many minus the group's live leases, counted under a lock so that
+    /// at most this many minus the live leases held by *other* holders than `lease_holder`
+    /// (every live lease when it is `None`) minus `leased_here`, counted under a lock so that
     /// processes claiming at once never overshoot it. `None`: no such limit.
     pub max_leased: Option<u32>,
+    /// With `max_leased` and a `lease_holder`: the leases this holder still counts as busy
+    /// (its jobs running and its leases waiting to run). Its own leases whose jobs are done
+    /// but whose acknowledgement is still being written do not hold back its next claim.
+    pub leased_here: u32,
     pub now: DateTime<Utc>,
 }
 

@@ -292,6 +292,7 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
                 start_executions: true,
                 lease_holder: None,
                 max_leased: None,
+                leased_here: 0,
                 now,
             })
             .await?;
