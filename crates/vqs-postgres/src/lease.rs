@@ -107,8 +107,20 @@ pub(crate) async fn delivery_claim(
 
 /// The claim statement for `p`, leasing at most `limit`.
 fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres> {
+    claim_query_after("", p, limit)
+}
+
+/// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
+pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
+    let rows = claim_query_after("EXPLAIN ", p, p.limit).build().fetch_all(pool).await.map_err(db_err)?;
+    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
+}
+
+/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing).
+fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams, limit: u32) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
+    q.push(
         "WITH due AS (SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
          FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
     );
@@ -117,11 +129,17 @@ fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres
         .push_bind(p.now)
         .push(" AND m.expires_at > ")
         .push_bind(p.now)
-        // Paused topics' deliveries stay pending: the paused topics as an array computed once
-        // per statement (an empty one when nothing is paused). A dispatcher that knows its
-        // topic is paused does not claim at all, so this filter only skips rows when a
-        // wildcard subscription spans a paused topic or a process learns of a pause late.
-        .push(" AND d.topic <> ALL(ARRAY(SELECT topic FROM topic_controls WHERE paused))");
+        // Paused topics' deliveries stay pending. A dispatcher that knows its topic is paused
+        // does not claim at all, so this filter only skips rows when a wildcard subscription
+        // spans a paused topic or a process learns of a pause late. Both halves are computed
+        // once per statement (init plans), and the planner rates their OR at one half. Not
+        // `<> ALL(ARRAY(…))` alone, nor an anti-join: it cannot estimate those, guesses that
+        // one row is left, and reads and sorts the group's whole backlog on every claim
+        // (714 ms for 220,000 waiting, against 0.3 ms; the test `a_claim_reads_the_due_index…`).
+        .push(
+            " AND (NOT EXISTS (SELECT 1 FROM topic_controls WHERE paused) \
+             OR d.topic <> ALL(ARRAY(SELECT topic FROM topic_controls WHERE paused)))",
+        );
     if let Some(topic) = &p.topic {
         q.push(" AND d.topic = ").push_bind(topic);
     }

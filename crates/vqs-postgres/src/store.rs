@@ -167,6 +167,13 @@ impl PgStore {
         Ok(())
     }
 
+    /// The plan PostgreSQL would use for this claim, as `EXPLAIN` prints it (nothing is
+    /// run): for an operator asking why claims are slow, and for the test that a claim reads
+    /// the due index — never the whole backlog — however much is waiting.
+    pub async fn explain_claim(&self, p: &DeliveryClaimParams) -> Result<String, StoreError> {
+        crate::lease::claim_plan(&self.pool, p).await
+    }
+
     /// Wake `queue`'s dispatchers whenever any process publishes (`LISTEN vqs_published`),
     /// so new work starts at once instead of at the next poll, and tell its running jobs
     /// when any process cancels them (`LISTEN vqs_control`: `cancel:<message id>`), and of

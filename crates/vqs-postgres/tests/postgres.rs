@@ -402,3 +402,47 @@ async fn a_cancel_is_announced_to_every_process_once_and_only_when_something_was
     store.message_cancel(cancel(&second)).await.unwrap();
     assert_eq!(heard(&mut listener).await, format!("cancel:{second}"), "the repeated cancel sent nothing");
 }
+
+#[tokio::test]
+async fn a_claim_reads_the_due_index_however_much_is_waiting() {
+    // Users depend on a claim costing the same with 20,000 waiting as with 20: the plan must
+    // walk the group's due index and stop after `limit` rows, never read or sort the whole
+    // backlog (a filter the planner cannot estimate once made every claim do just that).
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe(&store, "probe", "g").await;
+    subscribe(&store, "other", "g").await;
+    sqlx::query(
+        "INSERT INTO messages (id, topic, payload, content_type, created_at, deliver_at, expires_at) \
+         SELECT 'm' || i, CASE WHEN i % 10 = 0 THEN 'other' ELSE 'probe' END, '\\x00', 'application/json', \
+         now(), now(), now() + interval '1 day' FROM generate_series(1, 20000) i",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let queue = Queue::new(Arc::new(store.clone()), Clock::system());
+    queue.pause("other").await.unwrap();
+    store.analyze().await.unwrap();
+    let claim = |topic: Option<&str>| DeliveryClaimParams {
+        consumer_group: "g".into(),
+        topic: topic.map(str::to_owned),
+        message_id: None,
+        limit: 50,
+        visibility_seconds: 60,
+        start_executions: true,
+        lease_holder: None,
+        max_leased: None,
+        leased_here: 0,
+        now: chrono::Utc::now(),
+    };
+    for topic in [None, Some("probe")] {
+        let plan = store.explain_claim(&claim(topic)).await.unwrap();
+        assert!(plan.contains("deliveries_due"), "the claim does not read the due index:\n{plan}");
+        assert!(!plan.contains("Seq Scan on deliveries"), "the claim reads every delivery:\n{plan}");
+        assert!(!plan.contains("Sort"), "the claim sorts the whole backlog:\n{plan}");
+    }
+    // And it still holds the paused topic back.
+    let leased = store.delivery_claim(DeliveryClaimParams { limit: 20000, ..claim(None) }).await.unwrap();
+    assert_eq!(leased.len(), 18000);
+    assert!(leased.iter().all(|m| m.topic == "probe"));
+}
