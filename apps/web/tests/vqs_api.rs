@@ -315,6 +315,15 @@ async fn receive_by_id_reports_locked_acknowledged_and_unknown() {
     assert_eq!(app.call(ack).await.0, StatusCode::NO_CONTENT);
     assert_eq!(app.call(by_id(&id)).await.0, StatusCode::GONE);
     assert_eq!(app.call(by_id("msg_unknown")).await.0, StatusCode::NOT_FOUND);
+    // A message of a paused topic is held, and the answer says so.
+    let (_, _, b) = raw(&app, publish("orders", &[], "y")).await;
+    let id = serde_json::from_slice::<Value>(&b).unwrap()["messageId"].as_str().unwrap().to_owned();
+    app.queue().pause("orders").await.unwrap();
+    let (status, body) = app.call(by_id(&id)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("topic orders is paused"), "{body}");
+    app.queue().resume("orders").await.unwrap();
+    assert_eq!(raw(&app, by_id(&id)).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -458,6 +467,38 @@ async fn max_concurrency_refuses_a_receive_over_the_limit() {
     assert_eq!(ndjson(&body).len(), 1);
     let (status, body) = app.call(receive(path, "application/x-ndjson", &[("vqs-max-concurrency", "0")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Receives racing for the last slots of `Vqs-Max-Concurrency` never pass it together: the
+/// store counts and leases under one lock (a check, then a claim, let 16 receives lease 5
+/// each where the limit was 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receives_racing_for_the_last_slots_never_pass_max_concurrency_together() {
+    let app = TestApp::new().await;
+    for _ in 0..40 {
+        app.call(publish("orders", &[], "{}")).await;
+    }
+    let path = "orders/consumer/racing";
+    let limit = [("vqs-max-concurrency", "3"), ("vqs-max-messages", "5")];
+    // Subscribe the group first, so the race is about the slots, not the subscription.
+    let (status, _, body) = raw(&app, receive(path, "application/x-ndjson", &limit)).await;
+    assert_eq!((status, ndjson(&body).len()), (StatusCode::OK, 3));
+    let handles: Vec<String> = ndjson(&body).iter().map(|m| m["receiptHandle"].as_str().unwrap().to_owned()).collect();
+    for handle in handles {
+        let release = Request::patch(format!("/_vqs/api/v3/topic/{path}/lease/{handle}"))
+            .header("authorization", format!("Bearer {QUEUE_SECRET}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"visibilityTimeoutSeconds":0}"#))
+            .unwrap();
+        assert!(raw(&app, release).await.0.is_success());
+    }
+    let racing = (0..16).map(|_| raw(&app, receive(path, "application/x-ndjson", &limit)));
+    let answers = futures::future::join_all(racing).await;
+    let leased: usize = answers.iter().filter(|(s, _, _)| *s == StatusCode::OK).map(|(_, _, b)| ndjson(b).len()).sum();
+    assert_eq!(leased, 3, "16 racing receives leased {leased} with Vqs-Max-Concurrency: 3");
+    for (status, _, _) in &answers {
+        assert!(matches!(*status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS), "{status}");
+    }
 }
 
 #[tokio::test]

@@ -45,6 +45,9 @@ pub struct ReceiveParams {
     pub message_id: Option<String>,
     pub limit: u32,
     pub visibility_seconds: u32,
+    /// Lease only while the consumer group holds fewer than this many leases, counted by the
+    /// store under a lock (`Vqs-Max-Concurrency`): exact across concurrent receives.
+    pub max_leased: Option<u32>,
 }
 
 /// What a dead letter keeps: the message as the consumer received it and why it died.
@@ -191,7 +194,7 @@ impl LocalQueueService {
                 visibility_seconds: p.visibility_seconds,
                 start_executions: false,
                 lease_holder: None,
-                max_leased: None,
+                max_leased: p.max_leased,
                 leased_here: 0,
                 now: self.queue.clock().now(),
             })

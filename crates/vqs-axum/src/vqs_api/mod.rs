@@ -322,27 +322,38 @@ async fn claim(
 ) -> Result<Response, ApiError> {
     let service = state.queue.local_service();
     let peek = opts.visibility == 0;
-    let mut limit = opts.max;
-    if let (Some(n), false) = (opts.max_concurrency, peek) {
-        // Checked, then claimed: two receives racing may together pass the limit by their
-        // batch sizes (Vercel does not say how exact it is either).
-        let held = u64::try_from(service.leased_count(&group).await?).unwrap_or(0);
-        if held >= n {
-            return Ok(too_many(&group, n));
+    // `Vqs-Max-Concurrency`: a group already at the limit is told so (429) at once; below it,
+    // the store leases only the room left, counted under its lock, so receives racing for
+    // the last slots never pass the limit together.
+    let max_leased = match (opts.max_concurrency, peek) {
+        (Some(n), false) => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            if service.leased_count(&group).await? >= i64::from(n) {
+                return Ok(too_many(&group, u64::from(n)));
+            }
+            Some(n)
         }
-        limit = limit.min(u32::try_from(n - held).unwrap_or(u32::MAX));
-    }
+        _ => None,
+    };
     let mut leased = service
         .receive(ReceiveParams {
             consumer_group: group.clone(),
             topic: topic.clone(),
             message_id,
-            limit,
+            limit: opts.max,
             // A peek leases for the shortest time and gives the leases straight back, so a
             // crash in between hides the messages for a second at most.
             visibility_seconds: opts.visibility.max(1),
+            max_leased,
         })
         .await?;
+    if leased.is_empty()
+        && let Some(n) = max_leased
+        && service.leased_count(&group).await? >= i64::from(n)
+    {
+        // Another receive took the last slot between the check and the claim.
+        return Ok(too_many(&group, u64::from(n)));
+    }
     if leased.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -400,7 +411,19 @@ async fn receive_by_id(
         };
     }
     ensure_subscribed(&state, &subscribed, &topic, &group).await?;
-    claim(&state, topic, group, Some(message_id), &opts).await
+    match claim(&state, topic.clone(), group, Some(message_id.clone()), &opts).await {
+        // Not leased by anyone: held back because its topic is paused.
+        Err(e) if e.status == StatusCode::CONFLICT && state.queue.paused_topics().await?.contains(&topic) => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "message {message_id} is held: topic {topic} is paused; resume it \
+                     (POST /api/admin/queues/{topic}/resume) to receive it"
+                ),
+            ))
+        }
+        answer => answer,
+    }
 }
 
 /// Refuse a lease route whose path names another topic than the lease's message: a client
