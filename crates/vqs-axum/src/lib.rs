@@ -4,7 +4,7 @@
 //! - [`app`] / [`router`]: health (`/api/health`, `/api/health/live`), the admin API
 //!   (`/api/admin/*`), the dashboard (`/admin`), `/metrics` and the local queue service
 //!   (`/_vqs`, Vercel's Queue Service API), beside the app's own routes;
-//! - [`queue_route`]: a job's consumer route (`POST /api/queue/<topic>`), the axum adapter
+//! - [`queue_route`](mod@queue_route): a job's consumer route (`POST /api/queue/<topic>`), the axum adapter
 //!   of the core's `QueueHandler`;
 //! - [`Workers`]: the in-process dispatcher (pushing through the app's router), the cron
 //!   scheduler, maintenance and the crash-rescue heartbeat, each supervised;

@@ -150,7 +150,7 @@ impl PgStore {
         Ok(PgStore { writer: Writer::start(pool.clone(), hot, WRITER_TASKS), claim_conn, pool })
     }
 
-    /// The pool, for callers that want to open a transaction and [`enqueue_in`] it.
+    /// The pool, for callers that want to open a transaction and [`enqueue_in`](crate::enqueue_in) it.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -135,7 +135,7 @@ impl ScheduleTimes {
     }
 
     /// The shortest gap between consecutive fire times, sampled over the first
-    /// [`INTERVAL_SAMPLE`] fires from a fixed instant (so every process computes the same);
+    /// `INTERVAL_SAMPLE` fires from a fixed instant (so every process computes the same);
     /// `None` when it fires fewer than twice.
     pub fn shortest_interval(&self) -> Option<Duration> {
         let from = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default(); // 2026-01-01T00:00:00Z

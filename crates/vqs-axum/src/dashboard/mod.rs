@@ -7,7 +7,7 @@
 //!
 //! Login posts `VQS_ADMIN_TOKEN` in a form body (never a URL) and gets a signed, HttpOnly,
 //! SameSite=Strict session cookie ([`session`]); every action is a POST with a CSRF token.
-//! Every value from a job, a payload or an error is escaped ([`html::esc`]), and a strict
+//! Every value from a job, a payload or an error is escaped (`html::esc`), and a strict
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
 mod actions;
