@@ -31,13 +31,20 @@ pub fn routes() -> Router<VqsState> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
+    /// Five-field cron expression, read in `timezone`.
     pub cron: String,
+    /// IANA time zone (default `UTC`).
     pub timezone: Option<String>,
+    /// The topic each fire publishes to.
     pub topic: String,
     #[serde(default)]
+    /// The JSON payload of each fire's message (default `null`).
     pub payload: Value,
+    /// Whether it fires (default true).
     pub enabled: Option<bool>,
+    /// After downtime, fire the most recent missed tick once (default true) or record it missed.
     pub catch_up: Option<bool>,
+    /// Spread each tick's fire over up to this many seconds after it (default 0).
     pub jitter_seconds: Option<u32>,
 }
 

@@ -9,19 +9,24 @@ use vqs::{QueueError, StoreError};
 /// An error answer: `{"error": "<what is wrong and what to do>"}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// What is wrong and what to do, the body's `error`.
     pub message: String,
 }
 
 impl ApiError {
+    /// An answer of `status` saying `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError { status, message: message.into() }
     }
 
+    /// 400: the request is wrong; `message` says how.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 404: `message` names what does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }

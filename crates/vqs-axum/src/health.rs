@@ -50,6 +50,7 @@ pub async fn live(State(state): State<VqsState>) -> Response {
 }
 
 #[derive(Debug, Default, Deserialize)]
+/// `GET /api/health` query.
 pub struct HealthQuery {
     /// `?strict=1`: `degraded` answers 503 too.
     #[serde(default)]

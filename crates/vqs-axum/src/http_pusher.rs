@@ -47,7 +47,9 @@ impl Pusher for HttpPusher {
 /// The dispatcher's pusher: a route path goes through the router in process, a URL over HTTP.
 #[derive(Clone, Debug)]
 pub struct AppPusher {
+    /// Pushes to a route of this app, through its router.
     pub in_process: InProcessPusher,
+    /// Pushes to a consumer served elsewhere, over HTTP.
     pub http: HttpPusher,
 }
 

@@ -16,6 +16,7 @@ pub struct InProcessPusher {
 }
 
 impl InProcessPusher {
+    /// A pusher calling `router` in process.
     pub fn new(router: Router) -> Self {
         InProcessPusher { router }
     }
@@ -49,6 +50,7 @@ pub struct InProcessCronInvoker {
 }
 
 impl InProcessCronInvoker {
+    /// An invoker calling `router` in process, with the cron secret of `auth`.
     pub fn new(router: Router, auth: auth::CronAuth) -> Self {
         InProcessCronInvoker { router, auth }
     }

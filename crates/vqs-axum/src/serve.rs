@@ -17,7 +17,9 @@ use crate::workers::Workers;
     "the background task {name} kept panicking and was not restarted (last cause: {cause}): exiting so it can be restarted"
 )]
 pub struct TaskFailed {
+    /// The task's name.
     pub name: String,
+    /// Its last panic.
     pub cause: String,
 }
 

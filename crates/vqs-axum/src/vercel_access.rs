@@ -51,6 +51,7 @@ pub struct VercelAccess {
 }
 
 impl VercelAccess {
+    /// Access to Vercel's Queue Service with the credentials of `env`.
     pub fn new(env: VercelEnv) -> Result<VercelAccess, reqwest::Error> {
         let http = reqwest::Client::builder().user_agent(vqs_vercel::USER_AGENT).build()?;
         Ok(VercelAccess { http, env })

@@ -24,7 +24,9 @@ pub enum StartError {
     /// The store refused a start-up step (heartbeat, consumer registration).
     #[error("{what}: {source}")]
     Queue {
+        /// The step that failed.
         what: &'static str,
+        /// The store's error.
         #[source]
         source: vqs::StoreError,
     },

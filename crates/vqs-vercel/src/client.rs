@@ -42,9 +42,13 @@ impl std::fmt::Debug for VqsClientConfig {
 /// Options of one send.
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
+    /// The payload's content type (default `application/json`).
     pub content_type: Option<String>,
+    /// Dedup: a second send with this key while the first is kept queues nothing.
     pub idempotency_key: Option<String>,
+    /// Deliver no sooner than this many seconds from now.
     pub delay_seconds: Option<u32>,
+    /// Keep the message unprocessed at most this long (the service's default when `None`).
     pub retention_seconds: Option<u32>,
     /// The producer's own headers (trace context included), sent with the message as the
     /// SDK's `send(…, { headers })` does. `Authorization`, `Content-Type` and `Vqs-*` are
@@ -62,12 +66,22 @@ fn is_forwardable(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchResult {
     /// Queued (a dropped duplicate also answers with an id of its own, as a single send).
-    Sent { message_id: String },
+    Sent {
+        /// The id it was queued (or answered) under.
+        message_id: String,
+    },
     /// Accepted for later (the service's 202 for that message).
     Deferred,
     /// Refused: the status a single send would have had, the reason, and whether trying
     /// again may succeed.
-    Failed { status_code: u16, error: String, retryable: bool },
+    Failed {
+        /// The HTTP status a single send would have had.
+        status_code: u16,
+        /// Why it was refused.
+        error: String,
+        /// Whether sending it again may succeed.
+        retryable: bool,
+    },
 }
 
 /// Messages one batch holds at most (as the SDK's `sendBatch`).
@@ -76,12 +90,19 @@ pub const MAX_BATCH: usize = 100;
 /// A message leased by a receive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedMessage {
+    /// The message's id.
     pub message_id: String,
+    /// The lease's handle: acknowledge, extend or release with it.
     pub receipt_handle: String,
+    /// Deliveries of this message to this consumer group so far, this one included.
     pub delivery_count: u32,
+    /// When the message was sent.
     pub created_at: DateTime<Utc>,
+    /// When it expires unprocessed, if the service said.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The payload's content type.
     pub content_type: String,
+    /// The payload.
     pub body: Bytes,
 }
 
@@ -98,18 +119,31 @@ pub enum VqsError {
     /// The service answered with an error status.
     #[error("{operation}: the queue service answered {status}: {message}")]
     Status {
+        /// The call that failed (`send`, `receive`, …).
         operation: &'static str,
+        /// The HTTP status.
         status: u16,
+        /// The service's error text.
         message: String,
         /// A receive by id of a duplicate send names the message that counts (409).
         original_message_id: Option<String>,
     },
     /// The service could not be reached.
     #[error("{operation}: the queue service could not be reached: {message}")]
-    Transport { operation: &'static str, message: String },
+    Transport {
+        /// The call that failed.
+        operation: &'static str,
+        /// The transport's error.
+        message: String,
+    },
     /// The answer was not what the protocol says.
     #[error("{operation}: unexpected answer from the queue service: {message}")]
-    Protocol { operation: &'static str, message: String },
+    Protocol {
+        /// The call that failed.
+        operation: &'static str,
+        /// What was unexpected.
+        message: String,
+    },
 }
 
 impl VqsError {

@@ -18,19 +18,28 @@ use crate::{CronEntry, CronSchedule, Queue, QueueError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CronState {
+    /// Fired on schedule, and its last run succeeded (or it has not been due yet).
     Ok,
+    /// A tick is overdue: no run recorded since it was due.
     Late,
+    /// Its last run failed (the route answered non-2xx or could not be called).
     Failing,
 }
 
 /// One cron as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CronStatus {
+    /// The cron's route (`/api/cron/<name>`).
     pub path: String,
+    /// Its schedule as written in `vercel.json` (UTC).
     pub schedule: String,
+    /// Its next ticks from now (UTC).
     pub next: Vec<DateTime<Utc>>,
+    /// Its most recent run, if any.
     pub last_run: Option<CronRunRecord>,
+    /// When a run last succeeded.
     pub last_success_at: Option<DateTime<Utc>>,
+    /// Its heartbeat state.
     pub state: CronState,
 }
 

@@ -43,7 +43,9 @@ impl fmt::Display for CronSchedule {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid cron schedule {expr:?}: {reason}")]
 pub struct CronScheduleError {
+    /// The schedule as written.
     pub expr: String,
+    /// What is wrong with it, and what to write instead.
     pub reason: String,
 }
 

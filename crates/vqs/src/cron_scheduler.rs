@@ -20,6 +20,7 @@ use crate::{CronSchedule, CronScheduleError, Queue, VercelConfig};
 /// How a cron route answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronResponse {
+    /// The HTTP status the route answered with.
     pub status: u16,
     /// The start of the body, kept as the error text of a failed run.
     pub body_excerpt: String,
@@ -28,13 +29,16 @@ pub struct CronResponse {
 /// Calls a cron route the way Vercel Cron does.
 #[async_trait]
 pub trait CronInvoker: Send + Sync + 'static {
+    /// Call the cron route `path` as Vercel Cron does, with `x-vercel-cron-schedule: schedule`.
     async fn invoke(&self, path: &str, schedule: &str) -> Result<CronResponse, String>;
 }
 
 /// A `vercel.json` cron with its parsed schedule.
 #[derive(Debug, Clone)]
 pub struct ScheduledCron {
+    /// The cron's route (`/api/cron/<name>`).
     pub path: String,
+    /// Its schedule (UTC).
     pub schedule: CronSchedule,
 }
 
@@ -52,8 +56,11 @@ impl ScheduledCron {
 /// One tick this process fired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FiredTick {
+    /// The cron's route.
     pub path: String,
+    /// The tick: when the run was due (UTC, whole minutes).
     pub scheduled_at: DateTime<Utc>,
+    /// The run's row in `cron_runs`.
     pub run_id: i64,
 }
 

@@ -49,17 +49,27 @@ pub const CE_TYPE_V2BETA: &str = "com.vercel.queue.v2beta";
 /// One push, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
+    /// The message's topic (`ce-vqsqueuename`).
     pub topic: String,
+    /// The consumer group the push is for (`ce-vqsconsumergroup`).
     pub consumer_group: String,
+    /// The message's id (`ce-vqsmessageid`).
     pub message_id: String,
     /// Absent in routing-only mode: the consumer must lease the message by id.
     pub receipt_handle: Option<String>,
+    /// Deliveries of this message to this group so far, this one included (`ce-vqsdeliverycount`).
     pub delivery_count: u32,
+    /// When the message was sent (`ce-vqscreatedat`).
     pub created_at: Option<DateTime<Utc>>,
+    /// When the message expires unprocessed (`ce-vqsexpiresat`).
     pub expires_at: Option<DateTime<Utc>>,
+    /// When this delivery's lease ends unless extended (`ce-vqsvisibilitydeadline`).
     pub visibility_deadline: Option<DateTime<Utc>>,
+    /// The region that pushed it (`ce-vqsregion`).
     pub region: Option<String>,
+    /// The payload's content type, as the producer sent it.
     pub content_type: Option<String>,
+    /// The producer's W3C `traceparent`, continued by the job's span.
     pub traceparent: Option<String>,
     /// The producer's W3C `tracestate` (`x-vercel-queue-tracestate`).
     pub tracestate: Option<String>,
@@ -68,6 +78,7 @@ pub struct Delivery {
     /// Other headers the producer sent with the message (lower-case names), pushed as they
     /// are. Not read back by [`Delivery::parse`]: a push's other headers are the transport's.
     pub producer_headers: Vec<(String, String)>,
+    /// The payload.
     pub body: Bytes,
     /// The `running` execution the local dispatcher recorded with the lease. Never read from
     /// a header: it only travels inside this process (the web app carries it as a request
@@ -88,11 +99,15 @@ pub struct Delivery {
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("{reason}")]
 pub struct DeliveryError {
+    /// What is wrong, naming the header.
     pub reason: String,
     /// What could be read before the error, so the message can still be dead-lettered.
     pub topic: Option<String>,
+    /// The message's id, if it could be read.
     pub message_id: Option<String>,
+    /// The consumer group, if it could be read.
     pub consumer_group: Option<String>,
+    /// The receipt handle, if it could be read.
     pub receipt_handle: Option<String>,
 }
 

@@ -8,6 +8,7 @@ use crate::{CancelSignal, JobError, Queue};
 /// Facts about the message being processed (the SDK's `MessageMetadata`).
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageMetadata {
+    /// The message's id (`msg_…`).
     pub message_id: String,
     /// 1 on the first delivery; every delivery raises it, including those that did not run
     /// the job (a lease given back unused, a `/_vqs` receive).
@@ -16,10 +17,15 @@ pub struct MessageMetadata {
     /// from the delivery count (SPEC.md, "Attempts vs deliveries"). `max_attempts` and the
     /// retry policy use it.
     pub attempt: u32,
+    /// When the message was sent.
     pub created_at: DateTime<Utc>,
+    /// When the message expires unprocessed.
     pub expires_at: DateTime<Utc>,
+    /// The message's topic.
     pub topic_name: String,
+    /// The consumer group this delivery is for.
     pub consumer_group: String,
+    /// The region that delivered it (`ce-vqsregion`), when known.
     pub region: Option<String>,
 }
 

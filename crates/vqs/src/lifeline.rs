@@ -85,6 +85,7 @@ impl Lifeline {
         &self.process_id
     }
 
+    /// The heartbeat timing this lifeline runs with.
     pub fn config(&self) -> LifelineConfig {
         self.config
     }

@@ -58,6 +58,7 @@ pub enum QueueError {
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
+    /// The store failed; the text says how.
     Store(#[from] StoreError),
     /// The remote queue service (see [`Queue::with_publisher`]) failed or refused.
     #[error("queue service: {0}")]

@@ -22,28 +22,39 @@ use crate::store::{
 /// One lease on one message, as the service that granted it names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceLease {
+    /// The message's topic.
     pub topic: String,
+    /// The consumer group holding the lease.
     pub consumer_group: String,
+    /// The lease's receipt handle.
     pub receipt_handle: String,
 }
 
 /// Lease one message by id (a push that carried no payload, or a poll by id).
 #[derive(Debug, Clone)]
 pub struct ReceiveByIdParams {
+    /// The message's topic.
     pub topic: String,
+    /// The consumer group to lease it for.
     pub consumer_group: String,
+    /// The message to lease.
     pub message_id: String,
+    /// How long the lease lasts.
     pub visibility_seconds: u32,
 }
 
 /// Lease due messages of one topic for a polling client ([`LocalQueueService::receive`]).
 #[derive(Debug, Clone)]
 pub struct ReceiveParams {
+    /// The topic to receive from.
     pub topic: String,
+    /// The consumer group to lease for.
     pub consumer_group: String,
     /// Only this message.
     pub message_id: Option<String>,
+    /// Messages leased at most.
     pub limit: u32,
+    /// How long each lease lasts.
     pub visibility_seconds: u32,
     /// Lease only while the consumer group holds fewer than this many leases, counted by the
     /// store under a lock (`Vqs-Max-Concurrency`): exact across concurrent receives.
@@ -53,11 +64,15 @@ pub struct ReceiveParams {
 /// What a dead letter keeps: the message as the consumer received it and why it died.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The message's id.
     pub message_id: String,
+    /// The payload's content type.
     pub content_type: String,
+    /// The payload as received.
     pub payload: Bytes,
     /// Deliveries so far (the attempt that gave up).
     pub attempts: u32,
+    /// Why it died (the last error).
     pub reason: String,
     /// The message's trace context as a JSON object (`{"traceparent": …}`), so a replay
     /// continues the trace.
@@ -82,7 +97,12 @@ pub enum ServiceError {
     AlreadyAcknowledged(String),
     /// Receive-by-id of a duplicate send: the message that counts is `original`.
     #[error("message {message_id} was a duplicate of {original}")]
-    Duplicate { message_id: String, original: String },
+    Duplicate {
+        /// The id the duplicate send was answered with.
+        message_id: String,
+        /// The message that was queued.
+        original: String,
+    },
     /// The service refused the request as invalid or unauthorized; retrying will not help.
     #[error("refused: {0}")]
     Refused(String),
@@ -151,6 +171,7 @@ pub struct LocalQueueService {
 }
 
 impl LocalQueueService {
+    /// The local service over `queue`.
     pub fn new(queue: Queue) -> Self {
         LocalQueueService { queue }
     }

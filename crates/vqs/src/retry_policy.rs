@@ -29,11 +29,19 @@ pub enum RetryPolicy {
     #[default]
     Quadratic,
     /// `(factor · n)²` seconds with a chosen factor.
-    QuadraticWith { factor: u64 },
+    QuadraticWith {
+        /// Seconds per attempt before squaring (10 is the default policy).
+        factor: u64,
+    },
     /// The same delay after every failure.
     Fixed(Duration),
     /// `base · 2^(n-1)`, capped at `max`.
-    Exponential { base: Duration, max: Duration },
+    Exponential {
+        /// The delay after the first failure.
+        base: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
 }
 
 /// The longest delay any policy returns: the longest retention a message can have (7 days).

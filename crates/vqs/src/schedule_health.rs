@@ -18,18 +18,25 @@ use crate::{CronState, QueueError, Schedules};
 /// One runtime schedule as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleStatus {
+    /// The schedule's name.
     pub name: String,
+    /// Its cron expression (in `timezone`).
     pub cron: String,
+    /// Its IANA time zone.
     pub timezone: String,
+    /// The topic each fire publishes to.
     pub topic: String,
+    /// Whether it fires.
     pub enabled: bool,
     /// Its next fire times from now (UTC); empty when it never fires again or is broken.
     pub next: Vec<DateTime<Utc>>,
     /// The tick of its last fire and when that fire happened.
     pub last_tick: Option<DateTime<Utc>>,
+    /// When its last fire happened.
     pub last_fire: Option<DateTime<Utc>>,
     /// The message its last fire published.
     pub last_message_id: Option<String>,
+    /// Its heartbeat state.
     pub state: CronState,
 }
 
@@ -70,7 +77,9 @@ pub const SCHEDULE_HEALTH_EXAMINED: u32 = 100;
 /// One page of schedules as operators see them, with the cursor of the next page.
 #[derive(Debug, Clone, Serialize)]
 pub struct SchedulePageStatus {
+    /// The schedules on this page.
     pub schedules: Vec<ScheduleStatus>,
+    /// The cursor of the next page (the last name on this one), `None` on the last page.
     pub next_after: Option<String>,
 }
 
@@ -87,8 +96,11 @@ pub struct SchedulePageStatus {
 pub struct ScheduleHealth {
     /// Every schedule (at most [`crate::SCHEDULE_COUNT_CAP`]).
     pub total: u64,
+    /// Fired on time, or disabled.
     pub ok: u64,
+    /// Overdue: a tick passed with no fire.
     pub late: u64,
+    /// Their last fire failed.
     pub failing: u64,
     /// Overdue by one minute to an hour but not examined, because more than
     /// [`SCHEDULE_HEALTH_EXAMINED`] were overdue: late or not, unknown.

@@ -20,6 +20,7 @@ pub const SCHEDULE_COUNT_CAP: u32 = 1_000_000;
 /// One page of schedules by name (byte order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SchedulePage {
+    /// The schedules on this page, by name.
     pub schedules: Vec<ScheduleRecord>,
     /// The cursor of the next page (the last name on this one), `None` on the last page.
     pub next_after: Option<String>,

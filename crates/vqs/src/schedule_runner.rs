@@ -57,9 +57,12 @@ pub struct Schedules {
 /// A fire [`Schedules::fire_due`] made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduleFire {
+    /// The schedule that fired.
     pub name: String,
+    /// The tick it fired for (the key of its message).
     pub tick: DateTime<Utc>,
     #[serde(rename = "messageId")]
+    /// The message the fire published.
     pub message_id: String,
 }
 

@@ -39,6 +39,7 @@ pub fn lease_failure(message_id: &str, consumer_group: &str, handle: &str, state
 /// One row of a backend's count of deliveries per topic, by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryCountRow {
+    /// The topic counted.
     pub topic: String,
     /// Pending or leased, and due (`visible_at <= now`).
     pub waiting: i64,
@@ -46,8 +47,11 @@ pub struct DeliveryCountRow {
     pub delayed: i64,
     /// Leased with a lease that has not ended.
     pub running: i64,
+    /// Finished and acknowledged.
     pub acked: i64,
+    /// Dead-lettered.
     pub dead: i64,
+    /// Cancelled by an operator or by the job.
     pub cancelled: i64,
 }
 
@@ -250,6 +254,8 @@ pub fn schedule_fire_kind(p: &crate::store::ScheduleFireParams) -> &'static str 
     }
 }
 
+/// The message a schedule's fire publishes: JSON `payload` to `topic`, due now, under its
+/// tick's idempotency key (so a tick sent twice is one message).
 pub fn schedule_send(p: &crate::store::ScheduleFireParams, topic: String, payload: String) -> MessageSendParams {
     MessageSendParams {
         topic,

@@ -51,7 +51,9 @@ pub enum TaskState {
 /// One supervised task as health reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TaskReport {
+    /// The task's name (`dispatcher`, `cron-scheduler`, …).
     pub name: String,
+    /// Whether it runs, restarts after a panic, or failed for good.
     pub state: TaskState,
     /// Restarts since the process started.
     pub restarts: u32,

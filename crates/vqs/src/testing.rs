@@ -47,7 +47,14 @@ pub enum TestingError {
     Store(#[from] StoreError),
     /// A message's payload is not the params of the job asked about.
     #[error("message {message_id} of topic {topic:?} does not deserialize as the job's params: {error}")]
-    Params { topic: String, message_id: String, error: String },
+    Params {
+        /// The message's topic.
+        topic: String,
+        /// The message.
+        message_id: String,
+        /// Why it does not deserialize.
+        error: String,
+    },
     /// A due message's topic has no handler among those passed to [`drain`].
     #[error("no handler for topic {0:?}: pass its QueueHandler to drain")]
     NoHandler(String),

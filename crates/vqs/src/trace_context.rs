@@ -16,8 +16,11 @@ tokio::task_local! {
 /// A parsed `traceparent`: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
+    /// The trace's id (32 hex digits).
     pub trace_id: String,
+    /// The parent span's id (16 hex digits).
     pub parent_id: String,
+    /// The trace flags (2 hex digits; `01` = sampled).
     pub flags: String,
 }
 

@@ -5,7 +5,9 @@ use serde_json::Value;
 /// A `crons` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronEntry {
+    /// The route Vercel Cron calls (`/api/cron/<name>`).
     pub path: String,
+    /// Its five-field schedule (UTC).
     pub schedule: String,
 }
 
@@ -20,16 +22,22 @@ pub struct QueueTrigger {
     pub consumer_group: String,
     /// A topic, or a `prefix*` pattern.
     pub topic: String,
+    /// `retryAfterSeconds`: the delay before a failed push is retried.
     pub retry_after_seconds: Option<f64>,
+    /// `maxDeliveries`: deliveries before the message is dead-lettered.
     pub max_deliveries: Option<u32>,
+    /// `maxConcurrency`: jobs of this consumer group running at once, across every process.
     pub max_concurrency: Option<u32>,
+    /// `initialDelaySeconds`: messages reach this consumer no sooner than this after they were sent.
     pub initial_delay_seconds: Option<f64>,
 }
 
 /// The queue- and cron-relevant content of a `vercel.json`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VercelConfig {
+    /// Every entry of `crons`.
     pub crons: Vec<CronEntry>,
+    /// Every `queue/v2beta` trigger of every function.
     pub queue_triggers: Vec<QueueTrigger>,
 }
 
@@ -39,6 +47,7 @@ pub struct VercelConfig {
 pub struct VercelConfigError {
     /// A JSON path like `functions["api/queue/probe.rs"].experimentalTriggers[0].topic`.
     pub at: String,
+    /// What is wrong, and what to change.
     pub reason: String,
 }
 

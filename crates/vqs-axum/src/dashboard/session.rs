@@ -22,7 +22,9 @@ pub const LIFETIME_SECONDS: i64 = 12 * 3600;
 /// A verified session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The session's random id (revocable by sign-out).
     pub nonce: String,
+    /// When it ends (Unix seconds).
     pub expires: i64,
 }
 

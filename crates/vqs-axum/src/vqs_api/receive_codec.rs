@@ -10,7 +10,9 @@ use vqs::store::LeasedMessage;
 /// The response format a receiver asked for with `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiveFormat {
+    /// `multipart/mixed`: one part per message.
     Multipart,
+    /// `application/x-ndjson`: one JSON line per message, payloads in base64.
     Ndjson,
 }
 
