@@ -119,6 +119,20 @@ pub fn log_format() -> Result<LogFormat> {
     }
 }
 
+/// Where job spans go (`--features otel`): on when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (the exporter reads them, and
+/// `OTEL_EXPORTER_OTLP_HEADERS`, as every OpenTelemetry SDK does); `OTEL_SERVICE_NAME`
+/// names the service (default `vqs-web`).
+#[cfg(feature = "otel")]
+pub fn otel_config() -> Option<vqs_otel::OtlpConfig> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return None;
+    }
+    let service_name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty());
+    Some(vqs_otel::OtlpConfig { endpoint: None, service_name: service_name.unwrap_or_else(|| "vqs-web".into()) })
+}
+
 /// The `RUST_LOG` filter, or the default.
 pub fn log_filter() -> String {
     std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "info,sqlx=warn".into())

@@ -207,6 +207,7 @@ impl QueueHandler {
             message.id = %delivery.message_id,
             queue.consumer_group = %delivery.consumer_group,
             trace.id = %trace.trace_id,
+            trace.span_id = %trace.parent_id,
             trace.parent_id = producer.as_ref().map(|p| p.parent_id.as_str()),
         );
         trace.scope(self.job.handle(queue, service, delivery, self.retry_policy).instrument(span)).await
