@@ -377,3 +377,48 @@ test("pause a topic, see a new message held, resume it and watch it run", async 
 
   assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
 });
+
+test("search a message by its id or its idempotency key from the header", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  const web = startWeb();
+  t.after(() => web.child.kill("SIGTERM"));
+  const base = await web.url;
+  const send = (topic, key) =>
+    api(base, "/api/admin/messages", { topic, payload: {}, idempotency_key: key, delay_seconds: 600 });
+  const first = await send("probe", "invoice-77");
+  const second = await send("sync-patient", "invoice-77");
+  const only = await send("probe", "invoice-78");
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(base + "/admin");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+
+  // A key two messages hold: both listed, newest first, each linking to its page.
+  await page.fill('header input[name="q"]', "invoice-77");
+  await page.press('header input[name="q"]', "Enter");
+  await page.waitForURL(/\/admin\/search\?q=invoice-77$/, { timeout: WAIT });
+  const rows = page.locator("table.search-results tbody tr");
+  assert.equal(await rows.count(), 2);
+  assert.match(await rows.nth(0).innerText(), new RegExp(`${second.messageId}\\s+sync-patient`));
+  assert.match(await rows.nth(1).innerText(), new RegExp(`${first.messageId}\\s+probe`));
+  await page.screenshot({ path: join(SHOTS, "search.png"), fullPage: true });
+  await rows.nth(1).locator("a").click();
+  await page.waitForURL(new RegExp(`/admin/messages/${first.messageId}$`), { timeout: WAIT });
+
+  // One match (by key, or by id) opens the message itself.
+  await page.fill('header input[name="q"]', "invoice-78");
+  await page.press('header input[name="q"]', "Enter");
+  await page.waitForURL(new RegExp(`/admin/messages/${only.messageId}$`), { timeout: WAIT });
+  await page.fill('header input[name="q"]', second.messageId);
+  await page.press('header input[name="q"]', "Enter");
+  await page.waitForURL(new RegExp(`/admin/messages/${second.messageId}$`), { timeout: WAIT });
+
+  // Nothing found says what can be searched.
+  await page.fill('header input[name="q"]', "no-such-key");
+  await page.press('header input[name="q"]', "Enter");
+  await page.locator(".flash", { hasText: "Nothing found for" }).waitFor({ timeout: WAIT });
+
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
+});

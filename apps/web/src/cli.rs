@@ -71,6 +71,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find messages by id or by the idempotency key they hold (any topic), newest first.
+    Search {
+        /// A message id (msg_…) or an idempotency key.
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a delayed message, or one waiting for its retry, due now (its attempts unchanged).
     RunNow {
         id: String,
@@ -241,6 +248,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Executions { .. }
             | Command::Queues { .. }
             | Command::Message { .. }
+            | Command::Search { .. }
             | Command::RunNow { .. }
             | Command::Cancel { .. }
             | Command::Purge { .. }
@@ -349,6 +357,27 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 v["held"] = json!(why);
             }
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");
+        }
+        Command::Search { query, json } => {
+            let v = vqs_axum::admin_search::search_json(&queue, &query).await.map_err(|e| anyhow!("{}", e.message))?;
+            print(json, &v, |v| {
+                let found = v["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+                if found.is_empty() {
+                    return format!("no message has id or idempotency key {:?}\n", query.trim());
+                }
+                found
+                    .iter()
+                    .map(|m| {
+                        let key = m["idempotency_key"].as_str().unwrap_or("-");
+                        format!(
+                            "{}  {}  {}  key={key}\n",
+                            m["id"].as_str().unwrap_or(""),
+                            m["topic"].as_str().unwrap_or(""),
+                            m["created_at"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            });
         }
         Command::RunNow { id, json } => {
             let made_due = queue.run_now(&id).await.map_err(|e| anyhow!("{e}"))?;

@@ -457,3 +457,40 @@ async fn purge_refuses_bad_parameters_saying_what_is_allowed() {
     let (_, m) = app.admin_get(&format!("/api/admin/messages/{id}")).await;
     assert_eq!(m["state"], "pending", "nothing was purged: {m}");
 }
+
+#[tokio::test]
+async fn search_finds_messages_by_id_or_by_the_key_they_hold_in_any_topic() {
+    let app = TestApp::new().await;
+    let send = |topic: &str, key: &str| {
+        post("/api/admin/messages", json!({"topic": topic, "payload": {}, "idempotency_key": key, "delay_seconds": 60}))
+    };
+    let (_, a) = app.call(send("probe", "order-42")).await;
+    let (_, b) = app.call(send("sync-patient", "order-42")).await;
+    app.call(send("probe", "order-43")).await;
+    let (a, b) = (a["messageId"].as_str().unwrap().to_owned(), b["messageId"].as_str().unwrap().to_owned());
+
+    let (status, found) = app.admin_get("/api/admin/search?q=order-42").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let ids: Vec<&str> = found["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [b.as_str(), a.as_str()], "both topics, newest first");
+    assert_eq!(found["messages"][0]["topic"], "sync-patient");
+    assert_eq!(found["messages"][0]["idempotency_key"], "order-42");
+
+    let (_, by_id) = app.admin_get(&format!("/api/admin/search?q=%20{a}%20")).await;
+    assert_eq!(by_id["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(by_id["messages"][0]["id"], a.as_str());
+    let (status, none) = app.admin_get("/api/admin/search?q=order-4").await;
+    assert_eq!((status, none["messages"].as_array().unwrap().len()), (StatusCode::OK, 0), "exact keys only");
+
+    let long = "x".repeat(257);
+    for bad in ["", "%20", "a%00b", long.as_str()] {
+        let (status, body) = app.admin_get(&format!("/api/admin/search?q={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("message id") || error.contains("NUL character"), "{body}");
+    }
+    let (status, _) = app.admin_get("/api/admin/search").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let unauthenticated = Request::get("/api/admin/search?q=order-42").body(Body::empty()).unwrap();
+    assert_eq!(app.call(unauthenticated).await.0, StatusCode::UNAUTHORIZED);
+}

@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod admin_pause;
 pub mod admin_schedules;
+pub mod admin_search;
 pub mod api_error;
 mod app;
 pub mod dashboard;

@@ -91,6 +91,19 @@ pub(crate) async fn message_send_many(pool: &PgPool, p: MessageSendManyParams) -
     Ok(out.into_iter().flatten().collect())
 }
 
+/// Walks the partial index of keys (by its second column), not the messages table.
+pub(crate) async fn message_ids_by_key(pool: &PgPool, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE idempotency_key = $1 AND idempotency_key IS NOT NULL \
+         ORDER BY created_at DESC, id DESC LIMIT $2",
+    )
+    .bind(&p.key)
+    .bind(i64::from(p.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)
+}
+
 pub(crate) async fn message_get(pool: &PgPool, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
     let id = p.id.as_str();
     let Some(m) = sqlx::query(

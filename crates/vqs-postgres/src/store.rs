@@ -273,6 +273,10 @@ impl QueueStore for PgStore {
         crate::publish::message_get(&self.pool, p).await
     }
 
+    async fn message_ids_by_key(&self, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError> {
+        crate::publish::message_ids_by_key(&self.pool, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         crate::subscriptions::subscription_ensure(&self.pool, p).await
     }

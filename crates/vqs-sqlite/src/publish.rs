@@ -26,6 +26,21 @@ pub(crate) async fn message_send_many(
         .await
 }
 
+pub(crate) async fn message_ids_by_key(
+    read: &SqlitePool,
+    p: MessageKeyLookupParams,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE idempotency_key = ? AND idempotency_key IS NOT NULL \
+         ORDER BY created_at DESC, id DESC LIMIT ?",
+    )
+    .bind(&p.key)
+    .bind(i64::from(p.limit))
+    .fetch_all(read)
+    .await
+    .map_err(db_err)
+}
+
 pub(crate) async fn message_get(read: &SqlitePool, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
     let id = p.id.as_str();
     let Some(m) = sqlx::query(

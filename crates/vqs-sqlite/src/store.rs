@@ -126,6 +126,10 @@ impl QueueStore for SqliteStore {
         crate::publish::message_get(&self.read, p).await
     }
 
+    async fn message_ids_by_key(&self, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError> {
+        crate::publish::message_ids_by_key(&self.read, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }

@@ -84,7 +84,7 @@ macro_rules! conformance {
             messages { send_fans_out_to_every_subscribed_group, only_group_delivers_to_one_group,
                        duplicate_key_within_pending_is_reported_not_queued, key_dedups_within_retention_even_once_finished,
                        delay_holds_a_message_back, send_many_keeps_input_order, subscribing_late_sees_earlier_messages,
-                       run_now_makes_waiting_deliveries_due }
+                       run_now_makes_waiting_deliveries_due, messages_are_found_by_the_key_they_hold_in_any_topic }
             leases { claim_leases_once_until_the_lease_ends, ack_finishes_a_delivery, retry_makes_it_due_after_the_delay,
                      release_spends_no_delivery, dead_letter_keeps_the_message, settling_twice_is_not_found,
                      a_stale_lease_cannot_settle, a_stale_and_a_fresh_move_of_one_delivery_sent_together, unknown_message_is_not_found, extend_and_release_visibility,

@@ -144,3 +144,27 @@ pub async fn run_now_makes_waiting_deliveries_due(s: Store) {
     assert_eq!(state(&s, &delayed, "a").await.unwrap().state, DeliveryState::Acked);
     assert_eq!(run_now("msg_unknown", at(8)).await.unwrap(), 0);
 }
+
+pub async fn messages_are_found_by_the_key_they_hold_in_any_topic(s: Store) {
+    subscribe(&s, "t", "a").await;
+    subscribe(&s, "u", "a").await;
+    let keyed = |topic: &str, key: &str, n: i64| MessageSendParams {
+        idempotency_key: Some(key.into()),
+        ..send_params(topic, "{}", at(n))
+    };
+    let first = s.message_send(keyed("t", "order-42", 1)).await.unwrap().message_id;
+    let second = s.message_send(keyed("u", "order-42", 2)).await.unwrap().message_id;
+    s.message_send(keyed("t", "order-43", 3)).await.unwrap();
+    s.message_send(send_params("t", "{}", at(4))).await.unwrap();
+    let find = |key: &str, limit: u32| s.message_ids_by_key(MessageKeyLookupParams { key: key.into(), limit });
+    assert_eq!(find("order-42", 10).await.unwrap(), [second.to_string(), first.to_string()], "newest first");
+    assert_eq!(find("order-42", 1).await.unwrap(), [second.to_string()]);
+    assert!(find("order-4", 10).await.unwrap().is_empty(), "exact keys only");
+    assert!(find("", 10).await.unwrap().is_empty());
+    // Finished, it is still found while it is kept (its key dedups until then too).
+    let leased = claim(&s, "a", 10, at(5)).await;
+    for m in leased.iter().filter(|m| m.message_id == second) {
+        ack(&s, m, at(6)).await.unwrap();
+    }
+    assert_eq!(find("order-42", 10).await.unwrap(), [second.to_string(), first.to_string()]);
+}

@@ -1222,6 +1222,15 @@ pub struct MessageGetParams {
     pub id: String,
 }
 
+/// Find the messages holding an idempotency key ([`QueueStore::message_ids_by_key`]).
+#[derive(Debug, Clone)]
+pub struct MessageKeyLookupParams {
+    /// The key, exactly.
+    pub key: String,
+    /// Ids returned at most.
+    pub limit: u32,
+}
+
 /// Count a consumer group's live leases ([`QueueStore::delivery_leased_count`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryLeasedCountParams {
@@ -1388,6 +1397,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn message_send_many(&self, p: MessageSendManyParams) -> Result<Vec<SendResult>, StoreError>;
     /// A message with its deliveries (`None`: no such message, or pruned).
     async fn message_get(&self, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError>;
+    /// The ids of the messages of any topic that hold idempotency key `p.key`, newest first
+    /// (an operator's search); a finished message is found while it is kept.
+    async fn message_ids_by_key(&self, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).

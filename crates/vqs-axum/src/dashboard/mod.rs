@@ -15,6 +15,7 @@ mod html;
 pub mod login_throttle;
 mod pages;
 mod schedules;
+mod search;
 pub mod session;
 
 use axum::Router;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
         .route("/admin/login", post(login))
         .route("/admin/logout", post(logout))
+        .route("/admin/search", get(search::search))
         .route("/admin/messages/{id}", get(message))
         .route("/admin/messages/{id}/cancel", post(actions::cancel))
         .route("/admin/messages/{id}/run-now", post(actions::run_now))
@@ -121,10 +123,15 @@ fn login_page(state: &VqsState, status: StatusCode, error: Option<&str>) -> Resp
 }
 
 fn signed_in_page(title: &str, csrf: &str, live: &str, above: &str) -> String {
-    let logout = pages::action_form("/admin/logout", csrf, "Sign out", "link", None);
-    let right = format!(r#"<span id="refreshed" aria-live="polite"></span> {logout}"#);
+    let right = format!(r#"<span id="refreshed" aria-live="polite"></span> {}"#, header_right(csrf));
     let body = format!(r#"<main>{above}<div id="live" data-refresh="3000">{live}</div></main>"#);
     page(title, &right, &body)
+}
+
+/// The header's right side on a signed-in page: the search box and "Sign out".
+fn header_right(csrf: &str) -> String {
+    let logout = pages::action_form("/admin/logout", csrf, "Sign out", "link", None);
+    format!("{} {logout}", search::search_box())
 }
 
 #[derive(Debug, Deserialize)]
