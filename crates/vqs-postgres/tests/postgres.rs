@@ -323,6 +323,53 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
     assert_eq!(unique.len(), 2000, "none handled twice");
 }
 
+/// The limited claim is one statement (`vqs_claim_room` in its LIMIT): claims of a group on
+/// separate connections, all at once, never lease past the limit between them, and none
+/// leases a row another leased after its statement's snapshot was taken (the `FOR UPDATE`
+/// re-check). Each claim asks for 2 under a limit of 3, so the second claim of each race has
+/// room for 1 while the first claim's 2 rows may still look pending to its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limited_claims_on_separate_connections_share_the_limit_and_never_lease_twice() {
+    let url = fresh_url().await;
+    let first = store(&url).await;
+    let groups: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
+    for g in &groups {
+        subscribe(&first, "work", g).await;
+    }
+    let queue = Queue::new(Arc::new(first.clone()), Clock::system());
+    for _ in 0..10 {
+        queue.send("work", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    }
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(PgStore::connect(&url).await.unwrap());
+    }
+    for g in &groups {
+        let claims = stores.iter().map(|s| {
+            s.delivery_claim(DeliveryClaimParams {
+                consumer_group: g.clone(),
+                topic: None,
+                message_id: None,
+                limit: 2,
+                visibility_seconds: 300,
+                start_executions: false,
+                lease_holder: None,
+                max_leased: Some(3),
+                leased_here: 0,
+                now: chrono::Utc::now(),
+            })
+        });
+        let leased: Vec<String> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flat_map(|r| r.unwrap().into_iter().map(|m| m.message_id))
+            .collect();
+        let unique: HashSet<_> = leased.iter().collect();
+        assert_eq!(unique.len(), leased.len(), "group {g}: a message leased twice: {leased:?}");
+        assert_eq!(leased.len(), 3, "group {g}: exactly the limit leased across 8 connections");
+    }
+}
+
 #[tokio::test]
 async fn a_publish_in_one_process_wakes_the_others_at_once() {
     let url = fresh_url().await;
