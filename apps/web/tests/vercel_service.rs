@@ -213,6 +213,9 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now: chrono::Utc::now(),
     };
     let replayed = func.queue().store().delivery_claim(claim).await.unwrap();

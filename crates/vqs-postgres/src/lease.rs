@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use std::sync::Arc;
 use vqs::store::*;
+use vqs::store_support::rate_interval_us;
 
 use crate::lease_failure::lease_failure;
 use crate::rows::db_err;
@@ -165,8 +166,11 @@ fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
         .push(" FROM leased l WHERE ")
         .push_bind(p.start_executions)
         .push(
-            " RETURNING id, message_id) \
-             SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
+            " RETURNING id, message_id)",
+        );
+    push_bucket_advance(&mut q, p);
+    q.push(
+            " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
         );
@@ -194,10 +198,11 @@ fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
 ///   twice. Rows freed meanwhile are merely not seen (a smaller claim, never a larger one).
 fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
     let limit = i64::from(p.limit.max(1));
-    let Some(max) = p.max_leased else {
+    if p.max_leased.is_none() && p.rate_limit.is_none() {
         q.push_bind(limit);
         return;
-    };
+    }
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     q.push("LEAST(")
         .push_bind(limit)
         .push(", vqs_claim_room(")
@@ -207,10 +212,44 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
         .push(", ")
         .push_bind(&p.lease_holder)
         .push(", ")
-        .push_bind(i32::try_from(p.leased_here).unwrap_or(i32::MAX))
+        .push_bind(int(p.leased_here))
         .push(", ")
-        .push_bind(i32::try_from(max).unwrap_or(i32::MAX))
-        .push(", NULL, NULL, NULL))");
+        .push_bind(p.max_leased.map(int))
+        .push(", ")
+        .push_bind(p.topic.clone().unwrap_or_default())
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.limit)))
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.period_seconds)))
+        .push("))");
+}
+
+/// With a rate limit: a CTE of the claim statement that advances the bucket by the number
+/// actually leased (nothing when none was). It runs under `vqs_claim_room`'s lock; `ON
+/// CONFLICT DO UPDATE` updates the newest version of the bucket row even when this
+/// statement's snapshot predates the previous claim's advance.
+fn push_bucket_advance<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    let Some(rate) = p.rate_limit else { return };
+    let now_us = p.now.timestamp_micros();
+    let interval = rate_interval_us(rate);
+    q.push(", bucket AS (INSERT INTO rate_buckets (consumer_group, topic, tat_us, interval_us) SELECT ")
+        .push_bind(&p.consumer_group)
+        .push(", ")
+        .push_bind(p.topic.clone().unwrap_or_default())
+        .push(", ")
+        .push_bind(now_us)
+        .push(" + c.n * ")
+        .push_bind(interval)
+        .push(", ")
+        .push_bind(interval)
+        .push(
+            " FROM (SELECT COUNT(*) AS n FROM leased) c WHERE c.n > 0 \
+             ON CONFLICT (consumer_group, topic) DO UPDATE SET tat_us = GREATEST(rate_buckets.tat_us, ",
+        )
+        .push_bind(now_us)
+        .push(") - ")
+        .push_bind(now_us)
+        .push(" + EXCLUDED.tat_us, interval_us = EXCLUDED.interval_us)");
 }
 
 pub(crate) async fn delivery_set_visibility(

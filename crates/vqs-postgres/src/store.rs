@@ -203,6 +203,10 @@ impl PgStore {
                                 queue.notice_topic_control(topic, true);
                             } else if let Some(topic) = payload.strip_prefix("resume:") {
                                 queue.notice_topic_control(topic, false);
+                            } else if let Some(topic) = payload.strip_prefix("limits:") {
+                                // Read the overrides off the listener's task: it keeps listening.
+                                let (queue, topic) = (queue.clone(), topic.to_owned());
+                                tokio::spawn(async move { queue.notice_topic_limits(&topic).await });
                             }
                         }
                         Ok(_) => queue.wake(),
@@ -442,6 +446,14 @@ impl QueueStore for PgStore {
 
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
         crate::topic_controls::topic_control_list(&self.pool, p).await
+    }
+
+    async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {
+        crate::topic_limits::topic_limits_set(&self.pool, p).await
+    }
+
+    async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError> {
+        crate::topic_limits::topic_limits_list(&self.pool).await
     }
 
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {

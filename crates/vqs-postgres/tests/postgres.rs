@@ -110,6 +110,9 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: chrono::Utc::now(),
         })
         .await
@@ -186,6 +189,9 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                         lease_holder: None,
                         max_leased: None,
                         leased_here: 0,
+                        rate_limit: None,
+                        group_concurrency: None,
+                        group_rate_limit: None,
                         now,
                     })
                     .await
@@ -299,6 +305,9 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         lease_holder: None,
                         max_leased: None,
                         leased_here: 0,
+                        rate_limit: None,
+                        group_concurrency: None,
+                        group_rate_limit: None,
                         now,
                     })
                     .await
@@ -356,6 +365,9 @@ async fn limited_claims_on_separate_connections_share_the_limit_and_never_lease_
                 lease_holder: None,
                 max_leased: Some(3),
                 leased_here: 0,
+                rate_limit: None,
+                group_concurrency: None,
+                group_rate_limit: None,
                 now: chrono::Utc::now(),
             })
         });
@@ -413,6 +425,9 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now,
     };
     let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();

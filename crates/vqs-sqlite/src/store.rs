@@ -302,6 +302,14 @@ impl QueueStore for SqliteStore {
         crate::topic_controls::topic_control_list(&self.read, p).await
     }
 
+    async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {
+        crate::topic_limits::topic_limits_set(&self.writer, p).await
+    }
+
+    async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError> {
+        crate::topic_limits::topic_limits_list(&self.read).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

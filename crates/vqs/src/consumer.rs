@@ -106,6 +106,7 @@ impl ConsumerOutcome {
 
 trait ErasedJob: Send + Sync {
     fn topic(&self) -> &'static str;
+    fn limits(&self) -> crate::TopicLimits;
     fn handle<'a>(
         &'a self,
         queue: &'a Queue,
@@ -146,6 +147,12 @@ impl QueueHandler {
     /// The topic it consumes.
     pub fn topic(&self) -> &'static str {
         self.job.topic()
+    }
+
+    /// The job type's default limits ([`Jobbable::concurrency`], [`Jobbable::rate_limit`]),
+    /// for [`Queue::set_limit_defaults`].
+    pub fn limits(&self) -> crate::TopicLimits {
+        self.job.limits()
     }
 
     /// Handle one push from this database's own queue (the local dispatcher, or a
@@ -327,6 +334,10 @@ async fn renew_lease(
 impl<J: Jobbable> ErasedJob for Erased<J> {
     fn topic(&self) -> &'static str {
         J::TOPIC
+    }
+
+    fn limits(&self) -> crate::TopicLimits {
+        crate::TopicLimits { concurrency: self.0.concurrency(), rate_limit: self.0.rate_limit(), ..Default::default() }
     }
 
     fn handle<'a>(
