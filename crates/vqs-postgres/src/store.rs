@@ -456,6 +456,10 @@ impl QueueStore for PgStore {
         crate::topic_limits::topic_limits_list(&self.pool).await
     }
 
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_get(&self.pool, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.pool, p).await
     }

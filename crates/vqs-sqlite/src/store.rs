@@ -310,6 +310,10 @@ impl QueueStore for SqliteStore {
         crate::topic_limits::topic_limits_list(&self.read).await
     }
 
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_get(&self.read, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

@@ -91,3 +91,12 @@ pub(crate) async fn topic_limits_list(read: &SqlitePool) -> Result<Vec<TopicLimi
     let rows = sqlx::query(&sql).fetch_all(read).await.map_err(db_err)?;
     Ok(rows.iter().map(decode).collect())
 }
+
+pub(crate) async fn rate_bucket_get(read: &SqlitePool, p: RateBucketGetParams) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("SELECT tat_us FROM rate_buckets WHERE consumer_group = ?1 AND topic = ?2")
+        .bind(&p.consumer_group)
+        .bind(&p.topic)
+        .fetch_optional(read)
+        .await
+        .map_err(db_err)
+}

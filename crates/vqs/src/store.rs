@@ -1191,6 +1191,14 @@ pub struct TopicLimitsSetParams {
     pub now: DateTime<Utc>,
 }
 
+/// Read a rate bucket ([`QueueStore::rate_bucket_get`]).
+#[derive(Debug, Clone)]
+pub struct RateBucketGetParams {
+    pub consumer_group: String,
+    /// The bucket's topic (the empty string for a claim that named none).
+    pub topic: String,
+}
+
 /// A topic's limit overrides as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicLimitsRow {
@@ -1623,6 +1631,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError>;
     /// Every topic with an override, ordered by topic.
     async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError>;
+    /// A rate bucket's theoretical arrival time in microseconds since the epoch (`None`: the
+    /// bucket was never used), for the admin API's `"held": "rate_limit"`.
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;

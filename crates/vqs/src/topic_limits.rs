@@ -22,7 +22,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::store::{RateLimit, TopicLimits, TopicLimitsPatch, TopicLimitsRow, TopicLimitsSetParams};
+use crate::store::{
+    DeliveryLeasedCountParams, RateBucketGetParams, RateLimit, TopicLimits, TopicLimitsPatch, TopicLimitsRow,
+    TopicLimitsSetParams,
+};
 use crate::{Queue, QueueError, check_storable, is_valid_name};
 
 /// The largest `concurrency`, `group_concurrency` and rate `limit` accepted.
@@ -277,6 +280,29 @@ impl Queue {
             view.1 = None;
         }
         Ok(stored)
+    }
+
+    /// Why a due delivery of `topic` for `consumer_group` is not starting because of a limit
+    /// in force (as stored): `"concurrency"` when the group has as many live leases as the
+    /// topic's `concurrency`, `"rate_limit"` when the group's bucket for the topic allows no
+    /// start now. Derived on each call, never stored.
+    pub async fn limit_held(&self, topic: &str, consumer_group: &str) -> Result<Option<&'static str>, QueueError> {
+        let limits = self.topic_limits(topic).await?.in_force.values();
+        let now = self.clock().now();
+        if let Some(max) = limits.concurrency {
+            let p = DeliveryLeasedCountParams { consumer_group: consumer_group.to_owned(), now };
+            if self.store().delivery_leased_count(p).await? >= i64::from(max) {
+                return Ok(Some("concurrency"));
+            }
+        }
+        if let Some(rate) = limits.rate_limit {
+            let p = RateBucketGetParams { consumer_group: consumer_group.to_owned(), topic: topic.to_owned() };
+            let tat = self.store().rate_bucket_get(p).await?;
+            if crate::store_support::rate_room(rate, tat, now.timestamp_micros()) == 0 {
+                return Ok(Some("rate_limit"));
+            }
+        }
+        Ok(None)
     }
 
     /// A limits change announced by another process (a backend's notification listener calls
