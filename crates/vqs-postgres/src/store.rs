@@ -460,6 +460,10 @@ impl QueueStore for PgStore {
         crate::topic_limits::rate_bucket_get(&self.pool, p).await
     }
 
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_take(&self.pool, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.pool, p).await
     }

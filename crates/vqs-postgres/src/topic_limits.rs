@@ -100,3 +100,30 @@ pub(crate) async fn rate_bucket_get(pool: &PgPool, p: RateBucketGetParams) -> Re
         .await
         .map_err(db_err)
 }
+
+/// One statement: the bucket row is upserted only when a start is allowed (`ON CONFLICT DO
+/// UPDATE ... WHERE` locks the row, so concurrent takers queue on it and each sees the
+/// last one's advance); when nothing was returned, the bucket is read for the wait.
+pub(crate) async fn rate_bucket_take(pool: &PgPool, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+    let now = p.now.timestamp_micros();
+    let interval = vqs::store_support::rate_interval_us(p.rate);
+    let tolerance = i64::from(p.rate.limit.max(1) - 1) * interval;
+    let taken = sqlx::query(
+        "INSERT INTO rate_buckets (consumer_group, topic, tat_us, interval_us) VALUES ($1, $2, $3 + $4, $4) \
+         ON CONFLICT (consumer_group, topic) DO UPDATE SET tat_us = GREATEST(rate_buckets.tat_us, $3) + $4, \
+         interval_us = $4 WHERE GREATEST(rate_buckets.tat_us, $3) <= $3 + $5 RETURNING tat_us",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic)
+    .bind(now)
+    .bind(interval)
+    .bind(tolerance)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    if taken.is_some() {
+        return Ok(None);
+    }
+    let tat = rate_bucket_get(pool, RateBucketGetParams { consumer_group: p.consumer_group, topic: p.topic }).await?;
+    Ok(Some(tat.map_or(0, |t| (t - tolerance - now).max(1))))
+}

@@ -314,6 +314,10 @@ impl QueueStore for SqliteStore {
         crate::topic_limits::rate_bucket_get(&self.read, p).await
     }
 
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_take(&self.writer, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

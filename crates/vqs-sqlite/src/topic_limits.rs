@@ -100,3 +100,40 @@ pub(crate) async fn rate_bucket_get(read: &SqlitePool, p: RateBucketGetParams) -
         .await
         .map_err(db_err)
 }
+
+/// Read and advance the bucket in the one writer (no other write interleaves).
+pub(crate) async fn rate_bucket_take(writer: &Writer, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+    writer
+        .run(move |c| {
+            async move {
+                let now = us(p.now);
+                let tat: Option<i64> =
+                    sqlx::query_scalar("SELECT tat_us FROM rate_buckets WHERE consumer_group = ?1 AND topic = ?2")
+                        .bind(&p.consumer_group)
+                        .bind(&p.topic)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                if vqs::store_support::rate_room(p.rate, tat, now) == 0 {
+                    let interval = vqs::store_support::rate_interval_us(p.rate);
+                    let tolerance = i64::from(p.rate.limit.max(1) - 1) * interval;
+                    return Ok(Some(tat.map_or(0, |t| (t - tolerance - now).max(1))));
+                }
+                sqlx::query(
+                    "INSERT INTO rate_buckets (consumer_group, topic, tat_us, interval_us) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (consumer_group, topic) DO UPDATE SET tat_us = excluded.tat_us, \
+                     interval_us = excluded.interval_us",
+                )
+                .bind(&p.consumer_group)
+                .bind(&p.topic)
+                .bind(vqs::store_support::rate_advance(p.rate, tat, now, 1))
+                .bind(vqs::store_support::rate_interval_us(p.rate))
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(None)
+            }
+            .boxed()
+        })
+        .await
+}

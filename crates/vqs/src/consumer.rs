@@ -442,6 +442,22 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         };
                     }
                 }
+                // Over the topic's rate limit: deferred until the bucket allows a start (no
+                // attempt, no execution row); a start allowed is taken from the bucket.
+                match queue.rate_limit_take(&delivery.topic, &delivery.consumer_group).await {
+                    Ok(None) => {}
+                    Ok(Some(seconds)) => {
+                        tracing::info!(defer_s = seconds, "held: the topic's rate limit");
+                        let r = service.retry_after(&lease, seconds, None).await;
+                        return settle(
+                            r,
+                            ConsumerOutcome::Held { held: "rate_limit".into(), after_seconds: u64::from(seconds) },
+                        );
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable { error: format!("could not read the rate limit: {e}") };
+                    }
+                }
             }
 
             let mut de = serde_json::Deserializer::from_slice(&delivery.body);

@@ -1199,6 +1199,15 @@ pub struct RateBucketGetParams {
     pub topic: String,
 }
 
+/// Take one start from a rate bucket ([`QueueStore::rate_bucket_take`]).
+#[derive(Debug, Clone)]
+pub struct RateBucketTakeParams {
+    pub consumer_group: String,
+    pub topic: String,
+    pub rate: RateLimit,
+    pub now: DateTime<Utc>,
+}
+
 /// A topic's limit overrides as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicLimitsRow {
@@ -1634,6 +1643,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// A rate bucket's theoretical arrival time in microseconds since the epoch (`None`: the
     /// bucket was never used), for the admin API's `"held": "rate_limit"`.
     async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError>;
+    /// Take one start from a rate bucket if it allows one now, atomically across processes
+    /// (a push this process did not lease: Vercel's). `None`: taken; `Some(us)`: none is
+    /// allowed for another `us` microseconds (nothing taken).
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;

@@ -23,8 +23,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::store::{
-    DeliveryLeasedCountParams, RateBucketGetParams, RateLimit, TopicLimits, TopicLimitsPatch, TopicLimitsRow,
-    TopicLimitsSetParams,
+    DeliveryLeasedCountParams, RateBucketGetParams, RateBucketTakeParams, RateLimit, TopicLimits, TopicLimitsPatch,
+    TopicLimitsRow, TopicLimitsSetParams,
 };
 use crate::{Queue, QueueError, check_storable, is_valid_name};
 
@@ -303,6 +303,32 @@ impl Queue {
             }
         }
         Ok(None)
+    }
+
+    /// For a push this process did not lease (Vercel's): take a start from the topic's rate
+    /// bucket for `consumer_group` when a rate limit is in force. `None`: go ahead (taken,
+    /// or no rate limit); `Some(s)`: defer it by `s` seconds (at least 1, at most the
+    /// period), nothing taken. The limits are this process's view (at most a second old).
+    pub async fn rate_limit_take(&self, topic: &str, consumer_group: &str) -> Result<Option<u32>, QueueError> {
+        if !self.limits_read() || !self.control_notifications() {
+            // The Vercel functions have no listener: read the overrides when older than the poll.
+            let fresh =
+                self.limits_state().overrides().1.is_some_and(|at| at.elapsed() < crate::TOPIC_CONTROL_POLL_INTERVAL);
+            if !fresh {
+                self.read_topic_limits().await?;
+            }
+        }
+        let Some(rate) = self.limits_in_force_known(topic).rate_limit else { return Ok(None) };
+        let p = RateBucketTakeParams {
+            consumer_group: consumer_group.to_owned(),
+            topic: topic.to_owned(),
+            rate,
+            now: self.clock().now(),
+        };
+        Ok(self.store().rate_bucket_take(p).await?.map(|wait_us| {
+            let secs = (wait_us + 999_999) / 1_000_000;
+            u32::try_from(secs).unwrap_or(u32::MAX).clamp(1, rate.period_seconds.max(1))
+        }))
     }
 
     /// A limits change announced by another process (a backend's notification listener calls
