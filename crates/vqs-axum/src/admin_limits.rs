@@ -76,8 +76,8 @@ fn count(name: &str, v: &Value) -> Result<u32, String> {
     let n = v.as_u64().filter(|_| v.is_u64()).ok_or_else(|| {
         format!("{name} must be a whole number from 1 to {} (or null to clear it), not {v}", vqs::MAX_LIMIT)
     })?;
-    let n = u32::try_from(n)
-        .map_err(|_| format!("{name} must be a whole number from 1 to {}, not {n}", vqs::MAX_LIMIT))?;
+    let n =
+        u32::try_from(n).map_err(|_| format!("{name} must be a whole number from 1 to {}, not {n}", vqs::MAX_LIMIT))?;
     vqs::check_limit(name, n)
 }
 

@@ -308,7 +308,7 @@ impl Queue {
     /// For a push this process did not lease (Vercel's): take a start from the topic's rate
     /// bucket for `consumer_group` when a rate limit is in force. `None`: go ahead (taken,
     /// or no rate limit); `Some(s)`: defer it by `s` seconds (at least 1, at most the
-    /// period), nothing taken. The limits are this process's view (at most a second old).
+    /// period and an hour), nothing taken. The limits are this process's view (at most a second old).
     pub async fn rate_limit_take(&self, topic: &str, consumer_group: &str) -> Result<Option<u32>, QueueError> {
         if !self.limits_read() || !self.control_notifications() {
             // The Vercel functions have no listener: read the overrides when older than the poll.
@@ -327,7 +327,10 @@ impl Queue {
         };
         Ok(self.store().rate_bucket_take(p).await?.map(|wait_us| {
             let secs = (wait_us + 999_999) / 1_000_000;
-            u32::try_from(secs).unwrap_or(u32::MAX).clamp(1, rate.period_seconds.max(1))
+            // Never past the period, nor past the longest lease a queue service grants.
+            u32::try_from(secs)
+                .unwrap_or(u32::MAX)
+                .clamp(1, rate.period_seconds.clamp(1, crate::MAX_VISIBILITY_SECONDS))
         }))
     }
 
