@@ -63,7 +63,8 @@ pub enum ConsumerOutcome {
     /// The message was cancelled — by the job itself, or by an operator while it ran or
     /// before it started: it ends `cancelled`, with no retry and no dead letter.
     Cancelled { reason: String },
-    /// Held back without running (`held`: `"paused"`, the topic is paused): the message
+    /// Held back without running (`held`: `"paused"`, the topic is paused; `"rate_limit"`,
+    /// the topic's rate bucket allows no start yet): the message
     /// comes back after `after_seconds`, no attempt spent, no execution recorded.
     Held { held: String, after_seconds: u64 },
     /// The lease was already settled elsewhere (acknowledged, or expired and taken again).
