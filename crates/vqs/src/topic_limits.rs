@@ -151,17 +151,20 @@ pub fn check_patch(p: &TopicLimitsPatch) -> Result<(), String> {
     Ok(())
 }
 
+/// The stored overrides by topic, and when they were read (`None`: read them again).
+type OverridesView = (Arc<BTreeMap<String, TopicLimits>>, Option<Instant>);
+
 /// This process's view of the limits: the job types' defaults and the stored overrides.
 #[derive(Default)]
 pub(crate) struct LimitsState {
     defaults: Mutex<Arc<BTreeMap<String, TopicLimits>>>,
-    overrides: Mutex<(Arc<BTreeMap<String, TopicLimits>>, Option<Instant>)>,
+    overrides: Mutex<OverridesView>,
     generation: AtomicU64,
     reading: tokio::sync::Mutex<()>,
 }
 
 impl LimitsState {
-    fn overrides(&self) -> std::sync::MutexGuard<'_, (Arc<BTreeMap<String, TopicLimits>>, Option<Instant>)> {
+    fn overrides(&self) -> std::sync::MutexGuard<'_, OverridesView> {
         self.overrides.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -181,7 +181,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             (true, false) => action_form(&format!("/admin/queues/{}/pause", url(t)), csrf, "Pause", "pause", None),
             (true, true) => action_form(&format!("/admin/queues/{}/resume", url(t)), csrf, "Resume", "resume", None),
         };
-        let mut badge = if is_paused { r#" <span class="badge warn paused">paused</span>"#.to_owned() } else { String::new() };
+        let mut badge =
+            if is_paused { r#" <span class="badge warn paused">paused</span>"#.to_owned() } else { String::new() };
         // The limits in force (a default or an override; `web limits` / the admin API change them).
         if let Some(l) = limits.iter().find(|l| &l.topic == t) {
             let mut parts = Vec::new();
