@@ -231,7 +231,7 @@ pub enum DeadLetterAction {
     Discard { id: i64 },
 }
 
-fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     if json_out {
         println!("{value}");
     } else {
@@ -241,7 +241,7 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -259,101 +259,6 @@ async fn pause_or_resume(queue: &vqs::Queue, config: &Config, topic: &str, pause
         } else {
             format!("{topic} resumed: its waiting messages start in due order\n")
         }
-    });
-    Ok(())
-}
-
-/// A `--concurrency` style value as the admin API's JSON: `none` is null, a number is a
-/// number (the API's parser then says what is wrong with it).
-fn count_arg(flag: &str, v: &str) -> Result<Value> {
-    if v.eq_ignore_ascii_case("none") {
-        return Ok(Value::Null);
-    }
-    let n: u64 = v.trim().parse().map_err(|_| {
-        anyhow!("--{flag} must be a whole number from 1 to {} (or none to clear it), not {v:?}", vqs::MAX_LIMIT)
-    })?;
-    Ok(json!(n))
-}
-
-/// A `--rate N/S` value as the admin API's JSON `{"limit": N, "period_seconds": S}`.
-fn rate_arg(flag: &str, v: &str) -> Result<Value> {
-    if v.eq_ignore_ascii_case("none") {
-        return Ok(Value::Null);
-    }
-    let bad = || anyhow!("--{flag} must be N/S, starts per period in seconds, e.g. 10/60 (or none), not {v:?}");
-    let (n, s) = v.split_once('/').ok_or_else(bad)?;
-    let n: u64 = n.trim().parse().map_err(|_| bad())?;
-    let s: u64 = s.trim().parse().map_err(|_| bad())?;
-    Ok(json!({ "limit": n, "period_seconds": s }))
-}
-
-/// The human view of one topic's limits.
-fn limits_text(v: &Value) -> String {
-    let f = &v["in_force"];
-    let one = |x: &Value| -> String {
-        if x.is_null() {
-            return "-".into();
-        }
-        let source = s(&x["source"]);
-        match x.get("value") {
-            Some(n) => format!("{n} ({source})"),
-            None => format!("{}/{}s ({source})", s(&x["limit"]), s(&x["period_seconds"])),
-        }
-    };
-    format!(
-        "{:<20} {:<22} {:<26} {:<22} {}\n",
-        s(&v["topic"]),
-        one(&f["concurrency"]),
-        one(&f["rate_limit"]),
-        one(&f["group_concurrency"]),
-        one(&f["group_rate_limit"])
-    )
-}
-
-fn limits_header() -> String {
-    format!("{:<20} {:<22} {:<26} {:<22} {}\n", "topic", "concurrency", "rate", "group concurrency", "group rate")
-}
-
-/// `web limits …`: the admin API's checks and answers.
-async fn limits_command(queue: &vqs::Queue, config: &Config, action: Option<LimitsAction>, json: bool) -> Result<()> {
-    use vqs_axum::admin_limits::{clear_limits, limits_json_all, parse_patch, set_limits};
-    let v = match action {
-        None => limits_json_all(queue).await.map_err(|e| anyhow!("{}", e.message))?,
-        Some(LimitsAction::Set { topic, concurrency, rate, group_concurrency, group_rate }) => {
-            let mut body = serde_json::Map::new();
-            if let Some(c) = concurrency {
-                body.insert("concurrency".into(), count_arg("concurrency", &c)?);
-            }
-            if let Some(r) = rate {
-                body.insert("rate_limit".into(), rate_arg("rate", &r)?);
-            }
-            if let Some(c) = group_concurrency {
-                body.insert("group_concurrency".into(), count_arg("group-concurrency", &c)?);
-            }
-            if let Some(r) = group_rate {
-                body.insert("group_rate_limit".into(), rate_arg("group-rate", &r)?);
-            }
-            if body.is_empty() {
-                bail!("name at least one of --concurrency, --rate, --group-concurrency, --group-rate");
-            }
-            let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
-            let patch = parse_patch(&serde_json::to_vec(&body)?).map_err(|e| anyhow!("{}", e.message))?;
-            set_limits(queue, &vercel, &topic, patch).await.map_err(|e| anyhow!("{}", e.message))?
-        }
-        Some(LimitsAction::Clear { topic }) => {
-            let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
-            clear_limits(queue, &vercel, &topic).await.map_err(|e| anyhow!("{}", e.message))?
-        }
-    };
-    print(json, &v, |v| match v.get("limits") {
-        Some(all) => {
-            let mut out = limits_header();
-            for t in all.as_array().into_iter().flatten() {
-                out += &limits_text(t);
-            }
-            out
-        }
-        None => limits_header() + &limits_text(v),
     });
     Ok(())
 }
@@ -520,7 +425,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             });
         }
         Command::Pause { topic, json } => pause_or_resume(&queue, &config, &topic, true, json).await?,
-        Command::Limits { action, json } => limits_command(&queue, &config, action, json).await?,
+        Command::Limits { action, json } => crate::cli_limits::run(&queue, &config, action, json).await?,
         Command::Resume { topic, json } => pause_or_resume(&queue, &config, &topic, false, json).await?,
         Command::DeadLetters { action: None, json } => {
             let rows = json!(queue.dead_letters(100).await?);
