@@ -119,6 +119,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the limits per topic (the jobs' defaults, the runtime overrides, which is in
+    /// force), or change them: `limits set <topic> --rate 10/60`, `limits clear <topic>`.
+    Limits {
+        #[command(subcommand)]
+        action: Option<LimitsAction>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// List dead letters, or replay / discard one.
     DeadLetters {
         #[command(subcommand)]
@@ -157,6 +165,33 @@ pub enum Command {
         limit: Option<String>,
         #[arg(long, global = true)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsAction {
+    /// Override limits of a topic at runtime (on every process within a second); the
+    /// options not given keep their value. `none` clears one.
+    Set {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
+        /// Leased at once for each consumer group, across processes (1–1000000, or none).
+        #[arg(long)]
+        concurrency: Option<String>,
+        /// Starts per period for each consumer group: N/S, e.g. 10/60 (or none).
+        #[arg(long)]
+        rate: Option<String>,
+        /// Leased at once per message group (needs message groups).
+        #[arg(long)]
+        group_concurrency: Option<String>,
+        /// Starts per period per message group: N/S (needs message groups).
+        #[arg(long)]
+        group_rate: Option<String>,
+    },
+    /// Remove every override of a topic: its job's defaults apply again.
+    Clear {
+        /// The topic (a job's topic, e.g. probe).
+        topic: String,
     },
 }
 
@@ -203,7 +238,7 @@ pub enum DeadLetterAction {
     Discard { id: i64 },
 }
 
-fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     if json_out {
         println!("{value}");
     } else {
@@ -213,7 +248,7 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -254,6 +289,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::Purge { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
+            | Command::Limits { .. }
             | Command::Crons { .. }
             | Command::DeadLetters { action: None, .. }
             | Command::Schedules {
@@ -418,6 +454,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             });
         }
         Command::Pause { topic, json } => pause_or_resume(&queue, &config, &topic, true, json).await?,
+        Command::Limits { action, json } => crate::cli_limits::run(&queue, &config, action, json).await?,
         Command::Resume { topic, json } => pause_or_resume(&queue, &config, &topic, false, json).await?,
         Command::DeadLetters { action: None, json } => {
             let rows = json!(queue.dead_letters(100).await?);

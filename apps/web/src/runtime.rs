@@ -29,6 +29,13 @@ impl Default for DbOptions {
     }
 }
 
+/// The jobs' default limits (`Jobbable::concurrency`, `Jobbable::rate_limit`), registered so
+/// the dispatcher, the admin API and the CLI merge them with the stored overrides.
+fn with_limit_defaults(queue: Queue) -> Queue {
+    queue.set_limit_defaults(jobs::handlers().iter().map(|h| (h.topic().to_owned(), h.limits())));
+    queue
+}
+
 /// Open the database named by `database_url`, apply migrations, and wrap it in a [`Queue`].
 pub async fn open_queue(database_url: &str, clock: Clock) -> Result<Queue> {
     open_queue_with(database_url, clock, DbOptions::default()).await
@@ -41,13 +48,13 @@ pub async fn open_queue_with(database_url: &str, clock: Clock, options: DbOption
             .await
             .with_context(|| format!("opening {}", redact_url(database_url)))?;
         store.migrate().await.context("applying migrations")?;
-        Ok(Queue::new(Arc::new(store), clock))
+        Ok(with_limit_defaults(Queue::new(Arc::new(store), clock)))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
         let store = vqs_postgres::PgStore::connect_with(database_url, options.pool)
             .await
             .with_context(|| format!("opening {}", redact_url(database_url)))?;
         store.migrate().await.context("applying migrations")?;
-        let queue = Queue::new(Arc::new(store.clone()), clock);
+        let queue = with_limit_defaults(Queue::new(Arc::new(store.clone()), clock));
         if options.listen {
             // Every process wakes on every publish (LISTEN/NOTIFY), not at its next poll.
             store.forward_wakeups(queue.clone());

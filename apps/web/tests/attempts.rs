@@ -36,6 +36,9 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: app.clock.now(),
         })
         .await

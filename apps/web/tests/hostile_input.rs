@@ -275,6 +275,9 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: Utc::now(),
         })
     };

@@ -23,6 +23,9 @@ async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
         lease_holder: holder.map(str::to_owned),
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now: app.clock.now(),
     };
     app.queue().store().delivery_claim(claim).await.unwrap().len()

@@ -340,6 +340,9 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: Utc::now(),
         })
         .await

@@ -45,6 +45,9 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: app.clock.now(),
         })
         .await

@@ -213,6 +213,9 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now: chrono::Utc::now(),
     };
     let replayed = func.queue().store().delivery_claim(claim).await.unwrap();
@@ -375,6 +378,37 @@ async fn on_vercel_a_cancelled_message_is_acknowledged_unrun_when_it_arrives() {
 /// whose topic is paused (in its own database, by another process) defers the push — the
 /// message comes back after `vqs::PAUSED_DEFER` — and runs nothing: no attempt spent, no
 /// execution recorded. After the resume, the next delivery runs it as attempt 1.
+#[tokio::test]
+async fn on_vercel_a_push_over_the_rate_limit_is_deferred_without_spending_an_attempt() {
+    let clock = vqs::Clock::manual(chrono::Utc::now());
+    let service = TestApp::with_clock(clock.clone()).await;
+    let base = serve(&service).await;
+    let (func, router) = function(&base, Some(QUEUE_SECRET)).await;
+    // Set by an operator's CLI on the function's database: one start an hour.
+    let operator = web::runtime::open_queue(&func.database_url, vqs::Clock::system()).await.unwrap();
+    let rate = vqs::RateLimit { limit: 1, period_seconds: 3600 };
+    let patch = vqs::TopicLimitsPatch { rate_limit: Some(Some(rate)), ..Default::default() };
+    operator.set_limits("probe", patch).await.unwrap();
+
+    let c = client(&base, QUEUE_SECRET);
+    let first = c.send("probe", "{}".into(), &SendOptions::default()).await.unwrap().unwrap();
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(func.attempts(&first).await, vec![(1, "success".to_owned())], "the bucket's one start");
+    let second = c.send("probe", "{}".into(), &SendOptions::default()).await.unwrap().unwrap();
+    let before = clock.now();
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert!(func.attempts(&second).await.is_empty(), "held: nothing ran, nothing recorded");
+    let m = service.queue().message(&second).await.unwrap().unwrap();
+    assert_eq!((m.deliveries[0].state.as_str(), m.deliveries[0].delivery_count), ("leased", 1));
+    let due = (m.deliveries[0].visible_at - before).num_seconds();
+    assert!((3500..=3605).contains(&due), "deferred until the bucket allows a start: {due} s");
+
+    func.queue().clear_limits("probe").await.unwrap();
+    clock.advance(std::time::Duration::from_secs(3601));
+    assert_eq!(push(&service, &router, None).await, 1);
+    assert_eq!(func.attempts(&second).await, vec![(1, "success".to_owned())], "the deferral spent no attempt");
+}
+
 #[tokio::test]
 async fn on_vercel_a_push_for_a_paused_topic_is_deferred_without_spending_an_attempt() {
     // The platform's clock, moved past the deferral rather than waited for.

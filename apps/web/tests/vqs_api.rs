@@ -178,6 +178,9 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: chrono::Utc::now(),
         })
         .await

@@ -36,6 +36,7 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .merge(crate::admin_schedules::routes())
         .merge(crate::admin_pause::routes())
         .merge(crate::admin_search::routes())
+        .merge(crate::admin_limits::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
 }
 

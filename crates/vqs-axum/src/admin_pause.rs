@@ -51,7 +51,17 @@ pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
     let stats = queue.stats().await?;
     let paused: BTreeSet<String> =
         queue.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
-    Ok(Value::Array(with_paused(stats, &paused)))
+    let limits = queue.limits().await?;
+    let mut list = with_paused(stats, &paused);
+    // The limits in force per topic (as stored; the job types' defaults merged in).
+    for v in &mut list {
+        let topic = v["topic"].as_str().unwrap_or_default().to_owned();
+        v["limits"] = match limits.iter().find(|l| l.topic == topic) {
+            Some(l) => crate::admin_limits::in_force_json(&l.in_force),
+            None => crate::admin_limits::in_force_json(&Default::default()),
+        };
+    }
+    Ok(Value::Array(list))
 }
 
 fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Value> {
@@ -73,10 +83,21 @@ fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Val
 }
 
 /// Why a message is not running, for the admin API's message view: `Some("paused")` when
-/// its topic is paused and a delivery of it is waiting (pending).
+/// its topic is paused and a delivery of it is waiting (pending); else, for a delivery that
+/// is due, `"concurrency"` or `"rate_limit"` when a limit in force holds it back
+/// ([`Queue::limit_held`]).
 pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
     if !m.deliveries.iter().any(|d| d.state == DeliveryState::Pending) {
         return Ok(None);
     }
-    Ok(queue.paused_topics().await?.contains(&m.topic).then_some("paused"))
+    if queue.paused_topics().await?.contains(&m.topic) {
+        return Ok(Some("paused"));
+    }
+    let now = queue.clock().now();
+    for d in m.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && d.visible_at <= now) {
+        if let Some(why) = queue.limit_held(&m.topic, &d.consumer_group).await? {
+            return Ok(Some(why));
+        }
+    }
+    Ok(None)
 }

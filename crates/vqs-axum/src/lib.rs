@@ -30,6 +30,7 @@
 //! ```
 
 pub mod admin;
+pub mod admin_limits;
 pub mod admin_pause;
 pub mod admin_schedules;
 pub mod admin_search;

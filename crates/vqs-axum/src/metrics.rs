@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use vqs::{
     METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_SCHEDULES,
-    METRIC_TOPIC_PAUSED, Queue,
+    METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, Queue,
 };
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
@@ -55,12 +55,27 @@ impl Metrics {
         // Bounded however many schedules there are (three index counts, one short read).
         let schedules = queue.schedules().health(0).await?;
         let controls = queue.topic_controls().await?;
+        let limits = queue.limits().await?;
         let now = queue.clock().now();
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut zero: BTreeSet<String> = topics.clone();
         queue.with_metrics(|| {
             for c in &controls {
                 metrics::gauge!(METRIC_TOPIC_PAUSED, "topic" => c.topic.clone()).set(if c.paused { 1.0 } else { 0.0 });
+            }
+            // Every topic with a stored control or a limit: a cleared override reads 0.
+            let limited: BTreeSet<&str> =
+                controls.iter().map(|c| c.topic.as_str()).chain(limits.iter().map(|l| l.topic.as_str())).collect();
+            for topic in limited {
+                let l = limits.iter().find(|l| l.topic == topic).map(|l| l.in_force.values()).unwrap_or_default();
+                let t = topic.to_owned();
+                let rate = l.rate_limit.map(|r| (r.limit, r.period_seconds)).unwrap_or_default();
+                metrics::gauge!(METRIC_TOPIC_LIMIT, "topic" => t.clone(), "limit" => "concurrency")
+                    .set(f64::from(l.concurrency.unwrap_or(0)));
+                metrics::gauge!(METRIC_TOPIC_LIMIT, "topic" => t.clone(), "limit" => "rate_limit")
+                    .set(f64::from(rate.0));
+                metrics::gauge!(METRIC_TOPIC_LIMIT, "topic" => t, "limit" => "rate_period_seconds")
+                    .set(f64::from(rate.1));
             }
             for d in &depth {
                 zero.remove(&d.topic);

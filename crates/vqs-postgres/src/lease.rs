@@ -7,9 +7,10 @@ use sqlx::PgPool;
 use sqlx::Postgres;
 use sqlx::QueryBuilder;
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 use std::sync::Arc;
 use vqs::store::*;
+use vqs::store_support::rate_interval_us;
 
 use crate::lease_failure::lease_failure;
 use crate::rows::db_err;
@@ -53,17 +54,13 @@ pub(crate) async fn delivery_claim(
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
-    let rows = match p.max_leased {
-        None => {
-            let mut held = claim_conn.lock().await;
-            let conn = held.get().await?;
-            let rows = claim_query(&p, p.limit).build().fetch_all(&mut *conn).await.map_err(db_err);
-            let rows = held.check(rows)?;
-            drop(held);
-            rows
-        }
-        Some(max) => claim_limited(pool, &p, max).await?,
-    };
+    // One statement on the claim's held connection, limited or not: a limited group's
+    // lock, count and claim happen inside it (`claim_query`'s `vqs_claim_room`).
+    let mut held = claim_conn.lock().await;
+    let conn = held.get().await?;
+    let rows = claim_query(&p).build().fetch_all(&mut *conn).await.map_err(db_err);
+    let rows = held.check(rows)?;
+    drop(held);
     if rows.is_empty()
         && let Some(id) = &p.message_id
     {
@@ -105,19 +102,23 @@ pub(crate) async fn delivery_claim(
         .collect())
 }
 
-/// The claim statement for `p`, leasing at most `limit`.
-fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres> {
-    claim_query_after("", p, limit)
+/// The claim statement for `p`: at most `p.limit`, and under the group's limits when it has
+/// any (see [`push_limit`]).
+fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
+    claim_query_after("", p)
 }
 
 /// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
 pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
-    let rows = claim_query_after("EXPLAIN ", p, p.limit).build().fetch_all(pool).await.map_err(db_err)?;
-    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
+    let rows = claim_query_after("EXPLAIN ", p).build().fetch_all(pool).await.map_err(db_err)?;
+    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join(
+        "
+",
+    ))
 }
 
 /// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing).
-fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams, limit: u32) -> QueryBuilder<'a, Postgres> {
+fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
     q.push(
@@ -146,9 +147,9 @@ fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams, limit: u32) -
     if let Some(id) = &p.message_id {
         q.push(" AND d.message_id = ").push_bind(id);
     }
-    q.push(" ORDER BY d.visible_at LIMIT ")
-        .push_bind(i64::from(limit.max(1)))
-        .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
+    q.push(" ORDER BY d.visible_at LIMIT ");
+    push_limit(&mut q, p);
+    q.push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
         .push_bind(lease_until)
         .push(", delivery_count = d.delivery_count + 1, attempts = d.attempts + ")
         // Only a lease that records the attempt's execution spends an attempt.
@@ -186,46 +187,90 @@ fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams, limit: u32) -
         .push(" FROM leased l WHERE ")
         .push_bind(p.start_executions)
         .push(
-            " RETURNING id, message_id) \
-             SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
+            " RETURNING id, message_id)",
+        );
+    push_bucket_advance(&mut q, p);
+    q.push(
+            " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
         );
     q
 }
 
-/// A claim under the consumer group's limit across processes (`maxConcurrency`): the
-/// group's claims are serialised by a transaction-scoped advisory lock, and its live leases
-/// are counted after the lock is taken (a new snapshot under READ COMMITTED), so two
-/// processes never both take the last free slot — `SKIP LOCKED` alone would not stop that.
-async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Result<Vec<PgRow>, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("vqs-claim:{}", p.consumer_group))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    // Another holder's leases count whole; this holder's are the caller's `leased_here`
-    // (a lease whose job is done but whose acknowledgement is still being written is not).
-    let leased: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2 \
-         AND ($3::text IS NULL OR lease_holder IS DISTINCT FROM $3)",
-    )
-    .bind(&p.consumer_group)
-    .bind(p.now)
-    .bind(&p.lease_holder)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    let here = if p.lease_holder.is_some() { i64::from(p.leased_here) } else { 0 };
-    let room = u32::try_from((i64::from(max) - leased - here).max(0)).unwrap_or(0);
-    let limit = p.limit.min(room);
-    if limit == 0 {
-        return Ok(Vec::new());
+/// The claim's LIMIT. Unlimited: `p.limit`. Under a limit across processes
+/// (`max_leased`, a trigger's `maxConcurrency` or a topic's `concurrency`):
+/// `LEAST(p.limit, vqs_claim_room(...))` (migration 0020), so the serialised claim is this
+/// one statement — one round trip instead of BEGIN, lock, count, claim, COMMIT.
+///
+/// Why no two processes both take the last slot:
+/// - `vqs_claim_room` takes the group's transaction-scoped advisory lock before it counts,
+///   and the lock is held until this statement's implicit transaction commits, so limited
+///   claims of a group run one after another.
+/// - The function is VOLATILE PL/pgSQL: under READ COMMITTED each statement inside it takes
+///   a fresh snapshot, so its count sees every lease committed by the claim that held the
+///   lock before (that claim's commit is visible before its lock is released).
+/// - PostgreSQL evaluates a LIMIT expression once, when the Limit node first runs — before
+///   the `FOR UPDATE` below it locks any row — so the room is known before anything is leased.
+/// - This statement's own snapshot was taken before the lock was granted, so rows the previous
+///   claim leased may still look `pending` to its scan. `FOR UPDATE` meets their newer
+///   version, locks it and re-checks the WHERE clause against it (EvalPlanQual): a row now
+///   `leased` with a future `visible_at` fails `visible_at <= now` and is skipped, never leased
+///   twice. Rows freed meanwhile are merely not seen (a smaller claim, never a larger one).
+fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    let limit = i64::from(p.limit.max(1));
+    if p.max_leased.is_none() && p.rate_limit.is_none() {
+        q.push_bind(limit);
+        return;
     }
-    let rows = claim_query(p, limit).build().fetch_all(&mut *tx).await.map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(rows)
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    q.push("LEAST(")
+        .push_bind(limit)
+        .push(", vqs_claim_room(")
+        .push_bind(&p.consumer_group)
+        .push(", ")
+        .push_bind(p.now)
+        .push(", ")
+        .push_bind(&p.lease_holder)
+        .push(", ")
+        .push_bind(int(p.leased_here))
+        .push(", ")
+        .push_bind(p.max_leased.map(int))
+        .push(", ")
+        .push_bind(p.topic.clone().unwrap_or_default())
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.limit)))
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.period_seconds)))
+        .push("))");
+}
+
+/// With a rate limit: a CTE of the claim statement that advances the bucket by the number
+/// actually leased (nothing when none was). It runs under `vqs_claim_room`'s lock; `ON
+/// CONFLICT DO UPDATE` updates the newest version of the bucket row even when this
+/// statement's snapshot predates the previous claim's advance.
+fn push_bucket_advance<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    let Some(rate) = p.rate_limit else { return };
+    let now_us = p.now.timestamp_micros();
+    let interval = rate_interval_us(rate);
+    q.push(", bucket AS (INSERT INTO rate_buckets (consumer_group, topic, tat_us, interval_us) SELECT ")
+        .push_bind(&p.consumer_group)
+        .push(", ")
+        .push_bind(p.topic.clone().unwrap_or_default())
+        .push(", ")
+        .push_bind(now_us)
+        .push(" + c.n * ")
+        .push_bind(interval)
+        .push(", ")
+        .push_bind(interval)
+        .push(
+            " FROM (SELECT COUNT(*) AS n FROM leased) c WHERE c.n > 0 \
+             ON CONFLICT (consumer_group, topic) DO UPDATE SET tat_us = GREATEST(rate_buckets.tat_us, ",
+        )
+        .push_bind(now_us)
+        .push(") - ")
+        .push_bind(now_us)
+        .push(" + EXCLUDED.tat_us, interval_us = EXCLUDED.interval_us)");
 }
 
 pub(crate) async fn delivery_set_visibility(

@@ -40,6 +40,7 @@ mod stats;
 mod store;
 mod subscriptions;
 mod topic_controls;
+mod topic_limits;
 mod writer;
 
 pub use publish::enqueue_in;

@@ -210,6 +210,10 @@ impl PgStore {
                                 queue.notice_topic_control(topic, true);
                             } else if let Some(topic) = payload.strip_prefix("resume:") {
                                 queue.notice_topic_control(topic, false);
+                            } else if let Some(topic) = payload.strip_prefix("limits:") {
+                                // Read the overrides off the listener's task: it keeps listening.
+                                let (queue, topic) = (queue.clone(), topic.to_owned());
+                                tokio::spawn(async move { queue.notice_topic_limits(&topic).await });
                             }
                         }
                         Ok(_) => queue.wake(),
@@ -453,6 +457,22 @@ impl QueueStore for PgStore {
 
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
         crate::topic_controls::topic_control_list(&self.pool, p).await
+    }
+
+    async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {
+        crate::topic_limits::topic_limits_set(&self.pool, p).await
+    }
+
+    async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError> {
+        crate::topic_limits::topic_limits_list(&self.pool).await
+    }
+
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_get(&self.pool, p).await
+    }
+
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_take(&self.pool, p).await
     }
 
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {

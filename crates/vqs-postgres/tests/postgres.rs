@@ -110,6 +110,9 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
             lease_holder: None,
             max_leased: None,
             leased_here: 0,
+            rate_limit: None,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: chrono::Utc::now(),
         })
         .await
@@ -186,6 +189,9 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                         lease_holder: None,
                         max_leased: None,
                         leased_here: 0,
+                        rate_limit: None,
+                        group_concurrency: None,
+                        group_rate_limit: None,
                         now,
                     })
                     .await
@@ -299,6 +305,9 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         lease_holder: None,
                         max_leased: None,
                         leased_here: 0,
+                        rate_limit: None,
+                        group_concurrency: None,
+                        group_rate_limit: None,
                         now,
                     })
                     .await
@@ -321,6 +330,56 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 2000, "every message handled");
     assert_eq!(unique.len(), 2000, "none handled twice");
+}
+
+/// The limited claim is one statement (`vqs_claim_room` in its LIMIT): claims of a group on
+/// separate connections, all at once, never lease past the limit between them, and none
+/// leases a row another leased after its statement's snapshot was taken (the `FOR UPDATE`
+/// re-check). Each claim asks for 2 under a limit of 3, so the second claim of each race has
+/// room for 1 while the first claim's 2 rows may still look pending to its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limited_claims_on_separate_connections_share_the_limit_and_never_lease_twice() {
+    let url = fresh_url().await;
+    let first = store(&url).await;
+    let groups: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
+    for g in &groups {
+        subscribe(&first, "work", g).await;
+    }
+    let queue = Queue::new(Arc::new(first.clone()), Clock::system());
+    for _ in 0..10 {
+        queue.send("work", b"{}".to_vec(), SendOpts::default()).await.unwrap();
+    }
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(PgStore::connect(&url).await.unwrap());
+    }
+    for g in &groups {
+        let claims = stores.iter().map(|s| {
+            s.delivery_claim(DeliveryClaimParams {
+                consumer_group: g.clone(),
+                topic: None,
+                message_id: None,
+                limit: 2,
+                visibility_seconds: 300,
+                start_executions: false,
+                lease_holder: None,
+                max_leased: Some(3),
+                leased_here: 0,
+                rate_limit: None,
+                group_concurrency: None,
+                group_rate_limit: None,
+                now: chrono::Utc::now(),
+            })
+        });
+        let leased: Vec<String> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flat_map(|r| r.unwrap().into_iter().map(|m| m.message_id))
+            .collect();
+        let unique: HashSet<_> = leased.iter().collect();
+        assert_eq!(unique.len(), leased.len(), "group {g}: a message leased twice: {leased:?}");
+        assert_eq!(leased.len(), 3, "group {g}: exactly the limit leased across 8 connections");
+    }
 }
 
 #[tokio::test]
@@ -366,6 +425,9 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now,
     };
     let m = store.delivery_claim(claim).await.unwrap().pop().unwrap();
@@ -433,13 +495,20 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now: chrono::Utc::now(),
     };
-    for topic in [None, Some("probe")] {
-        let plan = store.explain_claim(&claim(topic)).await.unwrap();
-        assert!(plan.contains("deliveries_due"), "the claim does not read the due index:\n{plan}");
-        assert!(!plan.contains("Seq Scan on deliveries"), "the claim reads every delivery:\n{plan}");
-        assert!(!plan.contains("Sort"), "the claim sorts the whole backlog:\n{plan}");
+    // Plain, by topic, and under a limit (`vqs_claim_room` in the LIMIT).
+    let limited = DeliveryClaimParams { max_leased: Some(5), ..claim(None) };
+    for params in [claim(None), claim(Some("probe")), limited] {
+        let plan = store.explain_claim(&params).await.unwrap();
+        // The part that picks the rows (what comes after only joins the at most `limit` leased).
+        let due = &plan[plan.find("CTE due").unwrap()..plan.find("CTE leased").unwrap()];
+        assert!(due.contains("deliveries_due"), "the claim does not read the due index:\n{plan}");
+        assert!(!due.contains("Seq Scan on deliveries"), "the claim reads every delivery:\n{plan}");
+        assert!(!due.contains("Sort"), "the claim sorts the whole backlog:\n{plan}");
     }
     // And it still holds the paused topic back.
     let leased = store.delivery_claim(DeliveryClaimParams { limit: 20000, ..claim(None) }).await.unwrap();

@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use vqs::store::*;
+use vqs::store_support::{rate_advance, rate_interval_us, rate_room};
 
 use crate::lease_failure::lease_failure;
 use crate::rows::{US_PER_S, db_err, time, us};
@@ -83,6 +84,22 @@ pub(crate) async fn claim_in(
             return Ok(Vec::new());
         }
     }
+    // The topic's rate limit: what its bucket allows now (read and advanced inside this
+    // write transaction, after the claim, by the number actually leased).
+    let bucket_topic = p.topic.clone().unwrap_or_default();
+    let mut tat: Option<i64> = None;
+    if let Some(rate) = p.rate_limit {
+        tat = sqlx::query_scalar("SELECT tat_us FROM rate_buckets WHERE consumer_group = ? AND topic = ?")
+            .bind(&p.consumer_group)
+            .bind(&bucket_topic)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        limit = limit.min(rate_room(rate, tat, now));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+    }
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
         .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
@@ -117,6 +134,21 @@ pub(crate) async fn claim_in(
         .push_bind(i64::from(limit.max(1)))
         .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
     let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    if let Some(rate) = p.rate_limit
+        && !leased.is_empty()
+    {
+        sqlx::query(
+            "INSERT INTO rate_buckets (consumer_group, topic, tat_us, interval_us) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (consumer_group, topic) DO UPDATE SET tat_us = excluded.tat_us, interval_us = excluded.interval_us",
+        )
+        .bind(&p.consumer_group)
+        .bind(&bucket_topic)
+        .bind(rate_advance(rate, tat, now, leased.len() as u32))
+        .bind(rate_interval_us(rate))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
     if leased.is_empty() {
         if let Some(id) = &p.message_id {
             let row = sqlx::query("SELECT state FROM deliveries WHERE message_id = ? AND consumer_group = ?")

@@ -31,6 +31,7 @@ mod stats;
 mod store;
 mod subscriptions;
 mod topic_controls;
+mod topic_limits;
 mod writer;
 
 pub use store::{SqliteStore, database_file};

@@ -306,6 +306,22 @@ impl QueueStore for SqliteStore {
         crate::topic_controls::topic_control_list(&self.read, p).await
     }
 
+    async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {
+        crate::topic_limits::topic_limits_set(&self.writer, p).await
+    }
+
+    async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError> {
+        crate::topic_limits::topic_limits_list(&self.read).await
+    }
+
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_get(&self.read, p).await
+    }
+
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError> {
+        crate::topic_limits::rate_bucket_take(&self.writer, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

@@ -25,6 +25,7 @@ pub mod outcomes;
 pub mod pauses;
 pub mod processes;
 pub mod progress;
+pub mod rate_limits;
 pub mod remote_cancels;
 pub mod replace;
 pub mod schedule_modes;
@@ -130,6 +131,9 @@ macro_rules! conformance {
                         the_facade_skips_missed_ticks_and_refuses_bad_input, a_fire_prunes_its_old_fire_records }
             concurrency_limit { sixteen_claims_at_once_never_lease_past_the_limit,
                                 an_acknowledged_or_expired_lease_frees_its_slot }
+            rate_limits { a_rate_limit_allows_a_burst_then_n_per_period_across_claimers,
+                          a_rate_limit_and_a_concurrency_limit_hold_together,
+                          limit_overrides_are_patched_field_by_field_and_sixteen_identical_sets_leave_one_row }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

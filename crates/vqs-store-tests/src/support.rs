@@ -53,6 +53,9 @@ pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClai
         lease_holder: None,
         max_leased: None,
         leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
         now,
     }
 }

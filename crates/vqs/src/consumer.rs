@@ -63,7 +63,8 @@ pub enum ConsumerOutcome {
     /// The message was cancelled — by the job itself, or by an operator while it ran or
     /// before it started: it ends `cancelled`, with no retry and no dead letter.
     Cancelled { reason: String },
-    /// Held back without running (`held`: `"paused"`, the topic is paused): the message
+    /// Held back without running (`held`: `"paused"`, the topic is paused; `"rate_limit"`,
+    /// the topic's rate bucket allows no start yet): the message
     /// comes back after `after_seconds`, no attempt spent, no execution recorded.
     Held { held: String, after_seconds: u64 },
     /// The lease was already settled elsewhere (acknowledged, or expired and taken again).
@@ -106,6 +107,7 @@ impl ConsumerOutcome {
 
 trait ErasedJob: Send + Sync {
     fn topic(&self) -> &'static str;
+    fn limits(&self) -> crate::TopicLimits;
     fn handle<'a>(
         &'a self,
         queue: &'a Queue,
@@ -146,6 +148,12 @@ impl QueueHandler {
     /// The topic it consumes.
     pub fn topic(&self) -> &'static str {
         self.job.topic()
+    }
+
+    /// The job type's default limits ([`Jobbable::concurrency`], [`Jobbable::rate_limit`]),
+    /// for [`Queue::set_limit_defaults`].
+    pub fn limits(&self) -> crate::TopicLimits {
+        self.job.limits()
     }
 
     /// Handle one push from this database's own queue (the local dispatcher, or a
@@ -330,6 +338,10 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
         J::TOPIC
     }
 
+    fn limits(&self) -> crate::TopicLimits {
+        crate::TopicLimits { concurrency: self.0.concurrency(), rate_limit: self.0.rate_limit(), ..Default::default() }
+    }
+
     fn handle<'a>(
         &'a self,
         queue: &'a Queue,
@@ -430,6 +442,22 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         return ConsumerOutcome::Unavailable {
                             error: format!("could not read the paused topics: {e}"),
                         };
+                    }
+                }
+                // Over the topic's rate limit: deferred until the bucket allows a start (no
+                // attempt, no execution row); a start allowed is taken from the bucket.
+                match queue.rate_limit_take(&delivery.topic, &delivery.consumer_group).await {
+                    Ok(None) => {}
+                    Ok(Some(seconds)) => {
+                        tracing::info!(defer_s = seconds, "held: the topic's rate limit");
+                        let r = service.retry_after(&lease, seconds, None).await;
+                        return settle(
+                            r,
+                            ConsumerOutcome::Held { held: "rate_limit".into(), after_seconds: u64::from(seconds) },
+                        );
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable { error: format!("could not read the rate limit: {e}") };
                     }
                 }
             }

@@ -289,21 +289,21 @@ async fn consumer_loop(
         // Lease more when the buffer runs low: the free slots, plus what the recent rate
         // will start before a claim could come back. Under load, wait until enough slots
         // are free for the claim to carry a batch, not one message per finished job.
+        // The limits in force for the consumer's topic (a runtime change reaches this process
+        // within a second), read before each claim.
+        let limits = limits_for(&queue, &consumer);
         if claiming.is_none() && idle.is_none() {
             // A group limited across processes prefetches nothing: a lease waiting in this
-            // buffer would hold one of the group's slots while another process sits idle.
-            let ahead = if config.prefetch.is_zero() || consumer.global_max_concurrency.is_some() {
-                0
-            } else {
-                rate.ahead(config.prefetch)
-            };
+            // buffer would hold one of the group's slots (or a start of its rate) while
+            // another process sits idle.
+            let ahead = if config.prefetch.is_zero() || limits.limited() { 0 } else { rate.ahead(config.prefetch) };
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
             let low_water = (max / 2).clamp(1, config.batch.max(1));
             if want >= low_water || (buffer.is_empty() && want > 0) {
                 // This claim sees every publish before this point.
                 published.set(queue.published());
                 published.as_mut().enable();
-                let (queue, consumer) = (queue.clone(), consumer.clone());
+                let (queue, consumer, claim_limits) = (queue.clone(), consumer.clone(), limits.clone());
                 let lease_holder = config.lease_holder.clone().filter(|_| consumer.starts_executions);
                 // Busy here: jobs running (their slots taken) and leases waiting in the buffer.
                 let leased_here =
@@ -313,14 +313,17 @@ async fn consumer_loop(
                         .store()
                         .delivery_claim(DeliveryClaimParams {
                             consumer_group: consumer.consumer_group.clone(),
-                            topic: None,
+                            topic: claim_limits.topic,
                             message_id: None,
                             limit: want,
                             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
                             start_executions: consumer.starts_executions,
                             lease_holder,
-                            max_leased: consumer.global_max_concurrency,
+                            max_leased: claim_limits.max_leased,
                             leased_here,
+                            rate_limit: claim_limits.rate_limit,
+                            group_concurrency: None,
+                            group_rate_limit: None,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -349,7 +352,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if consumer.global_max_concurrency.is_some() {
+                            idle = Some(if limits.limited() {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -377,7 +380,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if consumer.global_max_concurrency.is_some() {
+                if limits.max_leased.is_some() {
                     idle = None;
                 }
             }
@@ -434,6 +437,37 @@ fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> future
     })
 }
 
+/// What a claim of `consumer` passes for the limits in force.
+#[derive(Clone)]
+struct ClaimLimits {
+    /// The topic's `concurrency` in force, else the trigger's `maxConcurrency`.
+    max_leased: Option<u32>,
+    rate_limit: Option<crate::RateLimit>,
+    /// The consumer's topic when a rate limit is in force (it names the bucket).
+    topic: Option<String>,
+}
+
+impl ClaimLimits {
+    fn limited(&self) -> bool {
+        self.max_leased.is_some() || self.rate_limit.is_some()
+    }
+}
+
+/// The limits in force for `consumer`'s topic as this process knows them. A wildcard
+/// consumer (`prefix*`) spans topics and keeps only its trigger's `maxConcurrency`: limits
+/// are per topic.
+fn limits_for(queue: &Queue, consumer: &ConsumerConfig) -> ClaimLimits {
+    if consumer.topic_pattern.ends_with('*') {
+        return ClaimLimits { max_leased: consumer.global_max_concurrency, rate_limit: None, topic: None };
+    }
+    let limits = queue.limits_in_force_known(&consumer.topic_pattern);
+    ClaimLimits {
+        max_leased: limits.concurrency.or(consumer.global_max_concurrency),
+        rate_limit: limits.rate_limit,
+        topic: limits.rate_limit.map(|_| consumer.topic_pattern.clone()),
+    }
+}
+
 /// Lease every due message of `consumer` (up to `limit`) and push them one by one, waiting
 /// for each push to finish. Returns how many were pushed. The same path as the running
 /// dispatcher, without its loop: for tests and one-shot tools.
@@ -444,18 +478,22 @@ pub async fn dispatch_due(
     region: &str,
     limit: u32,
 ) -> Result<usize, StoreError> {
+    let limits = limits_for(queue, consumer);
     let batch = queue
         .store()
         .delivery_claim(DeliveryClaimParams {
             consumer_group: consumer.consumer_group.clone(),
-            topic: None,
+            topic: limits.topic,
             message_id: None,
             limit,
             visibility_seconds: u32::try_from(consumer.visibility.as_secs()).unwrap_or(u32::MAX),
             start_executions: consumer.starts_executions,
             lease_holder: None,
-            max_leased: consumer.global_max_concurrency,
+            max_leased: limits.max_leased,
             leased_here: 0,
+            rate_limit: limits.rate_limit,
+            group_concurrency: None,
+            group_rate_limit: None,
             now: queue.clock().now(),
         })
         .await?;

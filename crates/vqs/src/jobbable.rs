@@ -44,6 +44,20 @@ pub trait Jobbable: Send + Sync + 'static {
     /// Keep it stable across renames of the type: messages already queued name this topic.
     const TOPIC: &'static str;
 
+    /// At most this many of the job's messages leased at once for each consumer group, across
+    /// every process (SPEC "Flow control": replaces the trigger's `maxConcurrency`; an
+    /// operator's runtime override wins). Defaults to none.
+    fn concurrency(&self) -> Option<u32> {
+        None
+    }
+
+    /// At most `limit` starts per `period_seconds` for each consumer group (a retry or a
+    /// rescue is a start; a snooze is not), across every process; an operator's runtime
+    /// override wins. Defaults to none.
+    fn rate_limit(&self) -> Option<crate::RateLimit> {
+        None
+    }
+
     /// Attempts before the message is dead-lettered. Defaults to 3.
     fn max_attempts(&self) -> u32 {
         3

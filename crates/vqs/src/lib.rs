@@ -59,6 +59,7 @@ pub mod store;
 pub mod store_support;
 mod supervisor;
 pub mod testing;
+mod topic_limits;
 mod topic_pause;
 mod trace_context;
 mod vercel_config;
@@ -91,7 +92,7 @@ pub use queue::{
 pub use queue_metrics::{
     METRIC_CANCELLED, METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
     METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SCHEDULE_FIRES,
-    METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_PAUSED, SharedRecorder,
+    METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, SharedRecorder,
 };
 pub use queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
@@ -113,8 +114,12 @@ pub use schedule_runner::{
 };
 pub use schedule_times::ScheduleTimes;
 pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, escape_unstorable};
-pub use store::{OnDuplicate, QueueStore, SendResult, StoreError};
+pub use store::{OnDuplicate, QueueStore, RateLimit, SendResult, StoreError, TopicLimits, TopicLimitsPatch};
 pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};
+pub use topic_limits::{
+    GROUP_LIMITS_REFUSAL, GROUP_LIMITS_SUPPORTED, LimitInForce, LimitSource, LimitsInForce, MAX_LIMIT,
+    MAX_RATE_PERIOD_SECONDS, TopicLimitsView, check_limit, check_patch, check_rate_limit,
+};
 pub use topic_pause::{PAUSED_DEFER, TOPIC_CONTROL_POLL_INTERVAL, watch_topic_controls};
 pub use trace_context::TraceContext;
 pub use vercel_config::{

@@ -81,6 +81,7 @@ struct Inner {
     recorder: OnceLock<SharedRecorder>,
     cancellations: crate::cancellation::Cancellations,
     paused: crate::topic_pause::PausedTopics,
+    limits: crate::topic_limits::LimitsState,
 }
 
 impl std::fmt::Debug for Queue {
@@ -126,6 +127,7 @@ impl Queue {
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
                 paused: Default::default(),
+                limits: Default::default(),
             }),
         }
     }
@@ -143,6 +145,7 @@ impl Queue {
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
                 paused: Default::default(),
+                limits: Default::default(),
             }),
         }
     }
@@ -173,6 +176,10 @@ impl Queue {
 
     pub(crate) fn paused_topics_view(&self) -> &crate::topic_pause::PausedTopics {
         &self.inner.paused
+    }
+
+    pub(crate) fn limits_state(&self) -> &crate::topic_limits::LimitsState {
+        &self.inner.limits
     }
 
     pub(crate) fn recorder_cell(&self) -> &OnceLock<SharedRecorder> {

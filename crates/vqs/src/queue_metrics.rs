@@ -47,6 +47,10 @@ pub const METRIC_SCHEDULES: &str = "vqs_schedules";
 /// Gauge (read at scrape time): 1 while a `topic` is paused, 0 once resumed (topics never
 /// paused have none).
 pub const METRIC_TOPIC_PAUSED: &str = "vqs_topic_paused";
+/// Gauge (read at scrape time): the limits in force per `topic` (a consumed topic, or one
+/// with a stored control), by `limit`: `concurrency` (leased at once per consumer group),
+/// `rate_limit` (starts per period) and `rate_period_seconds`; 0 where none is in force.
+pub const METRIC_TOPIC_LIMIT: &str = "vqs_topic_limit";
 
 /// A recorder a queue reports to.
 pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;

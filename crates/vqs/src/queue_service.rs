@@ -217,6 +217,9 @@ impl LocalQueueService {
                 lease_holder: None,
                 max_leased: p.max_leased,
                 leased_here: 0,
+                rate_limit: None,
+                group_concurrency: None,
+                group_rate_limit: None,
                 now: self.queue.clock().now(),
             })
             .await
@@ -287,6 +290,9 @@ impl QueueService for LocalQueueService {
                 lease_holder: None,
                 max_leased: None,
                 leased_here: 0,
+                rate_limit: None,
+                group_concurrency: None,
+                group_rate_limit: None,
                 now: self.queue.clock().now(),
             })
             .await?;

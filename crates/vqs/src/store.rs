@@ -222,6 +222,16 @@ pub struct DeliveryClaimParams {
     /// (its jobs running and its leases waiting to run). Its own leases whose jobs are done
     /// but whose acknowledgement is still being written do not hold back its next claim.
     pub leased_here: u32,
+    /// The topic's rate limit in force: lease no more than its bucket allows now, and
+    /// advance the bucket by the number leased, under the same lock as `max_leased` (the
+    /// group's claims are serialised whenever either is set). The bucket is the consumer
+    /// group's for `topic` (the empty string when the claim names no topic).
+    pub rate_limit: Option<RateLimit>,
+    /// Leased at once per message group (SPEC "Flow control"). Carried for message groups;
+    /// no backend enforces it yet (the admin API refuses to set it until groups exist).
+    pub group_concurrency: Option<u32>,
+    /// Starts per message group's bucket. Carried for message groups, as `group_concurrency`.
+    pub group_rate_limit: Option<RateLimit>,
     pub now: DateTime<Utc>,
 }
 
@@ -1136,6 +1146,76 @@ pub struct TopicControlListParams {
     pub paused_only: bool,
 }
 
+/// A rate limit: a bucket of `limit` starts refilled at `limit` per `period_seconds` (GCRA:
+/// at most `limit` at once, `limit` per period on average, never more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub period_seconds: u32,
+}
+
+/// A topic's limits (SPEC "Flow control"): a job type's defaults, an operator's overrides,
+/// or the two merged (the limits in force). `None`: no such limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TopicLimits {
+    /// Leased at once for each consumer group of the topic, across processes (replaces a
+    /// trigger's `maxConcurrency` while set).
+    pub concurrency: Option<u32>,
+    pub rate_limit: Option<RateLimit>,
+    pub group_concurrency: Option<u32>,
+    pub group_rate_limit: Option<RateLimit>,
+}
+
+impl TopicLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == TopicLimits::default()
+    }
+}
+
+/// A change to a topic's overrides: per field, `None` keeps it, `Some(None)` clears it,
+/// `Some(Some(v))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicLimitsPatch {
+    pub concurrency: Option<Option<u32>>,
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub group_concurrency: Option<Option<u32>>,
+    pub group_rate_limit: Option<Option<RateLimit>>,
+}
+
+/// Change a topic's limit overrides ([`QueueStore::topic_limits_set`]).
+#[derive(Debug, Clone)]
+pub struct TopicLimitsSetParams {
+    /// A valid topic name (the facade checks it, and the values).
+    pub topic: String,
+    pub patch: TopicLimitsPatch,
+    pub now: DateTime<Utc>,
+}
+
+/// Read a rate bucket ([`QueueStore::rate_bucket_get`]).
+#[derive(Debug, Clone)]
+pub struct RateBucketGetParams {
+    pub consumer_group: String,
+    /// The bucket's topic (the empty string for a claim that named none).
+    pub topic: String,
+}
+
+/// Take one start from a rate bucket ([`QueueStore::rate_bucket_take`]).
+#[derive(Debug, Clone)]
+pub struct RateBucketTakeParams {
+    pub consumer_group: String,
+    pub topic: String,
+    pub rate: RateLimit,
+    pub now: DateTime<Utc>,
+}
+
+/// A topic's limit overrides as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicLimitsRow {
+    pub topic: String,
+    pub overrides: TopicLimits,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// The operator controls of one topic: a row per topic that was ever paused (the place limit
 /// overrides will live too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1566,6 +1646,19 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn topic_control_set(&self, p: TopicControlSetParams) -> Result<TopicControl, StoreError>;
     /// The topics' controls, ordered by topic.
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError>;
+    /// Apply a patch to a topic's limit overrides (concurrent identical calls leave one row;
+    /// the pause state is untouched) and return them as stored. A backend that can notify
+    /// other processes announces `limits:<topic>` on `vqs_control` in the same transaction.
+    async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError>;
+    /// Every topic with an override, ordered by topic.
+    async fn topic_limits_list(&self) -> Result<Vec<TopicLimitsRow>, StoreError>;
+    /// A rate bucket's theoretical arrival time in microseconds since the epoch (`None`: the
+    /// bucket was never used), for the admin API's `"held": "rate_limit"`.
+    async fn rate_bucket_get(&self, p: RateBucketGetParams) -> Result<Option<i64>, StoreError>;
+    /// Take one start from a rate bucket if it allows one now, atomically across processes
+    /// (a push this process did not lease: Vercel's). `None`: taken; `Some(us)`: none is
+    /// allowed for another `us` microseconds (nothing taken).
+    async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;

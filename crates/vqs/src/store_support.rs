@@ -271,6 +271,33 @@ pub fn schedule_send(p: &crate::store::ScheduleFireParams, topic: String, payloa
     }
 }
 
+/// A rate limit's emission interval in microseconds: `period / limit`, rounded up (so the
+/// bucket never allows more than `limit` per period). PostgreSQL's `vqs_claim_room` computes
+/// the same in SQL.
+pub fn rate_interval_us(r: crate::RateLimit) -> i64 {
+    let limit = i64::from(r.limit.max(1));
+    (i64::from(r.period_seconds) * 1_000_000 + limit - 1) / limit
+}
+
+/// How many starts a rate bucket allows at `now_us` (GCRA): with `tat_us` its theoretical
+/// arrival time (`None`: never used), a start is allowed while `max(tat, now) <= now +
+/// (limit - 1) * interval`; each start moves `tat` on by one interval. A full bucket allows
+/// `limit` at once.
+pub fn rate_room(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64) -> u32 {
+    let interval = rate_interval_us(r);
+    let tolerance = i64::from(r.limit.max(1) - 1) * interval;
+    let base = tat_us.unwrap_or(now_us).max(now_us);
+    if base > now_us + tolerance {
+        return 0;
+    }
+    u32::try_from((now_us + tolerance - base) / interval + 1).unwrap_or(u32::MAX)
+}
+
+/// The bucket's theoretical arrival time after `n` starts at `now_us`.
+pub fn rate_advance(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n: u32) -> i64 {
+    tat_us.unwrap_or(now_us).max(now_us) + i64::from(n) * rate_interval_us(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +435,19 @@ mod tests {
         assert!(write_row_by_row(&StoreError::Refused("nul".into()), 2));
         assert!(!write_row_by_row(&StoreError::Refused("nul".into()), 1));
         assert!(!write_row_by_row(&StoreError::Database("down".into()), 5));
+    }
+
+    #[test]
+    fn a_rate_bucket_allows_a_burst_then_one_per_interval() {
+        let r = crate::RateLimit { limit: 5, period_seconds: 10 };
+        assert_eq!(rate_interval_us(r), 2_000_000);
+        assert_eq!(rate_room(r, None, 0), 5, "a full bucket: the burst");
+        let tat = rate_advance(r, None, 0, 5);
+        assert_eq!(rate_room(r, Some(tat), 0), 0);
+        assert_eq!(rate_room(r, Some(tat), 1_999_999), 0);
+        assert_eq!(rate_room(r, Some(tat), 2_000_000), 1, "one per interval after it");
+        assert_eq!(rate_room(r, Some(tat), 100_000_000), 5, "never more than the burst");
+        // Rounded up: never more than the limit per period.
+        assert_eq!(rate_interval_us(crate::RateLimit { limit: 3, period_seconds: 1 }), 333_334);
     }
 }

@@ -300,6 +300,9 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
                 lease_holder: None,
                 max_leased: None,
                 leased_here: 0,
+                rate_limit: None,
+                group_concurrency: None,
+                group_rate_limit: None,
                 now,
             })
             .await?;

@@ -198,11 +198,15 @@ pub async fn watch_topic_controls(queue: Queue, mut shutdown: watch::Receiver<bo
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if queue.control_notifications() && queue.paused_topics_view().lock().read_at.is_some() {
+        if queue.control_notifications() && queue.paused_topics_view().lock().read_at.is_some() && queue.limits_read() {
             continue;
         }
         if let Err(e) = queue.read_paused_topics().await {
             tracing::warn!(error = %e, "could not read the paused topics; trying again shortly");
+        }
+        // The limit overrides travel the same way (`topic_limits.rs`).
+        if let Err(e) = queue.read_topic_limits().await {
+            tracing::warn!(error = %e, "could not read the topic limits; trying again shortly");
         }
     }
 }

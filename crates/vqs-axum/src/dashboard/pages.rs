@@ -110,6 +110,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let sync_log = q.sync_log(None).await?;
     let paused: std::collections::BTreeSet<String> =
         q.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
+    let limits = q.limits().await?;
     let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
@@ -180,7 +181,21 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             (true, false) => action_form(&format!("/admin/queues/{}/pause", url(t)), csrf, "Pause", "pause", None),
             (true, true) => action_form(&format!("/admin/queues/{}/resume", url(t)), csrf, "Resume", "resume", None),
         };
-        let badge = if is_paused { r#" <span class="badge warn paused">paused</span>"# } else { "" };
+        let mut badge =
+            if is_paused { r#" <span class="badge warn paused">paused</span>"#.to_owned() } else { String::new() };
+        // The limits in force (a default or an override; `web limits` / the admin API change them).
+        if let Some(l) = limits.iter().find(|l| &l.topic == t) {
+            let mut parts = Vec::new();
+            if let Some(c) = l.in_force.concurrency {
+                parts.push(format!("≤ {} at once ({})", c.value, source_word(c.source)));
+            }
+            if let Some(r) = l.in_force.rate_limit {
+                parts.push(format!("{}/{} s ({})", r.value.limit, r.value.period_seconds, source_word(r.source)));
+            }
+            if !parts.is_empty() {
+                let _ = write!(badge, r#" <span class="badge limits">{}</span>"#, esc(&parts.join(" · ")));
+            }
+        }
         let _ = write!(
             out,
             r#"<tr data-topic="{tt}"{row_class}><td><a href="/admin?topic={tu}">{tt}</a>{badge}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num cancelled">{}</td><td class="num{}">{}</td><td class="actions">{pause}{purge}</td></tr>"#,
@@ -530,4 +545,12 @@ pub async fn purge_confirm(state: &VqsState, topic: &str, csrf: &str) -> Result<
     }
     out += r#"<p><a href="/admin">← back, purge nothing</a></p></section>"#;
     Ok(out)
+}
+
+/// How a limit in force is labelled: set by an operator or the job's own default.
+fn source_word(source: vqs::LimitSource) -> &'static str {
+    match source {
+        vqs::LimitSource::Override => "override",
+        vqs::LimitSource::Default => "default",
+    }
 }
