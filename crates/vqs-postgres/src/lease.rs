@@ -111,10 +111,7 @@ fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
 /// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
 pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
     let rows = claim_query_after("EXPLAIN ", p).build().fetch_all(pool).await.map_err(db_err)?;
-    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join(
-        "
-",
-    ))
+    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
 }
 
 /// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing).
