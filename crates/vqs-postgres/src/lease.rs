@@ -53,16 +53,17 @@ pub(crate) async fn delivery_claim(
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
-    let rows = match p.max_leased {
-        None => {
+    let rows = match (p.max_leased, p.group_concurrency) {
+        (_, Some(n)) => crate::flow_groups::claim_grouped(pool, &p, n).await?,
+        (None, None) => {
             let mut held = claim_conn.lock().await;
             let conn = held.get().await?;
-            let rows = claim_query(&p, p.limit).build().fetch_all(&mut *conn).await.map_err(db_err);
+            let rows = claim_query(&p, p.limit, None).build().fetch_all(&mut *conn).await.map_err(db_err);
             let rows = held.check(rows)?;
             drop(held);
             rows
         }
-        Some(max) => claim_limited(pool, &p, max).await?,
+        (Some(max), None) => claim_limited(pool, &p, max).await?,
     };
     if rows.is_empty()
         && let Some(id) = &p.message_id
@@ -105,11 +106,33 @@ pub(crate) async fn delivery_claim(
         .collect())
 }
 
-/// The claim statement for `p`, leasing at most `limit`.
-fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres> {
+/// The groups a grouped claim takes from, each with the room it has (`flow_groups.rs`).
+pub(crate) struct GroupRooms {
+    pub(crate) keys: Vec<String>,
+    pub(crate) rooms: Vec<i32>,
+}
+
+/// The claim statement for `p`, leasing at most `limit` — of every due delivery of the
+/// consumer group, or with `groups` of those groups only, each up to its room (through
+/// `deliveries_grouped`: a group's rows in claim order, nothing of another group read).
+pub(crate) fn claim_query<'a>(
+    p: &'a DeliveryClaimParams,
+    limit: u32,
+    groups: Option<&'a GroupRooms>,
+) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH due AS (SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH due AS (");
+    if let Some(g) = groups {
+        q.push(
+            "SELECT x.* FROM UNNEST(",
+        )
+        .push_bind(&g.keys)
+        .push("::text[], ")
+        .push_bind(&g.rooms)
+        .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
+    }
+    q.push(
+        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
          FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
@@ -128,9 +151,13 @@ fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres
     if let Some(id) = &p.message_id {
         q.push(" AND d.message_id = ").push_bind(id);
     }
-    q.push(" ORDER BY d.visible_at LIMIT ")
-        .push_bind(i64::from(limit.max(1)))
-        .push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
+    if groups.is_some() {
+        q.push(" AND d.group_key = g.key ORDER BY d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x LIMIT ")
+            .push_bind(i64::from(limit.max(1)));
+    } else {
+        q.push(" ORDER BY d.visible_at LIMIT ").push_bind(i64::from(limit.max(1))).push(" FOR UPDATE OF d SKIP LOCKED");
+    }
+    q.push("), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
         .push_bind(lease_until)
         .push(", delivery_count = d.delivery_count + 1, attempts = d.attempts + ")
         // Only a lease that records the attempt's execution spends an attempt.
@@ -182,13 +209,29 @@ fn claim_query(p: &DeliveryClaimParams, limit: u32) -> QueryBuilder<'_, Postgres
 /// processes never both take the last free slot — `SKIP LOCKED` alone would not stop that.
 async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Result<Vec<PgRow>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
+    // Another holder's leases count whole; this holder's are the caller's `leased_here`
+    // (a lease whose job is done but whose acknowledgement is still being written is not).
+    let limit = p.limit.min(room_under_max(&mut tx, p, max).await?);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = claim_query(p, limit, None).build().fetch_all(&mut *tx).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows)
+}
+
+/// Under the consumer group's `max_leased`, in a transaction that holds its claim lock: how
+/// many more it may lease now.
+pub(crate) async fn room_under_max(
+    tx: &mut PgConnection,
+    p: &DeliveryClaimParams,
+    max: u32,
+) -> Result<u32, StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("vqs-claim:{}", p.consumer_group))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    // Another holder's leases count whole; this holder's are the caller's `leased_here`
-    // (a lease whose job is done but whose acknowledgement is still being written is not).
     let leased: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND state = 'leased' AND visible_at > $2 \
          AND ($3::text IS NULL OR lease_holder IS DISTINCT FROM $3)",
@@ -200,14 +243,7 @@ async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Resu
     .await
     .map_err(db_err)?;
     let here = if p.lease_holder.is_some() { i64::from(p.leased_here) } else { 0 };
-    let room = u32::try_from((i64::from(max) - leased - here).max(0)).unwrap_or(0);
-    let limit = p.limit.min(room);
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = claim_query(p, limit).build().fetch_all(&mut *tx).await.map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(rows)
+    Ok(u32::try_from((i64::from(max) - leased - here).max(0)).unwrap_or(0))
 }
 
 pub(crate) async fn delivery_set_visibility(

@@ -52,7 +52,7 @@ pub(crate) async fn settle(
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
          length(payload) AS payload_bytes, \
-         error, attempts, created_at, headers_json",
+         error, attempts, created_at, headers_json, group_key",
     )
     .bind(p.id)
     .fetch_optional(&mut *tx)
@@ -90,8 +90,9 @@ pub(crate) async fn restore(
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     sqlx::query(
         "INSERT INTO dead_letters \
-           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json, \
+            group_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(letter.id)
     .bind(&letter.message_id)
@@ -103,6 +104,7 @@ pub(crate) async fn restore(
     .bind(i64::from(letter.attempts))
     .bind(us(letter.created_at))
     .bind(&letter.headers_json)
+    .bind(&letter.group_key)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;

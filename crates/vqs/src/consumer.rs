@@ -106,6 +106,7 @@ impl ConsumerOutcome {
 
 trait ErasedJob: Send + Sync {
     fn topic(&self) -> &'static str;
+    fn group_concurrency(&self) -> Option<u32>;
     fn handle<'a>(
         &'a self,
         queue: &'a Queue,
@@ -146,6 +147,11 @@ impl QueueHandler {
     /// The topic it consumes.
     pub fn topic(&self) -> &'static str {
         self.job.topic()
+    }
+
+    /// The job's [`Jobbable::group_concurrency`]: its consumer route's default.
+    pub fn group_concurrency(&self) -> Option<u32> {
+        self.job.group_concurrency()
     }
 
     /// Handle one push from this database's own queue (the local dispatcher, or a
@@ -327,6 +333,10 @@ async fn renew_lease(
 impl<J: Jobbable> ErasedJob for Erased<J> {
     fn topic(&self) -> &'static str {
         J::TOPIC
+    }
+
+    fn group_concurrency(&self) -> Option<u32> {
+        self.0.group_concurrency()
     }
 
     fn handle<'a>(

@@ -45,6 +45,10 @@ pub struct ConsumerConfig {
     /// every process, as on Vercel (each claim leases at most the limit minus the group's
     /// live leases, counted by the store under a lock). `None`: only the per-process cap.
     pub global_max_concurrency: Option<u32>,
+    /// The job type's [`crate::Jobbable::group_concurrency`]: leased at once per group key
+    /// at most, across every process. Needs the subscription registered with it (see
+    /// [`register_consumers`]). `None`: groups are not limited.
+    pub group_concurrency: Option<u32>,
     /// Messages become visible to this group no sooner than this after they were sent.
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
@@ -65,6 +69,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             max_deliveries: t.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
             max_concurrency: t.max_concurrency.unwrap_or(100),
             global_max_concurrency: t.max_concurrency,
+            group_concurrency: None,
             initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
@@ -135,6 +140,7 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 topic_pattern: c.topic_pattern.clone(),
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
+                grouped: c.group_concurrency.is_some(),
                 now: queue.clock().now(),
             })
             .await?;
@@ -320,6 +326,7 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: consumer.global_max_concurrency,
+                            group_concurrency: consumer.group_concurrency,
                             leased_here,
                             now: queue.clock().now(),
                         })
@@ -455,6 +462,7 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: consumer.global_max_concurrency,
+            group_concurrency: consumer.group_concurrency,
             leased_here: 0,
             now: queue.clock().now(),
         })

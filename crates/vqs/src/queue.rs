@@ -44,6 +44,9 @@ pub struct SendOpts {
     /// What a send whose key is held by another message does: skip (the default) or
     /// replace the message if it has not started (a debounce, with `delay`).
     pub on_duplicate: OnDuplicate,
+    /// The message's group key (1–256 characters, no control characters): under the
+    /// topic's group concurrency, at most that many of one group run at once.
+    pub group: Option<String>,
 }
 
 /// Why a publish or an admin call was refused.
@@ -302,6 +305,9 @@ impl Queue {
                 ));
             }
         }
+        if let Some(g) = &opts.group {
+            crate::check_group_key(g)?;
+        }
         if let Some(h) = &opts.headers_json {
             check_storable_long("headers", h)?;
         }
@@ -329,6 +335,7 @@ impl Queue {
             )));
         }
         Ok(MessageSendParams {
+            group_key: opts.group,
             topic: topic.to_owned(),
             payload,
             content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),
