@@ -22,6 +22,8 @@ CREATE TABLE flow_groups (
     group_key      TEXT COLLATE "C" NOT NULL,
     -- Live leases of the group as its last claim counted them (recounted at every claim).
     running        INTEGER NOT NULL DEFAULT 0,
+    -- The group concurrency the last claim applied (the admin API's held reason reads it).
+    concurrency    INTEGER,
     -- When the claim must next look at the group; NULL: nothing pending or leased.
     ready_at       TIMESTAMPTZ,
     PRIMARY KEY (consumer_group, group_key)

@@ -19,6 +19,8 @@ CREATE TABLE flow_groups (
     group_key      TEXT NOT NULL,
     -- Live leases of the group: counted by its last claim, less the leases ended since.
     running        INTEGER NOT NULL DEFAULT 0,
+    -- The group concurrency the last claim applied (the admin API's held reason reads it).
+    concurrency    INTEGER,
     -- When the claim must next look at the group (µs); NULL: nothing pending or leased.
     ready_at       INTEGER,
     PRIMARY KEY (consumer_group, group_key)

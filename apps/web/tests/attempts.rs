@@ -27,7 +27,7 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
         .queue()
         .store()
         .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+            group_concurrency: None,
             consumer_group: group,
             topic: Some("probe".into()),
             message_id: None,

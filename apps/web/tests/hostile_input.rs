@@ -238,7 +238,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     let store = app.queue().store().clone();
     for group in ["good", "poison"] {
         let p = SubscriptionEnsureParams {
-grouped: false,
+            grouped: false,
             topic_pattern: "t".into(),
             consumer_group: group.into(),
             initial_delay_seconds: 0,
@@ -247,7 +247,7 @@ grouped: false,
         store.subscription_ensure(p).await.unwrap();
     }
     let send = |topic: &str| MessageSendParams {
-group_key: None,
+        group_key: None,
         topic: topic.into(),
         payload: b"{}".to_vec(),
         content_type: "application/json".into(),
@@ -268,7 +268,7 @@ group_key: None,
     }
     let claim = |group: &str| {
         store.delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+            group_concurrency: None,
             consumer_group: group.into(),
             topic: Some("t".into()),
             message_id: None,

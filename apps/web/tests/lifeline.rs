@@ -14,7 +14,7 @@ use vqs::{Clock, Lifeline, LifelineConfig};
 /// naming `holder`.
 async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
     let claim = DeliveryClaimParams {
-group_concurrency: None,
+        group_concurrency: None,
         consumer_group: app.consumer("probe").consumer_group,
         topic: None,
         message_id: None,

@@ -204,7 +204,7 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
     let dead = func.queue().dead_letters(10).await.unwrap();
     func.queue().dead_letter_replay(dead[0].id).await.unwrap();
     let claim = vqs::store::DeliveryClaimParams {
-group_concurrency: None,
+        group_concurrency: None,
         consumer_group: dead[0].consumer_group.clone(),
         topic: Some("probe".into()),
         message_id: None,

@@ -169,7 +169,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
         .queue()
         .store()
         .delivery_claim(vqs::store::DeliveryClaimParams {
-group_concurrency: None,
+            group_concurrency: None,
             consumer_group: consumer.consumer_group,
             topic: None,
             message_id: None,

@@ -73,10 +73,27 @@ fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Val
 }
 
 /// Why a message is not running, for the admin API's message view: `Some("paused")` when
-/// its topic is paused and a delivery of it is waiting (pending).
+/// its topic is paused and a delivery of it is waiting (pending); `Some("group_concurrency")`
+/// when a delivery is due but its group is full (SPEC.md, "Flow control").
 pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
     if !m.deliveries.iter().any(|d| d.state == DeliveryState::Pending) {
         return Ok(None);
     }
-    Ok(queue.paused_topics().await?.contains(&m.topic).then_some("paused"))
+    if queue.paused_topics().await?.contains(&m.topic) {
+        return Ok(Some("paused"));
+    }
+    if m.group_key.is_some() {
+        let held = queue
+            .store()
+            .delivery_group_held(vqs::store::DeliveryGroupHeldParams {
+                message_id: m.id.clone(),
+                now: queue.clock().now(),
+            })
+            .await
+            .map_err(vqs::QueueError::from)?;
+        if held {
+            return Ok(Some("group_concurrency"));
+        }
+    }
+    Ok(None)
 }

@@ -110,7 +110,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
-         octet_length(payload) AS payload_bytes, error, attempts, created_at \
+         octet_length(payload) AS payload_bytes, error, attempts, created_at, group_key \
          FROM dead_letters ORDER BY id DESC LIMIT $1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -128,7 +128,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
-         error, attempts, created_at FROM dead_letters WHERE id = $1",
+         error, attempts, created_at, group_key FROM dead_letters WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

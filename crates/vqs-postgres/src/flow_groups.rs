@@ -93,7 +93,7 @@ pub(crate) async fn claim_grouped(
         claim_query(p, limit, Some(&groups)).build().fetch_all(&mut *tx).await.map_err(db_err)?
     };
     sqlx::query(
-        "UPDATE flow_groups f SET running = c.live, \
+        "UPDATE flow_groups f SET running = c.live, concurrency = $3, \
            ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END \
          FROM (SELECT k AS key, \
                  (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
@@ -166,15 +166,14 @@ pub(crate) async fn rekey(
 }
 
 /// Whether a delivery of the message waits only because its group is full (the admin API's
-/// `"held": "group_concurrency"`): pending and due, its group parked beyond now, and another
-/// delivery of the group leased.
+/// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
+/// as the group concurrency its last claim applied.
 pub(crate) async fn group_held(pool: &PgPool, p: vqs::store::DeliveryGroupHeldParams) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
            ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
          WHERE d.message_id = $1 AND d.state = 'pending' AND d.visible_at <= $2 AND d.group_key <> '' \
-           AND (f.ready_at IS NULL OR f.ready_at > $2) \
-           AND EXISTS (SELECT 1 FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
                        AND o.group_key = d.group_key AND o.state = 'leased' AND o.visible_at > $2))",
     )
     .bind(&p.message_id)

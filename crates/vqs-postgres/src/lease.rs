@@ -123,13 +123,11 @@ pub(crate) fn claim_query<'a>(
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH due AS (");
     if let Some(g) = groups {
-        q.push(
-            "SELECT x.* FROM UNNEST(",
-        )
-        .push_bind(&g.keys)
-        .push("::text[], ")
-        .push_bind(&g.rooms)
-        .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
+        q.push("SELECT x.* FROM UNNEST(")
+            .push_bind(&g.keys)
+            .push("::text[], ")
+            .push_bind(&g.rooms)
+            .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
     }
     q.push(
         "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \

@@ -10,13 +10,14 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
         vqs::store_support::TopicPattern::parse(&p.topic_pattern);
     let initial = i32::try_from(p.initial_delay_seconds).unwrap_or(i32::MAX);
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let was_grouped: Option<bool> =
-        sqlx::query_scalar("SELECT grouped FROM subscriptions WHERE consumer_group = $1 AND topic_pattern = $2 FOR UPDATE")
-            .bind(&p.consumer_group)
-            .bind(&p.topic_pattern)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+    let was_grouped: Option<bool> = sqlx::query_scalar(
+        "SELECT grouped FROM subscriptions WHERE consumer_group = $1 AND topic_pattern = $2 FOR UPDATE",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic_pattern)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
     // (xmax = 0) is true only for a freshly inserted row.
     let fresh: bool = sqlx::query(
         "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_s, created_at, grouped) \

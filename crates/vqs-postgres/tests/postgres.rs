@@ -27,7 +27,7 @@ async fn store(url: &str) -> PgStore {
 async fn subscribe(store: &PgStore, topic: &str, group: &str) {
     store
         .subscription_ensure(SubscriptionEnsureParams {
-grouped: false,
+            grouped: false,
             topic_pattern: topic.into(),
             consumer_group: group.into(),
             initial_delay_seconds: 0,
@@ -102,7 +102,7 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
     // Started: the new message that takes the key rolls back too, the key stays where it was.
     let leased = store
         .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+            group_concurrency: None,
             consumer_group: "g".into(),
             topic: None,
             message_id: None,
@@ -179,7 +179,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                 let now = chrono::Utc::now();
                 let got = s
                     .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+                        group_concurrency: None,
                         consumer_group: "g".into(),
                         topic: None,
                         message_id: None,
@@ -213,7 +213,7 @@ group_concurrency: None,
             let n = round * 3 + j + 1;
             tokio::spawn(async move {
                 let p = vqs::store::MessageSendParams {
-group_key: None,
+                    group_key: None,
                     topic: "debounced".into(),
                     payload: n.to_string().into_bytes(),
                     content_type: "text/plain".into(),
@@ -294,7 +294,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                 let now = chrono::Utc::now();
                 let batch = s
                     .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+                        group_concurrency: None,
                         consumer_group: "g".into(),
                         topic: None,
                         message_id: None,
@@ -362,7 +362,7 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
     queue.send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap();
     let now = chrono::Utc::now();
     let claim = DeliveryClaimParams {
-group_concurrency: None,
+        group_concurrency: None,
         consumer_group: "g".into(),
         topic: None,
         message_id: None,

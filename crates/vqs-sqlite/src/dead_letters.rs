@@ -154,7 +154,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
-         length(payload) AS payload_bytes, error, attempts, created_at \
+         length(payload) AS payload_bytes, error, attempts, created_at, group_key \
          FROM dead_letters ORDER BY id DESC LIMIT ?1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -172,7 +172,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
-         error, attempts, created_at FROM dead_letters WHERE id = ?",
+         error, attempts, created_at, group_key FROM dead_letters WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(read)

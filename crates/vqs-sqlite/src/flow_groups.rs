@@ -99,13 +99,19 @@ pub(crate) async fn park(
         return Ok(());
     }
     let now = us(p.now);
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH c AS (SELECT k.key AS key, (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = ");
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "WITH c AS (SELECT k.key AS key, (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = ",
+    );
     q.push_bind(&p.consumer_group)
-        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ")
+        .push(
+            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+        )
         .push_bind(now)
         .push(") AS live, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
         .push_bind(&p.consumer_group)
-        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ")
+        .push(
+            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+        )
         .push_bind(now)
         .push(") AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
         .push_bind(&p.consumer_group)
@@ -115,8 +121,11 @@ pub(crate) async fn park(
         sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
     }
     q.push(
-        ") k) UPDATE flow_groups SET running = (SELECT live FROM c WHERE c.key = flow_groups.group_key), \
-         ready_at = (SELECT CASE WHEN c.key <> '' AND c.live >= ",
+        ") k) UPDATE flow_groups SET running = (SELECT live FROM c WHERE c.key = flow_groups.group_key), concurrency = ",
+    )
+    .push_bind(i64::from(picks.per_group))
+    .push(
+        ", ready_at = (SELECT CASE WHEN c.key <> '' AND c.live >= ",
     )
     .push_bind(i64::from(picks.per_group))
     .push(" THEN c.lease_end ELSE c.first END FROM c WHERE c.key = flow_groups.group_key) WHERE consumer_group = ")
@@ -175,16 +184,16 @@ pub(crate) async fn rekey(
 }
 
 /// Whether a delivery of the message waits only because its group is full (the admin API's
-/// `"held": "group_concurrency"`): pending and due, its group parked beyond now, and another
-/// delivery of the group leased.
+/// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
+/// as the group concurrency its last claim applied.
 pub(crate) async fn group_held(read: &SqlitePool, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
            ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
          WHERE d.message_id = ?1 AND d.state = 'pending' AND d.visible_at <= ?2 AND d.group_key <> '' \
-           AND (f.ready_at IS NULL OR f.ready_at > ?2) \
-           AND EXISTS (SELECT 1 FROM deliveries o WHERE o.consumer_group = d.consumer_group \
-                       AND o.group_key = d.group_key AND o.state = 'leased' AND o.visible_at > ?2))",
+           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+                       AND o.group_key = d.group_key AND o.state IN ('pending', 'leased') \
+                       AND o.state = 'leased' AND o.visible_at > ?2))",
     )
     .bind(&p.message_id)
     .bind(us(p.now))

@@ -14,7 +14,7 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 
 pub async fn subscribe(s: &Store, topic: &str, group: &str) {
     s.subscription_ensure(SubscriptionEnsureParams {
-grouped: false,
+        grouped: false,
         topic_pattern: topic.into(),
         consumer_group: group.into(),
         initial_delay_seconds: 0,
@@ -26,7 +26,7 @@ grouped: false,
 
 pub fn send_params(topic: &str, payload: &str, now: DateTime<Utc>) -> MessageSendParams {
     MessageSendParams {
-group_key: None,
+        group_key: None,
         topic: topic.into(),
         payload: payload.as_bytes().to_vec(),
         content_type: "application/json".into(),
@@ -46,7 +46,7 @@ pub async fn send(s: &Store, topic: &str, now: DateTime<Utc>) -> String {
 
 pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClaimParams {
     DeliveryClaimParams {
-group_concurrency: None,
+        group_concurrency: None,
         consumer_group: group.into(),
         topic: None,
         message_id: None,

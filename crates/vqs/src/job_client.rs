@@ -103,7 +103,13 @@ impl<J: Jobbable> JobClient<J> {
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
         Ok((
             payload,
-            SendOpts { idempotency_key, delay: opts.delay, on_duplicate: opts.on_duplicate, group, ..SendOpts::default() },
+            SendOpts {
+                idempotency_key,
+                delay: opts.delay,
+                on_duplicate: opts.on_duplicate,
+                group,
+                ..SendOpts::default()
+            },
         ))
     }
 

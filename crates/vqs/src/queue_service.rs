@@ -158,7 +158,7 @@ impl LocalQueueService {
         self.queue
             .store()
             .subscription_ensure(SubscriptionEnsureParams {
-grouped: false,
+                grouped: false,
                 topic_pattern: topic_pattern.to_owned(),
                 consumer_group: consumer_group.to_owned(),
                 initial_delay_seconds: 0,
@@ -185,7 +185,7 @@ grouped: false,
         self.queue
             .store()
             .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+                group_concurrency: None,
                 consumer_group: p.consumer_group,
                 topic: Some(p.topic),
                 message_id: p.message_id,
@@ -256,7 +256,7 @@ impl QueueService for LocalQueueService {
             .queue
             .store()
             .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+                group_concurrency: None,
                 consumer_group: p.consumer_group,
                 topic: Some(p.topic),
                 message_id: Some(p.message_id.clone()),

@@ -285,7 +285,7 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
         let batch = queue
             .store()
             .delivery_claim(DeliveryClaimParams {
-group_concurrency: None,
+                group_concurrency: None,
                 consumer_group: TEST_CONSUMER_GROUP.to_owned(),
                 topic: opts.topic.clone(),
                 message_id: None,
