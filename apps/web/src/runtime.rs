@@ -108,6 +108,7 @@ pub fn settings(config: &Config) -> VqsSettings {
         job_group_concurrency: jobs::handlers()
             .iter()
             .filter_map(|h| Some((h.topic().to_owned(), h.group_concurrency()?)))
+            .chain(config.group_concurrency.clone())
             .collect(),
     }
 }

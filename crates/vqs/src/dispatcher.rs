@@ -59,6 +59,16 @@ pub struct ConsumerConfig {
     pub starts_executions: bool,
 }
 
+impl ConsumerConfig {
+    /// A limit counted in the database across processes (`maxConcurrency` or a group
+    /// concurrency): such a consumer prefetches nothing (a lease waiting in one process's
+    /// buffer would hold a slot another process could use), and after a short claim looks
+    /// again after the poll interval (other processes' acknowledgements wake no one here).
+    pub fn limited_across_processes(&self) -> bool {
+        self.global_max_concurrency.is_some() || self.group_concurrency.is_some()
+    }
+}
+
 impl From<&QueueTrigger> for ConsumerConfig {
     fn from(t: &QueueTrigger) -> Self {
         ConsumerConfig {
@@ -298,7 +308,7 @@ async fn consumer_loop(
         if claiming.is_none() && idle.is_none() {
             // A group limited across processes prefetches nothing: a lease waiting in this
             // buffer would hold one of the group's slots while another process sits idle.
-            let ahead = if config.prefetch.is_zero() || consumer.global_max_concurrency.is_some() {
+            let ahead = if config.prefetch.is_zero() || consumer.limited_across_processes() {
                 0
             } else {
                 rate.ahead(config.prefetch)
@@ -356,7 +366,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if consumer.global_max_concurrency.is_some() {
+                            idle = Some(if consumer.limited_across_processes() {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -384,7 +394,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if consumer.global_max_concurrency.is_some() {
+                if consumer.limited_across_processes() {
                     idle = None;
                 }
             }
