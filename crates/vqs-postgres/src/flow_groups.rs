@@ -80,7 +80,11 @@ pub(crate) async fn claim_grouped(
     .await
     .map_err(db_err)?;
     let mut groups = GroupRooms { keys: Vec::new(), rooms: Vec::new() };
-    for (key, live) in keys.iter().zip(live) {
+    // Limited groups first; the ungrouped pseudo-group (`""`, no limit) last, with what the
+    // batch has left (the statement's outer LIMIT).
+    let mut order: Vec<(&String, i64)> = keys.iter().zip(live).collect();
+    order.sort_by_key(|(k, _)| k.is_empty());
+    for (key, live) in order {
         let room = if key.is_empty() { i64::from(limit) } else { (i64::from(per_group) - live).min(i64::from(limit)) };
         if room > 0 {
             groups.keys.push(key.clone());

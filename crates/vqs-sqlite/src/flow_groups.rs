@@ -42,30 +42,50 @@ pub(crate) async fn pick(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
-    let mut left = i64::from(limit.max(1));
-    let mut message_ids = Vec::new();
+    if keys.is_empty() {
+        return Ok(GroupPicks { keys, message_ids: Vec::new(), per_group });
+    }
+    // Every visited group's live leases, in one statement.
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
+    let mut sep = q.separated(" UNION ALL ");
     for key in &keys {
-        if left == 0 {
-            break;
-        }
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND group_key = ? \
-             AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ?",
-        )
-        .bind(&p.consumer_group)
-        .bind(key)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        let room = if key.is_empty() { left } else { (i64::from(per_group) - live).min(left) };
-        if room <= 0 {
+        sep.push("SELECT (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ")
+            .push_bind_unseparated(&p.consumer_group)
+            .push_unseparated(" AND group_key = ")
+            .push_bind_unseparated(key)
+            .push_unseparated(" AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ")
+            .push_bind_unseparated(now)
+            .push_unseparated(")");
+    }
+    let live: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
+    // Each group's oldest due rows up to its room, in one statement: a `LIMIT` per group, so
+    // nothing past a group's room is read.
+    // Limited groups first, each up to its room; the ungrouped pseudo-group (`""`, no
+    // limit) last with whatever the batch has left (the outer `LIMIT`).
+    let total = i64::from(limit.max(1));
+    let mut left = total;
+    let mut rooms: Vec<(&String, i64)> = Vec::new();
+    for (key, live) in keys.iter().zip(live) {
+        if key.is_empty() {
             continue;
         }
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
-        );
-        q.push_bind(&p.consumer_group)
+        let room = (i64::from(per_group) - live).min(left);
+        if room > 0 {
+            left -= room;
+            rooms.push((key, room));
+        }
+    }
+    if keys.iter().any(|k| k.is_empty()) {
+        rooms.push((keys.iter().find(|k| k.is_empty()).expect("present"), total));
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT message_id FROM (");
+    let any = !rooms.is_empty();
+    for (i, (key, room)) in rooms.into_iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
+            .push_bind(&p.consumer_group)
             .push(" AND d.group_key = ")
             .push_bind(key)
             .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
@@ -79,11 +99,11 @@ pub(crate) async fn pick(
         if let Some(id) = &p.message_id {
             q.push(" AND d.message_id = ").push_bind(id);
         }
-        q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room);
-        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
-        left -= ids.len() as i64;
-        message_ids.extend(ids);
+        q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room).push(")");
     }
+    q.push(") LIMIT ").push_bind(total);
+    let message_ids: Vec<String> =
+        if any { q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)? } else { Vec::new() };
     Ok(GroupPicks { keys, message_ids, per_group })
 }
 
@@ -120,17 +140,15 @@ pub(crate) async fn park(
     for key in &picks.keys {
         sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
     }
-    q.push(
-        ") k) UPDATE flow_groups SET running = (SELECT live FROM c WHERE c.key = flow_groups.group_key), concurrency = ",
-    )
-    .push_bind(i64::from(picks.per_group))
-    .push(
-        ", ready_at = (SELECT CASE WHEN c.key <> '' AND c.live >= ",
-    )
-    .push_bind(i64::from(picks.per_group))
-    .push(" THEN c.lease_end ELSE c.first END FROM c WHERE c.key = flow_groups.group_key) WHERE consumer_group = ")
-    .push_bind(&p.consumer_group)
-    .push(" AND group_key IN (SELECT key FROM c)");
+    // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from
+    // correlated subqueries would be evaluated again for every row).
+    q.push(") k) UPDATE flow_groups SET running = c.live, concurrency = ")
+        .push_bind(i64::from(picks.per_group))
+        .push(", ready_at = CASE WHEN c.key <> '' AND c.live >= ")
+        .push_bind(i64::from(picks.per_group))
+        .push(" THEN c.lease_end ELSE c.first END FROM c WHERE flow_groups.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND flow_groups.group_key = c.key");
     q.build().execute(&mut *conn).await.map_err(db_err)?;
     Ok(())
 }

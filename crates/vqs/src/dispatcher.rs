@@ -308,7 +308,10 @@ async fn consumer_loop(
         if claiming.is_none() && idle.is_none() {
             // A group limited across processes prefetches nothing: a lease waiting in this
             // buffer would hold one of the group's slots while another process sits idle.
-            let ahead = if config.prefetch.is_zero() || consumer.limited_across_processes() {
+            // (Under group concurrency alone it does: a prefetched lease holds one slot of one
+            // message group for the few milliseconds of prefetch, and every other group is
+            // free to run elsewhere.)
+            let ahead = if config.prefetch.is_zero() || consumer.global_max_concurrency.is_some() {
                 0
             } else {
                 rate.ahead(config.prefetch)
