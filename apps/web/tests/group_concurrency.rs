@@ -16,10 +16,13 @@ use vqs::SendOpts;
 use vqs::store::{ExecutionListParams, ExecutionStatus, MessageGetParams};
 
 const GROUPS: usize = 10;
+
+/// One run: when it started and when it finished.
+type Run = (DateTime<Utc>, DateTime<Utc>);
 const PER_GROUP: usize = 4;
 
 /// The most runs overlapping at one instant, from their recorded start and end.
-fn most_at_once(runs: &[(DateTime<Utc>, DateTime<Utc>)]) -> usize {
+fn most_at_once(runs: &[Run]) -> usize {
     let mut edges: Vec<(DateTime<Utc>, i32)> = runs.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
     // An end before a start at the same instant: back-to-back runs do not overlap.
     edges.sort();
@@ -69,7 +72,7 @@ async fn three_processes_never_run_two_of_one_group_at_once() {
         assert!(Instant::now() < deadline, "only {} of {jobs} probes succeeded", done.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut by_group: HashMap<&str, Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    let mut by_group: HashMap<&str, Vec<Run>> = HashMap::new();
     for (g, run) in &runs {
         by_group.entry(g.as_str()).or_default().push(*run);
     }
