@@ -83,15 +83,7 @@ pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static st
         return Ok(Some("paused"));
     }
     if m.group_key.is_some() {
-        let held = queue
-            .store()
-            .delivery_group_held(vqs::store::DeliveryGroupHeldParams {
-                message_id: m.id.clone(),
-                now: queue.clock().now(),
-            })
-            .await
-            .map_err(vqs::QueueError::from)?;
-        if held {
+        if queue.group_held(&m.id).await? {
             return Ok(Some("group_concurrency"));
         }
     }

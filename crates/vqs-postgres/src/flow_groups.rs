@@ -9,16 +9,15 @@
 //! only appends a wake-up that the next claim folds in, earlier never later. `running` is
 //! the group's live leases as its last claim counted them.
 
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 use sqlx::{PgPool, Row};
 use vqs::store::{DeliveryClaimParams, StoreError};
 
-use crate::lease::{GroupRooms, claim_query, room_under_max};
 use crate::rows::db_err;
 
 /// Fold the consumer group's wake-ups into its groups' `ready_at` (creating the rows of new
 /// groups), in group order so that two claims folding at once never deadlock.
-async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(), StoreError> {
+pub(crate) async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(), StoreError> {
     sqlx::query(
         "WITH w AS (DELETE FROM flow_group_wakeups WHERE consumer_group = $1 RETURNING group_key, due_at) \
          INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
@@ -33,28 +32,25 @@ async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(
     Ok(())
 }
 
-/// The grouped claim: the ready groups, oldest `ready_at` first, are locked (`SKIP
-/// LOCKED`: another claim has them), their live leases counted, up to the room left leased
-/// of each (the `""` group, ungrouped messages, has no limit), and each visited group is
-/// parked: ready again at its oldest live row if it has room, at its earliest lease end if
-/// full — a full group is out of the ready index, so its backlog is never read.
-pub(crate) async fn claim_grouped(
-    pool: &PgPool,
+/// The groups a grouped claim takes from, each with the room it has.
+pub(crate) struct GroupRooms {
+    /// Every group visited (locked), to be parked after the claim.
+    pub(crate) visited: Vec<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) rooms: Vec<i32>,
+}
+
+/// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
+/// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
+/// `limit` groups with `ready_at <= now`, oldest first, locked (`SKIP LOCKED`: another claim
+/// has them), each with its live leases counted and the room left (the `""` group,
+/// ungrouped messages, has no limit and comes last with what the batch has left).
+pub(crate) async fn ready_groups(
+    tx: &mut PgConnection,
     p: &DeliveryClaimParams,
     per_group: u32,
-) -> Result<Vec<PgRow>, StoreError> {
-    let per_group = per_group.max(1);
-    let mut conn = pool.acquire().await.map_err(db_err)?;
-    fold_wakeups(&mut conn, &p.consumer_group).await?;
-    drop(conn);
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    let mut limit = p.limit.max(1);
-    if let Some(max) = p.max_leased {
-        limit = limit.min(room_under_max(&mut tx, p, max).await?);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-    }
+    limit: u32,
+) -> Result<GroupRooms, StoreError> {
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
          ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
@@ -65,8 +61,9 @@ pub(crate) async fn claim_grouped(
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
+    let mut groups = GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new() };
     if keys.is_empty() {
-        return Ok(Vec::new());
+        return Ok(groups);
     }
     let live: Vec<i64> = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k.key \
@@ -79,9 +76,6 @@ pub(crate) async fn claim_grouped(
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
-    let mut groups = GroupRooms { keys: Vec::new(), rooms: Vec::new() };
-    // Limited groups first; the ungrouped pseudo-group (`""`, no limit) last, with what the
-    // batch has left (the statement's outer LIMIT).
     let mut order: Vec<(&String, i64)> = keys.iter().zip(live).collect();
     order.sort_by_key(|(k, _)| k.is_empty());
     for (key, live) in order {
@@ -91,11 +85,19 @@ pub(crate) async fn claim_grouped(
             groups.rooms.push(room as i32);
         }
     }
-    let rows = if groups.keys.is_empty() {
-        Vec::new()
-    } else {
-        claim_query(p, limit, Some(&groups)).build().fetch_all(&mut *tx).await.map_err(db_err)?
-    };
+    groups.visited = keys;
+    Ok(groups)
+}
+
+/// After the claim, in its transaction: each group visited gets its live lease count and
+/// is parked — ready again at its oldest live row if it has room, at its earliest lease end
+/// if full (out of the ready index until then: its backlog is never read), NULL if empty.
+pub(crate) async fn park(
+    tx: &mut PgConnection,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+    visited: &[String],
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE flow_groups f SET running = c.live, concurrency = $3, \
            ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END \
@@ -112,12 +114,11 @@ pub(crate) async fn claim_grouped(
     .bind(&p.consumer_group)
     .bind(p.now)
     .bind(i64::from(per_group))
-    .bind(&keys)
+    .bind(visited)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(rows)
+    Ok(())
 }
 
 /// A consumer group's subscription became grouped (or stopped being so): its live

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use std::sync::Arc;
 use vqs::store::*;
 
+use crate::flow_groups::GroupRooms;
 use crate::lease_failure::lease_failure;
 use crate::rows::db_err;
 use crate::rows::*;
@@ -54,7 +55,7 @@ pub(crate) async fn delivery_claim(
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let rows = match (p.max_leased, p.group_concurrency) {
-        (_, Some(n)) => crate::flow_groups::claim_grouped(pool, &p, n).await?,
+        (_, Some(n)) => claim_grouped(pool, &p, n).await?,
         (None, None) => {
             let mut held = claim_conn.lock().await;
             let conn = held.get().await?;
@@ -106,16 +107,10 @@ pub(crate) async fn delivery_claim(
         .collect())
 }
 
-/// The groups a grouped claim takes from, each with the room it has (`flow_groups.rs`).
-pub(crate) struct GroupRooms {
-    pub(crate) keys: Vec<String>,
-    pub(crate) rooms: Vec<i32>,
-}
-
 /// The claim statement for `p`, leasing at most `limit` — of every due delivery of the
 /// consumer group, or with `groups` of those groups only, each up to its room (through
 /// `deliveries_grouped`: a group's rows in claim order, nothing of another group read).
-pub(crate) fn claim_query<'a>(
+fn claim_query<'a>(
     p: &'a DeliveryClaimParams,
     limit: u32,
     groups: Option<&'a GroupRooms>,
@@ -218,13 +213,39 @@ async fn claim_limited(pool: &PgPool, p: &DeliveryClaimParams, max: u32) -> Resu
     Ok(rows)
 }
 
+/// The grouped claim (`flow_groups.rs`): the wake-ups folded in, the ready groups locked
+/// with their room, up to that leased of each in one statement, and every group visited
+/// parked — in one transaction.
+async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -> Result<Vec<PgRow>, StoreError> {
+    let per_group = per_group.max(1);
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    crate::flow_groups::fold_wakeups(&mut conn, &p.consumer_group).await?;
+    drop(conn);
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut limit = p.limit.max(1);
+    if let Some(max) = p.max_leased {
+        limit = limit.min(room_under_max(&mut tx, p, max).await?);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+    }
+    let groups = crate::flow_groups::ready_groups(&mut tx, p, per_group, limit).await?;
+    if groups.visited.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = if groups.keys.is_empty() {
+        Vec::new()
+    } else {
+        claim_query(p, limit, Some(&groups)).build().fetch_all(&mut *tx).await.map_err(db_err)?
+    };
+    crate::flow_groups::park(&mut tx, p, per_group, &groups.visited).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows)
+}
+
 /// Under the consumer group's `max_leased`, in a transaction that holds its claim lock: how
 /// many more it may lease now.
-pub(crate) async fn room_under_max(
-    tx: &mut PgConnection,
-    p: &DeliveryClaimParams,
-    max: u32,
-) -> Result<u32, StoreError> {
+async fn room_under_max(tx: &mut PgConnection, p: &DeliveryClaimParams, max: u32) -> Result<u32, StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("vqs-claim:{}", p.consumer_group))
         .execute(&mut *tx)

@@ -278,6 +278,13 @@ impl Queue {
     /// Validate a publish and turn it into the backend's params without sending it — for a
     /// backend function that publishes inside the caller's database transaction
     /// (`vqs_postgres::enqueue_in`).
+    /// True when a delivery of message `id` is due but waits because its group is full
+    /// (the admin API's `"held": "group_concurrency"`).
+    pub async fn group_held(&self, id: &str) -> Result<bool, QueueError> {
+        let p = crate::store::DeliveryGroupHeldParams { message_id: id.to_owned(), now: self.inner.clock.now() };
+        Ok(self.inner.store.delivery_group_held(p).await?)
+    }
+
     pub fn prepare_send(&self, topic: &str, payload: Vec<u8>, opts: SendOpts) -> Result<MessageSendParams, QueueError> {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
