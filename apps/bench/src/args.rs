@@ -26,6 +26,12 @@ pub enum Workload {
     Memory,
     /// Database statements, round trips and commits per job.
     Roundtrips,
+    /// Group concurrency: `--n` jobs over `--flow-groups` groups at group concurrency 1,
+    /// against the same jobs ungrouped in the same run.
+    Flow,
+    /// A head-of-line attack: one group with `--hostile-big` waiting (group concurrency 1)
+    /// beside 100 small groups of `--n` jobs in all, against those jobs alone ungrouped.
+    Hostile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +106,13 @@ pub struct Args {
     /// Worker concurrency of the scaling, memory and round-trip workloads.
     #[arg(long, default_value_t = 50)]
     pub extra_concurrency: u32,
+    /// Groups of the flow workload.
+    #[arg(long, default_value_t = 1_000)]
+    pub flow_groups: usize,
+    /// Waiting messages of the hostile workload's big group (1,000,000 supported; loading
+    /// them takes a while, so the default is smaller).
+    #[arg(long, default_value_t = 100_000)]
+    pub hostile_big: usize,
     /// Jobs of the round-trip workload.
     #[arg(long, default_value_t = 5_000)]
     pub roundtrip_n: usize,

@@ -132,6 +132,11 @@ impl BenchDb {
         OpenQueue::open(&self.url).await
     }
 
+    /// [`BenchDb::open`] with the probe consumer registered at this group concurrency.
+    pub async fn open_grouped(&self, group_concurrency: Option<u32>) -> Result<OpenQueue> {
+        OpenQueue::open_grouped(&self.url, group_concurrency).await
+    }
+
     /// Drop the database (or delete the file).
     pub async fn drop(self) -> Result<()> {
         self.target.remove(&self.name).await
@@ -153,6 +158,11 @@ enum Store {
 impl OpenQueue {
     /// What `web::runtime::open_queue` does, keeping the handles to close it again.
     pub async fn open(url: &str) -> Result<OpenQueue> {
+        OpenQueue::open_grouped(url, None).await
+    }
+
+    /// [`OpenQueue::open`], the probe consumer registered at `group_concurrency`.
+    pub async fn open_grouped(url: &str, group_concurrency: Option<u32>) -> Result<OpenQueue> {
         let open = if url.starts_with("sqlite:") {
             let store = vqs_sqlite::SqliteStore::open(url).await?;
             store.migrate().await?;
@@ -167,8 +177,11 @@ impl OpenQueue {
             let wake = store.forward_wakeups(queue.clone());
             OpenQueue { queue, store: Store::Postgres(store, wake) }
         };
-        let consumers: Vec<ConsumerConfig> =
-            in_process_worker::probe_vercel(1)?.queue_triggers.iter().map(ConsumerConfig::from).collect();
+        let consumers: Vec<ConsumerConfig> = in_process_worker::probe_vercel(1)?
+            .queue_triggers
+            .iter()
+            .map(|t| ConsumerConfig { group_concurrency, ..ConsumerConfig::from(t) })
+            .collect();
         vqs::register_consumers(&open.queue, &consumers).await.context("subscribing the probe consumer")?;
         Ok(open)
     }

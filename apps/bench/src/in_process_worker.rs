@@ -37,6 +37,7 @@ pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> we
         retry_delay_seconds: None,
         vercel: Default::default(),
         server: Default::default(),
+        group_concurrency: Default::default(),
     }
 }
 
@@ -48,8 +49,21 @@ pub struct InProcessWorker {
 impl InProcessWorker {
     /// Start a worker on `queue` with the probe consumer at `concurrency`.
     pub async fn start(queue: &Queue, concurrency: u32) -> Result<InProcessWorker> {
+        InProcessWorker::start_grouped(queue, concurrency, None).await
+    }
+
+    /// [`InProcessWorker::start`] with the probe job at this group concurrency.
+    pub async fn start_grouped(
+        queue: &Queue,
+        concurrency: u32,
+        group_concurrency: Option<u32>,
+    ) -> Result<InProcessWorker> {
         let config = serving_config("", "vercel.json".into());
-        let state = web::runtime::state(&config, queue.clone(), probe_vercel(concurrency)?);
+        let mut settings = web::runtime::settings(&config);
+        if let Some(n) = group_concurrency {
+            settings.job_group_concurrency.insert("probe".into(), n);
+        }
+        let state = vqs_axum::VqsState::new(queue.clone(), probe_vercel(concurrency)?, settings);
         let completions = Completions::default();
         let router = completions.layer(web::app(state.clone()));
         let workers = Workers::start(&state, router, DispatcherConfig::default()).await?;

@@ -15,6 +15,7 @@ mod args;
 mod bench_db;
 mod bulk;
 mod completions;
+mod flow;
 mod in_process_worker;
 mod latency;
 mod line;
@@ -125,6 +126,14 @@ async fn run_backend(args: &Args, target: &Target) -> Result<()> {
             Workload::Memory => memory::memory(target, &out, args.n, args.extra_concurrency).await?,
             Workload::Roundtrips => {
                 round_trips::round_trips(target, &out, args.roundtrip_n, args.extra_concurrency).await?
+            }
+            Workload::Flow => {
+                let timeout = secs(args.process_timeout_s);
+                flow::flow(target, &out, args.n, args.flow_groups, args.extra_concurrency, timeout).await?
+            }
+            Workload::Hostile => {
+                let timeout = secs(args.process_timeout_s);
+                flow::hostile(target, &out, args.n, args.hostile_big, args.extra_concurrency, timeout).await?
             }
         }
     }

@@ -44,6 +44,10 @@ pub enum Command {
         /// has not started, takes this payload and due time: with --delay, a debounce).
         #[arg(long, default_value = "skip", value_parser = ["skip", "replace"])]
         on_duplicate: String,
+        /// The message's group key (a tenant, an account): under the topic's group
+        /// concurrency, at most that many of one group run at once.
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -310,7 +314,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     match command {
         Command::Serve => unreachable!("handled above"),
         Command::Migrate => println!("migrations applied"),
-        Command::Enqueue { topic, payload, idempotency_key, delay, on_duplicate, json } => {
+        Command::Enqueue { topic, payload, idempotency_key, delay, on_duplicate, group, json } => {
             let payload: Value = serde_json::from_str(&payload).with_context(|| {
                 format!("the payload is not valid JSON: {payload:?} (quote it: '{{\"sleep_ms\": 100}}')")
             })?;
@@ -322,6 +326,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 idempotency_key,
                 delay: std::time::Duration::from_secs(delay),
                 on_duplicate,
+                group,
                 ..SendOpts::default()
             };
             let sent = queue.send(&topic, serde_json::to_vec(&payload)?, opts).await.map_err(|e| anyhow!("{e}"))?;

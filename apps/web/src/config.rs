@@ -40,6 +40,10 @@ pub struct Config {
     pub vercel: VercelEnv,
     /// Connection limits and the shutdown grace of `serve` (`VQS_HTTP_*`, `VQS_SHUTDOWN_GRACE_SECONDS`).
     pub server: vqs_axum::ServerLimits,
+    /// `VQS_GROUP_CONCURRENCY` (`probe=1,sync-patient=4`): a topic's group concurrency in
+    /// place of its job's `Jobbable::group_concurrency` (drills and tests; the job type is
+    /// the place for a default).
+    pub group_concurrency: BTreeMap<String, u32>,
 }
 
 pub use vqs_axum::VercelEnv;
@@ -298,8 +302,30 @@ impl Config {
             lifeline: lifeline_from_env()?,
             vercel: vercel_env_from_env()?,
             server: server_limits_from_env()?,
+            group_concurrency: group_concurrency_from_env()?,
         })
     }
+}
+
+/// `VQS_GROUP_CONCURRENCY`: comma-separated `topic=N`, N from 1 to 10,000.
+fn group_concurrency_from_env() -> Result<BTreeMap<String, u32>> {
+    let Some(v) = var("VQS_GROUP_CONCURRENCY")? else { return Ok(BTreeMap::new()) };
+    parse_group_concurrency(&v)
+}
+
+/// `topic=N,topic=N` as a map; the error names the variable and what to write.
+pub fn parse_group_concurrency(v: &str) -> Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((topic, n)) = part.split_once('=') else {
+            bail!(
+                "VQS_GROUP_CONCURRENCY must be topic=N pairs separated by commas (probe=1,sync-patient=4), got {part:?}"
+            );
+        };
+        let n = number_setting("VQS_GROUP_CONCURRENCY", n.trim(), 1, 10_000, "leases per group")?;
+        out.insert(topic.trim().to_owned(), u32::try_from(n).unwrap_or(1));
+    }
+    Ok(out)
 }
 
 /// Secrets shorter than this are warned about at start-up.
@@ -418,6 +444,7 @@ mod tests {
             lifeline: Default::default(),
             vercel: VercelEnv::default(),
             server: Default::default(),
+            group_concurrency: BTreeMap::new(),
         };
         let strong = "0123456789abcdef0123";
         assert!(config(strong, &format!("{strong}q"), &format!("{strong}c")).secret_warnings().is_empty());

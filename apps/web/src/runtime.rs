@@ -112,6 +112,11 @@ pub fn settings(config: &Config) -> VqsSettings {
         lifeline: config.lifeline,
         function_urls: config.vercel.function_urls.clone(),
         job_topics: jobs::handlers().iter().map(|h| h.topic().to_owned()).collect(),
+        job_group_concurrency: jobs::handlers()
+            .iter()
+            .filter_map(|h| Some((h.topic().to_owned(), h.group_concurrency()?)))
+            .chain(config.group_concurrency.clone())
+            .collect(),
     }
 }
 

@@ -401,6 +401,7 @@ async fn purge_of_one_consumer_group_leaves_the_others() {
     app.queue()
         .store()
         .subscription_ensure(vqs::store::SubscriptionEnsureParams {
+            grouped: false,
             topic_pattern: "probe".into(),
             consumer_group: "audit".into(),
             initial_delay_seconds: 0,

@@ -27,6 +27,7 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
         .queue()
         .store()
         .delivery_claim(DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: group,
             topic: Some("probe".into()),
             message_id: None,
@@ -37,7 +38,6 @@ async fn claim(app: &TestApp, start_executions: bool) -> LeasedMessage {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: app.clock.now(),
         })

@@ -238,6 +238,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     let store = app.queue().store().clone();
     for group in ["good", "poison"] {
         let p = SubscriptionEnsureParams {
+            grouped: false,
             topic_pattern: "t".into(),
             consumer_group: group.into(),
             initial_delay_seconds: 0,
@@ -246,6 +247,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
         store.subscription_ensure(p).await.unwrap();
     }
     let send = |topic: &str| MessageSendParams {
+        group_key: None,
         topic: topic.into(),
         payload: b"{}".to_vec(),
         content_type: "application/json".into(),
@@ -266,6 +268,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     }
     let claim = |group: &str| {
         store.delivery_claim(DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: group.into(),
             topic: Some("t".into()),
             message_id: None,
@@ -276,7 +279,6 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: Utc::now(),
         })

@@ -14,6 +14,7 @@ use vqs::{Clock, Lifeline, LifelineConfig};
 /// naming `holder`.
 async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
     let claim = DeliveryClaimParams {
+        group_concurrency: None,
         consumer_group: app.consumer("probe").consumer_group,
         topic: None,
         message_id: None,
@@ -24,7 +25,6 @@ async fn lease_for_an_hour(app: &TestApp, holder: Option<&str>) -> usize {
         max_leased: None,
         leased_here: 0,
         rate_limit: None,
-        group_concurrency: None,
         group_rate_limit: None,
         now: app.clock.now(),
     };

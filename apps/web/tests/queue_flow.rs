@@ -331,6 +331,7 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
         .queue()
         .store()
         .delivery_claim(vqs::store::DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: consumer.consumer_group.clone(),
             topic: None,
             message_id: None,
@@ -341,7 +342,6 @@ async fn a_push_over_http_with_the_proof_is_handled_and_acknowledged() {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: Utc::now(),
         })

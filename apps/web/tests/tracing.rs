@@ -36,6 +36,7 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
         .queue()
         .store()
         .delivery_claim(DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: group.into(),
             topic: None,
             message_id: None,
@@ -46,7 +47,6 @@ async fn claim_one(app: &TestApp, group: &str) -> vqs::store::LeasedMessage {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: app.clock.now(),
         })
@@ -67,6 +67,7 @@ async fn a_producers_trace_reaches_the_job_and_the_jobs_it_enqueues() {
     let now = app.clock.now();
     store
         .subscription_ensure(SubscriptionEnsureParams {
+            grouped: false,
             topic_pattern: "chain".into(),
             consumer_group: "chain-group".into(),
             initial_delay_seconds: 0,

@@ -204,6 +204,7 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
     let dead = func.queue().dead_letters(10).await.unwrap();
     func.queue().dead_letter_replay(dead[0].id).await.unwrap();
     let claim = vqs::store::DeliveryClaimParams {
+        group_concurrency: None,
         consumer_group: dead[0].consumer_group.clone(),
         topic: Some("probe".into()),
         message_id: None,
@@ -214,7 +215,6 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_a_fatal_one_dead_lett
         max_leased: None,
         leased_here: 0,
         rate_limit: None,
-        group_concurrency: None,
         group_rate_limit: None,
         now: chrono::Utc::now(),
     };

@@ -169,6 +169,7 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
         .queue()
         .store()
         .delivery_claim(vqs::store::DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: consumer.consumer_group,
             topic: None,
             message_id: None,
@@ -179,7 +180,6 @@ async fn producer_headers_and_trace_context_are_forwarded_on_the_push() {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: chrono::Utc::now(),
         })

@@ -144,6 +144,7 @@ pub fn message_json(m: &MessageRecord, progress: &[ProgressRecord]) -> Value {
         "created_at": m.created_at,
         "expires_at": m.expires_at,
         "idempotency_key": m.idempotency_key,
+        "group": m.group_key,
         "content_type": m.content_type,
         "payload": m.payload,
         "deliveries": m.deliveries,
@@ -253,6 +254,9 @@ struct EnqueueBody {
     /// `"skip"` (the default) or `"replace"` (SPEC.md, "Job outcomes"); read as text so
     /// that anything else gets an answer naming the allowed values.
     on_duplicate: Option<String>,
+    /// The message's group key (SPEC.md, "Flow control"): 1–256 characters, no control
+    /// characters.
+    group: Option<String>,
 }
 
 async fn enqueue(
@@ -262,7 +266,7 @@ async fn enqueue(
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "{}: send JSON {{\"topic\": \"probe\", \"payload\": {{}}, \"idempotency_key\"?: \"…\", \"delay_seconds\"?: 0, \
-             \"on_duplicate\"?: \"skip\" | \"replace\"}}",
+             \"on_duplicate\"?: \"skip\" | \"replace\", \"group\"?: \"tenant-1\"}}",
             e.body_text()
         ))
     })?;
@@ -281,6 +285,7 @@ async fn enqueue(
         idempotency_key: body.idempotency_key,
         delay: std::time::Duration::from_secs(body.delay_seconds.unwrap_or(0)),
         on_duplicate,
+        group: body.group,
         ..SendOpts::default()
     };
     let sent = state.queue.send(&body.topic, payload, opts).await?;

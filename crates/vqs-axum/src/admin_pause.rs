@@ -83,15 +83,19 @@ fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Val
 }
 
 /// Why a message is not running, for the admin API's message view: `Some("paused")` when
-/// its topic is paused and a delivery of it is waiting (pending); else, for a delivery that
-/// is due, `"concurrency"` or `"rate_limit"` when a limit in force holds it back
-/// ([`Queue::limit_held`]).
+/// its topic is paused and a delivery of it is waiting (pending); `Some("group_concurrency")`
+/// when a delivery is due but its group is full; else, for a delivery that is due,
+/// `"concurrency"` or `"rate_limit"` when a limit in force holds it back
+/// ([`Queue::limit_held`]). SPEC.md, "Flow control".
 pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
     if !m.deliveries.iter().any(|d| d.state == DeliveryState::Pending) {
         return Ok(None);
     }
     if queue.paused_topics().await?.contains(&m.topic) {
         return Ok(Some("paused"));
+    }
+    if m.group_key.is_some() && queue.group_held(&m.id).await? {
+        return Ok(Some("group_concurrency"));
     }
     let now = queue.clock().now();
     for d in m.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && d.visible_at <= now) {

@@ -37,6 +37,9 @@ pub struct VqsSettings {
     /// The topics whose consumer route (`/api/queue/<topic>`) this app serves with a job's
     /// `QueueHandler`: the dispatcher records each such attempt with its lease.
     pub job_topics: Vec<String>,
+    /// Each job topic's [`vqs::Jobbable::group_concurrency`] where it has one: the default
+    /// group concurrency of the consumer route that serves it.
+    pub job_group_concurrency: BTreeMap<String, u32>,
 }
 
 impl Default for VqsSettings {
@@ -52,6 +55,7 @@ impl Default for VqsSettings {
             lifeline: vqs::LifelineConfig::default(),
             function_urls: BTreeMap::new(),
             job_topics: Vec::new(),
+            job_group_concurrency: BTreeMap::new(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct VqsState {
     pub lifeline: vqs::LifelineConfig,
     /// [`VqsSettings::job_topics`].
     pub job_topics: Arc<Vec<String>>,
+    /// [`VqsSettings::job_group_concurrency`].
+    pub job_group_concurrency: Arc<BTreeMap<String, u32>>,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which
@@ -135,6 +141,7 @@ impl VqsState {
             lifeline: settings.lifeline,
             login_throttle: Default::default(),
             job_topics: Arc::new(settings.job_topics),
+            job_group_concurrency: Arc::new(settings.job_group_concurrency),
         }
     }
 }

@@ -96,7 +96,18 @@ pub fn consumers(state: &VqsState) -> Vec<ConsumerConfig> {
         .iter()
         .map(|t| {
             let c = ConsumerConfig::from(t);
-            ConsumerConfig { visibility: state.lease, starts_executions: job_routes.contains(&c.route_path), ..c }
+            // The job type served by the route gives the group concurrency.
+            let group_concurrency = state
+                .job_group_concurrency
+                .iter()
+                .find(|(topic, _)| c.route_path == format!("/api/queue/{topic}"))
+                .map(|(_, n)| *n);
+            ConsumerConfig {
+                visibility: state.lease,
+                starts_executions: job_routes.contains(&c.route_path),
+                group_concurrency,
+                ..c
+            }
         })
         .collect()
 }

@@ -45,7 +45,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = $1 RETURNING id, message_id, topic, consumer_group, content_type, payload, \
          octet_length(payload) AS payload_bytes, \
-         error, attempts, created_at, headers_json",
+         error, attempts, created_at, headers_json, group_key",
     )
     .bind(p.id)
     .fetch_optional(&mut *tx)
@@ -77,8 +77,9 @@ pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Ve
     let mut tx = pool.begin().await.map_err(db_err)?;
     sqlx::query(
         "INSERT INTO dead_letters \
-           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json, \
+            group_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
     )
     .bind(letter.id)
     .bind(&letter.message_id)
@@ -90,6 +91,7 @@ pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Ve
     .bind(letter.attempts as i32)
     .bind(letter.created_at)
     .bind(&letter.headers_json)
+    .bind(&letter.group_key)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -108,7 +110,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
-         octet_length(payload) AS payload_bytes, error, attempts, created_at \
+         octet_length(payload) AS payload_bytes, error, attempts, created_at, group_key \
          FROM dead_letters ORDER BY id DESC LIMIT $1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -126,7 +128,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
-         error, attempts, created_at FROM dead_letters WHERE id = $1",
+         error, attempts, created_at, group_key FROM dead_letters WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

@@ -7,11 +7,12 @@ use sqlx::PgPool;
 use sqlx::Postgres;
 use sqlx::QueryBuilder;
 use sqlx::Row;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
 use std::sync::Arc;
 use vqs::store::*;
 use vqs::store_support::rate_interval_us;
 
+use crate::flow_groups::GroupRooms;
 use crate::lease_failure::lease_failure;
 use crate::rows::db_err;
 use crate::rows::*;
@@ -54,13 +55,20 @@ pub(crate) async fn delivery_claim(
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
-    // One statement on the claim's held connection, limited or not: a limited group's
-    // lock, count and claim happen inside it (`claim_query`'s `vqs_claim_room`).
-    let mut held = claim_conn.lock().await;
-    let conn = held.get().await?;
-    let rows = claim_query(&p).build().fetch_all(&mut *conn).await.map_err(db_err);
-    let rows = held.check(rows)?;
-    drop(held);
+    // Ungrouped: one statement on the claim's held connection, limited or not (a limited
+    // group's lock, count and claim happen inside it: `push_limit`'s `vqs_claim_room`).
+    // Grouped: through the ready groups, in a transaction of its own (`claim_grouped`).
+    let rows = match p.group_concurrency {
+        Some(per_group) => claim_grouped(pool, &p, per_group).await?,
+        None => {
+            let mut held = claim_conn.lock().await;
+            let conn = held.get().await?;
+            let rows = claim_query(&p).build().fetch_all(&mut *conn).await.map_err(db_err);
+            let rows = held.check(rows)?;
+            drop(held);
+            rows
+        }
+    };
     if rows.is_empty()
         && let Some(id) = &p.message_id
     {
@@ -105,21 +113,36 @@ pub(crate) async fn delivery_claim(
 /// The claim statement for `p`: at most `p.limit`, and under the group's limits when it has
 /// any (see [`push_limit`]).
 fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
-    claim_query_after("", p)
+    claim_query_after("", p, None)
 }
 
 /// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
 pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
-    let rows = claim_query_after("EXPLAIN ", p).build().fetch_all(pool).await.map_err(db_err)?;
+    let rows = claim_query_after("EXPLAIN ", p, None).build().fetch_all(pool).await.map_err(db_err)?;
     Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
 }
 
-/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing).
-fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams) -> QueryBuilder<'a, Postgres> {
+/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing). With `grouped`, of those groups
+/// only, each up to its room (through `deliveries_grouped`: a group's rows in claim order,
+/// nothing of another group read), at most the given limit in all (already under the
+/// consumer group's limits: `claim_grouped` took the room first).
+fn claim_query_after<'a>(
+    prefix: &str,
+    p: &'a DeliveryClaimParams,
+    grouped: Option<(&'a GroupRooms, u32)>,
+) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
+    q.push("WITH due AS (");
+    if let Some((g, _)) = grouped {
+        q.push("SELECT x.* FROM UNNEST(")
+            .push_bind(&g.keys)
+            .push("::text[], ")
+            .push_bind(&g.rooms)
+            .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
+    }
     q.push(
-        "WITH due AS (SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
+        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
          FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
@@ -144,9 +167,18 @@ fn claim_query_after<'a>(prefix: &str, p: &'a DeliveryClaimParams) -> QueryBuild
     if let Some(id) = &p.message_id {
         q.push(" AND d.message_id = ").push_bind(id);
     }
-    q.push(" ORDER BY d.visible_at LIMIT ");
-    push_limit(&mut q, p);
-    q.push(" FOR UPDATE OF d SKIP LOCKED), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
+    match grouped {
+        Some((_, limit)) => {
+            q.push(" AND d.group_key = g.key ORDER BY d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x LIMIT ")
+                .push_bind(i64::from(limit.max(1)));
+        }
+        None => {
+            q.push(" ORDER BY d.visible_at LIMIT ");
+            push_limit(&mut q, p);
+            q.push(" FOR UPDATE OF d SKIP LOCKED");
+        }
+    }
+    q.push("), leased AS (UPDATE deliveries d SET state = 'leased', visible_at = ")
         .push_bind(lease_until)
         .push(", delivery_count = d.delivery_count + 1, attempts = d.attempts + ")
         // Only a lease that records the attempt's execution spends an attempt.
@@ -220,10 +252,16 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
         q.push_bind(limit);
         return;
     }
+    q.push("LEAST(").push_bind(limit).push(", ");
+    push_claim_room(q, p);
+    q.push(")");
+}
+
+/// `vqs_claim_room(...)` for `p`: the consumer group's lock taken, the room left under its
+/// `max_leased` and rate bucket.
+fn push_claim_room<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
     let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    q.push("LEAST(")
-        .push_bind(limit)
-        .push(", vqs_claim_room(")
+    q.push("vqs_claim_room(")
         .push_bind(&p.consumer_group)
         .push(", ")
         .push_bind(p.now)
@@ -239,7 +277,7 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
         .push_bind(p.rate_limit.map(|r| int(r.limit)))
         .push(", ")
         .push_bind(p.rate_limit.map(|r| int(r.period_seconds)))
-        .push("))");
+        .push(")");
 }
 
 /// With a rate limit: a CTE of the claim statement that advances the bucket by the number
@@ -268,6 +306,41 @@ fn push_bucket_advance<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryCl
         .push(") - ")
         .push_bind(now_us)
         .push(" + EXCLUDED.tat_us, interval_us = EXCLUDED.interval_us)");
+}
+
+/// The grouped claim (`flow_groups.rs`): the wake-ups folded in, then in one transaction
+/// the consumer group's room under its limits (`vqs_claim_room`: its lock, count and rate
+/// bucket, when it has any), the ready groups locked with their room, up to that leased of
+/// each in one statement (the bucket advanced by what was leased), and every group visited
+/// parked.
+async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -> Result<Vec<PgRow>, StoreError> {
+    let per_group = per_group.max(1);
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    crate::flow_groups::fold_wakeups(&mut conn, &p.consumer_group).await?;
+    drop(conn);
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut limit = p.limit.max(1);
+    if p.max_leased.is_some() || p.rate_limit.is_some() {
+        let mut room: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+        push_claim_room(&mut room, p);
+        let room: i32 = room.build_query_scalar().fetch_one(&mut *tx).await.map_err(db_err)?;
+        limit = limit.min(u32::try_from(room).unwrap_or(0));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+    }
+    let groups = crate::flow_groups::ready_groups(&mut tx, p, per_group, limit).await?;
+    if groups.visited.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = if groups.keys.is_empty() {
+        Vec::new()
+    } else {
+        claim_query_after("", p, Some((&groups, limit))).build().fetch_all(&mut *tx).await.map_err(db_err)?
+    };
+    crate::flow_groups::park(&mut tx, p, per_group, &groups.visited).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows)
 }
 
 pub(crate) async fn delivery_set_visibility(

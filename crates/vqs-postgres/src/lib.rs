@@ -22,6 +22,7 @@ mod cancel;
 mod cron_runs;
 mod dead_letters;
 mod executions;
+mod flow_groups;
 mod held_connection;
 mod keyed_insert;
 mod lease;

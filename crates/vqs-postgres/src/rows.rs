@@ -51,6 +51,7 @@ pub(crate) fn dead_letter(r: &PgRow) -> DeadLetterRecord {
         attempts: r.get::<i32, _>("attempts") as u32,
         created_at: r.get("created_at"),
         headers_json: r.try_get("headers_json").ok().flatten(),
+        group_key: r.try_get("group_key").ok().flatten(),
     }
 }
 

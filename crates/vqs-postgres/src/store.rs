@@ -281,6 +281,10 @@ impl QueueStore for PgStore {
         crate::publish::message_ids_by_key(&self.pool, p).await
     }
 
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+        crate::flow_groups::group_held(&self.pool, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         crate::subscriptions::subscription_ensure(&self.pool, p).await
     }

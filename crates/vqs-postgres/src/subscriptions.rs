@@ -10,11 +10,20 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
         vqs::store_support::TopicPattern::parse(&p.topic_pattern);
     let initial = i32::try_from(p.initial_delay_seconds).unwrap_or(i32::MAX);
     let mut tx = pool.begin().await.map_err(db_err)?;
+    let was_grouped: Option<bool> = sqlx::query_scalar(
+        "SELECT grouped FROM subscriptions WHERE consumer_group = $1 AND topic_pattern = $2 FOR UPDATE",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.topic_pattern)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
     // (xmax = 0) is true only for a freshly inserted row.
     let fresh: bool = sqlx::query(
-        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_s, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_s = EXCLUDED.initial_delay_s \
+        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_s, created_at, grouped) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (consumer_group, topic_pattern) \
+         DO UPDATE SET initial_delay_s = EXCLUDED.initial_delay_s, grouped = EXCLUDED.grouped \
          RETURNING (xmax = 0)",
     )
     .bind(&p.consumer_group)
@@ -23,6 +32,7 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
     .bind(is_prefix)
     .bind(initial)
     .bind(p.now)
+    .bind(p.grouped)
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?
@@ -32,9 +42,9 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
         // that was cancelled (nothing of it left to run, and some of it cancelled): a
         // cancelled message never runs.
         sqlx::query(
-            "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
+            "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key) \
              SELECT id, $1, topic, 'pending', GREATEST(deliver_at, created_at + make_interval(secs => $2)), 0, \
-                    idempotency_key IS NOT NULL, $3 \
+                    idempotency_key IS NOT NULL, $3, CASE WHEN $6 THEN COALESCE(m.group_key, '') END \
              FROM messages m WHERE expires_at > $3 AND only_group IS NULL \
                AND ((NOT $4 AND topic = $5) OR ($4 AND starts_with(topic, $5))) \
                AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'cancelled') \
@@ -47,9 +57,13 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
         .bind(p.now)
         .bind(is_prefix)
         .bind(&prefix)
+        .bind(p.grouped)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    }
+    if fresh || was_grouped.is_some_and(|g| g != p.grouped) {
+        crate::flow_groups::rekey(&mut tx, &p.consumer_group, p.grouped, p.now).await?;
     }
     tx.commit().await.map_err(db_err)
 }

@@ -27,6 +27,7 @@ async fn store(url: &str) -> PgStore {
 async fn subscribe(store: &PgStore, topic: &str, group: &str) {
     store
         .subscription_ensure(SubscriptionEnsureParams {
+            grouped: false,
             topic_pattern: topic.into(),
             consumer_group: group.into(),
             initial_delay_seconds: 0,
@@ -101,6 +102,7 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
     // Started: the new message that takes the key rolls back too, the key stays where it was.
     let leased = store
         .delivery_claim(DeliveryClaimParams {
+            group_concurrency: None,
             consumer_group: "g".into(),
             topic: None,
             message_id: None,
@@ -111,7 +113,6 @@ async fn a_replace_inside_a_transaction_commits_or_rolls_back_with_it() {
             max_leased: None,
             leased_here: 0,
             rate_limit: None,
-            group_concurrency: None,
             group_rate_limit: None,
             now: chrono::Utc::now(),
         })
@@ -180,6 +181,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                 let now = chrono::Utc::now();
                 let got = s
                     .delivery_claim(DeliveryClaimParams {
+                        group_concurrency: None,
                         consumer_group: "g".into(),
                         topic: None,
                         message_id: None,
@@ -190,7 +192,6 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
                         max_leased: None,
                         leased_here: 0,
                         rate_limit: None,
-                        group_concurrency: None,
                         group_rate_limit: None,
                         now,
                     })
@@ -216,6 +217,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
             let n = round * 3 + j + 1;
             tokio::spawn(async move {
                 let p = vqs::store::MessageSendParams {
+                    group_key: None,
                     topic: "debounced".into(),
                     payload: n.to_string().into_bytes(),
                     content_type: "text/plain".into(),
@@ -296,6 +298,7 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                 let now = chrono::Utc::now();
                 let batch = s
                     .delivery_claim(DeliveryClaimParams {
+                        group_concurrency: None,
                         consumer_group: "g".into(),
                         topic: None,
                         message_id: None,
@@ -306,7 +309,6 @@ async fn concurrent_claimers_on_separate_connections_never_lease_the_same_messag
                         max_leased: None,
                         leased_here: 0,
                         rate_limit: None,
-                        group_concurrency: None,
                         group_rate_limit: None,
                         now,
                     })
@@ -416,6 +418,7 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
     queue.send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap();
     let now = chrono::Utc::now();
     let claim = DeliveryClaimParams {
+        group_concurrency: None,
         consumer_group: "g".into(),
         topic: None,
         message_id: None,
@@ -426,7 +429,6 @@ async fn the_pool_closes_promptly_after_the_hot_path_held_its_connections() {
         max_leased: None,
         leased_here: 0,
         rate_limit: None,
-        group_concurrency: None,
         group_rate_limit: None,
         now,
     };

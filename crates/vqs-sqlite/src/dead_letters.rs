@@ -52,7 +52,7 @@ pub(crate) async fn settle(
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
          length(payload) AS payload_bytes, \
-         error, attempts, created_at, headers_json",
+         error, attempts, created_at, headers_json, group_key",
     )
     .bind(p.id)
     .fetch_optional(&mut *tx)
@@ -90,8 +90,9 @@ pub(crate) async fn restore(
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     sqlx::query(
         "INSERT INTO dead_letters \
-           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+           (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json, \
+            group_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(letter.id)
     .bind(&letter.message_id)
@@ -103,6 +104,7 @@ pub(crate) async fn restore(
     .bind(i64::from(letter.attempts))
     .bind(us(letter.created_at))
     .bind(&letter.headers_json)
+    .bind(&letter.group_key)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -152,7 +154,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
-         length(payload) AS payload_bytes, error, attempts, created_at \
+         length(payload) AS payload_bytes, error, attempts, created_at, group_key \
          FROM dead_letters ORDER BY id DESC LIMIT ?1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -170,7 +172,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
-         error, attempts, created_at FROM dead_letters WHERE id = ?",
+         error, attempts, created_at, group_key FROM dead_letters WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(read)

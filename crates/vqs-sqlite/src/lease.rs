@@ -100,6 +100,17 @@ pub(crate) async fn claim_in(
             return Ok(Vec::new());
         }
     }
+    // Under group concurrency: the ready groups' picks, chosen first (`flow_groups.rs`).
+    let grouped = match p.group_concurrency {
+        Some(n) => Some(crate::flow_groups::pick(conn, &p, n, limit).await?),
+        None => None,
+    };
+    if grouped.as_ref().is_some_and(|g| g.message_ids.is_empty()) {
+        if let Some(g) = &grouped {
+            crate::flow_groups::park(conn, &p, g).await?;
+        }
+        return Ok(Vec::new());
+    }
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
         .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
@@ -110,8 +121,16 @@ pub(crate) async fn claim_in(
         .push(", updated_at = ")
         .push_bind(now)
         .push(" WHERE consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(
+        .push_bind(&p.consumer_group);
+    if let Some(g) = &grouped {
+        q.push(" AND message_id IN (");
+        let mut sep = q.separated(", ");
+        for id in &g.message_ids {
+            sep.push_bind(id.clone());
+        }
+        q.push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
+    } else {
+        q.push(
             " AND message_id IN (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id \
              WHERE d.consumer_group = ",
         )
@@ -124,15 +143,16 @@ pub(crate) async fn claim_in(
         // statement). A dispatcher that knows its topic is paused does not claim at all, so
         // this only skips rows for a wildcard subscription spanning a paused topic.
         .push(" AND d.topic NOT IN (SELECT topic FROM topic_controls WHERE paused = 1)");
-    if let Some(topic) = &p.topic {
-        q.push(" AND d.topic = ").push_bind(topic);
+        if let Some(topic) = &p.topic {
+            q.push(" AND d.topic = ").push_bind(topic);
+        }
+        if let Some(id) = &p.message_id {
+            q.push(" AND d.message_id = ").push_bind(id);
+        }
+        q.push(" ORDER BY d.visible_at LIMIT ")
+            .push_bind(i64::from(limit.max(1)))
+            .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
     }
-    if let Some(id) = &p.message_id {
-        q.push(" AND d.message_id = ").push_bind(id);
-    }
-    q.push(" ORDER BY d.visible_at LIMIT ")
-        .push_bind(i64::from(limit.max(1)))
-        .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
     let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
     if let Some(rate) = p.rate_limit
         && !leased.is_empty()
@@ -148,6 +168,9 @@ pub(crate) async fn claim_in(
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+    }
+    if let Some(g) = &grouped {
+        crate::flow_groups::park(conn, &p, g).await?;
     }
     if leased.is_empty() {
         if let Some(id) = &p.message_id {

@@ -16,6 +16,7 @@ mod cancel;
 mod cron_runs;
 mod dead_letters;
 mod executions;
+mod flow_groups;
 mod lease;
 mod lease_failure;
 mod maintenance;

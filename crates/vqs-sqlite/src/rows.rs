@@ -77,5 +77,6 @@ pub(crate) fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
         attempts: r.get::<i64, _>("attempts") as u32,
         created_at: time(r.get("created_at")),
         headers_json: r.try_get("headers_json").ok().flatten(),
+        group_key: r.try_get("group_key").ok().flatten(),
     }
 }

@@ -130,6 +130,10 @@ impl QueueStore for SqliteStore {
         crate::publish::message_ids_by_key(&self.read, p).await
     }
 
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+        crate::flow_groups::group_held(&self.read, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }

@@ -13,17 +13,19 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
     let now = us(p.now);
     let initial = i64::from(p.initial_delay_seconds) * US_PER_S;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-    let existed = sqlx::query("SELECT 1 FROM subscriptions WHERE consumer_group = ? AND topic_pattern = ?")
-        .bind(&p.consumer_group)
-        .bind(&p.topic_pattern)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .is_some();
+    let was_grouped: Option<bool> =
+        sqlx::query_scalar("SELECT grouped FROM subscriptions WHERE consumer_group = ? AND topic_pattern = ?")
+            .bind(&p.consumer_group)
+            .bind(&p.topic_pattern)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let existed = was_grouped.is_some();
     sqlx::query(
-        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (consumer_group, topic_pattern) DO UPDATE SET initial_delay_us = excluded.initial_delay_us",
+        "INSERT INTO subscriptions (consumer_group, topic_pattern, prefix, is_prefix, initial_delay_us, created_at, grouped) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (consumer_group, topic_pattern) \
+         DO UPDATE SET initial_delay_us = excluded.initial_delay_us, grouped = excluded.grouped",
     )
     .bind(&p.consumer_group)
     .bind(&p.topic_pattern)
@@ -31,6 +33,7 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
     .bind(is_prefix)
     .bind(initial)
     .bind(now)
+    .bind(p.grouped)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -40,8 +43,9 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
         // cancelled message never runs.
         sqlx::query(
             "INSERT OR IGNORE INTO deliveries \
-               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at) \
-             SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3 \
+               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key) \
+             SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3, \
+                    CASE WHEN ?6 THEN COALESCE(m.group_key, '') END \
              FROM messages m \
              WHERE expires_at > ?3 AND only_group IS NULL \
                AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5)) \
@@ -54,9 +58,13 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
         .bind(now)
         .bind(is_prefix)
         .bind(&prefix)
+        .bind(p.grouped)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    }
+    if was_grouped.is_some_and(|g| g != p.grouped) {
+        crate::flow_groups::rekey(&mut tx, &p.consumer_group, p.grouped, now).await?;
     }
     tx.commit().await.map_err(db_err)
 }

@@ -261,6 +261,7 @@ pub async fn a_burst_of_failures_settles_every_lease(s: Store) {
     let n = 1500u32;
     let sends = (0..n)
         .map(|i| MessageSendParams {
+            group_key: None,
             idempotency_key: (i % 2 == 0).then(|| format!("key-{i}")),
             retention_seconds: 86_400,
             ..send_params("probe", &format!("{{\"i\":{i}}}"), at(0))

@@ -17,6 +17,7 @@ pub mod concurrency_limit;
 pub mod crons;
 pub mod dead_letters;
 pub mod executions;
+pub mod groups;
 pub mod leases;
 pub mod maintenance;
 pub mod messages;
@@ -134,6 +135,9 @@ macro_rules! conformance {
             rate_limits { a_rate_limit_allows_a_burst_then_n_per_period_across_claimers,
                           a_rate_limit_and_a_concurrency_limit_hold_together,
                           limit_overrides_are_patched_field_by_field_and_sixteen_identical_sets_leave_one_row }
+            groups { a_full_group_does_not_hold_back_another, an_expired_lease_or_a_rescue_frees_the_slot,
+                     sixteen_claims_at_once_never_exceed_the_group_limit, ungrouped_messages_are_not_limited,
+                     the_group_is_kept_across_retry_and_replay }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

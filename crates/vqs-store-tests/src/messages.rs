@@ -92,6 +92,7 @@ pub async fn subscribing_late_sees_earlier_messages(s: Store) {
     subscribe(&s, "t", "a").await;
     let id = send(&s, "t", at(1)).await;
     s.subscription_ensure(SubscriptionEnsureParams {
+        grouped: false,
         topic_pattern: "t*".into(),
         consumer_group: "late".into(),
         initial_delay_seconds: 0,

@@ -235,6 +235,7 @@ async fn step(s: &Store, m: &mut Model, now: &mut DateTime<Utc>, op: &Op) -> Ste
     match op {
         Op::Send { key, delay } => {
             let p = MessageSendParams {
+                group_key: None,
                 idempotency_key: key.map(|k| format!("k{k}")),
                 delay_seconds: u32::from(*delay),
                 ..send_params("t", "{}", now_)

@@ -34,6 +34,7 @@ pub async fn a_pending_message_takes_the_new_payload_and_due_time(s: Store) {
     assert_eq!((first.duplicate, first.replaced), (false, false));
     let again = s
         .message_send(MessageSendParams {
+            group_key: None,
             content_type: "text/plain".into(),
             headers_json: Some(r#"{"traceparent":"00-1-2-01"}"#.into()),
             delay_seconds: 60,

@@ -14,6 +14,7 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 
 pub async fn subscribe(s: &Store, topic: &str, group: &str) {
     s.subscription_ensure(SubscriptionEnsureParams {
+        grouped: false,
         topic_pattern: topic.into(),
         consumer_group: group.into(),
         initial_delay_seconds: 0,
@@ -25,6 +26,7 @@ pub async fn subscribe(s: &Store, topic: &str, group: &str) {
 
 pub fn send_params(topic: &str, payload: &str, now: DateTime<Utc>) -> MessageSendParams {
     MessageSendParams {
+        group_key: None,
         topic: topic.into(),
         payload: payload.as_bytes().to_vec(),
         content_type: "application/json".into(),
@@ -44,6 +46,7 @@ pub async fn send(s: &Store, topic: &str, now: DateTime<Utc>) -> String {
 
 pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClaimParams {
     DeliveryClaimParams {
+        group_concurrency: None,
         consumer_group: group.into(),
         topic: None,
         message_id: None,
@@ -54,7 +57,6 @@ pub fn claim_params(group: &str, limit: u32, now: DateTime<Utc>) -> DeliveryClai
         max_leased: None,
         leased_here: 0,
         rate_limit: None,
-        group_concurrency: None,
         group_rate_limit: None,
         now,
     }

@@ -108,6 +108,7 @@ impl ConsumerOutcome {
 trait ErasedJob: Send + Sync {
     fn topic(&self) -> &'static str;
     fn limits(&self) -> crate::TopicLimits;
+    fn group_concurrency(&self) -> Option<u32>;
     fn handle<'a>(
         &'a self,
         queue: &'a Queue,
@@ -154,6 +155,11 @@ impl QueueHandler {
     /// for [`Queue::set_limit_defaults`].
     pub fn limits(&self) -> crate::TopicLimits {
         self.job.limits()
+    }
+
+    /// The job's [`Jobbable::group_concurrency`]: its consumer route's default.
+    pub fn group_concurrency(&self) -> Option<u32> {
+        self.job.group_concurrency()
     }
 
     /// Handle one push from this database's own queue (the local dispatcher, or a
@@ -340,6 +346,10 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
 
     fn limits(&self) -> crate::TopicLimits {
         crate::TopicLimits { concurrency: self.0.concurrency(), rate_limit: self.0.rate_limit(), ..Default::default() }
+    }
+
+    fn group_concurrency(&self) -> Option<u32> {
+        self.0.group_concurrency()
     }
 
     fn handle<'a>(

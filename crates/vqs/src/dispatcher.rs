@@ -45,6 +45,10 @@ pub struct ConsumerConfig {
     /// every process, as on Vercel (each claim leases at most the limit minus the group's
     /// live leases, counted by the store under a lock). `None`: only the per-process cap.
     pub global_max_concurrency: Option<u32>,
+    /// The job type's [`crate::Jobbable::group_concurrency`]: leased at once per group key
+    /// at most, across every process. Needs the subscription registered with it (see
+    /// [`register_consumers`]). `None`: groups are not limited.
+    pub group_concurrency: Option<u32>,
     /// Messages become visible to this group no sooner than this after they were sent.
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
@@ -53,6 +57,16 @@ pub struct ConsumerConfig {
     /// there): each lease records the attempt's `running` execution in the same write, and
     /// the push hands it to the consumer. Default false (a route elsewhere records its own).
     pub starts_executions: bool,
+}
+
+impl ConsumerConfig {
+    /// A limit counted in the database across processes (`maxConcurrency` or a group
+    /// concurrency): such a consumer prefetches nothing (a lease waiting in one process's
+    /// buffer would hold a slot another process could use), and after a short claim looks
+    /// again after the poll interval (other processes' acknowledgements wake no one here).
+    pub fn limited_across_processes(&self) -> bool {
+        self.global_max_concurrency.is_some() || self.group_concurrency.is_some()
+    }
 }
 
 impl From<&QueueTrigger> for ConsumerConfig {
@@ -65,6 +79,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             max_deliveries: t.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
             max_concurrency: t.max_concurrency.unwrap_or(100),
             global_max_concurrency: t.max_concurrency,
+            group_concurrency: None,
             initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
@@ -135,6 +150,7 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 topic_pattern: c.topic_pattern.clone(),
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
+                grouped: c.group_concurrency.is_some(),
                 now: queue.clock().now(),
             })
             .await?;
@@ -295,7 +311,9 @@ async fn consumer_loop(
         if claiming.is_none() && idle.is_none() {
             // A group limited across processes prefetches nothing: a lease waiting in this
             // buffer would hold one of the group's slots (or a start of its rate) while
-            // another process sits idle.
+            // another process sits idle. (Under group concurrency alone it does: a prefetched
+            // lease holds one slot of one message group for the few milliseconds of prefetch,
+            // and every other group is free to run elsewhere.)
             let ahead = if config.prefetch.is_zero() || limits.limited() { 0 } else { rate.ahead(config.prefetch) };
             let want = (free() + ahead).saturating_sub(buffer.len() as u32).min(config.batch.max(1));
             let low_water = (max / 2).clamp(1, config.batch.max(1));
@@ -320,9 +338,9 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: claim_limits.max_leased,
+                            group_concurrency: consumer.group_concurrency,
                             leased_here,
                             rate_limit: claim_limits.rate_limit,
-                            group_concurrency: None,
                             group_rate_limit: None,
                             now: queue.clock().now(),
                         })
@@ -352,7 +370,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if limits.limited() {
+                            idle = Some(if limits.limited() || consumer.group_concurrency.is_some() {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -380,7 +398,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if limits.max_leased.is_some() {
+                if limits.max_leased.is_some() || consumer.group_concurrency.is_some() {
                     idle = None;
                 }
             }
@@ -490,9 +508,9 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: limits.max_leased,
+            group_concurrency: consumer.group_concurrency,
             leased_here: 0,
             rate_limit: limits.rate_limit,
-            group_concurrency: None,
             group_rate_limit: None,
             now: queue.clock().now(),
         })

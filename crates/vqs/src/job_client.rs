@@ -17,6 +17,8 @@ pub struct PerformOpts {
     /// that message's params and due time if it has not started — with `delay`, a debounce
     /// ("run once, 30 s after the last change").
     pub on_duplicate: OnDuplicate,
+    /// Overrides the job's own [`Jobbable::group`].
+    pub group: Option<String>,
 }
 
 /// A job bound to a queue: `queue.job(SyncPatient).perform_later(params)`.
@@ -96,11 +98,18 @@ impl<J: Jobbable> JobClient<J> {
 
     fn encode(&self, params: J::Params, opts: PerformOpts) -> Result<(Vec<u8>, SendOpts), QueueError> {
         let idempotency_key = opts.idempotency_key.or_else(|| self.job.dedup_key(&params));
+        let group = opts.group.or_else(|| self.job.group(&params));
         let payload = serde_json::to_vec(&params)
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
         Ok((
             payload,
-            SendOpts { idempotency_key, delay: opts.delay, on_duplicate: opts.on_duplicate, ..SendOpts::default() },
+            SendOpts {
+                idempotency_key,
+                delay: opts.delay,
+                on_duplicate: opts.on_duplicate,
+                group,
+                ..SendOpts::default()
+            },
         ))
     }
 

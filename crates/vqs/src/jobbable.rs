@@ -69,6 +69,20 @@ pub trait Jobbable: Send + Sync + 'static {
         None
     }
 
+    /// The group key of these params (a tenant, an account; 1–256 characters, no control
+    /// characters): under [`Jobbable::group_concurrency`], at most that many messages of
+    /// one group run at once, and a busy group never holds back another. Defaults to none.
+    fn group(&self, _params: &Self::Params) -> Option<String> {
+        None
+    }
+
+    /// Leased at once per group key at most, across every process (a lease counts from
+    /// the claim): the default of the consumer route that serves this job. Messages without
+    /// a group are not limited. Defaults to `None` (unlimited).
+    fn group_concurrency(&self) -> Option<u32> {
+        None
+    }
+
     /// How long one attempt may run before it fails (retryably: the retry policy decides
     /// when the next attempt runs). Defaults to 15 minutes.
     ///

@@ -39,6 +39,7 @@ mod cron_scheduler;
 mod delivery;
 mod dispatcher;
 mod execution_slot;
+mod group_key;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -79,6 +80,7 @@ pub use dispatcher::{
     register_consumers, run_dispatcher, spawn_dispatcher,
 };
 pub use execution_slot::ExecutionSlot;
+pub use group_key::{MAX_GROUP_KEY_LEN, check_group_key};
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};

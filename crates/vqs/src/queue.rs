@@ -44,6 +44,9 @@ pub struct SendOpts {
     /// What a send whose key is held by another message does: skip (the default) or
     /// replace the message if it has not started (a debounce, with `delay`).
     pub on_duplicate: OnDuplicate,
+    /// The message's group key (1–256 characters, no control characters): under the
+    /// topic's group concurrency, at most that many of one group run at once.
+    pub group: Option<String>,
 }
 
 /// Why a publish or an admin call was refused.
@@ -283,6 +286,13 @@ impl Queue {
     /// Validate a publish and turn it into the backend's params without sending it — for a
     /// backend function that publishes inside the caller's database transaction
     /// (`vqs_postgres::enqueue_in`).
+    /// True when a delivery of message `id` is due but waits because its group is full
+    /// (the admin API's `"held": "group_concurrency"`).
+    pub async fn group_held(&self, id: &str) -> Result<bool, QueueError> {
+        let p = crate::store::DeliveryGroupHeldParams { message_id: id.to_owned(), now: self.inner.clock.now() };
+        Ok(self.inner.store.delivery_group_held(p).await?)
+    }
+
     pub fn prepare_send(&self, topic: &str, payload: Vec<u8>, opts: SendOpts) -> Result<MessageSendParams, QueueError> {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));
@@ -309,6 +319,9 @@ impl Queue {
                         .into(),
                 ));
             }
+        }
+        if let Some(g) = &opts.group {
+            crate::check_group_key(g)?;
         }
         if let Some(h) = &opts.headers_json {
             check_storable_long("headers", h)?;
@@ -337,6 +350,7 @@ impl Queue {
             )));
         }
         Ok(MessageSendParams {
+            group_key: opts.group,
             topic: topic.to_owned(),
             payload,
             content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),

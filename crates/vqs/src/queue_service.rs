@@ -182,6 +182,7 @@ impl LocalQueueService {
         self.queue
             .store()
             .subscription_ensure(SubscriptionEnsureParams {
+                grouped: false,
                 topic_pattern: topic_pattern.to_owned(),
                 consumer_group: consumer_group.to_owned(),
                 initial_delay_seconds: 0,
@@ -208,6 +209,7 @@ impl LocalQueueService {
         self.queue
             .store()
             .delivery_claim(DeliveryClaimParams {
+                group_concurrency: None,
                 consumer_group: p.consumer_group,
                 topic: Some(p.topic),
                 message_id: p.message_id,
@@ -218,7 +220,6 @@ impl LocalQueueService {
                 max_leased: p.max_leased,
                 leased_here: 0,
                 rate_limit: None,
-                group_concurrency: None,
                 group_rate_limit: None,
                 now: self.queue.clock().now(),
             })
@@ -281,6 +282,7 @@ impl QueueService for LocalQueueService {
             .queue
             .store()
             .delivery_claim(DeliveryClaimParams {
+                group_concurrency: None,
                 consumer_group: p.consumer_group,
                 topic: Some(p.topic),
                 message_id: Some(p.message_id.clone()),
@@ -291,7 +293,6 @@ impl QueueService for LocalQueueService {
                 max_leased: None,
                 leased_here: 0,
                 rate_limit: None,
-                group_concurrency: None,
                 group_rate_limit: None,
                 now: self.queue.clock().now(),
             })

@@ -135,6 +135,9 @@ pub struct MessageSendParams {
     /// What a send whose idempotency key is held by another message does (SPEC.md, "Job
     /// outcomes"). Ignored without a key.
     pub on_duplicate: OnDuplicate,
+    /// The message's group key (a tenant, an account: SPEC.md, "Flow control"), validated
+    /// by the facade (1–256 characters, no control characters). `None`: ungrouped.
+    pub group_key: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -191,6 +194,11 @@ pub struct SubscriptionEnsureParams {
     pub consumer_group: String,
     /// Each message becomes visible to this group no sooner than `created_at + initial_delay`.
     pub initial_delay_seconds: u32,
+    /// The consumer group claims under a group concurrency limit
+    /// ([`DeliveryClaimParams::group_concurrency`]): its deliveries carry their message's
+    /// group key (`""` for an ungrouped message) and its groups are tracked in the ready set.
+    /// A change re-keys the group's live deliveries.
+    pub grouped: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -227,10 +235,13 @@ pub struct DeliveryClaimParams {
     /// group's claims are serialised whenever either is set). The bucket is the consumer
     /// group's for `topic` (the empty string when the claim names no topic).
     pub rate_limit: Option<RateLimit>,
-    /// Leased at once per message group (SPEC "Flow control"). Carried for message groups;
-    /// no backend enforces it yet (the admin API refuses to set it until groups exist).
+    /// Leased at once per (consumer group, group key) at most, across every process (a
+    /// lease counts from the claim). Needs the subscription ensured with `grouped`. Grouped
+    /// messages are then claimed through the ready groups only: a full group is out of the
+    /// ready set, so its backlog is never scanned. `None`: claimed as without groups.
     pub group_concurrency: Option<u32>,
-    /// Starts per message group's bucket. Carried for message groups, as `group_concurrency`.
+    /// Starts per message group's bucket. Carried for a later step; no backend enforces it
+    /// yet (the admin API refuses to set it).
     pub group_rate_limit: Option<RateLimit>,
     pub now: DateTime<Utc>,
 }
@@ -761,6 +772,8 @@ pub struct MessageRecord {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub idempotency_key: Option<String>,
+    /// The message's group key (SPEC.md, "Flow control"); `None`: ungrouped.
+    pub group_key: Option<String>,
     pub deliveries: Vec<DeliveryRecord>,
 }
 
@@ -940,6 +953,9 @@ pub struct DeadLetterRecord {
     /// The message's trace context as a JSON object (a replay carries it on).
     #[serde(skip)]
     pub headers_json: Option<String>,
+    /// The message's group key (a replay keeps it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
 }
 
 /// Save a job's checkpoint for its next attempt.
@@ -1311,6 +1327,14 @@ pub struct MessageKeyLookupParams {
     pub limit: u32,
 }
 
+/// Ask whether a message waits only because its group is full
+/// ([`QueueStore::delivery_group_held`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryGroupHeldParams {
+    pub message_id: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Count a consumer group's live leases ([`QueueStore::delivery_leased_count`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryLeasedCountParams {
@@ -1480,6 +1504,9 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The ids of the messages of any topic that hold idempotency key `p.key`, newest first
     /// (an operator's search); a finished message is found while it is kept.
     async fn message_ids_by_key(&self, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError>;
+    /// True when a delivery of the message is due and pending but its group (under group
+    /// concurrency) is full: the admin API's `"held": "group_concurrency"`.
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).

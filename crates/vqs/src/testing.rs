@@ -219,6 +219,7 @@ fn consumer(topic: &str) -> ConsumerConfig {
         max_deliveries: crate::DEFAULT_MAX_DELIVERIES,
         max_concurrency: 1,
         global_max_concurrency: None,
+        group_concurrency: None,
         initial_delay: Duration::ZERO,
         visibility: Duration::from_secs(60),
         starts_executions: true,
@@ -291,6 +292,7 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
         let batch = queue
             .store()
             .delivery_claim(DeliveryClaimParams {
+                group_concurrency: None,
                 consumer_group: TEST_CONSUMER_GROUP.to_owned(),
                 topic: opts.topic.clone(),
                 message_id: None,
@@ -301,7 +303,6 @@ pub async fn drain(queue: &Queue, handlers: &[QueueHandler], opts: DrainOpts) ->
                 max_leased: None,
                 leased_here: 0,
                 rate_limit: None,
-                group_concurrency: None,
                 group_rate_limit: None,
                 now,
             })

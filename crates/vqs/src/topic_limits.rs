@@ -33,14 +33,17 @@ pub const MAX_LIMIT: u32 = 1_000_000;
 /// The longest rate-limit period accepted: one day.
 pub const MAX_RATE_PERIOD_SECONDS: u32 = 86_400;
 
-/// Whether the group limits (`group_concurrency`, `group_rate_limit`) can be set. They need
-/// message groups, which this build does not have: setting one is refused rather than stored
-/// and silently not enforced. THE one place to lift when message groups land.
+/// Whether the group limits (`group_concurrency`, `group_rate_limit`) can be set at runtime.
+/// Group concurrency is enforced, but from the job type (`Jobbable::group_concurrency`): an
+/// override would also have to re-key the consumer group's subscription (`grouped`) on every
+/// process, and a group rate limit is not built. Setting one is refused rather than stored and
+/// silently not enforced. THE one place to lift when both are.
 pub const GROUP_LIMITS_SUPPORTED: bool = false;
 
 /// Why a group limit cannot be set (see [`GROUP_LIMITS_SUPPORTED`]).
-pub const GROUP_LIMITS_REFUSAL: &str = "group limits (group_concurrency, group_rate_limit) need message groups, which \
-     this version does not have yet; set concurrency or rate_limit instead";
+pub const GROUP_LIMITS_REFUSAL: &str = "the limits of message groups (group_concurrency, group_rate_limit) cannot be set at \
+     runtime yet: a job's group concurrency comes from its type (Jobbable::group_concurrency, or VQS_GROUP_CONCURRENCY=topic=N \
+     in the web app); set concurrency or rate_limit here";
 
 /// Where a limit in force comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -92,6 +92,7 @@ impl TestApp {
             retry_delay_seconds: None,
             vercel: Default::default(),
             server: Default::default(),
+            group_concurrency: Default::default(),
         };
         change(&mut config);
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();

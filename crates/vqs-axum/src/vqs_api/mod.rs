@@ -162,6 +162,8 @@ fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
         content_type: header_str(headers, "content-type")?.filter(|c| !c.is_empty()).map(str::to_owned),
         headers_json: producer_headers_json(headers),
         on_duplicate: on_duplicate(headers)?,
+        // `Vqs-Group` (a vqs extension): the message's group key (SPEC.md, "Flow control").
+        group: header_str(headers, "vqs-group")?.map(str::to_owned),
     })
 }
 

@@ -37,6 +37,7 @@ pub async fn consumer(queue: &Queue, topic: &str) -> ConsumerConfig {
         max_deliveries: 32,
         max_concurrency: 10,
         global_max_concurrency: None,
+        group_concurrency: None,
         initial_delay: Duration::ZERO,
         visibility: Duration::from_secs(60),
         starts_executions: true,

@@ -1,0 +1,190 @@
+//! Message groups under a group concurrency limit (SPEC.md, "Flow control"): the ready set
+//! of `flow_groups` rows, the grouped claim through it, and the re-keying of a consumer
+//! group's deliveries when its subscription becomes grouped or stops being so.
+//!
+//! Invariant (ARCHITECTURE.md): a group's `ready_at` is never later than the moment it may
+//! next lease something — its oldest due row when it has room, its earliest lease end when
+//! it is full. Only the claim, holding the group's row lock, moves `ready_at` later (from
+//! what it counts in that transaction); everything else (publish, settlement, rescue)
+//! only appends a wake-up that the next claim folds in, earlier never later. `running` is
+//! the group's live leases as its last claim counted them.
+
+use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Row};
+use vqs::store::{DeliveryClaimParams, StoreError};
+
+use crate::rows::db_err;
+
+/// Fold the consumer group's wake-ups into its groups' `ready_at` (creating the rows of new
+/// groups), in group order so that two claims folding at once never deadlock.
+pub(crate) async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH w AS (DELETE FROM flow_group_wakeups WHERE consumer_group = $1 RETURNING group_key, due_at) \
+         INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
+         SELECT $1, group_key, 0, MIN(due_at) FROM w GROUP BY group_key ORDER BY group_key \
+         ON CONFLICT (consumer_group, group_key) DO UPDATE \
+         SET ready_at = LEAST(COALESCE(flow_groups.ready_at, EXCLUDED.ready_at), EXCLUDED.ready_at)",
+    )
+    .bind(consumer_group)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The groups a grouped claim takes from, each with the room it has.
+pub(crate) struct GroupRooms {
+    /// Every group visited (locked), to be parked after the claim.
+    pub(crate) visited: Vec<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) rooms: Vec<i32>,
+}
+
+/// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
+/// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
+/// `limit` groups with `ready_at <= now`, oldest first, locked (`SKIP LOCKED`: another claim
+/// has them), each with its live leases counted and the room left (the `""` group,
+/// ungrouped messages, has no limit and comes last with what the batch has left).
+pub(crate) async fn ready_groups(
+    tx: &mut PgConnection,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+    limit: u32,
+) -> Result<GroupRooms, StoreError> {
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
+         ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&p.consumer_group)
+    .bind(p.now)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let mut groups = GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new() };
+    if keys.is_empty() {
+        return Ok(groups);
+    }
+    let live: Vec<i64> = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k.key \
+                 AND d.state = 'leased' AND d.visible_at > $2) \
+         FROM UNNEST($3::text[]) WITH ORDINALITY AS k(key, i) ORDER BY k.i",
+    )
+    .bind(&p.consumer_group)
+    .bind(p.now)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let mut order: Vec<(&String, i64)> = keys.iter().zip(live).collect();
+    order.sort_by_key(|(k, _)| k.is_empty());
+    for (key, live) in order {
+        let room = if key.is_empty() { i64::from(limit) } else { (i64::from(per_group) - live).min(i64::from(limit)) };
+        if room > 0 {
+            groups.keys.push(key.clone());
+            groups.rooms.push(room as i32);
+        }
+    }
+    groups.visited = keys;
+    Ok(groups)
+}
+
+/// After the claim, in its transaction: each group visited gets its live lease count and
+/// is parked — ready again at its oldest live row if it has room, at its earliest lease end
+/// if full (out of the ready index until then: its backlog is never read), NULL if empty.
+pub(crate) async fn park(
+    tx: &mut PgConnection,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+    visited: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE flow_groups f SET running = c.live, concurrency = $3, \
+           ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END \
+         FROM (SELECT k AS key, \
+                 (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
+                    AND d.state = 'leased' AND d.visible_at > $2) AS live, \
+                 (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
+                    AND d.state = 'leased' AND d.visible_at > $2) AS lease_end, \
+                 (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
+                    AND d.state IN ('pending', 'leased')) AS first \
+               FROM UNNEST($4::text[]) AS k) c \
+         WHERE f.consumer_group = $1 AND f.group_key = c.key",
+    )
+    .bind(&p.consumer_group)
+    .bind(p.now)
+    .bind(i64::from(per_group))
+    .bind(visited)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// A consumer group's subscription became grouped (or stopped being so): its live
+/// deliveries take their message's group key (`""` when it has none) and its groups enter
+/// the ready set — or lose their keys and their groups.
+pub(crate) async fn rekey(
+    tx: &mut PgConnection,
+    consumer_group: &str,
+    grouped: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    if grouped {
+        sqlx::query(
+            "UPDATE deliveries d SET group_key = COALESCE(m.group_key, '') FROM messages m \
+             WHERE m.id = d.message_id AND d.consumer_group = $1 AND d.state IN ('pending', 'leased') \
+               AND d.group_key IS NULL",
+        )
+        .bind(consumer_group)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
+             SELECT $1, group_key, 0, LEAST(MIN(visible_at), $2) FROM deliveries \
+             WHERE consumer_group = $1 AND state IN ('pending', 'leased') AND group_key IS NOT NULL \
+             GROUP BY group_key ORDER BY group_key \
+             ON CONFLICT (consumer_group, group_key) DO UPDATE SET ready_at = EXCLUDED.ready_at",
+        )
+        .bind(consumer_group)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    } else {
+        sqlx::query(
+            "UPDATE deliveries SET group_key = NULL \
+             WHERE consumer_group = $1 AND state IN ('pending', 'leased') AND group_key IS NOT NULL",
+        )
+        .bind(consumer_group)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM flow_groups WHERE consumer_group = $1")
+            .bind(consumer_group)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Whether a delivery of the message waits only because its group is full (the admin API's
+/// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
+/// as the group concurrency its last claim applied.
+pub(crate) async fn group_held(pool: &PgPool, p: vqs::store::DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
+           ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
+         WHERE d.message_id = $1 AND d.state = 'pending' AND d.visible_at <= $2 AND d.group_key <> '' \
+           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+                       AND o.group_key = d.group_key AND o.state = 'leased' AND o.visible_at > $2))",
+    )
+    .bind(&p.message_id)
+    .bind(p.now)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,222 @@
+//! Message groups under a group concurrency limit (SPEC.md, "Flow control"): the ready set
+//! of `flow_groups` rows, the grouped claim's picks through it, and the re-keying of a
+//! consumer group's deliveries when its subscription becomes grouped or stops being so.
+//!
+//! Invariant (ARCHITECTURE.md): a group's `ready_at` is never later than the moment it may
+//! next lease something — its oldest due row when it has room, its earliest lease end when
+//! it is full. Only the claim moves `ready_at` later, from what it counts in its write
+//! transaction; publishes and lease ends (triggers of migration 0021) only move it earlier
+//! and take one off `running`.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use vqs::store::{DeliveryClaimParams, DeliveryGroupHeldParams, StoreError};
+
+use crate::rows::{db_err, us};
+
+/// What a grouped claim picked: the groups it looked at and the deliveries to lease.
+pub(crate) struct GroupPicks {
+    pub(crate) keys: Vec<String>,
+    pub(crate) message_ids: Vec<String>,
+    per_group: u32,
+}
+
+/// The ready groups, oldest `ready_at` first, up to `limit` of them: each one's live leases
+/// counted and its oldest due deliveries picked up to the room left (the `""` group,
+/// ungrouped messages, has no limit) — read through `deliveries_grouped`, a group's rows
+/// only. A full group is not in the ready index, so its backlog is never read.
+pub(crate) async fn pick(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+    limit: u32,
+) -> Result<GroupPicks, StoreError> {
+    let per_group = per_group.max(1);
+    let now = us(p.now);
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT group_key FROM flow_groups WHERE consumer_group = ? AND ready_at <= ? ORDER BY ready_at LIMIT ?",
+    )
+    .bind(&p.consumer_group)
+    .bind(now)
+    .bind(i64::from(limit.max(1)))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if keys.is_empty() {
+        return Ok(GroupPicks { keys, message_ids: Vec::new(), per_group });
+    }
+    // Every visited group's live leases, in one statement.
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
+    let mut sep = q.separated(" UNION ALL ");
+    for key in &keys {
+        sep.push("SELECT (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ")
+            .push_bind_unseparated(&p.consumer_group)
+            .push_unseparated(" AND group_key = ")
+            .push_bind_unseparated(key)
+            .push_unseparated(" AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ")
+            .push_bind_unseparated(now)
+            .push_unseparated(")");
+    }
+    let live: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
+    // Each group's oldest due rows up to its room, in one statement: a `LIMIT` per group, so
+    // nothing past a group's room is read.
+    // Limited groups first, each up to its room; the ungrouped pseudo-group (`""`, no
+    // limit) last with whatever the batch has left (the outer `LIMIT`).
+    let total = i64::from(limit.max(1));
+    let mut left = total;
+    let mut rooms: Vec<(&String, i64)> = Vec::new();
+    for (key, live) in keys.iter().zip(live) {
+        if key.is_empty() {
+            continue;
+        }
+        let room = (i64::from(per_group) - live).min(left);
+        if room > 0 {
+            left -= room;
+            rooms.push((key, room));
+        }
+    }
+    if keys.iter().any(|k| k.is_empty()) {
+        rooms.push((keys.iter().find(|k| k.is_empty()).expect("present"), total));
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT message_id FROM (");
+    let any = !rooms.is_empty();
+    for (i, (key, room)) in rooms.into_iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND d.group_key = ")
+            .push_bind(key)
+            .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
+            .push_bind(now)
+            .push(" AND m.expires_at > ")
+            .push_bind(now)
+            .push(" AND d.topic NOT IN (SELECT topic FROM topic_controls WHERE paused = 1)");
+        if let Some(topic) = &p.topic {
+            q.push(" AND d.topic = ").push_bind(topic);
+        }
+        if let Some(id) = &p.message_id {
+            q.push(" AND d.message_id = ").push_bind(id);
+        }
+        q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room).push(")");
+    }
+    q.push(") LIMIT ").push_bind(total);
+    let message_ids: Vec<String> =
+        if any { q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)? } else { Vec::new() };
+    Ok(GroupPicks { keys, message_ids, per_group })
+}
+
+/// After the lease: each group looked at gets its live lease count, and is ready again at
+/// its oldest live delivery if it has room, at its earliest lease end if it is full (NULL:
+/// nothing pending or leased).
+pub(crate) async fn park(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    picks: &GroupPicks,
+) -> Result<(), StoreError> {
+    if picks.keys.is_empty() {
+        return Ok(());
+    }
+    let now = us(p.now);
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "WITH c AS (SELECT k.key AS key, (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = ",
+    );
+    q.push_bind(&p.consumer_group)
+        .push(
+            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+        )
+        .push_bind(now)
+        .push(") AS live, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+        )
+        .push_bind(now)
+        .push(") AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first FROM (");
+    let mut sep = q.separated(" UNION ALL ");
+    for key in &picks.keys {
+        sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
+    }
+    // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from
+    // correlated subqueries would be evaluated again for every row).
+    q.push(") k) UPDATE flow_groups SET running = c.live, concurrency = ")
+        .push_bind(i64::from(picks.per_group))
+        .push(", ready_at = CASE WHEN c.key <> '' AND c.live >= ")
+        .push_bind(i64::from(picks.per_group))
+        .push(" THEN c.lease_end ELSE c.first END FROM c WHERE flow_groups.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND flow_groups.group_key = c.key");
+    q.build().execute(&mut *conn).await.map_err(db_err)?;
+    Ok(())
+}
+
+/// A consumer group's subscription became grouped (or stopped being so): its live
+/// deliveries take their message's group key (`""` when it has none) and its groups enter
+/// the ready set — or lose their keys and their groups.
+pub(crate) async fn rekey(
+    conn: &mut SqliteConnection,
+    consumer_group: &str,
+    grouped: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    if grouped {
+        sqlx::query(
+            "UPDATE deliveries SET group_key = COALESCE((SELECT m.group_key FROM messages m WHERE m.id = message_id), '') \
+             WHERE consumer_group = ? AND state IN ('pending', 'leased') AND group_key IS NULL",
+        )
+        .bind(consumer_group)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
+             SELECT ?1, group_key, 0, MIN(MIN(visible_at), ?2) FROM deliveries \
+             WHERE consumer_group = ?1 AND state IN ('pending', 'leased') AND group_key IS NOT NULL \
+             GROUP BY group_key \
+             ON CONFLICT (consumer_group, group_key) DO UPDATE SET ready_at = excluded.ready_at",
+        )
+        .bind(consumer_group)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    } else {
+        sqlx::query(
+            "UPDATE deliveries SET group_key = NULL \
+             WHERE consumer_group = ? AND state IN ('pending', 'leased') AND group_key IS NOT NULL",
+        )
+        .bind(consumer_group)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM flow_groups WHERE consumer_group = ?")
+            .bind(consumer_group)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Whether a delivery of the message waits only because its group is full (the admin API's
+/// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
+/// as the group concurrency its last claim applied.
+pub(crate) async fn group_held(read: &SqlitePool, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
+           ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
+         WHERE d.message_id = ?1 AND d.state = 'pending' AND d.visible_at <= ?2 AND d.group_key <> '' \
+           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+                       AND o.group_key = d.group_key AND o.state IN ('pending', 'leased') \
+                       AND o.state = 'leased' AND o.visible_at > ?2))",
+    )
+    .bind(&p.message_id)
+    .bind(us(p.now))
+    .fetch_one(read)
+    .await
+    .map_err(db_err)?;
+    Ok(row.get::<bool, _>(0))
+}

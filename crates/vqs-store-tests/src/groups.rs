@@ -1,0 +1,167 @@
+//! Message groups under group concurrency (`DeliveryClaimParams::group_concurrency`, a job's
+//! `group_concurrency`): at most N deliveries of one (consumer group, group key) leased at
+//! once however many claim at once; a full group never holds back another; an ack, a retry,
+//! an expired lease or a rescue frees the slot; ungrouped messages are not limited; the
+//! group is kept across retries and dead-letter replays; a held message spends nothing.
+
+use std::collections::HashMap;
+
+use vqs::store::*;
+
+use crate::support::*;
+
+async fn subscribe_grouped(s: &Store, topic: &str, group: &str) {
+    s.subscription_ensure(SubscriptionEnsureParams {
+        topic_pattern: topic.into(),
+        consumer_group: group.into(),
+        initial_delay_seconds: 0,
+        grouped: true,
+        now: at(0),
+    })
+    .await
+    .expect("subscribe");
+}
+
+async fn send_to(s: &Store, key: Option<&str>, now: i64) -> String {
+    let p = MessageSendParams { group_key: key.map(str::to_owned), ..send_params("t", "{}", at(now)) };
+    s.message_send(p).await.expect("send").message_id
+}
+
+fn grouped(limit: u32, n: u32, now: i64) -> DeliveryClaimParams {
+    DeliveryClaimParams { group_concurrency: Some(n), ..claim_params("g", limit, at(now)) }
+}
+
+async fn keys_of(s: &Store, leased: &[LeasedMessage]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for m in leased {
+        let r = s.message_get(MessageGetParams { id: m.message_id.clone() }).await.unwrap().unwrap();
+        out.push(r.group_key);
+    }
+    out.sort();
+    out
+}
+
+pub async fn a_full_group_does_not_hold_back_another(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    // Group A's backlog is older than B's: a claim that scanned in due order would see only A.
+    for _ in 0..5 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    send_to(&s, Some("B"), 1).await;
+    let first = s.delivery_claim(grouped(10, 1, 2)).await.unwrap();
+    assert_eq!(keys_of(&s, &first).await, [Some("A".into()), Some("B".into())], "one of each group");
+    assert!(s.delivery_claim(grouped(10, 1, 3)).await.unwrap().is_empty(), "A full, B empty");
+    // A message of A waiting behind the full group says why.
+    let waiting = s.message_get(MessageGetParams { id: send_to(&s, Some("A"), 3).await }).await.unwrap().unwrap();
+    let held = s.delivery_group_held(DeliveryGroupHeldParams { message_id: waiting.id.clone(), now: at(4) });
+    assert!(held.await.unwrap(), "held by its group");
+    assert_eq!(waiting.deliveries[0].attempts, 0, "a held message spends no attempt");
+    assert_eq!(waiting.deliveries[0].delivery_count, 0);
+    // Acking A's lease frees its slot: the next of A is leased.
+    let a = if keys_of(&s, &first[..1]).await[0].as_deref() == Some("A") { &first[0] } else { &first[1] };
+    s.delivery_ack(DeliveryAckParams { lease: lease(a, at(5)), execution: None }).await.unwrap();
+    let next = s.delivery_claim(grouped(10, 1, 6)).await.unwrap();
+    assert_eq!(keys_of(&s, &next).await, [Some("A".into())], "the ack freed A's slot");
+}
+
+pub async fn an_expired_lease_or_a_rescue_frees_the_slot(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    for _ in 0..3 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    let first = s.delivery_claim(grouped(10, 1, 1)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(s.delivery_claim(grouped(10, 1, 2)).await.unwrap().is_empty());
+    // Leases run out 30 s after they were taken (claim_params), with no settlement at all:
+    // the group is not stuck full.
+    let after_expiry = s.delivery_claim(grouped(10, 1, 40)).await.unwrap();
+    assert_eq!(after_expiry.len(), 1, "the expired lease's slot is free again");
+    // A crashed holder: its lease made due by the rescue frees the slot at once.
+    s.process_beat(ProcessBeatParams { process_id: "p1".into(), now: at(41) }).await.unwrap();
+    s.process_beat(ProcessBeatParams { process_id: "p1".into(), now: at(42) }).await.unwrap();
+    let held = DeliveryClaimParams { lease_holder: Some("p1".into()), visibility_seconds: 300, ..grouped(10, 1, 80) };
+    assert_eq!(s.delivery_claim(held).await.unwrap().len(), 1);
+    assert!(s.delivery_claim(grouped(10, 1, 81)).await.unwrap().is_empty(), "full for 300 s");
+    let rescue = ProcessRescueParams { dead_before: at(60), rescuer: "p2".into(), now: at(90) };
+    assert_eq!(s.process_rescue(rescue).await.unwrap().deliveries, 1);
+    assert_eq!(s.delivery_claim(grouped(10, 1, 91)).await.unwrap().len(), 1, "the rescue freed the slot");
+}
+
+pub async fn sixteen_claims_at_once_never_exceed_the_group_limit(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    for i in 0..40 {
+        send_to(&s, Some(["A", "B", "C", "D"][i % 4]), 0).await;
+    }
+    let race = (0..16).map(|_| {
+        let s = s.clone();
+        async move { s.delivery_claim(grouped(5, 2, 1)).await.unwrap() }
+    });
+    let leased: Vec<LeasedMessage> = futures::future::join_all(race).await.into_iter().flatten().collect();
+    let mut per_group: HashMap<Option<String>, usize> = HashMap::new();
+    for k in keys_of(&s, &leased).await {
+        *per_group.entry(k).or_default() += 1;
+    }
+    assert!(per_group.values().all(|n| *n <= 2), "at most 2 per group: {per_group:?}");
+    assert!(s.delivery_claim(grouped(5, 2, 2)).await.unwrap().len() + leased.len() == 8, "every group filled");
+}
+
+pub async fn ungrouped_messages_are_not_limited(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    subscribe(&s, "t", "plain").await;
+    for _ in 0..4 {
+        send_to(&s, None, 0).await;
+    }
+    for _ in 0..3 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    let leased = s.delivery_claim(grouped(10, 1, 1)).await.unwrap();
+    assert_eq!(leased.len(), 5, "4 ungrouped and 1 of A");
+    // A consumer group without group concurrency claims everything, keys or not.
+    assert_eq!(s.delivery_claim(claim_params("plain", 10, at(1))).await.unwrap().len(), 7);
+}
+
+pub async fn the_group_is_kept_across_retry_and_replay(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    let id = send_to(&s, Some("A"), 0).await;
+    send_to(&s, Some("A"), 1).await;
+    let m = s.delivery_claim(grouped(10, 1, 1)).await.unwrap().remove(0);
+    assert_eq!(m.message_id, id);
+    // A retry frees the slot; the retried message is still of A (and still limited).
+    s.delivery_retry(DeliveryRetryParams {
+        lease: lease(&m, at(2)),
+        delay: std::time::Duration::from_secs(5),
+        execution: None,
+    })
+    .await
+    .unwrap();
+    let other = s.delivery_claim(grouped(10, 1, 3)).await.unwrap();
+    assert_eq!(other.len(), 1, "the retry freed A's slot");
+    assert_ne!(other[0].message_id, id);
+    assert!(s.delivery_claim(grouped(10, 1, 10)).await.unwrap().is_empty(), "the retried one waits for A's slot");
+    s.delivery_ack(DeliveryAckParams { lease: lease(&other[0], at(11)), execution: None }).await.unwrap();
+    let again = s.delivery_claim(grouped(10, 1, 12)).await.unwrap().remove(0);
+    assert_eq!(again.message_id, id);
+    // Dead-lettered, then replayed: the new message has the same group.
+    s.delivery_dead_letter(DeliveryDeadLetterParams {
+        lease: lease(&again, at(13)),
+        reason: "boom".into(),
+        execution: None,
+    })
+    .await
+    .unwrap();
+    let letter = s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().remove(0);
+    assert_eq!(letter.group_key.as_deref(), Some("A"));
+    let replay = DeadLetterSettleParams {
+        id: letter.id,
+        action: DeadLetterAction::Replay,
+        publish: Some(DeadLetterReplayOpts { retention_seconds: 3600 }),
+        now: at(14),
+    };
+    let DeadLetterSettled::Settled { sent: Some(sent), .. } = s.dead_letter_settle(replay).await.unwrap() else {
+        panic!("replayed")
+    };
+    let r = s.message_get(MessageGetParams { id: sent.message_id.clone() }).await.unwrap().unwrap();
+    assert_eq!(r.group_key.as_deref(), Some("A"));
+    let replayed = s.delivery_claim(grouped(10, 1, 15)).await.unwrap();
+    assert_eq!(replayed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [sent.message_id.as_str()]);
+}
