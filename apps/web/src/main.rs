@@ -26,7 +26,10 @@ async fn main() -> std::process::ExitCode {
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).boxed(),
         LogFormat::Text => logs.boxed(),
     };
-    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    // The filter applies to everything, as `fmt().with_env_filter` did (the job spans the
+    // OpenTelemetry layer exports are INFO, target `vqs`: a RUST_LOG that keeps `vqs` at info
+    // keeps them).
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
     // Job spans to an OpenTelemetry collector: built with `--features otel`, on when
     // OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set.
     #[cfg(feature = "otel")]
