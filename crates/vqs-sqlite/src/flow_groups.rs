@@ -87,18 +87,8 @@ pub(crate) async fn pick(
         q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
             .push_bind(&p.consumer_group)
             .push(" AND d.group_key = ")
-            .push_bind(key)
-            .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
-            .push_bind(now)
-            .push(" AND m.expires_at > ")
-            .push_bind(now)
-            .push(" AND d.topic NOT IN (SELECT topic FROM topic_controls WHERE paused = 1)");
-        if let Some(topic) = &p.topic {
-            q.push(" AND d.topic = ").push_bind(topic);
-        }
-        if let Some(id) = &p.message_id {
-            q.push(" AND d.message_id = ").push_bind(id);
-        }
+            .push_bind(key);
+        crate::lease::push_due_filter(&mut q, p, now);
         q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room).push(")");
     }
     q.push(") LIMIT ").push_bind(total);
