@@ -88,7 +88,7 @@ pub(crate) async fn pick(
             .push_bind(&p.consumer_group)
             .push(" AND d.group_key = ")
             .push_bind(key);
-        crate::lease::push_due_filter(&mut q, p, now);
+        crate::due::push_due_filter(&mut q, p, now);
         q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room).push(")");
     }
     q.push(") LIMIT ").push_bind(total);

@@ -45,27 +45,6 @@ pub(crate) async fn lease_update(
 
 /// Lease due deliveries, close the `running` executions of those whose earlier lease expired
 /// (abandoned), and — with `start_executions` — record each new attempt's `running`
-/// The conditions of a due delivery of `p`'s consumer group (after `d.consumer_group = ?`),
-/// for every claim — plain and grouped (`flow_groups::pick`): pending or with its lease
-/// ended, due, its message unexpired, its topic not paused, and the topic or message the
-/// claim names.
-pub(crate) fn push_due_filter<'a>(q: &mut QueryBuilder<'a, Sqlite>, p: &'a DeliveryClaimParams, now: i64) {
-    q.push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
-        .push_bind(now)
-        .push(" AND m.expires_at > ")
-        .push_bind(now)
-        // Paused topics' deliveries stay pending (the subquery is evaluated once per
-        // statement). A dispatcher that knows its topic is paused does not claim at all, so
-        // this only skips rows for a wildcard subscription spanning a paused topic.
-        .push(" AND d.topic NOT IN (SELECT topic FROM topic_controls WHERE paused = 1)");
-    if let Some(topic) = &p.topic {
-        q.push(" AND d.topic = ").push_bind(topic);
-    }
-    if let Some(id) = &p.message_id {
-        q.push(" AND d.message_id = ").push_bind(id);
-    }
-}
-
 /// execution: one transaction.
 pub(crate) async fn claim(
     conn: &mut SqliteConnection,
@@ -156,7 +135,7 @@ pub(crate) async fn claim_in(
              WHERE d.consumer_group = ",
         )
         .push_bind(&p.consumer_group);
-        push_due_filter(&mut q, &p, now);
+        crate::due::push_due_filter(&mut q, &p, now);
         q.push(" ORDER BY d.visible_at LIMIT ")
             .push_bind(i64::from(limit.max(1)))
             .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");

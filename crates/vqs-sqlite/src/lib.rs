@@ -15,6 +15,7 @@
 mod cancel;
 mod cron_runs;
 mod dead_letters;
+mod due;
 mod executions;
 mod flow_groups;
 mod lease;
