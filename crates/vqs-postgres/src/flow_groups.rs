@@ -42,7 +42,9 @@ pub(crate) struct GroupRooms {
 
 /// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
 /// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
-/// `limit` groups with `ready_at <= now`, oldest first, locked (`SKIP LOCKED`: another claim
+/// `limit` groups with `ready_at <= now` and not paused in a topic the consumer group
+/// subscribes to (a paused group is skipped, never visited: its backlog is not read), oldest
+/// first, locked (`SKIP LOCKED`: another claim
 /// has them), each with its live leases counted and the room left (the `""` group,
 /// ungrouped messages, has no limit and comes last with what the batch has left).
 pub(crate) async fn ready_groups(
@@ -53,6 +55,9 @@ pub(crate) async fn ready_groups(
 ) -> Result<GroupRooms, StoreError> {
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
+         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = $1 \
+           AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix))) \
+           WHERE gp.group_key = flow_groups.group_key) \
          ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(&p.consumer_group)

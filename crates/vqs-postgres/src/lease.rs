@@ -160,7 +160,9 @@ fn claim_query_after<'a>(
         .push(
             " AND (NOT EXISTS (SELECT 1 FROM topic_controls WHERE paused) \
              OR d.topic <> ALL(ARRAY(SELECT topic FROM topic_controls WHERE paused)))",
-        );
+        )
+        // Nor a paused group's (`group_pauses.rs`).
+        .push(crate::group_pauses::CLAIM_FILTER);
     if let Some(topic) = &p.topic {
         q.push(" AND d.topic = ").push_bind(topic);
     }

@@ -21,7 +21,9 @@ pub(crate) struct GroupPicks {
     per_group: u32,
 }
 
-/// The ready groups, oldest `ready_at` first, up to `limit` of them: each one's live leases
+/// The ready groups not paused in a topic the consumer group subscribes to (a paused group
+/// is skipped, never visited: its backlog is not read), oldest `ready_at` first, up to
+/// `limit` of them: each one's live leases
 /// counted and its oldest due deliveries picked up to the room left (the `""` group,
 /// ungrouped messages, has no limit) — read through `deliveries_grouped`, a group's rows
 /// only. A full group is not in the ready index, so its backlog is never read.
@@ -34,7 +36,11 @@ pub(crate) async fn pick(
     let per_group = per_group.max(1);
     let now = us(p.now);
     let keys: Vec<String> = sqlx::query_scalar(
-        "SELECT group_key FROM flow_groups WHERE consumer_group = ? AND ready_at <= ? ORDER BY ready_at LIMIT ?",
+        "SELECT group_key FROM flow_groups WHERE consumer_group = ?1 AND ready_at <= ?2 \
+         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = ?1 \
+           AND (s.topic_pattern = gp.topic OR (s.is_prefix = 1 AND substr(gp.topic, 1, length(s.prefix)) = s.prefix)) \
+           WHERE gp.group_key = flow_groups.group_key) \
+         ORDER BY ready_at LIMIT ?3",
     )
     .bind(&p.consumer_group)
     .bind(now)

@@ -310,6 +310,14 @@ impl QueueStore for SqliteStore {
         crate::topic_controls::topic_control_list(&self.read, p).await
     }
 
+    async fn group_pause_set(&self, p: GroupPauseSetParams) -> Result<Option<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_set(&self.writer, p).await
+    }
+
+    async fn group_pause_list(&self, p: GroupPauseListParams) -> Result<Vec<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_list(&self.read, p).await
+    }
+
     async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {
         crate::topic_limits::topic_limits_set(&self.writer, p).await
     }

@@ -17,6 +17,7 @@ pub mod concurrency_limit;
 pub mod crons;
 pub mod dead_letters;
 pub mod executions;
+pub mod group_pauses;
 pub mod groups;
 pub mod leases;
 pub mod maintenance;
@@ -138,6 +139,9 @@ macro_rules! conformance {
             groups { a_full_group_does_not_hold_back_another, an_expired_lease_or_a_rescue_frees_the_slot,
                      sixteen_claims_at_once_never_exceed_the_group_limit, ungrouped_messages_are_not_limited,
                      the_group_is_kept_across_retry_and_replay }
+            group_pauses { a_pause_is_stored_idempotent_and_per_topic, sixteen_concurrent_pauses_leave_one_row,
+                           a_claim_skips_a_paused_group_and_spends_nothing_on_it,
+                           a_grouped_claim_skips_a_paused_group_until_resumed }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

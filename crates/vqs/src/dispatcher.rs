@@ -446,7 +446,16 @@ fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> future
                 if let Err(e) = queue.paused_topics().await {
                     tracing::debug!(error = %e, "could not read the paused topics");
                 }
-                Duration::ZERO
+                // What is due may be a paused message group's backlog, which the claim
+                // skips: claim again at the poll interval (or a publish), never in a loop.
+                match queue.pattern_has_paused_group(&pattern).await {
+                    Ok(false) => Duration::ZERO,
+                    Ok(true) => poll,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not read the paused groups");
+                        poll
+                    }
+                }
             }
             Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
             _ => poll,

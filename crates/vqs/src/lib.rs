@@ -40,6 +40,7 @@ mod delivery;
 mod dispatcher;
 mod execution_slot;
 mod group_key;
+mod group_pause;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -81,6 +82,7 @@ pub use dispatcher::{
 };
 pub use execution_slot::ExecutionSlot;
 pub use group_key::{MAX_GROUP_KEY_LEN, check_group_key};
+pub use group_pause::MAX_PAUSED_GROUPS_LISTED;
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};
@@ -93,8 +95,9 @@ pub use queue::{
 };
 pub use queue_metrics::{
     METRIC_CANCELLED, METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
-    METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SCHEDULE_FIRES,
-    METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, SharedRecorder,
+    METRIC_OLDEST_DUE_AGE, METRIC_PAUSED_GROUPS, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED,
+    METRIC_SCHEDULE_FIRES, METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED,
+    SharedRecorder,
 };
 pub use queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
