@@ -345,7 +345,12 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
     }
 
     fn limits(&self) -> crate::TopicLimits {
-        crate::TopicLimits { concurrency: self.0.concurrency(), rate_limit: self.0.rate_limit(), ..Default::default() }
+        crate::TopicLimits {
+            concurrency: self.0.concurrency(),
+            rate_limit: self.0.rate_limit(),
+            group_rate_limit: self.0.group_rate_limit(),
+            ..Default::default()
+        }
     }
 
     fn group_concurrency(&self) -> Option<u32> {

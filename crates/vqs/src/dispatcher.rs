@@ -49,6 +49,10 @@ pub struct ConsumerConfig {
     /// at most, across every process. Needs the subscription registered with it (see
     /// [`register_consumers`]). `None`: groups are not limited.
     pub group_concurrency: Option<u32>,
+    /// The job type's [`crate::Jobbable::group_rate_limit`]: starts per group key's bucket,
+    /// across every process. Needs the subscription registered with it, like
+    /// `group_concurrency`. `None`: groups' starts are not limited.
+    pub group_rate_limit: Option<crate::RateLimit>,
     /// Messages become visible to this group no sooner than this after they were sent.
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
@@ -65,7 +69,7 @@ impl ConsumerConfig {
     /// buffer would hold a slot another process could use), and after a short claim looks
     /// again after the poll interval (other processes' acknowledgements wake no one here).
     pub fn limited_across_processes(&self) -> bool {
-        self.global_max_concurrency.is_some() || self.group_concurrency.is_some()
+        self.global_max_concurrency.is_some() || self.group_concurrency.is_some() || self.group_rate_limit.is_some()
     }
 }
 
@@ -80,6 +84,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             max_concurrency: t.max_concurrency.unwrap_or(100),
             global_max_concurrency: t.max_concurrency,
             group_concurrency: None,
+            group_rate_limit: None,
             initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
@@ -150,7 +155,8 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 topic_pattern: c.topic_pattern.clone(),
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
-                grouped: c.group_concurrency.is_some(),
+                // A group rate limit is claimed through the ready groups too.
+                grouped: c.group_concurrency.is_some() || c.group_rate_limit.is_some(),
                 now: queue.clock().now(),
             })
             .await?;
@@ -341,7 +347,7 @@ async fn consumer_loop(
                             group_concurrency: consumer.group_concurrency,
                             leased_here,
                             rate_limit: claim_limits.rate_limit,
-                            group_rate_limit: None,
+                            group_rate_limit: consumer.group_rate_limit,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -370,7 +376,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if limits.limited() || consumer.group_concurrency.is_some() {
+                            idle = Some(if limits.limited() || consumer.group_concurrency.is_some() || consumer.group_rate_limit.is_some() {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -398,7 +404,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if limits.max_leased.is_some() || consumer.group_concurrency.is_some() {
+                if limits.max_leased.is_some() || consumer.group_concurrency.is_some() || consumer.group_rate_limit.is_some() {
                     idle = None;
                 }
             }
@@ -475,6 +481,7 @@ struct ClaimLimits {
 }
 
 impl ClaimLimits {
+    /// Limited across processes: no prefetch, and a short claim polls.
     fn limited(&self) -> bool {
         self.max_leased.is_some() || self.rate_limit.is_some()
     }
@@ -520,7 +527,7 @@ pub async fn dispatch_due(
             group_concurrency: consumer.group_concurrency,
             leased_here: 0,
             rate_limit: limits.rate_limit,
-            group_rate_limit: None,
+            group_rate_limit: consumer.group_rate_limit,
             now: queue.clock().now(),
         })
         .await?;
