@@ -289,6 +289,10 @@ impl QueueStore for PgStore {
         crate::subscriptions::subscription_ensure(&self.pool, p).await
     }
 
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
+        crate::subscriptions::group_topic(&self.pool, p).await
+    }
+
     /// One statement: pick due deliveries (`SKIP LOCKED`), lease them, close the `running`
     /// executions of those whose earlier lease expired (abandoned), and — with
     /// `start_executions` — record each new attempt's `running` execution.

@@ -138,6 +138,10 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }
 
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
+        self.writer.run(move |c| crate::subscriptions::group_topic(c, p).boxed()).await
+    }
+
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
         self.writer.run(move |c| claim(c, p).boxed()).await
     }

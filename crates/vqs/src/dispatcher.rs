@@ -146,8 +146,16 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Subscribe every consumer's group to its topic (idempotent; call once at start).
+/// Subscribe every consumer's group to its topic (idempotent; call once at start). A
+/// subscription is `grouped` when its consumer has a group limit, from its config or from an
+/// operator's override stored for its topic (read here first).
 pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> Result<(), StoreError> {
+    if let Err(e) = queue.read_topic_limits().await {
+        return Err(match e {
+            crate::QueueError::Store(e) => e,
+            other => StoreError::Database(other.to_string()),
+        });
+    }
     for c in consumers {
         queue
             .store()
@@ -156,7 +164,7 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
                 // A group rate limit is claimed through the ready groups too.
-                grouped: c.group_concurrency.is_some() || c.group_rate_limit.is_some(),
+                grouped: group_limits(queue, c) != (None, None),
                 now: queue.clock().now(),
             })
             .await?;
@@ -344,10 +352,10 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: claim_limits.max_leased,
-                            group_concurrency: consumer.group_concurrency,
+                            group_concurrency: group_limits(&queue, &consumer).0,
                             leased_here,
                             rate_limit: claim_limits.rate_limit,
-                            group_rate_limit: consumer.group_rate_limit,
+                            group_rate_limit: group_limits(&queue, &consumer).1,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -376,7 +384,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if limits.limited() || consumer.group_concurrency.is_some() || consumer.group_rate_limit.is_some() {
+                            idle = Some(if limits.limited() || group_limits(&queue, &consumer) != (None, None) {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -404,7 +412,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if limits.max_leased.is_some() || consumer.group_concurrency.is_some() || consumer.group_rate_limit.is_some() {
+                if limits.max_leased.is_some() || group_limits(&queue, &consumer) != (None, None) {
                     idle = None;
                 }
             }
@@ -470,6 +478,17 @@ fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> future
     })
 }
 
+/// The group limits in force for `consumer` as this process knows them: an operator's
+/// override for its topic, else its config (the job type's default, or the app's setting).
+/// A wildcard consumer keeps its config's (limits are per topic).
+fn group_limits(queue: &Queue, consumer: &ConsumerConfig) -> (Option<u32>, Option<crate::RateLimit>) {
+    if consumer.topic_pattern.ends_with('*') {
+        return (consumer.group_concurrency, consumer.group_rate_limit);
+    }
+    let o = queue.limit_overrides_known(&consumer.topic_pattern);
+    (o.group_concurrency.or(consumer.group_concurrency), o.group_rate_limit.or(consumer.group_rate_limit))
+}
+
 /// What a claim of `consumer` passes for the limits in force.
 #[derive(Clone)]
 struct ClaimLimits {
@@ -524,10 +543,10 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: limits.max_leased,
-            group_concurrency: consumer.group_concurrency,
+            group_concurrency: group_limits(queue, consumer).0,
             leased_here: 0,
             rate_limit: limits.rate_limit,
-            group_rate_limit: consumer.group_rate_limit,
+            group_rate_limit: group_limits(queue, consumer).1,
             now: queue.clock().now(),
         })
         .await?;

@@ -122,8 +122,8 @@ pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, esca
 pub use store::{OnDuplicate, QueueStore, RateLimit, SendResult, StoreError, TopicLimits, TopicLimitsPatch};
 pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};
 pub use topic_limits::{
-    GROUP_LIMITS_REFUSAL, GROUP_LIMITS_SUPPORTED, LimitInForce, LimitSource, LimitsInForce, MAX_LIMIT,
-    MAX_RATE_PERIOD_SECONDS, TopicLimitsView, check_limit, check_patch, check_rate_limit,
+    LimitInForce, LimitSource, LimitsInForce, MAX_LIMIT, MAX_RATE_PERIOD_SECONDS, TopicLimitsView, check_limit,
+    check_patch, check_rate_limit,
 };
 pub use topic_pause::{PAUSED_DEFER, TOPIC_CONTROL_POLL_INTERVAL, watch_topic_controls};
 pub use trace_context::TraceContext;

@@ -202,6 +202,13 @@ pub struct SubscriptionEnsureParams {
     pub now: DateTime<Utc>,
 }
 
+/// Make every subscription to exactly `topic` grouped ([`QueueStore::subscription_group_topic`]).
+#[derive(Debug, Clone)]
+pub struct SubscriptionGroupTopicParams {
+    pub topic: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Lease due messages of a consumer group.
 #[derive(Debug, Clone)]
 pub struct DeliveryClaimParams {
@@ -1571,6 +1578,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Subscribe a consumer group (idempotent; a second call updates the initial delay);
     /// messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
+    /// Mark every consumer group subscribed to exactly `topic` `grouped` (a runtime group limit
+    /// was set), re-keying the live deliveries of each that was not; returns how many changed.
+    /// Idempotent; a group already grouped is untouched.
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError>;
 
     /// Lease up to `limit` due messages (pending and due, or leased with an expired lease),
     /// oldest due first, each to one caller only (see the trait's "one lease per message").
