@@ -156,12 +156,25 @@ async fn group_limit_overrides_hold_each_group_and_a_clear_lets_the_rest_run() {
     let rate = r#"{"group_concurrency":null,"group_rate_limit":{"limit":1,"period_seconds":3600}}"#;
     let (status, body) = app.call(put("/api/admin/limits/probe", rate)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let mut a = Vec::new();
     for g in ["a", "a", "b"] {
-        send(g).await.unwrap();
+        let id = send(g).await.unwrap().message_id;
+        if g == "a" {
+            a.push(id);
+        }
     }
     // Each group's bucket is new: one start each now.
     assert_eq!(app.dispatch("probe").await, 2, "one start of a and one of b this hour");
     assert_eq!(app.dispatch("probe").await, 0, "a's second waits for its bucket");
+    let mut waiting = Vec::new();
+    for id in &a {
+        if app.attempts(id).await.is_empty() {
+            waiting.push(id.clone());
+        }
+    }
+    assert_eq!(waiting.len(), 1);
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{}", waiting[0])).await;
+    assert_eq!(m["held"], json!("rate_limit"), "{m}");
     let (status, _) = app
         .call(
             Request::delete("/api/admin/limits/probe")

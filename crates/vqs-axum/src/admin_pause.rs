@@ -143,8 +143,10 @@ pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static st
     {
         return Ok(Some("paused"));
     }
-    if m.group_key.is_some() && queue.group_held(&m.id).await? {
-        return Ok(Some("group_concurrency"));
+    if m.group_key.is_some()
+        && let Some(why) = queue.group_held(&m.id, &m.topic).await?
+    {
+        return Ok(Some(why));
     }
     let now = queue.clock().now();
     for d in m.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && d.visible_at <= now) {

@@ -234,18 +234,25 @@ pub(crate) async fn rekey(
 /// Whether a delivery of the message waits only because its group is full (the admin API's
 /// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
 /// as the group concurrency its last claim applied.
-pub(crate) async fn group_held(pool: &PgPool, p: vqs::store::DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+pub(crate) async fn group_held(
+    pool: &PgPool,
+    p: vqs::store::DeliveryGroupHeldParams,
+) -> Result<Option<vqs::store::GroupHeld>, StoreError> {
+    // The bucket allows no start while tat − (limit − 1)·interval is later than now.
+    let tolerance = p.group_rate_limit.map(|r| i64::from(r.limit.max(1) - 1) * vqs::store_support::rate_interval_us(r));
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
-           ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
-         WHERE d.message_id = $1 AND d.state = 'pending' AND d.visible_at <= $2 AND d.group_key <> '' \
-           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
-                       AND o.group_key = d.group_key AND o.state = 'leased' AND o.visible_at > $2))",
+        "SELECT bool_or(f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+                       AND o.group_key = d.group_key AND o.state = 'leased' AND o.visible_at > $2)), \
+                bool_or($3::bigint IS NOT NULL AND f.tat_us - $3 > $4) \
+         FROM deliveries d JOIN flow_groups f ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
+         WHERE d.message_id = $1 AND d.state = 'pending' AND d.visible_at <= $2 AND d.group_key <> ''",
     )
     .bind(&p.message_id)
     .bind(p.now)
+    .bind(tolerance)
+    .bind(p.now.timestamp_micros())
     .fetch_one(pool)
     .await
     .map_err(db_err)?;
-    Ok(row.get(0))
+    Ok(vqs::store_support::group_held_reason(row.get(0), row.get(1)))
 }

@@ -281,7 +281,7 @@ impl QueueStore for PgStore {
         crate::publish::message_ids_by_key(&self.pool, p).await
     }
 
-    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError> {
         crate::flow_groups::group_held(&self.pool, p).await
     }
 

@@ -10,7 +10,7 @@
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use vqs::store::{DeliveryClaimParams, DeliveryGroupHeldParams, StoreError};
+use vqs::store::{DeliveryClaimParams, DeliveryGroupHeldParams, GroupHeld, StoreError};
 
 use crate::rows::{db_err, us};
 
@@ -251,19 +251,22 @@ pub(crate) async fn rekey(
 /// Whether a delivery of the message waits only because its group is full (the admin API's
 /// `"held": "group_concurrency"`): pending and due, with as many live leases in its group
 /// as the group concurrency its last claim applied.
-pub(crate) async fn group_held(read: &SqlitePool, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+pub(crate) async fn group_held(read: &SqlitePool, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError> {
+    // The bucket allows no start while tat − (limit − 1)·interval is later than now.
+    let tolerance = p.group_rate_limit.map(|r| i64::from(r.limit.max(1) - 1) * vqs::store_support::rate_interval_us(r));
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN flow_groups f \
-           ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
-         WHERE d.message_id = ?1 AND d.state = 'pending' AND d.visible_at <= ?2 AND d.group_key <> '' \
-           AND f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
+        "SELECT MAX(f.concurrency <= (SELECT COUNT(*) FROM deliveries o WHERE o.consumer_group = d.consumer_group \
                        AND o.group_key = d.group_key AND o.state IN ('pending', 'leased') \
-                       AND o.state = 'leased' AND o.visible_at > ?2))",
+                       AND o.state = 'leased' AND o.visible_at > ?2)), \
+                MAX(?3 IS NOT NULL AND f.tat_us - ?3 > ?2) \
+         FROM deliveries d JOIN flow_groups f ON f.consumer_group = d.consumer_group AND f.group_key = d.group_key \
+         WHERE d.message_id = ?1 AND d.state = 'pending' AND d.visible_at <= ?2 AND d.group_key <> ''",
     )
     .bind(&p.message_id)
     .bind(us(p.now))
+    .bind(tolerance)
     .fetch_one(read)
     .await
     .map_err(db_err)?;
-    Ok(row.get::<bool, _>(0))
+    Ok(vqs::store_support::group_held_reason(row.get(0), row.get(1)))
 }

@@ -130,7 +130,7 @@ impl QueueStore for SqliteStore {
         crate::publish::message_ids_by_key(&self.read, p).await
     }
 
-    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError> {
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError> {
         crate::flow_groups::group_held(&self.read, p).await
     }
 

@@ -20,11 +20,13 @@ async fn subscribe_grouped(s: &Store) {
     .expect("subscribe");
 }
 
-async fn send_to(s: &Store, key: &str, n: usize) {
+async fn send_to(s: &Store, key: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
     for _ in 0..n {
         let p = MessageSendParams { group_key: Some(key.into()), ..send_params("t", "{}", at(0)) };
-        s.message_send(p).await.expect("send");
+        ids.push(s.message_send(p).await.expect("send").message_id);
     }
+    ids
 }
 
 /// Two starts per 10 s per group: a burst of 2, then one every 5 s.
@@ -52,11 +54,23 @@ async fn groups_of(s: &Store, leased: &[LeasedMessage]) -> Vec<String> {
 
 pub async fn a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another(s: Store) {
     subscribe_grouped(&s).await;
-    send_to(&s, "A", 6).await;
+    let a = send_to(&s, "A", 6).await;
     send_to(&s, "B", 1).await;
     let first = s.delivery_claim(claim(10, 1, None)).await.unwrap();
     assert_eq!(groups_of(&s, &first).await, ["A", "A", "B"], "A's burst of 2, and B");
     assert!(s.delivery_claim(claim(10, 2, None)).await.unwrap().is_empty(), "A's bucket is empty");
+    // A waiting message of A says why (nothing spent), and with no rate in force it would not.
+    let leased: Vec<&str> = first.iter().map(|m| m.message_id.as_str()).collect();
+    let waiting = a.iter().find(|id| !leased.contains(&id.as_str())).unwrap().clone();
+    let held = |rate: Option<RateLimit>| {
+        s.delivery_group_held(DeliveryGroupHeldParams {
+            message_id: waiting.clone(),
+            group_rate_limit: rate,
+            now: at(2),
+        })
+    };
+    assert_eq!(held(Some(RATE)).await.unwrap(), Some(GroupHeld::RateLimit));
+    assert_eq!(held(None).await.unwrap(), None);
     // A message of B published now is not held back by A.
     send_to(&s, "B", 1).await;
     assert_eq!(groups_of(&s, &s.delivery_claim(claim(10, 3, None)).await.unwrap()).await, ["B"]);

@@ -53,8 +53,8 @@ pub async fn a_full_group_does_not_hold_back_another(s: Store) {
     assert!(s.delivery_claim(grouped(10, 1, 3)).await.unwrap().is_empty(), "A full, B empty");
     // A message of A waiting behind the full group says why.
     let waiting = s.message_get(MessageGetParams { id: send_to(&s, Some("A"), 3).await }).await.unwrap().unwrap();
-    let held = s.delivery_group_held(DeliveryGroupHeldParams { message_id: waiting.id.clone(), now: at(4) });
-    assert!(held.await.unwrap(), "held by its group");
+    let p = DeliveryGroupHeldParams { message_id: waiting.id.clone(), group_rate_limit: None, now: at(4) };
+    assert_eq!(s.delivery_group_held(p).await.unwrap(), Some(GroupHeld::Concurrency), "held by its group");
     assert_eq!(waiting.deliveries[0].attempts, 0, "a held message spends no attempt");
     assert_eq!(waiting.deliveries[0].delivery_count, 0);
     // Acking A's lease frees its slot: the next of A is leased.

@@ -283,16 +283,24 @@ impl Queue {
         Ok(results)
     }
 
+    /// Why a due delivery of message `id` (in `topic`) waits because of its message group:
+    /// `"group_concurrency"` when its group is full, `"rate_limit"` when its group's bucket
+    /// allows no start now (the group rate limit in force for `topic`); `None` otherwise.
+    pub async fn group_held(&self, id: &str, topic: &str) -> Result<Option<&'static str>, QueueError> {
+        let p = crate::store::DeliveryGroupHeldParams {
+            message_id: id.to_owned(),
+            group_rate_limit: self.limits_in_force_known(topic).group_rate_limit,
+            now: self.inner.clock.now(),
+        };
+        Ok(self.inner.store.delivery_group_held(p).await?.map(|h| match h {
+            crate::store::GroupHeld::Concurrency => "group_concurrency",
+            crate::store::GroupHeld::RateLimit => "rate_limit",
+        }))
+    }
+
     /// Validate a publish and turn it into the backend's params without sending it — for a
     /// backend function that publishes inside the caller's database transaction
     /// (`vqs_postgres::enqueue_in`).
-    /// True when a delivery of message `id` is due but waits because its group is full
-    /// (the admin API's `"held": "group_concurrency"`).
-    pub async fn group_held(&self, id: &str) -> Result<bool, QueueError> {
-        let p = crate::store::DeliveryGroupHeldParams { message_id: id.to_owned(), now: self.inner.clock.now() };
-        Ok(self.inner.store.delivery_group_held(p).await?)
-    }
-
     pub fn prepare_send(&self, topic: &str, payload: Vec<u8>, opts: SendOpts) -> Result<MessageSendParams, QueueError> {
         if !is_valid_name(topic) {
             return Err(QueueError::Invalid(format!("invalid topic {topic:?}: use letters, digits, '-' and '_' only")));

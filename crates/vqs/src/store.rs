@@ -1372,7 +1372,19 @@ pub struct MessageKeyLookupParams {
 #[derive(Debug, Clone)]
 pub struct DeliveryGroupHeldParams {
     pub message_id: String,
+    /// The topic's group rate limit in force: also say whether the group's bucket allows no
+    /// start now.
+    pub group_rate_limit: Option<RateLimit>,
     pub now: DateTime<Utc>,
+}
+
+/// Why a due delivery waits because of its message group ([`QueueStore::delivery_group_held`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupHeld {
+    /// Its group has as many live leases as its group concurrency.
+    Concurrency,
+    /// Its group's rate bucket allows no start now.
+    RateLimit,
 }
 
 /// Count a consumer group's live leases ([`QueueStore::delivery_leased_count`]).
@@ -1544,9 +1556,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The ids of the messages of any topic that hold idempotency key `p.key`, newest first
     /// (an operator's search); a finished message is found while it is kept.
     async fn message_ids_by_key(&self, p: MessageKeyLookupParams) -> Result<Vec<String>, StoreError>;
-    /// True when a delivery of the message is due and pending but its group (under group
-    /// concurrency) is full: the admin API's `"held": "group_concurrency"`.
-    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<bool, StoreError>;
+    /// Why a delivery of the message that is due and pending waits because of its group:
+    /// full under group concurrency (the admin API's `"held": "group_concurrency"`), or its
+    /// bucket empty under `p.group_rate_limit` (`"rate_limit"`); `None` when neither.
+    async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).

@@ -301,6 +301,16 @@ pub fn rate_advance(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n: u3
     tat_us.unwrap_or(now_us).max(now_us) + i64::from(n) * rate_interval_us(r)
 }
 
+/// Why a due delivery waits because of its group, from the two checks a backend makes (full
+/// first: a full group waits for a slot whatever its bucket). `None`: neither (or no row).
+pub fn group_held_reason(full: Option<bool>, bucket_empty: Option<bool>) -> Option<crate::store::GroupHeld> {
+    match (full, bucket_empty) {
+        (Some(true), _) => Some(crate::store::GroupHeld::Concurrency),
+        (_, Some(true)) => Some(crate::store::GroupHeld::RateLimit),
+        _ => None,
+    }
+}
+
 /// A message group's rate bucket after a grouped claim leased `n` of it at `now_us`: its new
 /// theoretical arrival time (unchanged when nothing was leased) and, when the bucket allows
 /// no start now, the moment the next one is allowed (the group is parked until then).
