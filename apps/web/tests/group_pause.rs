@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::body::Body;
 use common::{ADMIN_TOKEN, TestApp};
 use http::{Request, StatusCode};
@@ -107,20 +105,7 @@ async fn sixteen_concurrent_group_pauses_leave_one() {
 #[tokio::test]
 async fn the_cli_pauses_and_resumes_a_group() {
     let app = TestApp::new().await;
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_web"))
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run the web binary");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| app.run_cli(args);
     let (ok, out, err) = run(&["pause", "probe", "--group", "acme"]);
     assert!(ok, "{err}");
     assert!(out.contains("group \"acme\" of probe paused"), "{out}");

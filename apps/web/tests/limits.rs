@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -236,20 +235,7 @@ async fn the_limits_api_refuses_bad_input_and_writes_nothing() {
 #[tokio::test]
 async fn the_cli_sets_shows_and_clears_limits() {
     let app = TestApp::new().await;
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_web"))
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run the web binary");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| app.run_cli(args);
     let (ok, out, err) = run(&["limits", "set", "probe", "--rate", "5/10", "--concurrency", "2", "--json"]);
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -115,20 +114,7 @@ async fn sixteen_concurrent_pauses_all_succeed_with_one_state() {
 #[tokio::test]
 async fn the_cli_pauses_resumes_and_shows_it() {
     let app = TestApp::new().await;
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_web"))
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run the web binary");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| app.run_cli(args);
     let (ok, out, err) = run(&["pause", "probe", "--json"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"topic": "probe", "paused": true}));

@@ -12,7 +12,8 @@
 //! [`QueueStore::group_pause_set`]: crate::QueueStore::group_pause_set
 
 use crate::store::{GroupPause, GroupPauseListParams, GroupPauseSetParams};
-use crate::{Queue, QueueError, check_group_key, check_storable, is_valid_name};
+use crate::topic_limits::check_topic;
+use crate::{Queue, QueueError, check_group_key};
 
 /// The most paused groups one list returns (the admin API and the dashboard page them by topic).
 pub const MAX_PAUSED_GROUPS_LISTED: u32 = 1000;
@@ -88,15 +89,4 @@ impl Queue {
             None => !listed.is_empty(),
         })
     }
-}
-
-fn check_topic(topic: &str) -> Result<(), QueueError> {
-    check_storable("topic", topic)?;
-    if !is_valid_name(topic) {
-        return Err(QueueError::Invalid(format!(
-            "invalid topic {topic:?}: use letters, digits, '-' and '_' only, at most {} bytes",
-            crate::MAX_KEY_BYTES
-        )));
-    }
-    Ok(())
 }

@@ -351,7 +351,8 @@ impl Queue {
     }
 }
 
-fn check_topic(topic: &str) -> Result<(), QueueError> {
+/// Refuse a topic name that is not storable or not a valid name, saying what a topic may be.
+pub(crate) fn check_topic(topic: &str) -> Result<(), QueueError> {
     check_storable("topic", topic)?;
     if !is_valid_name(topic) {
         return Err(QueueError::Invalid(format!(

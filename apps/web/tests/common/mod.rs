@@ -146,6 +146,22 @@ impl TestApp {
     }
 
     /// Executions of a message, oldest first, as `(attempt, status)`.
+    /// Run the `web` binary on this app's database and `vercel.json`: (succeeded, stdout, stderr).
+    pub fn run_cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_web"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("VQS_VERCEL_JSON", repo_root().join("vercel.json"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the web binary");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub async fn attempts(&self, message_id: &str) -> Vec<(u32, String)> {
         let mut rows = self
             .queue()
