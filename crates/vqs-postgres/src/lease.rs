@@ -142,8 +142,8 @@ fn claim_query_after<'a>(
             .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
     }
     q.push(
-        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
-         FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
+        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at, \
+         d.priority, d.visible_at AS due_at FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
         .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
@@ -169,11 +169,18 @@ fn claim_query_after<'a>(
     }
     match grouped {
         Some((_, limit)) => {
-            q.push(" AND d.group_key = g.key ORDER BY d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x LIMIT ")
+            // A group's best priority first, oldest first within it (`deliveries_grouped`
+            // is in that order); the groups themselves in ready order.
+            q.push(
+                " AND d.group_key = g.key ORDER BY d.priority, d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x \
+                 LIMIT ",
+            )
                 .push_bind(i64::from(limit.max(1)));
         }
         None => {
-            q.push(" ORDER BY d.visible_at LIMIT ");
+            // Lower priority first, by due time within a priority: the order of
+            // `deliveries_due`, so the claim reads its first entries and sorts nothing.
+            q.push(" ORDER BY d.priority, d.visible_at LIMIT ");
             push_limit(&mut q, p);
             q.push(" FOR UPDATE OF d SKIP LOCKED");
         }
@@ -222,7 +229,8 @@ fn claim_query_after<'a>(
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
-             FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
+             FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id \
+             ORDER BY m.priority, m.due_at",
         );
     q
 }

@@ -218,6 +218,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
             tokio::spawn(async move {
                 let p = vqs::store::MessageSendParams {
                     group_key: None,
+                    priority: 0,
                     topic: "debounced".into(),
                     payload: n.to_string().into_bytes(),
                     content_type: "text/plain".into(),
