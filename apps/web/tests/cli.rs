@@ -321,7 +321,9 @@ async fn enqueue_takes_a_priority_and_refuses_a_bad_one() {
     let cli = Cli { database_url: database_url.clone() };
     let later = cli.json(&["enqueue", "probe", "{}", "--priority", "7", "--json"])["messageId"].clone();
     let first = cli.json(&["enqueue", "probe", "{}", "--priority", "-5", "--json"])["messageId"].clone();
-    for (bad, why) in [("x", "invalid priority \"x\""), ("101", "invalid priority 101"), ("-101", "invalid priority -101")] {
+    for (bad, why) in
+        [("x", "invalid priority \"x\""), ("101", "invalid priority 101"), ("-101", "invalid priority -101")]
+    {
         let (ok, _, stderr) = cli.run(&["enqueue", "probe", "{}", "--priority", bad]);
         assert!(!ok && stderr.contains(why) && stderr.contains("from -100 to 100"), "{bad}: {stderr}");
     }

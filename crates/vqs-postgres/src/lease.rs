@@ -133,7 +133,14 @@ fn claim_query_after<'a>(
 ) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
-    q.push("WITH due AS (");
+    // The plain claim walks the priorities present one at a time (see `push_priorities`).
+    let by_priority = grouped.is_none() && p.message_id.is_none();
+    if by_priority {
+        push_priorities(&mut q, p);
+        q.push(", due AS (SELECT x.* FROM prios CROSS JOIN LATERAL (");
+    } else {
+        q.push("WITH due AS (");
+    }
     if let Some((g, _)) = grouped {
         q.push("SELECT x.* FROM UNNEST(")
             .push_bind(&g.keys)
@@ -177,9 +184,17 @@ fn claim_query_after<'a>(
             )
                 .push_bind(i64::from(limit.max(1)));
         }
+        None if by_priority => {
+            // Lower priority first, by due time within a priority: each priority's due rows
+            // are one range of `deliveries_due` (consumer group, priority, due time ≤ now),
+            // read oldest first; the outer LIMIT stops at the first `limit` rows.
+            q.push(" AND d.priority = prios.priority ORDER BY d.visible_at LIMIT ")
+                .push_bind(i64::from(p.limit.max(1)))
+                .push(" FOR UPDATE OF d SKIP LOCKED) x LIMIT ");
+            push_limit(&mut q, p);
+        }
         None => {
-            // Lower priority first, by due time within a priority: the order of
-            // `deliveries_due`, so the claim reads its first entries and sorts nothing.
+            // A receive by id: its one row.
             q.push(" ORDER BY d.priority, d.visible_at LIMIT ");
             push_limit(&mut q, p);
             q.push(" FOR UPDATE OF d SKIP LOCKED");
@@ -233,6 +248,26 @@ fn claim_query_after<'a>(
              ORDER BY m.priority, m.due_at",
         );
     q
+}
+
+/// `WITH RECURSIVE prios`: the priorities the consumer group has live deliveries at, lowest
+/// first, found one index descent each (a loose index scan of `deliveries_due`) and only as
+/// far as the claim reads. Ordering the whole group by `(priority, visible_at)` in one scan
+/// would walk every entry of a lower priority that is not due yet — 100,000 delayed or
+/// retrying rows at priority 0 in front of the due ones at 5 (PostgreSQL 15 has no skip
+/// scan) — and, when fewer than `limit` are due, every future row of the group; per
+/// priority, the due rows are one range bounded by now. Cost: one descent per priority
+/// present (one, when every message has the default), figures in docs/flow-control.md.
+fn push_priorities<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    q.push("WITH RECURSIVE prios AS ((SELECT priority FROM deliveries WHERE consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND state IN ('pending', 'leased') ORDER BY priority LIMIT 1) UNION ALL              SELECT (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ",
+        )
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND d.state IN ('pending', 'leased') AND d.priority > prios.priority ORDER BY d.priority LIMIT 1)              FROM prios WHERE prios.priority IS NOT NULL)",
+        );
 }
 
 /// The claim's LIMIT. Unlimited: `p.limit`. Under a limit across processes

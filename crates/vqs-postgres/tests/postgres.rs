@@ -521,7 +521,13 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
     assert!(leased.iter().all(|m| m.topic == "probe"));
     let priority = |m: &vqs::store::LeasedMessage| {
         let i: u32 = m.message_id[1..].parse().unwrap();
-        if i % 7 == 0 { -3 } else if i % 5 == 0 { 5 } else { 0 }
+        if i % 7 == 0 {
+            -3
+        } else if i % 5 == 0 {
+            5
+        } else {
+            0
+        }
     };
     assert!(leased.windows(2).all(|w| priority(&w[0]) <= priority(&w[1])), "lowest priority first");
 }
