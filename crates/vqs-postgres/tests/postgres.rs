@@ -521,9 +521,9 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
     assert!(leased.iter().all(|m| m.topic == "probe"));
     let priority = |m: &vqs::store::LeasedMessage| {
         let i: u32 = m.message_id[1..].parse().unwrap();
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             -3
-        } else if i % 5 == 0 {
+        } else if i.is_multiple_of(5) {
             5
         } else {
             0
