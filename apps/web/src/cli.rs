@@ -11,7 +11,7 @@ use crate::config::Config;
 use vqs_axum::admin::{
     ExecutionsQuery, cancelled_json, crons_json, execution_filter, message_json, message_progress, purged_json,
 };
-use vqs_axum::admin_pause::{held, queues_json, set_paused};
+use vqs_axum::admin_pause::{held, queues_json, set_group_paused, set_paused};
 use vqs_axum::admin_schedules::SchedulePageQuery;
 
 /// vqs: durable background jobs and crons for this app.
@@ -111,18 +111,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pause a topic: publishing still works, running jobs finish, nothing new starts (on
-    /// every process within a second) until `resume`.
+    /// Pause a topic (or one message group of it, `--group`): publishing still works, running
+    /// jobs finish, nothing new starts (on every process within a second) until `resume`.
     Pause {
         /// The topic (a job's topic, e.g. probe).
         topic: String,
+        /// Only this message group of the topic (its key, e.g. a tenant id).
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Resume a paused topic: its backlog starts again, in due order.
+    /// Resume a paused topic (or message group, `--group`): its backlog starts again, in due order.
     Resume {
         /// The topic (a job's topic, e.g. probe).
         topic: String,
+        /// Only this message group of the topic (its key, e.g. a tenant id).
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -263,18 +269,49 @@ pub(crate) fn s(v: &Value) -> String {
     }
 }
 
-/// `web pause <topic>` / `web resume <topic>`: the admin API's checks and answer.
-async fn pause_or_resume(queue: &vqs::Queue, config: &Config, topic: &str, pause: bool, json: bool) -> Result<()> {
+/// `web pause <topic> [--group G]` / `web resume <topic> [--group G]`: the admin API's checks
+/// and answer.
+async fn pause_or_resume(
+    queue: &vqs::Queue,
+    config: &Config,
+    topic: &str,
+    group: Option<&str>,
+    pause: bool,
+    json: bool,
+) -> Result<()> {
     let vercel = crate::runtime::load_vercel(&config.vercel_json)?;
-    let v = set_paused(queue, &vercel, topic, pause).await.map_err(|e| anyhow!("{}", e.message))?;
+    let v = match group {
+        Some(g) => set_group_paused(queue, &vercel, topic, g, pause).await,
+        None => set_paused(queue, &vercel, topic, pause).await,
+    }
+    .map_err(|e| anyhow!("{}", e.message))?;
     print(json, &v, |_| {
-        if pause {
+        if let Some(g) = group {
+            if pause {
+                format!(
+                    "group {g:?} of {topic} paused: none of its messages starts until `web resume {topic} --group {g}` \
+                     (running jobs finish; the topic's other groups go on)\n"
+                )
+            } else {
+                format!("group {g:?} of {topic} resumed: its waiting messages start in due order\n")
+            }
+        } else if pause {
             format!("{topic} paused: nothing new starts until `web resume {topic}` (running jobs finish)\n")
         } else {
             format!("{topic} resumed: its waiting messages start in due order\n")
         }
     });
     Ok(())
+}
+
+/// The queues table's `paused` cell: `paused`, the paused groups (`groups: a, b`), or `-`.
+fn paused_cell(t: &Value) -> String {
+    let groups: Vec<&str> = t["paused_groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    match (t["paused"] == json!(true), groups.is_empty()) {
+        (true, _) => "paused".into(),
+        (false, true) => "-".into(),
+        (false, false) => format!("groups: {}", groups.join(", ")),
+    }
 }
 
 /// Run the CLI.
@@ -390,7 +427,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                         s(&t["failed"]),
                         s(&t["dead"]),
                         s(&t["cancelled"]),
-                        if t["paused"] == json!(true) { "paused" } else { "-" }
+                        paused_cell(t)
                     );
                 }
                 out
@@ -464,9 +501,13 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 }
             });
         }
-        Command::Pause { topic, json } => pause_or_resume(&queue, &config, &topic, true, json).await?,
+        Command::Pause { topic, group, json } => {
+            pause_or_resume(&queue, &config, &topic, group.as_deref(), true, json).await?
+        }
         Command::Limits { action, json } => crate::cli_limits::run(&queue, &config, action, json).await?,
-        Command::Resume { topic, json } => pause_or_resume(&queue, &config, &topic, false, json).await?,
+        Command::Resume { topic, group, json } => {
+            pause_or_resume(&queue, &config, &topic, group.as_deref(), false, json).await?
+        }
         Command::DeadLetters { action: None, json } => {
             let rows = json!(queue.dead_letters(100).await?);
             print(json, &rows, |v| {

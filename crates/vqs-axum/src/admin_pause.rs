@@ -1,14 +1,17 @@
 //! Pausing a topic in the admin API (SPEC.md, "Flow control"): `POST
 //! /api/admin/queues/{topic}/pause` and `/resume` → 200 `{"topic", "paused"}`, and the
-//! `paused` flag of each topic in `GET /api/admin/queues`. Merged into
+//! `paused` flag of each topic in `GET /api/admin/queues`. With `?group=G` the same routes
+//! pause or resume one message group of the topic → 200 `{"topic", "group", "paused"}`, and
+//! each topic in the list carries its `paused_groups`. Merged into
 //! [`crate::admin::routes`], behind its token. The CLI (`web pause`, `web resume`, `web
 //! queues`) and the dashboard call the same functions, so all three answer alike.
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use vqs::store::{DeliveryState, MessageRecord, TopicControl, TopicStats};
 use vqs::{Queue, VercelConfig};
@@ -37,12 +40,50 @@ pub fn paused_json(control: &TopicControl) -> Value {
     json!({ "topic": control.topic, "paused": control.paused })
 }
 
-async fn pause(State(state): State<VqsState>, Path(topic): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(set_paused(&state.queue, &state.vercel, &topic, true).await?))
+/// `?group=G`: the pause or resume is of that message group of the topic only.
+#[derive(Debug, Deserialize)]
+struct PauseQuery {
+    group: Option<String>,
 }
 
-async fn resume(State(state): State<VqsState>, Path(topic): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(set_paused(&state.queue, &state.vercel, &topic, false).await?))
+async fn pause(
+    State(state): State<VqsState>,
+    Path(topic): Path<String>,
+    Query(q): Query<PauseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(match q.group {
+        Some(group) => set_group_paused(&state.queue, &state.vercel, &topic, &group, true).await?,
+        None => set_paused(&state.queue, &state.vercel, &topic, true).await?,
+    }))
+}
+
+async fn resume(
+    State(state): State<VqsState>,
+    Path(topic): Path<String>,
+    Query(q): Query<PauseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(match q.group {
+        Some(group) => set_group_paused(&state.queue, &state.vercel, &topic, &group, false).await?,
+        None => set_paused(&state.queue, &state.vercel, &topic, false).await?,
+    }))
+}
+
+/// Pause or resume one message group of a consumed topic: `{"topic", "group", "paused"}`
+/// (404 for a topic nothing consumes, 400 for an invalid topic or group).
+pub async fn set_group_paused(
+    queue: &Queue,
+    vercel: &VercelConfig,
+    topic: &str,
+    group: &str,
+    paused: bool,
+) -> Result<Value, ApiError> {
+    require_consumed_topic(vercel, topic).map_err(ApiError::not_found)?;
+    if paused {
+        queue.pause_group(topic, group).await?;
+    } else {
+        queue.resume_group(topic, group).await?;
+    }
+    Ok(json!({ "topic": topic, "group": group, "paused": paused }))
 }
 
 /// Per-topic counts with `"paused": true|false` (as stored, not this process's view); a
@@ -52,6 +93,7 @@ pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
     let paused: BTreeSet<String> =
         queue.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
     let limits = queue.limits().await?;
+    let groups = queue.paused_groups(None).await?;
     let mut list = with_paused(stats, &paused);
     // The limits in force per topic (as stored; the job types' defaults merged in).
     for v in &mut list {
@@ -60,6 +102,8 @@ pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
             Some(l) => crate::admin_limits::in_force_json(&l.in_force),
             None => crate::admin_limits::in_force_json(&Default::default()),
         };
+        v["paused_groups"] =
+            json!(groups.iter().filter(|g| g.topic == topic).map(|g| &g.group_key).collect::<Vec<_>>());
     }
     Ok(Value::Array(list))
 }
@@ -83,7 +127,7 @@ fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Val
 }
 
 /// Why a message is not running, for the admin API's message view: `Some("paused")` when
-/// its topic is paused and a delivery of it is waiting (pending); `Some("group_concurrency")`
+/// its topic or its message group is paused and a delivery of it is waiting (pending); `Some("group_concurrency")`
 /// when a delivery is due but its group is full; else, for a delivery that is due,
 /// `"concurrency"` or `"rate_limit"` when a limit in force holds it back
 /// ([`Queue::limit_held`]). SPEC.md, "Flow control".
@@ -92,6 +136,11 @@ pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static st
         return Ok(None);
     }
     if queue.paused_topics().await?.contains(&m.topic) {
+        return Ok(Some("paused"));
+    }
+    if let Some(group) = &m.group_key
+        && queue.group_paused(&m.topic, group).await?
+    {
         return Ok(Some("paused"));
     }
     if m.group_key.is_some() && queue.group_held(&m.id).await? {

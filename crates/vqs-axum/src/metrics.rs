@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use vqs::{
-    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_QUEUE_DEPTH, METRIC_SCHEDULES,
-    METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, Queue,
+    METRIC_DEAD_LETTERS, METRIC_JOB_DURATION, METRIC_OLDEST_DUE_AGE, METRIC_PAUSED_GROUPS, METRIC_QUEUE_DEPTH,
+    METRIC_SCHEDULES, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, Queue,
 };
 
 /// Buckets of `vqs_job_duration_seconds`: 5 ms to 15 minutes.
@@ -56,12 +56,21 @@ impl Metrics {
         let schedules = queue.schedules().health(0).await?;
         let controls = queue.topic_controls().await?;
         let limits = queue.limits().await?;
+        let paused_groups = queue.paused_groups(None).await?;
         let now = queue.clock().now();
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut zero: BTreeSet<String> = topics.clone();
         queue.with_metrics(|| {
             for c in &controls {
                 metrics::gauge!(METRIC_TOPIC_PAUSED, "topic" => c.topic.clone()).set(if c.paused { 1.0 } else { 0.0 });
+            }
+            // Paused message groups per topic: every topic known here reads 0 once resumed.
+            let mut groups: std::collections::BTreeMap<&str, usize> = topics.iter().map(|t| (t.as_str(), 0)).collect();
+            for g in &paused_groups {
+                *groups.entry(g.topic.as_str()).or_default() += 1;
+            }
+            for (topic, n) in groups {
+                metrics::gauge!(METRIC_PAUSED_GROUPS, "topic" => topic.to_owned()).set(n as f64);
             }
             // Every topic with a stored control or a limit: a cleared override reads 0.
             let limited: BTreeSet<&str> =

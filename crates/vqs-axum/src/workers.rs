@@ -102,10 +102,18 @@ pub fn consumers(state: &VqsState) -> Vec<ConsumerConfig> {
                 .iter()
                 .find(|(topic, _)| c.route_path == format!("/api/queue/{topic}"))
                 .map(|(_, n)| *n);
+            // And its group rate limit (the job type's default, registered when the queue
+            // opened; an operator's override wins at each claim).
+            let group_rate_limit = c
+                .route_path
+                .strip_prefix("/api/queue/")
+                .filter(|topic| state.job_topics.iter().any(|t| t == topic))
+                .and_then(|topic| state.queue.limit_defaults_known(topic).group_rate_limit);
             ConsumerConfig {
                 visibility: state.lease,
                 starts_executions: job_routes.contains(&c.route_path),
                 group_concurrency,
+                group_rate_limit,
                 ..c
             }
         })

@@ -38,11 +38,15 @@ pub(crate) struct GroupRooms {
     pub(crate) visited: Vec<String>,
     pub(crate) keys: Vec<String>,
     pub(crate) rooms: Vec<i32>,
+    /// Each visited group's rate bucket (`tat_us`) as read, in `visited` order.
+    pub(crate) tats: Vec<Option<i64>>,
 }
 
 /// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
 /// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
-/// `limit` groups with `ready_at <= now`, oldest first, locked (`SKIP LOCKED`: another claim
+/// `limit` groups with `ready_at <= now` and not paused in a topic the consumer group
+/// subscribes to (a paused group is skipped, never visited: its backlog is not read), oldest
+/// first, locked (`SKIP LOCKED`: another claim
 /// has them), each with its live leases counted and the room left (the `""` group,
 /// ungrouped messages, has no limit and comes last with what the batch has left).
 pub(crate) async fn ready_groups(
@@ -51,8 +55,11 @@ pub(crate) async fn ready_groups(
     per_group: u32,
     limit: u32,
 ) -> Result<GroupRooms, StoreError> {
-    let keys: Vec<String> = sqlx::query_scalar(
-        "SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
+    let picked: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
+         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = $1 \
+           AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix))) \
+           WHERE gp.group_key = flow_groups.group_key) \
          ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(&p.consumer_group)
@@ -61,7 +68,8 @@ pub(crate) async fn ready_groups(
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
-    let mut groups = GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new() };
+    let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
+    let mut groups = GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new(), tats: Vec::new() };
     if keys.is_empty() {
         return Ok(groups);
     }
@@ -76,17 +84,70 @@ pub(crate) async fn ready_groups(
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
-    let mut order: Vec<(&String, i64)> = keys.iter().zip(live).collect();
-    order.sort_by_key(|(k, _)| k.is_empty());
-    for (key, live) in order {
-        let room = if key.is_empty() { i64::from(limit) } else { (i64::from(per_group) - live).min(i64::from(limit)) };
+    let now_us = p.now.timestamp_micros();
+    let mut order: Vec<(&String, i64, Option<i64>)> =
+        keys.iter().zip(live).zip(&tats).map(|((k, l), t)| (k, l, *t)).collect();
+    order.sort_by_key(|(k, _, _)| k.is_empty());
+    for (key, live, tat) in order {
+        let mut room =
+            if key.is_empty() { i64::from(limit) } else { (i64::from(per_group) - live).min(i64::from(limit)) };
+        // Under a group rate limit, no more than the group's bucket allows now.
+        if let Some(r) = p.group_rate_limit.filter(|_| !key.is_empty()) {
+            room = room.min(i64::from(vqs::store_support::rate_room(r, tat, now_us)));
+        }
         if room > 0 {
             groups.keys.push(key.clone());
             groups.rooms.push(room as i32);
         }
     }
     groups.visited = keys;
+    groups.tats = tats;
     Ok(groups)
+}
+
+/// Under a group rate limit, after the claim and the park, in its transaction: each visited
+/// group's bucket advanced by what it leased, and a group whose bucket allows no start now
+/// parked until its next start is allowed (not before; a group with nothing live stays out).
+pub(crate) async fn advance_buckets(
+    tx: &mut PgConnection,
+    p: &DeliveryClaimParams,
+    groups: &GroupRooms,
+    leased_ids: &[String],
+) -> Result<(), StoreError> {
+    let Some(r) = p.group_rate_limit else { return Ok(()) };
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT group_key, COUNT(*) FROM deliveries WHERE consumer_group = $1 AND message_id = ANY($2) \
+         GROUP BY group_key",
+    )
+    .bind(&p.consumer_group)
+    .bind(leased_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let now_us = p.now.timestamp_micros();
+    let (mut keys, mut tats, mut nexts) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, tat) in groups.visited.iter().zip(&groups.tats).filter(|(k, _)| !k.is_empty()) {
+        let n = counts.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+        let (tat, next) = vqs::store_support::group_rate_after(r, *tat, now_us, u32::try_from(n).unwrap_or(u32::MAX));
+        keys.push(key.clone());
+        tats.push(tat);
+        nexts.push(next);
+    }
+    sqlx::query(
+        "UPDATE flow_groups f SET tat_us = b.tat, \
+           ready_at = CASE WHEN f.ready_at IS NULL OR b.next IS NULL THEN f.ready_at \
+                      ELSE GREATEST(f.ready_at, timestamptz 'epoch' + b.next * interval '1 microsecond') END \
+         FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS b(key, tat, next) \
+         WHERE f.consumer_group = $1 AND f.group_key = b.key",
+    )
+    .bind(&p.consumer_group)
+    .bind(&keys)
+    .bind(&tats)
+    .bind(&nexts)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// After the claim, in its transaction: each group visited gets its live lease count and

@@ -58,9 +58,11 @@ pub(crate) async fn delivery_claim(
     // Ungrouped: one statement on the claim's held connection, limited or not (a limited
     // group's lock, count and claim happen inside it: `push_limit`'s `vqs_claim_room`).
     // Grouped: through the ready groups, in a transaction of its own (`claim_grouped`).
-    let rows = match p.group_concurrency {
-        Some(per_group) => claim_grouped(pool, &p, per_group).await?,
-        None => {
+    let rows = match (p.group_concurrency, p.group_rate_limit) {
+        (Some(per_group), _) => claim_grouped(pool, &p, per_group).await?,
+        // A group rate limit alone: grouped, with no concurrency limit per group.
+        (None, Some(_)) => claim_grouped(pool, &p, i32::MAX as u32).await?,
+        (None, None) => {
             let mut held = claim_conn.lock().await;
             let conn = held.get().await?;
             let rows = claim_query(&p).build().fetch_all(&mut *conn).await.map_err(db_err);
@@ -167,7 +169,9 @@ fn claim_query_after<'a>(
         .push(
             " AND (NOT EXISTS (SELECT 1 FROM topic_controls WHERE paused) \
              OR d.topic <> ALL(ARRAY(SELECT topic FROM topic_controls WHERE paused)))",
-        );
+        )
+        // Nor a paused group's (`group_pauses.rs`).
+        .push(crate::group_pauses::CLAIM_FILTER);
     if let Some(topic) = &p.topic {
         q.push(" AND d.topic = ").push_bind(topic);
     }
@@ -262,11 +266,13 @@ fn push_priorities<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimP
     q.push("WITH RECURSIVE prios AS ((SELECT priority FROM deliveries WHERE consumer_group = ")
         .push_bind(&p.consumer_group)
         .push(
-            " AND state IN ('pending', 'leased') ORDER BY priority LIMIT 1) UNION ALL              SELECT (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ",
+            " AND state IN ('pending', 'leased') ORDER BY priority LIMIT 1) UNION ALL \
+             SELECT (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ",
         )
         .push_bind(&p.consumer_group)
         .push(
-            " AND d.state IN ('pending', 'leased') AND d.priority > prios.priority ORDER BY d.priority LIMIT 1)              FROM prios WHERE prios.priority IS NOT NULL)",
+            " AND d.state IN ('pending', 'leased') AND d.priority > prios.priority ORDER BY d.priority LIMIT 1) \
+             FROM prios WHERE prios.priority IS NOT NULL)",
         );
 }
 
@@ -382,6 +388,8 @@ async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -
         claim_query_after("", p, Some((&groups, limit))).build().fetch_all(&mut *tx).await.map_err(db_err)?
     };
     crate::flow_groups::park(&mut tx, p, per_group, &groups.visited).await?;
+    let leased_ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    crate::flow_groups::advance_buckets(&mut tx, p, &groups, &leased_ids).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(rows)
 }

@@ -23,6 +23,7 @@ mod cron_runs;
 mod dead_letters;
 mod executions;
 mod flow_groups;
+mod group_pauses;
 mod held_connection;
 mod keyed_insert;
 mod lease;

@@ -289,6 +289,10 @@ impl QueueStore for PgStore {
         crate::subscriptions::subscription_ensure(&self.pool, p).await
     }
 
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
+        crate::subscriptions::group_topic(&self.pool, p).await
+    }
+
     /// One statement: pick due deliveries (`SKIP LOCKED`), lease them, close the `running`
     /// executions of those whose earlier lease expired (abandoned), and — with
     /// `start_executions` — record each new attempt's `running` execution.
@@ -461,6 +465,14 @@ impl QueueStore for PgStore {
 
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
         crate::topic_controls::topic_control_list(&self.pool, p).await
+    }
+
+    async fn group_pause_set(&self, p: GroupPauseSetParams) -> Result<Option<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_set(&self.pool, p).await
+    }
+
+    async fn group_pause_list(&self, p: GroupPauseListParams) -> Result<Vec<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_list(&self.pool, p).await
     }
 
     async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {

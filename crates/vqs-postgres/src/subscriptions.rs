@@ -67,3 +67,21 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
     }
     tx.commit().await.map_err(db_err)
 }
+
+/// Every ungrouped subscription to exactly `p.topic` becomes grouped, its live deliveries
+/// re-keyed, in one transaction (the rows locked, so two calls at once re-key each once).
+pub(crate) async fn group_topic(pool: &PgPool, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let groups: Vec<String> = sqlx::query_scalar(
+        "UPDATE subscriptions SET grouped = TRUE WHERE topic_pattern = $1 AND NOT grouped RETURNING consumer_group",
+    )
+    .bind(&p.topic)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for group in &groups {
+        crate::flow_groups::rekey(&mut tx, group, true, p.now).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(groups.len() as u64)
+}

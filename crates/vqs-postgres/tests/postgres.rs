@@ -504,9 +504,14 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
         group_rate_limit: None,
         now: chrono::Utc::now(),
     };
-    // Plain, by topic, and under a limit (`vqs_claim_room` in the LIMIT).
+    // Plain, by topic, and under a limit (`vqs_claim_room` in the LIMIT); then the same
+    // with a message group paused (the claim's group filter is then evaluated per row).
     let limited = DeliveryClaimParams { max_leased: Some(5), ..claim(None) };
-    for params in [claim(None), claim(Some("probe")), limited] {
+    for (i, params) in [claim(None), claim(Some("probe")), limited, claim(None)].into_iter().enumerate() {
+        if i == 3 {
+            queue.pause_group("probe", "tenant-1").await.unwrap();
+            store.analyze().await.unwrap();
+        }
         let plan = store.explain_claim(&params).await.unwrap();
         // The part that picks the rows (what comes after only joins the at most `limit` leased).
         let due = &plan[plan.find("CTE due").unwrap()..plan.find("CTE leased").unwrap()];

@@ -18,10 +18,14 @@ use crate::rows::{db_err, us};
 pub(crate) struct GroupPicks {
     pub(crate) keys: Vec<String>,
     pub(crate) message_ids: Vec<String>,
+    /// Each picked group's rate bucket (`tat_us`) as read, in `keys` order.
+    tats: Vec<Option<i64>>,
     per_group: u32,
 }
 
-/// The ready groups, oldest `ready_at` first, up to `limit` of them: each one's live leases
+/// The ready groups not paused in a topic the consumer group subscribes to (a paused group
+/// is skipped, never visited: its backlog is not read), oldest `ready_at` first, up to
+/// `limit` of them: each one's live leases
 /// counted and its oldest due deliveries picked up to the room left (the `""` group,
 /// ungrouped messages, has no limit) — read through `deliveries_grouped`, a group's rows
 /// only. A full group is not in the ready index, so its backlog is never read.
@@ -33,8 +37,12 @@ pub(crate) async fn pick(
 ) -> Result<GroupPicks, StoreError> {
     let per_group = per_group.max(1);
     let now = us(p.now);
-    let keys: Vec<String> = sqlx::query_scalar(
-        "SELECT group_key FROM flow_groups WHERE consumer_group = ? AND ready_at <= ? ORDER BY ready_at LIMIT ?",
+    let picked: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = ?1 AND ready_at <= ?2 \
+         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = ?1 \
+           AND (s.topic_pattern = gp.topic OR (s.is_prefix = 1 AND substr(gp.topic, 1, length(s.prefix)) = s.prefix)) \
+           WHERE gp.group_key = flow_groups.group_key) \
+         ORDER BY ready_at LIMIT ?3",
     )
     .bind(&p.consumer_group)
     .bind(now)
@@ -42,8 +50,9 @@ pub(crate) async fn pick(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
+    let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
     if keys.is_empty() {
-        return Ok(GroupPicks { keys, message_ids: Vec::new(), per_group });
+        return Ok(GroupPicks { keys, tats, message_ids: Vec::new(), per_group });
     }
     // Every visited group's live leases, in one statement.
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
@@ -65,11 +74,15 @@ pub(crate) async fn pick(
     let total = i64::from(limit.max(1));
     let mut left = total;
     let mut rooms: Vec<(&String, i64)> = Vec::new();
-    for (key, live) in keys.iter().zip(live) {
+    for ((key, live), tat) in keys.iter().zip(live).zip(&tats) {
         if key.is_empty() {
             continue;
         }
-        let room = (i64::from(per_group) - live).min(left);
+        let mut room = (i64::from(per_group) - live).min(left);
+        // Under a group rate limit, no more than the group's bucket allows now.
+        if let Some(r) = p.group_rate_limit {
+            room = room.min(i64::from(vqs::store_support::rate_room(r, *tat, now)));
+        }
         if room > 0 {
             left -= room;
             rooms.push((key, room));
@@ -101,7 +114,51 @@ pub(crate) async fn pick(
     q.push(") LIMIT ").push_bind(total);
     let message_ids: Vec<String> =
         if any { q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)? } else { Vec::new() };
-    Ok(GroupPicks { keys, message_ids, per_group })
+    Ok(GroupPicks { keys, tats, message_ids, per_group })
+}
+
+/// Under a group rate limit, after the lease and the park, in its transaction: each visited
+/// group's bucket advanced by what it leased, and a group whose bucket allows no start now
+/// parked until its next start is allowed (a group with nothing live stays out).
+pub(crate) async fn advance_buckets(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    picks: &GroupPicks,
+    leased_ids: &[String],
+) -> Result<(), StoreError> {
+    let Some(r) = p.group_rate_limit else { return Ok(()) };
+    let now = us(p.now);
+    let mut counts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    if !leased_ids.is_empty() {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT group_key FROM deliveries WHERE consumer_group = ");
+        q.push_bind(&p.consumer_group).push(" AND message_id IN (");
+        let mut sep = q.separated(", ");
+        for id in leased_ids {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        let keys: Vec<Option<String>> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
+        for key in keys.into_iter().flatten() {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    for (key, tat) in picks.keys.iter().zip(&picks.tats).filter(|(k, _)| !k.is_empty()) {
+        let n = counts.get(key).copied().unwrap_or(0);
+        let (tat, next) = vqs::store_support::group_rate_after(r, *tat, now, n);
+        sqlx::query(
+            "UPDATE flow_groups SET tat_us = ?3, \
+               ready_at = CASE WHEN ready_at IS NULL OR ?4 IS NULL THEN ready_at ELSE MAX(ready_at, ?4) END \
+             WHERE consumer_group = ?1 AND group_key = ?2",
+        )
+        .bind(&p.consumer_group)
+        .bind(key)
+        .bind(tat)
+        .bind(next)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// After the lease: each group looked at gets its live lease count, and is ready again at

@@ -101,13 +101,16 @@ pub(crate) async fn claim_in(
         }
     }
     // Under group concurrency: the ready groups' picks, chosen first (`flow_groups.rs`).
-    let grouped = match p.group_concurrency {
-        Some(n) => Some(crate::flow_groups::pick(conn, &p, n, limit).await?),
-        None => None,
+    let grouped = match (p.group_concurrency, p.group_rate_limit) {
+        (Some(n), _) => Some(crate::flow_groups::pick(conn, &p, n, limit).await?),
+        // A group rate limit alone: grouped, with no concurrency limit per group.
+        (None, Some(_)) => Some(crate::flow_groups::pick(conn, &p, i32::MAX as u32, limit).await?),
+        (None, None) => None,
     };
     if grouped.as_ref().is_some_and(|g| g.message_ids.is_empty()) {
         if let Some(g) = &grouped {
             crate::flow_groups::park(conn, &p, g).await?;
+            crate::flow_groups::advance_buckets(conn, &p, g, &[]).await?;
         }
         return Ok(Vec::new());
     }
@@ -175,6 +178,8 @@ pub(crate) async fn claim_in(
     }
     if let Some(g) = &grouped {
         crate::flow_groups::park(conn, &p, g).await?;
+        let ids: Vec<String> = leased.iter().map(|r| r.get(0)).collect();
+        crate::flow_groups::advance_buckets(conn, &p, g, &ids).await?;
     }
     if leased.is_empty() {
         if let Some(id) = &p.message_id {

@@ -18,6 +18,7 @@ mod dead_letters;
 mod due;
 mod executions;
 mod flow_groups;
+mod group_pauses;
 mod lease;
 mod lease_failure;
 mod maintenance;

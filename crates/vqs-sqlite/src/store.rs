@@ -138,6 +138,10 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }
 
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
+        self.writer.run(move |c| crate::subscriptions::group_topic(c, p).boxed()).await
+    }
+
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
         self.writer.run(move |c| claim(c, p).boxed()).await
     }
@@ -308,6 +312,14 @@ impl QueueStore for SqliteStore {
 
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError> {
         crate::topic_controls::topic_control_list(&self.read, p).await
+    }
+
+    async fn group_pause_set(&self, p: GroupPauseSetParams) -> Result<Option<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_set(&self.writer, p).await
+    }
+
+    async fn group_pause_list(&self, p: GroupPauseListParams) -> Result<Vec<GroupPause>, StoreError> {
+        crate::group_pauses::group_pause_list(&self.read, p).await
     }
 
     async fn topic_limits_set(&self, p: TopicLimitsSetParams) -> Result<TopicLimitsRow, StoreError> {

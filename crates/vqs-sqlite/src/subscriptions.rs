@@ -69,3 +69,24 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
     }
     tx.commit().await.map_err(db_err)
 }
+
+/// Every ungrouped subscription to exactly `p.topic` becomes grouped, its live deliveries
+/// re-keyed, in one write transaction.
+pub(crate) async fn group_topic(
+    conn: &mut SqliteConnection,
+    p: SubscriptionGroupTopicParams,
+) -> Result<u64, StoreError> {
+    let mut tx = conn.begin().await.map_err(db_err)?;
+    let groups: Vec<String> = sqlx::query_scalar(
+        "UPDATE subscriptions SET grouped = 1 WHERE topic_pattern = ?1 AND grouped = 0 RETURNING consumer_group",
+    )
+    .bind(&p.topic)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for group in &groups {
+        crate::flow_groups::rekey(&mut tx, group, true, us(p.now)).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(groups.len() as u64)
+}

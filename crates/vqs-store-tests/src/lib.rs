@@ -17,6 +17,8 @@ pub mod concurrency_limit;
 pub mod crons;
 pub mod dead_letters;
 pub mod executions;
+pub mod group_pauses;
+pub mod group_rate_limits;
 pub mod groups;
 pub mod leases;
 pub mod maintenance;
@@ -139,6 +141,12 @@ macro_rules! conformance {
             groups { a_full_group_does_not_hold_back_another, an_expired_lease_or_a_rescue_frees_the_slot,
                      sixteen_claims_at_once_never_exceed_the_group_limit, ungrouped_messages_are_not_limited,
                      the_group_is_kept_across_retry_and_replay }
+            group_rate_limits { a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another,
+                                sixteen_claims_at_once_never_pass_the_group_rate,
+                                a_group_rate_and_a_group_concurrency_hold_together }
+            group_pauses { a_pause_is_stored_idempotent_and_per_topic, sixteen_concurrent_pauses_leave_one_row,
+                           a_claim_skips_a_paused_group_and_spends_nothing_on_it,
+                           a_grouped_claim_skips_a_paused_group_until_resumed }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

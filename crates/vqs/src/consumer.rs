@@ -345,7 +345,12 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
     }
 
     fn limits(&self) -> crate::TopicLimits {
-        crate::TopicLimits { concurrency: self.0.concurrency(), rate_limit: self.0.rate_limit(), ..Default::default() }
+        crate::TopicLimits {
+            concurrency: self.0.concurrency(),
+            rate_limit: self.0.rate_limit(),
+            group_rate_limit: self.0.group_rate_limit(),
+            ..Default::default()
+        }
     }
 
     fn group_concurrency(&self) -> Option<u32> {
@@ -402,7 +407,8 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             // or one the dispatcher did not record): the attempt is one more than the runs
             // this database recorded of the delivery, so a lease renewed or run out before
             // the job started spends none (SPEC.md, "Attempts vs deliveries").
-            if delivery.attempt.is_none() {
+            let pushed_unleased = delivery.attempt.is_none();
+            if pushed_unleased {
                 match queue.next_attempt(&delivery.message_id, &delivery.consumer_group).await {
                     Ok(a) => {
                         delivery.attempt = Some(a);
@@ -490,6 +496,26 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     return ConsumerOutcome::Rejected { status: 422, error: reason };
                 }
             };
+
+            // A paused message group's delivery that this process did not lease (Vercel's):
+            // deferred like a paused topic's (no attempt, no execution row). The group is the
+            // job type's for these params (`Jobbable::group`).
+            if pushed_unleased && let Some(group) = self.0.group(&params) {
+                match queue.group_paused(&delivery.topic, &group).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let seconds = PAUSED_DEFER.as_secs();
+                        tracing::info!(defer_s = seconds, queue.group = %group, "held: the message group is paused");
+                        let r = service.retry_after(&lease, seconds as u32, None).await;
+                        return settle(r, ConsumerOutcome::Held { held: "paused".into(), after_seconds: seconds });
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable {
+                            error: format!("could not read the paused groups: {e}"),
+                        };
+                    }
+                }
+            }
 
             // Make sure the lease outlives the job's timeout (plus a little to settle it); the
             // common case — a 60 s lease for a short job — needs no extra round trip. A

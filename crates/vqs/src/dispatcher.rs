@@ -49,6 +49,10 @@ pub struct ConsumerConfig {
     /// at most, across every process. Needs the subscription registered with it (see
     /// [`register_consumers`]). `None`: groups are not limited.
     pub group_concurrency: Option<u32>,
+    /// The job type's [`crate::Jobbable::group_rate_limit`]: starts per group key's bucket,
+    /// across every process. Needs the subscription registered with it, like
+    /// `group_concurrency`. `None`: groups' starts are not limited.
+    pub group_rate_limit: Option<crate::RateLimit>,
     /// Messages become visible to this group no sooner than this after they were sent.
     pub initial_delay: Duration,
     /// The lease taken before a push. Default 60 s; the consumer extends it to its job's timeout.
@@ -65,7 +69,7 @@ impl ConsumerConfig {
     /// buffer would hold a slot another process could use), and after a short claim looks
     /// again after the poll interval (other processes' acknowledgements wake no one here).
     pub fn limited_across_processes(&self) -> bool {
-        self.global_max_concurrency.is_some() || self.group_concurrency.is_some()
+        self.global_max_concurrency.is_some() || self.group_concurrency.is_some() || self.group_rate_limit.is_some()
     }
 }
 
@@ -80,6 +84,7 @@ impl From<&QueueTrigger> for ConsumerConfig {
             max_concurrency: t.max_concurrency.unwrap_or(100),
             global_max_concurrency: t.max_concurrency,
             group_concurrency: None,
+            group_rate_limit: None,
             initial_delay: t.initial_delay_seconds.map(saturating_secs).unwrap_or_default(),
             visibility: Duration::from_secs(60),
             starts_executions: false,
@@ -141,8 +146,16 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Subscribe every consumer's group to its topic (idempotent; call once at start).
+/// Subscribe every consumer's group to its topic (idempotent; call once at start). A
+/// subscription is `grouped` when its consumer has a group limit, from its config or from an
+/// operator's override stored for its topic (read here first).
 pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> Result<(), StoreError> {
+    if let Err(e) = queue.read_topic_limits().await {
+        return Err(match e {
+            crate::QueueError::Store(e) => e,
+            other => StoreError::Database(other.to_string()),
+        });
+    }
     for c in consumers {
         queue
             .store()
@@ -150,7 +163,8 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 topic_pattern: c.topic_pattern.clone(),
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
-                grouped: c.group_concurrency.is_some(),
+                // A group rate limit is claimed through the ready groups too.
+                grouped: group_limits(queue, c) != (None, None),
                 now: queue.clock().now(),
             })
             .await?;
@@ -338,10 +352,10 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: claim_limits.max_leased,
-                            group_concurrency: consumer.group_concurrency,
+                            group_concurrency: group_limits(&queue, &consumer).0,
                             leased_here,
                             rate_limit: claim_limits.rate_limit,
-                            group_rate_limit: None,
+                            group_rate_limit: group_limits(&queue, &consumer).1,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -370,7 +384,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if limits.limited() || consumer.group_concurrency.is_some() {
+                            idle = Some(if limits.limited() || group_limits(&queue, &consumer) != (None, None) {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -398,7 +412,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if limits.max_leased.is_some() || consumer.group_concurrency.is_some() {
+                if limits.max_leased.is_some() || group_limits(&queue, &consumer) != (None, None) {
                     idle = None;
                 }
             }
@@ -446,13 +460,33 @@ fn until_due(queue: &Queue, consumer: &ConsumerConfig, poll: Duration) -> future
                 if let Err(e) = queue.paused_topics().await {
                     tracing::debug!(error = %e, "could not read the paused topics");
                 }
-                Duration::ZERO
+                // What is due may be a paused message group's backlog, which the claim
+                // skips: claim again at the poll interval (or a publish), never in a loop.
+                match queue.pattern_has_paused_group(&pattern).await {
+                    Ok(false) => Duration::ZERO,
+                    Ok(true) => poll,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not read the paused groups");
+                        poll
+                    }
+                }
             }
             Ok(Some(due)) => (due - queue.clock().now()).to_std().unwrap_or_default().min(poll),
             _ => poll,
         };
         tokio::time::sleep(wait).await;
     })
+}
+
+/// The group limits in force for `consumer` as this process knows them: an operator's
+/// override for its topic, else its config (the job type's default, or the app's setting).
+/// A wildcard consumer keeps its config's (limits are per topic).
+fn group_limits(queue: &Queue, consumer: &ConsumerConfig) -> (Option<u32>, Option<crate::RateLimit>) {
+    if consumer.topic_pattern.ends_with('*') {
+        return (consumer.group_concurrency, consumer.group_rate_limit);
+    }
+    let o = queue.limit_overrides_known(&consumer.topic_pattern);
+    (o.group_concurrency.or(consumer.group_concurrency), o.group_rate_limit.or(consumer.group_rate_limit))
 }
 
 /// What a claim of `consumer` passes for the limits in force.
@@ -466,6 +500,7 @@ struct ClaimLimits {
 }
 
 impl ClaimLimits {
+    /// Limited across processes: no prefetch, and a short claim polls.
     fn limited(&self) -> bool {
         self.max_leased.is_some() || self.rate_limit.is_some()
     }
@@ -508,10 +543,10 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: limits.max_leased,
-            group_concurrency: consumer.group_concurrency,
+            group_concurrency: group_limits(queue, consumer).0,
             leased_here: 0,
             rate_limit: limits.rate_limit,
-            group_rate_limit: None,
+            group_rate_limit: group_limits(queue, consumer).1,
             now: queue.clock().now(),
         })
         .await?;

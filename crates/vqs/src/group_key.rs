@@ -13,7 +13,7 @@ pub fn check_group_key(key: &str) -> Result<(), QueueError> {
     let len = key.chars().count();
     if len == 0 || len > MAX_GROUP_KEY_LEN {
         return Err(QueueError::Invalid(format!(
-            "invalid group {key:?}: it must be 1 to {MAX_GROUP_KEY_LEN} characters (it is {len})"
+            "invalid group: it must be 1 to {MAX_GROUP_KEY_LEN} characters (it is {len})"
         )));
     }
     if let Some((at, c)) = key.char_indices().find(|(_, c)| c.is_control()) {

@@ -58,6 +58,14 @@ pub trait Jobbable: Send + Sync + 'static {
         None
     }
 
+    /// At most `limit` starts per `period_seconds` for each message group ([`Jobbable::group`])
+    /// of each consumer group, across every process (a GCRA bucket per group: a burst of
+    /// `limit`, then `limit` per period); a group over it waits out of the ready set while the
+    /// others run. Defaults to none.
+    fn group_rate_limit(&self) -> Option<crate::RateLimit> {
+        None
+    }
+
     /// Attempts before the message is dead-lettered. Defaults to 3.
     fn max_attempts(&self) -> u32 {
         3

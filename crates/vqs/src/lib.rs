@@ -40,6 +40,7 @@ mod delivery;
 mod dispatcher;
 mod execution_slot;
 mod group_key;
+mod group_pause;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -82,6 +83,7 @@ pub use dispatcher::{
 };
 pub use execution_slot::ExecutionSlot;
 pub use group_key::{MAX_GROUP_KEY_LEN, check_group_key};
+pub use group_pause::MAX_PAUSED_GROUPS_LISTED;
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};
@@ -95,8 +97,9 @@ pub use queue::{
 };
 pub use queue_metrics::{
     METRIC_CANCELLED, METRIC_DEAD_LETTERED, METRIC_DEAD_LETTERS, METRIC_DELIVERED, METRIC_FAILED, METRIC_JOB_DURATION,
-    METRIC_OLDEST_DUE_AGE, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED, METRIC_SCHEDULE_FIRES,
-    METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED, SharedRecorder,
+    METRIC_OLDEST_DUE_AGE, METRIC_PAUSED_GROUPS, METRIC_PUBLISHED, METRIC_QUEUE_DEPTH, METRIC_RETRIED,
+    METRIC_SCHEDULE_FIRES, METRIC_SCHEDULES, METRIC_SNOOZED, METRIC_SUCCEEDED, METRIC_TOPIC_LIMIT, METRIC_TOPIC_PAUSED,
+    SharedRecorder,
 };
 pub use queue_service::{
     DeadLetter, LocalQueueService, QueueService, ReceiveByIdParams, ReceiveParams, ServiceError, ServiceLease,
@@ -121,8 +124,8 @@ pub use storable_text::{MAX_KEY_BYTES, check_storable, check_storable_long, esca
 pub use store::{OnDuplicate, QueueStore, RateLimit, SendResult, StoreError, TopicLimits, TopicLimitsPatch};
 pub use supervisor::{RestartPolicy, Supervisor, TaskReport, TaskState, log_panic, panic_message};
 pub use topic_limits::{
-    GROUP_LIMITS_REFUSAL, GROUP_LIMITS_SUPPORTED, LimitInForce, LimitSource, LimitsInForce, MAX_LIMIT,
-    MAX_RATE_PERIOD_SECONDS, TopicLimitsView, check_limit, check_patch, check_rate_limit,
+    LimitInForce, LimitSource, LimitsInForce, MAX_LIMIT, MAX_RATE_PERIOD_SECONDS, TopicLimitsView, check_limit,
+    check_patch, check_rate_limit,
 };
 pub use topic_pause::{PAUSED_DEFER, TOPIC_CONTROL_POLL_INTERVAL, watch_topic_controls};
 pub use trace_context::TraceContext;

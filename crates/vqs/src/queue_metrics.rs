@@ -47,6 +47,9 @@ pub const METRIC_SCHEDULES: &str = "vqs_schedules";
 /// Gauge (read at scrape time): 1 while a `topic` is paused, 0 once resumed (topics never
 /// paused have none).
 pub const METRIC_TOPIC_PAUSED: &str = "vqs_topic_paused";
+/// Gauge (read at scrape time): the paused message groups per `topic` (`.../pause?group=G`),
+/// 0 for a topic with none (at most [`crate::MAX_PAUSED_GROUPS_LISTED`] counted in all).
+pub const METRIC_PAUSED_GROUPS: &str = "vqs_paused_groups";
 /// Gauge (read at scrape time): the limits in force per `topic` (a consumed topic, or one
 /// with a stored control), by `limit`: `concurrency` (leased at once per consumer group),
 /// `rate_limit` (starts per period) and `rate_period_seconds`; 0 where none is in force.

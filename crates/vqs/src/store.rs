@@ -204,6 +204,13 @@ pub struct SubscriptionEnsureParams {
     pub now: DateTime<Utc>,
 }
 
+/// Make every subscription to exactly `topic` grouped ([`QueueStore::subscription_group_topic`]).
+#[derive(Debug, Clone)]
+pub struct SubscriptionGroupTopicParams {
+    pub topic: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Lease due messages of a consumer group.
 #[derive(Debug, Clone)]
 pub struct DeliveryClaimParams {
@@ -1168,6 +1175,39 @@ pub struct TopicControlListParams {
     pub paused_only: bool,
 }
 
+/// Pause or resume one message group of a topic ([`QueueStore::group_pause_set`]).
+#[derive(Debug, Clone)]
+pub struct GroupPauseSetParams {
+    /// A valid topic name (the facade checks it).
+    pub topic: String,
+    /// A valid group key (1–256 characters, no control characters; the facade checks it).
+    pub group_key: String,
+    /// True: no delivery of the topic's messages of this group is claimed until it is
+    /// set false again (the row is then removed).
+    pub paused: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// List the paused message groups ([`QueueStore::group_pause_list`]).
+#[derive(Debug, Clone, Default)]
+pub struct GroupPauseListParams {
+    /// Only this topic's; `None`: every topic's.
+    pub topic: Option<String>,
+    /// Only this group key's (with `topic`: is this one group paused?).
+    pub group_key: Option<String>,
+    /// At most this many, ordered by topic then group key.
+    pub limit: u32,
+}
+
+/// One paused message group of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupPause {
+    pub topic: String,
+    pub group_key: String,
+    /// When it was paused.
+    pub paused_at: DateTime<Utc>,
+}
+
 /// A rate limit: a bucket of `limit` starts refilled at `limit` per `period_seconds` (GCRA:
 /// at most `limit` at once, `limit` per period on average, never more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -1544,6 +1584,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Subscribe a consumer group (idempotent; a second call updates the initial delay);
     /// messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
+    /// Mark every consumer group subscribed to exactly `topic` `grouped` (a runtime group limit
+    /// was set), re-keying the live deliveries of each that was not; returns how many changed.
+    /// Idempotent; a group already grouped is untouched.
+    async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError>;
 
     /// Lease up to `limit` due messages (pending and due, or leased with an expired lease),
     /// oldest due first, each to one caller only (see the trait's "one lease per message").
@@ -1679,6 +1723,15 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn topic_control_set(&self, p: TopicControlSetParams) -> Result<TopicControl, StoreError>;
     /// The topics' controls, ordered by topic.
     async fn topic_control_list(&self, p: TopicControlListParams) -> Result<Vec<TopicControl>, StoreError>;
+    /// Pause (`paused`: a `group_pauses` row) or resume (the row removed) one message group
+    /// of a topic; idempotent, concurrent identical calls leave one row. While it is paused,
+    /// [`QueueStore::delivery_claim`] leases none of the topic's deliveries whose message
+    /// carries that group key, on every process at once (the claim reads the table), and a
+    /// grouped consumer group skips the group in its ready set. Returns the pause as stored
+    /// after a pause; after a resume the pause removed (`None`: the group was not paused).
+    async fn group_pause_set(&self, p: GroupPauseSetParams) -> Result<Option<GroupPause>, StoreError>;
+    /// The paused message groups, ordered by topic then group key.
+    async fn group_pause_list(&self, p: GroupPauseListParams) -> Result<Vec<GroupPause>, StoreError>;
     /// Apply a patch to a topic's limit overrides (concurrent identical calls leave one row;
     /// the pause state is untouched) and return them as stored. A backend that can notify
     /// other processes announces `limits:<topic>` on `vqs_control` in the same transaction.

@@ -304,9 +304,31 @@ pub fn rate_advance(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n: u3
     tat_us.unwrap_or(now_us).max(now_us) + i64::from(n) * rate_interval_us(r)
 }
 
+/// A message group's rate bucket after a grouped claim leased `n` of it at `now_us`: its new
+/// theoretical arrival time (unchanged when nothing was leased) and, when the bucket allows
+/// no start now, the moment the next one is allowed (the group is parked until then).
+pub fn group_rate_after(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n: u32) -> (Option<i64>, Option<i64>) {
+    let tat = if n == 0 { tat_us } else { Some(rate_advance(r, tat_us, now_us, n)) };
+    let tolerance = i64::from(r.limit.max(1) - 1) * rate_interval_us(r);
+    let next = tat.map(|t| t - tolerance).filter(|at| *at > now_us);
+    (tat, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_bucket_parks_the_group_until_its_next_start() {
+        let r = crate::RateLimit { limit: 2, period_seconds: 10 };
+        // Two starts at once use the burst: the next is allowed one interval (5 s) later.
+        assert_eq!(group_rate_after(r, None, 0, 2), (Some(10_000_000), Some(5_000_000)));
+        // One start leaves room: no parking.
+        assert_eq!(group_rate_after(r, None, 0, 1), (Some(5_000_000), None));
+        // Nothing leased: the bucket is unchanged.
+        assert_eq!(group_rate_after(r, Some(10_000_000), 1, 0), (Some(10_000_000), Some(5_000_000)));
+        assert_eq!(group_rate_after(r, None, 1, 0), (None, None));
+    }
 
     #[test]
     fn a_lease_failure_names_what_happened_to_the_delivery() {

@@ -220,6 +220,7 @@ fn consumer(topic: &str) -> ConsumerConfig {
         max_concurrency: 1,
         global_max_concurrency: None,
         group_concurrency: None,
+        group_rate_limit: None,
         initial_delay: Duration::ZERO,
         visibility: Duration::from_secs(60),
         starts_executions: true,

@@ -33,18 +33,6 @@ pub const MAX_LIMIT: u32 = 1_000_000;
 /// The longest rate-limit period accepted: one day.
 pub const MAX_RATE_PERIOD_SECONDS: u32 = 86_400;
 
-/// Whether the group limits (`group_concurrency`, `group_rate_limit`) can be set at runtime.
-/// Group concurrency is enforced, but from the job type (`Jobbable::group_concurrency`): an
-/// override would also have to re-key the consumer group's subscription (`grouped`) on every
-/// process, and a group rate limit is not built. Setting one is refused rather than stored and
-/// silently not enforced. THE one place to lift when both are.
-pub const GROUP_LIMITS_SUPPORTED: bool = false;
-
-/// Why a group limit cannot be set (see [`GROUP_LIMITS_SUPPORTED`]).
-pub const GROUP_LIMITS_REFUSAL: &str = "the limits of message groups (group_concurrency, group_rate_limit) cannot be set at \
-     runtime yet: a job's group concurrency comes from its type (Jobbable::group_concurrency, or VQS_GROUP_CONCURRENCY=topic=N \
-     in the web app); set concurrency or rate_limit here";
-
 /// Where a limit in force comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,13 +120,8 @@ pub fn check_rate_limit(field: &str, r: RateLimit) -> Result<RateLimit, String> 
     Ok(r)
 }
 
-/// Check every value a patch sets, and refuse group limits while they are not supported.
+/// Check every value a patch sets.
 pub fn check_patch(p: &TopicLimitsPatch) -> Result<(), String> {
-    if !GROUP_LIMITS_SUPPORTED
-        && (matches!(p.group_concurrency, Some(Some(_))) || matches!(p.group_rate_limit, Some(Some(_))))
-    {
-        return Err(GROUP_LIMITS_REFUSAL.to_owned());
-    }
     if let Some(Some(n)) = p.concurrency {
         check_limit("concurrency", n)?;
     }
@@ -214,12 +197,28 @@ impl Queue {
         self.limits_state().in_force(topic)
     }
 
+    /// The job type's default limits for `topic` ([`Queue::set_limit_defaults`]).
+    pub fn limit_defaults_known(&self, topic: &str) -> TopicLimits {
+        self.limits_state().defaults().get(topic).copied().unwrap_or_default()
+    }
+
+    /// The operator's overrides for `topic` as this process knows them (no defaults merged).
+    pub fn limit_overrides_known(&self, topic: &str) -> TopicLimits {
+        self.limits_state().overrides().0.get(topic).copied().unwrap_or_default()
+    }
+
     /// Apply a patch to `topic`'s overrides (validated: see [`check_patch`]) and return the
     /// topic's limits now: in force on this process at once, on every other within a second.
     pub async fn set_limits(&self, topic: &str, patch: TopicLimitsPatch) -> Result<TopicLimitsView, QueueError> {
         check_topic(topic)?;
         check_patch(&patch).map_err(QueueError::Invalid)?;
         let now = self.clock().now();
+        // A group limit needs the topic's deliveries keyed by group before any process claims
+        // under it: group the subscriptions first, then store the override others will read.
+        if matches!(patch.group_concurrency, Some(Some(_))) || matches!(patch.group_rate_limit, Some(Some(_))) {
+            let p = crate::store::SubscriptionGroupTopicParams { topic: topic.to_owned(), now };
+            self.store().subscription_group_topic(p).await?;
+        }
         let row = self.store().topic_limits_set(TopicLimitsSetParams { topic: topic.to_owned(), patch, now }).await?;
         self.limits_state().set_override(topic, row.overrides);
         self.wake();

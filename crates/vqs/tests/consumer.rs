@@ -187,3 +187,62 @@ async fn a_lease_settled_elsewhere_first_is_skipped_not_run_twice() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_ne!(runs[0].1, ExecutionStatus::Running, "the attempt is closed");
 }
+
+#[derive(Serialize, Deserialize)]
+struct TenantParams {
+    tenant: String,
+}
+
+/// A job whose message group is its params' tenant (`Jobbable::group`).
+struct PerTenant;
+
+impl Jobbable for PerTenant {
+    type Params = TenantParams;
+    const TOPIC: &'static str = "per-tenant";
+
+    fn group(&self, p: &TenantParams) -> Option<String> {
+        Some(p.tenant.clone())
+    }
+
+    async fn perform(&self, _: TenantParams, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// On Vercel the platform pushes whatever is due and this database does not hold the
+/// message: a push whose job's group (from its params) is paused is deferred by
+/// `PAUSED_DEFER` — no attempt, no execution — and runs after the resume.
+#[tokio::test]
+async fn a_push_of_a_paused_group_that_this_process_did_not_lease_is_deferred() {
+    let clock = Clock::manual(t0());
+    let (queue, _dir) = sqlite_queue(clock.clone()).await;
+    // A consumer whose leases record no attempt: the push arrives as Vercel's do.
+    let c = vqs::ConsumerConfig { starts_executions: false, ..consumer(&queue, PerTenant::TOPIC).await };
+    let pusher = HandlerPusher::new(&queue, QueueHandler::new(PerTenant));
+    queue.pause_group(PerTenant::TOPIC, "acme").await.unwrap();
+    // Sent without a group: only the job's params name it (as on Vercel).
+    let held = queue.send(PerTenant::TOPIC, br#"{"tenant":"acme"}"#.to_vec(), SendOpts::default()).await.unwrap();
+    let free = queue.send(PerTenant::TOPIC, br#"{"tenant":"zeta"}"#.to_vec(), SendOpts::default()).await.unwrap();
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 2);
+    let outcomes: Vec<(String, ConsumerOutcome)> =
+        pusher.pushed().into_iter().map(|p| (p.message_id, p.outcome)).collect();
+    let of = |id: &str| outcomes.iter().find(|(m, _)| m == id).map(|(_, o)| o.clone()).unwrap();
+    let defer = vqs::PAUSED_DEFER.as_secs();
+    assert_eq!(of(&held.message_id), ConsumerOutcome::Held { held: "paused".into(), after_seconds: defer });
+    assert_eq!(of(&free.message_id).status(), 200, "{:?}", of(&free.message_id));
+    let runs = |id: String| {
+        let queue = queue.clone();
+        async move {
+            let p = ExecutionListParams { message_id: Some(id), limit: 10, ..Default::default() };
+            queue.executions(p).await.unwrap().into_iter().map(|r| (r.attempt, r.status)).collect::<Vec<_>>()
+        }
+    };
+    assert!(runs(held.message_id.clone()).await.is_empty(), "held: nothing ran, nothing recorded");
+    let d = queue.message(&held.message_id).await.unwrap().unwrap().deliveries.remove(0);
+    assert_eq!((d.visible_at - t0()).num_seconds(), defer as i64, "deferred by PAUSED_DEFER");
+
+    assert!(queue.resume_group(PerTenant::TOPIC, "acme").await.unwrap(), "it was paused");
+    clock.advance(vqs::PAUSED_DEFER + Duration::from_secs(1));
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1);
+    assert_eq!(runs(held.message_id).await, vec![(1, ExecutionStatus::Success)], "the deferral spent no attempt");
+}

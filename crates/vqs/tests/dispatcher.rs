@@ -289,3 +289,35 @@ async fn an_idle_dispatcher_is_woken_by_a_publish() {
     running.stop().await;
     assert_eq!(pusher.pushed().len(), 5, "one push each");
 }
+
+/// A job type's `group_rate_limit` through the dispatcher's claim: each tenant starts its
+/// burst, then waits for its bucket, while another tenant runs.
+#[tokio::test]
+async fn a_group_rate_limit_spaces_one_groups_starts_and_not_anothers() {
+    struct PerTenant;
+    impl Jobbable for PerTenant {
+        type Params = Nothing;
+        const TOPIC: &'static str = "per-tenant";
+        fn group_rate_limit(&self) -> Option<vqs::RateLimit> {
+            Some(vqs::RateLimit { limit: 1, period_seconds: 60 })
+        }
+        async fn perform(&self, _: Nothing, _: JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+    let clock = Clock::manual(t0());
+    let (queue, _dir) = sqlite_queue(clock.clone()).await;
+    let c =
+        ConsumerConfig { group_rate_limit: PerTenant.group_rate_limit(), ..consumer(&queue, PerTenant::TOPIC).await };
+    vqs::register_consumers(&queue, std::slice::from_ref(&c)).await.unwrap();
+    let pusher = HandlerPusher::new(&queue, QueueHandler::new(PerTenant));
+    for group in ["acme", "acme", "acme", "zeta"] {
+        let opts = SendOpts { group: Some(group.into()), ..SendOpts::default() };
+        queue.send(PerTenant::TOPIC, b"{}".to_vec(), opts).await.unwrap();
+    }
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 2, "one of acme, one of zeta");
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 0, "acme waits for its bucket");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1, "a minute later, one more");
+    assert_eq!(succeeded(&queue, PerTenant::TOPIC).await, 3);
+}

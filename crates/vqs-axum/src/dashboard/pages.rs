@@ -111,6 +111,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     let paused: std::collections::BTreeSet<String> =
         q.topic_controls().await?.into_iter().filter(|c| c.paused).map(|c| c.topic).collect();
     let limits = q.limits().await?;
+    let paused_groups = q.paused_groups(None).await?;
     let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
@@ -183,6 +184,16 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         };
         let mut badge =
             if is_paused { r#" <span class="badge warn paused">paused</span>"#.to_owned() } else { String::new() };
+        // Paused message groups (`web pause <topic> --group G`; resumed the same way).
+        let groups: Vec<&str> = paused_groups.iter().filter(|g| &g.topic == t).map(|g| g.group_key.as_str()).collect();
+        if !groups.is_empty() {
+            let _ = write!(
+                badge,
+                r#" <span class="badge warn paused-groups" title="resume with: web resume {} --group G">groups paused: {}</span>"#,
+                esc(t),
+                esc(&groups.join(", "))
+            );
+        }
         // The limits in force (a default or an override; `web limits` / the admin API change them).
         if let Some(l) = limits.iter().find(|l| &l.topic == t) {
             let mut parts = Vec::new();

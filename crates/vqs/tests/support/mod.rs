@@ -38,6 +38,7 @@ pub async fn consumer(queue: &Queue, topic: &str) -> ConsumerConfig {
         max_concurrency: 10,
         global_max_concurrency: None,
         group_concurrency: None,
+        group_rate_limit: None,
         initial_delay: Duration::ZERO,
         visibility: Duration::from_secs(60),
         starts_executions: true,

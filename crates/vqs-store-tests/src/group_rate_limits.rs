@@ -1,0 +1,94 @@
+//! A group rate limit (`DeliveryClaimParams::group_rate_limit`, a job's `group_rate_limit`):
+//! at most `limit` starts per period for each message group — a burst of `limit`, then one
+//! per interval — however many claim at once; a group over its rate never holds back
+//! another; with a group concurrency both hold.
+
+use vqs::RateLimit;
+use vqs::store::*;
+
+use crate::support::*;
+
+async fn subscribe_grouped(s: &Store) {
+    s.subscription_ensure(SubscriptionEnsureParams {
+        topic_pattern: "t".into(),
+        consumer_group: "g".into(),
+        initial_delay_seconds: 0,
+        grouped: true,
+        now: at(0),
+    })
+    .await
+    .expect("subscribe");
+}
+
+async fn send_to(s: &Store, key: &str, n: usize) {
+    for _ in 0..n {
+        let p = MessageSendParams { group_key: Some(key.into()), ..send_params("t", "{}", at(0)) };
+        s.message_send(p).await.expect("send");
+    }
+}
+
+/// Two starts per 10 s per group: a burst of 2, then one every 5 s.
+const RATE: RateLimit = RateLimit { limit: 2, period_seconds: 10 };
+
+fn claim(limit: u32, now: i64, concurrency: Option<u32>) -> DeliveryClaimParams {
+    DeliveryClaimParams {
+        group_rate_limit: Some(RATE),
+        group_concurrency: concurrency,
+        // Leases longer than the test, so only the rate limits starts.
+        visibility_seconds: 3600,
+        ..claim_params("g", limit, at(now))
+    }
+}
+
+async fn groups_of(s: &Store, leased: &[LeasedMessage]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in leased {
+        let r = s.message_get(MessageGetParams { id: m.message_id.clone() }).await.unwrap().unwrap();
+        out.push(r.group_key.unwrap_or_default());
+    }
+    out.sort();
+    out
+}
+
+pub async fn a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another(s: Store) {
+    subscribe_grouped(&s).await;
+    send_to(&s, "A", 6).await;
+    send_to(&s, "B", 1).await;
+    let first = s.delivery_claim(claim(10, 1, None)).await.unwrap();
+    assert_eq!(groups_of(&s, &first).await, ["A", "A", "B"], "A's burst of 2, and B");
+    assert!(s.delivery_claim(claim(10, 2, None)).await.unwrap().is_empty(), "A's bucket is empty");
+    // A message of B published now is not held back by A.
+    send_to(&s, "B", 1).await;
+    assert_eq!(groups_of(&s, &s.delivery_claim(claim(10, 3, None)).await.unwrap()).await, ["B"]);
+    // One interval (5 s) after the burst: one more start of A, then none until the next.
+    assert!(s.delivery_claim(claim(10, 5, None)).await.unwrap().is_empty(), "not yet (t = 5 < 6)");
+    assert_eq!(groups_of(&s, &s.delivery_claim(claim(10, 6, None)).await.unwrap()).await, ["A"]);
+    assert!(s.delivery_claim(claim(10, 7, None)).await.unwrap().is_empty());
+    assert_eq!(groups_of(&s, &s.delivery_claim(claim(10, 11, None)).await.unwrap()).await, ["A"]);
+    // Over a long quiet spell the bucket refills to its burst, no more.
+    assert_eq!(s.delivery_claim(claim(10, 500, None)).await.unwrap().len(), 2, "the burst again, not the backlog");
+}
+
+pub async fn sixteen_claims_at_once_never_pass_the_group_rate(s: Store) {
+    subscribe_grouped(&s).await;
+    send_to(&s, "A", 40).await;
+    let claims = (0..16).map(|_| {
+        let s = s.clone();
+        async move { s.delivery_claim(claim(5, 1, None)).await.unwrap().len() }
+    });
+    let leased: usize = futures::future::join_all(claims).await.into_iter().sum();
+    assert_eq!(leased, 2, "the burst, whoever claimed it");
+}
+
+pub async fn a_group_rate_and_a_group_concurrency_hold_together(s: Store) {
+    subscribe_grouped(&s).await;
+    send_to(&s, "A", 6).await;
+    // Concurrency 1 is the tighter: one at a time, even with the bucket full.
+    let first = s.delivery_claim(claim(10, 1, Some(1))).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(s.delivery_claim(claim(10, 2, Some(1))).await.unwrap().is_empty(), "full");
+    s.delivery_ack(DeliveryAckParams { lease: lease(&first[0], at(2)), execution: None }).await.unwrap();
+    assert_eq!(s.delivery_claim(claim(10, 2, Some(1))).await.unwrap().len(), 1, "the bucket's second start");
+    let done = s.delivery_claim(claim(10, 2, Some(1))).await.unwrap();
+    assert!(done.is_empty(), "full again");
+}

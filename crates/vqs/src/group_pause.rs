@@ -1,0 +1,102 @@
+//! Pausing one message group of a topic (SPEC.md, "Flow control": `.../pause?group=G`):
+//! while it is paused, the topic's messages of that group stay waiting — publishing works,
+//! jobs already running finish, the topic's other groups go on — until it is resumed.
+//!
+//! The state lives in the store (`group_pauses`, [`QueueStore::group_pause_set`]) and the
+//! claim reads it in the same statement, so a pause holds on every process at once. A
+//! grouped consumer group skips a paused group in its ready set (the group's backlog is not
+//! read); an ungrouped one skips its rows in the due order. A push this process did not
+//! lease (Vercel's) of a paused group's message is deferred by [`crate::PAUSED_DEFER`], like
+//! a paused topic's.
+//!
+//! [`QueueStore::group_pause_set`]: crate::QueueStore::group_pause_set
+
+use crate::store::{GroupPause, GroupPauseListParams, GroupPauseSetParams};
+use crate::{Queue, QueueError, check_group_key, check_storable, is_valid_name};
+
+/// The most paused groups one list returns (the admin API and the dashboard page them by topic).
+pub const MAX_PAUSED_GROUPS_LISTED: u32 = 1000;
+
+impl Queue {
+    /// Pause one message group of `topic`: nothing of it starts until [`Queue::resume_group`],
+    /// on every process at once. Idempotent (the first pause's time is kept).
+    pub async fn pause_group(&self, topic: &str, group: &str) -> Result<GroupPause, QueueError> {
+        let paused = self.set_group_paused(topic, group, true).await?;
+        paused.ok_or_else(|| QueueError::Invalid("the store did not keep the pause".into()))
+    }
+
+    /// Resume a paused message group: its waiting messages start in due order. Idempotent;
+    /// `true` when it was paused.
+    pub async fn resume_group(&self, topic: &str, group: &str) -> Result<bool, QueueError> {
+        let was = self.set_group_paused(topic, group, false).await?.is_some();
+        if was {
+            self.wake();
+        }
+        Ok(was)
+    }
+
+    async fn set_group_paused(&self, topic: &str, group: &str, paused: bool) -> Result<Option<GroupPause>, QueueError> {
+        check_topic(topic)?;
+        check_group_key(group)?;
+        let p = GroupPauseSetParams {
+            topic: topic.to_owned(),
+            group_key: group.to_owned(),
+            paused,
+            now: self.clock().now(),
+        };
+        let out = self.store().group_pause_set(p).await?;
+        tracing::info!(
+            queue.name = topic,
+            queue.group = group,
+            paused,
+            "message group {}",
+            if paused { "paused" } else { "resumed" }
+        );
+        Ok(out)
+    }
+
+    /// Is `group` of `topic` paused (as stored)?
+    pub async fn group_paused(&self, topic: &str, group: &str) -> Result<bool, QueueError> {
+        let p = GroupPauseListParams { topic: Some(topic.to_owned()), group_key: Some(group.to_owned()), limit: 1 };
+        Ok(!self.store().group_pause_list(p).await?.is_empty())
+    }
+
+    /// The paused message groups of `topic` (every topic's with `None`), ordered by topic
+    /// then group, at most [`MAX_PAUSED_GROUPS_LISTED`].
+    pub async fn paused_groups(&self, topic: Option<&str>) -> Result<Vec<GroupPause>, QueueError> {
+        if let Some(t) = topic {
+            check_topic(t)?;
+        }
+        let p =
+            GroupPauseListParams { topic: topic.map(str::to_owned), group_key: None, limit: MAX_PAUSED_GROUPS_LISTED };
+        Ok(self.store().group_pause_list(p).await?)
+    }
+
+    /// True when some message group of a topic `pattern` covers (`name` or `prefix*`) is
+    /// paused: a claim that came back short may have skipped it.
+    pub(crate) async fn pattern_has_paused_group(&self, pattern: &str) -> Result<bool, QueueError> {
+        let listed = self
+            .store()
+            .group_pause_list(GroupPauseListParams {
+                topic: (!pattern.ends_with('*')).then(|| pattern.to_owned()),
+                group_key: None,
+                limit: MAX_PAUSED_GROUPS_LISTED,
+            })
+            .await?;
+        Ok(match pattern.strip_suffix('*') {
+            Some(prefix) => listed.iter().any(|g| g.topic.starts_with(prefix)),
+            None => !listed.is_empty(),
+        })
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), QueueError> {
+    check_storable("topic", topic)?;
+    if !is_valid_name(topic) {
+        return Err(QueueError::Invalid(format!(
+            "invalid topic {topic:?}: use letters, digits, '-' and '_' only, at most {} bytes",
+            crate::MAX_KEY_BYTES
+        )));
+    }
+    Ok(())
+}
