@@ -48,6 +48,9 @@ pub enum Command {
         /// concurrency, at most that many of one group run at once.
         #[arg(long)]
         group: Option<String>,
+        /// The message's priority: an integer from -100 to 100, lower starts first (default 0).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -351,7 +354,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     match command {
         Command::Serve => unreachable!("handled above"),
         Command::Migrate => println!("migrations applied"),
-        Command::Enqueue { topic, payload, idempotency_key, delay, on_duplicate, group, json } => {
+        Command::Enqueue { topic, payload, idempotency_key, delay, on_duplicate, group, priority, json } => {
+            let priority =
+                priority.as_deref().map(vqs::parse_priority).transpose().map_err(|e| anyhow!("--priority: {e}"))?;
             let payload: Value = serde_json::from_str(&payload).with_context(|| {
                 format!("the payload is not valid JSON: {payload:?} (quote it: '{{\"sleep_ms\": 100}}')")
             })?;
@@ -364,6 +369,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 delay: std::time::Duration::from_secs(delay),
                 on_duplicate,
                 group,
+                priority,
                 ..SendOpts::default()
             };
             let sent = queue.send(&topic, serde_json::to_vec(&payload)?, opts).await.map_err(|e| anyhow!("{e}"))?;

@@ -138,7 +138,8 @@ async fn bad_input_gets_a_clear_400_and_queues_nothing() {
         (json!({"topic": "no spaces", "payload": {}}), "invalid topic"),
         (json!({"topic": "probe", "payload": {}, "delay_seconds": 700000}), "invalid delay"),
         (json!({"topic": "probe", "payload": {}, "idempotency_key": ""}), "idempotency key"),
-        (json!({"topic": "probe", "payload": {}, "priority": 1}), "priority"),
+        (json!({"topic": "probe", "payload": {}, "priority": 1000}), "invalid priority 1000"),
+        (json!({"topic": "probe", "payload": {}, "urgency": 1}), "urgency"),
     ];
     for (body, want) in bad {
         let (status, resp) = app.call(post("/api/admin/messages", body.clone())).await;

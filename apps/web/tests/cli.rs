@@ -313,3 +313,29 @@ async fn schedules_list_pages_through_everything_or_shows_one_page() {
         assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn enqueue_takes_a_priority_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = common::fresh_database_url(&dir).await;
+    let cli = Cli { database_url: database_url.clone() };
+    let later = cli.json(&["enqueue", "probe", "{}", "--priority", "7", "--json"])["messageId"].clone();
+    let first = cli.json(&["enqueue", "probe", "{}", "--priority", "-5", "--json"])["messageId"].clone();
+    for (bad, why) in
+        [("x", "invalid priority \"x\""), ("101", "invalid priority 101"), ("-101", "invalid priority -101")]
+    {
+        let (ok, _, stderr) = cli.run(&["enqueue", "probe", "{}", "--priority", bad]);
+        assert!(!ok && stderr.contains(why) && stderr.contains("from -100 to 100"), "{bad}: {stderr}");
+    }
+    let message = cli.json(&["message", first.as_str().unwrap(), "--json"]);
+    assert_eq!(message["priority"], -5, "{message}");
+    let app = common::TestApp::open(dir, database_url, Clock::system()).await;
+    let p = vqs::store::MessageListParams { topic: "probe".into(), limit: 10 };
+    assert_eq!(app.queue().store().message_list(p).await.unwrap().len(), 2, "the refused ones stored nothing");
+    // The lower priority runs first, though sent second.
+    assert_eq!(app.dispatch("probe").await, 2);
+    let mut runs = cli.json(&["executions", "--topic", "probe", "--json"]).as_array().unwrap().clone();
+    runs.sort_by_key(|r| r["finished_at"].as_str().unwrap_or_default().to_owned());
+    let order: Vec<&Value> = runs.iter().map(|r| &r["message_id"]).collect();
+    assert_eq!(order, [&first, &later]);
+}

@@ -248,6 +248,7 @@ async fn a_poisoned_row_fails_only_itself_in_every_batched_write() {
     }
     let send = |topic: &str| MessageSendParams {
         group_key: None,
+        priority: 0,
         topic: topic.into(),
         payload: b"{}".to_vec(),
         content_type: "application/json".into(),

@@ -145,6 +145,7 @@ pub fn message_json(m: &MessageRecord, progress: &[ProgressRecord]) -> Value {
         "expires_at": m.expires_at,
         "idempotency_key": m.idempotency_key,
         "group": m.group_key,
+        "priority": m.priority,
         "content_type": m.content_type,
         "payload": m.payload,
         "deliveries": m.deliveries,
@@ -257,6 +258,25 @@ struct EnqueueBody {
     /// The message's group key (SPEC.md, "Flow control"): 1–256 characters, no control
     /// characters.
     group: Option<String>,
+    /// The message's priority (SPEC.md, "Flow control"): an integer −100..=100, lower starts
+    /// first. Read as any JSON value so that a string or a fraction gets an answer naming
+    /// the range.
+    priority: Option<Value>,
+}
+
+/// The `"priority"` of a send body: an integer −100..=100 (`None`: the default, 0).
+pub fn priority_field(v: Option<&Value>) -> Result<Option<i16>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) => Ok(Some(vqs::check_priority(n)?)),
+            None => Err(ApiError::bad_request(format!(
+                "invalid priority {v}: it must be an integer from {} to {} (lower starts first, 0 is the default)",
+                vqs::MIN_PRIORITY,
+                vqs::MAX_PRIORITY
+            ))),
+        },
+    }
 }
 
 async fn enqueue(
@@ -266,7 +286,7 @@ async fn enqueue(
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "{}: send JSON {{\"topic\": \"probe\", \"payload\": {{}}, \"idempotency_key\"?: \"…\", \"delay_seconds\"?: 0, \
-             \"on_duplicate\"?: \"skip\" | \"replace\", \"group\"?: \"tenant-1\"}}",
+             \"on_duplicate\"?: \"skip\" | \"replace\", \"group\"?: \"tenant-1\", \"priority\"?: 0}}",
             e.body_text()
         ))
     })?;
@@ -281,11 +301,13 @@ async fn enqueue(
             )
         })?,
     };
+    let priority = priority_field(body.priority.as_ref())?;
     let opts = SendOpts {
         idempotency_key: body.idempotency_key,
         delay: std::time::Duration::from_secs(body.delay_seconds.unwrap_or(0)),
         on_duplicate,
         group: body.group,
+        priority,
         ..SendOpts::default()
     };
     let sent = state.queue.send(&body.topic, payload, opts).await?;

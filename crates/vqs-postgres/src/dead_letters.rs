@@ -45,7 +45,7 @@ pub(crate) async fn settle(pool: &PgPool, p: DeadLetterSettleParams) -> Result<D
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = $1 RETURNING id, message_id, topic, consumer_group, content_type, payload, \
          octet_length(payload) AS payload_bytes, \
-         error, attempts, created_at, headers_json, group_key",
+         error, attempts, created_at, headers_json, group_key, priority",
     )
     .bind(p.id)
     .fetch_optional(&mut *tx)
@@ -78,8 +78,8 @@ pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Ve
     sqlx::query(
         "INSERT INTO dead_letters \
            (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json, \
-            group_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+            group_key, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
     )
     .bind(letter.id)
     .bind(&letter.message_id)
@@ -92,6 +92,7 @@ pub(crate) async fn restore(pool: &PgPool, letter: DeadLetterRecord, payload: Ve
     .bind(letter.created_at)
     .bind(&letter.headers_json)
     .bind(&letter.group_key)
+    .bind(letter.priority)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -110,7 +111,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substring(payload FROM 1 FOR $2) AS payload, \
-         octet_length(payload) AS payload_bytes, error, attempts, created_at, group_key \
+         octet_length(payload) AS payload_bytes, error, attempts, created_at, group_key, priority \
          FROM dead_letters ORDER BY id DESC LIMIT $1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -128,7 +129,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, octet_length(payload) AS payload_bytes, \
-         error, attempts, created_at, group_key FROM dead_letters WHERE id = $1",
+         error, attempts, created_at, group_key, priority FROM dead_letters WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

@@ -10,8 +10,8 @@ use crate::rows::{db_err, secs};
 pub(crate) async fn insert_keyed(conn: &mut PgConnection, p: &MessageSendParams) -> Result<Option<String>, StoreError> {
     let id = new_message_id_at(p.now);
     let inserted = sqlx::query(
-        "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group, group_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+        "INSERT INTO messages (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group, group_key, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(&id)
@@ -25,6 +25,7 @@ pub(crate) async fn insert_keyed(conn: &mut PgConnection, p: &MessageSendParams)
     .bind(p.now + secs(p.retention_seconds))
     .bind(&p.only_group)
     .bind(&p.group_key)
+    .bind(p.priority)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;

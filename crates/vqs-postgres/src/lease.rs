@@ -135,7 +135,14 @@ fn claim_query_after<'a>(
 ) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
-    q.push("WITH due AS (");
+    // The plain claim walks the priorities present one at a time (see `push_priorities`).
+    let by_priority = grouped.is_none() && p.message_id.is_none();
+    if by_priority {
+        push_priorities(&mut q, p);
+        q.push(", due AS (SELECT x.* FROM prios CROSS JOIN LATERAL (");
+    } else {
+        q.push("WITH due AS (");
+    }
     if let Some((g, _)) = grouped {
         q.push("SELECT x.* FROM UNNEST(")
             .push_bind(&g.keys)
@@ -144,8 +151,8 @@ fn claim_query_after<'a>(
             .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
     }
     q.push(
-        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at \
-         FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
+        "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at, \
+         d.priority, d.visible_at AS due_at FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
         .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
@@ -173,11 +180,26 @@ fn claim_query_after<'a>(
     }
     match grouped {
         Some((_, limit)) => {
-            q.push(" AND d.group_key = g.key ORDER BY d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x LIMIT ")
+            // A group's best priority first, oldest first within it (`deliveries_grouped`
+            // is in that order); the groups themselves in ready order.
+            q.push(
+                " AND d.group_key = g.key ORDER BY d.priority, d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x \
+                 LIMIT ",
+            )
                 .push_bind(i64::from(limit.max(1)));
         }
+        None if by_priority => {
+            // Lower priority first, by due time within a priority: each priority's due rows
+            // are one range of `deliveries_due` (consumer group, priority, due time ≤ now),
+            // read oldest first; the outer LIMIT stops at the first `limit` rows.
+            q.push(" AND d.priority = prios.priority ORDER BY d.visible_at LIMIT ")
+                .push_bind(i64::from(p.limit.max(1)))
+                .push(" FOR UPDATE OF d SKIP LOCKED) x LIMIT ");
+            push_limit(&mut q, p);
+        }
         None => {
-            q.push(" ORDER BY d.visible_at LIMIT ");
+            // A receive by id: its one row.
+            q.push(" ORDER BY d.priority, d.visible_at LIMIT ");
             push_limit(&mut q, p);
             q.push(" FOR UPDATE OF d SKIP LOCKED");
         }
@@ -226,9 +248,32 @@ fn claim_query_after<'a>(
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
-             FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id",
+             FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id \
+             ORDER BY m.priority, m.due_at",
         );
     q
+}
+
+/// `WITH RECURSIVE prios`: the priorities the consumer group has live deliveries at, lowest
+/// first, found one index descent each (a loose index scan of `deliveries_due`) and only as
+/// far as the claim reads. Ordering the whole group by `(priority, visible_at)` in one scan
+/// would walk every entry of a lower priority that is not due yet — 100,000 delayed or
+/// retrying rows at priority 0 in front of the due ones at 5 (PostgreSQL 15 has no skip
+/// scan) — and, when fewer than `limit` are due, every future row of the group; per
+/// priority, the due rows are one range bounded by now. Cost: one descent per priority
+/// present (one, when every message has the default), figures in docs/flow-control.md.
+fn push_priorities<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    q.push("WITH RECURSIVE prios AS ((SELECT priority FROM deliveries WHERE consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND state IN ('pending', 'leased') ORDER BY priority LIMIT 1) UNION ALL \
+             SELECT (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ",
+        )
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND d.state IN ('pending', 'leased') AND d.priority > prios.priority ORDER BY d.priority LIMIT 1) \
+             FROM prios WHERE prios.priority IS NOT NULL)",
+        );
 }
 
 /// The claim's LIMIT. Unlimited: `p.limit`. Under a limit across processes

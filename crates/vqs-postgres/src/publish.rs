@@ -107,7 +107,7 @@ pub(crate) async fn message_ids_by_key(pool: &PgPool, p: MessageKeyLookupParams)
 pub(crate) async fn message_get(pool: &PgPool, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
     let id = p.id.as_str();
     let Some(m) = sqlx::query(
-        "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at, group_key FROM messages WHERE id = $1",
+        "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at, group_key, priority FROM messages WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -142,6 +142,7 @@ pub(crate) async fn message_get(pool: &PgPool, p: MessageGetParams) -> Result<Op
         expires_at: m.get("expires_at"),
         idempotency_key: m.get("idempotency_key"),
         group_key: m.get("group_key"),
+        priority: m.get("priority"),
         deliveries,
     }))
 }
@@ -172,10 +173,12 @@ pub(crate) async fn insert_plain(
     let headers: Vec<Option<&str>> = sends.iter().map(|p| p.headers_json.as_deref()).collect();
     let only_group: Vec<Option<&str>> = sends.iter().map(|p| p.only_group.as_deref()).collect();
     let group_key: Vec<Option<&str>> = sends.iter().map(|p| p.group_key.as_deref()).collect();
+    let priority: Vec<i16> = sends.iter().map(|p| p.priority).collect();
     sqlx::query(
-        "INSERT INTO messages (id, topic, payload, content_type, headers_json, created_at, deliver_at, expires_at, only_group, group_key) \
+        "INSERT INTO messages (id, topic, payload, content_type, headers_json, created_at, deliver_at, expires_at, only_group, \
+                               group_key, priority) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], \
-                              $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[])",
+                              $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::smallint[])",
     )
     .bind(ids)
     .bind(col(|p| &p.topic))
@@ -187,6 +190,7 @@ pub(crate) async fn insert_plain(
     .bind(times(|p| p.now + secs(p.retention_seconds)))
     .bind(only_group)
     .bind(group_key)
+    .bind(priority)
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;

@@ -73,12 +73,12 @@ pub(crate) async fn replace_held(
             "WITH gone AS ( \
                  DELETE FROM deliveries WHERE message_id = $1 \
                  RETURNING message_id, consumer_group, topic, state, delivery_count, lease_token, keyed, \
-                           attempts, lease_holder), \
+                           attempts, lease_holder, group_key, priority), \
              back AS ( \
                  INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, \
-                                         lease_token, keyed, updated_at, attempts, lease_holder) \
+                                         lease_token, keyed, updated_at, attempts, lease_holder, group_key, priority) \
                  SELECT message_id, consumer_group, topic, state, $2, delivery_count, lease_token, keyed, $3, \
-                        attempts, lease_holder FROM gone \
+                        attempts, lease_holder, group_key, priority FROM gone \
                  RETURNING topic), \
              woken AS (SELECT pg_notify('vqs_published', topic) FROM (SELECT DISTINCT topic FROM back) t) \
              SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM woken)",

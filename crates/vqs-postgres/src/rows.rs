@@ -52,6 +52,7 @@ pub(crate) fn dead_letter(r: &PgRow) -> DeadLetterRecord {
         created_at: r.get("created_at"),
         headers_json: r.try_get("headers_json").ok().flatten(),
         group_key: r.try_get("group_key").ok().flatten(),
+        priority: r.try_get::<Option<i16>, _>("priority").ok().flatten().unwrap_or(0),
     }
 }
 

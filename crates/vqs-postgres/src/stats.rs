@@ -1,5 +1,5 @@
 //! Counts. `queue_stats` reads every delivery (the dashboard's full table); the live counts
-//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_due`
+//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_live`
 //! holds exactly those rows, so the cost follows the queue's depth, not its history.
 
 use chrono::{DateTime, Utc};
@@ -13,7 +13,7 @@ use vqs::store_support::{DeliveryCountRow, topic_stats};
 use crate::rows::db_err;
 
 pub(crate) async fn queue_depth(pool: &PgPool, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
-    // Due rows per consumer group (an index-only scan of `deliveries_due` once vacuumed).
+    // Due rows per consumer group (an index-only scan of `deliveries_live` once vacuumed).
     let due = sqlx::query(
         "SELECT consumer_group, COUNT(*), MIN(visible_at) FROM deliveries \
          WHERE state IN ('pending', 'leased') AND visible_at <= $1 GROUP BY consumer_group",

@@ -42,9 +42,9 @@ pub(crate) async fn subscription_ensure(pool: &PgPool, p: SubscriptionEnsurePara
         // that was cancelled (nothing of it left to run, and some of it cancelled): a
         // cancelled message never runs.
         sqlx::query(
-            "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key) \
+            "INSERT INTO deliveries (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key, priority) \
              SELECT id, $1, topic, 'pending', GREATEST(deliver_at, created_at + make_interval(secs => $2)), 0, \
-                    idempotency_key IS NOT NULL, $3, CASE WHEN $6 THEN COALESCE(m.group_key, '') END \
+                    idempotency_key IS NOT NULL, $3, CASE WHEN $6 THEN COALESCE(m.group_key, '') END, m.priority \
              FROM messages m WHERE expires_at > $3 AND only_group IS NULL \
                AND ((NOT $4 AND topic = $5) OR ($4 AND starts_with(topic, $5))) \
                AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state = 'cancelled') \

@@ -218,6 +218,7 @@ async fn replaces_racing_claims_on_other_connections_never_lease_a_replaced_payl
             tokio::spawn(async move {
                 let p = vqs::store::MessageSendParams {
                     group_key: None,
+                    priority: 0,
                     topic: "debounced".into(),
                     payload: n.to_string().into_bytes(),
                     content_type: "text/plain".into(),
@@ -477,9 +478,10 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
     subscribe(&store, "probe", "g").await;
     subscribe(&store, "other", "g").await;
     sqlx::query(
-        "INSERT INTO messages (id, topic, payload, content_type, created_at, deliver_at, expires_at) \
+        "INSERT INTO messages (id, topic, payload, content_type, created_at, deliver_at, expires_at, priority) \
          SELECT 'm' || i, CASE WHEN i % 10 = 0 THEN 'other' ELSE 'probe' END, '\\x00', 'application/json', \
-         now(), now(), now() + interval '1 day' FROM generate_series(1, 20000) i",
+         now(), now(), now() + interval '1 day', CASE WHEN i % 7 = 0 THEN -3 WHEN i % 5 = 0 THEN 5 ELSE 0 END \
+         FROM generate_series(1, 20000) i",
     )
     .execute(store.pool())
     .await
@@ -517,8 +519,20 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
         assert!(!due.contains("Seq Scan on deliveries"), "the claim reads every delivery:\n{plan}");
         assert!(!due.contains("Sort"), "the claim sorts the whole backlog:\n{plan}");
     }
-    // And it still holds the paused topic back.
+    // And it still holds the paused topic back, and takes the lowest priority first (the
+    // index's order: with priorities -3, 0 and 5 waiting, still no Sort above).
     let leased = store.delivery_claim(DeliveryClaimParams { limit: 20000, ..claim(None) }).await.unwrap();
     assert_eq!(leased.len(), 18000);
     assert!(leased.iter().all(|m| m.topic == "probe"));
+    let priority = |m: &vqs::store::LeasedMessage| {
+        let i: u32 = m.message_id[1..].parse().unwrap();
+        if i.is_multiple_of(7) {
+            -3
+        } else if i.is_multiple_of(5) {
+            5
+        } else {
+            0
+        }
+    };
+    assert!(leased.windows(2).all(|w| priority(&w[0]) <= priority(&w[1])), "lowest priority first");
 }

@@ -52,7 +52,7 @@ pub(crate) async fn settle(
     let row = sqlx::query(
         "DELETE FROM dead_letters WHERE id = ? RETURNING id, message_id, topic, consumer_group, content_type, payload, \
          length(payload) AS payload_bytes, \
-         error, attempts, created_at, headers_json, group_key",
+         error, attempts, created_at, headers_json, group_key, priority",
     )
     .bind(p.id)
     .fetch_optional(&mut *tx)
@@ -91,8 +91,8 @@ pub(crate) async fn restore(
     sqlx::query(
         "INSERT INTO dead_letters \
            (id, message_id, topic, consumer_group, content_type, payload, error, attempts, created_at, headers_json, \
-            group_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            group_key, priority) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(letter.id)
     .bind(&letter.message_id)
@@ -105,6 +105,7 @@ pub(crate) async fn restore(
     .bind(us(letter.created_at))
     .bind(&letter.headers_json)
     .bind(&letter.group_key)
+    .bind(i64::from(letter.priority))
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -154,7 +155,7 @@ pub(crate) async fn dead_letter_list(
     let limit = p.limit;
     let rows = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, substr(payload, 1, ?2) AS payload, \
-         length(payload) AS payload_bytes, error, attempts, created_at, group_key \
+         length(payload) AS payload_bytes, error, attempts, created_at, group_key, priority \
          FROM dead_letters ORDER BY id DESC LIMIT ?1",
     )
     .bind(i64::from(if limit == 0 { 100 } else { limit }))
@@ -172,7 +173,7 @@ pub(crate) async fn dead_letter_get(
     let id = p.id;
     let row = sqlx::query(
         "SELECT id, message_id, topic, consumer_group, content_type, payload, length(payload) AS payload_bytes, \
-         error, attempts, created_at, group_key FROM dead_letters WHERE id = ?",
+         error, attempts, created_at, group_key, priority FROM dead_letters WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(read)

@@ -97,12 +97,19 @@ pub(crate) async fn pick(
         if i > 0 {
             q.push(" UNION ALL ");
         }
-        q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
+        // `INDEXED BY`: the group's slice in claim order (SQLite would otherwise pick the
+        // time-ordered `deliveries_grouped_live` and sort the group's due rows).
+        q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d ");
+        if p.message_id.is_none() {
+            q.push("INDEXED BY deliveries_grouped ");
+        }
+        q.push("JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
             .push_bind(&p.consumer_group)
             .push(" AND d.group_key = ")
             .push_bind(key);
         crate::due::push_due_filter(&mut q, p, now);
-        q.push(" ORDER BY d.visible_at LIMIT ").push_bind(room).push(")");
+        // A group's best priority first, oldest first within it (`deliveries_grouped`).
+        q.push(" ORDER BY d.priority, d.visible_at LIMIT ").push_bind(room).push(")");
     }
     q.push(") LIMIT ").push_bind(total);
     let message_ids: Vec<String> =

@@ -114,6 +114,19 @@ pub(crate) async fn claim_in(
         }
         return Ok(Vec::new());
     }
+    // What to lease, in claim order: the groups' picks, or the due rows priority by
+    // priority (`due::pick_by_priority`); a receive by id reads its one row below.
+    let picked: Option<Vec<String>> = match &grouped {
+        Some(g) => Some(g.message_ids.clone()),
+        None if p.message_id.is_none() => {
+            let ids = crate::due::pick_by_priority(conn, &p, now, limit).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            Some(ids)
+        }
+        None => None,
+    };
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET state = 'leased', visible_at = ");
     q.push_bind(lease_until)
         .push(", delivery_count = delivery_count + 1, attempts = attempts + ")
@@ -125,10 +138,10 @@ pub(crate) async fn claim_in(
         .push_bind(now)
         .push(" WHERE consumer_group = ")
         .push_bind(&p.consumer_group);
-    if let Some(g) = &grouped {
+    if let Some(ids) = &picked {
         q.push(" AND message_id IN (");
         let mut sep = q.separated(", ");
-        for id in &g.message_ids {
+        for id in ids {
             sep.push_bind(id.clone());
         }
         q.push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
@@ -139,11 +152,15 @@ pub(crate) async fn claim_in(
         )
         .push_bind(&p.consumer_group);
         crate::due::push_due_filter(&mut q, &p, now);
-        q.push(" ORDER BY d.visible_at LIMIT ")
-            .push_bind(i64::from(limit.max(1)))
-            .push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
+        q.push(" LIMIT 1) RETURNING message_id, delivery_count, lease_token, topic, attempts");
     }
-    let leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    let mut leased = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    // In claim order (RETURNING's is the table's).
+    if let Some(ids) = &picked {
+        let at: std::collections::HashMap<&str, usize> =
+            ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        leased.sort_by_cached_key(|r| at.get(r.get::<&str, _>(0)).copied());
+    }
     if let Some(rate) = p.rate_limit
         && !leased.is_empty()
     {

@@ -44,7 +44,7 @@ pub(crate) async fn message_ids_by_key(
 pub(crate) async fn message_get(read: &SqlitePool, p: MessageGetParams) -> Result<Option<MessageRecord>, StoreError> {
     let id = p.id.as_str();
     let Some(m) = sqlx::query(
-        "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at, group_key FROM messages WHERE id = ?",
+        "SELECT id, topic, payload, content_type, idempotency_key, created_at, expires_at, group_key, priority FROM messages WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(read)
@@ -79,6 +79,7 @@ pub(crate) async fn message_get(read: &SqlitePool, p: MessageGetParams) -> Resul
         expires_at: time(m.get("expires_at")),
         idempotency_key: m.get("idempotency_key"),
         group_key: m.get("group_key"),
+        priority: m.get::<i64, _>("priority") as i16,
         deliveries,
     }))
 }

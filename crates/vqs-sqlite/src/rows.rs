@@ -78,5 +78,6 @@ pub(crate) fn dead_letter(r: &SqliteRow) -> DeadLetterRecord {
         created_at: time(r.get("created_at")),
         headers_json: r.try_get("headers_json").ok().flatten(),
         group_key: r.try_get("group_key").ok().flatten(),
+        priority: r.try_get::<Option<i64>, _>("priority").ok().flatten().unwrap_or(0) as i16,
     }
 }

@@ -43,9 +43,10 @@ pub(crate) async fn subscribe(conn: &mut SqliteConnection, p: SubscriptionEnsure
         // cancelled message never runs.
         sqlx::query(
             "INSERT OR IGNORE INTO deliveries \
-               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key) \
+               (message_id, consumer_group, topic, state, visible_at, delivery_count, keyed, updated_at, group_key, \
+                priority) \
              SELECT id, ?1, topic, 'pending', MAX(deliver_at, created_at + ?2), 0, idempotency_key IS NOT NULL, ?3, \
-                    CASE WHEN ?6 THEN COALESCE(m.group_key, '') END \
+                    CASE WHEN ?6 THEN COALESCE(m.group_key, '') END, m.priority \
              FROM messages m \
              WHERE expires_at > ?3 AND only_group IS NULL \
                AND ((?4 = 0 AND topic = ?5) OR (?4 = 1 AND substr(topic, 1, length(?5)) = ?5)) \

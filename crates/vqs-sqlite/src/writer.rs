@@ -238,12 +238,14 @@ fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a Messag
             .push_bind(created + i64::from(p.delay_seconds) * 1_000_000)
             .push_bind(created + i64::from(p.retention_seconds) * 1_000_000)
             .push_bind(&p.only_group)
-            .push_bind(&p.group_key);
+            .push_bind(&p.group_key)
+            .push_bind(i64::from(p.priority));
     });
 }
 
 const INSERT_MESSAGES: &str = "INSERT INTO messages \
-    (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group, group_key) ";
+    (id, topic, payload, content_type, headers_json, idempotency_key, created_at, deliver_at, expires_at, only_group, group_key, \
+    priority) ";
 
 /// Insert messages: those without a key in multi-row statements, keyed ones one by one.
 /// One result per message (a keyed send can fail alone); `Err` when a statement failed.

@@ -26,6 +26,7 @@ pub mod messages;
 pub mod model;
 pub mod outcomes;
 pub mod pauses;
+pub mod priorities;
 pub mod processes;
 pub mod progress;
 pub mod rate_limits;
@@ -161,6 +162,9 @@ macro_rules! conformance {
                        maintenance_prunes_a_cancelled_message_like_a_finished_one,
                        queue_stats_count_cancelled_deliveries, execution_counts_count_snoozed_and_cancelled_attempts,
                        a_group_subscribing_later_does_not_run_a_cancelled_message }
+            priorities { lower_priorities_start_first_in_due_order_within_one,
+                         a_priority_is_kept_across_retry_expiry_rescue_and_replay,
+                         priorities_hold_under_a_group_limit_and_a_concurrency_limit }
             schedule_pages { thousands_of_schedules_page_by_name_in_byte_order, counts_and_the_overdue_read_are_bounded }
         );
         #[test]

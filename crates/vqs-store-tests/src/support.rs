@@ -27,6 +27,7 @@ pub async fn subscribe(s: &Store, topic: &str, group: &str) {
 pub fn send_params(topic: &str, payload: &str, now: DateTime<Utc>) -> MessageSendParams {
     MessageSendParams {
         group_key: None,
+        priority: 0,
         topic: topic.into(),
         payload: payload.as_bytes().to_vec(),
         content_type: "application/json".into(),

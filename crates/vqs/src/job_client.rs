@@ -19,6 +19,8 @@ pub struct PerformOpts {
     pub on_duplicate: OnDuplicate,
     /// Overrides the job's own [`Jobbable::group`].
     pub group: Option<String>,
+    /// Overrides the job's own [`Jobbable::priority`] (−100..=100, lower starts first).
+    pub priority: Option<i16>,
 }
 
 /// A job bound to a queue: `queue.job(SyncPatient).perform_later(params)`.
@@ -99,6 +101,7 @@ impl<J: Jobbable> JobClient<J> {
     fn encode(&self, params: J::Params, opts: PerformOpts) -> Result<(Vec<u8>, SendOpts), QueueError> {
         let idempotency_key = opts.idempotency_key.or_else(|| self.job.dedup_key(&params));
         let group = opts.group.or_else(|| self.job.group(&params));
+        let priority = Some(opts.priority.unwrap_or_else(|| self.job.priority(&params)));
         let payload = serde_json::to_vec(&params)
             .map_err(|e| QueueError::Invalid(format!("params of job {} do not serialize: {e}", J::TOPIC)))?;
         Ok((
@@ -108,6 +111,7 @@ impl<J: Jobbable> JobClient<J> {
                 delay: opts.delay,
                 on_duplicate: opts.on_duplicate,
                 group,
+                priority,
                 ..SendOpts::default()
             },
         ))

@@ -84,6 +84,13 @@ pub trait Jobbable: Send + Sync + 'static {
         None
     }
 
+    /// The priority of these params: −100..=100, lower starts first (among due messages of
+    /// a consumer group; by due time within a priority). A send's
+    /// [`PerformOpts::priority`](crate::PerformOpts::priority) wins. Defaults to 0.
+    fn priority(&self, _params: &Self::Params) -> i16 {
+        0
+    }
+
     /// Leased at once per group key at most, across every process (a lease counts from
     /// the claim): the default of the consumer route that serves this job. Messages without
     /// a group are not limited. Defaults to `None` (unlimited).

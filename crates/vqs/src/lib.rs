@@ -47,6 +47,7 @@ mod job_error;
 mod jobbable;
 mod lifeline;
 mod message_search;
+mod priority;
 mod queue;
 mod queue_metrics;
 mod queue_service;
@@ -89,6 +90,7 @@ pub use job_error::{JobError, ResultExt};
 pub use jobbable::Jobbable;
 pub use lifeline::{DEFAULT_BEAT_INTERVAL, DEFAULT_DEAD_AFTER, Lifeline, LifelineConfig, LifelineReport};
 pub use message_search::SEARCH_LIMIT;
+pub use priority::{MAX_PRIORITY, MIN_PRIORITY, check_priority, parse_priority};
 pub use queue::{
     DEFAULT_RETENTION, MAX_IDEMPOTENCY_KEY_LEN, MAX_PAYLOAD_BYTES, MAX_RETENTION, MIN_RETENTION, Queue, QueueError,
     RetentionConfig, SendOpts, is_valid_content_type, is_valid_name,

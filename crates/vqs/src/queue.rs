@@ -47,6 +47,8 @@ pub struct SendOpts {
     /// The message's group key (1–256 characters, no control characters): under the
     /// topic's group concurrency, at most that many of one group run at once.
     pub group: Option<String>,
+    /// The message's priority (−100..=100, lower starts first; `None`: 0).
+    pub priority: Option<i16>,
 }
 
 /// Why a publish or an admin call was refused.
@@ -331,6 +333,10 @@ impl Queue {
         if let Some(g) = &opts.group {
             crate::check_group_key(g)?;
         }
+        let priority = match opts.priority {
+            Some(n) => crate::check_priority(i64::from(n))?,
+            None => 0,
+        };
         if let Some(h) = &opts.headers_json {
             check_storable_long("headers", h)?;
         }
@@ -359,6 +365,7 @@ impl Queue {
         }
         Ok(MessageSendParams {
             group_key: opts.group,
+            priority,
             topic: topic.to_owned(),
             payload,
             content_type: opts.content_type.unwrap_or_else(|| "application/json".to_owned()),

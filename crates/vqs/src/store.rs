@@ -138,6 +138,8 @@ pub struct MessageSendParams {
     /// The message's group key (a tenant, an account: SPEC.md, "Flow control"), validated
     /// by the facade (1–256 characters, no control characters). `None`: ungrouped.
     pub group_key: Option<String>,
+    /// The message's priority, validated by the facade (−100..=100, lower starts first).
+    pub priority: i16,
     pub now: DateTime<Utc>,
 }
 
@@ -781,6 +783,8 @@ pub struct MessageRecord {
     pub idempotency_key: Option<String>,
     /// The message's group key (SPEC.md, "Flow control"); `None`: ungrouped.
     pub group_key: Option<String>,
+    /// The message's priority (−100..=100, lower starts first; SPEC.md, "Flow control").
+    pub priority: i16,
     pub deliveries: Vec<DeliveryRecord>,
 }
 
@@ -963,6 +967,8 @@ pub struct DeadLetterRecord {
     /// The message's group key (a replay keeps it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_key: Option<String>,
+    /// The message's priority (a replay keeps it).
+    pub priority: i16,
 }
 
 /// Save a job's checkpoint for its next attempt.

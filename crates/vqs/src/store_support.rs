@@ -208,6 +208,8 @@ pub fn dead_letter_replay(
     MessageSendParams {
         // The group is kept: a replay is limited with its group as the original was.
         group_key: letter.group_key.clone(),
+        // And its priority: a replay is ordered as the original was.
+        priority: letter.priority,
         topic: letter.topic.clone(),
         payload: payload.to_vec(),
         content_type: letter.content_type.clone(),
@@ -261,6 +263,7 @@ pub fn schedule_fire_kind(p: &crate::store::ScheduleFireParams) -> &'static str 
 pub fn schedule_send(p: &crate::store::ScheduleFireParams, topic: String, payload: String) -> MessageSendParams {
     MessageSendParams {
         group_key: None,
+        priority: 0,
         topic,
         payload: payload.into_bytes(),
         content_type: "application/json".to_owned(),
@@ -438,12 +441,14 @@ mod tests {
             created_at: now,
             headers_json: Some("{}".into()),
             group_key: Some("tenant-1".into()),
+            priority: -7,
         };
         let m = dead_letter_replay(&letter, b"{}", &DeadLetterReplayOpts { retention_seconds: 60 }, now);
         assert_eq!((m.topic.as_str(), m.only_group.as_deref(), m.payload.as_slice()), ("t", Some("g"), &b"{}"[..]));
         assert_eq!((m.delay_seconds, m.retention_seconds, m.idempotency_key), (0, 60, None));
         assert_eq!(m.headers_json.as_deref(), Some("{}"));
         assert_eq!(m.group_key.as_deref(), Some("tenant-1"));
+        assert_eq!(m.priority, -7);
         assert!(matches!(
             already_settled("replayed", now, None),
             Ok(DeadLetterSettled::AlreadySettled { action: DeadLetterAction::Replay, .. })

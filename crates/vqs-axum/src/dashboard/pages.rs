@@ -407,13 +407,15 @@ pub async fn message(
     };
     let _ = write!(
         out,
-        r#"<section><h2>Message <code>{}</code> <span id="message-state">{}</span></h2><dl class="facts"><dt>topic</dt><dd>{}</dd><dt>created</dt><dd>{}</dd><dt>expires</dt><dd>{}</dd><dt>idempotency key</dt><dd>{}</dd><dt>content type</dt><dd>{}</dd></dl>"#,
+        r#"<section><h2>Message <code>{}</code> <span id="message-state">{}</span></h2><dl class="facts"><dt>topic</dt><dd>{}</dd><dt>created</dt><dd>{}</dd><dt>expires</dt><dd>{}</dd><dt>idempotency key</dt><dd>{}</dd><dt>group</dt><dd>{}</dd><dt>priority</dt><dd id="message-priority">{}</dd><dt>content type</dt><dd>{}</dd></dl>"#,
         esc(&m.id),
         state_label,
         esc(&m.topic),
         when(m.created_at, now),
         when(m.expires_at, now),
         esc(m.idempotency_key.as_deref().unwrap_or("–")),
+        esc(m.group_key.as_deref().unwrap_or("–")),
+        m.priority,
         esc(&m.content_type),
     );
     // Run now: a delivery waiting out a delay or a retry's backoff. Cancel: anything that

@@ -164,6 +164,11 @@ fn send_opts(headers: &HeaderMap) -> Result<SendOpts, ApiError> {
         on_duplicate: on_duplicate(headers)?,
         // `Vqs-Group` (a vqs extension): the message's group key (SPEC.md, "Flow control").
         group: header_str(headers, "vqs-group")?.map(str::to_owned),
+        // `Vqs-Priority` (a vqs extension): −100..=100, lower starts first.
+        priority: header_str(headers, "vqs-priority")?
+            .map(vqs::parse_priority)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("header Vqs-Priority: {e}")))?,
     })
 }
 

@@ -1,0 +1,129 @@
+//! Message priorities (SPEC.md, "Flow control"): lower starts first, by due time within a
+//! priority; a priority is kept across a retry, an expired lease, a rescue and a dead-letter
+//! replay, and holds under a group limit and a concurrency limit.
+
+use vqs::store::*;
+
+use crate::support::*;
+
+async fn send_at(s: &Store, priority: i16, now: i64) -> String {
+    let p = MessageSendParams { priority, ..send_params("t", "{}", at(now)) };
+    s.message_send(p).await.expect("send").message_id
+}
+
+async fn claim_one(s: &Store, group: &str, now: i64) -> LeasedMessage {
+    let mut leased = claim(s, group, 1, at(now)).await;
+    assert_eq!(leased.len(), 1, "one due at {now}");
+    leased.remove(0)
+}
+
+pub async fn lower_priorities_start_first_in_due_order_within_one(s: Store) {
+    subscribe(&s, "t", "g").await;
+    subscribe(&s, "t", "batch").await;
+    let p5_old = send_at(&s, 5, 0).await;
+    let p0_old = send_at(&s, 0, 1).await;
+    let m3_old = send_at(&s, -3, 2).await;
+    let p0_new = send_at(&s, 0, 3).await;
+    let p5_new = send_at(&s, 5, 4).await;
+    let m3_new = send_at(&s, -3, 5).await;
+    // Most urgent of all, but not due yet: it does not hold the others back.
+    let delayed = MessageSendParams { priority: -100, delay_seconds: 100, ..send_params("t", "{}", at(6)) };
+    let delayed = s.message_send(delayed).await.unwrap().message_id;
+    let expected = [&m3_old, &m3_new, &p0_old, &p0_new, &p5_old, &p5_new];
+    let mut one_by_one = Vec::new();
+    for i in 0..6 {
+        one_by_one.push(claim_one(&s, "g", 10 + i).await.message_id);
+    }
+    assert_eq!(one_by_one.iter().collect::<Vec<_>>(), expected, "lower first, oldest first within a priority");
+    assert!(claim(&s, "g", 1, at(20)).await.is_empty(), "the delayed one is not due yet");
+    // A batch comes back in the same order (a worker starts them in that order).
+    let batch: Vec<String> = claim(&s, "batch", 10, at(20)).await.into_iter().map(|m| m.message_id).collect();
+    assert_eq!(batch.iter().collect::<Vec<_>>(), expected);
+    // Once due, the most urgent goes first.
+    send_at(&s, 0, 106).await;
+    assert_eq!(claim_one(&s, "g", 107).await.message_id, delayed);
+    let viewed = s.message_get(MessageGetParams { id: m3_old.clone() }).await.unwrap().unwrap();
+    assert_eq!((viewed.priority, viewed.deliveries.len()), (-3, 2), "the message shows its priority");
+}
+
+pub async fn a_priority_is_kept_across_retry_expiry_rescue_and_replay(s: Store) {
+    subscribe(&s, "t", "g").await;
+    send_at(&s, 0, 0).await;
+    send_at(&s, 0, 1).await;
+    let urgent = send_at(&s, -1, 2).await;
+    // A retry: due again after its delay, then ahead of the older priority-0 messages.
+    let m = claim_one(&s, "g", 3).await;
+    assert_eq!(m.message_id, urgent);
+    let retry =
+        DeliveryRetryParams { lease: lease(&m, at(4)), delay: std::time::Duration::from_secs(5), execution: None };
+    s.delivery_retry(retry).await.unwrap();
+    let meanwhile = claim_one(&s, "g", 5).await;
+    assert_ne!(meanwhile.message_id, urgent, "not due yet: another runs meanwhile");
+    ack(&s, &meanwhile, at(6)).await.unwrap();
+    let m = claim_one(&s, "g", 10).await;
+    assert_eq!(m.message_id, urgent, "after its retry delay it is first again");
+    // Its lease runs out (30 s, claim_params) with no settlement: first again.
+    let m = claim_one(&s, "g", 45).await;
+    assert_eq!((m.message_id.as_str(), m.delivery_count), (urgent.as_str(), 3), "after its lease ran out");
+    // Its holder dies: the rescue makes it due, first again.
+    s.process_beat(ProcessBeatParams { process_id: "p1".into(), now: at(80) }).await.unwrap();
+    let held = DeliveryClaimParams {
+        lease_holder: Some("p1".into()),
+        visibility_seconds: 300,
+        ..claim_params("g", 1, at(81))
+    };
+    assert_eq!(s.delivery_claim(held).await.unwrap()[0].message_id, urgent);
+    let rescue = ProcessRescueParams { dead_before: at(100), rescuer: "p2".into(), now: at(120) };
+    assert_eq!(s.process_rescue(rescue).await.unwrap().deliveries, 1);
+    let m = claim_one(&s, "g", 121).await;
+    assert_eq!(m.message_id, urgent, "after a rescue");
+    // Dead-lettered, then replayed: the letter and the new message keep the priority.
+    let dead = DeliveryDeadLetterParams { lease: lease(&m, at(122)), reason: "boom".into(), execution: None };
+    s.delivery_dead_letter(dead).await.unwrap();
+    let letter = s.dead_letter_list(DeadLetterListParams { limit: 10 }).await.unwrap().remove(0);
+    assert_eq!(letter.priority, -1);
+    let replay = DeadLetterSettleParams {
+        id: letter.id,
+        action: DeadLetterAction::Replay,
+        publish: Some(DeadLetterReplayOpts { retention_seconds: 3600 }),
+        now: at(123),
+    };
+    let DeadLetterSettled::Settled { sent: Some(sent), .. } = s.dead_letter_settle(replay).await.unwrap() else {
+        panic!("replayed")
+    };
+    let r = s.message_get(MessageGetParams { id: sent.message_id.clone() }).await.unwrap().unwrap();
+    assert_eq!(r.priority, -1);
+    assert_eq!(claim_one(&s, "g", 124).await.message_id, sent.message_id, "the replay is first too");
+}
+
+pub async fn priorities_hold_under_a_group_limit_and_a_concurrency_limit(s: Store) {
+    s.subscription_ensure(SubscriptionEnsureParams {
+        topic_pattern: "t".into(),
+        consumer_group: "grouped".into(),
+        initial_delay_seconds: 0,
+        grouped: true,
+        now: at(0),
+    })
+    .await
+    .unwrap();
+    subscribe(&s, "t", "limited").await;
+    let send_in = async |key: &str, priority: i16, now: i64| {
+        let p = MessageSendParams { group_key: Some(key.into()), priority, ..send_params("t", "{}", at(now)) };
+        s.message_send(p).await.unwrap().message_id
+    };
+    send_in("A", 0, 0).await;
+    let a_urgent = send_in("A", -5, 1).await;
+    send_in("B", 3, 2).await;
+    let b_urgent = send_in("B", -2, 3).await;
+    // One at a time per group: each group's most urgent goes first.
+    let grouped = DeliveryClaimParams { group_concurrency: Some(1), ..claim_params("grouped", 10, at(4)) };
+    let mut got: Vec<String> = s.delivery_claim(grouped).await.unwrap().into_iter().map(|m| m.message_id).collect();
+    got.sort();
+    let mut want = vec![a_urgent.clone(), b_urgent.clone()];
+    want.sort();
+    assert_eq!(got, want, "each group's best priority");
+    // Two at once in all: the two most urgent of the four.
+    let limited = DeliveryClaimParams { max_leased: Some(2), ..claim_params("limited", 10, at(4)) };
+    let got: Vec<String> = s.delivery_claim(limited).await.unwrap().into_iter().map(|m| m.message_id).collect();
+    assert_eq!(got, [a_urgent, b_urgent], "the limit's room goes to the lowest priorities, in order");
+}
