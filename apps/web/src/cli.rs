@@ -240,6 +240,14 @@ pub enum DeadLetterAction {
     Replay { id: i64 },
     /// Remove the dead letter for good.
     Discard { id: i64 },
+    /// Dead letters grouped by topic and error (the error's first line, at most 200
+    /// characters), the largest groups first.
+    Groups,
+    /// Replay every dead letter of one group: `retry-group <topic> <error>`, the error as
+    /// `groups` lists it.
+    RetryGroup { topic: String, error: String },
+    /// Discard every dead letter of one group: `discard-group <topic> <error>`.
+    DiscardGroup { topic: String, error: String },
 }
 
 pub(crate) fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
@@ -295,7 +303,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::Resume { .. }
             | Command::Limits { .. }
             | Command::Crons { .. }
-            | Command::DeadLetters { action: None, .. }
+            | Command::DeadLetters { action: None | Some(DeadLetterAction::Groups), .. }
             | Command::Schedules {
                 action: None | Some(ScheduleAction::Delete { .. } | ScheduleAction::Trigger { .. }),
                 ..
@@ -461,31 +469,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Pause { topic, json } => pause_or_resume(&queue, &config, &topic, true, json).await?,
         Command::Limits { action, json } => crate::cli_limits::run(&queue, &config, action, json).await?,
         Command::Resume { topic, json } => pause_or_resume(&queue, &config, &topic, false, json).await?,
-        Command::DeadLetters { action: None, json } => {
-            let rows = json!(queue.dead_letters(100).await?);
-            print(json, &rows, |v| {
-                let mut out = format!("{:>6}  {:<16} {:<36} {:>4}  error\n", "id", "topic", "message", "tries");
-                for d in v.as_array().into_iter().flatten() {
-                    out += &format!(
-                        "{:>6}  {:<16} {:<36} {:>4}  {}\n",
-                        s(&d["id"]),
-                        s(&d["topic"]),
-                        s(&d["message_id"]),
-                        s(&d["attempts"]),
-                        s(&d["error"])
-                    );
-                }
-                out
-            });
-        }
-        Command::DeadLetters { action: Some(DeadLetterAction::Replay { id }), json } => {
-            let sent = queue.dead_letter_replay(id).await.map_err(|e| anyhow!("{e}"))?;
-            print(json, &json!(sent), |v| format!("replayed as {}\n", s(&v["messageId"])));
-        }
-        Command::DeadLetters { action: Some(DeadLetterAction::Discard { id }), json } => {
-            queue.dead_letter_discard(id).await.map_err(|e| anyhow!("{e}"))?;
-            print(json, &json!({ "discarded": id }), |_| format!("discarded {id}\n"));
-        }
+        Command::DeadLetters { action, json } => crate::cli_dead_letters::run(&queue, action, json).await?,
         Command::Prune { json } => {
             let mut total = vqs::store::MaintenanceReport::default();
             loop {

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod admin;
+pub mod admin_dead_letter_groups;
 pub mod admin_limits;
 pub mod admin_pause;
 pub mod admin_schedules;

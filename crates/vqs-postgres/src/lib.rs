@@ -20,6 +20,7 @@
 
 mod cancel;
 mod cron_runs;
+mod dead_letter_groups;
 mod dead_letters;
 mod executions;
 mod flow_groups;

@@ -14,6 +14,7 @@
 
 mod cancel;
 mod cron_runs;
+mod dead_letter_groups;
 mod dead_letters;
 mod due;
 mod executions;

@@ -103,7 +103,8 @@ macro_rules! conformance {
                          a_burst_of_failures_settles_every_lease,
                          a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values }
             dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
-                           restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers }
+                           restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers,
+                           dead_letters_group_by_topic_and_first_line }
             crons { a_tick_is_claimed_once, runs_finish_and_summarise, lock_acquire_extend_release_expire }
             maintenance { prunes_finished_messages_by_age, prunes_finished_messages_by_count_never_unfinished,
                           rescues_abandoned_executions_and_prunes_rows,

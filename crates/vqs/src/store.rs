@@ -1411,6 +1411,56 @@ pub struct DeadLetterRestoreParams {
     pub payload: Vec<u8>,
 }
 
+/// How many characters of an error's first line make a dead letter's fingerprint.
+pub const DEAD_LETTER_FINGERPRINT_CHARS: usize = 200;
+
+/// The fingerprint dead letters are grouped by ([`QueueStore::dead_letter_groups`]): the
+/// error's first line (up to the first `\n`), at most [`DEAD_LETTER_FINGERPRINT_CHARS`]
+/// characters. Errors that differ only in their details below the first line (a backtrace,
+/// a response body) fall in one group; ids or numbers on the first line make groups of their
+/// own. Both backends compute the same value in SQL; this is its definition.
+///
+/// ```
+/// use vqs::store::dead_letter_fingerprint;
+/// assert_eq!(dead_letter_fingerprint("upstream 503\nbody: …"), "upstream 503");
+/// assert_eq!(dead_letter_fingerprint(&"x".repeat(300)).chars().count(), 200);
+/// ```
+pub fn dead_letter_fingerprint(error: &str) -> String {
+    error.split('\n').next().unwrap_or("").chars().take(DEAD_LETTER_FINGERPRINT_CHARS).collect()
+}
+
+/// Dead letters grouped by topic and error fingerprint ([`QueueStore::dead_letter_groups`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterGroupsParams {
+    /// Groups returned at most (the largest first).
+    pub limit: u32,
+}
+
+/// The dead letters of one topic sharing an error fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterGroup {
+    pub topic: String,
+    /// [`dead_letter_fingerprint`] of their errors: with the topic, what names the group.
+    pub error: String,
+    pub count: u64,
+    pub oldest_at: DateTime<Utc>,
+    pub newest_at: DateTime<Utc>,
+}
+
+/// A page of one group's dead letter ids, oldest first ([`QueueStore::dead_letter_group_ids`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterGroupIdsParams {
+    pub topic: String,
+    /// The group's fingerprint ([`dead_letter_fingerprint`]).
+    pub error: String,
+    /// Ids above this one only (the keyset cursor; 0 for the first page).
+    pub after_id: i64,
+    /// Ids up to this one only: the newest when the bulk action began, so dead letters that
+    /// arrive meanwhile (a replay failing again) are not taken in the same action.
+    pub through_id: i64,
+    pub limit: u32,
+}
+
 /// List cron runs, newest first ([`QueueStore::cron_run_list`]).
 #[derive(Debug, Clone)]
 pub struct CronRunListParams {
@@ -1621,6 +1671,11 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Put back a dead letter (its record and payload as settling returned them) whose replay
     /// could not be published elsewhere, and forget that it was settled.
     async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError>;
+    /// Dead letters grouped by (topic, [`dead_letter_fingerprint`]), with counts and the oldest
+    /// and newest time, the largest groups first (then by topic and fingerprint).
+    async fn dead_letter_groups(&self, p: DeadLetterGroupsParams) -> Result<Vec<DeadLetterGroup>, StoreError>;
+    /// A page of the ids of one group's dead letters, ascending (see [`DeadLetterGroupIdsParams`]).
+    async fn dead_letter_group_ids(&self, p: DeadLetterGroupIdsParams) -> Result<Vec<i64>, StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 

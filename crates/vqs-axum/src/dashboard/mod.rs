@@ -11,6 +11,7 @@
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
 mod actions;
+mod dead_letter_groups;
 mod html;
 pub mod login_throttle;
 mod pages;
@@ -50,6 +51,8 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/queues/{topic}/purge", get(actions::purge_confirm).post(actions::purge))
         .route("/admin/queues/{topic}/pause", post(actions::pause))
         .route("/admin/queues/{topic}/resume", post(actions::resume))
+        .route("/admin/dead-letters/groups/retry", post(dead_letter_groups::retry))
+        .route("/admin/dead-letters/groups/discard", post(dead_letter_groups::discard))
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/dead-letters/{id}/discard", post(discard))
         .route("/admin/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))

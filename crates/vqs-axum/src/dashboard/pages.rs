@@ -132,6 +132,11 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             // The count is parsed as a number: nothing from the URL is shown as text.
             "paused" => "Topic paused: nothing new starts until it is resumed; running jobs finish.".to_owned(),
             "resumed" => "Topic resumed: its waiting messages start in due order.".to_owned(),
+            "group-replayed" | "group-discarded" => {
+                let n = f.count.as_deref().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+                let done = if flash == "group-replayed" { "replayed" } else { "discarded" };
+                format!("{n} dead letter{} {done}.", if n == 1 { "" } else { "s" })
+            }
             "purged" => match f.count.as_deref().and_then(|c| c.parse::<u64>().ok()) {
                 Some(1) => "Purged: 1 pending message cancelled; it will not run.".to_owned(),
                 Some(n) => format!("Purged: {n} pending messages cancelled; they will not run."),
@@ -278,6 +283,7 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
     if dead.is_empty() {
         out += r#"<p class="empty">No dead letters.</p>"#;
     } else {
+        out += &super::dead_letter_groups::section(state, csrf).await?;
         out += "<table><thead><tr><th>#</th><th>topic</th><th>message</th><th>attempts</th><th>died</th><th>error</th><th>payload</th><th></th></tr></thead><tbody>";
         for d in &dead {
             let mut payload = cut(&serde_json::to_string(&d.payload).unwrap_or_default(), 200);
