@@ -60,6 +60,10 @@ pub enum Command {
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The page of older executions: those with an id below this one (the previous
+        /// page's last id, which it prints as the next `--before`).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -349,10 +353,12 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 format!("{}{note}\n", s(&v["messageId"]))
             });
         }
-        Command::Executions { topic, status, limit, json } => {
-            let filter = execution_filter(ExecutionsQuery { topic, status, message_id: None, limit: Some(limit) })
-                .map_err(|e| anyhow!("{}", e.message))?;
-            let rows = json!(queue.executions(filter).await?);
+        Command::Executions { topic, status, limit, before, json } => {
+            let q = ExecutionsQuery { topic, status, message_id: None, limit: Some(limit), before };
+            let filter = execution_filter(q).map_err(|e| anyhow!("{}", e.message))?;
+            let (rows, next) =
+                vqs_axum::admin::executions_page(&queue, filter).await.map_err(|e| anyhow!("{}", e.message))?;
+            let rows = json!(rows);
             print(json, &rows, |v| {
                 let mut out = format!(
                     "{:>8}  {:<16} {:<36} {:>3}  {:<9} {:<24} {:>8}  error\n",
@@ -370,6 +376,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                         s(&e["duration_ms"]),
                         s(&e["error"])
                     );
+                }
+                if let Some(next) = next {
+                    out += &format!("older: --before {next}\n");
                 }
                 out
             });

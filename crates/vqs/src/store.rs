@@ -697,6 +697,9 @@ pub struct ExecutionListParams {
     pub message_id: Option<String>,
     /// One consumer group's attempts (with `message_id`: one delivery's).
     pub consumer_group: Option<String>,
+    /// The keyset cursor of a page of history: only executions whose id is below this one
+    /// (the last id of the previous page), so a page never skips or counts rows it does not show.
+    pub before_id: Option<i64>,
     pub limit: u32,
 }
 

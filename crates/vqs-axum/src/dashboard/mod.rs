@@ -80,6 +80,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Percent-encode a value for a URL query (the admin API's `Link` header uses it too).
+pub(crate) fn url_component(s: &str) -> String {
+    html::url(s)
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
 }

@@ -25,6 +25,39 @@ pub struct Filters {
     pub count: Option<String>,
     /// The Schedules section's page: the schedules named after this one.
     pub schedules_after: Option<String>,
+    /// The executions' page: those with an id below this one ("Older").
+    pub before: Option<String>,
+}
+
+/// Executions the overview shows a page at a time.
+const PAGE: u32 = 50;
+
+/// The `before` cursor of the executions' page, or a refusal that says what it must be.
+fn before_cursor(f: &Filters) -> Result<Option<i64>, QueueError> {
+    match f.before.as_deref().filter(|b| !b.is_empty()) {
+        None => Ok(None),
+        Some(b) => b.parse::<i64>().map(Some).map_err(|_| {
+            QueueError::Invalid(format!("invalid before {b:?}: it is an execution id, as the Older link gives it"))
+        }),
+    }
+}
+
+/// The link to the page after `rows` (when there is one: `rows` holds one more than a page),
+/// keeping the filters.
+fn older_link(f: &Filters, rows: &mut Vec<ExecutionRecord>) -> String {
+    if rows.len() <= PAGE as usize {
+        rows.truncate(PAGE as usize);
+        return String::new();
+    }
+    rows.truncate(PAGE as usize);
+    let last = rows.last().map_or(0, |r| r.id);
+    let mut href = format!("/admin?before={last}");
+    for (k, v) in [("topic", &f.topic), ("status", &f.status)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            let _ = write!(href, "&{k}={}", url(v));
+        }
+    }
+    format!(r#"<a id="older" href="{}#executions">Older →</a>"#, esc(&href))
 }
 
 fn status_badge(s: ExecutionStatus) -> String {
@@ -75,7 +108,7 @@ fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: 
     }
     out += "<th>attempt</th><th>status</th><th>started</th><th>duration</th><th>error</th></tr></thead><tbody>";
     for e in rows {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td>", e.id, esc(&e.topic));
+        let _ = write!(out, r#"<tr data-execution="{0}"><td>{0}</td><td>{1}</td>"#, e.id, esc(&e.topic));
         if with_message {
             let _ = write!(
                 out,
@@ -116,8 +149,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
     };
     let topic = f.topic.clone().filter(|t| !t.is_empty());
-    let executions =
-        q.executions(ExecutionListParams { topic, status, message_id: None, consumer_group: None, limit: 50 }).await?;
+    let mut executions =
+        q.executions(ExecutionListParams { topic, status, before_id: before_cursor(f)?, limit: PAGE + 1, ..Default::default() }).await?;
 
     let mut out = String::new();
     if let Some(flash) = f.flash.as_deref() {
@@ -338,7 +371,12 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
 
     // Recent executions (the filters live outside the refreshed part).
     out += r#"<section id="executions"><h2>Recent executions</h2>"#;
+    let older = older_link(f, &mut executions);
     out += &executions_table(&executions, now, true);
+    if f.before.as_deref().is_some_and(|b| !b.is_empty()) || !older.is_empty() {
+        let newest = if f.before.is_some() { r#"<a href="/admin#executions">← Newest</a> "# } else { "" };
+        let _ = write!(out, r#"<p class="pager">{newest}{older}</p>"#);
+    }
     out += "</section>";
     Ok(out)
 }
