@@ -53,11 +53,15 @@ pub(crate) async fn run(queue: &vqs::Queue, action: Option<DeadLetterAction>, js
             });
         }
         Some(DeadLetterAction::RetryGroup { topic, error }) => {
-            let v = act(queue, &GroupBody { topic, error }, DeadLetterGroupAction::Replay).await.map_err(|e| anyhow!("{e}"))?;
+            let v = act(queue, &GroupBody { topic, error }, DeadLetterGroupAction::Replay)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             print(json, &v, |v| format!("replayed {}\n", s(&v["replayed"])));
         }
         Some(DeadLetterAction::DiscardGroup { topic, error }) => {
-            let v = act(queue, &GroupBody { topic, error }, DeadLetterGroupAction::Discard).await.map_err(|e| anyhow!("{e}"))?;
+            let v = act(queue, &GroupBody { topic, error }, DeadLetterGroupAction::Discard)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             print(json, &v, |v| format!("discarded {}\n", s(&v["discarded"])));
         }
     }

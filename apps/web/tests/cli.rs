@@ -333,7 +333,10 @@ async fn dead_letters_are_listed_by_group_and_a_group_is_retried_or_discarded_at
     let (ok, human, _) = cli.run(&["dead-letters", "groups"]);
     assert!(ok && human.contains(fatal), "{human}");
 
-    assert_eq!(cli.json(&["dead-letters", "retry-group", "probe", fatal, "--json"]), serde_json::json!({"replayed": 3}));
+    assert_eq!(
+        cli.json(&["dead-letters", "retry-group", "probe", fatal, "--json"]),
+        serde_json::json!({"replayed": 3})
+    );
     let (ok, human, _) = cli.run(&["dead-letters", "discard-group", "probe", bad]);
     assert!(ok && human.contains("discarded 1"), "{human}");
     assert_eq!(cli.json(&["dead-letters", "--json"]), serde_json::json!([]));

@@ -467,9 +467,7 @@ async fn dead_letters_are_grouped_by_error_with_csrf_checked_retry_all_and_disca
     let token = csrf(&page);
     let groups = app.queue().dead_letter_groups(10).await.unwrap();
     assert_eq!(groups[0].count, 3);
-    let form = |csrf: &str| {
-        format!("csrf={}&topic=probe&error={}", enc(csrf), enc(&groups[0].error))
-    };
+    let form = |csrf: &str| format!("csrf={}&topic=probe&error={}", enc(csrf), enc(&groups[0].error));
 
     // Without the session's CSRF token, or signed out: refused, nothing replayed.
     for (cookie, body) in [(Some(cookie.as_str()), form("x")), (None, form(&token))] {
@@ -494,7 +492,5 @@ async fn dead_letters_are_grouped_by_error_with_csrf_checked_retry_all_and_disca
 
 /// A form value, percent-encoded.
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }

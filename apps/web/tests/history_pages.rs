@@ -10,8 +10,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 async fn page(app: &TestApp, path: &str) -> (StatusCode, Option<String>, serde_json::Value) {
-    let req =
-        Request::get(path).header("authorization", format!("Bearer {ADMIN_TOKEN}")).body(Body::empty()).unwrap();
+    let req = Request::get(path).header("authorization", format!("Bearer {ADMIN_TOKEN}")).body(Body::empty()).unwrap();
     let resp = app.router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let link = resp.headers().get("link").map(|v| v.to_str().unwrap().to_owned());

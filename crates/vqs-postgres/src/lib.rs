@@ -39,6 +39,7 @@ mod schedules;
 mod server_admin;
 mod sessions;
 mod stats;
+mod stats_rollup;
 mod store;
 mod subscriptions;
 mod topic_controls;

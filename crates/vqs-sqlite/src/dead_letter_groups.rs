@@ -19,11 +19,7 @@ pub(crate) async fn dead_letter_groups(
         "SELECT topic, {FINGERPRINT} AS fp, count(*), min(created_at), max(created_at) FROM dead_letters \
          GROUP BY topic, fp ORDER BY count(*) DESC, topic, fp LIMIT ?"
     );
-    let rows = sqlx::query(&sql)
-        .bind(i64::from(p.limit.max(1)))
-        .fetch_all(read)
-        .await
-        .map_err(db_err)?;
+    let rows = sqlx::query(&sql).bind(i64::from(p.limit.max(1))).fetch_all(read).await.map_err(db_err)?;
     Ok(rows
         .iter()
         .map(|r| DeadLetterGroup {
@@ -36,7 +32,10 @@ pub(crate) async fn dead_letter_groups(
         .collect())
 }
 
-pub(crate) async fn dead_letter_group_ids(read: &SqlitePool, p: DeadLetterGroupIdsParams) -> Result<Vec<i64>, StoreError> {
+pub(crate) async fn dead_letter_group_ids(
+    read: &SqlitePool,
+    p: DeadLetterGroupIdsParams,
+) -> Result<Vec<i64>, StoreError> {
     let sql = format!(
         "SELECT id FROM dead_letters WHERE id > ? AND id <= ? AND topic = ? AND {FINGERPRINT} = ? ORDER BY id LIMIT ?"
     );

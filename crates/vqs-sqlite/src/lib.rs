@@ -31,6 +31,7 @@ mod rows;
 mod schedules;
 mod sessions;
 mod stats;
+mod stats_rollup;
 mod store;
 mod subscriptions;
 mod topic_controls;

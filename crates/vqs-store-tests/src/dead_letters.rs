@@ -161,10 +161,8 @@ pub async fn dead_letters_group_by_topic_and_first_line(s: Store) {
     insert(&s, "t", &format!("{long}\nmore"), 5).await;
     let b = insert(&s, "t", &long, 6).await;
     let groups = s.dead_letter_groups(DeadLetterGroupsParams { limit: 10 }).await.unwrap();
-    let seen: Vec<(&str, String, u64)> = groups
-        .iter()
-        .map(|g| (g.topic.as_str(), g.error.chars().take(20).collect::<String>(), g.count))
-        .collect();
+    let seen: Vec<(&str, String, u64)> =
+        groups.iter().map(|g| (g.topic.as_str(), g.error.chars().take(20).collect::<String>(), g.count)).collect();
     assert_eq!(
         seen,
         vec![("t", "upstream 503".into(), 3), ("t", "é".repeat(20), 2), ("u", "upstream 503".into(), 1)],

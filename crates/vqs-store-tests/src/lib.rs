@@ -32,6 +32,7 @@ pub mod replace;
 pub mod schedule_modes;
 pub mod schedule_pages;
 pub mod schedules;
+pub mod stats;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -121,6 +122,8 @@ macro_rules! conformance {
                       replaces_racing_claims_never_run_a_replaced_payload }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            stats { the_rollup_counts_each_execution_once_in_the_minute_it_finished,
+                    eight_rollups_at_once_count_each_execution_once }
             pauses { pause_and_resume_are_stored_and_idempotent, sixteen_concurrent_pauses_leave_one_state,
                      a_claim_skips_a_paused_topic_and_spends_nothing_on_it,
                      a_wildcard_group_claims_its_unpaused_topics_only, a_resume_drains_the_backlog_in_order,

@@ -1,9 +1,7 @@
 //! Dead letters by group: the operator's bulk retry or discard of every dead letter of one
 //! topic that failed the same way ([`crate::store::dead_letter_fingerprint`]).
 
-use crate::store::{
-    DEAD_LETTER_FINGERPRINT_CHARS, DeadLetterGroup, DeadLetterGroupIdsParams, DeadLetterGroupsParams,
-};
+use crate::store::{DEAD_LETTER_FINGERPRINT_CHARS, DeadLetterGroup, DeadLetterGroupIdsParams, DeadLetterGroupsParams};
 use crate::{Queue, QueueError, StoreError, check_storable};
 
 /// Dead letters one page of a bulk action reads and settles.

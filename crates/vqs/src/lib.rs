@@ -56,6 +56,7 @@ mod schedule_health;
 mod schedule_page;
 mod schedule_runner;
 mod schedule_times;
+pub mod stats;
 mod storable_text;
 pub mod store;
 pub mod store_support;

@@ -1464,6 +1464,49 @@ pub struct DeadLetterGroupIdsParams {
     pub limit: u32,
 }
 
+/// One rollup transaction ([`QueueStore::stats_rollup`]; see `crate::stats`).
+#[derive(Debug, Clone)]
+pub struct StatsRollupParams {
+    pub now: DateTime<Utc>,
+    /// Executions read at most after the cursor.
+    pub batch: u32,
+    /// Waiting messages per topic, kept as the depth of `now`'s minute.
+    pub depth: Vec<(String, i64)>,
+    /// Minutes before this are deleted.
+    pub prune_before: DateTime<Utc>,
+}
+
+/// What a rollup transaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRollupReport {
+    /// Executions counted into the figures.
+    pub counted: u64,
+    /// Executions remembered as running.
+    pub pending: u64,
+    /// The batch was full: more may follow.
+    pub more: bool,
+    /// Another process held the rollup: nothing was done.
+    pub skipped: bool,
+}
+
+/// Read the rollup's minutes ([`QueueStore::stats_series`]).
+#[derive(Debug, Clone)]
+pub struct StatsSeriesParams {
+    /// One topic's; `None`: every topic's.
+    pub topic: Option<String>,
+    /// Minutes from this one on.
+    pub since: DateTime<Utc>,
+}
+
+/// One topic's minute in the rollup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsMinuteRecord {
+    pub topic: String,
+    pub minute: DateTime<Utc>,
+    pub figures: crate::stats::MinuteFigures,
+    pub depth: Option<i64>,
+}
+
 /// List cron runs, newest first ([`QueueStore::cron_run_list`]).
 #[derive(Debug, Clone)]
 pub struct CronRunListParams {
@@ -1679,6 +1722,13 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn dead_letter_groups(&self, p: DeadLetterGroupsParams) -> Result<Vec<DeadLetterGroup>, StoreError>;
     /// A page of the ids of one group's dead letters, ascending (see [`DeadLetterGroupIdsParams`]).
     async fn dead_letter_group_ids(&self, p: DeadLetterGroupIdsParams) -> Result<Vec<i64>, StoreError>;
+    /// One rollup transaction (see [`crate::stats`]): executions after the cursor (at most
+    /// `p.batch`) and those remembered as running, counted into their finish minute with
+    /// [`crate::stats::roll`]; the depth sample; minutes before `p.prune_before` deleted. Of
+    /// concurrent calls one works and the others return `skipped` (or wait their turn).
+    async fn stats_rollup(&self, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError>;
+    /// The rollup's minutes since `p.since`, by topic and minute.
+    async fn stats_series(&self, p: StatsSeriesParams) -> Result<Vec<StatsMinuteRecord>, StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 

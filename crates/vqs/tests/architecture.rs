@@ -127,6 +127,7 @@ fn both_backends_have_the_same_shape_and_no_import_cycles() {
         "executions",
         "dead_letters",
         "dead_letter_groups",
+        "stats_rollup",
         "cron_runs",
         "maintenance",
         "stats",

@@ -49,7 +49,12 @@ pub(super) async fn section(state: &VqsState, csrf: &str) -> Result<String, Queu
             when(g.oldest_at, now),
             when(g.newest_at, now),
             form("retry", "Retry all", "primary", &format!("Replay all {} dead letters of this group?", g.count)),
-            form("discard", "Discard all", "danger", &format!("Discard all {} dead letters of this group for good?", g.count)),
+            form(
+                "discard",
+                "Discard all",
+                "danger",
+                &format!("Discard all {} dead letters of this group for good?", g.count)
+            ),
         );
     }
     out += "</tbody></table><h3>Newest</h3>";

@@ -149,8 +149,15 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
     };
     let topic = f.topic.clone().filter(|t| !t.is_empty());
-    let mut executions =
-        q.executions(ExecutionListParams { topic, status, before_id: before_cursor(f)?, limit: PAGE + 1, ..Default::default() }).await?;
+    let mut executions = q
+        .executions(ExecutionListParams {
+            topic,
+            status,
+            before_id: before_cursor(f)?,
+            limit: PAGE + 1,
+            ..Default::default()
+        })
+        .await?;
 
     let mut out = String::new();
     if let Some(flash) = f.flash.as_deref() {
