@@ -16,6 +16,8 @@ CREATE TABLE stats_minutes (
     depth    BIGINT,
     PRIMARY KEY (topic, minute)
 );
+-- The charts of every topic read a window of minutes; pruning deletes by minute too.
+CREATE INDEX stats_minutes_minute ON stats_minutes (minute);
 
 -- The rollup's cursor: executions up to this id were read; `pending` holds (a JSON array)
 -- the ids of those that were still running.

@@ -34,6 +34,7 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/progress", get(progress))
         .route("/api/admin/sync-log", get(sync_log))
         .merge(crate::admin_dead_letter_groups::routes())
+        .merge(crate::admin_stats::routes())
         .merge(crate::admin_schedules::routes())
         .merge(crate::admin_pause::routes())
         .merge(crate::admin_search::routes())

@@ -35,6 +35,7 @@ pub mod admin_limits;
 pub mod admin_pause;
 pub mod admin_schedules;
 pub mod admin_search;
+pub mod admin_stats;
 pub mod api_error;
 mod app;
 pub mod dashboard;

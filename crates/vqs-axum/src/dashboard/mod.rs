@@ -11,6 +11,7 @@
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
 mod actions;
+mod charts;
 mod dead_letter_groups;
 mod html;
 pub mod login_throttle;

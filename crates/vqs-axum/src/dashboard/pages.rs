@@ -317,6 +317,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         out += "</tbody></table></section>";
     }
 
+    out += &super::charts::section(state).await?;
+
     // Dead letters, with replay and discard.
     let _ =
         write!(out, r#"<section id="dead-letters"><h2>Dead letters <span class="count">{}</span></h2>"#, dead.len());
