@@ -53,6 +53,19 @@ fn chart(kind: &str, topic: &str, title: &str, unit: &str, lines: &[Line<'_>]) -
             l.colour,
             esc(l.name)
         );
+        // A dot on each minute with a value, so a lone minute shows too.
+        for (i, v) in l.values.iter().enumerate() {
+            if let Some(v) = v.filter(|v| *v > 0) {
+                let _ = write!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{}"><title>{}: {v}</title></circle>"#,
+                    x(i),
+                    y(v),
+                    l.colour,
+                    esc(l.name)
+                );
+            }
+        }
     }
     svg += "</svg><span class=\"legend\">";
     for l in lines {
