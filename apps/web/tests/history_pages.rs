@@ -82,5 +82,5 @@ async fn the_dashboard_links_to_older_executions() {
     let older = get(href).await;
     assert_eq!((rows(&first), rows(&older)), (50, 5), "50 a page, the rest on the next");
     assert!(!older.contains(r#"id="older""#), "the last page has no Older link");
-    assert!(older.contains("← Newest"));
+    assert!(older.contains(r#"href="/admin?topic=probe#executions">← Newest"#), "back to the first page, filters kept");
 }

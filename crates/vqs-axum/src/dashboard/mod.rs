@@ -13,6 +13,7 @@
 mod actions;
 mod charts;
 mod dead_letter_groups;
+mod history_pager;
 mod html;
 pub mod login_throttle;
 mod pages;

@@ -11,6 +11,7 @@ use vqs::store::{
 };
 use vqs::{CronState, QueueError};
 
+use super::history_pager::{PAGE, before_cursor};
 use super::html::{badge, cut, esc, url, when};
 use crate::state::VqsState;
 
@@ -27,37 +28,6 @@ pub struct Filters {
     pub schedules_after: Option<String>,
     /// The executions' page: those with an id below this one ("Older").
     pub before: Option<String>,
-}
-
-/// Executions the overview shows a page at a time.
-const PAGE: u32 = 50;
-
-/// The `before` cursor of the executions' page, or a refusal that says what it must be.
-fn before_cursor(f: &Filters) -> Result<Option<i64>, QueueError> {
-    match f.before.as_deref().filter(|b| !b.is_empty()) {
-        None => Ok(None),
-        Some(b) => b.parse::<i64>().map(Some).map_err(|_| {
-            QueueError::Invalid(format!("invalid before {b:?}: it is an execution id, as the Older link gives it"))
-        }),
-    }
-}
-
-/// The link to the page after `rows` (when there is one: `rows` holds one more than a page),
-/// keeping the filters.
-fn older_link(f: &Filters, rows: &mut Vec<ExecutionRecord>) -> String {
-    if rows.len() <= PAGE as usize {
-        rows.truncate(PAGE as usize);
-        return String::new();
-    }
-    rows.truncate(PAGE as usize);
-    let last = rows.last().map_or(0, |r| r.id);
-    let mut href = format!("/admin?before={last}");
-    for (k, v) in [("topic", &f.topic), ("status", &f.status)] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            let _ = write!(href, "&{k}={}", url(v));
-        }
-    }
-    format!(r#"<a id="older" href="{}#executions">Older →</a>"#, esc(&href))
 }
 
 fn status_badge(s: ExecutionStatus) -> String {
@@ -380,12 +350,9 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
 
     // Recent executions (the filters live outside the refreshed part).
     out += r#"<section id="executions"><h2>Recent executions</h2>"#;
-    let older = older_link(f, &mut executions);
+    let pager = super::history_pager::pager(f, &mut executions);
     out += &executions_table(&executions, now, true);
-    if f.before.as_deref().is_some_and(|b| !b.is_empty()) || !older.is_empty() {
-        let newest = if f.before.is_some() { r#"<a href="/admin#executions">← Newest</a> "# } else { "" };
-        let _ = write!(out, r#"<p class="pager">{newest}{older}</p>"#);
-    }
+    out += &pager;
     out += "</section>";
     Ok(out)
 }
