@@ -6,18 +6,21 @@
 // messages, runs one now, cancels another, and purges a topic after its dry-run count;
 // runtime schedules made through the admin API: shown with their zone and next fire
 // times, fired with "Fire now", and paged through when there are more than a page; and
-// pauses a topic (a new message is held), resumes it and watches the message run.
+// pauses a topic (a new message is held), resumes it and watches the message run; charts
+// per topic drawn from the per-minute rollup after jobs ran, a bulk retry of the dead
+// letters grouped by error, and the executions paged with "Older".
 //
 //   cargo build -p web && (cd e2e/dashboard && npm ci && npm test)
 //
 // Environment: VQS_WEB_BIN (default ../../target/debug/web), CHROMIUM (default
-// /usr/bin/chromium), VQS_SCREENSHOTS (a folder for dashboard.png and message.png; default
-// a temporary one — `docs/` is made this way), VQS_TEST_BACKEND=postgres (a fresh
+// /usr/bin/chromium), VQS_SCREENSHOTS (a folder for dashboard.png, dashboard-message.png,
+// dashboard-charts.png and search.png; default a temporary one — the README's images in
+// `docs/` are made this way: `VQS_SCREENSHOTS=../../docs npm test`), VQS_TEST_BACKEND=postgres (a fresh
 // `vqs_test_*` database on VQS_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432,
 // made with psql; default: a SQLite file). Fails, never skips, when the binary or the
 // browser is missing.
 
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
@@ -55,6 +58,15 @@ function startUpstream() {
   );
 }
 
+// PostgreSQL databases this run made, dropped when every test has ended.
+const madeDatabases = [];
+after(() => {
+  const base = (process.env.VQS_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432").replace(/\/$/, "");
+  for (const name of madeDatabases) {
+    execFileSync("psql", [`${base}/postgres`, "-qc", `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: "inherit" });
+  }
+});
+
 // A new, empty database of the backend under test (as apps/web/tests/common does).
 function freshDatabaseUrl(dir) {
   const backend = process.env.VQS_TEST_BACKEND ?? "sqlite";
@@ -63,11 +75,12 @@ function freshDatabaseUrl(dir) {
   const base = (process.env.VQS_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432").replace(/\/$/, "");
   const name = `vqs_test_e2e_${Date.now()}_${Math.random().toString(36).slice(2, 8)}`;
   execFileSync("psql", [`${base}/postgres`, "-qc", `CREATE DATABASE ${name}`], { stdio: "inherit" });
+  madeDatabases.push(name);
   return `${base}/${name}`;
 }
 
-// The real app: `web serve` on a fresh database; resolves with its base URL.
-function startWeb() {
+// The real app: `web serve` on a fresh database (with `env` added); resolves with its base URL.
+function startWeb(env = {}) {
   assert.ok(existsSync(WEB), `no web binary at ${WEB}: run cargo build -p web first (or set VQS_WEB_BIN)`);
   const dir = mkdtempSync(join(tmpdir(), "vqs-e2e-"));
   const child = spawn(WEB, ["serve"], {
@@ -80,6 +93,7 @@ function startWeb() {
       CRON_SECRET: "e2e-cron-secret",
       PORT: "0",
       RUST_LOG: "warn",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -198,7 +212,7 @@ test("sign in, see a failed job's error, replay its dead letter and watch it suc
   await page.waitForURL(/\/admin\/messages\/msg_[0-9a-f]+\?flash=replayed$/, { timeout: WAIT });
   await page.locator("#message-state", { hasText: "succeeded" }).waitFor({ timeout: WAIT });
   assert.match(await page.locator("table.executions").innerText(), /success/);
-  await page.screenshot({ path: join(SHOTS, "message.png"), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, "dashboard-message.png"), fullPage: true });
 
   // Back on the dashboard the dead letter is gone, and the page refreshes on its own (the
   // stamp is written only by a poll).
@@ -419,6 +433,71 @@ test("search a message by its id or its idempotency key from the header", async 
   await page.fill('header input[name="q"]', "no-such-key");
   await page.press('header input[name="q"]', "Enter");
   await page.locator(".flash", { hasText: "Nothing found for" }).waitFor({ timeout: WAIT });
+
+  assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
+});
+
+test("charts after jobs ran, a bulk retry of a dead-letter group, and older executions", async (t) => {
+  assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  // A rollup every second, so the charts have their points within the test.
+  const web = startWeb({ VQS_STATS_ROLLUP_SECONDS: "1" });
+  t.after(() => web.child.kill("SIGTERM"));
+  const base = await web.url;
+  const send = (payload) => api(base, "/api/admin/messages", { topic: "probe", payload });
+  for (let i = 0; i < 55; i++) await send({ sleep_ms: 5 + (i % 8) * 10 });
+  for (let i = 0; i < 4; i++) await send({ fatal: true });
+  for (let i = 0; i < 2; i++) await send({ sleep_ms: "soon" }); // params of the wrong type
+  await until("the dead letters", async () => (await api(base, "/api/admin/dead-letters")).length === 6);
+  const groups = await api(base, "/api/admin/dead-letters/groups");
+  assert.deepEqual(groups.map((g) => g.count), [4, 2]);
+  // The rollup has counted every attempt (on PostgreSQL after its grace for late commits).
+  await until("the rolled-up figures", async () => {
+    const [series] = await api(base, "/api/admin/stats/timeseries?topic=probe&minutes=5");
+    return series && series.points.reduce((n, p) => n + p.finished, 0) === 61;
+  });
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(base + "/admin");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.locator("#live").waitFor({ timeout: WAIT });
+
+  // The charts: drawn with real points for the topic that ran.
+  for (const kind of ["throughput", "latency"]) {
+    const chart = page.locator(`figure[data-chart="${kind}"][data-topic="probe"]`);
+    await chart.waitFor({ timeout: WAIT });
+    assert.ok(Number(await chart.getAttribute("data-points")) > 0, `${kind} has points`);
+    const line = await chart.locator("polyline").first().getAttribute("points");
+    assert.ok(line && line.split(" ").length >= 1, `${kind} is drawn: ${line}`);
+  }
+  assert.match(await page.locator('figure[data-chart="throughput"][data-topic="probe"] .scale').innerText(), /max \d+/);
+
+  // The dead letters by error, then a bulk retry of the larger group.
+  const byError = page.locator("#dead-letter-groups tr[data-dead-letter-group]");
+  await until("two groups", async () => (await byError.count()) === 2);
+  await page.locator("#charts").scrollIntoViewIfNeeded();
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, "dashboard-charts.png"), fullPage: true });
+  const fatal = byError.filter({ hasText: "fatal" });
+  assert.match(await fatal.locator("td.num").innerText(), /^4$/);
+  await fatal.getByRole("button", { name: "Retry all" }).click();
+  await page.waitForURL(/\/admin\?flash=group-replayed&count=4#dead-letters$/, { timeout: WAIT });
+  await page.locator("#flash", { hasText: "4 dead letters replayed." }).waitFor({ timeout: WAIT });
+  // The replays ran again (and, being fatal, died again): 4 + 2 dead letters, 4 more attempts.
+  await until("the replays to run", async () => {
+    const runs = await api(base, "/api/admin/executions?topic=probe&limit=1000");
+    return runs.length === 65 && (await api(base, "/api/admin/dead-letters")).length === 6;
+  });
+
+  // The history a page at a time: 65 attempts, 50 on the first page, the rest after "Older".
+  await page.goto(base + "/admin?topic=probe");
+  const rows = page.locator("#executions tr[data-execution]");
+  await until("a full page", async () => (await rows.count()) === 50);
+  await page.locator("#older").click();
+  await page.waitForURL(/\/admin\?before=\d+&topic=probe#executions$/, { timeout: WAIT });
+  await until("the older page", async () => (await rows.count()) === 15);
+  assert.equal(await page.locator("#older").count(), 0, "the oldest page has no Older link");
+  await page.getByRole("link", { name: "← Newest" }).waitFor({ timeout: WAIT });
 
   assert.deepEqual(problems, [], "no script errors or CSP violations in the page");
 });

@@ -38,6 +38,7 @@ pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> we
         vercel: Default::default(),
         server: Default::default(),
         group_concurrency: Default::default(),
+        stats_rollup_seconds: 60,
     }
 }
 

@@ -35,6 +35,7 @@ pub async fn successful_executions(queue: &Queue, limit: usize) -> Result<usize>
             status: Some(ExecutionStatus::Success),
             message_id: None,
             consumer_group: None,
+            before_id: None,
             limit: limit as u32,
         })
         .await?;
@@ -53,6 +54,7 @@ pub async fn execution_times(
             status: None,
             message_id: None,
             consumer_group: None,
+            before_id: None,
             limit: limit as u32,
         })
         .await?;

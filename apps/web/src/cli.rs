@@ -63,6 +63,10 @@ pub enum Command {
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The page of older executions: those with an id below this one (the previous
+        /// page's last id, which it prints as the next `--before`).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -249,6 +253,14 @@ pub enum DeadLetterAction {
     Replay { id: i64 },
     /// Remove the dead letter for good.
     Discard { id: i64 },
+    /// Dead letters grouped by topic and error (the error's first line, at most 200
+    /// characters), the largest groups first.
+    Groups,
+    /// Replay every dead letter of one group: `retry-group <topic> <error>`, the error as
+    /// `groups` lists it.
+    RetryGroup { topic: String, error: String },
+    /// Discard every dead letter of one group: `discard-group <topic> <error>`.
+    DiscardGroup { topic: String, error: String },
 }
 
 pub(crate) fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
@@ -335,7 +347,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             | Command::Resume { .. }
             | Command::Limits { .. }
             | Command::Crons { .. }
-            | Command::DeadLetters { action: None, .. }
+            | Command::DeadLetters { action: None | Some(DeadLetterAction::Groups), .. }
             | Command::Schedules {
                 action: None | Some(ScheduleAction::Delete { .. } | ScheduleAction::Trigger { .. }),
                 ..
@@ -384,10 +396,12 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 format!("{}{note}\n", s(&v["messageId"]))
             });
         }
-        Command::Executions { topic, status, limit, json } => {
-            let filter = execution_filter(ExecutionsQuery { topic, status, message_id: None, limit: Some(limit) })
-                .map_err(|e| anyhow!("{}", e.message))?;
-            let rows = json!(queue.executions(filter).await?);
+        Command::Executions { topic, status, limit, before, json } => {
+            let q = ExecutionsQuery { topic, status, message_id: None, limit: Some(limit), before };
+            let filter = execution_filter(q).map_err(|e| anyhow!("{}", e.message))?;
+            let (rows, next) =
+                vqs_axum::admin::executions_page(&queue, filter).await.map_err(|e| anyhow!("{}", e.message))?;
+            let rows = json!(rows);
             print(json, &rows, |v| {
                 let mut out = format!(
                     "{:>8}  {:<16} {:<36} {:>3}  {:<9} {:<24} {:>8}  error\n",
@@ -405,6 +419,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                         s(&e["duration_ms"]),
                         s(&e["error"])
                     );
+                }
+                if let Some(next) = next {
+                    out += &format!("older: --before {next}\n");
                 }
                 out
             });
@@ -508,31 +525,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Resume { topic, group, json } => {
             pause_or_resume(&queue, &config, &topic, group.as_deref(), false, json).await?
         }
-        Command::DeadLetters { action: None, json } => {
-            let rows = json!(queue.dead_letters(100).await?);
-            print(json, &rows, |v| {
-                let mut out = format!("{:>6}  {:<16} {:<36} {:>4}  error\n", "id", "topic", "message", "tries");
-                for d in v.as_array().into_iter().flatten() {
-                    out += &format!(
-                        "{:>6}  {:<16} {:<36} {:>4}  {}\n",
-                        s(&d["id"]),
-                        s(&d["topic"]),
-                        s(&d["message_id"]),
-                        s(&d["attempts"]),
-                        s(&d["error"])
-                    );
-                }
-                out
-            });
-        }
-        Command::DeadLetters { action: Some(DeadLetterAction::Replay { id }), json } => {
-            let sent = queue.dead_letter_replay(id).await.map_err(|e| anyhow!("{e}"))?;
-            print(json, &json!(sent), |v| format!("replayed as {}\n", s(&v["messageId"])));
-        }
-        Command::DeadLetters { action: Some(DeadLetterAction::Discard { id }), json } => {
-            queue.dead_letter_discard(id).await.map_err(|e| anyhow!("{e}"))?;
-            print(json, &json!({ "discarded": id }), |_| format!("discarded {id}\n"));
-        }
+        Command::DeadLetters { action, json } => crate::cli_dead_letters::run(&queue, action, json).await?,
         Command::Prune { json } => {
             let mut total = vqs::store::MaintenanceReport::default();
             loop {

@@ -44,6 +44,9 @@ pub struct Config {
     /// place of its job's `Jobbable::group_concurrency` (drills and tests; the job type is
     /// the place for a default).
     pub group_concurrency: BTreeMap<String, u32>,
+    /// `VQS_STATS_ROLLUP_SECONDS` (1–3600, default 60): how often the dashboard's per-minute
+    /// figures are rolled up from the executions.
+    pub stats_rollup_seconds: u32,
 }
 
 pub use vqs_axum::VercelEnv;
@@ -90,6 +93,8 @@ impl std::fmt::Debug for Config {
             .field("lifeline", &self.lifeline)
             .field("vercel", &self.vercel)
             .field("server", &self.server)
+            .field("group_concurrency", &self.group_concurrency)
+            .field("stats_rollup_seconds", &self.stats_rollup_seconds)
             .finish()
     }
 }
@@ -303,6 +308,8 @@ impl Config {
             vercel: vercel_env_from_env()?,
             server: server_limits_from_env()?,
             group_concurrency: group_concurrency_from_env()?,
+            stats_rollup_seconds: u32::try_from(env_number("VQS_STATS_ROLLUP_SECONDS", 60, 1, 3600, "seconds")?)
+                .unwrap_or(60),
         })
     }
 }
@@ -445,6 +452,7 @@ mod tests {
             vercel: VercelEnv::default(),
             server: Default::default(),
             group_concurrency: BTreeMap::new(),
+            stats_rollup_seconds: 60,
         };
         let strong = "0123456789abcdef0123";
         assert!(config(strong, &format!("{strong}q"), &format!("{strong}c")).secret_warnings().is_empty());

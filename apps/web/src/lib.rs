@@ -4,6 +4,7 @@
 
 mod app;
 pub mod cli;
+mod cli_dead_letters;
 mod cli_limits;
 pub mod config;
 pub mod routes;

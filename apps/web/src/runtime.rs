@@ -117,6 +117,7 @@ pub fn settings(config: &Config) -> VqsSettings {
             .filter_map(|h| Some((h.topic().to_owned(), h.group_concurrency()?)))
             .chain(config.group_concurrency.clone())
             .collect(),
+        stats_rollup_interval: Duration::from_secs(u64::from(config.stats_rollup_seconds)),
     }
 }
 

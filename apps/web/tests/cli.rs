@@ -339,3 +339,34 @@ async fn enqueue_takes_a_priority_and_refuses_a_bad_one() {
     let order: Vec<&Value> = runs.iter().map(|r| &r["message_id"]).collect();
     assert_eq!(order, [&first, &later]);
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_by_group_and_a_group_is_retried_or_discarded_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = common::fresh_database_url(&dir).await;
+    let cli = Cli { database_url: database_url.clone() };
+    for _ in 0..3 {
+        cli.json(&["enqueue", "probe", r#"{"fatal": true}"#, "--json"]);
+    }
+    cli.json(&["enqueue", "probe", r#"{"sleep_ms": "soon"}"#, "--json"]);
+    let app = common::TestApp::open(dir, database_url, Clock::system()).await;
+    app.dispatch("probe").await;
+
+    let groups = cli.json(&["dead-letters", "groups", "--json"]);
+    assert_eq!(groups.as_array().unwrap().len(), 2, "{groups}");
+    assert_eq!(groups[0]["count"], 3);
+    let (fatal, bad) = (groups[0]["error"].as_str().unwrap(), groups[1]["error"].as_str().unwrap());
+    let (ok, human, _) = cli.run(&["dead-letters", "groups"]);
+    assert!(ok && human.contains(fatal), "{human}");
+
+    assert_eq!(
+        cli.json(&["dead-letters", "retry-group", "probe", fatal, "--json"]),
+        serde_json::json!({"replayed": 3})
+    );
+    let (ok, human, _) = cli.run(&["dead-letters", "discard-group", "probe", bad]);
+    assert!(ok && human.contains("discarded 1"), "{human}");
+    assert_eq!(cli.json(&["dead-letters", "--json"]), serde_json::json!([]));
+    assert_eq!(app.dispatch("probe").await, 3, "the replays run");
+    let (ok, _, stderr) = cli.run(&["dead-letters", "retry-group", "probe", "two\nlines"]);
+    assert!(!ok && stderr.contains("one line"), "{stderr}");
+}

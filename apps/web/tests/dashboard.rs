@@ -449,3 +449,48 @@ async fn schedules_show_a_page_at_a_time_and_fire_now_is_a_csrf_checked_post() {
     let r = send(&app, post_form("/admin/schedules/a%20b/fire", Some(&cookie), &format!("csrf={token}"))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn dead_letters_are_grouped_by_error_with_csrf_checked_retry_all_and_discard_all() {
+    let app = TestApp::new().await;
+    let job = app.queue().job(jobs::Probe);
+    for _ in 0..3 {
+        job.perform_later(jobs::ProbeParams { fatal: Some(true), ..Default::default() }).await.unwrap();
+    }
+    app.queue().send("probe", br#"{"sleep_ms": "<b>soon</b>"}"#.to_vec(), vqs::SendOpts::default()).await.unwrap();
+    app.dispatch("probe").await;
+    let cookie = login(&app).await;
+    let page = send(&app, get("/admin", Some(&cookie))).await.body;
+    assert!(page.contains(r#"id="dead-letter-groups""#), "the groups are shown");
+    assert_eq!(page.matches("data-dead-letter-group>").count(), 2, "two groups");
+    assert!(!page.contains("<b>soon"), "the error is escaped");
+    let token = csrf(&page);
+    let groups = app.queue().dead_letter_groups(10).await.unwrap();
+    assert_eq!(groups[0].count, 3);
+    let form = |csrf: &str| format!("csrf={}&topic=probe&error={}", enc(csrf), enc(&groups[0].error));
+
+    // Without the session's CSRF token, or signed out: refused, nothing replayed.
+    for (cookie, body) in [(Some(cookie.as_str()), form("x")), (None, form(&token))] {
+        let r = send(&app, post_form("/admin/dead-letters/groups/retry", cookie, &body)).await;
+        assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::UNAUTHORIZED, "{:?}", r.status);
+    }
+    assert_eq!(app.queue().dead_letters(10).await.unwrap().len(), 4);
+
+    let r = send(&app, post_form("/admin/dead-letters/groups/retry", Some(&cookie), &form(&token))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(location(&r), "/admin?flash=group-replayed&count=3#dead-letters");
+    assert_eq!(app.queue().dead_letters(10).await.unwrap().len(), 1, "the group's three were replayed");
+    let page = send(&app, get("/admin?flash=group-replayed&count=3", Some(&cookie))).await.body;
+    assert!(page.contains("3 dead letters replayed."), "the notice says how many");
+
+    let error = &groups[1].error;
+    let body = format!("csrf={}&topic=probe&error={}", enc(&token), enc(error));
+    let r = send(&app, post_form("/admin/dead-letters/groups/discard", Some(&cookie), &body)).await;
+    assert_eq!(location(&r), "/admin?flash=group-discarded&count=1#dead-letters");
+    assert!(app.queue().dead_letters(10).await.unwrap().is_empty());
+}
+
+/// A form value, percent-encoded.
+fn enc(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}

@@ -33,6 +33,8 @@ pub fn routes(state: &VqsState) -> Router<VqsState> {
         .route("/api/admin/crons", get(crons))
         .route("/api/admin/progress", get(progress))
         .route("/api/admin/sync-log", get(sync_log))
+        .merge(crate::admin_dead_letter_groups::routes())
+        .merge(crate::admin_stats::routes())
         .merge(crate::admin_schedules::routes())
         .merge(crate::admin_pause::routes())
         .merge(crate::admin_search::routes())
@@ -79,6 +81,9 @@ pub struct ExecutionsQuery {
     pub status: Option<String>,
     pub message_id: Option<String>,
     pub limit: Option<u32>,
+    /// The keyset cursor: executions with an id below this one (the `next` of the previous
+    /// page).
+    pub before: Option<i64>,
 }
 
 /// Every execution status, in the order filters list them and refusals name them (the API,
@@ -121,13 +126,59 @@ pub fn execution_filter(q: ExecutionsQuery) -> Result<ExecutionListParams, ApiEr
         status,
         message_id: q.message_id.filter(|m| !m.is_empty()),
         consumer_group: None,
+        before_id: q.before,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
     })
 }
 
-async fn executions(State(state): State<VqsState>, Query(q): Query<ExecutionsQuery>) -> Result<Json<Value>, ApiError> {
-    let rows = state.queue.executions(execution_filter(q)?).await?;
-    Ok(Json(json!(rows)))
+/// A page of executions, newest first, and the cursor of the next (older) page when there
+/// is one (shared with the CLI): one row more than the page is read to know.
+pub async fn executions_page(
+    queue: &vqs::Queue,
+    mut filter: ExecutionListParams,
+) -> Result<(Vec<vqs::store::ExecutionRecord>, Option<i64>), ApiError> {
+    let limit = filter.limit as usize;
+    filter.limit += 1;
+    let mut rows = queue.executions(filter).await?;
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        rows.last().map_or(0, |r| r.id)
+    });
+    Ok((rows, next))
+}
+
+/// The executions as a JSON list (SPEC.md); when there are older ones, a `Link: <…&before=ID>;
+/// rel="next"` header and `x-next-before: ID` name the next page.
+async fn executions(
+    State(state): State<VqsState>,
+    query: Result<Query<ExecutionsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}: the parameters are topic, status, message_id, limit (1 to {MAX_LIMIT}) and before (an execution id, \
+             from the previous page's x-next-before)",
+            e.body_text()
+        ))
+    })?;
+    let mut link = String::from("/api/admin/executions?");
+    for (k, v) in [("topic", &q.topic), ("status", &q.status), ("message_id", &q.message_id)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            link += &format!("{k}={}&", crate::dashboard::url_component(v));
+        }
+    }
+    if let Some(l) = q.limit {
+        link += &format!("limit={l}&");
+    }
+    let (rows, next) = executions_page(&state.queue, execution_filter(q)?).await?;
+    let mut resp = Json(json!(rows)).into_response();
+    if let Some(next) = next {
+        let h = resp.headers_mut();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{link}before={next}>; rel=\"next\"")) {
+            h.insert(axum::http::header::LINK, v);
+        }
+        h.insert("x-next-before", axum::http::HeaderValue::from(next));
+    }
+    Ok(resp)
 }
 
 /// A message as the admin API shows it: the first consumer group's delivery on top, and

@@ -30,10 +30,12 @@
 //! ```
 
 pub mod admin;
+pub mod admin_dead_letter_groups;
 pub mod admin_limits;
 pub mod admin_pause;
 pub mod admin_schedules;
 pub mod admin_search;
+pub mod admin_stats;
 pub mod api_error;
 mod app;
 pub mod dashboard;

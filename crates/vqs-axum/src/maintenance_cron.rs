@@ -7,7 +7,8 @@
 //!   closed as failed: their function was killed or its instance reclaimed, and Vercel
 //!   Queues redelivers the message by itself;
 //! - one maintenance pass as the local loop runs it (rescue, retention), repeated while a
-//!   table still has a full batch to prune, at most [`PASSES`] times.
+//!   table still has a full batch to prune, at most [`PASSES`] times;
+//! - one rollup of the executions into the dashboard's per-minute figures (`vqs::stats`).
 //!
 //! Each step is bounded, so a run fits well inside a function's duration. Locally the
 //! in-process loop does the same work; this route running too is harmless.
@@ -44,7 +45,13 @@ pub async fn maintenance_cron(state: &VqsState, max_run: Duration) -> Response {
             Err(e) => return maintenance_cron_failed(format!("maintenance failed: {e}")),
         }
     }
-    (StatusCode::OK, Json(json!({ "outlived_attempts_closed": outlived, "passes": passes }))).into_response()
+    // The dashboard's per-minute figures (no loop runs them in a function): every 5 minutes.
+    let rolled = match state.queue.stats_rollup().await {
+        Ok(r) => r.counted,
+        Err(e) => return maintenance_cron_failed(format!("stats rollup failed: {e}")),
+    };
+    let body = json!({ "outlived_attempts_closed": outlived, "passes": passes, "stats_rolled_up": rolled });
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// A maintenance cron that could not run: 500 with why, logged.

@@ -40,6 +40,9 @@ pub struct VqsSettings {
     /// Each job topic's [`vqs::Jobbable::group_concurrency`] where it has one: the default
     /// group concurrency of the consumer route that serves it.
     pub job_group_concurrency: BTreeMap<String, u32>,
+    /// How often a serving process rolls finished executions into the per-minute figures
+    /// of the dashboard's charts (`vqs::stats`). Default 60 s.
+    pub stats_rollup_interval: Duration,
 }
 
 impl Default for VqsSettings {
@@ -56,6 +59,7 @@ impl Default for VqsSettings {
             function_urls: BTreeMap::new(),
             job_topics: Vec::new(),
             job_group_concurrency: BTreeMap::new(),
+            stats_rollup_interval: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct VqsState {
     pub job_topics: Arc<Vec<String>>,
     /// [`VqsSettings::job_group_concurrency`].
     pub job_group_concurrency: Arc<BTreeMap<String, u32>>,
+    /// [`VqsSettings::stats_rollup_interval`].
+    pub stats_rollup_interval: Duration,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which
@@ -142,6 +148,7 @@ impl VqsState {
             login_throttle: Default::default(),
             job_topics: Arc::new(settings.job_topics),
             job_group_concurrency: Arc::new(settings.job_group_concurrency),
+            stats_rollup_interval: settings.stats_rollup_interval,
         }
     }
 }

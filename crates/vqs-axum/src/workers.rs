@@ -196,6 +196,12 @@ impl Workers {
                 vqs::run_cron_scheduler(scheduler, rx.clone(), Duration::from_secs(25))
             }));
         }
+        tasks.push({
+            // The dashboard's per-minute figures: one pass per interval; on PostgreSQL one
+            // process at a time does the work, the others' passes skip.
+            let (queue, every, rx) = (state.queue.clone(), state.stats_rollup_interval, rx.clone());
+            supervisor.supervise("stats-rollup", move || stats_rollup_loop(queue.clone(), every, rx.clone()))
+        });
         let (queue, retention) = (state.queue.clone(), state.retention.clone());
         tasks.push(
             supervisor.supervise("maintenance", move || maintenance_loop(queue.clone(), retention.clone(), rx.clone())),
@@ -213,6 +219,19 @@ impl Workers {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Every `every`, one rollup of the executions into the per-minute figures (`vqs::stats`).
+async fn stats_rollup_loop(queue: Queue, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = queue.stats_rollup().await {
+            tracing::warn!(error = %e, "stats rollup failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

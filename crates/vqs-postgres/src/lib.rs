@@ -20,6 +20,7 @@
 
 mod cancel;
 mod cron_runs;
+mod dead_letter_groups;
 mod dead_letters;
 mod executions;
 mod flow_groups;
@@ -39,6 +40,7 @@ mod schedules;
 mod server_admin;
 mod sessions;
 mod stats;
+mod stats_rollup;
 mod store;
 mod subscriptions;
 mod topic_controls;

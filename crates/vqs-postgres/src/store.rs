@@ -403,6 +403,22 @@ impl QueueStore for PgStore {
         crate::dead_letters::restore(&self.pool, letter, payload).await
     }
 
+    async fn dead_letter_groups(&self, p: DeadLetterGroupsParams) -> Result<Vec<DeadLetterGroup>, StoreError> {
+        crate::dead_letter_groups::dead_letter_groups(&self.pool, p).await
+    }
+
+    async fn dead_letter_group_ids(&self, p: DeadLetterGroupIdsParams) -> Result<Vec<i64>, StoreError> {
+        crate::dead_letter_groups::dead_letter_group_ids(&self.pool, p).await
+    }
+
+    async fn stats_rollup(&self, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError> {
+        crate::stats_rollup::stats_rollup(&self.pool, p).await
+    }
+
+    async fn stats_series(&self, p: StatsSeriesParams) -> Result<Vec<StatsMinuteRecord>, StoreError> {
+        crate::stats_rollup::stats_series(&self.pool, p).await
+    }
+
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError> {
         crate::dead_letters::dead_letter_insert(&self.pool, p).await
     }

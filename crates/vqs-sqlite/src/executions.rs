@@ -27,6 +27,10 @@ pub(crate) async fn execution_list(
     if let Some(g) = &p.consumer_group {
         q.push(" AND consumer_group = ").push_bind(g);
     }
+    if let Some(before) = p.before_id {
+        // The primary key, walked backwards from the cursor: no OFFSET.
+        q.push(" AND id < ").push_bind(before);
+    }
     q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(if p.limit == 0 { 100 } else { p.limit }));
     let rows = q.build().fetch_all(read).await.map_err(db_err)?;
     Ok(rows.iter().map(execution).collect())

@@ -14,6 +14,7 @@
 
 mod cancel;
 mod cron_runs;
+mod dead_letter_groups;
 mod dead_letters;
 mod due;
 mod executions;
@@ -31,6 +32,7 @@ mod rows;
 mod schedules;
 mod sessions;
 mod stats;
+mod stats_rollup;
 mod store;
 mod subscriptions;
 mod topic_controls;

@@ -133,3 +133,58 @@ pub async fn a_replay_keeps_the_message_headers(s: Store) {
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].headers_json.as_deref(), Some(headers.as_str()), "the replay carries the trace on");
 }
+
+async fn insert(s: &Store, topic: &str, error: &str, secs: i64) -> i64 {
+    let p = DeadLetterInsertParams {
+        message_id: format!("msg_{topic}_{secs}"),
+        topic: topic.into(),
+        consumer_group: "a".into(),
+        content_type: "application/json".into(),
+        payload: b"{}".to_vec(),
+        error: error.into(),
+        attempts: 3,
+        headers_json: None,
+        now: at(secs),
+    };
+    s.dead_letter_insert(p).await.unwrap()
+}
+
+/// Dead letters group by topic and the error's first line (at most 200 characters, counted
+/// as characters in both backends), largest group first; a group's ids page by keyset and
+/// stop at `through_id`.
+pub async fn dead_letters_group_by_topic_and_first_line(s: Store) {
+    let long = "é".repeat(250);
+    let a1 = insert(&s, "t", "upstream 503\nbody one", 1).await;
+    let a2 = insert(&s, "t", "upstream 503\nbody two", 2).await;
+    let a3 = insert(&s, "t", "upstream 503", 3).await;
+    insert(&s, "u", "upstream 503", 4).await;
+    insert(&s, "t", &format!("{long}\nmore"), 5).await;
+    let b = insert(&s, "t", &long, 6).await;
+    let groups = s.dead_letter_groups(DeadLetterGroupsParams { limit: 10 }).await.unwrap();
+    let seen: Vec<(&str, String, u64)> =
+        groups.iter().map(|g| (g.topic.as_str(), g.error.chars().take(20).collect::<String>(), g.count)).collect();
+    assert_eq!(
+        seen,
+        vec![("t", "upstream 503".into(), 3), ("t", "é".repeat(20), 2), ("u", "upstream 503".into(), 1)],
+        "{groups:?}"
+    );
+    assert_eq!(groups[1].error, dead_letter_fingerprint(&long));
+    assert_eq!(groups[1].error.chars().count(), DEAD_LETTER_FINGERPRINT_CHARS);
+    assert_eq!((groups[0].oldest_at, groups[0].newest_at), (at(1), at(3)));
+    assert_eq!(s.dead_letter_groups(DeadLetterGroupsParams { limit: 1 }).await.unwrap().len(), 1);
+
+    let ids = |error: &str, after_id, through_id, limit| DeadLetterGroupIdsParams {
+        topic: "t".into(),
+        error: error.into(),
+        after_id,
+        through_id,
+        limit,
+    };
+    let page = s.dead_letter_group_ids(ids("upstream 503", 0, b, 2)).await.unwrap();
+    assert_eq!(page, vec![a1, a2]);
+    let page = s.dead_letter_group_ids(ids("upstream 503", a2, b, 2)).await.unwrap();
+    assert_eq!(page, vec![a3]);
+    assert_eq!(s.dead_letter_group_ids(ids("upstream 503", 0, a2, 10)).await.unwrap(), vec![a1, a2]);
+    assert_eq!(s.dead_letter_group_ids(ids(&groups[1].error, 0, b, 10)).await.unwrap().len(), 2);
+    assert!(s.dead_letter_group_ids(ids("upstream", 0, b, 10)).await.unwrap().is_empty(), "a whole line, not a prefix");
+}

@@ -35,6 +35,7 @@ pub mod replace;
 pub mod schedule_modes;
 pub mod schedule_pages;
 pub mod schedules;
+pub mod stats;
 mod support;
 
 /// A fresh, migrated store for one case, and what to keep alive or clean up around it.
@@ -106,7 +107,8 @@ macro_rules! conformance {
                          a_burst_of_failures_settles_every_lease,
                          a_burst_of_acknowledgements_closes_each_attempt_with_its_own_values }
             dead_letters { list_and_get_show_the_payload, settle_replay_publishes_once, discard_then_replay_is_already_settled,
-                           restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers }
+                           restore_puts_it_back, insert_keeps_a_foreign_message, a_replay_keeps_the_message_headers,
+                           dead_letters_group_by_topic_and_first_line }
             crons { a_tick_is_claimed_once, runs_finish_and_summarise, lock_acquire_extend_release_expire }
             maintenance { prunes_finished_messages_by_age, prunes_finished_messages_by_count_never_unfinished,
                           rescues_abandoned_executions_and_prunes_rows,
@@ -123,6 +125,8 @@ macro_rules! conformance {
                       replaces_racing_claims_never_run_a_replaced_payload }
             processes { a_dead_process_leases_become_due, the_rescuer_is_never_presumed_dead, next_due_is_the_earliest_unfinished }
             remote_cancels { a_remote_cancel_is_recorded_once_and_expires }
+            stats { the_rollup_counts_each_execution_once_in_the_minute_it_finished,
+                    eight_rollups_at_once_count_each_execution_once }
             pauses { pause_and_resume_are_stored_and_idempotent, sixteen_concurrent_pauses_leave_one_state,
                      a_claim_skips_a_paused_topic_and_spends_nothing_on_it,
                      a_wildcard_group_claims_its_unpaused_topics_only, a_resume_drains_the_backlog_in_order,

@@ -36,6 +36,7 @@ mod cron_health;
 mod cron_lock;
 mod cron_schedule;
 mod cron_scheduler;
+mod dead_letter_groups;
 mod delivery;
 mod dispatcher;
 mod execution_slot;
@@ -57,6 +58,7 @@ mod schedule_health;
 mod schedule_page;
 mod schedule_runner;
 mod schedule_times;
+pub mod stats;
 mod storable_text;
 pub mod store;
 pub mod store_support;
@@ -76,6 +78,7 @@ pub use cron_schedule::{CronSchedule, CronScheduleError};
 pub use cron_scheduler::{
     CronInvoker, CronResponse, CronScheduler, FiredTick, ScheduledCron, run_cron_scheduler, spawn_cron_scheduler,
 };
+pub use dead_letter_groups::{DEAD_LETTER_BATCH, DeadLetterGroupAction};
 pub use delivery::{CE_TYPE_V2BETA, Delivery, DeliveryError};
 pub use dispatcher::{
     ConsumerConfig, DEFAULT_MAX_DELIVERIES, DEFAULT_RETRY_AFTER, DispatcherConfig, Pusher, dispatch_due,

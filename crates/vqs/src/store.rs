@@ -706,6 +706,9 @@ pub struct ExecutionListParams {
     pub message_id: Option<String>,
     /// One consumer group's attempts (with `message_id`: one delivery's).
     pub consumer_group: Option<String>,
+    /// The keyset cursor of a page of history: only executions whose id is below this one
+    /// (the last id of the previous page), so a page never skips or counts rows it does not show.
+    pub before_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -1469,6 +1472,99 @@ pub struct DeadLetterRestoreParams {
     pub payload: Vec<u8>,
 }
 
+/// How many characters of an error's first line make a dead letter's fingerprint.
+pub const DEAD_LETTER_FINGERPRINT_CHARS: usize = 200;
+
+/// The fingerprint dead letters are grouped by ([`QueueStore::dead_letter_groups`]): the
+/// error's first line (up to the first `\n`), at most [`DEAD_LETTER_FINGERPRINT_CHARS`]
+/// characters. Errors that differ only in their details below the first line (a backtrace,
+/// a response body) fall in one group; ids or numbers on the first line make groups of their
+/// own. Both backends compute the same value in SQL; this is its definition.
+///
+/// ```
+/// use vqs::store::dead_letter_fingerprint;
+/// assert_eq!(dead_letter_fingerprint("upstream 503\nbody: …"), "upstream 503");
+/// assert_eq!(dead_letter_fingerprint(&"x".repeat(300)).chars().count(), 200);
+/// ```
+pub fn dead_letter_fingerprint(error: &str) -> String {
+    error.split('\n').next().unwrap_or("").chars().take(DEAD_LETTER_FINGERPRINT_CHARS).collect()
+}
+
+/// Dead letters grouped by topic and error fingerprint ([`QueueStore::dead_letter_groups`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterGroupsParams {
+    /// Groups returned at most (the largest first).
+    pub limit: u32,
+}
+
+/// The dead letters of one topic sharing an error fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterGroup {
+    pub topic: String,
+    /// [`dead_letter_fingerprint`] of their errors: with the topic, what names the group.
+    pub error: String,
+    pub count: u64,
+    pub oldest_at: DateTime<Utc>,
+    pub newest_at: DateTime<Utc>,
+}
+
+/// A page of one group's dead letter ids, oldest first ([`QueueStore::dead_letter_group_ids`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetterGroupIdsParams {
+    pub topic: String,
+    /// The group's fingerprint ([`dead_letter_fingerprint`]).
+    pub error: String,
+    /// Ids above this one only (the keyset cursor; 0 for the first page).
+    pub after_id: i64,
+    /// Ids up to this one only: the newest when the bulk action began, so dead letters that
+    /// arrive meanwhile (a replay failing again) are not taken in the same action.
+    pub through_id: i64,
+    pub limit: u32,
+}
+
+/// One rollup transaction ([`QueueStore::stats_rollup`]; see `crate::stats`).
+#[derive(Debug, Clone)]
+pub struct StatsRollupParams {
+    pub now: DateTime<Utc>,
+    /// Executions read at most after the cursor.
+    pub batch: u32,
+    /// Waiting messages per topic, kept as the depth of `now`'s minute.
+    pub depth: Vec<(String, i64)>,
+    /// Minutes before this are deleted.
+    pub prune_before: DateTime<Utc>,
+}
+
+/// What a rollup transaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRollupReport {
+    /// Executions counted into the figures.
+    pub counted: u64,
+    /// Executions remembered as running.
+    pub pending: u64,
+    /// The batch was full: more may follow.
+    pub more: bool,
+    /// Another process held the rollup: nothing was done.
+    pub skipped: bool,
+}
+
+/// Read the rollup's minutes ([`QueueStore::stats_series`]).
+#[derive(Debug, Clone)]
+pub struct StatsSeriesParams {
+    /// One topic's; `None`: every topic's.
+    pub topic: Option<String>,
+    /// Minutes from this one on.
+    pub since: DateTime<Utc>,
+}
+
+/// One topic's minute in the rollup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsMinuteRecord {
+    pub topic: String,
+    pub minute: DateTime<Utc>,
+    pub figures: crate::stats::MinuteFigures,
+    pub depth: Option<i64>,
+}
+
 /// List cron runs, newest first ([`QueueStore::cron_run_list`]).
 #[derive(Debug, Clone)]
 pub struct CronRunListParams {
@@ -1684,6 +1780,18 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Put back a dead letter (its record and payload as settling returned them) whose replay
     /// could not be published elsewhere, and forget that it was settled.
     async fn dead_letter_restore(&self, p: DeadLetterRestoreParams) -> Result<(), StoreError>;
+    /// Dead letters grouped by (topic, [`dead_letter_fingerprint`]), with counts and the oldest
+    /// and newest time, the largest groups first (then by topic and fingerprint).
+    async fn dead_letter_groups(&self, p: DeadLetterGroupsParams) -> Result<Vec<DeadLetterGroup>, StoreError>;
+    /// A page of the ids of one group's dead letters, ascending (see [`DeadLetterGroupIdsParams`]).
+    async fn dead_letter_group_ids(&self, p: DeadLetterGroupIdsParams) -> Result<Vec<i64>, StoreError>;
+    /// One rollup transaction (see [`crate::stats`]): executions after the cursor (at most
+    /// `p.batch`) and those remembered as running, counted into their finish minute with
+    /// [`crate::stats::roll`]; the depth sample; minutes before `p.prune_before` deleted. Of
+    /// concurrent calls one works and the others return `skipped` (or wait their turn).
+    async fn stats_rollup(&self, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError>;
+    /// The rollup's minutes since `p.since`, by topic and minute.
+    async fn stats_series(&self, p: StatsSeriesParams) -> Result<Vec<StatsMinuteRecord>, StoreError>;
     /// Keep a dead letter of a message delivered by another queue service (no message row here).
     async fn dead_letter_insert(&self, p: DeadLetterInsertParams) -> Result<i64, StoreError>;
 

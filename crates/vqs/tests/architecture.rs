@@ -126,6 +126,8 @@ fn both_backends_have_the_same_shape_and_no_import_cycles() {
         "lease_failure",
         "executions",
         "dead_letters",
+        "dead_letter_groups",
+        "stats_rollup",
         "cron_runs",
         "maintenance",
         "stats",

@@ -93,6 +93,7 @@ impl TestApp {
             vercel: Default::default(),
             server: Default::default(),
             group_concurrency: Default::default(),
+            stats_rollup_seconds: 60,
         };
         change(&mut config);
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();

@@ -11,6 +11,9 @@
 //! Content-Security-Policy allows only this app's own script and stylesheet.
 
 mod actions;
+mod charts;
+mod dead_letter_groups;
+mod history_pager;
 mod html;
 pub mod login_throttle;
 mod pages;
@@ -50,6 +53,8 @@ pub fn routes() -> Router<VqsState> {
         .route("/admin/queues/{topic}/purge", get(actions::purge_confirm).post(actions::purge))
         .route("/admin/queues/{topic}/pause", post(actions::pause))
         .route("/admin/queues/{topic}/resume", post(actions::resume))
+        .route("/admin/dead-letters/groups/retry", post(dead_letter_groups::retry))
+        .route("/admin/dead-letters/groups/discard", post(dead_letter_groups::discard))
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/dead-letters/{id}/discard", post(discard))
         .route("/admin/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
@@ -75,6 +80,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// Percent-encode a value for a URL query (the admin API's `Link` header uses it too).
+pub(crate) fn url_component(s: &str) -> String {
+    html::url(s)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

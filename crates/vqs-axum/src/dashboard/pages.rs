@@ -11,6 +11,7 @@ use vqs::store::{
 };
 use vqs::{CronState, QueueError};
 
+use super::history_pager::{PAGE, before_cursor};
 use super::html::{badge, cut, esc, url, when};
 use crate::state::VqsState;
 
@@ -25,6 +26,8 @@ pub struct Filters {
     pub count: Option<String>,
     /// The Schedules section's page: the schedules named after this one.
     pub schedules_after: Option<String>,
+    /// The executions' page: those with an id below this one ("Older").
+    pub before: Option<String>,
 }
 
 fn status_badge(s: ExecutionStatus) -> String {
@@ -75,7 +78,7 @@ fn executions_table(rows: &[ExecutionRecord], now: DateTime<Utc>, with_message: 
     }
     out += "<th>attempt</th><th>status</th><th>started</th><th>duration</th><th>error</th></tr></thead><tbody>";
     for e in rows {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td>", e.id, esc(&e.topic));
+        let _ = write!(out, r#"<tr data-execution="{0}"><td>{0}</td><td>{1}</td>"#, e.id, esc(&e.topic));
         if with_message {
             let _ = write!(
                 out,
@@ -117,8 +120,15 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         Some(s) => Some(crate::admin::parse_execution_status(s).map_err(QueueError::Invalid)?),
     };
     let topic = f.topic.clone().filter(|t| !t.is_empty());
-    let executions =
-        q.executions(ExecutionListParams { topic, status, message_id: None, consumer_group: None, limit: 50 }).await?;
+    let mut executions = q
+        .executions(ExecutionListParams {
+            topic,
+            status,
+            before_id: before_cursor(f)?,
+            limit: PAGE + 1,
+            ..Default::default()
+        })
+        .await?;
 
     let mut out = String::new();
     if let Some(flash) = f.flash.as_deref() {
@@ -133,6 +143,11 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
             // The count is parsed as a number: nothing from the URL is shown as text.
             "paused" => "Topic paused: nothing new starts until it is resumed; running jobs finish.".to_owned(),
             "resumed" => "Topic resumed: its waiting messages start in due order.".to_owned(),
+            "group-replayed" | "group-discarded" => {
+                let n = f.count.as_deref().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+                let done = if flash == "group-replayed" { "replayed" } else { "discarded" };
+                format!("{n} dead letter{} {done}.", if n == 1 { "" } else { "s" })
+            }
             "purged" => match f.count.as_deref().and_then(|c| c.parse::<u64>().ok()) {
                 Some(1) => "Purged: 1 pending message cancelled; it will not run.".to_owned(),
                 Some(n) => format!("Purged: {n} pending messages cancelled; they will not run."),
@@ -283,12 +298,15 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
         out += "</tbody></table></section>";
     }
 
+    out += &super::charts::section(state).await?;
+
     // Dead letters, with replay and discard.
     let _ =
         write!(out, r#"<section id="dead-letters"><h2>Dead letters <span class="count">{}</span></h2>"#, dead.len());
     if dead.is_empty() {
         out += r#"<p class="empty">No dead letters.</p>"#;
     } else {
+        out += &super::dead_letter_groups::section(state, csrf).await?;
         out += "<table><thead><tr><th>#</th><th>topic</th><th>message</th><th>attempts</th><th>died</th><th>error</th><th>payload</th><th></th></tr></thead><tbody>";
         for d in &dead {
             let mut payload = cut(&serde_json::to_string(&d.payload).unwrap_or_default(), 200);
@@ -343,7 +361,9 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
 
     // Recent executions (the filters live outside the refreshed part).
     out += r#"<section id="executions"><h2>Recent executions</h2>"#;
+    let pager = super::history_pager::pager(f, &mut executions);
     out += &executions_table(&executions, now, true);
+    out += &pager;
     out += "</section>";
     Ok(out)
 }
