@@ -148,14 +148,16 @@ impl Default for DispatcherConfig {
 
 /// Subscribe every consumer's group to its topic (idempotent; call once at start). A
 /// subscription is `grouped` when its consumer has a group limit, from its config or from an
-/// operator's override stored for its topic (read here first).
+/// operator's override stored for its topic (read from the store here, without touching
+/// this process's view of the limits, which keeps its own refresh).
 pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> Result<(), StoreError> {
-    if let Err(e) = queue.read_topic_limits().await {
-        return Err(match e {
-            crate::QueueError::Store(e) => e,
-            other => StoreError::Database(other.to_string()),
-        });
-    }
+    let stored = queue.store().topic_limits_list().await?;
+    let overridden = |topic: &str| {
+        stored
+            .iter()
+            .find(|r| r.topic == topic)
+            .is_some_and(|r| r.overrides.group_concurrency.is_some() || r.overrides.group_rate_limit.is_some())
+    };
     for c in consumers {
         queue
             .store()
@@ -164,7 +166,9 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 consumer_group: c.consumer_group.clone(),
                 initial_delay_seconds: u32::try_from(c.initial_delay.as_secs()).unwrap_or(u32::MAX),
                 // A group rate limit is claimed through the ready groups too.
-                grouped: group_limits(queue, c) != (None, None),
+                grouped: c.group_concurrency.is_some()
+                    || c.group_rate_limit.is_some()
+                    || (!c.topic_pattern.ends_with('*') && overridden(&c.topic_pattern)),
                 now: queue.clock().now(),
             })
             .await?;
