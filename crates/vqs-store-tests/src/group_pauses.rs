@@ -90,15 +90,7 @@ pub async fn a_claim_skips_a_paused_group_and_spends_nothing_on_it(s: Store) {
 }
 
 pub async fn a_grouped_claim_skips_a_paused_group_until_resumed(s: Store) {
-    s.subscription_ensure(SubscriptionEnsureParams {
-        topic_pattern: "t".into(),
-        consumer_group: "g".into(),
-        initial_delay_seconds: 0,
-        grouped: true,
-        now: at(0),
-    })
-    .await
-    .unwrap();
+    subscribe_grouped(&s, "t", "g").await;
     let grouped =
         |limit: u32, now: i64| DeliveryClaimParams { group_concurrency: Some(5), ..claim_params("g", limit, at(now)) };
     for _ in 0..3 {

@@ -8,18 +8,6 @@ use vqs::store::*;
 
 use crate::support::*;
 
-async fn subscribe_grouped(s: &Store) {
-    s.subscription_ensure(SubscriptionEnsureParams {
-        topic_pattern: "t".into(),
-        consumer_group: "g".into(),
-        initial_delay_seconds: 0,
-        grouped: true,
-        now: at(0),
-    })
-    .await
-    .expect("subscribe");
-}
-
 async fn send_to(s: &Store, key: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -53,7 +41,7 @@ async fn groups_of(s: &Store, leased: &[LeasedMessage]) -> Vec<String> {
 }
 
 pub async fn a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another(s: Store) {
-    subscribe_grouped(&s).await;
+    subscribe_grouped(&s, "t", "g").await;
     let a = send_to(&s, "A", 6).await;
     send_to(&s, "B", 1).await;
     let first = s.delivery_claim(claim(10, 1, None)).await.unwrap();
@@ -84,7 +72,7 @@ pub async fn a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_a
 }
 
 pub async fn sixteen_claims_at_once_never_pass_the_group_rate(s: Store) {
-    subscribe_grouped(&s).await;
+    subscribe_grouped(&s, "t", "g").await;
     send_to(&s, "A", 40).await;
     let claims = (0..16).map(|_| {
         let s = s.clone();
@@ -95,7 +83,7 @@ pub async fn sixteen_claims_at_once_never_pass_the_group_rate(s: Store) {
 }
 
 pub async fn a_group_rate_and_a_group_concurrency_hold_together(s: Store) {
-    subscribe_grouped(&s).await;
+    subscribe_grouped(&s, "t", "g").await;
     send_to(&s, "A", 6).await;
     // Concurrency 1 is the tighter: one at a time, even with the bucket full.
     let first = s.delivery_claim(claim(10, 1, Some(1))).await.unwrap();

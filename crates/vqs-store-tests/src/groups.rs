@@ -10,18 +10,6 @@ use vqs::store::*;
 
 use crate::support::*;
 
-async fn subscribe_grouped(s: &Store, topic: &str, group: &str) {
-    s.subscription_ensure(SubscriptionEnsureParams {
-        topic_pattern: topic.into(),
-        consumer_group: group.into(),
-        initial_delay_seconds: 0,
-        grouped: true,
-        now: at(0),
-    })
-    .await
-    .expect("subscribe");
-}
-
 async fn send_to(s: &Store, key: Option<&str>, now: i64) -> String {
     let p = MessageSendParams { group_key: key.map(str::to_owned), ..send_params("t", "{}", at(now)) };
     s.message_send(p).await.expect("send").message_id

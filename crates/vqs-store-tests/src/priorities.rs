@@ -97,15 +97,7 @@ pub async fn a_priority_is_kept_across_retry_expiry_rescue_and_replay(s: Store) 
 }
 
 pub async fn priorities_hold_under_a_group_limit_and_a_concurrency_limit(s: Store) {
-    s.subscription_ensure(SubscriptionEnsureParams {
-        topic_pattern: "t".into(),
-        consumer_group: "grouped".into(),
-        initial_delay_seconds: 0,
-        grouped: true,
-        now: at(0),
-    })
-    .await
-    .unwrap();
+    subscribe_grouped(&s, "t", "grouped").await;
     subscribe(&s, "t", "limited").await;
     let send_in = async |key: &str, priority: i16, now: i64| {
         let p = MessageSendParams { group_key: Some(key.into()), priority, ..send_params("t", "{}", at(now)) };

@@ -12,6 +12,19 @@ pub fn at(secs: i64) -> DateTime<Utc> {
     crate::t0() + Duration::seconds(secs)
 }
 
+/// Subscribe `group` to `topic` as a grouped consumer group (claims under group limits).
+pub async fn subscribe_grouped(s: &Store, topic: &str, group: &str) {
+    s.subscription_ensure(SubscriptionEnsureParams {
+        topic_pattern: topic.into(),
+        consumer_group: group.into(),
+        initial_delay_seconds: 0,
+        grouped: true,
+        now: at(0),
+    })
+    .await
+    .expect("subscribe");
+}
+
 pub async fn subscribe(s: &Store, topic: &str, group: &str) {
     s.subscription_ensure(SubscriptionEnsureParams {
         grouped: false,

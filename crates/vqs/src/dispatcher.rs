@@ -356,10 +356,10 @@ async fn consumer_loop(
                             start_executions: consumer.starts_executions,
                             lease_holder,
                             max_leased: claim_limits.max_leased,
-                            group_concurrency: group_limits(&queue, &consumer).0,
+                            group_concurrency: claim_limits.group_concurrency,
                             leased_here,
                             rate_limit: claim_limits.rate_limit,
-                            group_rate_limit: group_limits(&queue, &consumer).1,
+                            group_rate_limit: claim_limits.group_rate_limit,
                             now: queue.clock().now(),
                         })
                         .await;
@@ -388,7 +388,7 @@ async fn consumer_loop(
                 match r {
                     Ok(batch) => {
                         if (batch.len() as u32) < asked {
-                            idle = Some(if limits.limited() || group_limits(&queue, &consumer) != (None, None) {
+                            idle = Some(if limits.limited() || limits.grouped() {
                                 // Short perhaps because other processes hold the group's
                                 // slots, with due work waiting: their acks wake no one
                                 // here, so look again after the poll interval (or on a
@@ -416,7 +416,7 @@ async fn consumer_loop(
                 // A group limited across processes counts its leases in the database: a
                 // push settled here may have freed one, so look again now rather than
                 // after the poll interval.
-                if limits.max_leased.is_some() || group_limits(&queue, &consumer) != (None, None) {
+                if limits.max_leased.is_some() || limits.grouped() {
                     idle = None;
                 }
             }
@@ -501,6 +501,9 @@ struct ClaimLimits {
     rate_limit: Option<crate::RateLimit>,
     /// The consumer's topic when a rate limit is in force (it names the bucket).
     topic: Option<String>,
+    /// The group limits in force ([`group_limits`]).
+    group_concurrency: Option<u32>,
+    group_rate_limit: Option<crate::RateLimit>,
 }
 
 impl ClaimLimits {
@@ -508,20 +511,34 @@ impl ClaimLimits {
     fn limited(&self) -> bool {
         self.max_leased.is_some() || self.rate_limit.is_some()
     }
+
+    /// Claimed through the ready groups (a group limit is in force).
+    fn grouped(&self) -> bool {
+        self.group_concurrency.is_some() || self.group_rate_limit.is_some()
+    }
 }
 
 /// The limits in force for `consumer`'s topic as this process knows them. A wildcard
 /// consumer (`prefix*`) spans topics and keeps only its trigger's `maxConcurrency`: limits
 /// are per topic.
 fn limits_for(queue: &Queue, consumer: &ConsumerConfig) -> ClaimLimits {
+    let (group_concurrency, group_rate_limit) = group_limits(queue, consumer);
     if consumer.topic_pattern.ends_with('*') {
-        return ClaimLimits { max_leased: consumer.global_max_concurrency, rate_limit: None, topic: None };
+        return ClaimLimits {
+            max_leased: consumer.global_max_concurrency,
+            rate_limit: None,
+            topic: None,
+            group_concurrency,
+            group_rate_limit,
+        };
     }
     let limits = queue.limits_in_force_known(&consumer.topic_pattern);
     ClaimLimits {
         max_leased: limits.concurrency.or(consumer.global_max_concurrency),
         rate_limit: limits.rate_limit,
         topic: limits.rate_limit.map(|_| consumer.topic_pattern.clone()),
+        group_concurrency,
+        group_rate_limit,
     }
 }
 
@@ -547,10 +564,10 @@ pub async fn dispatch_due(
             start_executions: consumer.starts_executions,
             lease_holder: None,
             max_leased: limits.max_leased,
-            group_concurrency: group_limits(queue, consumer).0,
+            group_concurrency: limits.group_concurrency,
             leased_here: 0,
             rate_limit: limits.rate_limit,
-            group_rate_limit: group_limits(queue, consumer).1,
+            group_rate_limit: limits.group_rate_limit,
             now: queue.clock().now(),
         })
         .await?;
