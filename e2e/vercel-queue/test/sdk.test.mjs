@@ -30,7 +30,9 @@ test("a send with an idempotency key already pending is dropped: the job runs on
   const first = await client.send("probe", { sleep_ms: 1 }, { idempotencyKey: "order-42", delaySeconds: 1 });
   const second = await client.send("probe", { sleep_ms: 1 }, { idempotencyKey: "order-42", delaySeconds: 1 });
   assert.ok(first.messageId && second.messageId, "both sends succeed, as on Vercel");
-  await until("the first message to run", async () => (await web.executions(first.messageId)).length === 1);
+  // Wait for the delivery to be acknowledged, not just for its run to start: a message in
+  // flight still counts as "running" in the queue's figures below.
+  await until("the first message to run", async () => (await web.message(first.messageId)).deliveries[0].state === "acked");
   const { body: queues } = await web.admin("/api/admin/queues");
   const probe = queues.find((q) => q.topic === "probe");
   assert.equal(probe.waiting + probe.delayed + probe.running, 0, "nothing else queued");
