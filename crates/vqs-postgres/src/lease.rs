@@ -427,8 +427,12 @@ pub(crate) async fn delivery_next_due(
     // statement is planned once and no ping precedes it (the main pool plans every call).
     let mut held = claim_conn.lock().await;
     let conn = held.get().await?;
+    // The earliest of each priority's first entry in `deliveries_due`: one descent per
+    // priority present (migration 0027), not a walk over the group's whole backlog.
     let row = sqlx::query(
-        "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = $1 AND state IN ('pending', 'leased')",
+        "SELECT MIN((SELECT d.visible_at FROM deliveries d WHERE d.consumer_group = $1 \
+         AND d.state IN ('pending', 'leased') AND d.priority = p.priority ORDER BY d.visible_at LIMIT 1)) \
+         FROM vqs_live_priorities($1) p",
     )
     .bind(consumer_group)
     .fetch_one(&mut *conn)

@@ -1,5 +1,5 @@
 //! Counts. `queue_stats` reads every delivery (the dashboard's full table); the live counts
-//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_live`
+//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_due`
 //! holds exactly those rows, so the cost follows the queue's depth, not its history.
 
 use chrono::{DateTime, Utc};
@@ -13,7 +13,7 @@ use vqs::store_support::{DeliveryCountRow, topic_stats};
 use crate::rows::db_err;
 
 pub(crate) async fn queue_depth(pool: &PgPool, p: QueueDepthParams) -> Result<Vec<TopicDepth>, StoreError> {
-    // Due rows per consumer group (an index-only scan of `deliveries_live` once vacuumed).
+    // Due rows per consumer group (an index-only scan of `deliveries_due` once vacuumed).
     let due = sqlx::query(
         "SELECT consumer_group, COUNT(*), MIN(visible_at) FROM deliveries \
          WHERE state IN ('pending', 'leased') AND visible_at <= $1 GROUP BY consumer_group",
@@ -54,8 +54,9 @@ pub(crate) async fn queue_depth(pool: &PgPool, p: QueueDepthParams) -> Result<Ve
         }
     }
     // Not due yet: leased (running) or waiting out a delay; few rows next to the due ones.
-    // Naming the groups (every delivery belongs to a subscribed group) turns this into
-    // index range scans instead of a walk over the whole index.
+    // Naming the groups (every delivery belongs to a subscribed group) and each one's
+    // priorities present turns this into one range of `deliveries_due` per (group,
+    // priority), past the due rows, instead of a walk over the whole index.
     let groups: Vec<String> = sqlx::query("SELECT DISTINCT consumer_group FROM subscriptions")
         .fetch_all(pool)
         .await
@@ -64,9 +65,11 @@ pub(crate) async fn queue_depth(pool: &PgPool, p: QueueDepthParams) -> Result<Ve
         .map(|r| r.get(0))
         .collect();
     let not_due = sqlx::query(
-        "SELECT topic, COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'leased') \
-         FROM deliveries WHERE consumer_group = ANY($2) AND state IN ('pending', 'leased') AND visible_at > $1 \
-         GROUP BY topic",
+        "SELECT d.topic, COUNT(*) FILTER (WHERE d.state = 'pending'), COUNT(*) FILTER (WHERE d.state = 'leased') \
+         FROM UNNEST($2::text[]) g(cg) CROSS JOIN LATERAL vqs_live_priorities(g.cg) p \
+         JOIN deliveries d ON d.consumer_group = g.cg AND d.priority = p.priority \
+         AND d.state IN ('pending', 'leased') AND d.visible_at > $1 \
+         GROUP BY d.topic",
     )
     .bind(p.now)
     .bind(&groups)

@@ -350,15 +350,13 @@ pub(crate) async fn delivery_release(writer: &Writer, p: DeliveryReleaseParams) 
 
 pub(crate) async fn delivery_leased_count(read: &SqlitePool, p: DeliveryLeasedCountParams) -> Result<i64, StoreError> {
     let (consumer_group, now) = (p.consumer_group.as_str(), p.now);
-    let row = sqlx::query(
-        "SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased') \
-         AND state = 'leased' AND visible_at > ?",
-    )
-    .bind(consumer_group)
-    .bind(us(now))
-    .fetch_one(read)
-    .await
-    .map_err(db_err)?;
+    let row =
+        sqlx::query("SELECT COUNT(*) FROM deliveries WHERE consumer_group = ? AND state = 'leased' AND visible_at > ?")
+            .bind(consumer_group)
+            .bind(us(now))
+            .fetch_one(read)
+            .await
+            .map_err(db_err)?;
     Ok(row.get(0))
 }
 
@@ -367,8 +365,16 @@ pub(crate) async fn delivery_next_due(
     p: DeliveryNextDueParams,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let consumer_group = p.consumer_group.as_str();
+    // The earliest of each priority's first entry in `deliveries_due`: one seek per priority
+    // present (migration 0027), not a walk over the group's whole backlog.
     let row = sqlx::query(
-        "SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = ? AND state IN ('pending', 'leased')",
+        "WITH RECURSIVE prios(p) AS (\
+           SELECT (SELECT MIN(priority) FROM deliveries WHERE consumer_group = ?1 AND state IN ('pending', 'leased')) \
+           UNION ALL \
+           SELECT (SELECT MIN(priority) FROM deliveries WHERE consumer_group = ?1 AND state IN ('pending', 'leased') \
+                   AND priority > prios.p) FROM prios WHERE prios.p IS NOT NULL) \
+         SELECT MIN((SELECT MIN(visible_at) FROM deliveries WHERE consumer_group = ?1 \
+                     AND state IN ('pending', 'leased') AND priority = prios.p)) FROM prios WHERE prios.p IS NOT NULL",
     )
     .bind(consumer_group)
     .fetch_one(read)

@@ -1,5 +1,5 @@
 //! Counts. `queue_stats` reads every delivery (the dashboard's full table); the live counts
-//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_live`
+//! (`queue_depth`) are read from unfinished deliveries only: the partial index `deliveries_due`
 //! holds exactly those rows, so the cost follows the queue's depth, not its history.
 
 use sqlx::{Row, SqlitePool};

@@ -168,7 +168,8 @@ macro_rules! conformance {
                        a_group_subscribing_later_does_not_run_a_cancelled_message }
             priorities { lower_priorities_start_first_in_due_order_within_one,
                          a_priority_is_kept_across_retry_expiry_rescue_and_replay,
-                         priorities_hold_under_a_group_limit_and_a_concurrency_limit }
+                         priorities_hold_under_a_group_limit_and_a_concurrency_limit,
+                         the_next_due_time_and_the_live_counts_span_every_priority }
             schedule_pages { thousands_of_schedules_page_by_name_in_byte_order, counts_and_the_overdue_read_are_bounded }
         );
         #[test]

@@ -119,3 +119,35 @@ pub async fn priorities_hold_under_a_group_limit_and_a_concurrency_limit(s: Stor
     let got: Vec<String> = s.delivery_claim(limited).await.unwrap().into_iter().map(|m| m.message_id).collect();
     assert_eq!(got, [a_urgent, b_urgent], "the limit's room goes to the lowest priorities, in order");
 }
+
+/// What asks "when" rather than "which first" reads the priority-ordered index one priority
+/// at a time (migration 0027): the next due time is the earliest over every priority, and
+/// the live counts and the count of live leases see every priority.
+pub async fn the_next_due_time_and_the_live_counts_span_every_priority(s: Store) {
+    subscribe(&s, "t", "g").await;
+    let delayed = |priority: i16, seconds: u32| MessageSendParams {
+        priority,
+        delay_seconds: seconds,
+        ..send_params("t", "{}", at(0))
+    };
+    for (priority, seconds) in [(5, 10), (-3, 30), (0, 20)] {
+        s.message_send(delayed(priority, seconds)).await.unwrap();
+    }
+    let next_due = || s.delivery_next_due(DeliveryNextDueParams { consumer_group: "g".into() });
+    assert_eq!(next_due().await.unwrap(), Some(at(10)), "the earliest of all priorities, not the lowest's");
+    assert_eq!(depth(&s, 0).await, (0, 3, 0), "all three wait out their delay");
+    // At 25 the priority-0 message (due 20) starts before the priority-5 one (due 10).
+    let m = claim_one(&s, "g", 25).await;
+    assert_eq!(s.message_get(MessageGetParams { id: m.message_id }).await.unwrap().unwrap().priority, 0);
+    assert_eq!(depth(&s, 25).await, (1, 1, 1), "one waiting (5), one delayed (-3), one running (0)");
+    let leased = DeliveryLeasedCountParams { consumer_group: "g".into(), now: at(25) };
+    assert_eq!(s.delivery_leased_count(leased).await.unwrap(), 1);
+    assert_eq!(next_due().await.unwrap(), Some(at(10)), "the waiting one is still the earliest");
+}
+
+/// Topic `t`'s (waiting, delayed, running) at `now`.
+async fn depth(s: &Store, now: i64) -> (i64, i64, i64) {
+    let all = s.queue_depth(QueueDepthParams { now: at(now) }).await.unwrap();
+    let t = all.into_iter().find(|d| d.topic == "t").expect("topic t counted");
+    (t.waiting, t.delayed, t.running)
+}
