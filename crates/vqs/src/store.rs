@@ -279,8 +279,10 @@ pub struct DeliveryClaimParams {
     /// messages are then claimed through the ready groups only: a full group is out of the
     /// ready set, so its backlog is never scanned. `None`: claimed as without groups.
     pub group_concurrency: Option<u32>,
-    /// Starts per message group's bucket. Carried for a later step; no backend enforces it
-    /// yet (the admin API refuses to set it).
+    /// Starts per (consumer group, group key), across every process: each group's bucket
+    /// (GCRA, kept with the group's row) is read and advanced by the grouped claim under the
+    /// group's lock, and a group whose bucket is empty is left out of the ready set until its
+    /// next start. Needs the subscription ensured with `grouped`. `None`: no such limit.
     pub group_rate_limit: Option<RateLimit>,
     /// The queue's clock at the claim: what is due, and when each lease ends, count from
     /// it.
@@ -1520,7 +1522,7 @@ pub struct TopicLimits {
     pub rate_limit: Option<RateLimit>,
     /// Leased at once per (consumer group, group key), across processes.
     pub group_concurrency: Option<u32>,
-    /// Starts per message group's bucket (carried; not enforced yet, see
+    /// Starts per (consumer group, group key) bucket, across processes (see
     /// [`DeliveryClaimParams::group_rate_limit`]).
     pub group_rate_limit: Option<RateLimit>,
 }
@@ -2243,7 +2245,7 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Claimed fires still to publish (see [`ScheduleUnsentParams`]).
     async fn schedule_unsent(&self, p: ScheduleUnsentParams) -> Result<Vec<ScheduleUnsent>, StoreError>;
 
-    /// Cheap liveness probe: the one method with no params (it asks nothing).
+    /// Cheap liveness probe: it takes no params (it asks nothing).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -1,7 +1,8 @@
 //! Limits per topic (SPEC.md, "Flow control"): `concurrency` (leased at once per consumer
 //! group, across processes; replaces a trigger's `maxConcurrency` while set) and
 //! `rate_limit` (a GCRA bucket per consumer group and topic, across processes), with
-//! `group_concurrency` / `group_rate_limit` stored and carried for message groups.
+//! `group_concurrency` / `group_rate_limit` (the same per consumer group and group key, for
+//! message groups).
 //!
 //! Defaults come from the job type ([`crate::Jobbable::concurrency`],
 //! [`crate::Jobbable::rate_limit`], registered with [`Queue::set_limit_defaults`]); runtime
