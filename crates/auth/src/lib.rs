@@ -20,6 +20,8 @@
 //! `X-Real-IP`, `Forwarded`, `User-Agent: vercel-cron/1.0`, `x-vercel-*` are all ignored.
 //! The secret is compared in constant time and never logged or echoed.
 
+#![warn(missing_docs)]
+
 mod cron_auth;
 mod secret;
 

@@ -24,12 +24,19 @@ pub struct CleanupParams {
     /// 0 for the cron's run; n for its n-th continuation.
     #[serde(default)]
     pub part: u32,
+    /// Execution rows older than this many seconds (by start time) are deleted.
     pub executions_s: u64,
+    /// Execution rows kept at most (the newest).
     pub executions_max: u64,
+    /// Finished messages created longer ago than this many seconds are deleted.
     pub messages_s: u64,
+    /// Messages kept at most; only finished ones are deleted to get there.
     pub messages_max: u64,
+    /// Cron runs older than this many seconds are deleted.
     pub cron_runs_s: u64,
+    /// Runs kept per cron at most.
     pub cron_runs_max: u64,
+    /// Dead letters older than this many seconds are deleted.
     pub dead_letters_s: u64,
     /// Rows per table per pass.
     pub batch: u32,

@@ -75,11 +75,18 @@ pub fn require_consumed_topic(vercel: &VercelConfig, topic: &str) -> Result<(), 
 /// The largest `limit` a list returns.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// The query of `GET /api/admin/executions` (and the CLI's `executions`): filters and a page.
+/// An empty value counts as absent.
 #[derive(Debug, Deserialize)]
 pub struct ExecutionsQuery {
+    /// One topic's executions only.
     pub topic: Option<String>,
+    /// One status only (`running`, `success`, `failed`, `snoozed`, `cancelled`); another
+    /// value is refused.
     pub status: Option<String>,
+    /// One message's executions only.
     pub message_id: Option<String>,
+    /// Rows per page: 100 when absent, clamped to 1..=[`MAX_LIMIT`].
     pub limit: Option<u32>,
     /// The keyset cursor: executions with an id below this one (the `next` of the previous
     /// page).
@@ -247,7 +254,9 @@ async fn cancel(State(state): State<VqsState>, Path(id): Path<String>) -> Result
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeQuery {
+    /// Purge one consumer group's pending deliveries only; absent: every group's.
     pub group: Option<String>,
+    /// `true`: count what would be cancelled and change nothing ([`parse_dry_run`]).
     pub dry_run: Option<String>,
 }
 

@@ -41,6 +41,7 @@ async fn groups(State(state): State<VqsState>, Query(q): Query<GroupsQuery>) -> 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupBody {
+    /// The group's topic.
     pub topic: String,
     /// The group's `error` as `GET /api/admin/dead-letters/groups` lists it.
     pub error: String,

@@ -29,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod admin_dead_letter_groups;
 pub mod admin_limits;

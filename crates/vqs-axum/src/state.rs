@@ -67,7 +67,9 @@ impl Default for VqsSettings {
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct VqsState {
+    /// The queue every route reads and writes.
     pub queue: Queue,
+    /// The app's `vercel.json` as parsed: its queue triggers (the consumers) and crons.
     pub vercel: Arc<VercelConfig>,
     /// `VQS_QUEUE_SECRET`: the proof a push over HTTP must carry.
     pub queue_secret: Option<Secret>,
@@ -79,6 +81,7 @@ pub struct VqsState {
     pub metrics: crate::metrics::Metrics,
     /// What retention keeps; the maintenance loop and the cleanup cron use it.
     pub retention: vqs::RetentionConfig,
+    /// The cron-secret guard of the cron routes (`CRON_SECRET`).
     pub cron_auth: auth::CronAuth,
     /// When this process started (a cron that never ran is late counted from here).
     pub started_at: chrono::DateTime<chrono::Utc>,

@@ -18,6 +18,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod cancel;
 mod cron_runs;
 mod dead_letter_groups;

@@ -1,16 +1,24 @@
 //! The embedded SQLite backend of vqs: nothing to install, one file under `.vqs/`.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), vqs::StoreError> {
-//! let store = vqs_sqlite::SqliteStore::open("sqlite://.vqs/vqs.db").await?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join(".vqs/vqs.db").display());
+//! // An app's `url` is `sqlite://.vqs/vqs.db`: the file (and its directory) is created
+//! // when missing.
+//! let store = vqs_sqlite::SqliteStore::open(&url).await?;
 //! store.migrate().await?;
 //! let queue = vqs::Queue::new(std::sync::Arc::new(store), vqs::Clock::system());
+//! queue.store().ping().await?;
 //! # Ok(()) }
 //! ```
 //!
 //! Every write goes through one connection owned by a writer task that commits whatever is
 //! queued together (group commit, multi-row statements); reads use a small pool beside it
 //! (WAL journal, `synchronous=NORMAL`).
+
+#![warn(missing_docs)]
 
 mod cancel;
 mod cron_runs;

@@ -43,6 +43,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -24,6 +24,17 @@
 //! println!("sent {id:?}");
 //! # Ok(()) }
 //! ```
+//!
+//! A function that serves a request takes its token from the request, else the environment:
+//!
+//! ```
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert(vqs_vercel::OIDC_TOKEN_HEADER, "from-request".parse().unwrap());
+//! let token = vqs_vercel::oidc_token(&headers, std::env::var("VERCEL_OIDC_TOKEN").ok().as_deref());
+//! assert_eq!(token.as_deref(), Some("from-request"));
+//! ```
+
+#![warn(missing_docs)]
 
 mod client;
 mod oidc;

@@ -55,24 +55,55 @@ pub enum ConsumerOutcome {
     /// The job succeeded; the message was acknowledged.
     Succeeded,
     /// The attempt failed; the message comes back after `after_seconds`.
-    RetryScheduled { after_seconds: u64, error: String },
+    RetryScheduled {
+        /// Seconds until the message is due again (the job's backoff, or the trigger's
+        /// `retryAfterSeconds`).
+        after_seconds: u64,
+        /// The attempt's error, as recorded on its execution.
+        error: String,
+    },
     /// No more attempts (fatal, or `max_attempts` spent): acknowledged and dead-lettered.
-    DeadLettered { reason: String },
+    DeadLettered {
+        /// Why: the last attempt's error, kept as the dead letter's `error`.
+        reason: String,
+    },
     /// The job snoozed: the message comes back after `after_seconds`, no attempt spent.
-    Snoozed { after_seconds: u64 },
+    Snoozed {
+        /// Seconds until the message is due again, as the job asked.
+        after_seconds: u64,
+    },
     /// The message was cancelled — by the job itself, or by an operator while it ran or
     /// before it started: it ends `cancelled`, with no retry and no dead letter.
-    Cancelled { reason: String },
+    Cancelled {
+        /// Who cancelled it and why, as recorded on the attempt.
+        reason: String,
+    },
     /// Held back without running (`held`: `"paused"`, the topic is paused; `"rate_limit"`,
     /// the topic's rate bucket allows no start yet): the message
     /// comes back after `after_seconds`, no attempt spent, no execution recorded.
-    Held { held: String, after_seconds: u64 },
+    Held {
+        /// What holds it: `"paused"` or `"rate_limit"` (the admin API's `held` values).
+        held: String,
+        /// Seconds until the message is due again.
+        after_seconds: u64,
+    },
     /// The lease was already settled elsewhere (acknowledged, or expired and taken again).
-    Skipped { reason: String },
+    Skipped {
+        /// Why nothing was done, for the answer's body and the log.
+        reason: String,
+    },
     /// The delivery itself is unusable; dead-lettered when it could be identified.
-    Rejected { status: u16, error: String },
+    Rejected {
+        /// The HTTP status to answer with (4xx).
+        status: u16,
+        /// What is wrong with the delivery, for the answer's body.
+        error: String,
+    },
     /// The queue service could not be reached to settle the message; the platform retries.
-    Unavailable { error: String },
+    Unavailable {
+        /// The queue service's error, for the answer's body.
+        error: String,
+    },
 }
 
 impl ConsumerOutcome {

@@ -31,9 +31,11 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 32;
 /// One push consumer: a consumer group, its topic and its route.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// The consumer group the dispatcher claims for (a trigger's `consumer`).
     pub consumer_group: String,
     /// A topic or a `prefix*` pattern.
     pub topic_pattern: String,
+    /// The route each delivery is pushed to: the trigger's function path (`/api/queue/probe`).
     pub route_path: String,
     /// Delay before a failed push is retried. Default 60 s.
     pub retry_after: Duration,
@@ -102,6 +104,9 @@ fn saturating_secs(s: f64) -> Duration {
 /// Delivers a push to a consumer route and returns the HTTP status it answered with.
 #[async_trait]
 pub trait Pusher: Send + Sync + 'static {
+    /// Push `delivery` to the consumer route at `route_path`; `Ok` with the status the route
+    /// answered (any status, success or not), `Err` with a description when no answer came
+    /// (the route could not be reached).
     async fn push(&self, route_path: &str, delivery: Delivery) -> Result<u16, String>;
 }
 

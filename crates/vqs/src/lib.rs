@@ -5,7 +5,7 @@
 //! dispatcher and the `vercel.json` model. It names no database and no web framework:
 //! storage comes in through [`QueueStore`] (`vqs-sqlite`, …), HTTP through the web app.
 //!
-//! ```no_run
+//! ```
 //! use serde::{Deserialize, Serialize};
 //! use vqs::{JobContext, JobError, Jobbable, Queue};
 //!
@@ -22,11 +22,20 @@
 //!     }
 //! }
 //!
-//! # async fn demo(queue: Queue) -> Result<(), vqs::QueueError> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("vqs.db").display());
+//! # let store = vqs_sqlite::SqliteStore::open(&url).await?;
+//! # store.migrate().await?;
+//! # let queue = Queue::new(std::sync::Arc::new(store), vqs::Clock::system());
+//! // `queue`: a Queue on a backend (here a temporary SQLite file).
 //! let sent = queue.job(SyncPatient).perform_later(Params { patient_id: 7 }).await?;
-//! println!("queued {} (duplicate: {})", sent.message_id, sent.duplicate);
+//! assert!(sent.message_id.starts_with("msg_") && !sent.duplicate);
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 mod cancellation;
 mod clock;

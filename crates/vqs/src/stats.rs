@@ -52,12 +52,17 @@ pub fn latency_bucket(ms: i64) -> usize {
 /// One execution as a rollup pass reads it.
 #[derive(Debug, Clone)]
 pub struct RollupRow {
+    /// The execution's id: the rollup's cursor moves by it.
     pub id: i64,
+    /// The job's topic.
     pub topic: String,
     /// The status as stored (`running` until the attempt is closed).
     pub status: String,
+    /// When the attempt was recorded.
     pub started_at: DateTime<Utc>,
+    /// When it was closed; `None` while running. Its minute is the one it counts in.
     pub finished_at: Option<DateTime<Utc>>,
+    /// How long the job's code ran, in milliseconds; `None` while running (or not measured).
     pub duration_ms: Option<i64>,
 }
 
@@ -65,8 +70,12 @@ pub struct RollupRow {
 /// still running.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rolled {
+    /// What to add per (topic, start of the minute the attempts finished in).
     pub figures: BTreeMap<(String, DateTime<Utc>), MinuteFigures>,
+    /// The id of the last new execution the pass reached: the next pass reads after it.
     pub cursor: i64,
+    /// The ids of the executions still running, to look at again next pass (at most
+    /// [`STATS_MAX_PENDING`], the newest kept).
     pub pending: Vec<i64>,
     /// Executions counted.
     pub counted: u64,
@@ -75,9 +84,13 @@ pub struct Rolled {
 /// The figures of one topic in one minute.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MinuteFigures {
+    /// Attempts that finished in the minute, however they ended.
     pub finished: i64,
+    /// Of those, the attempts that ended `failed`.
     pub failed: i64,
+    /// How many attempts fell in each latency bucket ([`LATENCY_BUCKETS_MS`], then slower).
     pub latency: [i64; LATENCY_BUCKETS],
+    /// The slowest attempt's duration in milliseconds (0 when none was measured).
     pub max_ms: i64,
 }
 
@@ -151,11 +164,18 @@ pub fn roll(cursor: i64, pending: &[RollupRow], new: &[RollupRow], settled_befor
 /// One topic's minute as the admin API and the dashboard show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsPoint {
+    /// The minute's start (UTC).
     pub minute: DateTime<Utc>,
+    /// Attempts that finished in the minute, however they ended.
     pub finished: i64,
+    /// Of those, the attempts that ended `failed`.
     pub failed: i64,
+    /// The median latency in milliseconds: the upper bound of its bucket ([`percentile`]);
+    /// `None` when no attempt was measured.
     pub p50_ms: Option<i64>,
+    /// The 95th percentile latency in milliseconds, the same way.
     pub p95_ms: Option<i64>,
+    /// The 99th percentile latency in milliseconds, the same way.
     pub p99_ms: Option<i64>,
     /// Messages waiting (due, not leased) when the minute was sampled; `None`: not sampled.
     pub depth: Option<i64>,
@@ -164,7 +184,9 @@ pub struct StatsPoint {
 /// One topic's minutes, oldest first, every minute of the window (zero when nothing finished).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopicSeries {
+    /// The topic the points are of.
     pub topic: String,
+    /// One per minute of the window, oldest first.
     pub points: Vec<StatsPoint>,
 }
 

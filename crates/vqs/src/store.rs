@@ -122,11 +122,22 @@ pub enum StoreError {
 /// Publish one message.
 #[derive(Debug, Clone)]
 pub struct MessageSendParams {
+    /// The topic to publish to (validated by the facade); every consumer group subscribed
+    /// to it receives the message.
     pub topic: String,
+    /// The message body, as bytes (a job's JSON, or anything `content_type` says).
     pub payload: Vec<u8>,
+    /// The body's MIME type (`application/json` for a job's arguments), handed back to
+    /// consumers.
     pub content_type: String,
+    /// Deduplicates sends: while a message of this topic holding the key is kept, another
+    /// send of it queues nothing (or replaces it, by `on_duplicate`). `None`: no dedup.
     pub idempotency_key: Option<String>,
+    /// Seconds after `now` before the message is first due (0: at once); each
+    /// subscription's `initial_delay_seconds` may push it later.
     pub delay_seconds: u32,
+    /// Seconds the message is kept from `now` (its `expires_at`): past it, it is no longer
+    /// delivered, it is pruned, and its idempotency key is free again.
     pub retention_seconds: u32,
     /// Producer trace context (`traceparent`, …) as a JSON object, carried to consumers.
     pub headers_json: Option<String>,
@@ -140,6 +151,8 @@ pub struct MessageSendParams {
     pub group_key: Option<String>,
     /// The message's priority, validated by the facade (−100..=100, lower starts first).
     pub priority: i16,
+    /// The queue's clock at the send: the message's `created_at`, and what delay and
+    /// retention count from.
     pub now: DateTime<Utc>,
 }
 
@@ -159,6 +172,7 @@ pub enum OnDuplicate {
 }
 
 impl OnDuplicate {
+    /// As stored and in the API: `skip` or `replace`.
     pub fn as_str(self) -> &'static str {
         match self {
             OnDuplicate::Skip => "skip",
@@ -166,6 +180,7 @@ impl OnDuplicate {
         }
     }
 
+    /// The value of [`Self::as_str`]'s text; `None` for any other.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "skip" => Some(OnDuplicate::Skip),
@@ -192,7 +207,11 @@ pub struct SendResult {
 /// Subscribe a consumer group to a topic (or to a `prefix*` pattern).
 #[derive(Debug, Clone)]
 pub struct SubscriptionEnsureParams {
+    /// The topic the group consumes: an exact name, or `prefix*` for every topic that
+    /// starts with `prefix` (`*` alone: every topic).
     pub topic_pattern: String,
+    /// The consumer group's name: each group gets its own delivery of every matching
+    /// message.
     pub consumer_group: String,
     /// Each message becomes visible to this group no sooner than `created_at + initial_delay`.
     pub initial_delay_seconds: u32,
@@ -201,25 +220,36 @@ pub struct SubscriptionEnsureParams {
     /// group key (`""` for an ungrouped message) and its groups are tracked in the ready set.
     /// A change re-keys the group's live deliveries.
     pub grouped: bool,
+    /// The queue's clock at the call (the facade's, never the system's): the instant this
+    /// happens at.
     pub now: DateTime<Utc>,
 }
 
 /// Make every subscription to exactly `topic` grouped ([`QueueStore::subscription_group_topic`]).
 #[derive(Debug, Clone)]
 pub struct SubscriptionGroupTopicParams {
+    /// The exact topic name (not a pattern): only subscriptions whose pattern is exactly
+    /// this are changed.
     pub topic: String,
+    /// The queue's clock at the call (the facade's, never the system's): the instant this
+    /// happens at.
     pub now: DateTime<Utc>,
 }
 
 /// Lease due messages of a consumer group.
 #[derive(Debug, Clone)]
 pub struct DeliveryClaimParams {
+    /// The consumer group whose deliveries are leased.
     pub consumer_group: String,
     /// Restrict to one topic (the receive API names one); `None` = every topic of the group.
     pub topic: Option<String>,
     /// Lease this one message (receive by id).
     pub message_id: Option<String>,
+    /// Messages leased at most by this call (fewer when fewer are due or a limit holds them
+    /// back).
     pub limit: u32,
+    /// How long each lease lasts from `now`, in seconds: unless acknowledged or extended by
+    /// then, the message is due again.
     pub visibility_seconds: u32,
     /// Record each leased message's attempt as a `running` execution in the same write (the
     /// local dispatcher does this for the job routes of its own process: the lease *is* the
@@ -249,28 +279,43 @@ pub struct DeliveryClaimParams {
     /// messages are then claimed through the ready groups only: a full group is out of the
     /// ready set, so its backlog is never scanned. `None`: claimed as without groups.
     pub group_concurrency: Option<u32>,
-    /// Starts per message group's bucket. Carried for a later step; no backend enforces it
-    /// yet (the admin API refuses to set it).
+    /// Starts per (consumer group, group key), across every process: each group's bucket
+    /// (GCRA, kept with the group's row) is read and advanced by the grouped claim under the
+    /// group's lock, and a group whose bucket is empty is left out of the ready set until its
+    /// next start. Needs the subscription ensured with `grouped`. `None`: no such limit.
     pub group_rate_limit: Option<RateLimit>,
+    /// The queue's clock at the claim: what is due, and when each lease ends, count from
+    /// it.
     pub now: DateTime<Utc>,
 }
 
 /// A message handed to a consumer under a lease.
 #[derive(Debug, Clone)]
 pub struct LeasedMessage {
+    /// The message's id (`msg_…`).
     pub message_id: String,
+    /// The topic it was published to.
     pub topic: String,
+    /// The consumer group this delivery belongs to.
     pub consumer_group: String,
+    /// The message body as sent.
     pub payload: Vec<u8>,
+    /// The body's MIME type as sent.
     pub content_type: String,
+    /// The producer's trace context (`traceparent`, …) as a JSON object; `None` when the
+    /// send carried none.
     pub headers_json: Option<String>,
     /// 1 on the first delivery.
     pub delivery_count: u32,
     /// Real runs of the job so far, this one included when the lease recorded its
     /// execution (`start_executions`); apart from `delivery_count`, which every lease raises.
     pub attempts: u32,
+    /// Names this lease (`<message id>.<lease token>`): pass it back to acknowledge, retry,
+    /// extend or release. A newer lease of the delivery makes it stale.
     pub receipt_handle: String,
+    /// When the message was published.
     pub created_at: DateTime<Utc>,
+    /// When the message's retention ends: it is not delivered after this.
     pub expires_at: DateTime<Utc>,
     /// When the lease ends unless acknowledged or extended.
     pub lease_until: DateTime<Utc>,
@@ -281,21 +326,29 @@ pub struct LeasedMessage {
 /// Identify a lease.
 #[derive(Debug, Clone)]
 pub struct LeaseParams {
+    /// The consumer group the lease was taken in.
     pub consumer_group: String,
+    /// The receipt handle the claim returned ([`LeasedMessage::receipt_handle`]).
     pub receipt_handle: String,
+    /// The queue's clock at the call (the facade's, never the system's): the instant this
+    /// happens at.
     pub now: DateTime<Utc>,
 }
 
 /// Change a lease's visibility timeout (extend it, or release it with 0).
 #[derive(Debug, Clone)]
 pub struct LeaseVisibilityParams {
+    /// The lease to change.
     pub lease: LeaseParams,
+    /// The lease's new length from `lease.now`, in seconds; 0 makes the message due again
+    /// at once.
     pub visibility_seconds: u32,
 }
 
 /// Acknowledge a lease: the delivery is done.
 #[derive(Debug, Clone)]
 pub struct DeliveryAckParams {
+    /// The lease being acknowledged.
     pub lease: LeaseParams,
     /// The attempt that just ran, closed in the same write as the acknowledgement (so an
     /// execution never reads `success` while its message is still leased, and the pair
@@ -306,6 +359,7 @@ pub struct DeliveryAckParams {
 /// Give a message back for another attempt after `delay_seconds`.
 #[derive(Debug, Clone)]
 pub struct DeliveryRetryParams {
+    /// The lease being given back for a retry.
     pub lease: LeaseParams,
     /// Due again this long after `lease.now`; fractions of a second are kept (a trigger's
     /// `retryAfterSeconds` may be `1.5`).
@@ -320,6 +374,7 @@ pub struct DeliveryRetryParams {
 /// execution recorded with the lease is removed. No attempt was made, so none is spent.
 #[derive(Debug, Clone)]
 pub struct DeliveryReleaseParams {
+    /// The lease being given back.
     pub lease: LeaseParams,
     /// The attempt recorded with the lease (`start_executions`): removed while still `running`.
     pub execution_id: Option<i64>,
@@ -328,7 +383,9 @@ pub struct DeliveryReleaseParams {
 /// Acknowledge a lease and keep the message in the dead-letter store.
 #[derive(Debug, Clone)]
 pub struct DeliveryDeadLetterParams {
+    /// The lease being ended.
     pub lease: LeaseParams,
+    /// Why the message died (the last attempt's error), kept as the dead letter's `error`.
     pub reason: String,
     /// The last attempt, closed in the same write (see [`DeliveryAckParams`]).
     pub execution: Option<ExecutionFinishParams>,
@@ -338,15 +395,23 @@ pub struct DeliveryDeadLetterParams {
 /// another queue service (Vercel's), whose payload the consumer has in hand.
 #[derive(Debug, Clone)]
 pub struct DeadLetterInsertParams {
+    /// The message's id in the queue service it came from.
     pub message_id: String,
+    /// The topic it was published to.
     pub topic: String,
+    /// The consumer group it died in (a replay publishes to this group only).
     pub consumer_group: String,
+    /// The body's MIME type.
     pub content_type: String,
+    /// The whole body, as the consumer received it.
     pub payload: Vec<u8>,
+    /// Why it died: the last attempt's error.
     pub error: String,
+    /// Real runs of the job made before it died.
     pub attempts: u32,
     /// The message's trace context (`traceparent`, …) as a JSON object, kept for a replay.
     pub headers_json: Option<String>,
+    /// The queue's clock at the call: the dead letter's `created_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -369,6 +434,7 @@ impl DeadLetterAction {
         }
     }
 
+    /// The action of a text [`Self::past_tense`] produced; `None` for any other.
     pub fn parse_past_tense(s: &str) -> Option<Self> {
         match s {
             "replayed" => Some(DeadLetterAction::Replay),
@@ -383,18 +449,22 @@ impl DeadLetterAction {
 /// it was settled already. Every operator action on a dead letter is one of these.
 #[derive(Debug, Clone)]
 pub struct DeadLetterSettleParams {
+    /// The dead letter's id ([`DeadLetterRecord::id`]).
     pub id: i64,
+    /// Replay it or discard it.
     pub action: DeadLetterAction,
     /// A replay's message, published in the same transaction: topic, payload, content type,
     /// headers and consumer group are filled in from the dead letter. `None` for a discard,
     /// and for a replay that the caller publishes elsewhere (a remote queue service).
     pub publish: Option<DeadLetterReplayOpts>,
+    /// The queue's clock at the call: when it was settled (and the replay's `created_at`).
     pub now: DateTime<Utc>,
 }
 
 /// How a replayed message is published.
 #[derive(Debug, Clone)]
 pub struct DeadLetterReplayOpts {
+    /// Seconds the replayed message is kept (see [`MessageSendParams::retention_seconds`]).
     pub retention_seconds: u32,
 }
 
@@ -403,9 +473,26 @@ pub struct DeadLetterReplayOpts {
 pub enum DeadLetterSettled {
     /// This call settled it: the dead letter as it was, and the replay's new message when
     /// the store published it.
-    Settled { letter: Box<DeadLetterRecord>, payload: Vec<u8>, sent: Option<SendResult> },
+    Settled {
+        /// The dead letter as it was before it was taken out (its payload field a preview
+        /// or the whole, as [`QueueStore::dead_letter_get`] reads it).
+        letter: Box<DeadLetterRecord>,
+        /// Its whole payload, as stored: what a replay publishes elsewhere, or what
+        /// [`QueueStore::dead_letter_restore`] puts back.
+        payload: Vec<u8>,
+        /// The replay's message when the store published it ([`DeadLetterSettleParams::publish`]);
+        /// `None` for a discard or a replay the caller publishes.
+        sent: Option<SendResult>,
+    },
     /// Another call settled it first.
-    AlreadySettled { action: DeadLetterAction, at: DateTime<Utc>, message_id: Option<String> },
+    AlreadySettled {
+        /// What the winning call did with it.
+        action: DeadLetterAction,
+        /// When it was settled.
+        at: DateTime<Utc>,
+        /// The id of the message its replay published, when the store recorded one.
+        message_id: Option<String>,
+    },
     /// No dead letter with that id (or it was settled so long ago that the record is gone).
     NotFound,
 }
@@ -418,11 +505,17 @@ pub const DEAD_LETTER_SETTLEMENT_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 /// what its last fire did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScheduleRecord {
+    /// The schedule's unique name (letters, digits, `-` and `_`).
     pub name: String,
+    /// The five-field cron expression (Vercel's dialect), read in `timezone`.
     pub cron: String,
+    /// The IANA time zone the cron expression is read in (`UTC` by default).
     pub timezone: String,
+    /// The topic each fire publishes to.
     pub topic: String,
+    /// The JSON payload of each fire's message.
     pub payload: serde_json::Value,
+    /// False: the schedule is kept but never fires (an operator's trigger still does).
     pub enabled: bool,
     /// After downtime, fire the one missed tick (true) or skip missed ticks (false).
     pub catch_up: bool,
@@ -432,11 +525,13 @@ pub struct ScheduleRecord {
     pub next_fire_at: Option<DateTime<Utc>>,
     /// When that tick fires: the tick plus its jitter offset (the due query reads this).
     pub due_at: Option<DateTime<Utc>>,
+    /// When the schedule was first inserted (kept across upserts).
     pub created_at: DateTime<Utc>,
     /// Changes on every upsert: a fire computed from an older version is refused.
     pub updated_at: DateTime<Utc>,
     /// The tick of the last fire (the time it was for) and when it happened.
     pub last_tick: Option<DateTime<Utc>>,
+    /// When the last fire happened (`None`: never fired).
     pub last_fired_at: Option<DateTime<Utc>>,
     /// The message the last fire published (or found under its idempotency key).
     pub last_message_id: Option<String>,
@@ -463,16 +558,20 @@ impl ScheduleRecord {
 /// and the last fire are kept on update, `updated_at` becomes `now`.
 #[derive(Debug, Clone)]
 pub struct ScheduleUpsertParams {
+    /// The validated definition; its name is the key.
     pub schedule: crate::Schedule,
+    /// The first tick after `now` (`None`: the expression never fires again).
     pub next_fire_at: Option<DateTime<Utc>>,
     /// When that tick fires (the tick plus its jitter offset).
     pub due_at: Option<DateTime<Utc>>,
+    /// The queue's clock at the call: `updated_at` (and `created_at` on insert).
     pub now: DateTime<Utc>,
 }
 
 /// Read one schedule by name.
 #[derive(Debug, Clone)]
 pub struct ScheduleGetParams {
+    /// The schedule's name, exactly.
     pub name: String,
 }
 
@@ -481,7 +580,9 @@ pub struct ScheduleGetParams {
 /// Read through the primary key, so a page costs the same whichever it is.
 #[derive(Debug, Clone)]
 pub struct ScheduleListParams {
+    /// The last name of the previous page (exclusive); `None` for the first page.
     pub after: Option<String>,
+    /// Schedules returned at most.
     pub limit: u32,
 }
 
@@ -491,7 +592,10 @@ pub struct ScheduleListParams {
 /// follows the number overdue).
 #[derive(Debug, Clone)]
 pub struct ScheduleCountParams {
+    /// `None`: count every schedule; `Some(t)`: count the enabled ones whose `next_fire_at`
+    /// is at or before `t`.
     pub overdue_before: Option<DateTime<Utc>>,
+    /// Stop counting here: the answer never exceeds it.
     pub cap: u32,
 }
 
@@ -501,13 +605,16 @@ pub struct ScheduleCountParams {
 /// never used to fire).
 #[derive(Debug, Clone)]
 pub struct ScheduleOverdueParams {
+    /// Schedules whose `next_fire_at` is at or before this are overdue.
     pub before: DateTime<Utc>,
+    /// Schedules returned at most.
     pub limit: u32,
 }
 
 /// Delete a schedule by name, with its fire records (the messages they published stay).
 #[derive(Debug, Clone)]
 pub struct ScheduleDeleteParams {
+    /// The schedule's name, exactly.
     pub name: String,
 }
 
@@ -516,7 +623,9 @@ pub struct ScheduleDeleteParams {
 /// not the number of schedules.
 #[derive(Debug, Clone)]
 pub struct ScheduleDueParams {
+    /// The queue's clock at the read: schedules whose `due_at` is at or before it are due.
     pub now: DateTime<Utc>,
+    /// Schedules returned at most.
     pub limit: u32,
 }
 
@@ -527,7 +636,14 @@ pub enum ScheduleFireKind {
     /// schedule is enabled, its `next_fire_at` is still `tick` and its `updated_at` is still
     /// `updated_at` (compare-and-set), moving `next_fire_at` to `next_fire_at` and `due_at`
     /// to `next_due_at`.
-    Due { updated_at: DateTime<Utc>, next_fire_at: Option<DateTime<Utc>>, next_due_at: Option<DateTime<Utc>> },
+    Due {
+        /// The schedule's `updated_at` as read with the tick: the version the fire applies to.
+        updated_at: DateTime<Utc>,
+        /// The tick after this one (`None`: the schedule never fires again).
+        next_fire_at: Option<DateTime<Utc>>,
+        /// When that next tick fires: the tick plus its jitter offset.
+        next_due_at: Option<DateTime<Utc>>,
+    },
     /// An operator's "fire now": any existing schedule, enabled or not; `next_fire_at` is
     /// left alone.
     Trigger,
@@ -557,12 +673,18 @@ pub enum ScheduleFireMode {
 /// [`SCHEDULE_FIRE_RETENTION_SECONDS`] before its tick.
 #[derive(Debug, Clone)]
 pub struct ScheduleFireParams {
+    /// The schedule's name.
     pub name: String,
+    /// The tick fired: the instant the cron expression named (not the jittered due time);
+    /// part of the idempotency key.
     pub tick: DateTime<Utc>,
+    /// A due tick (compare-and-set on the version read) or an operator's trigger.
     pub kind: ScheduleFireKind,
+    /// Publish here, only claim, or skip the tick.
     pub mode: ScheduleFireMode,
     /// Retention of the published message.
     pub retention_seconds: u32,
+    /// The queue's clock at the fire: the fire's `fired_at` and the message's `created_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -576,7 +698,12 @@ pub const SCHEDULE_FIRE_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 pub enum ScheduleFired {
     /// This call fired the tick: the message it published (or the one its idempotency key
     /// already named, `duplicate`).
-    Fired { message_id: String, duplicate: bool },
+    Fired {
+        /// The message the fire published, or the one its idempotency key already named.
+        message_id: String,
+        /// True when the key named a message already kept: nothing new was queued.
+        duplicate: bool,
+    },
     /// The tick was fired already (another process won the race); nothing published.
     AlreadyFired,
     /// The schedule was edited, disabled or deleted since it was read, or its next tick is
@@ -586,7 +713,12 @@ pub enum ScheduleFired {
     NotFound,
     /// ([`ScheduleFireMode::Claim`]) This call claimed the tick and recorded it: publish
     /// `payload` (JSON text) to `topic` under the tick's idempotency key, then report it.
-    Claimed { topic: String, payload: String },
+    Claimed {
+        /// The schedule's topic.
+        topic: String,
+        /// The schedule's payload, as JSON text.
+        payload: String,
+    },
     /// ([`ScheduleFireMode::Skip`]) The missed tick was moved past, nothing published.
     Skipped,
 }
@@ -595,8 +727,11 @@ pub enum ScheduleFired {
 /// and the schedule's `last_message_id`. A fire no longer recorded is ignored.
 #[derive(Debug, Clone)]
 pub struct ScheduleFireSentParams {
+    /// The schedule's name.
     pub name: String,
+    /// The tick of the claimed fire.
     pub tick: DateTime<Utc>,
+    /// The id of the message the caller published for it.
     pub message_id: String,
 }
 
@@ -605,16 +740,23 @@ pub struct ScheduleFireSentParams {
 /// topic and payload; fires of deleted schedules are gone with them.
 #[derive(Debug, Clone)]
 pub struct ScheduleUnsentParams {
+    /// Fires recorded at or after this.
     pub since: DateTime<Utc>,
+    /// Fires recorded at or before this.
     pub until: DateTime<Utc>,
+    /// Fires returned at most.
     pub limit: u32,
 }
 
 /// One claimed fire still to publish ([`QueueStore::schedule_unsent`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleUnsent {
+    /// The schedule's name.
     pub name: String,
+    /// The tick fired: part of the idempotency key to publish under
+    /// (`schedule:<name>:<tick>`).
     pub tick: DateTime<Utc>,
+    /// The schedule's topic, to publish to.
     pub topic: String,
     /// JSON text.
     pub payload: String,
@@ -623,10 +765,15 @@ pub struct ScheduleUnsent {
 /// Start one execution row (`running`).
 #[derive(Debug, Clone)]
 pub struct ExecutionStartParams {
+    /// The job's topic.
     pub topic: String,
+    /// The message the attempt runs.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
+    /// The attempt's number: 1 for the first run.
     pub attempt: u32,
+    /// The queue's clock at the start: the row's `started_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -634,8 +781,12 @@ pub struct ExecutionStartParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
+    /// The attempt is still running (or its process died and no one has closed it yet).
     Running,
+    /// The job returned success.
     Success,
+    /// The job failed (an error, a panic, a timeout, or it was abandoned): the attempt is
+    /// spent.
     Failed,
     /// The job asked to run again later ([`crate::JobError::snooze`]); the attempt was not spent.
     Snoozed,
@@ -644,6 +795,7 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// As stored and in the API: `running`, `success`, `failed`, `snoozed`, `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Running => "running",
@@ -654,6 +806,7 @@ impl ExecutionStatus {
         }
     }
 
+    /// The status of a text [`Self::as_str`] produced; `None` for any other.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "running" => Some(ExecutionStatus::Running),
@@ -669,46 +822,65 @@ impl ExecutionStatus {
 /// Close an execution row.
 #[derive(Debug, Clone)]
 pub struct ExecutionFinishParams {
+    /// The execution's id ([`QueueStore::execution_start`],
+    /// [`LeasedMessage::execution_id`]).
     pub id: i64,
+    /// How the attempt ended (not `Running`).
     pub status: ExecutionStatus,
+    /// The error the job returned, for a failed, snoozed or cancelled attempt; `None` on
+    /// success.
     pub error: Option<String>,
     /// When the job's code began, if later than the row's `started_at`: an attempt recorded
     /// with its lease may wait a moment for a free execution slot. The duration counts from
     /// here (`None`: from `started_at`); `started_at` itself stays when the attempt was
     /// recorded, so closing a row never changes an indexed column.
     pub began_at: Option<DateTime<Utc>>,
+    /// The queue's clock at the end: the row's `finished_at`.
     pub now: DateTime<Utc>,
 }
 
 /// One attempt of one job, as recorded in `job_executions`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionRecord {
+    /// The row's id: increasing, so newer attempts have larger ids.
     pub id: i64,
+    /// The job's topic.
     pub topic: String,
+    /// The message the attempt ran.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
+    /// The attempt's number: 1 for the first run.
     pub attempt: u32,
+    /// How it ended, or `Running`.
     pub status: ExecutionStatus,
     /// When the attempt was recorded: its lease, for the local dispatcher's pushes (a
     /// prefetched message may then wait a few milliseconds for a free execution slot).
     pub started_at: DateTime<Utc>,
+    /// When it was closed; `None` while running.
     pub finished_at: Option<DateTime<Utc>>,
     /// How long the job's code ran (from when it began, not from `started_at`).
     pub duration_ms: Option<i64>,
+    /// The error of a failed, snoozed or cancelled attempt; `None` on success or while
+    /// running.
     pub error: Option<String>,
 }
 
 /// Filter executions, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionListParams {
+    /// One topic's executions only; `None`: every topic's.
     pub topic: Option<String>,
+    /// Only executions with this status; `None`: any.
     pub status: Option<ExecutionStatus>,
+    /// One message's executions only; `None`: every message's.
     pub message_id: Option<String>,
     /// One consumer group's attempts (with `message_id`: one delivery's).
     pub consumer_group: Option<String>,
     /// The keyset cursor of a page of history: only executions whose id is below this one
     /// (the last id of the previous page), so a page never skips or counts rows it does not show.
     pub before_id: Option<i64>,
+    /// Rows returned at most.
     pub limit: u32,
 }
 
@@ -730,6 +902,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// As stored and in the API: `pending`, `leased`, `acked`, `dead`, `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
@@ -740,6 +913,7 @@ impl DeliveryState {
         }
     }
 
+    /// The state of a text [`Self::as_str`] produced; `None` for any other.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(DeliveryState::Pending),
@@ -755,8 +929,11 @@ impl DeliveryState {
 /// A message's delivery to one consumer group.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRecord {
+    /// The consumer group this delivery is to.
     pub consumer_group: String,
+    /// Where the delivery stands.
     pub state: DeliveryState,
+    /// Leases taken so far (1 after the first delivery), whether or not the job ran.
     pub delivery_count: u32,
     /// Real runs of the job (SPEC.md, "Attempts vs deliveries"): a delivery that did not
     /// run it (a `/_vqs` receive, a lease given back unused) raises `delivery_count` only.
@@ -777,29 +954,45 @@ pub struct MessageListParams {
 /// A message and its deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageRecord {
+    /// The message's id (`msg_…`).
     pub id: String,
+    /// The topic it was published to.
     pub topic: String,
+    /// The body's MIME type.
     pub content_type: String,
+    /// The body as the admin API shows it: JSON when it is JSON, else text.
     pub payload: serde_json::Value,
+    /// When it was published.
     pub created_at: DateTime<Utc>,
+    /// When its retention ends: it is pruned after this, finished or not.
     pub expires_at: DateTime<Utc>,
+    /// The idempotency key it was sent with, if any.
     pub idempotency_key: Option<String>,
     /// The message's group key (SPEC.md, "Flow control"); `None`: ungrouped.
     pub group_key: Option<String>,
     /// The message's priority (−100..=100, lower starts first; SPEC.md, "Flow control").
     pub priority: i16,
+    /// One per consumer group it was fanned out to.
     pub deliveries: Vec<DeliveryRecord>,
 }
 
 /// Per-topic counts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct TopicStats {
+    /// The topic the counts are of.
     pub topic: String,
+    /// Deliveries pending and due now.
     pub waiting: i64,
+    /// Deliveries pending and not due yet (a send delay or a retry backoff).
     pub delayed: i64,
+    /// Deliveries leased to a consumer.
     pub running: i64,
+    /// Deliveries acknowledged (done) and still kept.
     pub succeeded: i64,
+    /// Failed attempts recorded (execution rows, not deliveries: one delivery may fail
+    /// several times).
     pub failed: i64,
+    /// Deliveries dead-lettered and still kept.
     pub dead: i64,
     /// Deliveries cancelled (by the job, an operator or a purge).
     pub cancelled: i64,
@@ -809,6 +1002,7 @@ pub struct TopicStats {
 /// queue's depth, not its history (health, dashboard and `/metrics` poll it).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct TopicDepth {
+    /// The topic the counts are of.
     pub topic: String,
     /// Due now, not leased.
     pub waiting: i64,
@@ -856,55 +1050,78 @@ pub fn topic_depths(
 /// Read live counts per topic.
 #[derive(Debug, Clone)]
 pub struct QueueDepthParams {
+    /// The queue's clock at the read: what is due, delayed or leased is judged at it.
     pub now: DateTime<Utc>,
 }
 
 /// Executions per topic started since an instant (throughput).
 #[derive(Debug, Clone)]
 pub struct ExecutionCountParams {
+    /// Executions started at or after this are counted.
     pub since: DateTime<Utc>,
 }
 
 /// How many executions of one topic started in the window, by status.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ExecutionCounts {
+    /// The topic the counts are of.
     pub topic: String,
+    /// Executions still running.
     pub running: i64,
+    /// Executions that ended `success`.
     pub success: i64,
+    /// Executions that ended `failed`.
     pub failed: i64,
+    /// Executions that ended `snoozed`.
     pub snoozed: i64,
+    /// Executions that ended `cancelled`.
     pub cancelled: i64,
 }
 
 /// Report a running job's progress (replaces the previous report of the same delivery).
 #[derive(Debug, Clone)]
 pub struct ProgressPutParams {
+    /// The message the job is running.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
+    /// The job's topic.
     pub topic: String,
+    /// Units of work done so far (the job's own unit: items, pages, bytes).
     pub done: u64,
     /// `None` when the total is not known.
     pub total: Option<u64>,
+    /// A short human-readable note shown with the progress (`None`: no note).
     pub note: Option<String>,
+    /// The queue's clock at the report: its `updated_at`.
     pub now: DateTime<Utc>,
 }
 
 /// Progress reports, most recently updated first.
 #[derive(Debug, Clone, Default)]
 pub struct ProgressListParams {
+    /// One message's reports only; `None`: every message's.
     pub message_id: Option<String>,
+    /// Reports returned at most.
     pub limit: u32,
 }
 
 /// The latest progress a job reported for one delivery.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ProgressRecord {
+    /// The message the job is running.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
+    /// The job's topic.
     pub topic: String,
+    /// Units of work done so far, in the job's own unit.
     pub done: u64,
+    /// Units in all; `None` when the job did not know.
     pub total: Option<u64>,
+    /// The job's note, if it gave one.
     pub note: Option<String>,
+    /// When the job last reported.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -913,10 +1130,13 @@ pub struct ProgressRecord {
 pub struct SyncLogRecord {
     /// The job's topic.
     pub topic: String,
+    /// The key synced separately (an account id, a tenant).
     pub key: String,
     /// Where the next run starts (the upstream's cursor after the last success).
     pub cursor: Option<String>,
+    /// When the key was last attempted, successfully or not.
     pub last_attempt_at: DateTime<Utc>,
+    /// When the key last synced successfully (`None`: never).
     pub last_success_at: Option<DateTime<Utc>>,
     /// The error of the last attempt; `None` when it succeeded.
     pub last_error: Option<String>,
@@ -928,17 +1148,33 @@ pub struct SyncLogRecord {
 /// is set; on failure only the error and the attempt time change.
 #[derive(Debug, Clone)]
 pub struct SyncLogPutParams {
+    /// The sync job's topic.
     pub topic: String,
+    /// The key synced.
     pub key: String,
+    /// How the attempt ended.
     pub outcome: SyncOutcome,
+    /// The queue's clock at the attempt: `last_attempt_at` (and `last_success_at` on
+    /// success).
     pub now: DateTime<Utc>,
 }
 
 /// How a sync attempt of one key ended.
 #[derive(Debug, Clone)]
 pub enum SyncOutcome {
-    Success { cursor: Option<String>, items_synced: u64 },
-    Failure { error: String },
+    /// The run synced the key: its cursor moves and `last_success_at` is set.
+    Success {
+        /// Where the next run starts (the upstream's cursor after this run); `None`: from the
+        /// beginning.
+        cursor: Option<String>,
+        /// Items this run synced.
+        items_synced: u64,
+    },
+    /// The run failed: only the error and the attempt time change; the cursor stays.
+    Failure {
+        /// What went wrong, shown as the key's `last_error`.
+        error: String,
+    },
 }
 
 /// How much of each payload a list of dead letters reads: the first 1 KiB. A list never
@@ -949,10 +1185,15 @@ pub const PAYLOAD_PREVIEW_BYTES: u32 = 1024;
 /// A message kept after its last attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterRecord {
+    /// The dead letter's id, what the admin API and the settle, get and delete calls name.
     pub id: i64,
+    /// The id of the message that died.
     pub message_id: String,
+    /// The topic it was published to.
     pub topic: String,
+    /// The consumer group it died in (a replay goes to this group only).
     pub consumer_group: String,
+    /// The body's MIME type.
     pub content_type: String,
     /// The payload (JSON when it is JSON, else text) — in a list, only its first
     /// [`PAYLOAD_PREVIEW_BYTES`], as text when that cut it (`payload_truncated`).
@@ -961,8 +1202,11 @@ pub struct DeadLetterRecord {
     pub payload_bytes: u64,
     /// True when `payload` is a preview: the first [`PAYLOAD_PREVIEW_BYTES`] only.
     pub payload_truncated: bool,
+    /// Why it died: the last attempt's error (or the dead-lettering reason).
     pub error: String,
+    /// Real runs of the job made before it died.
     pub attempts: u32,
+    /// When it was dead-lettered.
     pub created_at: DateTime<Utc>,
     /// The message's trace context as a JSON object (a replay carries it on).
     #[serde(skip)]
@@ -977,9 +1221,13 @@ pub struct DeadLetterRecord {
 /// Save a job's checkpoint for its next attempt.
 #[derive(Debug, Clone)]
 pub struct CheckpointPutParams {
+    /// The message the job is running.
     pub message_id: String,
+    /// The consumer group of the delivery: each group's attempts see their own checkpoint.
     pub consumer_group: String,
+    /// The checkpoint, any JSON the job chooses (replaces the previous one).
     pub value: serde_json::Value,
+    /// The queue's clock at the save.
     pub now: DateTime<Utc>,
 }
 
@@ -988,8 +1236,11 @@ pub struct CheckpointPutParams {
 /// although they started in `[started_after, started_before)`.
 #[derive(Debug, Clone)]
 pub struct OutlivedParams {
+    /// The queue's clock at the call: the closed attempts' `finished_at`.
     pub now: DateTime<Utc>,
+    /// Only attempts started at or after this.
     pub started_after: DateTime<Utc>,
+    /// Only attempts started before this: now minus the longest run the host allows.
     pub started_before: DateTime<Utc>,
     /// At most this many rows.
     pub limit: u32,
@@ -998,6 +1249,7 @@ pub struct OutlivedParams {
 /// Maintenance knobs for one pass. A `max_*` of 0 means no count limit.
 #[derive(Debug, Clone)]
 pub struct MaintenanceParams {
+    /// The queue's clock at the pass: retention ages count back from it.
     pub now: DateTime<Utc>,
     /// Delete execution rows older than this many seconds.
     pub execution_retention_seconds: u64,
@@ -1037,6 +1289,7 @@ pub struct MaintenanceReport {
 }
 
 impl MaintenanceReport {
+    /// True when the pass did nothing.
     pub fn is_empty(&self) -> bool {
         *self == MaintenanceReport::default()
     }
@@ -1059,56 +1312,80 @@ impl MaintenanceReport {
 /// Claim one scheduled tick of a cron (unique per path, schedule and instant).
 #[derive(Debug, Clone)]
 pub struct CronRunStartParams {
+    /// The cron route's path, as `vercel.json` names it.
     pub path: String,
+    /// The cron expression as `vercel.json` declares it.
     pub schedule: String,
     /// The instant the schedule named (whole minute, UTC).
     pub scheduled_at: DateTime<Utc>,
+    /// The queue's clock at the claim: the run's `started_at`.
     pub now: DateTime<Utc>,
 }
 
 /// Record how a cron invocation ended.
 #[derive(Debug, Clone)]
 pub struct CronRunFinishParams {
+    /// The run's id, as [`QueueStore::cron_run_start`] returned it.
     pub id: i64,
     /// The HTTP status the route answered, when it answered.
     pub status_code: Option<u16>,
+    /// True when the invocation succeeded (a 2xx answer).
     pub success: bool,
+    /// Why it failed (a non-2xx status, a transport error); `None` on success.
     pub error: Option<String>,
+    /// The queue's clock at the end: the run's `finished_at`.
     pub now: DateTime<Utc>,
 }
 
 /// One cron invocation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CronRunRecord {
+    /// The run's id.
     pub id: i64,
+    /// The cron route's path.
     pub path: String,
+    /// The cron expression it ran under.
     pub schedule: String,
+    /// The tick it ran for (whole minute, UTC).
     pub scheduled_at: DateTime<Utc>,
+    /// When the invocation began.
     pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while running.
     pub finished_at: Option<DateTime<Utc>>,
+    /// How long the invocation took; `None` while running.
     pub duration_ms: Option<i64>,
+    /// The HTTP status the route answered; `None` while running or when it never answered.
     pub status_code: Option<u16>,
     /// `running`, `success` or `failed`.
     pub outcome: String,
+    /// Why it failed; `None` on success or while running.
     pub error: Option<String>,
 }
 
 /// The latest run and the last success of one (path, schedule).
 #[derive(Debug, Clone, Serialize)]
 pub struct CronRunSummary {
+    /// The cron route's path.
     pub path: String,
+    /// The cron expression.
     pub schedule: String,
+    /// The most recent run (`None`: never ran).
     pub last_run: Option<CronRunRecord>,
+    /// When a run last succeeded (`None`: never).
     pub last_success_at: Option<DateTime<Utc>>,
 }
 
 /// Take (or take over an expired) named lock.
 #[derive(Debug, Clone)]
 pub struct CronLockParams {
+    /// The lock's name: callers that name the same lock exclude each other.
     pub name: String,
     /// Who holds it: only the owner releases it.
     pub owner: String,
+    /// How long the lock is held from `now` without an extension, in seconds: after that
+    /// anyone may take it over.
     pub ttl_seconds: u32,
+    /// The queue's clock at the call.
     pub now: DateTime<Utc>,
 }
 
@@ -1118,7 +1395,10 @@ pub type CronLockExtendParams = CronLockParams;
 /// Record that a process is alive: its lifeline beats.
 #[derive(Debug, Clone)]
 pub struct ProcessBeatParams {
+    /// The beating process's id, as its lease holder name
+    /// ([`DeliveryClaimParams::lease_holder`]).
     pub process_id: String,
+    /// The queue's clock at the beat: the process's last beat.
     pub now: DateTime<Utc>,
 }
 
@@ -1127,9 +1407,11 @@ pub struct ProcessBeatParams {
 /// abandoned and leases them again).
 #[derive(Debug, Clone)]
 pub struct ProcessRescueParams {
+    /// Processes whose last beat is older than this are presumed dead.
     pub dead_before: DateTime<Utc>,
     /// The process asking: never presumed dead by itself, however late its own last beat.
     pub rescuer: String,
+    /// The queue's clock at the rescue: their leases become due at it.
     pub now: DateTime<Utc>,
 }
 
@@ -1146,18 +1428,22 @@ pub struct ProcessRescueReport {
 /// ([`QueueStore::remote_cancel_record`]).
 #[derive(Debug, Clone)]
 pub struct RemoteCancelParams {
+    /// The id of the message in the other queue service.
     pub message_id: String,
     /// Recorded as the `error` of the cancelled attempt when a delivery of it arrives.
     pub reason: String,
     /// Kept until then (the longest a message can live); earlier records that expired are
     /// removed in the same write.
     pub expires_at: DateTime<Utc>,
+    /// The queue's clock at the call: when the cancel was recorded, and what expired
+    /// records are judged by.
     pub now: DateTime<Utc>,
 }
 
 /// Read a remote cancel ([`QueueStore::remote_cancel_get`]).
 #[derive(Debug, Clone)]
 pub struct RemoteCancelGetParams {
+    /// The id of the message in the other queue service.
     pub message_id: String,
 }
 
@@ -1168,6 +1454,7 @@ pub struct TopicControlSetParams {
     pub topic: String,
     /// True: no delivery of the topic is claimed until it is set false again.
     pub paused: bool,
+    /// The queue's clock at the call: the control's `updated_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -1188,6 +1475,7 @@ pub struct GroupPauseSetParams {
     /// True: no delivery of the topic's messages of this group is claimed until it is
     /// set false again (the row is then removed).
     pub paused: bool,
+    /// The queue's clock at the call: the pause's `paused_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -1205,7 +1493,9 @@ pub struct GroupPauseListParams {
 /// One paused message group of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupPause {
+    /// The topic whose messages of the group are held.
     pub topic: String,
+    /// The paused group key.
     pub group_key: String,
     /// When it was paused.
     pub paused_at: DateTime<Utc>,
@@ -1215,7 +1505,9 @@ pub struct GroupPause {
 /// at most `limit` at once, `limit` per period on average, never more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RateLimit {
+    /// Starts per period, and the most allowed at once (the bucket's size); at least 1.
     pub limit: u32,
+    /// The period in seconds over which `limit` starts refill; at least 1.
     pub period_seconds: u32,
 }
 
@@ -1226,12 +1518,17 @@ pub struct TopicLimits {
     /// Leased at once for each consumer group of the topic, across processes (replaces a
     /// trigger's `maxConcurrency` while set).
     pub concurrency: Option<u32>,
+    /// Starts per consumer group of the topic, across processes.
     pub rate_limit: Option<RateLimit>,
+    /// Leased at once per (consumer group, group key), across processes.
     pub group_concurrency: Option<u32>,
+    /// Starts per (consumer group, group key) bucket, across processes (see
+    /// [`DeliveryClaimParams::group_rate_limit`]).
     pub group_rate_limit: Option<RateLimit>,
 }
 
 impl TopicLimits {
+    /// True when no limit is set.
     pub fn is_empty(&self) -> bool {
         *self == TopicLimits::default()
     }
@@ -1241,9 +1538,14 @@ impl TopicLimits {
 /// `Some(Some(v))` sets it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TopicLimitsPatch {
+    /// The concurrency override: `None` keeps it, `Some(None)` clears it, `Some(Some(n))`
+    /// sets it.
     pub concurrency: Option<Option<u32>>,
+    /// The rate limit override, patched the same way.
     pub rate_limit: Option<Option<RateLimit>>,
+    /// The group concurrency override, patched the same way.
     pub group_concurrency: Option<Option<u32>>,
+    /// The group rate limit override, patched the same way.
     pub group_rate_limit: Option<Option<RateLimit>>,
 }
 
@@ -1252,13 +1554,16 @@ pub struct TopicLimitsPatch {
 pub struct TopicLimitsSetParams {
     /// A valid topic name (the facade checks it, and the values).
     pub topic: String,
+    /// Which overrides change, and to what.
     pub patch: TopicLimitsPatch,
+    /// The queue's clock at the call: the row's `updated_at`.
     pub now: DateTime<Utc>,
 }
 
 /// Read a rate bucket ([`QueueStore::rate_bucket_get`]).
 #[derive(Debug, Clone)]
 pub struct RateBucketGetParams {
+    /// The consumer group whose bucket it is.
     pub consumer_group: String,
     /// The bucket's topic (the empty string for a claim that named none).
     pub topic: String,
@@ -1267,17 +1572,24 @@ pub struct RateBucketGetParams {
 /// Take one start from a rate bucket ([`QueueStore::rate_bucket_take`]).
 #[derive(Debug, Clone)]
 pub struct RateBucketTakeParams {
+    /// The consumer group whose bucket it is.
     pub consumer_group: String,
+    /// The bucket's topic.
     pub topic: String,
+    /// The rate limit in force (the bucket's size and refill).
     pub rate: RateLimit,
+    /// The queue's clock at the call: whether a start is allowed is judged at it.
     pub now: DateTime<Utc>,
 }
 
 /// A topic's limit overrides as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicLimitsRow {
+    /// The topic the overrides apply to.
     pub topic: String,
+    /// The operator's overrides (`None` fields: the job type's defaults apply).
     pub overrides: TopicLimits,
+    /// When they last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -1285,8 +1597,11 @@ pub struct TopicLimitsRow {
 /// overrides will live too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicControl {
+    /// The topic.
     pub topic: String,
+    /// True while the topic is paused: none of its deliveries is claimed.
     pub paused: bool,
+    /// When it was last paused or resumed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -1295,6 +1610,7 @@ pub struct TopicControl {
 pub struct SessionRevokeParams {
     /// The session's nonce (never the token, never the whole cookie).
     pub nonce: String,
+    /// When the session would have expired: the revocation is kept until then.
     pub expires_at: DateTime<Utc>,
     /// Revocations that expired before this are removed in the same write.
     pub now: DateTime<Utc>,
@@ -1310,16 +1626,20 @@ pub struct MessageSendManyParams {
 /// Make a message's waiting deliveries due now ([`QueueStore::message_run_now`]).
 #[derive(Debug, Clone)]
 pub struct MessageRunNowParams {
+    /// The message to run now.
     pub message_id: String,
+    /// The queue's clock at the call: the deliveries become due at it.
     pub now: DateTime<Utc>,
 }
 
 /// Cancel a message in every consumer group ([`QueueStore::message_cancel`]).
 #[derive(Debug, Clone)]
 pub struct MessageCancelParams {
+    /// The message to cancel.
     pub message_id: String,
     /// Recorded as the `error` of the attempts it closes (e.g. "cancelled by an operator").
     pub reason: String,
+    /// The queue's clock at the call: the closed attempts' `finished_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -1346,11 +1666,13 @@ pub struct MessageCancelled {
 /// Cancel every pending delivery of a topic ([`QueueStore::topic_purge`]).
 #[derive(Debug, Clone)]
 pub struct TopicPurgeParams {
+    /// The topic to purge (exact name).
     pub topic: String,
     /// One consumer group only; `None`: every group.
     pub consumer_group: Option<String>,
     /// Count what would be cancelled; change nothing.
     pub dry_run: bool,
+    /// The queue's clock at the call.
     pub now: DateTime<Utc>,
 }
 
@@ -1364,6 +1686,7 @@ pub struct DeliveryCancelledParams {
 /// Read one message with its deliveries ([`QueueStore::message_get`]).
 #[derive(Debug, Clone)]
 pub struct MessageGetParams {
+    /// The message's id.
     pub id: String,
 }
 
@@ -1380,10 +1703,12 @@ pub struct MessageKeyLookupParams {
 /// ([`QueueStore::delivery_group_held`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryGroupHeldParams {
+    /// The message whose delivery is asked about.
     pub message_id: String,
     /// The topic's group rate limit in force: also say whether the group's bucket allows no
     /// start now.
     pub group_rate_limit: Option<RateLimit>,
+    /// The queue's clock at the call: whether the bucket allows a start is judged at it.
     pub now: DateTime<Utc>,
 }
 
@@ -1399,6 +1724,7 @@ pub enum GroupHeld {
 /// Count a consumer group's live leases ([`QueueStore::delivery_leased_count`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryLeasedCountParams {
+    /// The consumer group whose leases are counted.
     pub consumer_group: String,
     /// A lease that ends at or before `now` is not counted.
     pub now: DateTime<Utc>,
@@ -1407,20 +1733,25 @@ pub struct DeliveryLeasedCountParams {
 /// Find the topic of a message's delivery to a group ([`QueueStore::delivery_topic`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryTopicParams {
+    /// The message's id.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
 }
 
 /// Find when a consumer group's next delivery is due ([`QueueStore::delivery_next_due`]).
 #[derive(Debug, Clone)]
 pub struct DeliveryNextDueParams {
+    /// The consumer group asked about.
     pub consumer_group: String,
 }
 
 /// Read a job's checkpoint ([`QueueStore::checkpoint_get`]).
 #[derive(Debug, Clone)]
 pub struct CheckpointGetParams {
+    /// The message the job is running.
     pub message_id: String,
+    /// The consumer group of the delivery.
     pub consumer_group: String,
 }
 
@@ -1434,7 +1765,9 @@ pub struct QueueStatsParams {
 /// Read one key of a sync job's log ([`QueueStore::sync_log_get`]).
 #[derive(Debug, Clone)]
 pub struct SyncLogGetParams {
+    /// The sync job's topic.
     pub topic: String,
+    /// The key synced.
     pub key: String,
 }
 
@@ -1448,18 +1781,21 @@ pub struct SyncLogListParams {
 /// List dead letters, newest first ([`QueueStore::dead_letter_list`]).
 #[derive(Debug, Clone)]
 pub struct DeadLetterListParams {
+    /// Dead letters returned at most.
     pub limit: u32,
 }
 
 /// Read one dead letter with its whole payload ([`QueueStore::dead_letter_get`]).
 #[derive(Debug, Clone)]
 pub struct DeadLetterGetParams {
+    /// The dead letter's id.
     pub id: i64,
 }
 
 /// Remove one dead letter for good, keeping no record ([`QueueStore::dead_letter_delete`]).
 #[derive(Debug, Clone)]
 pub struct DeadLetterDeleteParams {
+    /// The dead letter's id.
     pub id: i64,
 }
 
@@ -1500,17 +1836,22 @@ pub struct DeadLetterGroupsParams {
 /// The dead letters of one topic sharing an error fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetterGroup {
+    /// The topic of the dead letters.
     pub topic: String,
     /// [`dead_letter_fingerprint`] of their errors: with the topic, what names the group.
     pub error: String,
+    /// How many dead letters the group holds.
     pub count: u64,
+    /// When its oldest dead letter was kept.
     pub oldest_at: DateTime<Utc>,
+    /// When its newest dead letter was kept.
     pub newest_at: DateTime<Utc>,
 }
 
 /// A page of one group's dead letter ids, oldest first ([`QueueStore::dead_letter_group_ids`]).
 #[derive(Debug, Clone)]
 pub struct DeadLetterGroupIdsParams {
+    /// The group's topic.
     pub topic: String,
     /// The group's fingerprint ([`dead_letter_fingerprint`]).
     pub error: String,
@@ -1519,12 +1860,14 @@ pub struct DeadLetterGroupIdsParams {
     /// Ids up to this one only: the newest when the bulk action began, so dead letters that
     /// arrive meanwhile (a replay failing again) are not taken in the same action.
     pub through_id: i64,
+    /// Ids returned at most.
     pub limit: u32,
 }
 
 /// One rollup transaction ([`QueueStore::stats_rollup`]; see `crate::stats`).
 #[derive(Debug, Clone)]
 pub struct StatsRollupParams {
+    /// The queue's clock at the pass: the depth sample's minute.
     pub now: DateTime<Utc>,
     /// Executions read at most after the cursor.
     pub batch: u32,
@@ -1559,9 +1902,14 @@ pub struct StatsSeriesParams {
 /// One topic's minute in the rollup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsMinuteRecord {
+    /// The topic the figures are of.
     pub topic: String,
+    /// The minute's start (UTC, whole minute).
     pub minute: DateTime<Utc>,
+    /// The attempts that finished in the minute: counts and latency buckets.
     pub figures: crate::stats::MinuteFigures,
+    /// Messages waiting (due, not leased) as sampled in that minute; `None` when no pass
+    /// sampled it.
     pub depth: Option<i64>,
 }
 
@@ -1570,6 +1918,7 @@ pub struct StatsMinuteRecord {
 pub struct CronRunListParams {
     /// One path's runs; `None`: every path's.
     pub path: Option<String>,
+    /// Runs returned at most.
     pub limit: u32,
 }
 
@@ -1580,6 +1929,7 @@ pub struct CronRunSummaryParams {}
 /// Release a named lock ([`QueueStore::cron_lock_release`]).
 #[derive(Debug, Clone)]
 pub struct CronLockReleaseParams {
+    /// The lock's name.
     pub name: String,
     /// Only the owner releases it.
     pub owner: String,
@@ -1895,7 +2245,7 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Claimed fires still to publish (see [`ScheduleUnsentParams`]).
     async fn schedule_unsent(&self, p: ScheduleUnsentParams) -> Result<Vec<ScheduleUnsent>, StoreError>;
 
-    /// Cheap liveness probe: the one method with no params (it asks nothing).
+    /// Cheap liveness probe: it takes no params (it asks nothing).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -1,7 +1,8 @@
 //! Limits per topic (SPEC.md, "Flow control"): `concurrency` (leased at once per consumer
 //! group, across processes; replaces a trigger's `maxConcurrency` while set) and
 //! `rate_limit` (a GCRA bucket per consumer group and topic, across processes), with
-//! `group_concurrency` / `group_rate_limit` stored and carried for message groups.
+//! `group_concurrency` / `group_rate_limit` (the same per consumer group and group key, for
+//! message groups).
 //!
 //! Defaults come from the job type ([`crate::Jobbable::concurrency`],
 //! [`crate::Jobbable::rate_limit`], registered with [`Queue::set_limit_defaults`]); runtime
@@ -46,15 +47,21 @@ pub enum LimitSource {
 /// One limit in force and where it comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LimitInForce<T> {
+    /// The limit.
     pub value: T,
+    /// Whether it is the job type's default or an operator's override.
     pub source: LimitSource,
 }
 
 /// A topic's limits: the job type's defaults, the operator's overrides, and the merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicLimitsView {
+    /// The topic the limits are of.
     pub topic: String,
+    /// The job type's limits, as its code declares them and [`Queue::set_limit_defaults`]
+    /// registered them (empty when none were).
     pub defaults: TopicLimits,
+    /// The operator's overrides as stored (empty when none was set).
     pub overrides: TopicLimits,
     /// The limits in force (an override wins field by field), each saying where it comes from.
     pub in_force: LimitsInForce,
@@ -63,9 +70,13 @@ pub struct TopicLimitsView {
 /// The limits in force for a topic, field by field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LimitsInForce {
+    /// Leased at once per consumer group across processes; `None`: no limit.
     pub concurrency: Option<LimitInForce<u32>>,
+    /// Starts per consumer group's bucket; `None`: no limit.
     pub rate_limit: Option<LimitInForce<RateLimit>>,
+    /// Leased at once per (consumer group, group key); `None`: no limit.
     pub group_concurrency: Option<LimitInForce<u32>>,
+    /// Starts per message group's bucket; `None`: no limit.
     pub group_rate_limit: Option<LimitInForce<RateLimit>>,
 }
 
@@ -78,6 +89,7 @@ fn pick<T: Copy>(over: Option<T>, default: Option<T>) -> Option<LimitInForce<T>>
 }
 
 impl LimitsInForce {
+    /// The limits in force: per field, the override when set, else the default.
     pub fn merge(defaults: &TopicLimits, overrides: &TopicLimits) -> Self {
         LimitsInForce {
             concurrency: pick(overrides.concurrency, defaults.concurrency),
