@@ -134,6 +134,10 @@ impl QueueStore for SqliteStore {
         crate::flow_groups::group_held(&self.read, p).await
     }
 
+    async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError> {
+        crate::flow_groups::busiest(&self.read, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }

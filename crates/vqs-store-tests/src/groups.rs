@@ -153,3 +153,52 @@ pub async fn the_group_is_kept_across_retry_and_replay(s: Store) {
     let replayed = s.delivery_claim(grouped(10, 1, 15)).await.unwrap();
     assert_eq!(replayed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [sent.message_id.as_str()]);
 }
+
+fn busiest(topic: &str, limit: u32, waiting_cap: u32, now: i64) -> FlowGroupBusiestParams {
+    FlowGroupBusiestParams { topic: topic.into(), limit, waiting_cap, now: at(now) }
+}
+
+/// (group, running, waiting) of each listed group, in order.
+async fn loads(s: &Store, p: FlowGroupBusiestParams) -> Vec<(String, u32, u32)> {
+    let out = s.flow_group_busiest(p).await.unwrap();
+    assert!(out.iter().all(|l| l.consumer_group == "g"), "{out:?}");
+    out.into_iter().map(|l| (l.group_key, l.running, l.waiting)).collect()
+}
+
+pub async fn the_busiest_groups_are_listed_running_first(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    subscribe(&s, "plain", "p").await;
+    send(&s, "plain", at(0)).await;
+    for _ in 0..3 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    send_to(&s, Some("B"), 1).await;
+    for _ in 0..5 {
+        send_to(&s, Some("C"), 2).await;
+    }
+    send_to(&s, None, 2).await;
+    let leased = s.delivery_claim(grouped(20, 2, 3)).await.unwrap();
+    assert_eq!(leased.len(), 6, "two of A, one of B, two of C, the ungrouped one");
+    send_to(&s, Some("D"), 4).await;
+    let all = [("C".into(), 2, 3), ("A".into(), 2, 1), ("B".into(), 1, 0), ("D".into(), 0, 1)];
+    assert_eq!(loads(&s, busiest("t", 10, 100, 5)).await, all, "most running, then most waiting; never the \"\" group");
+    assert_eq!(loads(&s, busiest("t", 2, 100, 5)).await, all[..2], "at most the limit");
+    assert_eq!(loads(&s, busiest("t", 10, 2, 5)).await[0], ("C".into(), 2, 2), "waiting counted up to the cap");
+    let full = s.flow_group_busiest(busiest("t", 1, 100, 5)).await.unwrap();
+    assert_eq!(full[0].concurrency, Some(2), "the group concurrency its claim applied");
+    assert!(s.flow_group_busiest(busiest("plain", 10, 100, 5)).await.unwrap().is_empty(), "an ungrouped topic: none");
+    assert!(s.flow_group_busiest(busiest("none", 10, 100, 5)).await.unwrap().is_empty());
+    // B's only delivery acknowledged: nothing of B is live, so it is left out.
+    for m in &leased {
+        if keys_of(&s, std::slice::from_ref(m)).await == [Some("B".to_owned())] {
+            s.delivery_ack(DeliveryAckParams { lease: lease(m, at(6)), execution: None }).await.unwrap();
+        }
+    }
+    let without_b = [all[0].clone(), all[1].clone(), all[3].clone()];
+    assert_eq!(loads(&s, busiest("t", 10, 100, 7)).await, without_b);
+    // Leases run out 30 s after the claim: expired ones are not running.
+    let mut expired = loads(&s, busiest("t", 10, 100, 40)).await;
+    assert_eq!(expired[0], ("C".into(), 0, 3), "the most waiting first");
+    expired[1..].sort();
+    assert_eq!(expired[1..], [("A".into(), 0, 1), ("D".into(), 0, 1)], "a tie in the order the groups became ready");
+}

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod busy_groups;
 mod cancellation;
 mod clock;
 mod consumer;
@@ -69,6 +70,7 @@ mod topic_pause;
 mod trace_context;
 mod vercel_config;
 
+pub use busy_groups::{BUSIEST_GROUPS_LISTED, GroupLoad, MAX_GROUP_WAITING_COUNTED};
 pub use cancellation::{CANCEL_POLL_INTERVAL, CancelSignal, watch_cancellations};
 pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler, renewal_interval};

@@ -1387,6 +1387,33 @@ pub struct DeliveryGroupHeldParams {
     pub now: DateTime<Utc>,
 }
 
+/// The busiest message groups of a topic ([`QueueStore::flow_group_busiest`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupBusiestParams {
+    /// Its grouped consumer groups are those subscribed to exactly this topic.
+    pub topic: String,
+    /// Groups returned at most (over all of the topic's grouped consumer groups).
+    pub limit: u32,
+    /// Pending deliveries counted per group at most (a group's backlog is never read further).
+    pub waiting_cap: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// One message group's live work in one consumer group ([`QueueStore::flow_group_busiest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowGroupLoad {
+    pub consumer_group: String,
+    pub group_key: String,
+    /// Live leases now (`leased`, lease not expired).
+    pub running: u32,
+    /// Pending deliveries (due or not), counted up to the params' `waiting_cap`.
+    pub waiting: u32,
+    /// The group concurrency the group's last claim applied (`None`: never claimed under one).
+    pub concurrency: Option<u32>,
+    /// The group's rate bucket (GCRA theoretical arrival time, µs since the epoch).
+    pub tat_us: Option<i64>,
+}
+
 /// Why a due delivery waits because of its message group ([`QueueStore::delivery_group_held`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupHeld {
@@ -1662,6 +1689,13 @@ pub trait QueueStore: Send + Sync + 'static {
     /// full under group concurrency (the admin API's `"held": "group_concurrency"`), or its
     /// bucket empty under `p.group_rate_limit` (`"rate_limit"`); `None` when neither.
     async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError>;
+    /// The busiest message groups (never the `""` pseudo-group of ungrouped messages) of the
+    /// consumer groups subscribed grouped to exactly `p.topic`: those with live leases first,
+    /// most first, then groups with work waiting (the longest-ready first), each with its
+    /// live leases and its pending deliveries counted up to `p.waiting_cap`; at most
+    /// `p.limit`, a group with nothing live left out. Read through indexes: the live leases,
+    /// the ready groups and each listed group's slice — never the whole backlog.
+    async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).
