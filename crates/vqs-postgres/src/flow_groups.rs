@@ -336,3 +336,96 @@ pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<
     }
     Ok(vqs::store_support::busiest_groups(out, p.limit))
 }
+
+/// A push of a message group this database did not lease, under the group's limits
+/// ([`vqs::QueueStore::flow_group_start`]): serialised per group by the group's
+/// `flow_groups` row lock (created if needed; the claim skips a locked group), then each
+/// statement of the transaction sees every slot committed before the lock was granted.
+pub(crate) async fn start(
+    pool: &PgPool,
+    p: vqs::store::FlowGroupStartParams,
+) -> Result<vqs::store::FlowGroupStart, StoreError> {
+    use vqs::store::FlowGroupStart;
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) VALUES ($1, $2, 0, NULL) \
+         ON CONFLICT (consumer_group, group_key) DO NOTHING",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.group_key)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let tat: Option<i64> =
+        sqlx::query_scalar("SELECT tat_us FROM flow_groups WHERE consumer_group = $1 AND group_key = $2 FOR UPDATE")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let now = p.now.timestamp_micros();
+    if let Some(n) = p.concurrency {
+        sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND expires_at <= $3")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .bind(p.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id <> $3",
+        )
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if held >= i64::from(n) {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(FlowGroupStart::Full);
+        }
+    }
+    if let Some(r) = p.rate {
+        if vqs::store_support::rate_room(r, tat, now) == 0 {
+            tx.commit().await.map_err(db_err)?;
+            let next = vqs::store_support::group_rate_after(r, tat, now, 0).1.unwrap_or(now + 1);
+            return Ok(FlowGroupStart::RateLimited { wait_us: (next - now).max(1) });
+        }
+        let (tat, _) = vqs::store_support::group_rate_after(r, tat, now, 1);
+        sqlx::query("UPDATE flow_groups SET tat_us = $3 WHERE consumer_group = $1 AND group_key = $2")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .bind(tat)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    if p.concurrency.is_some() {
+        sqlx::query(
+            "INSERT INTO flow_group_slots (consumer_group, group_key, message_id, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (consumer_group, group_key, message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+        )
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .bind(p.slot_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(FlowGroupStart::Started)
+}
+
+/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]).
+pub(crate) async fn slot_release(pool: &PgPool, p: vqs::store::FlowGroupSlotReleaseParams) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id = $3")
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}

@@ -356,3 +356,112 @@ pub(crate) async fn busiest(read: &SqlitePool, p: FlowGroupBusiestParams) -> Res
     }
     Ok(vqs::store_support::busiest_groups(out, p.limit))
 }
+
+/// A push of a message group this database did not lease, under the group's limits
+/// ([`vqs::QueueStore::flow_group_start`]), through the one writer (so serialised per group).
+pub(crate) async fn start(
+    writer: &crate::writer::Writer,
+    p: vqs::store::FlowGroupStartParams,
+) -> Result<vqs::store::FlowGroupStart, StoreError> {
+    use futures::FutureExt;
+    use vqs::store::FlowGroupStart;
+    writer
+        .run(move |c| {
+            async move {
+                let now = us(p.now);
+                if let Some(n) = p.concurrency {
+                    sqlx::query(
+                        "DELETE FROM flow_group_slots WHERE consumer_group = ?1 AND group_key = ?2 AND expires_at <= ?3",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    let held: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM flow_group_slots \
+                         WHERE consumer_group = ?1 AND group_key = ?2 AND message_id <> ?3",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .bind(&p.message_id)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    if held >= i64::from(n) {
+                        return Ok(FlowGroupStart::Full);
+                    }
+                }
+                if let Some(r) = p.rate {
+                    let tat: Option<i64> = sqlx::query_scalar(
+                        "SELECT tat_us FROM flow_groups WHERE consumer_group = ?1 AND group_key = ?2",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .flatten();
+                    if vqs::store_support::rate_room(r, tat, now) == 0 {
+                        let next = vqs::store_support::group_rate_after(r, tat, now, 0).1.unwrap_or(now + 1);
+                        return Ok(FlowGroupStart::RateLimited { wait_us: (next - now).max(1) });
+                    }
+                    let (tat, _) = vqs::store_support::group_rate_after(r, tat, now, 1);
+                    sqlx::query(
+                        "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at, tat_us) \
+                         VALUES (?1, ?2, 0, NULL, ?3) \
+                         ON CONFLICT (consumer_group, group_key) DO UPDATE SET tat_us = excluded.tat_us",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .bind(tat)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                }
+                if p.concurrency.is_some() {
+                    sqlx::query(
+                        "INSERT INTO flow_group_slots (consumer_group, group_key, message_id, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (consumer_group, group_key, message_id) DO UPDATE SET expires_at = excluded.expires_at",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .bind(&p.message_id)
+                    .bind(us(p.slot_until))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Ok(FlowGroupStart::Started)
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]).
+pub(crate) async fn slot_release(
+    writer: &crate::writer::Writer,
+    p: vqs::store::FlowGroupSlotReleaseParams,
+) -> Result<(), StoreError> {
+    use futures::FutureExt;
+    writer
+        .run(move |c| {
+            async move {
+                sqlx::query(
+                    "DELETE FROM flow_group_slots WHERE consumer_group = ?1 AND group_key = ?2 AND message_id = ?3",
+                )
+                .bind(&p.consumer_group)
+                .bind(&p.group_key)
+                .bind(&p.message_id)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+}

@@ -1414,6 +1414,42 @@ pub struct FlowGroupLoad {
     pub tat_us: Option<i64>,
 }
 
+/// Start a push of one message group that this process did not lease (Vercel's) under the
+/// group's limits ([`QueueStore::flow_group_start`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupStartParams {
+    pub consumer_group: String,
+    pub group_key: String,
+    /// The pushed message: its slot (a push of it again reuses the slot).
+    pub message_id: String,
+    /// At most this many pushes of the group hold a slot at once (`None`: no slot taken).
+    pub concurrency: Option<u32>,
+    /// Starts per the group's rate bucket (`flow_groups.tat_us`, the claim's bucket).
+    pub rate: Option<RateLimit>,
+    /// The slot frees itself at this time (a killed function's slot is not held forever).
+    pub slot_until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// What [`QueueStore::flow_group_start`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowGroupStart {
+    /// Started: a start taken from the bucket (under a rate), a slot held (under a concurrency).
+    Started,
+    /// As many slots of the group held as its concurrency: nothing taken.
+    Full,
+    /// The group's bucket allows no start for another `wait_us` microseconds: nothing taken.
+    RateLimited { wait_us: i64 },
+}
+
+/// Free a push's group slot ([`QueueStore::flow_group_slot_release`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupSlotReleaseParams {
+    pub consumer_group: String,
+    pub group_key: String,
+    pub message_id: String,
+}
+
 /// Why a due delivery waits because of its message group ([`QueueStore::delivery_group_held`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupHeld {
@@ -1696,6 +1732,15 @@ pub trait QueueStore: Send + Sync + 'static {
     /// `p.limit`, a group with nothing live left out. Read through indexes: the live leases,
     /// the ready groups and each listed group's slice — never the whole backlog.
     async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError>;
+    /// A push this process did not lease (Vercel's) of a message group, under the group's
+    /// limits, atomically per group across processes: with a concurrency, `Full` when that
+    /// many unexpired slots of the group are held by other messages; with a rate, `RateLimited`
+    /// when its bucket (the grouped claim's `flow_groups.tat_us`) allows no start now;
+    /// otherwise a start is taken from the bucket and a slot keyed by the message id held
+    /// until `p.slot_until` (or its release), and `Started`. Held: nothing is taken.
+    async fn flow_group_start(&self, p: FlowGroupStartParams) -> Result<FlowGroupStart, StoreError>;
+    /// Free the slot [`Self::flow_group_start`] took for the message (none: nothing to do).
+    async fn flow_group_slot_release(&self, p: FlowGroupSlotReleaseParams) -> Result<(), StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).
