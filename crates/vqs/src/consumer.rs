@@ -18,6 +18,7 @@ use crate::queue_service::{
 use crate::storable_text::escape_unstorable;
 use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
 use crate::{
+    GroupStart,
     CancelSignal, Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy,
     TraceContext,
 };
@@ -500,6 +501,7 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             // A paused message group's delivery that this process did not lease (Vercel's):
             // deferred like a paused topic's (no attempt, no execution row). The group is the
             // job type's for these params (`Jobbable::group`).
+            let mut group_slot: Option<String> = None;
             if pushed_unleased && let Some(group) = self.0.group(&params) {
                 match queue.group_paused(&delivery.topic, &group).await {
                     Ok(false) => {}
@@ -515,8 +517,42 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         };
                     }
                 }
+                // The group's limits (the grouped claim's, which did not run for this push): a
+                // start from its rate bucket, a slot under its group concurrency held until
+                // the push settles (or its lease would have run out) — else deferred.
+                let now = clock.now();
+                let until = delivery
+                    .visibility_deadline
+                    .unwrap_or(now)
+                    .max(now + chrono::Duration::seconds(i64::from(needed)));
+                let defaults = (self.0.group_concurrency(), self.0.group_rate_limit());
+                match queue
+                    .group_start(&delivery.topic, &delivery.consumer_group, &group, &delivery.message_id, defaults, until)
+                    .await
+                {
+                    Ok(GroupStart::Started { slot }) => {
+                        if slot {
+                            group_slot = Some(group);
+                        }
+                    }
+                    Ok(GroupStart::Held { held, after_seconds }) => {
+                        tracing::info!(defer_s = after_seconds, queue.group = %group, "held: {held}");
+                        let r = service.retry_after(&lease, after_seconds, None).await;
+                        return settle(
+                            r,
+                            ConsumerOutcome::Held { held: held.into(), after_seconds: u64::from(after_seconds) },
+                        );
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable {
+                            error: format!("could not read the message group's limits: {e}"),
+                        };
+                    }
+                }
             }
 
+            // Whatever the outcome from here on, a group slot taken above is released after it.
+            let outcome = async {
             // Make sure the lease outlives the job's timeout (plus a little to settle it); the
             // common case — a 60 s lease for a short job — needs no extra round trip. A
             // service that wants its leases renewed (Vercel's) is renewed while the job runs.
@@ -643,6 +679,15 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                 }
                 settle(r, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() })
             }
+            }
+            .await;
+            if let Some(group) = group_slot
+                && let Err(e) = queue.group_slot_release(&delivery.consumer_group, &group, &delivery.message_id).await
+            {
+                // Not lost: the slot frees itself when the push's lease would have run out.
+                tracing::warn!(error = %e, queue.group = %group, "could not release the message group's slot");
+            }
+            outcome
         })
     }
 }

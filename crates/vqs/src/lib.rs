@@ -43,6 +43,7 @@ mod dispatcher;
 mod execution_slot;
 mod group_key;
 mod group_pause;
+mod group_slots;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -89,6 +90,7 @@ pub use dispatcher::{
 pub use execution_slot::ExecutionSlot;
 pub use group_key::{MAX_GROUP_KEY_LEN, check_group_key};
 pub use group_pause::MAX_PAUSED_GROUPS_LISTED;
+pub use group_slots::{GROUP_FULL_DEFER, GroupStart};
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};
