@@ -8,8 +8,8 @@ mod common;
 use axum::body::Body;
 use common::{ADMIN_TOKEN, TestApp};
 use http::{Request, StatusCode};
-use serde_json::{Value, json};
 use http_body_util::BodyExt;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 use vqs::SendOpts;
 

@@ -72,7 +72,12 @@ impl Queue {
     }
 
     /// Free the slot [`Queue::group_start`] took for the push of `message_id`.
-    pub async fn group_slot_release(&self, consumer_group: &str, group: &str, message_id: &str) -> Result<(), QueueError> {
+    pub async fn group_slot_release(
+        &self,
+        consumer_group: &str,
+        group: &str,
+        message_id: &str,
+    ) -> Result<(), QueueError> {
         let p = FlowGroupSlotReleaseParams {
             consumer_group: consumer_group.to_owned(),
             group_key: group.to_owned(),

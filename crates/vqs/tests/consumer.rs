@@ -348,5 +348,9 @@ async fn a_push_this_process_did_not_lease_keeps_to_its_groups_limits() {
 }
 
 fn release_of(id: &str) -> vqs::store::FlowGroupSlotReleaseParams {
-    vqs::store::FlowGroupSlotReleaseParams { consumer_group: GROUP.into(), group_key: "acme".into(), message_id: id.into() }
+    vqs::store::FlowGroupSlotReleaseParams {
+        consumer_group: GROUP.into(),
+        group_key: "acme".into(),
+        message_id: id.into(),
+    }
 }

@@ -234,7 +234,8 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
                         format!("{}: {} running, {}{more} waiting{held}", g.group, g.running, g.waiting)
                     })
                     .collect();
-                let _ = write!(badge, r#" <span class="badge busiest-groups">groups: {}</span>"#, esc(&list.join(" · ")));
+                let _ =
+                    write!(badge, r#" <span class="badge busiest-groups">groups: {}</span>"#, esc(&list.join(" · ")));
             }
         }
         let _ = write!(
