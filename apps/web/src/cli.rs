@@ -326,6 +326,23 @@ fn paused_cell(t: &Value) -> String {
     }
 }
 
+/// The line under a topic's row listing its busiest message groups
+/// (`  busiest groups: a 2 running 5 waiting (group_concurrency), b 1 running 0 waiting`),
+/// empty for a topic with none.
+fn busiest_groups_line(t: &Value) -> String {
+    let groups: Vec<String> = t["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let more = if g["waiting_more"] == json!(true) { "+" } else { "" };
+            let held = g["held"].as_str().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("{} {} running {}{more} waiting{held}", s(&g["group"]), s(&g["running"]), s(&g["waiting"]))
+        })
+        .collect();
+    if groups.is_empty() { String::new() } else { format!("  busiest groups: {}\n", groups.join(", ")) }
+}
+
 /// Run the CLI.
 pub async fn run(cli: Cli, config: Config) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
@@ -446,6 +463,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                         s(&t["cancelled"]),
                         paused_cell(t)
                     );
+                    out += &busiest_groups_line(t);
                 }
                 out
             });

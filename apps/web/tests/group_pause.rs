@@ -8,7 +8,9 @@ mod common;
 use axum::body::Body;
 use common::{ADMIN_TOKEN, TestApp};
 use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 use vqs::SendOpts;
 
 fn post(path: &str) -> Request<Body> {
@@ -126,4 +128,80 @@ async fn the_cli_pauses_and_resumes_a_group() {
     assert!(!ok);
     assert!(err.contains("1 to 256 characters"), "{err}");
     assert!(app.queue().paused_groups(None).await.unwrap().is_empty());
+}
+
+/// The queues list shows running per group for the busiest groups of a grouped topic (SPEC.md,
+/// "Flow control"): most running first, each with what waits and why it is held; the CLI
+/// prints them under the topic's row.
+#[tokio::test]
+async fn the_queues_list_shows_the_busiest_groups_running_first() {
+    let app = TestApp::new().await;
+    let put = Request::put("/api/admin/limits/probe")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"group_concurrency":1}"#))
+        .unwrap();
+    assert_eq!(app.call(put).await.0, StatusCode::OK);
+    for g in ["a", "a", "a", "b", "c"] {
+        send(&app, Some(g)).await;
+    }
+    send(&app, None).await;
+    app.call(post("/api/admin/queues/probe/pause?group=c")).await;
+    // One lease of a and one of b (c is paused), held by a "process" that has not settled yet.
+    let consumer_group = app.consumer("probe").consumer_group;
+    let claim = vqs::store::DeliveryClaimParams {
+        consumer_group: consumer_group.clone(),
+        topic: None,
+        message_id: None,
+        limit: 10,
+        visibility_seconds: 300,
+        start_executions: false,
+        lease_holder: None,
+        max_leased: None,
+        leased_here: 0,
+        rate_limit: None,
+        group_concurrency: Some(1),
+        group_rate_limit: None,
+        now: app.queue().clock().now(),
+    };
+    assert_eq!(app.queue().store().delivery_claim(claim).await.unwrap().len(), 3, "a, b and the ungrouped one");
+
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    let probe = queues.as_array().unwrap().iter().find(|t| t["topic"] == "probe").unwrap();
+    let g = |group: &str, running: u32, waiting: u32, held: Value| {
+        json!({"group": group, "consumer_group": consumer_group, "running": running, "waiting": waiting,
+               "waiting_more": false, "held": held})
+    };
+    assert_eq!(
+        probe["groups"],
+        json!([g("a", 1, 2, json!("group_concurrency")), g("b", 1, 0, Value::Null), g("c", 0, 1, json!("paused"))]),
+        "{probe}"
+    );
+    // A topic no consumer group claims grouped lists none.
+    send_plain(&app).await;
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    let other = queues.as_array().unwrap().iter().find(|t| t["topic"] == "cleanup").unwrap();
+    assert_eq!(other["groups"], json!([]), "{other}");
+
+    let (ok, out, err) = app.run_cli(&["queues"]);
+    assert!(ok, "{err}");
+    let line = "  busiest groups: a 1 running 2 waiting (group_concurrency), b 1 running 0 waiting, c 0 running 1 waiting (paused)";
+    assert!(out.lines().any(|l| l == line), "{out}");
+
+    // The dashboard shows the same short list on the topic's row.
+    let login = Request::post("/admin/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={ADMIN_TOKEN}")))
+        .unwrap();
+    let resp = app.router.clone().oneshot(login).await.unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = Request::get("/admin?fragment=1").header("cookie", cookie).body(Body::empty()).unwrap();
+    let body = app.router.clone().oneshot(page).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    let shown = "groups: a: 1 running, 2 waiting (group_concurrency) · b: 1 running, 0 waiting · c: 0 running, 1 waiting (paused)";
+    assert!(html.contains(shown), "{html}");
+}
+
+async fn send_plain(app: &TestApp) {
+    app.queue().send("cleanup", b"{}".to_vec(), SendOpts::default()).await.unwrap();
 }

@@ -2,7 +2,8 @@
 //! /api/admin/queues/{topic}/pause` and `/resume` → 200 `{"topic", "paused"}`, and the
 //! `paused` flag of each topic in `GET /api/admin/queues`. With `?group=G` the same routes
 //! pause or resume one message group of the topic → 200 `{"topic", "group", "paused"}`, and
-//! each topic in the list carries its `paused_groups`. Merged into
+//! each topic in the list carries its `paused_groups` and its busiest message `groups`
+//! (running, waiting and why held, [`Queue::busiest_groups`]). Merged into
 //! [`crate::admin::routes`], behind its token. The CLI (`web pause`, `web resume`, `web
 //! queues`) and the dashboard call the same functions, so all three answer alike.
 
@@ -87,7 +88,10 @@ pub async fn set_group_paused(
 }
 
 /// Per-topic counts with `"paused": true|false` (as stored, not this process's view); a
-/// paused topic with no messages is listed too, with zero counts.
+/// paused topic with no messages is listed too, with zero counts. Each topic also carries
+/// its limits in force, its `paused_groups`, and `groups`: its busiest message groups
+/// (at most [`vqs::BUSIEST_GROUPS_LISTED`]), `{"group", "consumer_group", "running",
+/// "waiting", "waiting_more", "held"}`.
 pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
     let stats = queue.stats().await?;
     let paused: BTreeSet<String> =
@@ -104,6 +108,9 @@ pub async fn queues_json(queue: &Queue) -> Result<Value, ApiError> {
         };
         v["paused_groups"] =
             json!(groups.iter().filter(|g| g.topic == topic).map(|g| &g.group_key).collect::<Vec<_>>());
+        // The busiest message groups of its grouped consumer groups (empty for a topic none
+        // claims grouped), read through indexes at every refresh.
+        v["groups"] = if vqs::is_valid_name(&topic) { json!(queue.busiest_groups(&topic).await?) } else { json!([]) };
     }
     Ok(Value::Array(list))
 }

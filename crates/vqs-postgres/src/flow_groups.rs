@@ -11,7 +11,7 @@
 
 use sqlx::postgres::PgConnection;
 use sqlx::{PgPool, Row};
-use vqs::store::{DeliveryClaimParams, StoreError};
+use vqs::store::{DeliveryClaimParams, FlowGroupBusiestParams, FlowGroupLoad, StoreError};
 
 use crate::rows::db_err;
 
@@ -255,4 +255,177 @@ pub(crate) async fn group_held(
     .await
     .map_err(db_err)?;
     Ok(vqs::store_support::group_held_reason(row.get(0), row.get(1)))
+}
+
+/// The busiest groups of `p.topic`'s grouped consumer groups ([`vqs::QueueStore::flow_group_busiest`]):
+/// the topic's live leases grouped (the few leased rows, `deliveries_leased`), then up to
+/// twice `limit` ready groups per consumer group (`flow_groups_ready`) and groups woken but
+/// not yet folded in by a claim (`flow_group_wakeups`); each candidate's pending rows counted
+/// up to the cap through `deliveries_grouped_live` (its slice only).
+pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError> {
+    let limit = i64::from(p.limit.max(1));
+    let consumer_groups: Vec<String> = sqlx::query_scalar(
+        "SELECT consumer_group FROM subscriptions WHERE topic_pattern = $1 AND grouped ORDER BY consumer_group",
+    )
+    .bind(&p.topic)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if consumer_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let running: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT consumer_group, group_key, COUNT(*) FROM deliveries \
+         WHERE state = 'leased' AND visible_at > $2 AND topic = $1 AND group_key IS NOT NULL AND group_key <> '' \
+           AND consumer_group = ANY($3) \
+         GROUP BY consumer_group, group_key ORDER BY 3 DESC, 1, 2",
+    )
+    .bind(&p.topic)
+    .bind(p.now)
+    .bind(&consumer_groups)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let live: std::collections::HashMap<(String, String), i64> =
+        running.iter().map(|(c, k, n)| ((c.clone(), k.clone()), *n)).collect();
+    let mut candidates: Vec<(String, String)> =
+        running.into_iter().take(p.limit as usize).map(|(c, k, _)| (c, k)).collect();
+    for cg in &consumer_groups {
+        let ready: Vec<String> = sqlx::query_scalar(
+            "(SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at IS NOT NULL AND group_key <> '' \
+              ORDER BY ready_at LIMIT $2) \
+             UNION ALL \
+             (SELECT group_key FROM flow_group_wakeups WHERE consumer_group = $1 AND group_key <> '' LIMIT $2)",
+        )
+        .bind(cg)
+        .bind(2 * limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+        candidates.extend(ready.into_iter().map(|k| (cg.clone(), k)));
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (cg, key) in candidates {
+        if !seen.insert((cg.clone(), key.clone())) {
+            continue;
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries \
+                      WHERE consumer_group = $1 AND group_key = $2 AND state IN ('pending', 'leased') \
+                        AND state = 'pending' AND topic = $3 LIMIT $4) w), \
+                    (SELECT concurrency FROM flow_groups WHERE consumer_group = $1 AND group_key = $2), \
+                    (SELECT tat_us FROM flow_groups WHERE consumer_group = $1 AND group_key = $2)",
+        )
+        .bind(&cg)
+        .bind(&key)
+        .bind(&p.topic)
+        .bind(i64::from(p.waiting_cap))
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+        let running = live.get(&(cg.clone(), key.clone())).copied().unwrap_or(0);
+        out.push(FlowGroupLoad {
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            waiting: u32::try_from(row.get::<i64, _>(0)).unwrap_or(u32::MAX),
+            concurrency: row.get::<Option<i32>, _>(1).and_then(|c| u32::try_from(c).ok()),
+            tat_us: row.get(2),
+            consumer_group: cg,
+            group_key: key,
+        });
+    }
+    Ok(vqs::store_support::busiest_groups(out, p.limit))
+}
+
+/// A push of a message group this database did not lease, under the group's limits
+/// ([`vqs::QueueStore::flow_group_start`]): serialised per group by the group's
+/// `flow_groups` row lock (created if needed; the claim skips a locked group), then each
+/// statement of the transaction sees every slot committed before the lock was granted.
+pub(crate) async fn start(
+    pool: &PgPool,
+    p: vqs::store::FlowGroupStartParams,
+) -> Result<vqs::store::FlowGroupStart, StoreError> {
+    use vqs::store::FlowGroupStart;
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) VALUES ($1, $2, 0, NULL) \
+         ON CONFLICT (consumer_group, group_key) DO NOTHING",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.group_key)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let tat: Option<i64> =
+        sqlx::query_scalar("SELECT tat_us FROM flow_groups WHERE consumer_group = $1 AND group_key = $2 FOR UPDATE")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let now = p.now.timestamp_micros();
+    if let Some(n) = p.concurrency {
+        sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND expires_at <= $3")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .bind(p.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id <> $3",
+        )
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if held >= i64::from(n) {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(FlowGroupStart::Full);
+        }
+    }
+    if let Some(r) = p.rate {
+        if vqs::store_support::rate_room(r, tat, now) == 0 {
+            tx.commit().await.map_err(db_err)?;
+            let next = vqs::store_support::group_rate_after(r, tat, now, 0).1.unwrap_or(now + 1);
+            return Ok(FlowGroupStart::RateLimited { wait_us: (next - now).max(1) });
+        }
+        let (tat, _) = vqs::store_support::group_rate_after(r, tat, now, 1);
+        sqlx::query("UPDATE flow_groups SET tat_us = $3 WHERE consumer_group = $1 AND group_key = $2")
+            .bind(&p.consumer_group)
+            .bind(&p.group_key)
+            .bind(tat)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    if p.concurrency.is_some() {
+        sqlx::query(
+            "INSERT INTO flow_group_slots (consumer_group, group_key, message_id, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (consumer_group, group_key, message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+        )
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .bind(p.slot_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(FlowGroupStart::Started)
+}
+
+/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]).
+pub(crate) async fn slot_release(pool: &PgPool, p: vqs::store::FlowGroupSlotReleaseParams) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id = $3")
+        .bind(&p.consumer_group)
+        .bind(&p.group_key)
+        .bind(&p.message_id)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }

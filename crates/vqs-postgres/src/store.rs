@@ -285,6 +285,18 @@ impl QueueStore for PgStore {
         crate::flow_groups::group_held(&self.pool, p).await
     }
 
+    async fn flow_group_start(&self, p: FlowGroupStartParams) -> Result<FlowGroupStart, StoreError> {
+        crate::flow_groups::start(&self.pool, p).await
+    }
+
+    async fn flow_group_slot_release(&self, p: FlowGroupSlotReleaseParams) -> Result<(), StoreError> {
+        crate::flow_groups::slot_release(&self.pool, p).await
+    }
+
+    async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError> {
+        crate::flow_groups::busiest(&self.pool, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         crate::subscriptions::subscription_ensure(&self.pool, p).await
     }

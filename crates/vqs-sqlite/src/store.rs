@@ -134,6 +134,18 @@ impl QueueStore for SqliteStore {
         crate::flow_groups::group_held(&self.read, p).await
     }
 
+    async fn flow_group_start(&self, p: FlowGroupStartParams) -> Result<FlowGroupStart, StoreError> {
+        crate::flow_groups::start(&self.writer, p).await
+    }
+
+    async fn flow_group_slot_release(&self, p: FlowGroupSlotReleaseParams) -> Result<(), StoreError> {
+        crate::flow_groups::slot_release(&self.writer, p).await
+    }
+
+    async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError> {
+        crate::flow_groups::busiest(&self.read, p).await
+    }
+
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
         self.writer.run(move |c| subscribe(c, p).boxed()).await
     }

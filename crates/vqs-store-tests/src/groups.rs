@@ -153,3 +153,108 @@ pub async fn the_group_is_kept_across_retry_and_replay(s: Store) {
     let replayed = s.delivery_claim(grouped(10, 1, 15)).await.unwrap();
     assert_eq!(replayed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [sent.message_id.as_str()]);
 }
+
+fn busiest(topic: &str, limit: u32, waiting_cap: u32, now: i64) -> FlowGroupBusiestParams {
+    FlowGroupBusiestParams { topic: topic.into(), limit, waiting_cap, now: at(now) }
+}
+
+/// (group, running, waiting) of each listed group, in order.
+async fn loads(s: &Store, p: FlowGroupBusiestParams) -> Vec<(String, u32, u32)> {
+    let out = s.flow_group_busiest(p).await.unwrap();
+    assert!(out.iter().all(|l| l.consumer_group == "g"), "{out:?}");
+    out.into_iter().map(|l| (l.group_key, l.running, l.waiting)).collect()
+}
+
+pub async fn the_busiest_groups_are_listed_running_first(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    subscribe(&s, "plain", "p").await;
+    send(&s, "plain", at(0)).await;
+    for _ in 0..3 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    send_to(&s, Some("B"), 1).await;
+    for _ in 0..5 {
+        send_to(&s, Some("C"), 2).await;
+    }
+    send_to(&s, None, 2).await;
+    let leased = s.delivery_claim(grouped(20, 2, 3)).await.unwrap();
+    assert_eq!(leased.len(), 6, "two of A, one of B, two of C, the ungrouped one");
+    send_to(&s, Some("D"), 4).await;
+    let all = [("C".into(), 2, 3), ("A".into(), 2, 1), ("B".into(), 1, 0), ("D".into(), 0, 1)];
+    assert_eq!(loads(&s, busiest("t", 10, 100, 5)).await, all, "most running, then most waiting; never the \"\" group");
+    assert_eq!(loads(&s, busiest("t", 2, 100, 5)).await, all[..2], "at most the limit");
+    assert_eq!(loads(&s, busiest("t", 10, 2, 5)).await[0], ("C".into(), 2, 2), "waiting counted up to the cap");
+    let full = s.flow_group_busiest(busiest("t", 1, 100, 5)).await.unwrap();
+    assert_eq!(full[0].concurrency, Some(2), "the group concurrency its claim applied");
+    assert!(s.flow_group_busiest(busiest("plain", 10, 100, 5)).await.unwrap().is_empty(), "an ungrouped topic: none");
+    assert!(s.flow_group_busiest(busiest("none", 10, 100, 5)).await.unwrap().is_empty());
+    // B's only delivery acknowledged: nothing of B is live, so it is left out.
+    for m in &leased {
+        if keys_of(&s, std::slice::from_ref(m)).await == [Some("B".to_owned())] {
+            s.delivery_ack(DeliveryAckParams { lease: lease(m, at(6)), execution: None }).await.unwrap();
+        }
+    }
+    let without_b = [all[0].clone(), all[1].clone(), all[3].clone()];
+    assert_eq!(loads(&s, busiest("t", 10, 100, 7)).await, without_b);
+    // Leases run out 30 s after the claim: expired ones are not running.
+    let mut expired = loads(&s, busiest("t", 10, 100, 40)).await;
+    assert_eq!(expired[0], ("C".into(), 0, 3), "the most waiting first");
+    expired[1..].sort();
+    assert_eq!(expired[1..], [("A".into(), 0, 1), ("D".into(), 0, 1)], "a tie in the order the groups became ready");
+}
+
+fn start(id: &str, concurrency: Option<u32>, rate: Option<RateLimit>, now: i64) -> FlowGroupStartParams {
+    FlowGroupStartParams {
+        consumer_group: "g".into(),
+        group_key: "A".into(),
+        message_id: id.into(),
+        concurrency,
+        rate,
+        slot_until: at(now + 60),
+        now: at(now),
+    }
+}
+
+fn release(id: &str) -> FlowGroupSlotReleaseParams {
+    FlowGroupSlotReleaseParams { consumer_group: "g".into(), group_key: "A".into(), message_id: id.into() }
+}
+
+pub async fn pushes_of_a_group_take_its_slots_and_its_bucket(s: Store) {
+    use FlowGroupStart::*;
+    let two = Some(2);
+    assert_eq!(s.flow_group_start(start("m1", two, None, 0)).await.unwrap(), Started);
+    assert_eq!(s.flow_group_start(start("m2", two, None, 0)).await.unwrap(), Started);
+    assert_eq!(s.flow_group_start(start("m3", two, None, 1)).await.unwrap(), Full, "two slots held");
+    assert_eq!(s.flow_group_start(start("m1", two, None, 1)).await.unwrap(), Started, "a push again reuses its slot");
+    let other = FlowGroupStartParams { group_key: "B".into(), ..start("m9", Some(1), None, 1) };
+    assert_eq!(s.flow_group_start(other).await.unwrap(), Started, "another group has its own slots");
+    s.flow_group_slot_release(release("m1")).await.unwrap();
+    s.flow_group_slot_release(release("m1")).await.unwrap();
+    assert_eq!(s.flow_group_start(start("m3", two, None, 2)).await.unwrap(), Started, "the release freed one");
+    assert_eq!(s.flow_group_start(start("m4", two, None, 2)).await.unwrap(), Full);
+    // m2's slot ran out (60 s after it was taken, its function killed): free again.
+    assert_eq!(s.flow_group_start(start("m4", two, None, 61)).await.unwrap(), Started, "an expired slot frees itself");
+
+    // A rate of 1 per 10 s, with one slot: a held push takes nothing from the bucket.
+    let rate = Some(RateLimit { limit: 1, period_seconds: 10 });
+    let p = |id: &str, now: i64| FlowGroupStartParams { group_key: "C".into(), ..start(id, Some(1), rate, now) };
+    let free = |id: &str| FlowGroupSlotReleaseParams { group_key: "C".into(), ..release(id) };
+    assert_eq!(s.flow_group_start(p("r1", 100)).await.unwrap(), Started);
+    assert_eq!(s.flow_group_start(p("r2", 101)).await.unwrap(), Full, "the slot first");
+    s.flow_group_slot_release(free("r1")).await.unwrap();
+    assert_eq!(s.flow_group_start(p("r2", 102)).await.unwrap(), RateLimited { wait_us: 8_000_000 });
+    assert_eq!(s.flow_group_start(p("r2", 110)).await.unwrap(), Started, "the bucket allows one 10 s on");
+    let rate_only = |id: &str, now: i64| FlowGroupStartParams { group_key: "D".into(), ..start(id, None, rate, now) };
+    assert_eq!(s.flow_group_start(rate_only("d1", 200)).await.unwrap(), Started);
+    assert_eq!(s.flow_group_start(rate_only("d1", 201)).await.unwrap(), RateLimited { wait_us: 9_000_000 });
+}
+
+pub async fn sixteen_pushes_at_once_never_take_more_than_the_group_slots(s: Store) {
+    let calls = (0..16).map(|i| {
+        let s = s.clone();
+        async move { s.flow_group_start(start(&format!("m{i}"), Some(3), None, 0)).await.unwrap() }
+    });
+    let out = futures::future::join_all(calls).await;
+    assert_eq!(out.iter().filter(|o| **o == FlowGroupStart::Started).count(), 3, "{out:?}");
+    assert_eq!(out.iter().filter(|o| **o == FlowGroupStart::Full).count(), 13);
+}

@@ -144,7 +144,10 @@ macro_rules! conformance {
                           limit_overrides_are_patched_field_by_field_and_sixteen_identical_sets_leave_one_row }
             groups { a_full_group_does_not_hold_back_another, an_expired_lease_or_a_rescue_frees_the_slot,
                      sixteen_claims_at_once_never_exceed_the_group_limit, ungrouped_messages_are_not_limited,
-                     the_group_is_kept_across_retry_and_replay }
+                     the_group_is_kept_across_retry_and_replay,
+                     the_busiest_groups_are_listed_running_first,
+                     pushes_of_a_group_take_its_slots_and_its_bucket,
+                     sixteen_pushes_at_once_never_take_more_than_the_group_slots }
             group_rate_limits { a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another,
                                 sixteen_claims_at_once_never_pass_the_group_rate,
                                 a_group_rate_and_a_group_concurrency_hold_together }

@@ -18,7 +18,7 @@ use crate::queue_service::{
 use crate::storable_text::escape_unstorable;
 use crate::store::{ExecutionFinishParams, ExecutionStartParams, ExecutionStatus};
 use crate::{
-    CancelSignal, Clock, Delivery, DeliveryError, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy,
+    CancelSignal, Clock, Delivery, DeliveryError, GroupStart, JobClient, Jobbable, MessageMetadata, Queue, RetryPolicy,
     TraceContext,
 };
 
@@ -531,6 +531,7 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             // A paused message group's delivery that this process did not lease (Vercel's):
             // deferred like a paused topic's (no attempt, no execution row). The group is the
             // job type's for these params (`Jobbable::group`).
+            let mut group_slot: Option<String> = None;
             if pushed_unleased && let Some(group) = self.0.group(&params) {
                 match queue.group_paused(&delivery.topic, &group).await {
                     Ok(false) => {}
@@ -546,134 +547,182 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                         };
                     }
                 }
+                // The group's limits (the grouped claim's, which did not run for this push): a
+                // start from its rate bucket, a slot under its group concurrency held until
+                // the push settles (or its lease would have run out) — else deferred.
+                let now = clock.now();
+                let until =
+                    delivery.visibility_deadline.unwrap_or(now).max(now + chrono::Duration::seconds(i64::from(needed)));
+                let defaults = (self.0.group_concurrency(), self.0.group_rate_limit());
+                match queue
+                    .group_start(
+                        &delivery.topic,
+                        &delivery.consumer_group,
+                        &group,
+                        &delivery.message_id,
+                        defaults,
+                        until,
+                    )
+                    .await
+                {
+                    Ok(GroupStart::Started { slot }) => {
+                        if slot {
+                            group_slot = Some(group);
+                        }
+                    }
+                    Ok(GroupStart::Held { held, after_seconds }) => {
+                        tracing::info!(defer_s = after_seconds, queue.group = %group, "held: {held}");
+                        let r = service.retry_after(&lease, after_seconds, None).await;
+                        return settle(
+                            r,
+                            ConsumerOutcome::Held { held: held.into(), after_seconds: u64::from(after_seconds) },
+                        );
+                    }
+                    Err(e) => {
+                        return ConsumerOutcome::Unavailable {
+                            error: format!("could not read the message group's limits: {e}"),
+                        };
+                    }
+                }
             }
 
-            // Make sure the lease outlives the job's timeout (plus a little to settle it); the
-            // common case — a 60 s lease for a short job — needs no extra round trip. A
-            // service that wants its leases renewed (Vercel's) is renewed while the job runs.
-            let now = clock.now();
-            let deadline = delivery.visibility_deadline.unwrap_or(now);
-            let must_cover = chrono::Duration::from_std(timeout)
-                .ok()
-                .and_then(|t| t.checked_add(&chrono::Duration::seconds(SETTLE_MARGIN_SECONDS)))
-                .unwrap_or(chrono::Duration::MAX);
-            if !service.renews_leases()
-                && now.checked_add_signed(must_cover).is_none_or(|end| deadline < end)
-                && let Err(e) = service.extend(&lease, needed).await
-            {
-                // The lease is gone (another consumer has it) or the store is down: don't run.
-                if let Some(closing) = closing_started(&delivery, queue, &format!("not run: {e}")) {
-                    let _ = queue.store().execution_finish(closing).await;
+            // Whatever the outcome from here on, a group slot taken above is released after it.
+            let outcome = async {
+                // Make sure the lease outlives the job's timeout (plus a little to settle it); the
+                // common case — a 60 s lease for a short job — needs no extra round trip. A
+                // service that wants its leases renewed (Vercel's) is renewed while the job runs.
+                let now = clock.now();
+                let deadline = delivery.visibility_deadline.unwrap_or(now);
+                let must_cover = chrono::Duration::from_std(timeout)
+                    .ok()
+                    .and_then(|t| t.checked_add(&chrono::Duration::seconds(SETTLE_MARGIN_SECONDS)))
+                    .unwrap_or(chrono::Duration::MAX);
+                if !service.renews_leases()
+                    && now.checked_add_signed(must_cover).is_none_or(|end| deadline < end)
+                    && let Err(e) = service.extend(&lease, needed).await
+                {
+                    // The lease is gone (another consumer has it) or the store is down: don't run.
+                    if let Some(closing) = closing_started(&delivery, queue, &format!("not run: {e}")) {
+                        let _ = queue.store().execution_finish(closing).await;
+                    }
+                    return settle(Err(e), ConsumerOutcome::Succeeded);
                 }
-                return settle(Err(e), ConsumerOutcome::Succeeded);
-            }
 
-            let metadata = MessageMetadata {
-                message_id: delivery.message_id.clone(),
-                delivery_count: delivery.delivery_count,
-                attempt: delivery.attempt(),
-                created_at: delivery.created_at.unwrap_or(now),
-                expires_at: delivery.expires_at.unwrap_or(now + chrono::Duration::hours(24)),
-                topic_name: delivery.topic.clone(),
-                consumer_group: delivery.consumer_group.clone(),
-                region: delivery.region.clone(),
-            };
-            let attempt = delivery.attempt();
-            if cancel.is_cancelled() {
-                // Cancelled while its lease waited to be pushed: never run. The cancel closed
-                // the attempt recorded with the lease and ended the delivery.
-                if let Some(slot) = &delivery.execution_slot {
-                    slot.release();
-                }
-                queue.count(METRIC_CANCELLED, J::TOPIC);
-                return ConsumerOutcome::Cancelled { reason: CANCELLED_BY_OPERATOR.into() };
-            }
-            let client = JobClient::new(queue.clone(), self.0.clone());
-            // The local dispatcher recorded this attempt with its lease; anyone else's push
-            // is recorded now, before the job runs.
-            let started = std::time::Instant::now();
-            let run = async {
-                match delivery.execution_id {
-                    Some(id) => Ok(client.run_started(id, params, metadata, cancel.clone()).await),
-                    None => client.run_attempt(params, metadata, cancel.clone()).await,
-                }
-            };
-            let ran = if service.renews_leases() {
-                let renew = renew_lease(service, &lease, needed, delivery.visibility_deadline, clock);
-                tokio::select! {
-                    r = run => Some(r),
-                    _ = renew => unreachable!("renewal never ends by itself"),
-                }
-            } else {
-                unless_cancelled(run, &cancel).await
-            };
-            // The job's code is done: its execution slot goes to the next message now.
-            if let Some(slot) = &delivery.execution_slot {
-                slot.release();
-            }
-            let ran = match ran {
-                Some(Ok(ran)) => ran,
-                Some(Err(e)) => {
-                    // Not even the start could be recorded: don't run; the platform retries.
-                    return ConsumerOutcome::Unavailable { error: format!("could not record the attempt: {e}") };
-                }
-                None => {
-                    // An operator cancelled it while it ran: the cancel ended the delivery and
-                    // closed the attempt (`cancelled`); the job's future is gone.
-                    tracing::info!("cancelled while running; the job was stopped");
+                let metadata = MessageMetadata {
+                    message_id: delivery.message_id.clone(),
+                    delivery_count: delivery.delivery_count,
+                    attempt: delivery.attempt(),
+                    created_at: delivery.created_at.unwrap_or(now),
+                    expires_at: delivery.expires_at.unwrap_or(now + chrono::Duration::hours(24)),
+                    topic_name: delivery.topic.clone(),
+                    consumer_group: delivery.consumer_group.clone(),
+                    region: delivery.region.clone(),
+                };
+                let attempt = delivery.attempt();
+                if cancel.is_cancelled() {
+                    // Cancelled while its lease waited to be pushed: never run. The cancel closed
+                    // the attempt recorded with the lease and ended the delivery.
+                    if let Some(slot) = &delivery.execution_slot {
+                        slot.release();
+                    }
                     queue.count(METRIC_CANCELLED, J::TOPIC);
                     return ConsumerOutcome::Cancelled { reason: CANCELLED_BY_OPERATOR.into() };
                 }
-            };
-            // The attempt's execution row is closed by the same call that settles the
-            // delivery: locally one write, and never `success` beside a message still leased.
-            let closing = Some(ran.finish);
-            let e = match ran.result {
-                Ok(()) => {
-                    queue.job_duration(J::TOPIC, true, started.elapsed());
-                    queue.count(METRIC_SUCCEEDED, J::TOPIC);
-                    return settle(service.acknowledge(&lease, closing).await, ConsumerOutcome::Succeeded);
-                }
-                Err(e) => e,
-            };
-            if let Some(after) = e.snoozed_for() {
-                // Not a failure: due again later, and the attempt is given back.
-                let seconds = after.as_secs().min(u64::from(u32::MAX)) as u32;
-                tracing::info!(snooze_s = seconds, "snoozed");
-                let r = service.retry_after(&lease, seconds, closing).await;
-                if r.is_ok() {
-                    queue.count(METRIC_SNOOZED, J::TOPIC);
-                }
-                return settle(r, ConsumerOutcome::Snoozed { after_seconds: u64::from(seconds) });
-            }
-            if e.is_cancel() {
-                tracing::info!(reason = e.message(), "the job cancelled itself");
-                let r = service.acknowledge(&lease, closing).await;
-                if r.is_ok() {
-                    queue.count(METRIC_CANCELLED, J::TOPIC);
-                }
-                return settle(r, ConsumerOutcome::Cancelled { reason: e.message().to_owned() });
-            }
-            queue.job_duration(J::TOPIC, false, started.elapsed());
-            queue.count(METRIC_FAILED, J::TOPIC);
-            let max = self.0.max_attempts();
-            if e.is_fatal() || attempt >= max {
-                let reason = if e.is_fatal() {
-                    format!("fatal: {}", e.message())
-                } else {
-                    format!("gave up after {attempt} of {max} attempts: {}", e.message())
+                let client = JobClient::new(queue.clone(), self.0.clone());
+                // The local dispatcher recorded this attempt with its lease; anyone else's push
+                // is recorded now, before the job runs.
+                let started = std::time::Instant::now();
+                let run = async {
+                    match delivery.execution_id {
+                        Some(id) => Ok(client.run_started(id, params, metadata, cancel.clone()).await),
+                        None => client.run_attempt(params, metadata, cancel.clone()).await,
+                    }
                 };
-                let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
-                settle(r, ConsumerOutcome::DeadLettered { reason })
-            } else {
-                let delay = retry_policy.unwrap_or_else(|| self.0.retry_policy()).next_delay(attempt).as_secs();
-                tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
-                let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
-                if r.is_ok() {
-                    queue.count(METRIC_RETRIED, J::TOPIC);
+                let ran = if service.renews_leases() {
+                    let renew = renew_lease(service, &lease, needed, delivery.visibility_deadline, clock);
+                    tokio::select! {
+                        r = run => Some(r),
+                        _ = renew => unreachable!("renewal never ends by itself"),
+                    }
+                } else {
+                    unless_cancelled(run, &cancel).await
+                };
+                // The job's code is done: its execution slot goes to the next message now.
+                if let Some(slot) = &delivery.execution_slot {
+                    slot.release();
                 }
-                settle(r, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() })
+                let ran = match ran {
+                    Some(Ok(ran)) => ran,
+                    Some(Err(e)) => {
+                        // Not even the start could be recorded: don't run; the platform retries.
+                        return ConsumerOutcome::Unavailable { error: format!("could not record the attempt: {e}") };
+                    }
+                    None => {
+                        // An operator cancelled it while it ran: the cancel ended the delivery and
+                        // closed the attempt (`cancelled`); the job's future is gone.
+                        tracing::info!("cancelled while running; the job was stopped");
+                        queue.count(METRIC_CANCELLED, J::TOPIC);
+                        return ConsumerOutcome::Cancelled { reason: CANCELLED_BY_OPERATOR.into() };
+                    }
+                };
+                // The attempt's execution row is closed by the same call that settles the
+                // delivery: locally one write, and never `success` beside a message still leased.
+                let closing = Some(ran.finish);
+                let e = match ran.result {
+                    Ok(()) => {
+                        queue.job_duration(J::TOPIC, true, started.elapsed());
+                        queue.count(METRIC_SUCCEEDED, J::TOPIC);
+                        return settle(service.acknowledge(&lease, closing).await, ConsumerOutcome::Succeeded);
+                    }
+                    Err(e) => e,
+                };
+                if let Some(after) = e.snoozed_for() {
+                    // Not a failure: due again later, and the attempt is given back.
+                    let seconds = after.as_secs().min(u64::from(u32::MAX)) as u32;
+                    tracing::info!(snooze_s = seconds, "snoozed");
+                    let r = service.retry_after(&lease, seconds, closing).await;
+                    if r.is_ok() {
+                        queue.count(METRIC_SNOOZED, J::TOPIC);
+                    }
+                    return settle(r, ConsumerOutcome::Snoozed { after_seconds: u64::from(seconds) });
+                }
+                if e.is_cancel() {
+                    tracing::info!(reason = e.message(), "the job cancelled itself");
+                    let r = service.acknowledge(&lease, closing).await;
+                    if r.is_ok() {
+                        queue.count(METRIC_CANCELLED, J::TOPIC);
+                    }
+                    return settle(r, ConsumerOutcome::Cancelled { reason: e.message().to_owned() });
+                }
+                queue.job_duration(J::TOPIC, false, started.elapsed());
+                queue.count(METRIC_FAILED, J::TOPIC);
+                let max = self.0.max_attempts();
+                if e.is_fatal() || attempt >= max {
+                    let reason = if e.is_fatal() {
+                        format!("fatal: {}", e.message())
+                    } else {
+                        format!("gave up after {attempt} of {max} attempts: {}", e.message())
+                    };
+                    let r = dead_letter(queue, service, &lease, dead_letter_of(&delivery, &reason), closing).await;
+                    settle(r, ConsumerOutcome::DeadLettered { reason })
+                } else {
+                    let delay = retry_policy.unwrap_or_else(|| self.0.retry_policy()).next_delay(attempt).as_secs();
+                    tracing::info!(error = e.message(), retry_in_s = delay, "attempt failed");
+                    let r = service.retry_after(&lease, delay.min(u64::from(u32::MAX)) as u32, closing).await;
+                    if r.is_ok() {
+                        queue.count(METRIC_RETRIED, J::TOPIC);
+                    }
+                    settle(r, ConsumerOutcome::RetryScheduled { after_seconds: delay, error: e.message().to_owned() })
+                }
             }
+            .await;
+            if let Some(group) = group_slot
+                && let Err(e) = queue.group_slot_release(&delivery.consumer_group, &group, &delivery.message_id).await
+            {
+                // Not lost: the slot frees itself when the push's lease would have run out.
+                tracing::warn!(error = %e, queue.group = %group, "could not release the message group's slot");
+            }
+            outcome
         })
     }
 }

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod busy_groups;
 mod cancellation;
 mod clock;
 mod consumer;
@@ -51,6 +52,7 @@ mod dispatcher;
 mod execution_slot;
 mod group_key;
 mod group_pause;
+mod group_slots;
 mod job_client;
 mod job_context;
 mod job_error;
@@ -78,6 +80,7 @@ mod topic_pause;
 mod trace_context;
 mod vercel_config;
 
+pub use busy_groups::{BUSIEST_GROUPS_LISTED, GroupLoad, MAX_GROUP_WAITING_COUNTED};
 pub use cancellation::{CANCEL_POLL_INTERVAL, CancelSignal, watch_cancellations};
 pub use clock::Clock;
 pub use consumer::{ConsumerOutcome, MAX_VISIBILITY_SECONDS, QueueHandler, renewal_interval};
@@ -96,6 +99,7 @@ pub use dispatcher::{
 pub use execution_slot::ExecutionSlot;
 pub use group_key::{MAX_GROUP_KEY_LEN, check_group_key};
 pub use group_pause::MAX_PAUSED_GROUPS_LISTED;
+pub use group_slots::{GROUP_FULL_DEFER, GroupStart};
 pub use job_client::{JobClient, PerformOpts};
 pub use job_context::{JobContext, MessageMetadata};
 pub use job_error::{JobError, ResultExt};

@@ -1712,6 +1712,69 @@ pub struct DeliveryGroupHeldParams {
     pub now: DateTime<Utc>,
 }
 
+/// The busiest message groups of a topic ([`QueueStore::flow_group_busiest`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupBusiestParams {
+    /// Its grouped consumer groups are those subscribed to exactly this topic.
+    pub topic: String,
+    /// Groups returned at most (over all of the topic's grouped consumer groups).
+    pub limit: u32,
+    /// Pending deliveries counted per group at most (a group's backlog is never read further).
+    pub waiting_cap: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// One message group's live work in one consumer group ([`QueueStore::flow_group_busiest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowGroupLoad {
+    pub consumer_group: String,
+    pub group_key: String,
+    /// Live leases now (`leased`, lease not expired).
+    pub running: u32,
+    /// Pending deliveries (due or not), counted up to the params' `waiting_cap`.
+    pub waiting: u32,
+    /// The group concurrency the group's last claim applied (`None`: never claimed under one).
+    pub concurrency: Option<u32>,
+    /// The group's rate bucket (GCRA theoretical arrival time, µs since the epoch).
+    pub tat_us: Option<i64>,
+}
+
+/// Start a push of one message group that this process did not lease (Vercel's) under the
+/// group's limits ([`QueueStore::flow_group_start`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupStartParams {
+    pub consumer_group: String,
+    pub group_key: String,
+    /// The pushed message: its slot (a push of it again reuses the slot).
+    pub message_id: String,
+    /// At most this many pushes of the group hold a slot at once (`None`: no slot taken).
+    pub concurrency: Option<u32>,
+    /// Starts per the group's rate bucket (`flow_groups.tat_us`, the claim's bucket).
+    pub rate: Option<RateLimit>,
+    /// The slot frees itself at this time (a killed function's slot is not held forever).
+    pub slot_until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// What [`QueueStore::flow_group_start`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowGroupStart {
+    /// Started: a start taken from the bucket (under a rate), a slot held (under a concurrency).
+    Started,
+    /// As many slots of the group held as its concurrency: nothing taken.
+    Full,
+    /// The group's bucket allows no start for another `wait_us` microseconds: nothing taken.
+    RateLimited { wait_us: i64 },
+}
+
+/// Free a push's group slot ([`QueueStore::flow_group_slot_release`]).
+#[derive(Debug, Clone)]
+pub struct FlowGroupSlotReleaseParams {
+    pub consumer_group: String,
+    pub group_key: String,
+    pub message_id: String,
+}
+
 /// Why a due delivery waits because of its message group ([`QueueStore::delivery_group_held`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupHeld {
@@ -2012,6 +2075,22 @@ pub trait QueueStore: Send + Sync + 'static {
     /// full under group concurrency (the admin API's `"held": "group_concurrency"`), or its
     /// bucket empty under `p.group_rate_limit` (`"rate_limit"`); `None` when neither.
     async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError>;
+    /// The busiest message groups (never the `""` pseudo-group of ungrouped messages) of the
+    /// consumer groups subscribed grouped to exactly `p.topic`: those with live leases first,
+    /// most first, then groups with work waiting (the longest-ready first), each with its
+    /// live leases and its pending deliveries counted up to `p.waiting_cap`; at most
+    /// `p.limit`, a group with nothing live left out. Read through indexes: the live leases,
+    /// the ready groups and each listed group's slice — never the whole backlog.
+    async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError>;
+    /// A push this process did not lease (Vercel's) of a message group, under the group's
+    /// limits, atomically per group across processes: with a concurrency, `Full` when that
+    /// many unexpired slots of the group are held by other messages; with a rate, `RateLimited`
+    /// when its bucket (the grouped claim's `flow_groups.tat_us`) allows no start now;
+    /// otherwise a start is taken from the bucket and a slot keyed by the message id held
+    /// until `p.slot_until` (or its release), and `Started`. Held: nothing is taken.
+    async fn flow_group_start(&self, p: FlowGroupStartParams) -> Result<FlowGroupStart, StoreError>;
+    /// Free the slot [`Self::flow_group_start`] took for the message (none: nothing to do).
+    async fn flow_group_slot_release(&self, p: FlowGroupSlotReleaseParams) -> Result<(), StoreError>;
     /// The ids of a topic's messages still to be worked, oldest first: those with a delivery
     /// pending or leased, and those no consumer group has subscribed to yet (what
     /// `vqs::testing`'s `assert_enqueued` reads).

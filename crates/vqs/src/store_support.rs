@@ -324,6 +324,22 @@ pub fn group_rate_after(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n
     (tat, next)
 }
 
+/// The busiest message groups from a backend's candidates (those with live leases, then
+/// the ready groups, each counted): most live leases first, then most waiting, the
+/// candidates' order within a tie (the longest-ready first); one entry per (consumer group,
+/// group key), none with nothing live, at most `limit` ([`crate::QueueStore::flow_group_busiest`]).
+pub fn busiest_groups(candidates: Vec<crate::store::FlowGroupLoad>, limit: u32) -> Vec<crate::store::FlowGroupLoad> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| c.running + c.waiting > 0)
+        .filter(|c| seen.insert((c.consumer_group.clone(), c.group_key.clone())))
+        .collect();
+    out.sort_by(|a, b| b.running.cmp(&a.running).then(b.waiting.cmp(&a.waiting)));
+    out.truncate(limit as usize);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

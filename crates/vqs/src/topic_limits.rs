@@ -327,14 +327,7 @@ impl Queue {
     /// or no rate limit); `Some(s)`: defer it by `s` seconds (at least 1, at most the
     /// period and an hour), nothing taken. The limits are this process's view (at most a second old).
     pub async fn rate_limit_take(&self, topic: &str, consumer_group: &str) -> Result<Option<u32>, QueueError> {
-        if !self.limits_read() || !self.control_notifications() {
-            // The Vercel functions have no listener: read the overrides when older than the poll.
-            let fresh =
-                self.limits_state().overrides().1.is_some_and(|at| at.elapsed() < crate::TOPIC_CONTROL_POLL_INTERVAL);
-            if !fresh {
-                self.read_topic_limits().await?;
-            }
-        }
+        self.refresh_limits_if_stale().await?;
         let Some(rate) = self.limits_in_force_known(topic).rate_limit else { return Ok(None) };
         let p = RateBucketTakeParams {
             consumer_group: consumer_group.to_owned(),
@@ -349,6 +342,19 @@ impl Queue {
                 .unwrap_or(u32::MAX)
                 .clamp(1, rate.period_seconds.clamp(1, crate::MAX_VISIBILITY_SECONDS))
         }))
+    }
+
+    /// Read the overrides again when this process has no listener and its copy is older than
+    /// the poll (the Vercel functions), before a push this process did not lease is checked.
+    pub(crate) async fn refresh_limits_if_stale(&self) -> Result<(), QueueError> {
+        if !self.limits_read() || !self.control_notifications() {
+            let fresh =
+                self.limits_state().overrides().1.is_some_and(|at| at.elapsed() < crate::TOPIC_CONTROL_POLL_INTERVAL);
+            if !fresh {
+                self.read_topic_limits().await?;
+            }
+        }
+        Ok(())
     }
 
     /// A limits change announced by another process (a backend's notification listener calls

@@ -246,3 +246,111 @@ async fn a_push_of_a_paused_group_that_this_process_did_not_lease_is_deferred() 
     assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1);
     assert_eq!(runs(held.message_id).await, vec![(1, ExecutionStatus::Success)], "the deferral spent no attempt");
 }
+
+/// A job whose tenant group runs one at a time and starts twice an hour at most.
+struct LimitedTenant;
+
+impl Jobbable for LimitedTenant {
+    type Params = TenantParams;
+    const TOPIC: &'static str = "limited-tenant";
+
+    fn group(&self, p: &TenantParams) -> Option<String> {
+        Some(p.tenant.clone())
+    }
+
+    fn group_concurrency(&self) -> Option<u32> {
+        Some(1)
+    }
+
+    fn group_rate_limit(&self) -> Option<vqs::RateLimit> {
+        Some(vqs::RateLimit { limit: 2, period_seconds: 3600 })
+    }
+
+    async fn perform(&self, _: TenantParams, _: JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+fn slot(id: &str, now: chrono::DateTime<chrono::Utc>) -> vqs::store::FlowGroupStartParams {
+    vqs::store::FlowGroupStartParams {
+        consumer_group: GROUP.into(),
+        group_key: "acme".into(),
+        message_id: id.into(),
+        concurrency: Some(1),
+        rate: None,
+        slot_until: now + chrono::Duration::seconds(60),
+        now,
+    }
+}
+
+/// On Vercel the grouped claim does not run: a push of a group whose slot another function
+/// holds is deferred (`group_concurrency`), one over the group's rate is deferred until its
+/// bucket allows a start (`rate_limit`) — no attempt, no execution — and a push that ran
+/// releases its slot when it settles.
+#[tokio::test]
+async fn a_push_this_process_did_not_lease_keeps_to_its_groups_limits() {
+    let clock = Clock::manual(t0());
+    let (queue, _dir) = sqlite_queue(clock.clone()).await;
+    // The push arrives as Vercel's do: no attempt recorded, no group limits in the claim.
+    let c = vqs::ConsumerConfig { starts_executions: false, ..consumer(&queue, LimitedTenant::TOPIC).await };
+    let pusher = HandlerPusher::new(&queue, QueueHandler::new(LimitedTenant));
+    // Another function runs one of acme's messages.
+    let taken = queue.store().flow_group_start(slot("elsewhere", t0())).await.unwrap();
+    assert_eq!(taken, vqs::store::FlowGroupStart::Started);
+    let send = |tenant: &str| {
+        let body = format!(r#"{{"tenant":"{tenant}"}}"#).into_bytes();
+        queue.send(LimitedTenant::TOPIC, body, SendOpts::default())
+    };
+    let held = send("acme").await.unwrap().message_id;
+    let free = send("zeta").await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 2);
+    let outcome = |id: &str| pusher.pushed().into_iter().rev().find(|p| p.message_id == id).map(|p| p.outcome).unwrap();
+    let defer = vqs::GROUP_FULL_DEFER.as_secs();
+    assert_eq!(outcome(&held), ConsumerOutcome::Held { held: "group_concurrency".into(), after_seconds: defer });
+    assert_eq!(outcome(&free), ConsumerOutcome::Succeeded, "another group runs");
+    let runs = |id: String| {
+        let queue = queue.clone();
+        async move {
+            let p = ExecutionListParams { message_id: Some(id), limit: 10, ..Default::default() };
+            queue.executions(p).await.unwrap().into_iter().map(|r| (r.attempt, r.status)).collect::<Vec<_>>()
+        }
+    };
+    assert!(runs(held.clone()).await.is_empty(), "held: nothing ran, nothing recorded");
+    let d = queue.message(&held).await.unwrap().unwrap().deliveries.remove(0);
+    assert_eq!((d.visible_at - t0()).num_seconds(), defer as i64, "deferred by GROUP_FULL_DEFER");
+
+    // The other function settles: acme's push runs, and its own slot is released after it.
+    queue.store().flow_group_slot_release(release_of("elsewhere")).await.unwrap();
+    clock.advance(vqs::GROUP_FULL_DEFER + Duration::from_secs(1));
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1);
+    assert_eq!(runs(held).await, vec![(1, ExecutionStatus::Success)], "the deferral spent no attempt");
+    let after = queue.store().flow_group_start(slot("probe", clock.now())).await.unwrap();
+    assert_eq!(after, vqs::store::FlowGroupStart::Started, "the push released acme's slot when it settled");
+    queue.store().flow_group_slot_release(release_of("probe")).await.unwrap();
+
+    // Two starts an hour: acme has had one; the second runs, the third waits half an hour
+    // (the bucket's next start), with nothing spent.
+    let second = send("acme").await.unwrap().message_id;
+    let third = send("acme").await.unwrap().message_id;
+    // Pushed one after the other (each settles, and frees the slot, before the next).
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 2);
+    let ran: Vec<bool> = [&second, &third].iter().map(|id| outcome(id) == ConsumerOutcome::Succeeded).collect();
+    assert_eq!(ran.iter().filter(|r| **r).count(), 1, "one of the two ran: {ran:?}");
+    let waiting = if ran[0] { &third } else { &second };
+    match outcome(waiting) {
+        ConsumerOutcome::Held { held, after_seconds } => {
+            assert_eq!(held, "rate_limit");
+            assert!((1..=1800).contains(&after_seconds), "{after_seconds}");
+        }
+        o => panic!("not held by the group's rate: {o:?}"),
+    }
+    assert!(runs(waiting.clone()).await.is_empty(), "held: nothing recorded");
+}
+
+fn release_of(id: &str) -> vqs::store::FlowGroupSlotReleaseParams {
+    vqs::store::FlowGroupSlotReleaseParams {
+        consumer_group: GROUP.into(),
+        group_key: "acme".into(),
+        message_id: id.into(),
+    }
+}

@@ -222,6 +222,22 @@ pub async fn overview(state: &VqsState, f: &Filters, csrf: &str) -> Result<Strin
                 let _ = write!(badge, r#" <span class="badge limits">{}</span>"#, esc(&parts.join(" · ")));
             }
         }
+        // The busiest message groups of a grouped topic: running per group, what waits, why held.
+        if consumed {
+            let busiest = q.busiest_groups(t).await?;
+            if !busiest.is_empty() {
+                let list: Vec<String> = busiest
+                    .iter()
+                    .map(|g| {
+                        let more = if g.waiting_more { "+" } else { "" };
+                        let held = g.held.map(|h| format!(" ({h})")).unwrap_or_default();
+                        format!("{}: {} running, {}{more} waiting{held}", g.group, g.running, g.waiting)
+                    })
+                    .collect();
+                let _ =
+                    write!(badge, r#" <span class="badge busiest-groups">groups: {}</span>"#, esc(&list.join(" · ")));
+            }
+        }
         let _ = write!(
             out,
             r#"<tr data-topic="{tt}"{row_class}><td><a href="/admin?topic={tu}">{tt}</a>{badge}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num cancelled">{}</td><td class="num{}">{}</td><td class="actions">{pause}{purge}</td></tr>"#,
