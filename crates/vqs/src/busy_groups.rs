@@ -23,6 +23,7 @@ pub const MAX_GROUP_WAITING_COUNTED: u32 = 1000;
 pub struct GroupLoad {
     /// The message group (its key).
     pub group: String,
+    /// The consumer group (one of the topic's grouped subscribers) the counts are for.
     pub consumer_group: String,
     /// Deliveries of the group leased now (running).
     pub running: u32,

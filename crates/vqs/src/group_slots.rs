@@ -21,9 +21,17 @@ pub const GROUP_FULL_DEFER: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupStart {
     /// Run it (holding a slot when `slot`: release it with [`Queue::group_slot_release`]).
-    Started { slot: bool },
+    Started {
+        /// A slot is held (the group has a concurrency): release it when the push settles.
+        slot: bool,
+    },
     /// Deferred: `held` is `"group_concurrency"` or `"rate_limit"`.
-    Held { held: &'static str, after_seconds: u32 },
+    Held {
+        /// Why: `"group_concurrency"` or `"rate_limit"`.
+        held: &'static str,
+        /// Seconds to defer the push by.
+        after_seconds: u32,
+    },
 }
 
 impl Queue {

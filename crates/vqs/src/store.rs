@@ -1721,13 +1721,16 @@ pub struct FlowGroupBusiestParams {
     pub limit: u32,
     /// Pending deliveries counted per group at most (a group's backlog is never read further).
     pub waiting_cap: u32,
+    /// The queue's clock at the call: a lease that ends at or before it is not running.
     pub now: DateTime<Utc>,
 }
 
 /// One message group's live work in one consumer group ([`QueueStore::flow_group_busiest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowGroupLoad {
+    /// The consumer group whose deliveries these are.
     pub consumer_group: String,
+    /// The message group's key.
     pub group_key: String,
     /// Live leases now (`leased`, lease not expired).
     pub running: u32,
@@ -1743,7 +1746,9 @@ pub struct FlowGroupLoad {
 /// group's limits ([`QueueStore::flow_group_start`]).
 #[derive(Debug, Clone)]
 pub struct FlowGroupStartParams {
+    /// The consumer group the push is for.
     pub consumer_group: String,
+    /// The pushed message's group key.
     pub group_key: String,
     /// The pushed message: its slot (a push of it again reuses the slot).
     pub message_id: String,
@@ -1753,6 +1758,8 @@ pub struct FlowGroupStartParams {
     pub rate: Option<RateLimit>,
     /// The slot frees itself at this time (a killed function's slot is not held forever).
     pub slot_until: DateTime<Utc>,
+    /// The queue's clock at the call: slots that expired by then are freed, the bucket is
+    /// judged at it.
     pub now: DateTime<Utc>,
 }
 
@@ -1764,14 +1771,20 @@ pub enum FlowGroupStart {
     /// As many slots of the group held as its concurrency: nothing taken.
     Full,
     /// The group's bucket allows no start for another `wait_us` microseconds: nothing taken.
-    RateLimited { wait_us: i64 },
+    RateLimited {
+        /// Microseconds until the bucket allows a start.
+        wait_us: i64,
+    },
 }
 
 /// Free a push's group slot ([`QueueStore::flow_group_slot_release`]).
 #[derive(Debug, Clone)]
 pub struct FlowGroupSlotReleaseParams {
+    /// The consumer group the push was for.
     pub consumer_group: String,
+    /// The pushed message's group key.
     pub group_key: String,
+    /// The pushed message, whose slot is freed (nothing when it holds none).
     pub message_id: String,
 }
 
