@@ -286,12 +286,9 @@ pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
-    let live: std::collections::HashMap<(String, String), i64> =
-        running.iter().map(|(c, k, n)| ((c.clone(), k.clone()), *n)).collect();
-    let mut candidates: Vec<(String, String)> =
-        running.into_iter().take(p.limit as usize).map(|(c, k, _)| (c, k)).collect();
+    let mut ready = Vec::new();
     for cg in &consumer_groups {
-        let ready: Vec<String> = sqlx::query_scalar(
+        let keys: Vec<String> = sqlx::query_scalar(
             "(SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at IS NOT NULL AND group_key <> '' \
               ORDER BY ready_at LIMIT $2) \
              UNION ALL \
@@ -302,14 +299,11 @@ pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<
         .fetch_all(pool)
         .await
         .map_err(db_err)?;
-        candidates.extend(ready.into_iter().map(|k| (cg.clone(), k)));
+        ready.extend(keys.into_iter().map(|k| (cg.clone(), k)));
     }
+    let (live, candidates) = vqs::store_support::busiest_candidates(running, ready, p.limit);
     let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     for (cg, key) in candidates {
-        if !seen.insert((cg.clone(), key.clone())) {
-            continue;
-        }
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries \
                       WHERE consumer_group = $1 AND group_key = $2 AND state IN ('pending', 'leased') \

@@ -324,6 +324,29 @@ pub fn group_rate_after(r: crate::RateLimit, tat_us: Option<i64>, now_us: i64, n
     (tat, next)
 }
 
+/// The groups a backend counts for [`crate::QueueStore::flow_group_busiest`]: the `limit`
+/// with the most live leases (`running`: (consumer group, group key, leases), most first),
+/// then the ready ones in the order given, each (consumer group, group key) once; and the
+/// live leases by group, to fill in `running`.
+#[allow(clippy::type_complexity)]
+pub fn busiest_candidates(
+    running: Vec<(String, String, i64)>,
+    ready: Vec<(String, String)>,
+    limit: u32,
+) -> (std::collections::HashMap<(String, String), i64>, Vec<(String, String)>) {
+    let live: std::collections::HashMap<(String, String), i64> =
+        running.iter().map(|(c, k, n)| ((c.clone(), k.clone()), *n)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let candidates = running
+        .into_iter()
+        .take(limit as usize)
+        .map(|(c, k, _)| (c, k))
+        .chain(ready)
+        .filter(|ck| seen.insert(ck.clone()))
+        .collect();
+    (live, candidates)
+}
+
 /// The busiest message groups from a backend's candidates (those with live leases, then
 /// the ready groups, each counted): most live leases first, then most waiting, the
 /// candidates' order within a tie (the longest-ready first); one entry per (consumer group,
