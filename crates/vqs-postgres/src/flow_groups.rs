@@ -19,11 +19,12 @@ use crate::rows::db_err;
 /// groups), in group order so that two claims folding at once never deadlock.
 pub(crate) async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "WITH w AS (DELETE FROM flow_group_wakeups WHERE consumer_group = $1 RETURNING group_key, due_at) \
-         INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
-         SELECT $1, group_key, 0, MIN(due_at) FROM w GROUP BY group_key ORDER BY group_key \
+        "WITH w AS (DELETE FROM flow_group_wakeups WHERE consumer_group = $1 RETURNING group_key, due_at, priority) \
+         INSERT INTO flow_groups (consumer_group, group_key, running, ready_at, priority) \
+         SELECT $1, group_key, 0, MIN(due_at), COALESCE(MIN(priority), 32767) FROM w GROUP BY group_key ORDER BY group_key \
          ON CONFLICT (consumer_group, group_key) DO UPDATE \
-         SET ready_at = LEAST(COALESCE(flow_groups.ready_at, EXCLUDED.ready_at), EXCLUDED.ready_at)",
+         SET ready_at = LEAST(COALESCE(flow_groups.ready_at, EXCLUDED.ready_at), EXCLUDED.ready_at), \
+             priority = LEAST(flow_groups.priority, EXCLUDED.priority)",
     )
     .bind(consumer_group)
     .execute(&mut *conn)
@@ -45,8 +46,8 @@ pub(crate) struct GroupRooms {
 /// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
 /// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
 /// `limit` groups with `ready_at <= now` and not paused in a topic the consumer group
-/// subscribes to (a paused group is skipped, never visited: its backlog is not read), oldest
-/// first, locked (`SKIP LOCKED`: another claim
+/// subscribes to (a paused group is skipped, never visited: its backlog is not read), by
+/// priority then oldest first, locked (`SKIP LOCKED`: another claim
 /// has them), each with its live leases counted and the room left (the `""` group,
 /// ungrouped messages, has no limit and comes last with what the batch has left).
 pub(crate) async fn ready_groups(
@@ -55,12 +56,27 @@ pub(crate) async fn ready_groups(
     per_group: u32,
     limit: u32,
 ) -> Result<GroupRooms, StoreError> {
+    // By priority, then the longest ready: the priorities present in the ready set found one
+    // index descent each (`flow_groups_ready` is (consumer group, priority, ready_at)) and
+    // only as far as the claim reads, each one's ready groups one range of the index — one
+    // scan in (priority, ready_at) order would walk every group of a lower priority that is
+    // parked until later (full, or waiting for its rate) before the ready ones of the next.
     let picked: Vec<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = $1 AND ready_at <= $2 \
-         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = $1 \
-           AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix))) \
-           WHERE gp.group_key = flow_groups.group_key) \
-         ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        "WITH RECURSIVE prios AS ( \
+           (SELECT priority FROM flow_groups WHERE consumer_group = $1 AND ready_at IS NOT NULL \
+            ORDER BY priority LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT f.priority FROM flow_groups f WHERE f.consumer_group = $1 AND f.ready_at IS NOT NULL \
+                     AND f.priority > prios.priority ORDER BY f.priority LIMIT 1) \
+           FROM prios WHERE prios.priority IS NOT NULL) \
+         SELECT x.group_key, x.tat_us FROM prios CROSS JOIN LATERAL ( \
+           SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = $1 AND priority = prios.priority \
+             AND ready_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = $1 \
+               AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix))) \
+               WHERE gp.group_key = flow_groups.group_key) \
+           ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED) x \
+         LIMIT $3",
     )
     .bind(&p.consumer_group)
     .bind(p.now)
@@ -161,14 +177,18 @@ pub(crate) async fn park(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE flow_groups f SET running = c.live, concurrency = $3, \
-           ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END \
+           ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END, \
+           priority = COALESCE(c.best, 32767) \
          FROM (SELECT k AS key, \
                  (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
                     AND d.state = 'leased' AND d.visible_at > $2) AS live, \
                  (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
                     AND d.state = 'leased' AND d.visible_at > $2) AS lease_end, \
                  (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
-                    AND d.state IN ('pending', 'leased')) AS first \
+                    AND d.state IN ('pending', 'leased')) AS first, \
+                 (SELECT d.priority FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
+                    AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+                  ORDER BY d.priority LIMIT 1) AS best \
                FROM UNNEST($4::text[]) AS k) c \
          WHERE f.consumer_group = $1 AND f.group_key = c.key",
     )
@@ -202,11 +222,13 @@ pub(crate) async fn rekey(
         .await
         .map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
-             SELECT $1, group_key, 0, LEAST(MIN(visible_at), $2) FROM deliveries \
+            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at, priority) \
+             SELECT $1, group_key, 0, LEAST(MIN(visible_at), $2), \
+                    COALESCE(MIN(priority) FILTER (WHERE state = 'pending'), 32767) FROM deliveries \
              WHERE consumer_group = $1 AND state IN ('pending', 'leased') AND group_key IS NOT NULL \
              GROUP BY group_key ORDER BY group_key \
-             ON CONFLICT (consumer_group, group_key) DO UPDATE SET ready_at = EXCLUDED.ready_at",
+             ON CONFLICT (consumer_group, group_key) DO UPDATE \
+             SET ready_at = EXCLUDED.ready_at, priority = EXCLUDED.priority",
         )
         .bind(consumer_group)
         .bind(now)
@@ -290,7 +312,7 @@ pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<
     for cg in &consumer_groups {
         let keys: Vec<String> = sqlx::query_scalar(
             "(SELECT group_key FROM flow_groups WHERE consumer_group = $1 AND ready_at IS NOT NULL AND group_key <> '' \
-              ORDER BY ready_at LIMIT $2) \
+              ORDER BY priority, ready_at LIMIT $2) \
              UNION ALL \
              (SELECT group_key FROM flow_group_wakeups WHERE consumer_group = $1 AND group_key <> '' LIMIT $2)",
         )

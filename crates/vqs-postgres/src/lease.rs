@@ -181,7 +181,8 @@ fn claim_query_after<'a>(
     match grouped {
         Some((_, limit)) => {
             // A group's best priority first, oldest first within it (`deliveries_grouped`
-            // is in that order); the groups themselves in ready order.
+            // is in that order); the groups themselves in the order `ready_groups` took them
+            // (by priority, then the longest ready).
             q.push(
                 " AND d.group_key = g.key ORDER BY d.priority, d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x \
                  LIMIT ",

@@ -26,7 +26,8 @@ pub(crate) struct GroupPicks {
 }
 
 /// The ready groups not paused in a topic the consumer group subscribes to (a paused group
-/// is skipped, never visited: its backlog is not read), oldest `ready_at` first, up to
+/// is skipped, never visited: its backlog is not read), by priority then oldest `ready_at`
+/// first ([`ready_by_priority`]), up to
 /// `limit` of them: each one's live leases
 /// counted and its oldest due deliveries picked up to the room left (the `""` group,
 /// ungrouped messages, has no limit) — read through `deliveries_grouped`, a group's rows
@@ -39,19 +40,7 @@ pub(crate) async fn pick(
 ) -> Result<GroupPicks, StoreError> {
     let per_group = per_group.max(1);
     let now = us(p.now);
-    let picked: Vec<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = ?1 AND ready_at <= ?2 \
-         AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = ?1 \
-           AND (s.topic_pattern = gp.topic OR (s.is_prefix = 1 AND substr(gp.topic, 1, length(s.prefix)) = s.prefix)) \
-           WHERE gp.group_key = flow_groups.group_key) \
-         ORDER BY ready_at LIMIT ?3",
-    )
-    .bind(&p.consumer_group)
-    .bind(now)
-    .bind(i64::from(limit.max(1)))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let picked = ready_by_priority(conn, p, now, i64::from(limit.max(1))).await?;
     let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
     if keys.is_empty() {
         return Ok(GroupPicks { keys, tats, message_ids: Vec::new(), per_group });
@@ -117,6 +106,52 @@ pub(crate) async fn pick(
     let message_ids: Vec<String> =
         if any { q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)? } else { Vec::new() };
     Ok(GroupPicks { keys, tats, message_ids, per_group })
+}
+
+/// Up to `limit` ready groups (with their rate buckets) not paused in a topic the consumer
+/// group subscribes to, in claim order: by priority, then the longest ready. The priorities
+/// present in the ready set are found one descent each of `flow_groups_ready` (consumer
+/// group, priority, ready_at), lowest first and only as far as needed, and each one's ready
+/// groups are one range of it — one scan in (priority, ready_at) order would walk every
+/// group of a lower priority parked until later (full, or waiting for its rate) first.
+async fn ready_by_priority(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    let mut picked: Vec<(String, Option<i64>)> = Vec::new();
+    let mut after: Option<i64> = None;
+    while (picked.len() as i64) < limit {
+        // Two texts, not `(?2 IS NULL OR priority > ?2)`: the OR would make SQLite walk the
+        // index from the consumer group's start instead of seeking past `after`.
+        let sql = if after.is_some() {
+            "SELECT MIN(priority) FROM flow_groups WHERE consumer_group = ?1 AND ready_at IS NOT NULL AND priority > ?2"
+        } else {
+            "SELECT MIN(priority) FROM flow_groups WHERE consumer_group = ?1 AND ready_at IS NOT NULL"
+        };
+        let next: Option<i64> =
+            sqlx::query_scalar(sql).bind(&p.consumer_group).bind(after).fetch_one(&mut *conn).await.map_err(db_err)?;
+        let Some(priority) = next else { break };
+        let got: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT group_key, tat_us FROM flow_groups INDEXED BY flow_groups_ready \
+             WHERE consumer_group = ?1 AND priority = ?2 AND ready_at IS NOT NULL AND ready_at <= ?3 \
+             AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = ?1 \
+               AND (s.topic_pattern = gp.topic OR (s.is_prefix = 1 AND substr(gp.topic, 1, length(s.prefix)) = s.prefix)) \
+               WHERE gp.group_key = flow_groups.group_key) \
+             ORDER BY ready_at LIMIT ?4",
+        )
+        .bind(&p.consumer_group)
+        .bind(priority)
+        .bind(now)
+        .bind(limit - picked.len() as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        picked.extend(got);
+        after = Some(priority);
+    }
+    Ok(picked)
 }
 
 /// Under a group rate limit, after the lease and the park, in its transaction: each visited
@@ -191,7 +226,12 @@ pub(crate) async fn park(
         .push_bind(now)
         .push(") AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
         .push_bind(&p.consumer_group)
-        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first FROM (");
+        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first, (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(
+            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+             ORDER BY d.priority LIMIT 1) AS best FROM (",
+        );
     let mut sep = q.separated(" UNION ALL ");
     for key in &picks.keys {
         sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
@@ -202,7 +242,7 @@ pub(crate) async fn park(
         .push_bind(i64::from(picks.per_group))
         .push(", ready_at = CASE WHEN c.key <> '' AND c.live >= ")
         .push_bind(i64::from(picks.per_group))
-        .push(" THEN c.lease_end ELSE c.first END FROM c WHERE flow_groups.consumer_group = ")
+        .push(" THEN c.lease_end ELSE c.first END, priority = COALESCE(c.best, 32767) FROM c WHERE flow_groups.consumer_group = ")
         .push_bind(&p.consumer_group)
         .push(" AND flow_groups.group_key = c.key");
     q.build().execute(&mut *conn).await.map_err(db_err)?;
@@ -228,11 +268,13 @@ pub(crate) async fn rekey(
         .await
         .map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) \
-             SELECT ?1, group_key, 0, MIN(MIN(visible_at), ?2) FROM deliveries \
+            "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at, priority) \
+             SELECT ?1, group_key, 0, MIN(MIN(visible_at), ?2), \
+                    COALESCE(MIN(CASE WHEN state = 'pending' THEN priority END), 32767) FROM deliveries \
              WHERE consumer_group = ?1 AND state IN ('pending', 'leased') AND group_key IS NOT NULL \
              GROUP BY group_key \
-             ON CONFLICT (consumer_group, group_key) DO UPDATE SET ready_at = excluded.ready_at",
+             ON CONFLICT (consumer_group, group_key) DO UPDATE \
+             SET ready_at = excluded.ready_at, priority = excluded.priority",
         )
         .bind(consumer_group)
         .bind(now)
@@ -312,7 +354,7 @@ pub(crate) async fn busiest(read: &SqlitePool, p: FlowGroupBusiestParams) -> Res
     for cg in &consumer_groups {
         let keys: Vec<String> = sqlx::query_scalar(
             "SELECT group_key FROM flow_groups WHERE consumer_group = ?1 AND ready_at IS NOT NULL AND group_key <> '' \
-             ORDER BY ready_at LIMIT ?2",
+             ORDER BY priority, ready_at LIMIT ?2",
         )
         .bind(cg)
         .bind(2 * limit)

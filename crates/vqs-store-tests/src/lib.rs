@@ -172,6 +172,7 @@ macro_rules! conformance {
             priorities { lower_priorities_start_first_in_due_order_within_one,
                          a_priority_is_kept_across_retry_expiry_rescue_and_replay,
                          priorities_hold_under_a_group_limit_and_a_concurrency_limit,
+                         groups_are_taken_by_their_best_priority,
                          the_next_due_time_and_the_live_counts_span_every_priority }
             schedule_pages { thousands_of_schedules_page_by_name_in_byte_order, counts_and_the_overdue_read_are_bounded }
         );

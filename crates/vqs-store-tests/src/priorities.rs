@@ -120,6 +120,59 @@ pub async fn priorities_hold_under_a_group_limit_and_a_concurrency_limit(s: Stor
     assert_eq!(got, [a_urgent, b_urgent], "the limit's room goes to the lowest priorities, in order");
 }
 
+/// Under group concurrency the groups themselves are taken in priority order: a group whose
+/// best waiting message is more urgent is visited before older groups, also when more groups
+/// are ready than one claim takes, after a publish makes a group more urgent, and after a
+/// retry makes an urgent message due again.
+pub async fn groups_are_taken_by_their_best_priority(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    let send_in = async |key: &str, priority: i16, now: i64| {
+        let p = MessageSendParams { group_key: Some(key.into()), priority, ..send_params("t", "{}", at(now)) };
+        s.message_send(p).await.unwrap().message_id
+    };
+    let claim_n = async |limit: u32, now: i64| -> Vec<LeasedMessage> {
+        let p = DeliveryClaimParams { group_concurrency: Some(1), ..claim_params("g", limit, at(now)) };
+        s.delivery_claim(p).await.unwrap()
+    };
+    let ids = |leased: &[LeasedMessage]| leased.iter().map(|m| m.message_id.clone()).collect::<Vec<_>>();
+    // Twenty older groups at the default priority, then a relaxed group and an urgent one.
+    let mut old = Vec::new();
+    for i in 0..20 {
+        old.push(send_in(&format!("old-{i:02}"), 0, i).await);
+    }
+    let relaxed = send_in("relaxed", 5, 20).await;
+    let urgent = send_in("urgent", -5, 21).await;
+    // One claim takes five groups: the urgent one is among them, first, though it is the newest.
+    let got = ids(&claim_n(5, 30).await);
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0], urgent, "the most urgent group first");
+    assert_eq!(got[1..], old[..4], "then the oldest ready groups of priority 0, oldest first");
+    let got = ids(&claim_n(100, 31).await);
+    assert_eq!(got.len(), 17);
+    assert_eq!(got[..16], old[4..], "the rest of priority 0");
+    assert_eq!(got[16], relaxed, "the relaxed group last");
+
+    // A group's priority follows its waiting messages: group "late" waits at 3 behind
+    // "mid" at 1 — until an urgent message is published into it.
+    let late_relaxed = send_in("late", 3, 40).await;
+    let mid = send_in("mid", 1, 41).await;
+    let late_urgent = send_in("late", -9, 42).await;
+    let first = claim_n(1, 50).await;
+    assert_eq!(ids(&first), [late_urgent.clone()], "the publish made the group urgent");
+    assert_eq!(ids(&claim_n(1, 51).await), [mid], "late is full; mid (1) next");
+
+    // The urgent message is retried: due again, it brings its group ahead of another at 0
+    // (the group's own next message is at 3).
+    let plain = send_in("plain", 0, 52).await;
+    let retry =
+        DeliveryRetryParams { lease: lease(&first[0], at(53)), delay: std::time::Duration::ZERO, execution: None };
+    s.delivery_retry(retry).await.unwrap();
+    let again = claim_n(1, 54).await;
+    assert_eq!((again[0].message_id.as_str(), again[0].delivery_count), (late_urgent.as_str(), 2), "the retry first");
+    ack(&s, &again[0], at(55)).await.unwrap();
+    assert_eq!(ids(&claim_n(2, 56).await), [plain, late_relaxed], "then by priority: 0, 3");
+}
+
 /// What asks "when" rather than "which first" reads the priority-ordered index one priority
 /// at a time (migration 0027): the next due time is the earliest over every priority, and
 /// the live counts and the count of live leases see every priority.

@@ -2090,7 +2090,7 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn delivery_group_held(&self, p: DeliveryGroupHeldParams) -> Result<Option<GroupHeld>, StoreError>;
     /// The busiest message groups (never the `""` pseudo-group of ungrouped messages) of the
     /// consumer groups subscribed grouped to exactly `p.topic`: those with live leases first,
-    /// most first, then groups with work waiting (the longest-ready first), each with its
+    /// most first, then groups with work waiting (the next to run first), each with its
     /// live leases and its pending deliveries counted up to `p.waiting_cap`; at most
     /// `p.limit`, a group with nothing live left out. Read through indexes: the live leases,
     /// the ready groups and each listed group's slice — never the whole backlog.

@@ -349,7 +349,7 @@ pub fn busiest_candidates(
 
 /// The busiest message groups from a backend's candidates (those with live leases, then
 /// the ready groups, each counted): most live leases first, then most waiting, the
-/// candidates' order within a tie (the longest-ready first); one entry per (consumer group,
+/// candidates' order within a tie (the next to run first: best priority, then longest ready); one entry per (consumer group,
 /// group key), none with nothing live, at most `limit` ([`crate::QueueStore::flow_group_busiest`]).
 pub fn busiest_groups(candidates: Vec<crate::store::FlowGroupLoad>, limit: u32) -> Vec<crate::store::FlowGroupLoad> {
     let mut seen = std::collections::HashSet::new();
