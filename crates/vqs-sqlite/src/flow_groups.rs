@@ -19,7 +19,11 @@ use crate::rows::{db_err, us};
 /// What a grouped claim picked: the groups it looked at and the deliveries to lease.
 pub(crate) struct GroupPicks {
     pub(crate) keys: Vec<String>,
+    /// Each visited group's live leases before the claim, in `keys` order.
+    lives: Vec<i64>,
     pub(crate) message_ids: Vec<String>,
+    /// The group of each of `message_ids`, in that order.
+    picked_keys: Vec<String>,
     /// Each picked group's rate bucket (`tat_us`) as read, in `keys` order.
     tats: Vec<Option<i64>>,
     per_group: u32,
@@ -43,29 +47,34 @@ pub(crate) async fn pick(
     let picked = ready_by_priority(conn, p, now, i64::from(limit.max(1))).await?;
     let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
     if keys.is_empty() {
-        return Ok(GroupPicks { keys, tats, message_ids: Vec::new(), per_group });
+        return Ok(GroupPicks {
+            keys,
+            lives: Vec::new(),
+            tats,
+            message_ids: Vec::new(),
+            picked_keys: Vec::new(),
+            per_group,
+        });
     }
-    // Every visited group's live leases, in one statement.
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
-    let mut sep = q.separated(" UNION ALL ");
-    for key in &keys {
-        sep.push("SELECT (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ")
-            .push_bind_unseparated(&p.consumer_group)
-            .push_unseparated(" AND group_key = ")
-            .push_bind_unseparated(key)
-            .push_unseparated(" AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ")
-            .push_bind_unseparated(now)
-            .push_unseparated(")");
-    }
-    let live: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
-    // Each group's oldest due rows up to its room, in one statement: a `LIMIT` per group, so
-    // nothing past a group's room is read.
+    // Every visited group's live leases, in one statement of one text (the keys as a JSON
+    // array): a text per number of groups would be prepared again at almost every claim.
+    let live: Vec<i64> = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ?1 AND group_key = j.value \
+           AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ?2) \
+         FROM json_each(?3) j ORDER BY j.key",
+    )
+    .bind(&p.consumer_group)
+    .bind(now)
+    .bind(serde_json::to_string(&keys).expect("strings"))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
     // Limited groups first, each up to its room; the ungrouped pseudo-group (`""`, no
-    // limit) last with whatever the batch has left (the outer `LIMIT`).
+    // limit) last with whatever the batch has left.
     let total = i64::from(limit.max(1));
     let mut left = total;
     let mut rooms: Vec<(&String, i64)> = Vec::new();
-    for ((key, live), tat) in keys.iter().zip(live).zip(&tats) {
+    for ((key, live), tat) in keys.iter().zip(live.iter().copied()).zip(&tats) {
         if key.is_empty() {
             continue;
         }
@@ -79,33 +88,87 @@ pub(crate) async fn pick(
             rooms.push((key, room));
         }
     }
-    if keys.iter().any(|k| k.is_empty()) {
-        rooms.push((keys.iter().find(|k| k.is_empty()).expect("present"), total));
-    }
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT message_id FROM (");
-    let any = !rooms.is_empty();
-    for (i, (key, room)) in rooms.into_iter().enumerate() {
-        if i > 0 {
-            q.push(" UNION ALL ");
+    // Each group's best due rows up to its room, read through its own slice of
+    // `deliveries_grouped` and nothing past its room: the groups with room for one (the
+    // common case, group concurrency 1) in one statement, the others one statement each.
+    let ones: Vec<&String> = rooms.iter().filter(|(_, room)| *room == 1).map(|(k, _)| *k).collect();
+    let mut by_group: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+    if !ones.is_empty() {
+        for (key, id) in pick_one_each(conn, p, now, &ones).await? {
+            by_group.entry(key).or_default().push(id);
         }
-        // `INDEXED BY`: the group's slice in claim order (SQLite would otherwise pick the
-        // time-ordered `deliveries_grouped_live` and sort the group's due rows).
-        q.push("SELECT * FROM (SELECT d.message_id FROM deliveries d ");
-        if p.message_id.is_none() {
-            q.push("INDEXED BY deliveries_grouped ");
-        }
-        q.push("JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
-            .push_bind(&p.consumer_group)
-            .push(" AND d.group_key = ")
-            .push_bind(key);
-        crate::due::push_due_filter(&mut q, p, now);
-        // A group's best priority first, oldest first within it (`deliveries_grouped`).
-        q.push(" ORDER BY d.priority, d.visible_at LIMIT ").push_bind(room).push(")");
     }
-    q.push(") LIMIT ").push_bind(total);
-    let message_ids: Vec<String> =
-        if any { q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)? } else { Vec::new() };
-    Ok(GroupPicks { keys, tats, message_ids, per_group })
+    for (key, room) in rooms.iter().filter(|(_, room)| *room > 1) {
+        let ids = pick_in_group(conn, p, now, key, *room).await?;
+        by_group.insert(key.as_str(), ids);
+    }
+    let (mut message_ids, mut picked_keys) = (Vec::new(), Vec::new());
+    for (key, _) in &rooms {
+        for id in by_group.remove(key.as_str()).unwrap_or_default() {
+            message_ids.push(id);
+            picked_keys.push((*key).clone());
+        }
+    }
+    if let Some(key) = keys.iter().find(|k| k.is_empty()) {
+        let room = total - message_ids.len() as i64;
+        if room > 0 {
+            for id in pick_in_group(conn, p, now, key, room).await? {
+                message_ids.push(id);
+                picked_keys.push(key.clone());
+            }
+        }
+    }
+    Ok(GroupPicks { keys, lives: live, tats, message_ids, picked_keys, per_group })
+}
+
+/// The best due delivery of each of `keys` (groups with room for one), in one statement
+/// of one text: each group's slice of `deliveries_grouped` read to its first due row.
+async fn pick_one_each<'k>(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    now: i64,
+    keys: &[&'k String],
+) -> Result<Vec<(&'k str, String)>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT j.key, (SELECT d.message_id FROM deliveries d ");
+    // `INDEXED BY`: the group's slice in claim order (SQLite would otherwise pick the
+    // time-ordered `deliveries_grouped_live` and sort the group's due rows).
+    if p.message_id.is_none() {
+        q.push("INDEXED BY deliveries_grouped ");
+    }
+    q.push("JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND d.group_key = j.value");
+    crate::due::push_due_filter(&mut q, p, now);
+    q.push(" ORDER BY d.priority, d.visible_at LIMIT 1) FROM json_each(")
+        .push_bind(serde_json::to_string(keys).expect("strings"))
+        .push(") j ORDER BY j.key");
+    let rows: Vec<(i64, Option<String>)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(i, id)| Some((keys.get(usize::try_from(i).ok()?)?.as_str(), id?)))
+        .collect())
+}
+
+/// Up to `room` of one group's due deliveries, best priority first, oldest first within one
+/// (its slice of `deliveries_grouped`, nothing past the room read).
+async fn pick_in_group(
+    conn: &mut SqliteConnection,
+    p: &DeliveryClaimParams,
+    now: i64,
+    key: &str,
+    room: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT d.message_id FROM deliveries d ");
+    if p.message_id.is_none() {
+        q.push("INDEXED BY deliveries_grouped ");
+    }
+    q.push("JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND d.group_key = ")
+        .push_bind(key);
+    crate::due::push_due_filter(&mut q, p, now);
+    q.push(" ORDER BY d.priority, d.visible_at LIMIT ").push_bind(room);
+    q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)
 }
 
 /// Up to `limit` ready groups (with their rate buckets) not paused in a topic the consumer
@@ -201,12 +264,48 @@ pub(crate) async fn advance_buckets(
 /// After the lease: each group looked at gets its live lease count, and is ready again at
 /// its oldest live delivery if it has room, at its earliest lease end if it is full (NULL:
 /// nothing pending or leased).
+///
+/// A group that had no live lease and that this claim filled is parked from what the claim
+/// knows, with no read: `running` is the group concurrency, its earliest lease end is
+/// `lease_until` (every lease it has is this claim's), and only its best waiting priority
+/// is read. That is every group of the common case — group concurrency 1, a group visited
+/// because something was due — and it spares three reads of the group's slice per group.
 pub(crate) async fn park(
     conn: &mut SqliteConnection,
     p: &DeliveryClaimParams,
     picks: &GroupPicks,
+    lease_until: i64,
 ) -> Result<(), StoreError> {
     if picks.keys.is_empty() {
+        return Ok(());
+    }
+    let mut filled: Vec<&str> = Vec::new();
+    let mut rest: Vec<&String> = Vec::new();
+    for (key, live) in picks.keys.iter().zip(&picks.lives) {
+        let leased = picks.picked_keys.iter().filter(|k| *k == key).count() as i64;
+        if !key.is_empty() && *live == 0 && leased >= i64::from(picks.per_group) {
+            filled.push(key);
+        } else {
+            rest.push(key);
+        }
+    }
+    if !filled.is_empty() {
+        sqlx::query(
+            "UPDATE flow_groups SET running = ?3, concurrency = ?3, ready_at = ?4, \
+               priority = COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = ?1 \
+                 AND d.group_key = flow_groups.group_key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+                 ORDER BY d.priority LIMIT 1), 32767) \
+             WHERE consumer_group = ?1 AND group_key IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(&p.consumer_group)
+        .bind(serde_json::to_string(&filled).expect("strings"))
+        .bind(i64::from(picks.per_group))
+        .bind(lease_until)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    if rest.is_empty() {
         return Ok(());
     }
     let now = us(p.now);
@@ -233,7 +332,7 @@ pub(crate) async fn park(
              ORDER BY d.priority LIMIT 1) AS best FROM (",
         );
     let mut sep = q.separated(" UNION ALL ");
-    for key in &picks.keys {
+    for key in rest {
         sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
     }
     // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from

@@ -109,7 +109,7 @@ pub(crate) async fn claim_in(
     };
     if grouped.as_ref().is_some_and(|g| g.message_ids.is_empty()) {
         if let Some(g) = &grouped {
-            crate::flow_groups::park(conn, &p, g).await?;
+            crate::flow_groups::park(conn, &p, g, lease_until).await?;
             crate::flow_groups::advance_buckets(conn, &p, g, &[]).await?;
         }
         return Ok(Vec::new());
@@ -177,7 +177,7 @@ pub(crate) async fn claim_in(
         .map_err(db_err)?;
     }
     if let Some(g) = &grouped {
-        crate::flow_groups::park(conn, &p, g).await?;
+        crate::flow_groups::park(conn, &p, g, lease_until).await?;
         let ids: Vec<String> = leased.iter().map(|r| r.get(0)).collect();
         crate::flow_groups::advance_buckets(conn, &p, g, &ids).await?;
     }
