@@ -41,6 +41,8 @@ pub(crate) struct GroupRooms {
     pub(crate) rooms: Vec<i32>,
     /// Each visited group's rate bucket (`tat_us`) as read, in `visited` order.
     pub(crate) tats: Vec<Option<i64>>,
+    /// Each visited group's live leases before the claim, in `visited` order.
+    pub(crate) lives: Vec<i64>,
 }
 
 /// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
@@ -85,7 +87,8 @@ pub(crate) async fn ready_groups(
     .await
     .map_err(db_err)?;
     let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
-    let mut groups = GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new(), tats: Vec::new() };
+    let mut groups =
+        GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new(), tats: Vec::new(), lives: Vec::new() };
     if keys.is_empty() {
         return Ok(groups);
     }
@@ -102,7 +105,7 @@ pub(crate) async fn ready_groups(
     .map_err(db_err)?;
     let now_us = p.now.timestamp_micros();
     let mut order: Vec<(&String, i64, Option<i64>)> =
-        keys.iter().zip(live).zip(&tats).map(|((k, l), t)| (k, l, *t)).collect();
+        keys.iter().zip(live.iter().copied()).zip(&tats).map(|((k, l), t)| (k, l, *t)).collect();
     order.sort_by_key(|(k, _, _)| k.is_empty());
     for (key, live, tat) in order {
         let mut room =
@@ -118,6 +121,7 @@ pub(crate) async fn ready_groups(
     }
     groups.visited = keys;
     groups.tats = tats;
+    groups.lives = live;
     Ok(groups)
 }
 
@@ -169,12 +173,49 @@ pub(crate) async fn advance_buckets(
 /// After the claim, in its transaction: each group visited gets its live lease count and
 /// is parked — ready again at its oldest live row if it has room, at its earliest lease end
 /// if full (out of the ready index until then: its backlog is never read), NULL if empty.
+///
+/// A group that had no live lease and that this claim filled (`leased_keys`: the group of
+/// each delivery leased) is parked from what the claim knows: `running` is the group
+/// concurrency and its earliest lease end is `lease_until` (every lease it has is this
+/// claim's); only its best waiting priority is read. That is every group of the common case
+/// — group concurrency 1, a group visited because something was due — and it spares three
+/// reads of the group's slice per group.
 pub(crate) async fn park(
     tx: &mut PgConnection,
     p: &DeliveryClaimParams,
     per_group: u32,
-    visited: &[String],
+    groups: &GroupRooms,
+    leased_keys: &[Option<String>],
+    lease_until: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    let (mut filled, mut visited) = (Vec::new(), Vec::new());
+    for (key, live) in groups.visited.iter().zip(&groups.lives) {
+        let leased = leased_keys.iter().filter(|k| k.as_deref() == Some(key.as_str())).count() as i64;
+        if !key.is_empty() && *live == 0 && leased >= i64::from(per_group) {
+            filled.push(key.clone());
+        } else {
+            visited.push(key.clone());
+        }
+    }
+    if !filled.is_empty() {
+        sqlx::query(
+            "UPDATE flow_groups f SET running = $3, concurrency = $3, ready_at = $4, \
+               priority = COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = $1 \
+                 AND d.group_key = f.group_key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+                 ORDER BY d.priority LIMIT 1), 32767) \
+             WHERE f.consumer_group = $1 AND f.group_key = ANY($2)",
+        )
+        .bind(&p.consumer_group)
+        .bind(&filled)
+        .bind(i32::try_from(per_group).unwrap_or(i32::MAX))
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    if visited.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE flow_groups f SET running = c.live, concurrency = $3, \
            ready_at = CASE WHEN f.group_key <> '' AND c.live >= $3 THEN c.lease_end ELSE c.first END, \

@@ -152,7 +152,8 @@ fn claim_query_after<'a>(
     }
     q.push(
         "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at, \
-         d.priority, d.visible_at AS due_at FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.consumer_group = ",
+         d.priority, d.visible_at AS due_at, d.group_key FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
         .push(" AND d.state IN ('pending', 'leased') AND d.visible_at <= ")
@@ -248,7 +249,7 @@ fn claim_query_after<'a>(
     push_bucket_advance(&mut q, p);
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
-             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts \
+             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id \
              ORDER BY m.priority, m.due_at",
         );
@@ -388,7 +389,9 @@ async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -
     } else {
         claim_query_after("", p, Some((&groups, limit))).build().fetch_all(&mut *tx).await.map_err(db_err)?
     };
-    crate::flow_groups::park(&mut tx, p, per_group, &groups.visited).await?;
+    let leased_keys: Vec<Option<String>> = rows.iter().map(|r| r.get(11)).collect();
+    let lease_until = p.now + secs(p.visibility_seconds);
+    crate::flow_groups::park(&mut tx, p, per_group, &groups, &leased_keys, lease_until).await?;
     let leased_ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     crate::flow_groups::advance_buckets(&mut tx, p, &groups, &leased_ids).await?;
     tx.commit().await.map_err(db_err)?;

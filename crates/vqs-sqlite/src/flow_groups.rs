@@ -143,10 +143,7 @@ async fn pick_one_each<'k>(
         .push_bind(serde_json::to_string(keys).expect("strings"))
         .push(") j ORDER BY j.key");
     let rows: Vec<(i64, Option<String>)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(i, id)| Some((keys.get(usize::try_from(i).ok()?)?.as_str(), id?)))
-        .collect())
+    Ok(rows.into_iter().filter_map(|(i, id)| Some((keys.get(usize::try_from(i).ok()?)?.as_str(), id?))).collect())
 }
 
 /// Up to `room` of one group's due deliveries, best priority first, oldest first within one
