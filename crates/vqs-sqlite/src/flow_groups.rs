@@ -73,20 +73,21 @@ pub(crate) async fn pick(
     // nothing past a group's room is read.
     // Limited groups first, each up to its room; the ungrouped pseudo-group (`""`, no
     // limit) last with whatever the batch has left (the outer `LIMIT`).
+    // Each group's room is capped by the batch, not by what the groups before it took: a
+    // group with fewer due rows than its room leaves the rest of the batch to the next ones
+    // (the outer `LIMIT` stops at the batch, the groups in ready order).
     let total = i64::from(limit.max(1));
-    let mut left = total;
     let mut rooms: Vec<(&String, i64)> = Vec::new();
     for ((key, live), tat) in keys.iter().zip(live).zip(&tats) {
         if key.is_empty() {
             continue;
         }
-        let mut room = (i64::from(per_group) - live).min(left);
+        let mut room = (i64::from(per_group) - live).min(total);
         // Under a group rate limit, no more than the group's bucket allows now.
         if let Some(r) = p.group_rate_limit {
             room = room.min(i64::from(vqs::store_support::rate_room(r, *tat, now)));
         }
         if room > 0 {
-            left -= room;
             rooms.push((key, room));
         }
     }
