@@ -205,3 +205,43 @@ async fn the_queues_list_shows_the_busiest_groups_running_first() {
 async fn send_plain(app: &TestApp) {
     app.queue().send("cleanup", b"{}".to_vec(), SendOpts::default()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_paused_tenants_backlog_ahead_of_others_waits_while_they_run_and_drains_on_resume() {
+    // No group limits on the topic. Tenant A's backlog is queued before B's; the operator
+    // pauses A: B and the ungrouped messages run, A's backlog waits behind them untouched
+    // (the topic is claimed by group from the pause on, so the queues list shows A held),
+    // and the resume runs all of A, each once.
+    let app = TestApp::new().await;
+    let mut a = Vec::new();
+    for _ in 0..40 {
+        a.push(send(&app, Some("tenant-a")).await);
+    }
+    let b: Vec<String> = [send(&app, Some("tenant-b")).await, send(&app, Some("tenant-b")).await].into();
+    let plain = send(&app, None).await;
+    let (status, _) = app.call(post("/api/admin/queues/probe/pause?group=tenant-a")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.dispatch("probe").await, 3, "tenant-b's two and the ungrouped one run");
+    for id in b.iter().chain([&plain]) {
+        assert_eq!(app.attempts(id).await, [(1, "success".to_owned())]);
+    }
+    let late = send(&app, Some("tenant-a")).await;
+    assert_eq!(app.dispatch("probe").await, 0, "A waits, the one published during the pause too");
+    let (_, queues) = app.admin_get("/api/admin/queues").await;
+    let probe = queues.as_array().unwrap().iter().find(|t| t["topic"] == "probe").unwrap();
+    let consumer_group = app.consumer("probe").consumer_group;
+    assert_eq!(
+        probe["groups"],
+        json!([{"group": "tenant-a", "consumer_group": consumer_group, "running": 0, "waiting": 41,
+                "waiting_more": false, "held": "paused"}]),
+        "{probe}"
+    );
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{}", a[0])).await;
+    assert_eq!((m["held"].as_str(), m["attempts"].as_u64()), (Some("paused"), Some(0)), "{m}");
+
+    app.call(post("/api/admin/queues/probe/resume?group=tenant-a")).await;
+    assert_eq!(app.dispatch("probe").await, 41, "all of A, the late one included");
+    for id in a.iter().chain([&late]) {
+        assert_eq!(app.attempts(id).await, [(1, "success".to_owned())], "each of A once");
+    }
+}

@@ -2,6 +2,8 @@
 //! table itself (`lease.rs`, `flow_groups.rs`), so a pause holds on every process at once.
 
 use sqlx::{PgPool, Row};
+use std::collections::HashSet;
+use std::sync::Arc;
 use vqs::store::*;
 
 use crate::rows::*;
@@ -71,4 +73,52 @@ pub(crate) async fn group_pause_list(pool: &PgPool, p: GroupPauseListParams) -> 
     .await
     .map_err(db_err)?;
     Ok(rows.iter().map(|r| GroupPause { topic: r.get(0), group_key: r.get(1), paused_at: r.get(2) }).collect())
+}
+
+/// How long a process goes by its last read of which consumer groups claim through the
+/// ready groups because a group of their topic is paused ([`ClaimsByGroup`]).
+const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The consumer groups whose claim goes through the ready groups with no limit per group
+/// (`lease.rs`): subscribed grouped (their deliveries carry their group key) to a topic
+/// with a paused message group. Their claim then skips the paused group in the ready set
+/// instead of reading past its backlog in due order.
+///
+/// Read at most once a second per store (one small join; the plain claim stays one
+/// statement, with no extra round trip), and at once after this store pauses or resumes a
+/// group or changes a subscription. Another process's pause reaches it within that second;
+/// until then the plain claim holds the group back by its filter ([`CLAIM_FILTER`]), so a
+/// stale answer costs speed for that second, never correctness.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimsByGroup {
+    read: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
+}
+
+impl ClaimsByGroup {
+    /// Forget the last read: the next claim reads again.
+    pub(crate) fn forget(&self) {
+        *self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Does `consumer_group` claim through the ready groups (see the type)?
+    pub(crate) async fn contains(&self, pool: &PgPool, consumer_group: &str) -> Result<bool, StoreError> {
+        let known = self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let groups = match known {
+            Some((at, groups)) if at.elapsed() < CLAIMS_BY_GROUP_READ_EVERY => groups,
+            _ => {
+                let read_at = std::time::Instant::now();
+                let rows: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT s.consumer_group FROM group_pauses gp JOIN subscriptions s \
+                     ON s.grouped AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix)))",
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+                let groups: Arc<HashSet<String>> = Arc::new(rows.into_iter().collect());
+                *self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((read_at, groups.clone()));
+                groups
+            }
+        };
+        Ok(groups.contains(consumer_group))
+    }
 }

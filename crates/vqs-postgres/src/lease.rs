@@ -52,6 +52,7 @@ pub(crate) async fn lease_update(
 pub(crate) async fn delivery_claim(
     pool: &PgPool,
     claim_conn: &Arc<tokio::sync::Mutex<HeldConnection>>,
+    claims_by_group: &crate::group_pauses::ClaimsByGroup,
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);
@@ -62,6 +63,12 @@ pub(crate) async fn delivery_claim(
         (Some(per_group), _) => claim_grouped(pool, &p, per_group).await?,
         // A group rate limit alone: grouped, with no concurrency limit per group.
         (None, Some(_)) => claim_grouped(pool, &p, i32::MAX as u32).await?,
+        // No group limit, but a group of its topic is paused and its deliveries are keyed:
+        // through the ready groups, none limited, so the paused group's backlog is not read
+        // (`group_pauses::ClaimsByGroup`).
+        (None, None) if p.message_id.is_none() && claims_by_group.contains(pool, &p.consumer_group).await? => {
+            claim_grouped(pool, &p, i32::MAX as u32).await?
+        }
         (None, None) => {
             let mut held = claim_conn.lock().await;
             let conn = held.get().await?;

@@ -22,6 +22,9 @@ pub struct PgStore {
     writer: Writer,
     /// The claims' own connection (a claim is one statement: no pool pings around it).
     claim_conn: Arc<tokio::sync::Mutex<HeldConnection>>,
+    /// The consumer groups that claim through the ready groups while a group of their
+    /// topic is paused, as last read (at most a second old).
+    claims_by_group: Arc<crate::group_pauses::ClaimsByGroup>,
 }
 
 /// Writer tasks: while one writes its batch, the next one collects the following batch.
@@ -147,7 +150,12 @@ impl PgStore {
             held.lock().await.discard();
             hot_pool.close().await;
         });
-        Ok(PgStore { writer: Writer::start(pool.clone(), hot, WRITER_TASKS), claim_conn, pool })
+        Ok(PgStore {
+            writer: Writer::start(pool.clone(), hot, WRITER_TASKS),
+            claim_conn,
+            pool,
+            claims_by_group: Default::default(),
+        })
     }
 
     /// The pool, for callers that want to open a transaction and [`enqueue_in`](crate::enqueue_in) it.
@@ -298,18 +306,22 @@ impl QueueStore for PgStore {
     }
 
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError> {
-        crate::subscriptions::subscription_ensure(&self.pool, p).await
+        let out = crate::subscriptions::subscription_ensure(&self.pool, p).await;
+        self.claims_by_group.forget();
+        out
     }
 
     async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError> {
-        crate::subscriptions::group_topic(&self.pool, p).await
+        let out = crate::subscriptions::group_topic(&self.pool, p).await;
+        self.claims_by_group.forget();
+        out
     }
 
     /// One statement: pick due deliveries (`SKIP LOCKED`), lease them, close the `running`
     /// executions of those whose earlier lease expired (abandoned), and — with
     /// `start_executions` — record each new attempt's `running` execution.
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
-        crate::lease::delivery_claim(&self.pool, &self.claim_conn, p).await
+        crate::lease::delivery_claim(&self.pool, &self.claim_conn, &self.claims_by_group, p).await
     }
 
     async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {
@@ -496,7 +508,9 @@ impl QueueStore for PgStore {
     }
 
     async fn group_pause_set(&self, p: GroupPauseSetParams) -> Result<Option<GroupPause>, StoreError> {
-        crate::group_pauses::group_pause_set(&self.pool, p).await
+        let out = crate::group_pauses::group_pause_set(&self.pool, p).await;
+        self.claims_by_group.forget();
+        out
     }
 
     async fn group_pause_list(&self, p: GroupPauseListParams) -> Result<Vec<GroupPause>, StoreError> {

@@ -536,3 +536,88 @@ async fn a_claim_reads_the_due_index_however_much_is_waiting() {
     };
     assert!(leased.windows(2).all(|w| priority(&w[0]) <= priority(&w[1])), "lowest priority first");
 }
+
+#[tokio::test]
+async fn a_paused_group_is_held_on_every_process_and_its_backlog_left_to_the_ready_set() {
+    // Tenant A's 5,000 due messages are queued before B's, for a consumer group without
+    // group limits. A pause in one process holds A in another process's claims (read from
+    // the table), which go through the ready groups (A skipped, its backlog not walked), B
+    // runs, a publish into A waits, and the resume drains A in order, each message once.
+    let url = fresh_url().await;
+    let (one, two) = (store(&url).await, store(&url).await);
+    subscribe(&one, "t", "g").await;
+    sqlx::query(
+        "INSERT INTO messages (id, topic, payload, content_type, created_at, deliver_at, expires_at, group_key) \
+         SELECT 'a' || lpad(i::text, 5, '0'), 't', '\\x00', 'application/json', now() - interval '1 hour', \
+         now() - interval '1 hour' + i * interval '1 ms', now() + interval '1 day', 'A' \
+         FROM generate_series(1, 5000) i",
+    )
+    .execute(one.pool())
+    .await
+    .unwrap();
+    let (q1, q2) =
+        (Queue::new(Arc::new(one.clone()), Clock::system()), Queue::new(Arc::new(two.clone()), Clock::system()));
+    let send = |q: &Queue, group: Option<&str>| {
+        let (q, opts) = (q.clone(), SendOpts { group: group.map(str::to_owned), ..Default::default() });
+        async move { q.send("t", b"{}".to_vec(), opts).await.unwrap().message_id }
+    };
+    let mut runnable = HashSet::new();
+    for _ in 0..5 {
+        runnable.insert(send(&q1, Some("B")).await);
+        runnable.insert(send(&q1, None).await);
+    }
+    q1.pause_group("t", "A").await.unwrap();
+    let claim = |limit: u32| DeliveryClaimParams {
+        consumer_group: "g".into(),
+        topic: None,
+        message_id: None,
+        limit,
+        visibility_seconds: 60,
+        start_executions: false,
+        lease_holder: None,
+        max_leased: None,
+        leased_here: 0,
+        rate_limit: None,
+        group_concurrency: None,
+        group_rate_limit: None,
+        now: chrono::Utc::now(),
+    };
+    // The other process: B and the ungrouped, one batch, none of A.
+    let leased = two.delivery_claim(claim(10)).await.unwrap();
+    assert_eq!(leased.iter().map(|m| m.message_id.clone()).collect::<HashSet<_>>(), runnable);
+    // Through the ready groups, not the due order: while another claim holds B's group row,
+    // B is skipped (a plain claim would take B's new message, ahead in due order).
+    let late_b = send(&q1, Some("B")).await;
+    let late_plain = send(&q1, None).await;
+    // A claim at an earlier instant leases nothing but folds the publishes' wake-ups into
+    // the ready set (so the lock below does not hold up the next claim's fold).
+    let earlier = DeliveryClaimParams { now: chrono::Utc::now() - chrono::Duration::hours(2), ..claim(10) };
+    assert!(two.delivery_claim(earlier).await.unwrap().is_empty());
+    let mut holder = one.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM flow_groups WHERE consumer_group = 'g' AND group_key = 'B' FOR UPDATE")
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    let got: Vec<String> = two.delivery_claim(claim(10)).await.unwrap().into_iter().map(|m| m.message_id).collect();
+    assert_eq!(got, [late_plain], "B's group is being claimed elsewhere");
+    holder.rollback().await.unwrap();
+    let got: Vec<String> = two.delivery_claim(claim(10)).await.unwrap().into_iter().map(|m| m.message_id).collect();
+    assert_eq!(got, [late_b], "B runs again");
+    // Published into A while paused: it waits, in every process.
+    let late_a = send(&q2, Some("A")).await;
+    assert!(two.delivery_claim(claim(100)).await.unwrap().is_empty(), "A is held");
+    assert!(one.delivery_claim(claim(100)).await.unwrap().is_empty(), "A is held");
+    // Resumed in the first process: the other drains A in due order, each once.
+    assert!(q1.resume_group("t", "A").await.unwrap());
+    let mut drained = Vec::new();
+    loop {
+        let batch = two.delivery_claim(claim(1000)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        drained.extend(batch.into_iter().map(|m| m.message_id));
+    }
+    assert_eq!(drained.len(), 5001);
+    assert_eq!(drained.last(), Some(&late_a));
+    assert!(drained[..5000].windows(2).all(|w| w[0] < w[1]), "A in due order");
+}

@@ -70,27 +70,29 @@ pub(crate) async fn pick(
     .await
     .map_err(db_err)?;
     // Limited groups first, each up to its room; the ungrouped pseudo-group (`""`, no
-    // limit) last with whatever the batch has left.
+    // limit) last with whatever the batch has left. Each group's room is capped by the
+    // batch, not by what the groups before it took: a group with fewer due rows than its
+    // room leaves the rest of the batch to the next ones (taken in ready order until the
+    // batch is full).
     let total = i64::from(limit.max(1));
-    let mut left = total;
     let mut rooms: Vec<(&String, i64)> = Vec::new();
     for ((key, live), tat) in keys.iter().zip(live.iter().copied()).zip(&tats) {
         if key.is_empty() {
             continue;
         }
-        let mut room = (i64::from(per_group) - live).min(left);
+        let mut room = (i64::from(per_group) - live).min(total);
         // Under a group rate limit, no more than the group's bucket allows now.
         if let Some(r) = p.group_rate_limit {
             room = room.min(i64::from(vqs::store_support::rate_room(r, *tat, now)));
         }
         if room > 0 {
-            left -= room;
             rooms.push((key, room));
         }
     }
     // Each group's best due rows up to its room, read through its own slice of
     // `deliveries_grouped` and nothing past its room: the groups with room for one (the
-    // common case, group concurrency 1) in one statement, the others one statement each.
+    // common case, group concurrency 1) in one statement, the others one statement each,
+    // in ready order until the batch is full.
     let ones: Vec<&String> = rooms.iter().filter(|(_, room)| *room == 1).map(|(k, _)| *k).collect();
     let mut by_group: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
     if !ones.is_empty() {
@@ -98,13 +100,18 @@ pub(crate) async fn pick(
             by_group.entry(key).or_default().push(id);
         }
     }
-    for (key, room) in rooms.iter().filter(|(_, room)| *room > 1) {
-        let ids = pick_in_group(conn, p, now, key, *room).await?;
-        by_group.insert(key.as_str(), ids);
-    }
     let (mut message_ids, mut picked_keys) = (Vec::new(), Vec::new());
-    for (key, _) in &rooms {
-        for id in by_group.remove(key.as_str()).unwrap_or_default() {
+    for (key, room) in &rooms {
+        let left = total - message_ids.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let ids = if *room == 1 {
+            by_group.remove(key.as_str()).unwrap_or_default()
+        } else {
+            pick_in_group(conn, p, now, key, (*room).min(left)).await?
+        };
+        for id in ids {
             message_ids.push(id);
             picked_keys.push((*key).clone());
         }

@@ -71,3 +71,24 @@ pub(crate) async fn group_pause_list(
     .map_err(db_err)?;
     Ok(rows.iter().map(|r| GroupPause { topic: r.get(0), group_key: r.get(1), paused_at: time(r.get(2)) }).collect())
 }
+
+/// True when `consumer_group`'s subscription is grouped (its deliveries carry their group
+/// key) and a message group of a topic it subscribes to is paused: its claim then goes
+/// through the ready groups with no limit per group (`lease.rs`), which skip the paused
+/// group, instead of reading past the paused backlog in due order. Read in the claim's
+/// write transaction (two index lookups; nothing when no group is paused).
+pub(crate) async fn claims_by_group(
+    conn: &mut sqlx::SqliteConnection,
+    consumer_group: &str,
+) -> Result<bool, StoreError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM group_pauses) AND EXISTS (SELECT 1 FROM subscriptions s \
+         JOIN group_pauses gp ON gp.topic = s.topic_pattern \
+           OR (s.is_prefix = 1 AND substr(gp.topic, 1, length(s.prefix)) = s.prefix) \
+         WHERE s.consumer_group = ?1 AND s.grouped)",
+    )
+    .bind(consumer_group)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)
+}

@@ -105,6 +105,13 @@ pub(crate) async fn claim_in(
         (Some(n), _) => Some(crate::flow_groups::pick(conn, &p, n, limit).await?),
         // A group rate limit alone: grouped, with no concurrency limit per group.
         (None, Some(_)) => Some(crate::flow_groups::pick(conn, &p, i32::MAX as u32, limit).await?),
+        // No group limit, but a group of its topic is paused and its deliveries are keyed:
+        // through the ready groups, none limited, so the paused group's backlog is not read.
+        (None, None)
+            if p.message_id.is_none() && crate::group_pauses::claims_by_group(conn, &p.consumer_group).await? =>
+        {
+            Some(crate::flow_groups::pick(conn, &p, i32::MAX as u32, limit).await?)
+        }
         (None, None) => None,
     };
     if grouped.as_ref().is_some_and(|g| g.message_ids.is_empty()) {

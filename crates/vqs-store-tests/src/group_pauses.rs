@@ -105,3 +105,90 @@ pub async fn a_grouped_claim_skips_a_paused_group_until_resumed(s: Store) {
     set(&s, "t", "A", false, 6).await;
     assert_eq!(s.delivery_claim(grouped(10, 7)).await.unwrap().len(), 4, "resumed: A's four, under its limit of 5");
 }
+
+/// What [`vqs::Queue::pause_group`] does first: the topic's subscriptions grouped.
+async fn group_topic(s: &Store, topic: &str, now: i64) {
+    s.subscription_group_topic(SubscriptionGroupTopicParams { topic: topic.into(), now: at(now) }).await.unwrap();
+}
+
+/// The ids of `leased`, in claim order.
+fn in_order(leased: &[LeasedMessage]) -> Vec<String> {
+    leased.iter().map(|m| m.message_id.clone()).collect()
+}
+
+pub async fn an_ungrouped_consumer_group_claims_around_a_paused_backlog_through_the_ready_groups(s: Store) {
+    // A consumer group without group limits, tenant A's 120 due messages queued before
+    // B's: once A is paused (the subscription grouped, as `Queue::pause_group` does), the
+    // claim goes through the ready groups, which skip A — B and the ungrouped messages come
+    // back as one full batch, and A's backlog is held, not read past.
+    subscribe(&s, "t", "g").await;
+    let mut a = Vec::new();
+    for i in 0..120 {
+        a.push(send_to(&s, "t", Some("A"), i / 10).await);
+    }
+    let mut runnable = Vec::new();
+    for _ in 0..4 {
+        runnable.push(send_to(&s, "t", Some("B"), 20).await);
+    }
+    for _ in 0..3 {
+        runnable.push(send_to(&s, "t", None, 20).await);
+    }
+    // Eight more groups with one message each: one claim takes from all of them.
+    for i in 0..8 {
+        runnable.push(send_to(&s, "t", Some(&format!("C{i}")), 20).await);
+    }
+    group_topic(&s, "t", 21).await;
+    set(&s, "t", "A", true, 21).await;
+    let leased = s.delivery_claim(claim_params("g", 15, at(22))).await.unwrap();
+    runnable.sort();
+    assert_eq!(ids(&leased), runnable, "one full batch of the runnable rows, none of A");
+    // A message published into A while it is paused waits; B keeps flowing.
+    let late_a = send_to(&s, "t", Some("A"), 23).await;
+    let late_b = send_to(&s, "t", Some("B"), 23).await;
+    assert_eq!(ids(&s.delivery_claim(claim_params("g", 50, at(24))).await.unwrap()), [late_b]);
+    assert!(s.delivery_claim(claim_params("g", 50, at(25))).await.unwrap().is_empty(), "A stays held");
+    for id in a.iter().take(3) {
+        let m = s.message_get(MessageGetParams { id: id.clone() }).await.unwrap().unwrap();
+        assert_eq!((m.deliveries[0].attempts, m.deliveries[0].delivery_count), (0, 0), "held: nothing spent");
+    }
+    // Resumed: A drains in due order, nothing lost, the late one last.
+    set(&s, "t", "A", false, 26).await;
+    let mut drained = Vec::new();
+    loop {
+        let batch = s.delivery_claim(claim_params("g", 50, at(27))).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        drained.extend(in_order(&batch));
+    }
+    assert_eq!(drained.len(), 121, "every message of A, once");
+    assert_eq!(drained.last(), Some(&late_a));
+    // Due order: each second's ten come before the next second's.
+    let second = |id: &String| a.iter().position(|x| x == id).map_or(12, |i| i / 10);
+    assert!(drained.windows(2).all(|w| second(&w[0]) <= second(&w[1])), "A in due order");
+}
+
+pub async fn a_consumer_group_with_a_paused_group_still_takes_a_full_batch_of_one_group(s: Store) {
+    // No per-group limit: one group's (or the ungrouped messages') whole batch in one claim.
+    subscribe(&s, "t", "g").await;
+    send_to(&s, "t", Some("A"), 0).await;
+    let mut b = Vec::new();
+    for _ in 0..30 {
+        b.push(send_to(&s, "t", Some("B"), 1).await);
+    }
+    let mut plain = Vec::new();
+    for _ in 0..30 {
+        plain.push(send_to(&s, "t", None, 1).await);
+    }
+    group_topic(&s, "t", 2).await;
+    set(&s, "t", "A", true, 2).await;
+    let first = s.delivery_claim(claim_params("g", 25, at(3))).await.unwrap();
+    assert_eq!(first.len(), 25, "a full batch");
+    let second = s.delivery_claim(claim_params("g", 100, at(3))).await.unwrap();
+    let mut got = ids(&first);
+    got.extend(ids(&second));
+    got.sort();
+    let mut want: Vec<String> = b.into_iter().chain(plain).collect();
+    want.sort();
+    assert_eq!(got, want, "B's thirty and the thirty without a group, each once");
+}

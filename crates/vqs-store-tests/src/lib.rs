@@ -153,7 +153,9 @@ macro_rules! conformance {
                                 a_group_rate_and_a_group_concurrency_hold_together }
             group_pauses { a_pause_is_stored_idempotent_and_per_topic, sixteen_concurrent_pauses_leave_one_row,
                            a_claim_skips_a_paused_group_and_spends_nothing_on_it,
-                           a_grouped_claim_skips_a_paused_group_until_resumed }
+                           a_grouped_claim_skips_a_paused_group_until_resumed,
+                           an_ungrouped_consumer_group_claims_around_a_paused_backlog_through_the_ready_groups,
+                           a_consumer_group_with_a_paused_group_still_takes_a_full_batch_of_one_group }
             schedule_modes { a_claimed_fire_is_unsent_until_its_message_is_reported,
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }

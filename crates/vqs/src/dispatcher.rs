@@ -154,7 +154,8 @@ impl Default for DispatcherConfig {
 /// Subscribe every consumer's group to its topic (idempotent; call once at start). A
 /// subscription is `grouped` when its consumer has a group limit, from its config or from an
 /// operator's override stored for its topic (read from the store here, without touching
-/// this process's view of the limits, which keeps its own refresh).
+/// this process's view of the limits, which keeps its own refresh), or when a message group
+/// of its topic is paused (its claims then go through the ready groups, which skip it).
 pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> Result<(), StoreError> {
     let stored = queue.store().topic_limits_list().await?;
     let overridden = |topic: &str| {
@@ -164,6 +165,17 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
             .is_some_and(|r| r.overrides.group_concurrency.is_some() || r.overrides.group_rate_limit.is_some())
     };
     for c in consumers {
+        let exact = !c.topic_pattern.ends_with('*');
+        let group_paused = exact
+            && !queue
+                .store()
+                .group_pause_list(crate::store::GroupPauseListParams {
+                    topic: Some(c.topic_pattern.clone()),
+                    group_key: None,
+                    limit: 1,
+                })
+                .await?
+                .is_empty();
         queue
             .store()
             .subscription_ensure(SubscriptionEnsureParams {
@@ -173,7 +185,8 @@ pub async fn register_consumers(queue: &Queue, consumers: &[ConsumerConfig]) -> 
                 // A group rate limit is claimed through the ready groups too.
                 grouped: c.group_concurrency.is_some()
                     || c.group_rate_limit.is_some()
-                    || (!c.topic_pattern.ends_with('*') && overridden(&c.topic_pattern)),
+                    || (exact && overridden(&c.topic_pattern))
+                    || group_paused,
                 now: queue.clock().now(),
             })
             .await?;

@@ -5,7 +5,10 @@
 //! The state lives in the store (`group_pauses`, [`QueueStore::group_pause_set`]) and the
 //! claim reads it in the same statement, so a pause holds on every process at once. A
 //! grouped consumer group skips a paused group in its ready set (the group's backlog is not
-//! read); an ungrouped one skips its rows in the due order. A push this process did not
+//! read). Pausing a group first makes the topic's subscriptions grouped (their live
+//! deliveries re-keyed once, as a group limit does), and a grouped consumer group with no
+//! group limit claims through its ready set, with no limit per group, while a group of its
+//! topic is paused: so no claim reads a paused group's backlog. A push this process did not
 //! lease (Vercel's) of a paused group's message is deferred by [`crate::PAUSED_DEFER`], like
 //! a paused topic's.
 //!
@@ -21,7 +24,18 @@ pub const MAX_PAUSED_GROUPS_LISTED: u32 = 1000;
 impl Queue {
     /// Pause one message group of `topic`: nothing of it starts until [`Queue::resume_group`],
     /// on every process at once. Idempotent (the first pause's time is kept).
+    ///
+    /// The first pause in a topic makes its subscriptions (those to exactly `topic`) grouped:
+    /// their live deliveries take their message's group key once, in the database (for a
+    /// large backlog this is the pause's cost), so that claims skip the paused group in the
+    /// ready set instead of reading past its backlog.
     pub async fn pause_group(&self, topic: &str, group: &str) -> Result<GroupPause, QueueError> {
+        check_topic(topic)?;
+        check_group_key(group)?;
+        // Keyed before the pause is stored: a claim that sees the pause finds the topic's
+        // deliveries in their groups.
+        let p = crate::store::SubscriptionGroupTopicParams { topic: topic.to_owned(), now: self.clock().now() };
+        self.store().subscription_group_topic(p).await?;
         let paused = self.set_group_paused(topic, group, true).await?;
         paused.ok_or_else(|| QueueError::Invalid("the store did not keep the pause".into()))
     }

@@ -2136,7 +2136,7 @@ pub trait QueueStore: Send + Sync + 'static {
     /// messages already in the topic and not expired are delivered too.
     async fn subscription_ensure(&self, p: SubscriptionEnsureParams) -> Result<(), StoreError>;
     /// Mark every consumer group subscribed to exactly `topic` `grouped` (a runtime group limit
-    /// was set), re-keying the live deliveries of each that was not; returns how many changed.
+    /// was set, or a message group of the topic is being paused), re-keying the live deliveries of each that was not; returns how many changed.
     /// Idempotent; a group already grouped is untouched.
     async fn subscription_group_topic(&self, p: SubscriptionGroupTopicParams) -> Result<u64, StoreError>;
 
@@ -2147,7 +2147,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// execution is recorded in the same transaction. With `message_id`, the errors say why
     /// that message cannot be leased ([`StoreError::Locked`], [`StoreError::AlreadyAcknowledged`],
     /// [`StoreError::NotFound`]). Deliveries of a paused topic ([`QueueStore::topic_control_set`])
-    /// are never leased: they stay pending, their counts unchanged.
+    /// are never leased: they stay pending, their counts unchanged. Nor are a paused message
+    /// group's ([`QueueStore::group_pause_set`]); a consumer group subscribed `grouped` with no
+    /// group limit in `p` claims through its ready groups, with no limit per group, while a
+    /// group of a topic it subscribes to is paused, so that the paused group's backlog is not
+    /// read (a backend may learn of another process's pause up to a second late, holding the
+    /// group back by a filter meanwhile).
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError>;
     /// Acknowledge: the delivery is done (and close the attempt's execution, if given, in the
     /// same transaction — even when the lease turns out to be lost). A stale or unknown
