@@ -555,6 +555,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
                 total.dead_letters_pruned += r.dead_letters_pruned;
                 total.cron_runs_rescued += r.cron_runs_rescued;
                 total.cron_runs_pruned += r.cron_runs_pruned;
+                total.flow_group_slots_pruned += r.flow_group_slots_pruned;
+                total.flow_groups_pruned += r.flow_groups_pruned;
                 if !r.hit_batch_limit(config.retention.batch) {
                     break;
                 }

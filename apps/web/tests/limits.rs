@@ -343,3 +343,39 @@ async fn a_rate_limit_set_through_one_process_holds_across_three() {
         assert_eq!(app.attempts(id).await, [(1, "success".to_owned())], "{id}");
     }
 }
+
+/// SPEC.md, "Flow control": "a snooze does not count as a start". One start a minute: the
+/// job snoozes once and gives its start back, so the next message starts at once; the
+/// snoozed message then waits for the bucket like any other start.
+#[tokio::test]
+async fn a_snoozed_job_gives_its_rate_limit_start_back() {
+    let clock = vqs::Clock::manual(chrono::Utc::now());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let (status, body) =
+        app.call(put("/api/admin/limits/probe", r#"{"rate_limit":{"limit":1,"period_seconds":60}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let queue = app.queue().clone();
+    let send = |payload: &'static str| {
+        let queue = queue.clone();
+        async move { queue.send("probe", payload.as_bytes().to_vec(), SendOpts::default()).await.unwrap().message_id }
+    };
+    let snoozer = send(r#"{"snooze_times":1}"#).await;
+    assert_eq!(app.dispatch("probe").await, 1, "the bucket's one start");
+    let ran = executions_of(&app, "probe").await;
+    assert_eq!(ran.iter().map(|e| e.status).collect::<Vec<_>>(), [ExecutionStatus::Snoozed]);
+
+    let next = send("{}").await;
+    assert_eq!(app.dispatch("probe").await, 1, "the snooze gave its start back: the next message starts at once");
+    let ran = executions_of(&app, "probe").await;
+    assert!(ran.iter().any(|e| e.message_id == next && e.status == ExecutionStatus::Success), "{ran:?}");
+
+    // The snoozed message is due again after its second, and waits for the bucket.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(app.dispatch("probe").await, 0, "that start was taken by the next message");
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{snoozer}")).await;
+    assert_eq!(m["held"], json!("rate_limit"), "{m}");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(app.dispatch("probe").await, 1);
+    let ran = executions_of(&app, "probe").await;
+    assert!(ran.iter().any(|e| e.message_id == snoozer && e.status == ExecutionStatus::Success), "{ran:?}");
+}

@@ -105,7 +105,9 @@ impl Jobbable for Cleanup {
                 + r.finished_messages_pruned
                 + r.executions_pruned
                 + r.dead_letters_pruned
-                + r.cron_runs_pruned;
+                + r.cron_runs_pruned
+                + r.flow_group_slots_pruned
+                + r.flow_groups_pruned;
             ctx.report_progress(u64::from(pass), None, Some(&format!("{pruned} rows pruned in {pass} passes"))).await?;
             if !r.hit_batch_limit(retention.batch) {
                 tracing::info!(pruned, passes = pass, "cleanup done");

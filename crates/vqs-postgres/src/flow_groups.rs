@@ -92,9 +92,14 @@ pub(crate) async fn ready_groups(
     if keys.is_empty() {
         return Ok(groups);
     }
+    // Live leases and unexpired push slots (`flow_group_slots`, pushes this database did not
+    // lease, under the same group concurrency): a statement after the rows were locked, so it
+    // sees every lease and slot committed before (`flow_group_start` holds the same row lock).
     let live: Vec<i64> = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k.key \
                  AND d.state = 'leased' AND d.visible_at > $2) \
+              + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = $1 AND s.group_key = k.key \
+                 AND s.expires_at > $2) \
          FROM UNNEST($3::text[]) WITH ORDINALITY AS k(key, i) ORDER BY k.i",
     )
     .bind(&p.consumer_group)
@@ -222,9 +227,13 @@ pub(crate) async fn park(
            priority = COALESCE(c.best, 32767) \
          FROM (SELECT k AS key, \
                  (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
-                    AND d.state = 'leased' AND d.visible_at > $2) AS live, \
-                 (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
-                    AND d.state = 'leased' AND d.visible_at > $2) AS lease_end, \
+                    AND d.state = 'leased' AND d.visible_at > $2) \
+                 + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = $1 AND s.group_key = k \
+                    AND s.expires_at > $2) AS live, \
+                 LEAST((SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
+                    AND d.state = 'leased' AND d.visible_at > $2), \
+                   (SELECT MIN(s.expires_at) FROM flow_group_slots s WHERE s.consumer_group = $1 AND s.group_key = k \
+                    AND s.expires_at > $2)) AS lease_end, \
                  (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
                     AND d.state IN ('pending', 'leased')) AS first, \
                  (SELECT d.priority FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k \
@@ -337,10 +346,17 @@ pub(crate) async fn busiest(pool: &PgPool, p: FlowGroupBusiestParams) -> Result<
     if consumer_groups.is_empty() {
         return Ok(Vec::new());
     }
+    // Live leases, and unexpired push slots (Vercel's running pushes: disjoint from leases).
     let running: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT consumer_group, group_key, COUNT(*) FROM deliveries \
-         WHERE state = 'leased' AND visible_at > $2 AND topic = $1 AND group_key IS NOT NULL AND group_key <> '' \
-           AND consumer_group = ANY($3) \
+        "SELECT consumer_group, group_key, SUM(n)::bigint FROM ( \
+           SELECT consumer_group, group_key, COUNT(*) AS n FROM deliveries \
+           WHERE state = 'leased' AND visible_at > $2 AND topic = $1 AND group_key IS NOT NULL AND group_key <> '' \
+             AND consumer_group = ANY($3) \
+           GROUP BY consumer_group, group_key \
+           UNION ALL \
+           SELECT consumer_group, group_key, COUNT(*) FROM flow_group_slots \
+           WHERE expires_at > $2 AND group_key <> '' AND consumer_group = ANY($3) \
+           GROUP BY consumer_group, group_key) r \
          GROUP BY consumer_group, group_key ORDER BY 3 DESC, 1, 2",
     )
     .bind(&p.topic)
@@ -404,22 +420,18 @@ pub(crate) async fn start(
 ) -> Result<vqs::store::FlowGroupStart, StoreError> {
     use vqs::store::FlowGroupStart;
     let mut tx = pool.begin().await.map_err(db_err)?;
-    sqlx::query(
+    // Created and locked in one statement: maintenance may delete an idle row between an
+    // insert that found it and a separate lock (`ON CONFLICT DO UPDATE` locks the row it
+    // conflicts with, and inserts again if that row is gone).
+    let tat: Option<i64> = sqlx::query_scalar(
         "INSERT INTO flow_groups (consumer_group, group_key, running, ready_at) VALUES ($1, $2, 0, NULL) \
-         ON CONFLICT (consumer_group, group_key) DO NOTHING",
+         ON CONFLICT (consumer_group, group_key) DO UPDATE SET running = flow_groups.running RETURNING tat_us",
     )
     .bind(&p.consumer_group)
     .bind(&p.group_key)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
-    let tat: Option<i64> =
-        sqlx::query_scalar("SELECT tat_us FROM flow_groups WHERE consumer_group = $1 AND group_key = $2 FOR UPDATE")
-            .bind(&p.consumer_group)
-            .bind(&p.group_key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
     let now = p.now.timestamp_micros();
     if let Some(n) = p.concurrency {
         sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND expires_at <= $3")
@@ -429,12 +441,18 @@ pub(crate) async fn start(
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // Other pushes' slots and this database's own live leases of the group (the grouped
+        // claim counts these slots too, under the same row lock): one limit for both.
         let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id <> $3",
+            "SELECT (SELECT COUNT(*) FROM flow_group_slots \
+                     WHERE consumer_group = $1 AND group_key = $2 AND message_id <> $3) \
+                  + (SELECT COUNT(*) FROM deliveries WHERE consumer_group = $1 AND group_key = $2 \
+                     AND state = 'leased' AND visible_at > $4)",
         )
         .bind(&p.consumer_group)
         .bind(&p.group_key)
         .bind(&p.message_id)
+        .bind(p.now)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;

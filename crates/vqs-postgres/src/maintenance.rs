@@ -248,5 +248,50 @@ pub(crate) async fn maintenance_run(pool: &PgPool, p: MaintenanceParams) -> Resu
     .rows_affected();
     report.cron_runs_pruned = prune_cron_runs(pool, &p).await?;
     sqlx::query("DELETE FROM cron_locks WHERE expires_at <= $1").bind(p.now).execute(pool).await.map_err(db_err)?;
+    (report.flow_group_slots_pruned, report.flow_groups_pruned) = prune_flow_groups(pool, &p).await?;
     Ok(report)
+}
+
+/// Expired push slots, then idle message-group rows, at most `batch` of each. A group row is
+/// idle when its `ready_at` is NULL (the last claim that visited it found nothing pending or
+/// leased, and no wake-up has been folded in since), nothing of its consumer group and key
+/// is pending or leased, no unexpired slot is held and its rate bucket's `tat_us` is past.
+///
+/// Racing the users of the row: the grouped claim and `flow_group_start` hold the row lock
+/// while they use it (`SKIP LOCKED`: a busy group is skipped). A publish never touches the
+/// row: it appends to `flow_group_wakeups`, and the fold that applies the wake-up upserts the
+/// row (`INSERT … ON CONFLICT`), so a message published into a group whose row this deletes
+/// recreates it. A fold that committed after this statement's snapshot set `ready_at`, and
+/// the lock's re-check of the row's latest version (READ COMMITTED) then sees `ready_at IS NOT
+/// NULL` and keeps it; likewise a start that advanced the bucket (`tat_us` ahead).
+async fn prune_flow_groups(pool: &PgPool, p: &MaintenanceParams) -> Result<(u64, u64), StoreError> {
+    let batch = i64::from(p.batch.max(1));
+    let slots = sqlx::query(
+        "DELETE FROM flow_group_slots WHERE (consumer_group, group_key, message_id) IN \
+         (SELECT consumer_group, group_key, message_id FROM flow_group_slots WHERE expires_at <= $1 LIMIT $2)",
+    )
+    .bind(p.now)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    let groups = sqlx::query(
+        "DELETE FROM flow_groups WHERE (consumer_group, group_key) IN \
+         (SELECT f.consumer_group, f.group_key FROM flow_groups f \
+          WHERE f.ready_at IS NULL AND (f.tat_us IS NULL OR f.tat_us <= $2) \
+            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+                            AND d.group_key = f.group_key AND d.state IN ('pending', 'leased')) \
+            AND NOT EXISTS (SELECT 1 FROM flow_group_slots s WHERE s.consumer_group = f.consumer_group \
+                            AND s.group_key = f.group_key AND s.expires_at > $1) \
+          LIMIT $3 FOR UPDATE OF f SKIP LOCKED)",
+    )
+    .bind(p.now)
+    .bind(p.now.timestamp_micros())
+    .bind(batch)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok((slots, groups))
 }

@@ -533,6 +533,10 @@ impl QueueStore for PgStore {
         crate::topic_limits::rate_bucket_take(&self.pool, p).await
     }
 
+    async fn rate_bucket_credit(&self, p: RateBucketCreditParams) -> Result<(), StoreError> {
+        crate::topic_limits::rate_bucket_credit(&self.pool, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.pool, p).await
     }

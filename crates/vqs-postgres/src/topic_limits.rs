@@ -127,3 +127,49 @@ pub(crate) async fn rate_bucket_take(pool: &PgPool, p: RateBucketTakeParams) -> 
     let tat = rate_bucket_get(pool, RateBucketGetParams { consumer_group: p.consumer_group, topic: p.topic }).await?;
     Ok(Some(tat.map_or(0, |t| (t - tolerance - now).max(1))))
 }
+
+/// Lower the buckets' `tat_us` by one interval each, in one transaction; each `UPDATE` takes
+/// the row lock, so a concurrent take or credit is applied after it, never lost. The group
+/// bucket's row is found by the key given or, for a local lease, by the delivery's key.
+pub(crate) async fn rate_bucket_credit(pool: &PgPool, p: RateBucketCreditParams) -> Result<(), StoreError> {
+    if p.rate.is_none() && p.group_rate.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    if let Some(rate) = p.rate {
+        sqlx::query("UPDATE rate_buckets SET tat_us = tat_us - $3 WHERE consumer_group = $1 AND topic = $2")
+            .bind(&p.consumer_group)
+            .bind(&p.topic)
+            .bind(vqs::store_support::rate_interval_us(rate))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    if let Some(rate) = p.group_rate {
+        let key = match p.group_key {
+            Some(k) => Some(k),
+            None => sqlx::query_scalar(
+                "SELECT group_key FROM deliveries WHERE consumer_group = $1 AND message_id = $2 AND group_key <> ''",
+            )
+            .bind(&p.consumer_group)
+            .bind(&p.message_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .flatten(),
+        };
+        if let Some(key) = key {
+            sqlx::query(
+                "UPDATE flow_groups SET tat_us = tat_us - $3 WHERE consumer_group = $1 AND group_key = $2 \
+                 AND tat_us IS NOT NULL",
+            )
+            .bind(&p.consumer_group)
+            .bind(&key)
+            .bind(vqs::store_support::rate_interval_us(rate))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    tx.commit().await.map_err(db_err)
+}

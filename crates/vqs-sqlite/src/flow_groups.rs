@@ -56,11 +56,15 @@ pub(crate) async fn pick(
             per_group,
         });
     }
-    // Every visited group's live leases, in one statement of one text (the keys as a JSON
-    // array): a text per number of groups would be prepared again at almost every claim.
+    // Every visited group's live leases and unexpired push slots (`flow_group_slots`: pushes
+    // this database did not lease, running under the same group concurrency), in one
+    // statement of one text (the keys as a JSON array): a text per number of groups would be
+    // prepared again at almost every claim.
     let live: Vec<i64> = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ?1 AND group_key = j.value \
            AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ?2) \
+           + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = ?1 AND s.group_key = j.value \
+           AND s.expires_at > ?2) \
          FROM json_each(?3) j ORDER BY j.key",
     )
     .bind(&p.consumer_group)
@@ -321,13 +325,23 @@ pub(crate) async fn park(
             " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
         )
         .push_bind(now)
-        .push(") AS live, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
+        .push(") + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND s.group_key = k.key AND s.expires_at > ")
+        .push_bind(now)
+        .push(
+            ") AS live, (SELECT MIN(e) FROM (SELECT MIN(d.visible_at) AS e FROM deliveries d WHERE d.consumer_group = ",
+        )
         .push_bind(&p.consumer_group)
         .push(
             " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
         )
         .push_bind(now)
-        .push(") AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
+        .push(" UNION ALL SELECT MIN(s.expires_at) FROM flow_group_slots s WHERE s.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND s.group_key = k.key AND s.expires_at > ")
+        .push_bind(now)
+        .push(")) AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
         .push_bind(&p.consumer_group)
         .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first, (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ")
         .push_bind(&p.consumer_group)
@@ -443,9 +457,16 @@ pub(crate) async fn busiest(read: &SqlitePool, p: FlowGroupBusiestParams) -> Res
         return Ok(Vec::new());
     }
     let running: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT consumer_group, group_key, COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-         WHERE state = 'leased' AND visible_at > ?2 AND topic = ?1 AND group_key IS NOT NULL AND group_key <> '' \
-           AND consumer_group IN (SELECT consumer_group FROM subscriptions WHERE topic_pattern = ?1 AND grouped = 1) \
+        "SELECT consumer_group, group_key, SUM(n) FROM ( \
+           SELECT consumer_group, group_key, COUNT(*) AS n FROM deliveries INDEXED BY deliveries_leased \
+           WHERE state = 'leased' AND visible_at > ?2 AND topic = ?1 AND group_key IS NOT NULL AND group_key <> '' \
+             AND consumer_group IN (SELECT consumer_group FROM subscriptions WHERE topic_pattern = ?1 AND grouped = 1) \
+           GROUP BY consumer_group, group_key \
+           UNION ALL \
+           SELECT consumer_group, group_key, COUNT(*) FROM flow_group_slots \
+           WHERE expires_at > ?2 AND group_key <> '' \
+             AND consumer_group IN (SELECT consumer_group FROM subscriptions WHERE topic_pattern = ?1 AND grouped = 1) \
+           GROUP BY consumer_group, group_key) \
          GROUP BY consumer_group, group_key ORDER BY 3 DESC, 1, 2",
     )
     .bind(&p.topic)
@@ -518,13 +539,18 @@ pub(crate) async fn start(
                     .execute(&mut *c)
                     .await
                     .map_err(db_err)?;
+                    // Other pushes' slots, and this database's own live leases of the group
+                    // (the grouped claim counts these slots too): one limit for both.
                     let held: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM flow_group_slots \
-                         WHERE consumer_group = ?1 AND group_key = ?2 AND message_id <> ?3",
+                        "SELECT (SELECT COUNT(*) FROM flow_group_slots \
+                                 WHERE consumer_group = ?1 AND group_key = ?2 AND message_id <> ?3) \
+                              + (SELECT COUNT(*) FROM deliveries WHERE consumer_group = ?1 AND group_key = ?2 \
+                                 AND state IN ('pending', 'leased') AND state = 'leased' AND visible_at > ?4)",
                     )
                     .bind(&p.consumer_group)
                     .bind(&p.group_key)
                     .bind(&p.message_id)
+                    .bind(now)
                     .fetch_one(&mut *c)
                     .await
                     .map_err(db_err)?;

@@ -284,5 +284,35 @@ pub(crate) async fn maintain(
     report.cron_runs_pruned = crate::maintenance::prune_cron_runs(conn, &p).await?;
     // Expired locks are dead weight.
     sqlx::query("DELETE FROM cron_locks WHERE expires_at <= ?").bind(now).execute(&mut *conn).await.map_err(db_err)?;
+    // Expired push slots, then idle message-group rows (nothing pending or leased in the
+    // group, no unexpired slot, its rate bucket past), at most `batch` of each. In the one
+    // writer nothing interleaves; a later delivery of the group recreates its row (the
+    // `deliveries_flow_group_insert` trigger), a push's start too (`flow_group_start`).
+    report.flow_group_slots_pruned = sqlx::query(
+        "DELETE FROM flow_group_slots WHERE (consumer_group, group_key, message_id) IN \
+         (SELECT consumer_group, group_key, message_id FROM flow_group_slots WHERE expires_at <= ?1 LIMIT ?2)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    report.flow_groups_pruned = sqlx::query(
+        "DELETE FROM flow_groups WHERE (consumer_group, group_key) IN (SELECT f.consumer_group, f.group_key \
+         FROM flow_groups f \
+         WHERE (f.tat_us IS NULL OR f.tat_us <= ?1) \
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+                           AND d.group_key = f.group_key AND d.state IN ('pending', 'leased')) \
+           AND NOT EXISTS (SELECT 1 FROM flow_group_slots s WHERE s.consumer_group = f.consumer_group \
+                           AND s.group_key = f.group_key AND s.expires_at > ?1) \
+         LIMIT ?2)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
     Ok(report)
 }

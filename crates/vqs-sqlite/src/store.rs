@@ -366,6 +366,10 @@ impl QueueStore for SqliteStore {
         crate::topic_limits::rate_bucket_take(&self.writer, p).await
     }
 
+    async fn rate_bucket_credit(&self, p: RateBucketCreditParams) -> Result<(), StoreError> {
+        crate::topic_limits::rate_bucket_credit(&self.writer, p).await
+    }
+
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError> {
         crate::sessions::session_revoke(&self.writer, p).await
     }

@@ -137,3 +137,57 @@ pub(crate) async fn rate_bucket_take(writer: &Writer, p: RateBucketTakeParams) -
         })
         .await
 }
+
+/// Lower the buckets' `tat_us` by one interval each, in the one writer (no take interleaves).
+/// The group bucket's row is found by the key given or, for a local lease, by the delivery's.
+pub(crate) async fn rate_bucket_credit(writer: &Writer, p: RateBucketCreditParams) -> Result<(), StoreError> {
+    if p.rate.is_none() && p.group_rate.is_none() {
+        return Ok(());
+    }
+    writer
+        .run(move |c| {
+            async move {
+                if let Some(rate) = p.rate {
+                    sqlx::query(
+                        "UPDATE rate_buckets SET tat_us = tat_us - ?3 WHERE consumer_group = ?1 AND topic = ?2",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.topic)
+                    .bind(vqs::store_support::rate_interval_us(rate))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                }
+                if let Some(rate) = p.group_rate {
+                    let key: Option<String> = match &p.group_key {
+                        Some(k) => Some(k.clone()),
+                        None => sqlx::query_scalar(
+                            "SELECT group_key FROM deliveries WHERE consumer_group = ?1 AND message_id = ?2 \
+                             AND group_key <> ''",
+                        )
+                        .bind(&p.consumer_group)
+                        .bind(&p.message_id)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .flatten(),
+                    };
+                    if let Some(key) = key {
+                        sqlx::query(
+                            "UPDATE flow_groups SET tat_us = tat_us - ?3 WHERE consumer_group = ?1 AND group_key = ?2 \
+                             AND tat_us IS NOT NULL",
+                        )
+                        .bind(&p.consumer_group)
+                        .bind(&key)
+                        .bind(vqs::store_support::rate_interval_us(rate))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+}

@@ -94,3 +94,64 @@ pub async fn a_group_rate_and_a_group_concurrency_hold_together(s: Store) {
     let done = s.delivery_claim(claim(10, 2, Some(1))).await.unwrap();
     assert!(done.is_empty(), "full again");
 }
+
+/// A snoozed delivery's group start is given back (`rate_bucket_credit` with the group rate):
+/// for a local lease by the delivery's own group key, for a push this database did not lease
+/// by the key its `flow_group_start` used. Only that group's bucket is credited.
+pub async fn a_group_start_given_back_lets_the_group_start_again_at_once(s: Store) {
+    const ONE_A_MINUTE: RateLimit = RateLimit { limit: 1, period_seconds: 60 };
+    subscribe_grouped(&s, "t", "g").await;
+    let a = send_to(&s, "A", 3).await;
+    send_to(&s, "B", 2).await;
+    let grouped = |now: i64| DeliveryClaimParams {
+        group_rate_limit: Some(ONE_A_MINUTE),
+        visibility_seconds: 3600,
+        ..claim_params("g", 10, at(now))
+    };
+    let first = s.delivery_claim(grouped(1)).await.unwrap();
+    assert_eq!(groups_of(&s, &first).await, ["A", "B"], "one start each");
+    let from_a = first.iter().find(|m| a.contains(&m.message_id)).unwrap();
+    let retry = DeliveryRetryParams {
+        lease: lease(from_a, at(1)),
+        delay: std::time::Duration::from_secs(30),
+        execution: finish(from_a.execution_id, ExecutionStatus::Snoozed, at(1)),
+    };
+    s.delivery_retry(retry).await.unwrap();
+    let give_back = RateBucketCreditParams {
+        consumer_group: "g".into(),
+        topic: "t".into(),
+        message_id: from_a.message_id.clone(),
+        rate: None,
+        group_key: None,
+        group_rate: Some(ONE_A_MINUTE),
+    };
+    s.rate_bucket_credit(give_back).await.unwrap();
+    let next = s.delivery_claim(grouped(2)).await.unwrap();
+    assert_eq!(groups_of(&s, &next).await, ["A"], "A starts its next message at once; B's bucket is as it was");
+    assert_ne!(next[0].message_id, from_a.message_id, "not the snoozed one");
+    assert!(s.delivery_claim(grouped(2)).await.unwrap().is_empty());
+
+    // A push (Vercel's) of group C: its start taken by `flow_group_start`, given back by key.
+    let start = |id: &str| FlowGroupStartParams {
+        consumer_group: "g".into(),
+        group_key: "C".into(),
+        message_id: id.into(),
+        concurrency: None,
+        rate: Some(ONE_A_MINUTE),
+        slot_until: at(3600),
+        now: at(3),
+    };
+    assert_eq!(s.flow_group_start(start("c1")).await.unwrap(), FlowGroupStart::Started);
+    assert!(matches!(s.flow_group_start(start("c2")).await.unwrap(), FlowGroupStart::RateLimited { .. }));
+    let give_back = RateBucketCreditParams {
+        consumer_group: "g".into(),
+        topic: "t".into(),
+        message_id: "c1".into(),
+        rate: None,
+        group_key: Some("C".into()),
+        group_rate: Some(ONE_A_MINUTE),
+    };
+    s.rate_bucket_credit(give_back).await.unwrap();
+    assert_eq!(s.flow_group_start(start("c2")).await.unwrap(), FlowGroupStart::Started, "given back");
+    assert!(matches!(s.flow_group_start(start("c3")).await.unwrap(), FlowGroupStart::RateLimited { .. }));
+}

@@ -258,3 +258,75 @@ pub async fn sixteen_pushes_at_once_never_take_more_than_the_group_slots(s: Stor
     assert_eq!(out.iter().filter(|o| **o == FlowGroupStart::Started).count(), 3, "{out:?}");
     assert_eq!(out.iter().filter(|o| **o == FlowGroupStart::Full).count(), 13);
 }
+
+/// On Vercel running pushes hold `flow_group_slots` rows, not leases: the busiest groups count
+/// unexpired slots as running (beside this database's live leases), so a group with as many
+/// slots as its concurrency shows full. Expired slots are not running.
+pub async fn the_busiest_groups_count_push_slots_as_running(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    send_to(&s, Some("A"), 0).await;
+    send_to(&s, Some("B"), 1).await;
+    send_to(&s, Some("B"), 1).await;
+    let leased = s.delivery_claim(grouped(1, 2, 1)).await.unwrap();
+    assert_eq!(keys_of(&s, &leased).await, [Some("A".to_owned())], "the oldest ready group");
+    // Two pushes of B (another function's) hold B's two slots until t = 61.
+    for id in ["p1", "p2"] {
+        let p = FlowGroupStartParams { group_key: "B".into(), ..start(id, Some(2), None, 1) };
+        assert_eq!(s.flow_group_start(p).await.unwrap(), FlowGroupStart::Started);
+    }
+    assert_eq!(loads(&s, busiest("t", 10, 100, 2)).await, [("B".into(), 2, 2), ("A".into(), 1, 0)]);
+    assert_eq!(loads(&s, busiest("t", 10, 100, 62)).await, [("B".into(), 0, 2)], "slots and leases ran out");
+}
+
+/// A group's limit is one limit for this database's leases and other functions' push slots:
+/// a push finds the group full of leases, and a claim finds it full of slots.
+pub async fn leases_and_push_slots_share_the_group_concurrency(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    for _ in 0..4 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    let leased = s.delivery_claim(grouped(10, 2, 1)).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    assert_eq!(s.flow_group_start(start("p1", Some(2), None, 1)).await.unwrap(), FlowGroupStart::Full, "two leases");
+    for m in &leased {
+        ack(&s, m, at(2)).await.unwrap();
+    }
+    assert_eq!(s.flow_group_start(start("p1", Some(2), None, 2)).await.unwrap(), FlowGroupStart::Started);
+    let one = s.delivery_claim(grouped(10, 2, 3)).await.unwrap();
+    assert_eq!(one.len(), 1, "one slot taken by the push: room for one lease");
+    assert!(s.delivery_claim(grouped(10, 2, 3)).await.unwrap().is_empty(), "full");
+    s.flow_group_slot_release(release("p1")).await.unwrap();
+    // The lease ran out at 33 (parked until then, the group's earliest lease or slot end).
+    assert_eq!(s.delivery_claim(grouped(10, 2, 40)).await.unwrap().len(), 2, "the slot released: room for two");
+}
+
+/// Several tasks pushing a group (`flow_group_start`) while others claim it (grouped
+/// `delivery_claim`), all at once: never more than the group concurrency live at once,
+/// leases and slots together.
+pub async fn pushes_racing_grouped_claims_never_pass_the_group_concurrency(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    for _ in 0..20 {
+        send_to(&s, Some("A"), 0).await;
+    }
+    for round in 0..4i64 {
+        let now = 1 + round * 100; // every earlier lease and slot has run out by then
+        let pushes = (0..8).map(|i| {
+            let s = s.clone();
+            async move {
+                let p = start(&format!("r{round}p{i}"), Some(3), None, now);
+                usize::from(s.flow_group_start(p).await.unwrap() == FlowGroupStart::Started)
+            }
+        });
+        let claims = (0..8).map(|_| {
+            let s = s.clone();
+            async move {
+                let p = DeliveryClaimParams { visibility_seconds: 60, ..grouped(2, 3, now) };
+                s.delivery_claim(p).await.unwrap().len()
+            }
+        });
+        let (pushed, claimed) = futures::join!(futures::future::join_all(pushes), futures::future::join_all(claims));
+        let live = pushed.iter().sum::<usize>() + claimed.iter().sum::<usize>();
+        assert!(live <= 3, "round {round}: {live} live at once (pushes {pushed:?}, claims {claimed:?})");
+        assert!(live >= 1, "round {round}: someone started");
+    }
+}

@@ -116,7 +116,8 @@ macro_rules! conformance {
                           count_limits_keep_the_newest_and_never_a_running_attempt,
                           cron_runs_keep_each_crons_latest_run_and_latest_success,
                           maintenance_closes_running_rows_whose_lease_expired,
-                          maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone }
+                          maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone,
+                          maintenance_prunes_idle_message_groups_and_expired_slots }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             replace { a_pending_message_takes_the_new_payload_and_due_time, a_message_waiting_for_its_retry_is_replaced,
                       a_leased_message_hands_its_key_to_a_new_one, a_finished_message_hands_its_key_to_a_new_one,
@@ -141,16 +142,21 @@ macro_rules! conformance {
                                 an_acknowledged_or_expired_lease_frees_its_slot }
             rate_limits { a_rate_limit_allows_a_burst_then_n_per_period_across_claimers,
                           a_rate_limit_and_a_concurrency_limit_hold_together,
-                          limit_overrides_are_patched_field_by_field_and_sixteen_identical_sets_leave_one_row }
+                          limit_overrides_are_patched_field_by_field_and_sixteen_identical_sets_leave_one_row,
+                          a_start_given_back_lets_the_next_message_start_at_once }
             groups { a_full_group_does_not_hold_back_another, an_expired_lease_or_a_rescue_frees_the_slot,
                      sixteen_claims_at_once_never_exceed_the_group_limit, ungrouped_messages_are_not_limited,
                      the_group_is_kept_across_retry_and_replay,
                      the_busiest_groups_are_listed_running_first,
                      pushes_of_a_group_take_its_slots_and_its_bucket,
-                     sixteen_pushes_at_once_never_take_more_than_the_group_slots }
+                     sixteen_pushes_at_once_never_take_more_than_the_group_slots,
+                     the_busiest_groups_count_push_slots_as_running,
+                     leases_and_push_slots_share_the_group_concurrency,
+                     pushes_racing_grouped_claims_never_pass_the_group_concurrency }
             group_rate_limits { a_group_starts_a_burst_then_one_per_interval_and_never_holds_back_another,
                                 sixteen_claims_at_once_never_pass_the_group_rate,
-                                a_group_rate_and_a_group_concurrency_hold_together }
+                                a_group_rate_and_a_group_concurrency_hold_together,
+                                a_group_start_given_back_lets_the_group_start_again_at_once }
             group_pauses { a_pause_is_stored_idempotent_and_per_topic, sixteen_concurrent_pauses_leave_one_row,
                            a_claim_skips_a_paused_group_and_spends_nothing_on_it,
                            a_grouped_claim_skips_a_paused_group_until_resumed,

@@ -305,3 +305,65 @@ pub async fn maintenance_closes_an_attempt_whose_message_expired_and_leaves_othe
     let other = of("msg_delivered_by_vercel");
     assert_eq!((other.id, other.status), (elsewhere, ExecutionStatus::Running), "still running, as far as we know");
 }
+
+/// Message-group rows are pruned once idle — nothing pending or leased, no unexpired push
+/// slot, the rate bucket in the past — in bounded batches, and expired push slots with them;
+/// a message published into a group whose row was pruned is still claimed.
+pub async fn maintenance_prunes_idle_message_groups_and_expired_slots(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    let send_to = |key: &'static str, now: i64| {
+        let s = s.clone();
+        async move {
+            let p = MessageSendParams { group_key: Some(key.into()), ..send_params("t", "{}", at(now)) };
+            s.message_send(p).await.expect("send").message_id
+        }
+    };
+    let grouped = |now: i64| DeliveryClaimParams { group_concurrency: Some(1), ..claim_params("g", 10, at(now)) };
+    send_to("A", 0).await;
+    send_to("B", 0).await;
+    send_to("B", 0).await;
+    let first = s.delivery_claim(grouped(1)).await.unwrap();
+    assert_eq!(first.len(), 2, "one of A, one of B");
+    for m in &first {
+        let r = s.message_get(MessageGetParams { id: m.message_id.clone() }).await.unwrap().unwrap();
+        if r.group_key.as_deref() == Some("A") {
+            ack(&s, m, at(2)).await.unwrap();
+        }
+    }
+    assert!(s.delivery_claim(grouped(3)).await.unwrap().is_empty(), "B is full, A has nothing");
+    // Pushes (Vercel's): C and D took a start from their buckets (one an hour), D also holds
+    // a slot until 10.
+    let start = |key: &str, concurrency: Option<u32>, rate: Option<RateLimit>| FlowGroupStartParams {
+        consumer_group: "g".into(),
+        group_key: key.into(),
+        message_id: format!("push-{key}"),
+        concurrency,
+        rate,
+        slot_until: at(10),
+        now: at(3),
+    };
+    let hourly = RateLimit { limit: 1, period_seconds: 3600 };
+    assert_eq!(s.flow_group_start(start("C", None, Some(hourly))).await.unwrap(), FlowGroupStart::Started);
+    assert_eq!(s.flow_group_start(start("D", Some(1), Some(hourly))).await.unwrap(), FlowGroupStart::Started);
+
+    let r = s.maintenance_run(keep_everything(at(5))).await.unwrap();
+    assert_eq!((r.flow_group_slots_pruned, r.flow_groups_pruned), (0, 1), "only A is idle: {r:?}");
+    // A message into A, whose row is gone, is claimed as before.
+    let again = send_to("A", 6).await;
+    let claimed = s.delivery_claim(grouped(7)).await.unwrap();
+    assert_eq!(claimed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [again.as_str()]);
+
+    // An hour on: D's slot expired, C's bucket is full again; A and B still have leases.
+    let one_at_a_time = MaintenanceParams { batch: 1, ..keep_everything(at(8000)) };
+    let r = s.maintenance_run(one_at_a_time.clone()).await.unwrap();
+    assert_eq!((r.flow_group_slots_pruned, r.flow_groups_pruned), (1, 1), "one of each per batch: {r:?}");
+    assert!(r.hit_batch_limit(1));
+    let r = s.maintenance_run(one_at_a_time.clone()).await.unwrap();
+    assert_eq!((r.flow_group_slots_pruned, r.flow_groups_pruned), (0, 1), "{r:?}");
+    let r = s.maintenance_run(one_at_a_time).await.unwrap();
+    assert_eq!((r.flow_group_slots_pruned, r.flow_groups_pruned), (0, 0), "A and B are live: {r:?}");
+    // D's slot is gone: a push of D starts.
+    let d = FlowGroupStartParams { now: at(8000), slot_until: at(8060), ..start("D", Some(1), None) };
+    let d = FlowGroupStartParams { message_id: "other".into(), ..d };
+    assert_eq!(s.flow_group_start(d).await.unwrap(), FlowGroupStart::Started);
+}

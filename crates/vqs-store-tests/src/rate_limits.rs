@@ -100,3 +100,66 @@ pub async fn limit_overrides_are_patched_field_by_field_and_sixteen_identical_se
     let paused = s.topic_control_list(TopicControlListParams { paused_only: true }).await.unwrap();
     assert_eq!(paused.iter().map(|c| c.topic.as_str()).collect::<Vec<_>>(), ["t"]);
 }
+
+fn credit(rate: Option<RateLimit>, message_id: &str) -> RateBucketCreditParams {
+    RateBucketCreditParams {
+        consumer_group: "g".into(),
+        topic: "t".into(),
+        message_id: message_id.into(),
+        rate,
+        group_key: None,
+        group_rate: None,
+    }
+}
+
+/// SPEC.md: "a snooze does not count as a start". One start a minute: the start a snoozed
+/// delivery took is given back (`rate_bucket_credit`), so the next message starts at once;
+/// a push's start (`rate_bucket_take`) is given back the same way.
+pub async fn a_start_given_back_lets_the_next_message_start_at_once(s: Store) {
+    const ONE_A_MINUTE: RateLimit = RateLimit { limit: 1, period_seconds: 60 };
+    subscribe(&s, "t", "g").await;
+    for _ in 0..3 {
+        send(&s, "t", at(0)).await;
+    }
+    let one = |now: i64| DeliveryClaimParams { rate_limit: Some(ONE_A_MINUTE), ..rated("g", "p1", 10, at(now)) };
+    let first = s.delivery_claim(one(1)).await.unwrap();
+    assert_eq!(first.len(), 1, "the bucket's one start");
+    assert!(s.delivery_claim(one(1)).await.unwrap().is_empty(), "then none for a minute");
+    // The job snoozes: its delivery goes back for later and its start is given back.
+    let retry = DeliveryRetryParams {
+        lease: lease(&first[0], at(1)),
+        delay: std::time::Duration::from_secs(30),
+        execution: finish(first[0].execution_id, ExecutionStatus::Snoozed, at(1)),
+    };
+    s.delivery_retry(retry).await.unwrap();
+    s.rate_bucket_credit(credit(Some(ONE_A_MINUTE), &first[0].message_id)).await.unwrap();
+    let next = s.delivery_claim(one(2)).await.unwrap();
+    assert_eq!(next.len(), 1, "the next message starts at once");
+    assert_ne!(next[0].message_id, first[0].message_id, "not the snoozed one: it is due in 30 s");
+    assert!(s.delivery_claim(one(2)).await.unwrap().is_empty(), "one start given back, one taken: no more");
+
+    // A push's start (Vercel's) is taken and given back the same way.
+    let take = |now: i64| RateBucketTakeParams {
+        consumer_group: "other".into(),
+        topic: "t".into(),
+        rate: ONE_A_MINUTE,
+        now: at(now),
+    };
+    assert_eq!(s.rate_bucket_take(take(3)).await.unwrap(), None, "taken");
+    assert!(s.rate_bucket_take(take(3)).await.unwrap().is_some(), "none left");
+    let give_back = RateBucketCreditParams { consumer_group: "other".into(), ..credit(Some(ONE_A_MINUTE), "m") };
+    s.rate_bucket_credit(give_back.clone()).await.unwrap();
+    assert_eq!(s.rate_bucket_take(take(3)).await.unwrap(), None, "given back: taken again");
+    // Credits never make a burst larger than the bucket: two given back, still one start.
+    s.rate_bucket_credit(give_back.clone()).await.unwrap();
+    s.rate_bucket_credit(give_back).await.unwrap();
+    assert_eq!(s.rate_bucket_take(take(3)).await.unwrap(), None);
+    assert!(s.rate_bucket_take(take(3)).await.unwrap().is_some(), "a burst of one, never two");
+    // Nothing in force: nothing changes (and a bucket never used is not created).
+    s.rate_bucket_credit(credit(None, "m")).await.unwrap();
+    let get = RateBucketGetParams { consumer_group: "nobody".into(), topic: "t".into() };
+    s.rate_bucket_credit(RateBucketCreditParams { consumer_group: "nobody".into(), ..credit(Some(ONE_A_MINUTE), "m") })
+        .await
+        .unwrap();
+    assert_eq!(s.rate_bucket_get(get).await.unwrap(), None);
+}

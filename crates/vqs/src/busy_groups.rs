@@ -25,7 +25,8 @@ pub struct GroupLoad {
     pub group: String,
     /// The consumer group (one of the topic's grouped subscribers) the counts are for.
     pub consumer_group: String,
-    /// Deliveries of the group leased now (running).
+    /// Deliveries of the group running now: leased (not expired), or pushed by Vercel and
+    /// holding one of the group's slots (not expired).
     pub running: u32,
     /// Deliveries of the group waiting (pending, due or not), at most [`MAX_GROUP_WAITING_COUNTED`].
     pub waiting: u32,

@@ -532,7 +532,9 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
             // deferred like a paused topic's (no attempt, no execution row). The group is the
             // job type's for these params (`Jobbable::group`).
             let mut group_slot: Option<String> = None;
-            if pushed_unleased && let Some(group) = self.0.group(&params) {
+            // The message group a push this process did not lease took its group start for.
+            let pushed_group = if pushed_unleased { self.0.group(&params) } else { None };
+            if let Some(group) = pushed_group.clone() {
                 match queue.group_paused(&delivery.topic, &group).await {
                     Ok(false) => {}
                     Ok(true) => {
@@ -572,6 +574,17 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     }
                     Ok(GroupStart::Held { held, after_seconds }) => {
                         tracing::info!(defer_s = after_seconds, queue.group = %group, "held: {held}");
+                        // The topic's start taken above was not used: given back.
+                        let taken = queue.rate_start_return(
+                            &delivery.topic,
+                            &delivery.consumer_group,
+                            &delivery.message_id,
+                            None,
+                            None,
+                        );
+                        if let Err(e) = taken.await {
+                            tracing::warn!(error = %e, "could not give the topic's rate-limit start back");
+                        }
                         let r = service.retry_after(&lease, after_seconds, None).await;
                         return settle(
                             r,
@@ -683,6 +696,20 @@ impl<J: Jobbable> ErasedJob for Erased<J> {
                     let r = service.retry_after(&lease, seconds, closing).await;
                     if r.is_ok() {
                         queue.count(METRIC_SNOOZED, J::TOPIC);
+                        // Nor does a snooze count as a start (SPEC.md, "Flow control"): the
+                        // starts it took from the rate buckets are given back — the group's
+                        // by the key the push took it for, or the lease's own.
+                        let group = if pushed_unleased { pushed_group.as_deref().map(Some) } else { Some(None) };
+                        let returned = queue.rate_start_return(
+                            &delivery.topic,
+                            &delivery.consumer_group,
+                            &delivery.message_id,
+                            group,
+                            self.0.group_rate_limit(),
+                        );
+                        if let Err(e) = returned.await {
+                            tracing::warn!(error = %e, "could not give the snoozed start back to the rate buckets");
+                        }
                     }
                     return settle(r, ConsumerOutcome::Snoozed { after_seconds: u64::from(seconds) });
                 }

@@ -275,7 +275,8 @@ pub struct DeliveryClaimParams {
     /// group's for `topic` (the empty string when the claim names no topic).
     pub rate_limit: Option<RateLimit>,
     /// Leased at once per (consumer group, group key) at most, across every process (a
-    /// lease counts from the claim). Needs the subscription ensured with `grouped`. Grouped
+    /// lease counts from the claim; the group's unexpired push slots, taken by
+    /// [`QueueStore::flow_group_start`], count too). Needs the subscription ensured with `grouped`. Grouped
     /// messages are then claimed through the ready groups only: a full group is out of the
     /// ready set, so its backlog is never scanned. `None`: claimed as without groups.
     pub group_concurrency: Option<u32>,
@@ -1286,6 +1287,11 @@ pub struct MaintenanceReport {
     pub cron_runs_rescued: u64,
     /// Cron runs past retention (age or count) deleted.
     pub cron_runs_pruned: u64,
+    /// Expired message-group push slots (`flow_group_slots`) deleted.
+    pub flow_group_slots_pruned: u64,
+    /// Idle message-group rows (`flow_groups`: nothing pending or leased in the group, no
+    /// unexpired slot, its rate bucket in the past) deleted; a later message recreates one.
+    pub flow_groups_pruned: u64,
 }
 
 impl MaintenanceReport {
@@ -1303,6 +1309,8 @@ impl MaintenanceReport {
             self.executions_pruned,
             self.dead_letters_pruned,
             self.cron_runs_pruned,
+            self.flow_group_slots_pruned,
+            self.flow_groups_pruned,
         ]
         .iter()
         .any(|n| *n >= b)
@@ -1582,6 +1590,29 @@ pub struct RateBucketTakeParams {
     pub now: DateTime<Utc>,
 }
 
+/// Give back the start a delivery took from its rate buckets ([`QueueStore::rate_bucket_credit`]):
+/// the delivery snoozed (SPEC.md: "a snooze does not count as a start"), or a push that took
+/// the topic's start was then deferred by its message group.
+#[derive(Debug, Clone)]
+pub struct RateBucketCreditParams {
+    /// The consumer group whose buckets they are.
+    pub consumer_group: String,
+    /// The delivery's topic (names the topic's bucket).
+    pub topic: String,
+    /// The delivery's message: names its group when `group_key` is `None`.
+    pub message_id: String,
+    /// The topic's rate limit in force: the `(consumer_group, topic)` bucket is credited one
+    /// of its emission intervals (`None`: the topic's bucket is left alone).
+    pub rate: Option<RateLimit>,
+    /// The message group's key (a push this database did not lease: the job type's
+    /// [`crate::Jobbable::group`]); `None`: the group key of the consumer group's delivery of
+    /// `message_id` in this database (a local lease), if it has one.
+    pub group_key: Option<String>,
+    /// The group rate limit in force: the group's bucket (`flow_groups.tat_us`) is credited
+    /// one of its emission intervals (`None`: the group's bucket is left alone).
+    pub group_rate: Option<RateLimit>,
+}
+
 /// A topic's limit overrides as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicLimitsRow {
@@ -1732,7 +1763,7 @@ pub struct FlowGroupLoad {
     pub consumer_group: String,
     /// The message group's key.
     pub group_key: String,
-    /// Live leases now (`leased`, lease not expired).
+    /// Live leases now (`leased`, lease not expired), plus unexpired push slots.
     pub running: u32,
     /// Pending deliveries (due or not), counted up to the params' `waiting_cap`.
     pub waiting: u32,
@@ -2091,13 +2122,17 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The busiest message groups (never the `""` pseudo-group of ungrouped messages) of the
     /// consumer groups subscribed grouped to exactly `p.topic`: those with live leases first,
     /// most first, then groups with work waiting (the next to run first), each with its
-    /// live leases and its pending deliveries counted up to `p.waiting_cap`; at most
+    /// live leases plus its unexpired push slots (`flow_group_slots`, Vercel's running pushes)
+    /// as `running` and its pending deliveries counted up to `p.waiting_cap`; at most
     /// `p.limit`, a group with nothing live left out. Read through indexes: the live leases,
     /// the ready groups and each listed group's slice — never the whole backlog.
     async fn flow_group_busiest(&self, p: FlowGroupBusiestParams) -> Result<Vec<FlowGroupLoad>, StoreError>;
     /// A push this process did not lease (Vercel's) of a message group, under the group's
     /// limits, atomically per group across processes: with a concurrency, `Full` when that
-    /// many unexpired slots of the group are held by other messages; with a rate, `RateLimited`
+    /// many unexpired slots of the group are held by other messages and live leases of the
+    /// group's deliveries are held in this database (one limit for both: the grouped
+    /// [`Self::delivery_claim`] counts unexpired slots beside its leases, under the same
+    /// per-group serialisation); with a rate, `RateLimited`
     /// when its bucket (the grouped claim's `flow_groups.tat_us`) allows no start now;
     /// otherwise a start is taken from the bucket and a slot keyed by the message id held
     /// until `p.slot_until` (or its release), and `Started`. Held: nothing is taken.
@@ -2313,6 +2348,21 @@ pub trait QueueStore: Send + Sync + 'static {
     /// (a push this process did not lease: Vercel's). `None`: taken; `Some(us)`: none is
     /// allowed for another `us` microseconds (nothing taken).
     async fn rate_bucket_take(&self, p: RateBucketTakeParams) -> Result<Option<i64>, StoreError>;
+    /// Give back one start taken from the topic's bucket (`p.rate`) and/or the message group's
+    /// bucket (`p.group_rate`): each bucket's theoretical arrival time is lowered by one
+    /// emission interval of the rate given, atomically (concurrent takers and credits of a
+    /// bucket never lose an update). A bucket that does not exist, or a `tat` already in the
+    /// past, stays as it is in effect (GCRA judges `max(tat, now)`, so a credit never allows
+    /// more than the burst). A no-op when both rates are `None`.
+    ///
+    /// Who calls it (the core's consumer, `crates/vqs/src/consumer.rs`), not the settlement:
+    /// a snooze of a local lease settles through [`Self::delivery_retry`], but a snooze of a
+    /// push this process did not lease (Vercel's) settles at Vercel's queue service, and that
+    /// push took its starts through [`Self::rate_bucket_take`] / [`Self::flow_group_start`];
+    /// one method called by the consumer covers both. So [`Self::delivery_retry`] never
+    /// credits a bucket itself. A consumer also credits the topic's start when a push it took
+    /// one for is then deferred by its message group.
+    async fn rate_bucket_credit(&self, p: RateBucketCreditParams) -> Result<(), StoreError>;
 
     /// Record a signed-out dashboard session so every process refuses it.
     async fn session_revoke(&self, p: SessionRevokeParams) -> Result<(), StoreError>;

@@ -344,6 +344,39 @@ impl Queue {
         }))
     }
 
+    /// Give back the start a delivery of message `message_id` of `topic` in `consumer_group`
+    /// took from its rate buckets (SPEC.md, "Flow control": a snooze does not count as a
+    /// start): the topic's bucket when a rate limit is in force for `topic`, and, when `group`
+    /// is given, the message group's bucket under the group rate limit in force (an operator's
+    /// override, else `group_default`). `group` is `Some(Some(key))` for a push this process
+    /// did not lease (the key [`Queue::group_start`] took the start for), `Some(None)` for a
+    /// local lease (the delivery's own key, as the grouped claim used it), `None` to leave
+    /// the group's bucket alone. The limits are this process's view; see
+    /// [`crate::QueueStore::rate_bucket_credit`].
+    pub async fn rate_start_return(
+        &self,
+        topic: &str,
+        consumer_group: &str,
+        message_id: &str,
+        group: Option<Option<&str>>,
+        group_default: Option<RateLimit>,
+    ) -> Result<(), QueueError> {
+        let rate = self.limits_in_force_known(topic).rate_limit;
+        let group_rate = group.and_then(|_| self.limit_overrides_known(topic).group_rate_limit.or(group_default));
+        if rate.is_none() && group_rate.is_none() {
+            return Ok(());
+        }
+        let p = crate::store::RateBucketCreditParams {
+            consumer_group: consumer_group.to_owned(),
+            topic: topic.to_owned(),
+            message_id: message_id.to_owned(),
+            rate,
+            group_key: group.flatten().map(str::to_owned),
+            group_rate,
+        };
+        Ok(self.store().rate_bucket_credit(p).await?)
+    }
+
     /// Read the overrides again when this process has no listener and its copy is older than
     /// the poll (the Vercel functions), before a push this process did not lease is checked.
     pub(crate) async fn refresh_limits_if_stale(&self) -> Result<(), QueueError> {
