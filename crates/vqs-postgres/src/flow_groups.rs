@@ -193,15 +193,12 @@ pub(crate) async fn park(
     leased_keys: &[Option<String>],
     lease_until: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
-    let (mut filled, mut visited) = (Vec::new(), Vec::new());
-    for (key, live) in groups.visited.iter().zip(&groups.lives) {
-        let leased = leased_keys.iter().filter(|k| k.as_deref() == Some(key.as_str())).count() as i64;
-        if !key.is_empty() && *live == 0 && leased >= i64::from(per_group) {
-            filled.push(key.clone());
-        } else {
-            visited.push(key.clone());
-        }
-    }
+    let (filled, visited) = vqs::store_support::groups_filled(
+        &groups.visited,
+        &groups.lives,
+        leased_keys.iter().flatten().map(String::as_str),
+        per_group,
+    );
     if !filled.is_empty() {
         sqlx::query(
             "UPDATE flow_groups f SET running = $3, concurrency = $3, ready_at = $4, \

@@ -287,16 +287,12 @@ pub(crate) async fn park(
     if picks.keys.is_empty() {
         return Ok(());
     }
-    let mut filled: Vec<&str> = Vec::new();
-    let mut rest: Vec<&String> = Vec::new();
-    for (key, live) in picks.keys.iter().zip(&picks.lives) {
-        let leased = picks.picked_keys.iter().filter(|k| *k == key).count() as i64;
-        if !key.is_empty() && *live == 0 && leased >= i64::from(picks.per_group) {
-            filled.push(key);
-        } else {
-            rest.push(key);
-        }
-    }
+    let (filled, rest) = vqs::store_support::groups_filled(
+        &picks.keys,
+        &picks.lives,
+        picks.picked_keys.iter().map(String::as_str),
+        picks.per_group,
+    );
     if !filled.is_empty() {
         sqlx::query(
             "UPDATE flow_groups SET running = ?3, concurrency = ?3, ready_at = ?4, \
@@ -351,7 +347,7 @@ pub(crate) async fn park(
         );
     let mut sep = q.separated(" UNION ALL ");
     for key in rest {
-        sep.push("SELECT ").push_bind_unseparated(key.clone()).push_unseparated(" AS key");
+        sep.push("SELECT ").push_bind_unseparated(key).push_unseparated(" AS key");
     }
     // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from
     // correlated subqueries would be evaluated again for every row).

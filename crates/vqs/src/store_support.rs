@@ -314,6 +314,34 @@ pub fn group_held_reason(full: Option<bool>, bucket_empty: Option<bool>) -> Opti
     }
 }
 
+/// The groups a grouped claim visited, split for the park: those it filled from no live
+/// lease (`(filled, rest)`). A filled group is parked from what the claim knows — its
+/// `running` is `per_group` and its earliest lease end the claim's own — with no read of its
+/// slice; the rest (the `""` pseudo-group, never full, among them) are recounted.
+/// `lives` are the visited groups' live leases before the claim, in `visited` order;
+/// `leased_keys` the group of each delivery the claim leased.
+pub fn groups_filled<'a, 'k>(
+    visited: &'a [String],
+    lives: &[i64],
+    leased_keys: impl IntoIterator<Item = &'k str>,
+    per_group: u32,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut leased: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for key in leased_keys {
+        *leased.entry(key).or_default() += 1;
+    }
+    let (mut filled, mut rest) = (Vec::new(), Vec::new());
+    for (key, live) in visited.iter().zip(lives) {
+        let n = leased.get(key.as_str()).copied().unwrap_or(0);
+        if !key.is_empty() && *live == 0 && n >= i64::from(per_group) {
+            filled.push(key.as_str());
+        } else {
+            rest.push(key.as_str());
+        }
+    }
+    (filled, rest)
+}
+
 /// A message group's rate bucket after a grouped claim leased `n` of it at `now_us`: its new
 /// theoretical arrival time (unchanged when nothing was leased) and, when the bucket allows
 /// no start now, the moment the next one is allowed (the group is parked until then).
