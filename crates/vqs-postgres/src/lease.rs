@@ -58,16 +58,17 @@ pub(crate) async fn delivery_claim(
     let lease_until = p.now + secs(p.visibility_seconds);
     // Ungrouped: one statement on the claim's held connection, limited or not (a limited
     // group's lock, count and claim happen inside it: `push_limit`'s `vqs_claim_room`).
-    // Grouped: through the ready groups, in a transaction of its own (`claim_grouped`).
+    // Grouped: through the ready groups (`claim_grouped`): one statement after the fold, or a
+    // transaction of its own under a group rate limit.
     let rows = match (p.group_concurrency, p.group_rate_limit) {
-        (Some(per_group), _) => claim_grouped(pool, &p, per_group).await?,
+        (Some(per_group), _) => claim_grouped(pool, claim_conn, &p, per_group).await?,
         // A group rate limit alone: grouped, with no concurrency limit per group.
-        (None, Some(_)) => claim_grouped(pool, &p, i32::MAX as u32).await?,
+        (None, Some(_)) => claim_grouped(pool, claim_conn, &p, i32::MAX as u32).await?,
         // No group limit, but a group of its topic is paused and its deliveries are keyed:
         // through the ready groups, none limited, so the paused group's backlog is not read
         // (`group_pauses::ClaimsByGroup`).
         (None, None) if p.message_id.is_none() && claims_by_group.contains(pool, &p.consumer_group).await? => {
-            claim_grouped(pool, &p, i32::MAX as u32).await?
+            claim_grouped(pool, claim_conn, &p, i32::MAX as u32).await?
         }
         (None, None) => {
             let mut held = claim_conn.lock().await;
@@ -131,14 +132,26 @@ pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result
     Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
 }
 
-/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing). With `grouped`, of those groups
-/// only, each up to its room (through `deliveries_grouped`: a group's rows in claim order,
-/// nothing of another group read), at most the given limit in all (already under the
-/// consumer group's limits: `claim_grouped` took the room first).
+/// How a grouped claim statement finds its groups.
+#[derive(Clone, Copy)]
+enum Grouped<'a> {
+    /// Of these groups only (locked by the claim's transaction), each up to its room, at
+    /// most the given limit in all (already under the consumer group's limits:
+    /// `claim_grouped_in_transaction` took the room first). The groups are parked after.
+    Rooms(&'a GroupRooms, u32),
+    /// The ready groups found, locked and counted by `vqs_group_rooms` (migration 0032) in
+    /// the statement's first CTE, group concurrency as given, and every group visited parked
+    /// by its last CTE: the whole grouped claim in one statement.
+    InStatement(u32),
+}
+
+/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing). With `grouped`, of the groups
+/// it says only, each up to its room (through `deliveries_grouped`: a group's rows in claim
+/// order, nothing of another group read).
 fn claim_query_after<'a>(
     prefix: &str,
     p: &'a DeliveryClaimParams,
-    grouped: Option<(&'a GroupRooms, u32)>,
+    grouped: Option<Grouped<'a>>,
 ) -> QueryBuilder<'a, Postgres> {
     let lease_until = p.now + secs(p.visibility_seconds);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
@@ -147,15 +160,25 @@ fn claim_query_after<'a>(
     if by_priority {
         push_priorities(&mut q, p);
         q.push(", due AS (SELECT x.* FROM prios CROSS JOIN LATERAL (");
+    } else if let Some(Grouped::InStatement(per_group)) = grouped {
+        q.push("WITH g AS MATERIALIZED (SELECT * FROM ");
+        push_group_rooms(&mut q, p, per_group);
+        q.push("), due AS (");
     } else {
         q.push("WITH due AS (");
     }
-    if let Some((g, _)) = grouped {
-        q.push("SELECT x.* FROM UNNEST(")
-            .push_bind(&g.keys)
-            .push("::text[], ")
-            .push_bind(&g.rooms)
-            .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
+    match grouped {
+        Some(Grouped::Rooms(g, _)) => {
+            q.push("SELECT x.* FROM UNNEST(")
+                .push_bind(&g.keys)
+                .push("::text[], ")
+                .push_bind(&g.rooms)
+                .push("::int[]) AS g(key, room) CROSS JOIN LATERAL (");
+        }
+        Some(Grouped::InStatement(_)) => {
+            q.push("SELECT x.* FROM (SELECT * FROM g WHERE g.room > 0 ORDER BY g.ord) g CROSS JOIN LATERAL (");
+        }
+        None => {}
     }
     q.push(
         "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at, \
@@ -187,15 +210,18 @@ fn claim_query_after<'a>(
         q.push(" AND d.message_id = ").push_bind(id);
     }
     match grouped {
-        Some((_, limit)) => {
+        Some(g) => {
             // A group's best priority first, oldest first within it (`deliveries_grouped`
-            // is in that order); the groups themselves in the order `ready_groups` took them
-            // (by priority, then the longest ready).
+            // is in that order); the groups themselves in the order they were taken (by
+            // priority, then the longest ready).
             q.push(
                 " AND d.group_key = g.key ORDER BY d.priority, d.visible_at LIMIT g.room FOR UPDATE OF d SKIP LOCKED) x \
                  LIMIT ",
-            )
-                .push_bind(i64::from(limit.max(1)));
+            );
+            match g {
+                Grouped::Rooms(_, limit) => q.push_bind(i64::from(limit.max(1))),
+                Grouped::InStatement(_) => q.push("(SELECT MAX(g.cap_left) FROM g)"),
+            };
         }
         None if by_priority => {
             // Lower priority first, by due time within a priority: each priority's due rows
@@ -225,7 +251,7 @@ fn claim_query_after<'a>(
         .push(" FROM due WHERE d.message_id = due.message_id AND d.consumer_group = ")
         .push_bind(&p.consumer_group)
         .push(
-            " RETURNING d.message_id, d.topic, d.delivery_count, d.lease_token, d.attempts), \
+            " RETURNING d.message_id, d.topic, d.delivery_count, d.lease_token, d.attempts, d.group_key), \
              abandoned AS (UPDATE job_executions e SET status = 'failed', finished_at = ",
         )
         .push_bind(p.now)
@@ -254,6 +280,9 @@ fn claim_query_after<'a>(
             " RETURNING id, message_id)",
         );
     push_bucket_advance(&mut q, p);
+    if let Some(Grouped::InStatement(per_group)) = grouped {
+        push_park(&mut q, p, per_group, lease_until);
+    }
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
              m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key \
@@ -338,6 +367,72 @@ fn push_claim_room<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimP
         .push(")");
 }
 
+/// `vqs_group_rooms(...)` for `p` (migration 0032): the ready groups locked, each with its
+/// room under `per_group`, within the consumer group's own limits when it has any.
+fn push_group_rooms<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams, per_group: u32) {
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    q.push("vqs_group_rooms(")
+        .push_bind(&p.consumer_group)
+        .push(", ")
+        .push_bind(p.now)
+        .push(", ")
+        .push_bind(int(per_group.max(1)))
+        .push(", ")
+        .push_bind(int(p.limit.max(1)))
+        .push(", ")
+        .push_bind(p.max_leased.is_some() || p.rate_limit.is_some())
+        .push(", ")
+        .push_bind(&p.lease_holder)
+        .push(", ")
+        .push_bind(int(p.leased_here))
+        .push(", ")
+        .push_bind(p.max_leased.map(int))
+        .push(", ")
+        .push_bind(p.topic.clone().unwrap_or_default())
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.limit)))
+        .push(", ")
+        .push_bind(p.rate_limit.map(|r| int(r.period_seconds)))
+        .push(")");
+}
+
+/// The park of the one-statement grouped claim, its last CTE: every group `g` visited gets
+/// its live leases (those before the claim, `g.live`, plus this claim's) and is parked
+/// until its earliest lease end when full (out of the ready index: its backlog is never
+/// read), else until its oldest live row (NULL when it has none), with its best waiting
+/// priority.
+///
+/// The statement's snapshot predates its own leases, so the rows it leased (`leased`) are
+/// left out of the reads and stand in as `lease_until`. Anything else it misses (a lease
+/// settled meanwhile) only makes `ready_at` or `priority` earlier than the truth, never
+/// later — the invariant of `flow_groups.rs` — and the settlement's wake-up corrects it.
+fn push_park<'a>(
+    q: &mut QueryBuilder<'a, Postgres>,
+    p: &'a DeliveryClaimParams,
+    per_group: u32,
+    lease_until: DateTime<Utc>,
+) {
+    let per_group = i64::from(per_group.max(1));
+    q.push(", parked AS (UPDATE flow_groups f SET running = g.live + c.n, concurrency = ")
+        .push_bind(i32::try_from(per_group).unwrap_or(i32::MAX))
+        .push(", ready_at = CASE WHEN g.key <> '' AND g.live + c.n >= ")
+        .push_bind(per_group)
+        .push(
+            " THEN LEAST(g.lease_end, c.until) \
+             ELSE LEAST((SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+               AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.message_id <> ALL(c.ids)), c.until) END, \
+             priority = COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+               AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+               AND d.message_id <> ALL(c.ids) ORDER BY d.priority LIMIT 1), 32767) \
+             FROM g CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(array_agg(l.message_id), '{}') AS ids, \
+               CASE WHEN COUNT(*) > 0 THEN ",
+        )
+        .push_bind(lease_until)
+        .push("::timestamptz END AS until FROM leased l WHERE l.group_key = g.key) c WHERE f.consumer_group = ")
+        .push_bind(&p.consumer_group)
+        .push(" AND f.group_key = g.key)");
+}
+
 /// With a rate limit: a CTE of the claim statement that advances the bucket by the number
 /// actually leased (nothing when none was). It runs under `vqs_claim_room`'s lock; `ON
 /// CONFLICT DO UPDATE` updates the newest version of the bucket row even when this
@@ -366,12 +461,43 @@ fn push_bucket_advance<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryCl
         .push(" + EXCLUDED.tat_us, interval_us = EXCLUDED.interval_us)");
 }
 
-/// The grouped claim (`flow_groups.rs`): the wake-ups folded in, then in one transaction
-/// the consumer group's room under its limits (`vqs_claim_room`: its lock, count and rate
-/// bucket, when it has any), the ready groups locked with their room, up to that leased of
-/// each in one statement (the bucket advanced by what was leased), and every group visited
-/// parked.
-async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -> Result<Vec<PgRow>, StoreError> {
+/// The grouped claim (`flow_groups.rs`), on the claim's held connection: the consumer
+/// group's wake-ups folded in (a statement of its own: the claim's must not see rows it
+/// did not write), then one statement ([`Grouped::InStatement`]). Under a group rate limit,
+/// whose buckets are advanced from what was leased, a transaction of its own instead
+/// ([`claim_grouped_in_transaction`]).
+async fn claim_grouped(
+    pool: &PgPool,
+    claim_conn: &Arc<tokio::sync::Mutex<HeldConnection>>,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+) -> Result<Vec<PgRow>, StoreError> {
+    if p.group_rate_limit.is_some() {
+        return claim_grouped_in_transaction(pool, p, per_group).await;
+    }
+    let mut held = claim_conn.lock().await;
+    let conn = held.get().await?;
+    let folded = crate::flow_groups::fold_wakeups(&mut *conn, &p.consumer_group).await;
+    held.check(folded)?;
+    let conn = held.get().await?;
+    let rows = claim_query_after("", p, Some(Grouped::InStatement(per_group)))
+        .build()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err);
+    held.check(rows)
+}
+
+/// The grouped claim under a group rate limit: the wake-ups folded in, then in one
+/// transaction the consumer group's room under its limits (`vqs_claim_room`: its lock, count
+/// and rate bucket, when it has any), the ready groups locked with their room, up to that
+/// leased of each in one statement (the consumer group's bucket advanced by what was
+/// leased), every group visited parked, and each group's bucket advanced.
+async fn claim_grouped_in_transaction(
+    pool: &PgPool,
+    p: &DeliveryClaimParams,
+    per_group: u32,
+) -> Result<Vec<PgRow>, StoreError> {
     let per_group = per_group.max(1);
     let mut conn = pool.acquire().await.map_err(db_err)?;
     crate::flow_groups::fold_wakeups(&mut conn, &p.consumer_group).await?;
@@ -394,7 +520,11 @@ async fn claim_grouped(pool: &PgPool, p: &DeliveryClaimParams, per_group: u32) -
     let rows = if groups.keys.is_empty() {
         Vec::new()
     } else {
-        claim_query_after("", p, Some((&groups, limit))).build().fetch_all(&mut *tx).await.map_err(db_err)?
+        claim_query_after("", p, Some(Grouped::Rooms(&groups, limit)))
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?
     };
     let leased_keys: Vec<Option<String>> = rows.iter().map(|r| r.get(11)).collect();
     let lease_until = p.now + secs(p.visibility_seconds);
