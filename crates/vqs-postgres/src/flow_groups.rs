@@ -16,20 +16,10 @@ use vqs::store::{DeliveryClaimParams, FlowGroupBusiestParams, FlowGroupLoad, Sto
 use crate::rows::db_err;
 
 /// Fold the consumer group's wake-ups into its groups' `ready_at` (creating the rows of new
-/// groups), in group order so that two claims folding at once never deadlock.
+/// groups), in group order so that two claims folding at once never deadlock
+/// (`vqs_fold_wakeups`, migration 0032: a plain index scan over a table of mostly dead rows).
 pub(crate) async fn fold_wakeups(conn: &mut PgConnection, consumer_group: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH w AS (DELETE FROM flow_group_wakeups WHERE consumer_group = $1 RETURNING group_key, due_at, priority) \
-         INSERT INTO flow_groups (consumer_group, group_key, running, ready_at, priority) \
-         SELECT $1, group_key, 0, MIN(due_at), COALESCE(MIN(priority), 32767) FROM w GROUP BY group_key ORDER BY group_key \
-         ON CONFLICT (consumer_group, group_key) DO UPDATE \
-         SET ready_at = LEAST(COALESCE(flow_groups.ready_at, EXCLUDED.ready_at), EXCLUDED.ready_at), \
-             priority = LEAST(flow_groups.priority, EXCLUDED.priority)",
-    )
-    .bind(consumer_group)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    sqlx::query("SELECT vqs_fold_wakeups($1)").bind(consumer_group).execute(&mut *conn).await.map_err(db_err)?;
     Ok(())
 }
 
