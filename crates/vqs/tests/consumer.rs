@@ -354,3 +354,52 @@ fn release_of(id: &str) -> vqs::store::FlowGroupSlotReleaseParams {
         message_id: id.into(),
     }
 }
+
+/// A push deferred because its group is full starts nothing, so it does not use up the
+/// topic's rate limit either (SPEC.md, "Flow control": waiting is free): with two starts an
+/// hour for the topic, a push held by its group's concurrency leaves both to the next two
+/// pushes of other groups.
+#[tokio::test]
+async fn a_push_held_by_its_group_gives_the_topics_rate_limit_start_back() {
+    let clock = Clock::manual(t0());
+    let (queue, _dir) = sqlite_queue(clock.clone()).await;
+    // Pushed as Vercel pushes: the claim that hands the pushes over applies no topic limit
+    // (a wildcard subscription's claim takes no per-topic start), so only the consumer's
+    // own check takes the topic's starts, as on Vercel.
+    let c = vqs::ConsumerConfig { starts_executions: false, ..consumer(&queue, "limited-*").await };
+    let pusher = HandlerPusher::new(&queue, QueueHandler::new(LimitedTenant));
+    let rate = vqs::RateLimit { limit: 2, period_seconds: 3600 };
+    let patch = vqs::TopicLimitsPatch { rate_limit: Some(Some(rate)), ..Default::default() };
+    queue.set_limits(LimitedTenant::TOPIC, patch).await.unwrap();
+    let send = |tenant: &str| {
+        let body = format!(r#"{{"tenant":"{tenant}"}}"#).into_bytes();
+        queue.send(LimitedTenant::TOPIC, body, SendOpts::default())
+    };
+    let outcome = |id: &str| pusher.pushed().into_iter().rev().find(|p| p.message_id == id).map(|p| p.outcome).unwrap();
+
+    // Another function runs one of acme's messages: acme's push is held by its group.
+    let taken = queue.store().flow_group_start(slot("elsewhere", t0())).await.unwrap();
+    assert_eq!(taken, vqs::store::FlowGroupStart::Started);
+    let held = send("acme").await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1);
+    let defer = vqs::GROUP_FULL_DEFER.as_secs();
+    assert_eq!(outcome(&held), ConsumerOutcome::Held { held: "group_concurrency".into(), after_seconds: defer });
+
+    // Both of the hour's starts are still there for two other groups.
+    let zeta = send("zeta").await.unwrap().message_id;
+    let yota = send("yota").await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 2);
+    assert_eq!(
+        (outcome(&zeta), outcome(&yota)),
+        (ConsumerOutcome::Succeeded, ConsumerOutcome::Succeeded),
+        "the held push took none of the topic's starts"
+    );
+    // And the third start of the hour is refused: the limit itself still holds.
+    let third = send("kilo").await.unwrap().message_id;
+    assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1);
+    assert!(
+        matches!(outcome(&third), ConsumerOutcome::Held { ref held, .. } if held == "rate_limit"),
+        "{:?}",
+        outcome(&third)
+    );
+}
