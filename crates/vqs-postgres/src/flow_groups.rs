@@ -286,6 +286,13 @@ pub(crate) async fn rekey(
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // Nor its wake-ups: nothing folds them any more (grouped again, its groups are
+        // rebuilt from its live deliveries, above).
+        sqlx::query("DELETE FROM flow_group_wakeups WHERE consumer_group = $1")
+            .bind(consumer_group)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
     }
     Ok(())
 }

@@ -248,8 +248,36 @@ pub(crate) async fn maintenance_run(pool: &PgPool, p: MaintenanceParams) -> Resu
     .rows_affected();
     report.cron_runs_pruned = prune_cron_runs(pool, &p).await?;
     sqlx::query("DELETE FROM cron_locks WHERE expires_at <= $1").bind(p.now).execute(pool).await.map_err(db_err)?;
+    fold_idle_wakeups(pool, &p).await?;
     (report.flow_group_slots_pruned, report.flow_groups_pruned) = prune_flow_groups(pool, &p).await?;
     Ok(report)
+}
+
+/// Fold the wake-ups of every consumer group that has some (at most `batch` consumer groups
+/// a run), as its next grouped claim would. Only a grouped claim folds them, and a consumer
+/// group whose subscription stayed grouped after its last group limit or group pause ended
+/// claims in one plain statement: without this, each of its publishes and settlements would
+/// leave a row in `flow_group_wakeups` until the next grouped claim, however far off. Safe at
+/// any time: a fold only moves `ready_at` earlier (see `flow_groups.rs`), in group order.
+async fn fold_idle_wakeups(pool: &PgPool, p: &MaintenanceParams) -> Result<(), StoreError> {
+    // The distinct consumer groups, one index descent each (`flow_group_wakeups_group`).
+    let groups: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE cg AS ( \
+           (SELECT consumer_group FROM flow_group_wakeups ORDER BY consumer_group LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT w.consumer_group FROM flow_group_wakeups w WHERE w.consumer_group > cg.consumer_group \
+                   ORDER BY w.consumer_group LIMIT 1) FROM cg WHERE cg.consumer_group IS NOT NULL) \
+         SELECT consumer_group FROM cg WHERE consumer_group IS NOT NULL LIMIT $1",
+    )
+    .bind(i64::from(p.batch.max(1)))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    for cg in groups {
+        let mut conn = pool.acquire().await.map_err(db_err)?;
+        crate::flow_groups::fold_wakeups(&mut conn, &cg).await?;
+    }
+    Ok(())
 }
 
 /// Expired push slots, then idle message-group rows, at most `batch` of each. A group row is

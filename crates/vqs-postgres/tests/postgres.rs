@@ -621,3 +621,72 @@ async fn a_paused_group_is_held_on_every_process_and_its_backlog_left_to_the_rea
     assert_eq!(drained.last(), Some(&late_a));
     assert!(drained[..5000].windows(2).all(|w| w[0] < w[1]), "A in due order");
 }
+
+/// A consumer group whose subscription stays grouped after its group limit or pause ended
+/// claims in one plain statement, which folds no wake-ups: its publishes and settlements'
+/// wake-ups are folded by maintenance instead of piling up, and its groups stay claimable
+/// by a grouped claim later.
+#[tokio::test]
+async fn maintenance_folds_the_wake_ups_no_grouped_claim_is_folding() {
+    let url = fresh_url().await;
+    let one = store(&url).await;
+    one.subscription_ensure(SubscriptionEnsureParams {
+        grouped: true,
+        topic_pattern: "t".into(),
+        consumer_group: "g".into(),
+        initial_delay_seconds: 0,
+        now: chrono::Utc::now(),
+    })
+    .await
+    .unwrap();
+    let q = Queue::new(Arc::new(one.clone()), Clock::system());
+    for i in 0..20 {
+        let opts = SendOpts { group: Some(format!("tenant-{}", i % 5)), ..Default::default() };
+        q.send("t", b"{}".to_vec(), opts).await.unwrap();
+    }
+    let claim = |limit: u32, per_group: Option<u32>| DeliveryClaimParams {
+        consumer_group: "g".into(),
+        topic: None,
+        message_id: None,
+        limit,
+        visibility_seconds: 60,
+        start_executions: false,
+        lease_holder: None,
+        max_leased: None,
+        leased_here: 0,
+        rate_limit: None,
+        group_concurrency: per_group,
+        group_rate_limit: None,
+        now: chrono::Utc::now(),
+    };
+    // Plain claims and acknowledgements: each leaves a wake-up nobody folds.
+    for m in one.delivery_claim(claim(10, None)).await.unwrap() {
+        let lease =
+            LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now: chrono::Utc::now() };
+        one.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
+    }
+    let wakeups = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM flow_group_wakeups WHERE consumer_group = 'g'")
+            .fetch_one(one.pool())
+            .await
+            .unwrap()
+    };
+    assert!(wakeups().await >= 10, "publishes and acknowledgements woke the groups");
+
+    let p = vqs::store::MaintenanceParams {
+        now: chrono::Utc::now(),
+        execution_retention_seconds: 86_400,
+        max_executions: 1_000_000,
+        message_retention_seconds: 86_400,
+        max_messages: 1_000_000,
+        cron_run_retention_seconds: 86_400,
+        max_cron_runs: 1_000_000,
+        dead_letter_retention_seconds: 86_400,
+        batch: 1000,
+    };
+    one.maintenance_run(p).await.unwrap();
+    assert_eq!(wakeups().await, 0, "folded by maintenance");
+    // Grouped again (a limit of one per group): the ten left are claimable, one per group.
+    let got = one.delivery_claim(claim(100, Some(1))).await.unwrap();
+    assert_eq!(got.len(), 5, "one of each of the five groups");
+}
