@@ -347,12 +347,16 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
 /// `vqs_claim_room(...)` for `p`: the consumer group's lock taken, the room left under its
 /// `max_leased` and rate bucket.
 fn push_claim_room<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
+    q.push("vqs_claim_room(").push_bind(&p.consumer_group).push(", ").push_bind(p.now);
+    push_room_limits(q, p);
+}
+
+/// The arguments `vqs_claim_room` takes after the consumer group and now (and
+/// `vqs_group_rooms` after its own): the lease holder and its busy leases, `max_leased`, the
+/// rate bucket's topic and the rate limit; then the closing parenthesis.
+fn push_room_limits<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams) {
     let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    q.push("vqs_claim_room(")
-        .push_bind(&p.consumer_group)
-        .push(", ")
-        .push_bind(p.now)
-        .push(", ")
+    q.push(", ")
         .push_bind(&p.lease_holder)
         .push(", ")
         .push_bind(int(p.leased_here))
@@ -380,20 +384,8 @@ fn push_group_rooms<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaim
         .push(", ")
         .push_bind(int(p.limit.max(1)))
         .push(", ")
-        .push_bind(p.max_leased.is_some() || p.rate_limit.is_some())
-        .push(", ")
-        .push_bind(&p.lease_holder)
-        .push(", ")
-        .push_bind(int(p.leased_here))
-        .push(", ")
-        .push_bind(p.max_leased.map(int))
-        .push(", ")
-        .push_bind(p.topic.clone().unwrap_or_default())
-        .push(", ")
-        .push_bind(p.rate_limit.map(|r| int(r.limit)))
-        .push(", ")
-        .push_bind(p.rate_limit.map(|r| int(r.period_seconds)))
-        .push(")");
+        .push_bind(p.max_leased.is_some() || p.rate_limit.is_some());
+    push_room_limits(q, p);
 }
 
 /// The park of the one-statement grouped claim, its last CTE: every group `g` visited gets

@@ -567,21 +567,7 @@ async fn a_paused_group_is_held_on_every_process_and_its_backlog_left_to_the_rea
         runnable.insert(send(&q1, None).await);
     }
     q1.pause_group("t", "A").await.unwrap();
-    let claim = |limit: u32| DeliveryClaimParams {
-        consumer_group: "g".into(),
-        topic: None,
-        message_id: None,
-        limit,
-        visibility_seconds: 60,
-        start_executions: false,
-        lease_holder: None,
-        max_leased: None,
-        leased_here: 0,
-        rate_limit: None,
-        group_concurrency: None,
-        group_rate_limit: None,
-        now: chrono::Utc::now(),
-    };
+    let claim = |limit: u32| claim_of_g(limit, None);
     // The other process: B and the ungrouped, one batch, none of A.
     let leased = two.delivery_claim(claim(10)).await.unwrap();
     assert_eq!(leased.iter().map(|m| m.message_id.clone()).collect::<HashSet<_>>(), runnable);
@@ -644,23 +630,8 @@ async fn maintenance_folds_the_wake_ups_no_grouped_claim_is_folding() {
         let opts = SendOpts { group: Some(format!("tenant-{}", i % 5)), ..Default::default() };
         q.send("t", b"{}".to_vec(), opts).await.unwrap();
     }
-    let claim = |limit: u32, per_group: Option<u32>| DeliveryClaimParams {
-        consumer_group: "g".into(),
-        topic: None,
-        message_id: None,
-        limit,
-        visibility_seconds: 60,
-        start_executions: false,
-        lease_holder: None,
-        max_leased: None,
-        leased_here: 0,
-        rate_limit: None,
-        group_concurrency: per_group,
-        group_rate_limit: None,
-        now: chrono::Utc::now(),
-    };
     // Plain claims and acknowledgements: each leaves a wake-up nobody folds.
-    for m in one.delivery_claim(claim(10, None)).await.unwrap() {
+    for m in one.delivery_claim(claim_of_g(10, None)).await.unwrap() {
         let lease =
             LeaseParams { consumer_group: "g".into(), receipt_handle: m.receipt_handle, now: chrono::Utc::now() };
         one.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
@@ -687,6 +658,26 @@ async fn maintenance_folds_the_wake_ups_no_grouped_claim_is_folding() {
     one.maintenance_run(p).await.unwrap();
     assert_eq!(wakeups().await, 0, "folded by maintenance");
     // Grouped again (a limit of one per group): the ten left are claimable, one per group.
-    let got = one.delivery_claim(claim(100, Some(1))).await.unwrap();
+    let got = one.delivery_claim(claim_of_g(100, Some(1))).await.unwrap();
     assert_eq!(got.len(), 5, "one of each of the five groups");
+}
+
+/// A claim of up to `limit` for consumer group `g`, now, recording no attempt, with
+/// `per_group` as its group concurrency.
+fn claim_of_g(limit: u32, per_group: Option<u32>) -> DeliveryClaimParams {
+    DeliveryClaimParams {
+        consumer_group: "g".into(),
+        topic: None,
+        message_id: None,
+        limit,
+        visibility_seconds: 60,
+        start_executions: false,
+        lease_holder: None,
+        max_leased: None,
+        leased_here: 0,
+        rate_limit: None,
+        group_concurrency: per_group,
+        group_rate_limit: None,
+        now: chrono::Utc::now(),
+    }
 }
