@@ -32,13 +32,15 @@ CREATE FUNCTION vqs_group_rooms(
     bucket_topic TEXT,
     rate_limit INTEGER,
     rate_period_seconds INTEGER
-) RETURNS TABLE (ord INTEGER, key TEXT, room INTEGER, live BIGINT, lease_end TIMESTAMPTZ, cap_left INTEGER)
+) RETURNS TABLE (ord INTEGER, key TEXT, room INTEGER, live BIGINT, lease_end TIMESTAMPTZ, cap_left INTEGER,
+                tat_us BIGINT)
 -- About one claim's worth of groups (the default guess, 1,000, has the planner park them by
 -- hashing every `flow_groups` row of the consumer group rather than looking each one up).
 LANGUAGE plpgsql VOLATILE ROWS 20 AS $$
 DECLARE
     cap INTEGER := GREATEST(lim, 1);
     keys TEXT[];
+    tats BIGINT[];
 BEGIN
     IF limited THEN
         cap := LEAST(cap, vqs_claim_room(cg, now_ts, holder, here, max_leased, bucket_topic, rate_limit,
@@ -49,7 +51,7 @@ BEGIN
     END IF;
     -- The priorities present in the ready set, one index descent each (`flow_groups_ready`
     -- is (consumer group, priority, ready_at)), each one's ready groups one range of it.
-    SELECT array_agg(y.group_key) INTO keys FROM (
+    SELECT array_agg(y.group_key), array_agg(y.tat_us) INTO keys, tats FROM (
         WITH RECURSIVE prios AS (
             (SELECT f.priority FROM flow_groups f WHERE f.consumer_group = cg AND f.ready_at IS NOT NULL
              ORDER BY f.priority LIMIT 1)
@@ -57,8 +59,8 @@ BEGIN
             SELECT (SELECT f.priority FROM flow_groups f WHERE f.consumer_group = cg AND f.ready_at IS NOT NULL
                       AND f.priority > prios.priority ORDER BY f.priority LIMIT 1)
             FROM prios WHERE prios.priority IS NOT NULL)
-        SELECT z.group_key FROM prios CROSS JOIN LATERAL (
-            SELECT f.group_key FROM flow_groups f WHERE f.consumer_group = cg AND f.priority = prios.priority
+        SELECT z.group_key, z.tat_us FROM prios CROSS JOIN LATERAL (
+            SELECT f.group_key, f.tat_us FROM flow_groups f WHERE f.consumer_group = cg AND f.priority = prios.priority
               AND f.ready_at <= now_ts
               AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = cg
                   AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix)))
@@ -76,7 +78,8 @@ BEGIN
            (CASE WHEN u.k = '' THEN cap ELSE LEAST(per_group::BIGINT - l.n - s.n, cap) END)::INTEGER,
            l.n + s.n,
            LEAST(l.e, s.e),
-           cap
+           cap,
+           tats[u.i]
     FROM UNNEST(keys) WITH ORDINALITY AS u(k, i)
     CROSS JOIN LATERAL (SELECT COUNT(*) AS n, MIN(d.visible_at) AS e FROM deliveries d
                         WHERE d.consumer_group = cg AND d.group_key = u.k AND d.state = 'leased'

@@ -33,78 +33,38 @@ pub(crate) struct GroupRooms {
     pub(crate) tats: Vec<Option<i64>>,
     /// Each visited group's live leases before the claim, in `visited` order.
     pub(crate) lives: Vec<i64>,
+    /// The claim's limit in all, under the consumer group's own limits.
+    pub(crate) cap: u32,
 }
 
-/// The ready groups of the grouped claim, in the claim's transaction: the consumer group's
-/// wake-ups folded in first (on `pool`, before the transaction locks anything), then up to
-/// `limit` groups with `ready_at <= now` and not paused in a topic the consumer group
-/// subscribes to (a paused group is skipped, never visited: its backlog is not read), by
-/// priority then oldest first, locked (`SKIP LOCKED`: another claim
-/// has them), each with its live leases counted and the room left (the `""` group,
-/// ungrouped messages, has no limit and comes last with what the batch has left).
+/// The ready groups of the grouped claim under a group rate limit, in the claim's
+/// transaction (the consumer group's wake-ups folded in before it): `vqs_group_rooms`
+/// (migration 0032, the one-statement claim's first CTE) locks them and counts each one's
+/// room under the group concurrency and the consumer group's limits; each room is then
+/// capped by what the group's rate bucket allows now.
 pub(crate) async fn ready_groups(
     tx: &mut PgConnection,
     p: &DeliveryClaimParams,
     per_group: u32,
-    limit: u32,
 ) -> Result<GroupRooms, StoreError> {
-    // By priority, then the longest ready: the priorities present in the ready set found one
-    // index descent each (`flow_groups_ready` is (consumer group, priority, ready_at)) and
-    // only as far as the claim reads, each one's ready groups one range of the index — one
-    // scan in (priority, ready_at) order would walk every group of a lower priority that is
-    // parked until later (full, or waiting for its rate) before the ready ones of the next.
-    let picked: Vec<(String, Option<i64>)> = sqlx::query_as(
-        "WITH RECURSIVE prios AS ( \
-           (SELECT priority FROM flow_groups WHERE consumer_group = $1 AND ready_at IS NOT NULL \
-            ORDER BY priority LIMIT 1) \
-           UNION ALL \
-           SELECT (SELECT f.priority FROM flow_groups f WHERE f.consumer_group = $1 AND f.ready_at IS NOT NULL \
-                     AND f.priority > prios.priority ORDER BY f.priority LIMIT 1) \
-           FROM prios WHERE prios.priority IS NOT NULL) \
-         SELECT x.group_key, x.tat_us FROM prios CROSS JOIN LATERAL ( \
-           SELECT group_key, tat_us FROM flow_groups WHERE consumer_group = $1 AND priority = prios.priority \
-             AND ready_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM group_pauses gp JOIN subscriptions s ON s.consumer_group = $1 \
-               AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix))) \
-               WHERE gp.group_key = flow_groups.group_key) \
-           ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED) x \
-         LIMIT $3",
-    )
-    .bind(&p.consumer_group)
-    .bind(p.now)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    let (keys, tats): (Vec<String>, Vec<Option<i64>>) = picked.into_iter().unzip();
-    let mut groups =
-        GroupRooms { visited: Vec::new(), keys: Vec::new(), rooms: Vec::new(), tats: Vec::new(), lives: Vec::new() };
-    if keys.is_empty() {
-        return Ok(groups);
-    }
-    // Live leases and unexpired push slots (`flow_group_slots`, pushes this database did not
-    // lease, under the same group concurrency): a statement after the rows were locked, so it
-    // sees every lease and slot committed before (`flow_group_start` holds the same row lock).
-    let live: Vec<i64> = sqlx::query_scalar(
-        "SELECT (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = $1 AND d.group_key = k.key \
-                 AND d.state = 'leased' AND d.visible_at > $2) \
-              + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = $1 AND s.group_key = k.key \
-                 AND s.expires_at > $2) \
-         FROM UNNEST($3::text[]) WITH ORDINALITY AS k(key, i) ORDER BY k.i",
-    )
-    .bind(&p.consumer_group)
-    .bind(p.now)
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let mut q: sqlx::QueryBuilder<sqlx::Postgres> =
+        sqlx::QueryBuilder::new("SELECT g.key, g.room, g.live, g.cap_left, g.tat_us FROM ");
+    crate::lease::push_group_rooms(&mut q, p, per_group);
+    q.push(" g ORDER BY g.ord");
+    let rows: Vec<(String, i32, i64, i32, Option<i64>)> =
+        q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+    let mut groups = GroupRooms {
+        visited: Vec::new(),
+        keys: Vec::new(),
+        rooms: Vec::new(),
+        tats: Vec::new(),
+        lives: Vec::new(),
+        cap: 0,
+    };
     let now_us = p.now.timestamp_micros();
-    let mut order: Vec<(&String, i64, Option<i64>)> =
-        keys.iter().zip(live.iter().copied()).zip(&tats).map(|((k, l), t)| (k, l, *t)).collect();
-    order.sort_by_key(|(k, _, _)| k.is_empty());
-    for (key, live, tat) in order {
-        let mut room =
-            if key.is_empty() { i64::from(limit) } else { (i64::from(per_group) - live).min(i64::from(limit)) };
+    for (key, room, live, cap, tat) in rows {
+        groups.cap = u32::try_from(cap).unwrap_or(0);
+        let mut room = i64::from(room);
         // Under a group rate limit, no more than the group's bucket allows now.
         if let Some(r) = p.group_rate_limit.filter(|_| !key.is_empty()) {
             room = room.min(i64::from(vqs::store_support::rate_room(r, tat, now_us)));
@@ -113,10 +73,10 @@ pub(crate) async fn ready_groups(
             groups.keys.push(key.clone());
             groups.rooms.push(room as i32);
         }
+        groups.visited.push(key);
+        groups.tats.push(tat);
+        groups.lives.push(live);
     }
-    groups.visited = keys;
-    groups.tats = tats;
-    groups.lives = live;
     Ok(groups)
 }
 

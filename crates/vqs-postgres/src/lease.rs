@@ -373,7 +373,7 @@ fn push_room_limits<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaim
 
 /// `vqs_group_rooms(...)` for `p` (migration 0032): the ready groups locked, each with its
 /// room under `per_group`, within the consumer group's own limits when it has any.
-fn push_group_rooms<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams, per_group: u32) {
+pub(crate) fn push_group_rooms<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams, per_group: u32) {
     let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     q.push("vqs_group_rooms(")
         .push_bind(&p.consumer_group)
@@ -495,24 +495,14 @@ async fn claim_grouped_in_transaction(
     crate::flow_groups::fold_wakeups(&mut conn, &p.consumer_group).await?;
     drop(conn);
     let mut tx = pool.begin().await.map_err(db_err)?;
-    let mut limit = p.limit.max(1);
-    if p.max_leased.is_some() || p.rate_limit.is_some() {
-        let mut room: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        push_claim_room(&mut room, p);
-        let room: i32 = room.build_query_scalar().fetch_one(&mut *tx).await.map_err(db_err)?;
-        limit = limit.min(u32::try_from(room).unwrap_or(0));
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-    }
-    let groups = crate::flow_groups::ready_groups(&mut tx, p, per_group, limit).await?;
+    let groups = crate::flow_groups::ready_groups(&mut tx, p, per_group).await?;
     if groups.visited.is_empty() {
         return Ok(Vec::new());
     }
     let rows = if groups.keys.is_empty() {
         Vec::new()
     } else {
-        claim_query_after("", p, Some(Grouped::Rooms(&groups, limit)))
+        claim_query_after("", p, Some(Grouped::Rooms(&groups, groups.cap)))
             .build()
             .fetch_all(&mut *tx)
             .await
