@@ -49,7 +49,7 @@ pub(crate) async fn ready_groups(
 ) -> Result<GroupRooms, StoreError> {
     let mut q: sqlx::QueryBuilder<sqlx::Postgres> =
         sqlx::QueryBuilder::new("SELECT g.key, g.room, g.live, g.cap_left, g.tat_us FROM ");
-    crate::lease::push_group_rooms(&mut q, p, per_group);
+    crate::claim_rooms::push_group_rooms(&mut q, p, per_group);
     q.push(" g ORDER BY g.ord");
     let rows: Vec<(String, i32, i64, i32, Option<i64>)> =
         q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
