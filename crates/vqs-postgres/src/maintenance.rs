@@ -281,17 +281,18 @@ async fn fold_idle_wakeups(pool: &PgPool, p: &MaintenanceParams) -> Result<(), S
 }
 
 /// Expired push slots, then idle message-group rows, at most `batch` of each. A group row is
-/// idle when its `ready_at` is NULL (the last claim that visited it found nothing pending or
-/// leased, and no wake-up has been folded in since), nothing of its consumer group and key
-/// is pending or leased, no unexpired slot is held and its rate bucket's `tat_us` is past.
+/// idle when nothing of its consumer group and key is pending or leased, no unexpired slot is
+/// held and its rate bucket's `tat_us` is past — whatever its `ready_at` says: a consumer group
+/// claiming without group limits never parks its groups, and their rows must still go.
 ///
-/// Racing the users of the row: the grouped claim and `flow_group_start` hold the row lock
-/// while they use it (`SKIP LOCKED`: a busy group is skipped). A publish never touches the
-/// row: it appends to `flow_group_wakeups`, and the fold that applies the wake-up upserts the
-/// row (`INSERT … ON CONFLICT`), so a message published into a group whose row this deletes
-/// recreates it. A fold that committed after this statement's snapshot set `ready_at`, and
-/// the lock's re-check of the row's latest version (READ COMMITTED) then sees `ready_at IS NOT
-/// NULL` and keeps it; likewise a start that advanced the bucket (`tat_us` ahead).
+/// Racing the users of the row, in one transaction: the candidates are locked first
+/// (`SKIP LOCKED`: a group being claimed or started is skipped), and the delete checks them
+/// again in its own statement, whose snapshot is taken after the locks were granted. A fold
+/// that applied a publish's wake-up upserts the row, so it either committed before the lock
+/// (and the delete's snapshot sees the published delivery: the row stays) or waits for this
+/// transaction and recreates the row after it (`INSERT … ON CONFLICT`). A wake-up not yet
+/// folded recreates the row when it is. A push's start likewise either committed first (its
+/// slot or bucket seen) or comes after.
 async fn prune_flow_groups(pool: &PgPool, p: &MaintenanceParams) -> Result<(u64, u64), StoreError> {
     let batch = i64::from(p.batch.max(1));
     let slots = sqlx::query(
@@ -304,22 +305,38 @@ async fn prune_flow_groups(pool: &PgPool, p: &MaintenanceParams) -> Result<(u64,
     .await
     .map_err(db_err)?
     .rows_affected();
-    let groups = sqlx::query(
-        "DELETE FROM flow_groups WHERE (consumer_group, group_key) IN \
-         (SELECT f.consumer_group, f.group_key FROM flow_groups f \
-          WHERE f.ready_at IS NULL AND (f.tat_us IS NULL OR f.tat_us <= $2) \
-            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.consumer_group = f.consumer_group \
-                            AND d.group_key = f.group_key AND d.state IN ('pending', 'leased')) \
-            AND NOT EXISTS (SELECT 1 FROM flow_group_slots s WHERE s.consumer_group = f.consumer_group \
-                            AND s.group_key = f.group_key AND s.expires_at > $1) \
-          LIMIT $3 FOR UPDATE OF f SKIP LOCKED)",
-    )
+    const IDLE: &str = "(f.tat_us IS NULL OR f.tat_us <= $2) \
+        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+                        AND d.group_key = f.group_key AND d.state IN ('pending', 'leased')) \
+        AND NOT EXISTS (SELECT 1 FROM flow_group_slots s WHERE s.consumer_group = f.consumer_group \
+                        AND s.group_key = f.group_key AND s.expires_at > $1)";
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let (consumer_groups, keys): (Vec<String>, Vec<String>) = sqlx::query_as::<_, (String, String)>(&format!(
+        "SELECT f.consumer_group, f.group_key FROM flow_groups f WHERE {IDLE} LIMIT $3 FOR UPDATE OF f SKIP LOCKED"
+    ))
     .bind(p.now)
     .bind(p.now.timestamp_micros())
     .bind(batch)
-    .execute(pool)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .into_iter()
+    .unzip();
+    if keys.is_empty() {
+        return Ok((slots, 0));
+    }
+    let groups = sqlx::query(&format!(
+        "DELETE FROM flow_groups f USING unnest($3::text[], $4::text[]) AS k(consumer_group, group_key) \
+         WHERE f.consumer_group = k.consumer_group AND f.group_key = k.group_key AND {IDLE}"
+    ))
+    .bind(p.now)
+    .bind(p.now.timestamp_micros())
+    .bind(&consumer_groups)
+    .bind(&keys)
+    .execute(&mut *tx)
     .await
     .map_err(db_err)?
     .rows_affected();
+    tx.commit().await.map_err(db_err)?;
     Ok((slots, groups))
 }

@@ -117,7 +117,8 @@ macro_rules! conformance {
                           cron_runs_keep_each_crons_latest_run_and_latest_success,
                           maintenance_closes_running_rows_whose_lease_expired,
                           maintenance_closes_an_attempt_whose_message_expired_and_leaves_other_queues_attempts_alone,
-                          maintenance_prunes_idle_message_groups_and_expired_slots }
+                          maintenance_prunes_idle_message_groups_and_expired_slots,
+                          maintenance_prunes_the_groups_of_a_consumer_group_claiming_without_group_limits }
             progress { progress_is_kept_latest, sync_log_records_success_and_failure, checkpoints_round_trip }
             replace { a_pending_message_takes_the_new_payload_and_due_time, a_message_waiting_for_its_retry_is_replaced,
                       a_leased_message_hands_its_key_to_a_new_one, a_finished_message_hands_its_key_to_a_new_one,

@@ -367,3 +367,29 @@ pub async fn maintenance_prunes_idle_message_groups_and_expired_slots(s: Store) 
     let d = FlowGroupStartParams { message_id: "other".into(), ..d };
     assert_eq!(s.flow_group_start(d).await.unwrap(), FlowGroupStart::Started);
 }
+
+/// A consumer group whose subscription stays grouped but claims with no group limit (its
+/// limit was cleared) still has its message-group rows pruned once their work is done: one
+/// row per group key ever used must not stay for good.
+pub async fn maintenance_prunes_the_groups_of_a_consumer_group_claiming_without_group_limits(s: Store) {
+    subscribe_grouped(&s, "t", "g").await;
+    for key in ["A", "B", "C"] {
+        let p = MessageSendParams { group_key: Some(key.into()), ..send_params("t", "{}", at(0)) };
+        s.message_send(p).await.expect("send");
+    }
+    let leased = s.delivery_claim(claim_params("g", 10, at(1))).await.unwrap();
+    assert_eq!(leased.len(), 3, "a claim with no group limit takes every group's message");
+    for m in &leased {
+        ack(&s, m, at(2)).await.unwrap();
+    }
+    let r = s.maintenance_run(keep_everything(at(5))).await.unwrap();
+    assert_eq!(r.flow_groups_pruned, 3, "A, B and C are idle: {r:?}");
+    let r = s.maintenance_run(keep_everything(at(6))).await.unwrap();
+    assert_eq!(r.flow_groups_pruned, 0, "{r:?}");
+    // A group limit again: a new message of a pruned group is claimed.
+    let p = MessageSendParams { group_key: Some("B".into()), ..send_params("t", "{}", at(7)) };
+    let again = s.message_send(p).await.unwrap().message_id;
+    let grouped = DeliveryClaimParams { group_concurrency: Some(1), ..claim_params("g", 10, at(8)) };
+    let claimed = s.delivery_claim(grouped).await.unwrap();
+    assert_eq!(claimed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [again.as_str()]);
+}
