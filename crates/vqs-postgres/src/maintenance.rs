@@ -273,8 +273,11 @@ async fn fold_idle_wakeups(pool: &PgPool, p: &MaintenanceParams) -> Result<(), S
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await.map_err(db_err)?;
     for cg in groups {
-        let mut conn = pool.acquire().await.map_err(db_err)?;
         crate::flow_groups::fold_wakeups(&mut conn, &cg).await?;
     }
     Ok(())
