@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod cancel;
+mod checkpointer;
 mod cron_runs;
 mod dead_letter_groups;
 mod dead_letters;

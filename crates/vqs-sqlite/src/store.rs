@@ -25,6 +25,8 @@ pub struct SqliteStore {
     /// Readers (WAL lets them run beside the writer).
     read: SqlitePool,
     options: SqliteConnectOptions,
+    /// WAL checkpoints off the writer's path; stops with the last handle.
+    _checkpointer: std::sync::Arc<crate::checkpointer::Checkpointer>,
 }
 
 /// The file a `sqlite://` URL names (so a caller can check that it exists before opening,
@@ -51,7 +53,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-32000")
+            // No checkpoint inside a commit: `checkpointer.rs` runs them beside the writer.
+            .pragma("wal_autocheckpoint", "0");
         if let Some(dir) = opts.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -64,7 +68,8 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(opts.clone().read_only(true));
-        Ok(SqliteStore { writer: Writer::start(conn), read, options: opts })
+        let checkpointer = std::sync::Arc::new(crate::checkpointer::Checkpointer::start(opts.clone()));
+        Ok(SqliteStore { writer: Writer::start(conn), read, options: opts, _checkpointer: checkpointer })
     }
 
     /// Apply the migrations in `migrations/sqlite` that have not run yet.

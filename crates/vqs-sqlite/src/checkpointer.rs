@@ -1,0 +1,84 @@
+//! WAL checkpoints off the writer's path. SQLite's own automatic checkpoint runs inside the
+//! commit that takes the WAL past 1,000 pages: that commit copies the pages back into the
+//! database file and syncs it (`synchronous = NORMAL` syncs at checkpoints only) while every
+//! write queued behind it waits — the tail of the enqueue→start latency. Here the writer's
+//! automatic checkpoint is off (`wal_autocheckpoint = 0`, set on every connection the store
+//! opens) and a task of the store's own runs a `PASSIVE` checkpoint on a connection of its
+//! own every [`INTERVAL`]: it copies what no reader still needs, never waits for the writer
+//! or the readers, and the writer starts the WAL over once all of it has been copied, as
+//! before. The task ends with the store (its last handle dropped); its failures are logged.
+
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::task::JoinHandle;
+
+/// How often the WAL is checkpointed. A pass with nothing to copy costs a few system calls.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+
+/// The checkpoint task; aborted when dropped (with the store's last handle).
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    task: JoinHandle<bool>,
+}
+
+impl Checkpointer {
+    pub(crate) fn start(options: SqliteConnectOptions) -> Checkpointer {
+        Checkpointer { task: tokio::spawn(vqs::log_panic("sqlite checkpointer", run(options))) }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(options: SqliteConnectOptions) {
+    let mut conn: Option<SqliteConnection> = None;
+    // Logged when it starts failing and when it recovers, not at every pass.
+    let mut failing = false;
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = match conn.as_mut() {
+            Some(c) => checkpoint(c).await,
+            None => match options.connect().await {
+                Ok(mut c) => {
+                    let r = checkpoint(&mut c).await;
+                    conn = Some(c);
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("SQLite WAL checkpoints work again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::error!(
+                        error = %e,
+                        "SQLite WAL checkpoint failed; the WAL file grows until one succeeds (retried every {} ms)",
+                        INTERVAL.as_millis()
+                    );
+                }
+                failing = true;
+                if let Some(c) = conn.take() {
+                    let _ = c.close().await;
+                }
+            }
+        }
+    }
+}
+
+async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    // (busy, WAL frames, frames copied): a busy or partial pass is normal under load (a
+    // reader still needs the newest frames); the next pass copies the rest.
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(conn).await.map(drop)
+}
