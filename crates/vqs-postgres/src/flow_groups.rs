@@ -447,14 +447,22 @@ pub(crate) async fn start(
     Ok(FlowGroupStart::Started)
 }
 
-/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]).
+/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]), and wake its
+/// group (a wake-up at `now`, folded in by the next grouped claim): a claim that found the
+/// group full of slots parked it until its earliest slot or lease end.
 pub(crate) async fn slot_release(pool: &PgPool, p: vqs::store::FlowGroupSlotReleaseParams) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id = $3")
-        .bind(&p.consumer_group)
-        .bind(&p.group_key)
-        .bind(&p.message_id)
-        .execute(pool)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "WITH freed AS (DELETE FROM flow_group_slots WHERE consumer_group = $1 AND group_key = $2 AND message_id = $3 \
+                        RETURNING consumer_group, group_key) \
+         INSERT INTO flow_group_wakeups (consumer_group, group_key, due_at) \
+         SELECT consumer_group, group_key, $4 FROM freed",
+    )
+    .bind(&p.consumer_group)
+    .bind(&p.group_key)
+    .bind(&p.message_id)
+    .bind(p.now)
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }

@@ -602,7 +602,9 @@ pub(crate) async fn start(
         .await
 }
 
-/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]).
+/// Free a push's group slot ([`vqs::QueueStore::flow_group_slot_release`]), and wake its
+/// group: a claim that found it full of slots parked it until its earliest slot or lease
+/// end, and `ready_at` only ever moves earlier outside the claim.
 pub(crate) async fn slot_release(
     writer: &crate::writer::Writer,
     p: vqs::store::FlowGroupSlotReleaseParams,
@@ -611,7 +613,7 @@ pub(crate) async fn slot_release(
     writer
         .run(move |c| {
             async move {
-                sqlx::query(
+                let freed = sqlx::query(
                     "DELETE FROM flow_group_slots WHERE consumer_group = ?1 AND group_key = ?2 AND message_id = ?3",
                 )
                 .bind(&p.consumer_group)
@@ -619,7 +621,20 @@ pub(crate) async fn slot_release(
                 .bind(&p.message_id)
                 .execute(&mut *c)
                 .await
-                .map_err(db_err)?;
+                .map_err(db_err)?
+                .rows_affected();
+                if freed > 0 {
+                    sqlx::query(
+                        "UPDATE flow_groups SET ready_at = ?3 \
+                         WHERE consumer_group = ?1 AND group_key = ?2 AND ready_at > ?3",
+                    )
+                    .bind(&p.consumer_group)
+                    .bind(&p.group_key)
+                    .bind(us(p.now))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                }
                 Ok(())
             }
             .boxed()

@@ -215,8 +215,13 @@ fn start(id: &str, concurrency: Option<u32>, rate: Option<RateLimit>, now: i64) 
     }
 }
 
-fn release(id: &str) -> FlowGroupSlotReleaseParams {
-    FlowGroupSlotReleaseParams { consumer_group: "g".into(), group_key: "A".into(), message_id: id.into() }
+fn release(id: &str, now: i64) -> FlowGroupSlotReleaseParams {
+    FlowGroupSlotReleaseParams {
+        consumer_group: "g".into(),
+        group_key: "A".into(),
+        message_id: id.into(),
+        now: at(now),
+    }
 }
 
 pub async fn pushes_of_a_group_take_its_slots_and_its_bucket(s: Store) {
@@ -228,8 +233,8 @@ pub async fn pushes_of_a_group_take_its_slots_and_its_bucket(s: Store) {
     assert_eq!(s.flow_group_start(start("m1", two, None, 1)).await.unwrap(), Started, "a push again reuses its slot");
     let other = FlowGroupStartParams { group_key: "B".into(), ..start("m9", Some(1), None, 1) };
     assert_eq!(s.flow_group_start(other).await.unwrap(), Started, "another group has its own slots");
-    s.flow_group_slot_release(release("m1")).await.unwrap();
-    s.flow_group_slot_release(release("m1")).await.unwrap();
+    s.flow_group_slot_release(release("m1", 1)).await.unwrap();
+    s.flow_group_slot_release(release("m1", 1)).await.unwrap();
     assert_eq!(s.flow_group_start(start("m3", two, None, 2)).await.unwrap(), Started, "the release freed one");
     assert_eq!(s.flow_group_start(start("m4", two, None, 2)).await.unwrap(), Full);
     // m2's slot ran out (60 s after it was taken, its function killed): free again.
@@ -238,7 +243,7 @@ pub async fn pushes_of_a_group_take_its_slots_and_its_bucket(s: Store) {
     // A rate of 1 per 10 s, with one slot: a held push takes nothing from the bucket.
     let rate = Some(RateLimit { limit: 1, period_seconds: 10 });
     let p = |id: &str, now: i64| FlowGroupStartParams { group_key: "C".into(), ..start(id, Some(1), rate, now) };
-    let free = |id: &str| FlowGroupSlotReleaseParams { group_key: "C".into(), ..release(id) };
+    let free = |id: &str| FlowGroupSlotReleaseParams { group_key: "C".into(), ..release(id, 101) };
     assert_eq!(s.flow_group_start(p("r1", 100)).await.unwrap(), Started);
     assert_eq!(s.flow_group_start(p("r2", 101)).await.unwrap(), Full, "the slot first");
     s.flow_group_slot_release(free("r1")).await.unwrap();
@@ -295,9 +300,12 @@ pub async fn leases_and_push_slots_share_the_group_concurrency(s: Store) {
     let one = s.delivery_claim(grouped(10, 2, 3)).await.unwrap();
     assert_eq!(one.len(), 1, "one slot taken by the push: room for one lease");
     assert!(s.delivery_claim(grouped(10, 2, 3)).await.unwrap().is_empty(), "full");
-    s.flow_group_slot_release(release("p1")).await.unwrap();
-    // The lease ran out at 33 (parked until then, the group's earliest lease or slot end).
-    assert_eq!(s.delivery_claim(grouped(10, 2, 40)).await.unwrap().len(), 2, "the slot released: room for two");
+    s.flow_group_slot_release(release("p1", 4)).await.unwrap();
+    // Parked full of the lease and the slot until its earliest end (the lease's, 33); the
+    // release wakes it.
+    assert_eq!(s.delivery_claim(grouped(10, 2, 4)).await.unwrap().len(), 1, "the slot released: room for one");
+    // Both leases ran out (at 33 and 34): room for two.
+    assert_eq!(s.delivery_claim(grouped(10, 2, 40)).await.unwrap().len(), 2, "room for two");
 }
 
 /// Several tasks pushing a group (`flow_group_start`) while others claim it (grouped

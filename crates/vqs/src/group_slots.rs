@@ -90,6 +90,7 @@ impl Queue {
             consumer_group: consumer_group.to_owned(),
             group_key: group.to_owned(),
             message_id: message_id.to_owned(),
+            now: self.clock().now(),
         };
         Ok(self.store().flow_group_slot_release(p).await?)
     }

@@ -1817,6 +1817,9 @@ pub struct FlowGroupSlotReleaseParams {
     pub group_key: String,
     /// The pushed message, whose slot is freed (nothing when it holds none).
     pub message_id: String,
+    /// The queue's clock: a group a grouped claim parked full of slots is woken at this
+    /// instant when one is freed, not at the freed slot's end.
+    pub now: DateTime<Utc>,
 }
 
 /// Why a due delivery waits because of its message group ([`QueueStore::delivery_group_held`]).

@@ -352,6 +352,7 @@ fn release_of(id: &str) -> vqs::store::FlowGroupSlotReleaseParams {
         consumer_group: GROUP.into(),
         group_key: "acme".into(),
         message_id: id.into(),
+        now: chrono::Utc::now(),
     }
 }
 
