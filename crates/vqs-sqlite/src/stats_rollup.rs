@@ -1,15 +1,18 @@
-//! The per-minute rollup of executions for the dashboard's charts (`vqs::stats`): one
-//! writer transaction reads the executions after the cursor by primary key and those
-//! remembered as running, adds their figures to `stats_minutes`, samples the depth, prunes
-//! old minutes and moves the cursor. The single writer makes passes one at a time, and ids
-//! are committed in order, so no execution is passed before it is visible.
+//! The per-minute rollup of executions for the dashboard's charts (`vqs::stats`). A pass
+//! reads on the read pool, in one snapshot: the cursor, the executions after it by primary
+//! key and those remembered as running. Only its small write goes through the writer: one
+//! transaction that moves the cursor if no other pass moved it since the read (else the
+//! pass is skipped and writes nothing), adds the figures to `stats_minutes`, samples the
+//! depth and prunes old minutes. So the pass's big read never holds up the one writer.
+//! Ids are committed in order (SQLite has one writer at a time, across processes too), so a
+//! snapshot's executions after the cursor are a prefix: none is passed before it is visible.
 
 use std::collections::BTreeMap;
 
 use futures::FutureExt;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row, SqlitePool};
-use vqs::stats::{MinuteFigures, RollupRow, roll};
+use vqs::stats::{MinuteFigures, Rolled, RollupRow, roll};
 use vqs::store::*;
 
 use crate::rows::{db_err, time, us};
@@ -28,12 +31,15 @@ fn rollup_row(r: &SqliteRow) -> RollupRow {
     }
 }
 
-pub(crate) async fn stats_rollup(writer: &Writer, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError> {
-    writer.run(move |c| rollup(c, p).boxed()).await
-}
-
-async fn rollup(conn: &mut SqliteConnection, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+pub(crate) async fn stats_rollup(
+    read: &SqlitePool,
+    writer: &Writer,
+    p: StatsRollupParams,
+) -> Result<StatsRollupReport, StoreError> {
+    let batch = p.batch.max(1);
+    let mut conn = read.acquire().await.map_err(db_err)?;
+    // One snapshot for the cursor and the rows (a read transaction).
+    let mut tx = conn.begin().await.map_err(db_err)?;
     let state = sqlx::query("SELECT rolled_through_id, pending FROM stats_rollup_state WHERE id = 1")
         .fetch_one(&mut *tx)
         .await
@@ -49,15 +55,48 @@ async fn rollup(conn: &mut SqliteConnection, p: StatsRollupParams) -> Result<Sta
     .map_err(db_err)?;
     let new = sqlx::query(&format!("SELECT {ROLLUP_COLUMNS} FROM job_executions WHERE id > ? ORDER BY id LIMIT ?"))
         .bind(cursor)
-        .bind(i64::from(p.batch.max(1)))
+        .bind(i64::from(batch))
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-    let more = new.len() >= p.batch.max(1) as usize;
+    tx.rollback().await.map_err(db_err)?;
+    drop(conn);
+    let more = new.len() >= batch as usize;
     let remembered: Vec<RollupRow> = remembered.iter().map(rollup_row).collect();
     let new: Vec<RollupRow> = new.iter().map(rollup_row).collect();
-    // Ids are committed in order here: every row read is settled as far as the cursor goes.
+    // Ids are committed in order: every row read is settled as far as the cursor goes.
     let rolled = roll(cursor, &remembered, &new, chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let report =
+        StatsRollupReport { counted: rolled.counted, pending: rolled.pending.len() as u64, more, skipped: false };
+    let moved = writer.run(move |c| write(c, (cursor, pending), rolled, p).boxed()).await?;
+    Ok(if moved { report } else { StatsRollupReport { skipped: true, ..StatsRollupReport::default() } })
+}
+
+/// The pass's write, if the cursor is still `(cursor, pending)` as read; false when another
+/// pass moved it meanwhile (nothing written).
+async fn write(
+    conn: &mut SqliteConnection,
+    (cursor, pending): (i64, String),
+    rolled: Rolled,
+    p: StatsRollupParams,
+) -> Result<bool, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let next_pending = serde_json::to_string(&rolled.pending).unwrap_or_else(|_| "[]".into());
+    let moved = sqlx::query(
+        "UPDATE stats_rollup_state SET rolled_through_id = ?, pending = ? \
+         WHERE id = 1 AND rolled_through_id = ? AND pending = ?",
+    )
+    .bind(rolled.cursor)
+    .bind(next_pending)
+    .bind(cursor)
+    .bind(pending)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if moved == 0 {
+        return Ok(false);
+    }
     for ((topic, minute), add) in &rolled.figures {
         let old =
             sqlx::query("SELECT finished, failed, latency, max_ms FROM stats_minutes WHERE topic = ? AND minute = ?")
@@ -103,15 +142,8 @@ async fn rollup(conn: &mut SqliteConnection, p: StatsRollupParams) -> Result<Sta
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    let pending = serde_json::to_string(&rolled.pending).unwrap_or_else(|_| "[]".into());
-    sqlx::query("UPDATE stats_rollup_state SET rolled_through_id = ?, pending = ? WHERE id = 1")
-        .bind(rolled.cursor)
-        .bind(pending)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
-    Ok(StatsRollupReport { counted: rolled.counted, pending: rolled.pending.len() as u64, more, skipped: false })
+    Ok(true)
 }
 
 pub(crate) async fn stats_series(

@@ -275,7 +275,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn stats_rollup(&self, p: StatsRollupParams) -> Result<StatsRollupReport, StoreError> {
-        crate::stats_rollup::stats_rollup(&self.writer, p).await
+        crate::stats_rollup::stats_rollup(&self.read, &self.writer, p).await
     }
 
     async fn stats_series(&self, p: StatsSeriesParams) -> Result<Vec<StatsMinuteRecord>, StoreError> {
