@@ -43,17 +43,14 @@ async fn run(options: SqliteConnectOptions) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let result = match conn.as_mut() {
-            Some(c) => checkpoint(c).await,
-            None => match options.connect().await {
-                Ok(mut c) => {
-                    let r = checkpoint(&mut c).await;
-                    conn = Some(c);
-                    r
-                }
-                Err(e) => Err(e),
-            },
-        };
+        let result = async {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(options.connect().await?),
+            };
+            checkpoint(c).await
+        }
+        .await;
         match result {
             Ok(()) if failing => {
                 failing = false;
