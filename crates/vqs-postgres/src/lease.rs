@@ -139,9 +139,9 @@ enum Grouped<'a> {
     /// most the given limit in all (already under the consumer group's limits:
     /// `claim_grouped_in_transaction` took the room first). The groups are parked after.
     Rooms(&'a GroupRooms, u32),
-    /// The ready groups found, locked and counted by `vqs_group_rooms` (migration 0032) in
-    /// the statement's first CTE, group concurrency as given, and every group visited parked
-    /// by its last CTE: the whole grouped claim in one statement.
+    /// The ready groups found, locked and counted by `vqs_group_rooms` (migrations 0032,
+    /// 0033) in the statement's first CTE, group concurrency as given, and every group
+    /// visited parked by its last CTE: the whole grouped claim in one statement.
     InStatement(u32),
 }
 
@@ -354,6 +354,17 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
 /// left out of the reads and stand in as `lease_until`. Anything else it misses (a lease
 /// settled meanwhile) only makes `ready_at` or `priority` earlier than the truth, never
 /// later — the invariant of `flow_groups.rs` — and the settlement's wake-up corrects it.
+///
+/// One case would break that: another claim parked the group after this snapshot was taken
+/// and before the function locked it, having folded a wake-up (a publish) this snapshot
+/// does not see. Parking from this snapshot would then undo that: a group with nothing else
+/// live would leave the ready set with the new message in it, stranded until something else
+/// woke the group. So the function returns the `xmin` of the row version it locked (migration
+/// 0033); when the version this snapshot sees is another one, the group is parked ready now
+/// (and at no worse a priority than the other claim set), and the next claim parks it from a
+/// newer snapshot (`a_claim_parking_from_an_older_snapshot_never_strands_a_group…`).
+/// A full group needs no such care (its lease end comes from the function's own counts),
+/// but the rule is applied alike: the case is rare, and it costs the next claim one visit.
 fn push_park<'a>(
     q: &mut QueryBuilder<'a, Postgres>,
     p: &'a DeliveryClaimParams,
@@ -363,20 +374,34 @@ fn push_park<'a>(
     let per_group = i64::from(per_group.max(1));
     q.push(", parked AS (UPDATE flow_groups f SET running = g.live + c.n, concurrency = ")
         .push_bind(i32::try_from(per_group).unwrap_or(i32::MAX))
-        .push(", ready_at = CASE WHEN g.key <> '' AND g.live + c.n >= ")
+        .push(", ready_at = LEAST(CASE WHEN g.key <> '' AND g.live + c.n >= ")
         .push_bind(per_group)
         .push(
             " THEN LEAST(g.lease_end, c.until) \
              ELSE LEAST((SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = f.consumer_group \
                AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.message_id <> ALL(c.ids)), c.until) END, \
-             priority = COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = f.consumer_group \
+               CASE WHEN x.changed THEN ",
+        )
+        .push_bind(p.now)
+        .push(
+            "::timestamptz END), \
+             priority = LEAST(COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = f.consumer_group \
                AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
-               AND d.message_id <> ALL(c.ids) ORDER BY d.priority LIMIT 1), 32767) \
+               AND d.message_id <> ALL(c.ids) ORDER BY d.priority LIMIT 1), 32767), \
+               CASE WHEN x.changed THEN f.priority END) \
              FROM g CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(array_agg(l.message_id), '{}') AS ids, \
                CASE WHEN COUNT(*) > 0 THEN ",
         )
         .push_bind(lease_until)
-        .push("::timestamptz END AS until FROM leased l WHERE l.group_key = g.key) c WHERE f.consumer_group = ")
+        .push("::timestamptz END AS until FROM leased l WHERE l.group_key = g.key) c ")
+        // Whether another claim changed the group's row after this statement's snapshot and
+        // before the function locked it: the version read here is not the one locked.
+        .push(
+            "CROSS JOIN LATERAL (SELECT g.row_xmin IS DISTINCT FROM (SELECT f0.xmin FROM flow_groups f0 \
+               WHERE f0.consumer_group = ",
+        )
+        .push_bind(&p.consumer_group)
+        .push(" AND f0.group_key = g.key) AS changed) x WHERE f.consumer_group = ")
         .push_bind(&p.consumer_group)
         .push(" AND f.group_key = g.key)");
 }

@@ -681,3 +681,77 @@ fn claim_of_g(limit: u32, per_group: Option<u32>) -> DeliveryClaimParams {
         now: chrono::Utc::now(),
     }
 }
+
+/// A grouped claim parks each group it visits from its statement's snapshot, which predates
+/// the function's locks. Another claim can park one of those groups in between, having
+/// folded the wake-up of a publish this snapshot does not see. The older claim must not
+/// then park the group from what it saw (nothing: out of the ready set, the publish
+/// stranded until something else woke the group); it tells the row changed by its `xmin`
+/// and leaves the group ready for the next claim (migration 0033).
+#[tokio::test]
+async fn a_claim_parking_from_an_older_snapshot_never_strands_a_group_another_claim_parked() {
+    use sqlx::Connection;
+    let url = fresh_url().await;
+    let (one, two) = (store(&url).await, store(&url).await);
+    two.subscription_ensure(SubscriptionEnsureParams {
+        grouped: true,
+        topic_pattern: "t".into(),
+        consumer_group: "g".into(),
+        initial_delay_seconds: 0,
+        now: chrono::Utc::now(),
+    })
+    .await
+    .unwrap();
+    let t0 = chrono::Utc::now();
+    let secs = move |s: i64| t0 + chrono::Duration::seconds(s);
+    let send = |delay: u32, now| vqs::store::MessageSendParams {
+        topic: "t".into(),
+        payload: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        idempotency_key: None,
+        delay_seconds: delay,
+        retention_seconds: 86_400,
+        headers_json: None,
+        only_group: None,
+        on_duplicate: Default::default(),
+        group_key: Some("G".into()),
+        priority: 0,
+        now,
+    };
+    let at = |limit, now, max_leased| DeliveryClaimParams { now, max_leased, ..claim_of_g(limit, Some(2)) };
+    // G has a row: a message of it was claimed and acknowledged.
+    two.message_send(send(0, t0)).await.unwrap();
+    let first = two.delivery_claim(at(10, t0, None)).await.unwrap();
+    let lease = LeaseParams { consumer_group: "g".into(), receipt_handle: first[0].receipt_handle.clone(), now: t0 };
+    two.delivery_ack(DeliveryAckParams { lease, execution: None }).await.unwrap();
+
+    // Claim A (limited: it takes the consumer group's claim lock first) starts, and waits
+    // for that lock with its snapshot taken.
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('vqs-claim:g'))").execute(&mut blocker).await.unwrap();
+    let a = tokio::spawn(async move { one.delivery_claim(at(10, secs(150), Some(100))).await });
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' \
+             AND query LIKE '%vqs_group_rooms%'",
+        )
+        .fetch_one(two.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Meanwhile P is published into G, due at 100 s, and claim B (unlimited: no lock) folds
+    // P's wake-up and visits G at 50 s: nothing is due, so B parks G until P is due.
+    let p = two.message_send(send(100, secs(1))).await.unwrap().message_id;
+    assert!(two.delivery_claim(at(10, secs(50), None)).await.unwrap().is_empty(), "P is not due at 50 s");
+    // A goes on at 150 s: G is ready; A's snapshot does not hold P, so A leases nothing.
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    assert!(a.await.unwrap().unwrap().is_empty(), "A's snapshot predates P");
+    // The next claim takes P.
+    let next = two.delivery_claim(at(10, secs(200), None)).await.unwrap();
+    assert_eq!(next.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [p.as_str()], "P is not stranded");
+}
