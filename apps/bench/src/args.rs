@@ -128,6 +128,16 @@ pub struct Args {
     /// Worker role: its vercel.json.
     #[arg(long, hide = true)]
     pub vercel_json: Option<PathBuf>,
+    /// Worker role: `VQS_WORKER_CONCURRENCY`.
+    #[arg(long, hide = true)]
+    pub worker_concurrency: Option<u32>,
+    /// Run each worker's concurrency C as the probe trigger's `maxConcurrency`: one limit
+    /// for the consumer group across every process, counted in the database at each claim
+    /// (no prefetch). Default: C is each worker process's own limit
+    /// (`VQS_WORKER_CONCURRENCY`), as the peers' C is (BullMQ's, graphile-worker's and
+    /// pg-boss's worker concurrency limit one worker).
+    #[arg(long)]
+    pub global_limit: bool,
 }
 
 impl Args {

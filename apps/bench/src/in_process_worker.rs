@@ -9,11 +9,33 @@ use vqs_axum::Workers;
 
 use crate::completions::Completions;
 
-/// A `vercel.json` with one trigger: the probe consumer route at `max_concurrency`.
+static GLOBAL_LIMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--global-limit`: the workers' concurrency is the trigger's `maxConcurrency` (one limit
+/// across processes), not each worker's own (`VQS_WORKER_CONCURRENCY`).
+pub fn set_global_limit(global: bool) {
+    GLOBAL_LIMIT.store(global, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the workers' concurrency is one limit across processes (`--global-limit`).
+pub fn global_limit() -> bool {
+    GLOBAL_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `vercel.json` with one trigger, the probe consumer route: with `--global-limit`, at
+/// `maxConcurrency` = `max_concurrency`; else without one (the worker's own limit is
+/// `VQS_WORKER_CONCURRENCY`).
 pub fn probe_vercel_json(max_concurrency: u32) -> String {
+    let limit = if global_limit() { format!(r#","maxConcurrency":{max_concurrency}"#) } else { String::new() };
     format!(
-        r#"{{"functions":{{"api/queue/probe.rs":{{"experimentalTriggers":[{{"type":"queue/v2beta","topic":"probe","maxConcurrency":{max_concurrency}}}]}}}}}}"#
+        r#"{{"functions":{{"api/queue/probe.rs":{{"experimentalTriggers":[{{"type":"queue/v2beta","topic":"probe"{limit}}}]}}}}}}"#
     )
+}
+
+/// The worker's own concurrency setting for a worker at `concurrency`: `None` under
+/// `--global-limit` (the trigger's `maxConcurrency` is the limit).
+pub fn worker_concurrency(concurrency: u32) -> Option<u32> {
+    (!global_limit()).then_some(concurrency)
 }
 
 pub fn probe_vercel(max_concurrency: u32) -> Result<VercelConfig> {
@@ -39,6 +61,7 @@ pub fn serving_config(database_url: &str, vercel_json: std::path::PathBuf) -> we
         server: Default::default(),
         group_concurrency: Default::default(),
         stats_rollup_seconds: 60,
+        worker_concurrency: None,
     }
 }
 
@@ -64,6 +87,7 @@ impl InProcessWorker {
         if let Some(n) = group_concurrency {
             settings.job_group_concurrency.insert("probe".into(), n);
         }
+        settings.worker_concurrency = worker_concurrency(concurrency);
         let state = vqs_axum::VqsState::new(queue.clone(), probe_vercel(concurrency)?, settings);
         let completions = Completions::default();
         let router = completions.layer(web::app(state.clone()));

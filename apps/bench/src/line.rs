@@ -65,7 +65,11 @@ impl Emitter {
             "job": "probe {} (no-op)",
             "delivery": "dispatcher -> consumer route in process (router.oneshot) -> run_tracked -> ack",
             "tracking": "one job_executions row per attempt: running, then success",
-            "max_concurrency": "C",
+            "concurrency": if crate::in_process_worker::global_limit() {
+                "C = the probe trigger's maxConcurrency: one limit across processes, counted in the database"
+            } else {
+                "C = each worker process's own limit (VQS_WORKER_CONCURRENCY), as the peers' C"
+            },
             "dispatcher_batch": vqs::DispatcherConfig::default().batch,
             "bulk_enqueue": bulk::API,
             "store": store,

@@ -48,6 +48,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    in_process_worker::set_global_limit(args.global_limit);
     let result = match args.role {
         Role::Worker => worker_process::serve(&args).await,
         Role::Main => run(&args).await,

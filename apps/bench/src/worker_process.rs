@@ -24,7 +24,8 @@ pub async fn serve(args: &Args) -> Result<()> {
         .init();
     let url = args.database_url.as_deref().context("the worker role needs --database-url")?;
     let vercel_json = args.vercel_json.clone().context("the worker role needs --vercel-json")?;
-    web::runtime::serve(serving_config(url, vercel_json)).await
+    let config = web::Config { worker_concurrency: args.worker_concurrency, ..serving_config(url, vercel_json) };
+    web::runtime::serve(config).await
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
@@ -50,7 +51,11 @@ impl WorkerProcess {
         let vercel_json = dir.path().join("vercel.json");
         std::fs::write(&vercel_json, probe_vercel_json(concurrency))?;
         let exe = std::env::current_exe().context("locating the benchmark binary")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(n) = crate::in_process_worker::worker_concurrency(concurrency) {
+            command.arg(format!("--worker-concurrency={n}"));
+        }
+        let mut child = command
             .arg("--role=worker")
             .arg("--database-url")
             .arg(database_url)

@@ -47,6 +47,10 @@ pub struct Config {
     /// `VQS_STATS_ROLLUP_SECONDS` (1–3600, default 60): how often the dashboard's per-minute
     /// figures are rolled up from the executions.
     pub stats_rollup_seconds: u32,
+    /// `VQS_WORKER_CONCURRENCY` (1–10,000): jobs of each queue trigger this process runs at
+    /// once, at most (never more than the trigger's `maxConcurrency`, which limits every
+    /// process together). Unset: the trigger's `maxConcurrency`, else 100.
+    pub worker_concurrency: Option<u32>,
 }
 
 pub use vqs_axum::VercelEnv;
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Config {
             .field("server", &self.server)
             .field("group_concurrency", &self.group_concurrency)
             .field("stats_rollup_seconds", &self.stats_rollup_seconds)
+            .field("worker_concurrency", &self.worker_concurrency)
             .finish()
     }
 }
@@ -310,6 +315,10 @@ impl Config {
             group_concurrency: group_concurrency_from_env()?,
             stats_rollup_seconds: u32::try_from(env_number("VQS_STATS_ROLLUP_SECONDS", 60, 1, 3600, "seconds")?)
                 .unwrap_or(60),
+            worker_concurrency: match var("VQS_WORKER_CONCURRENCY")? {
+                Some(v) => u32::try_from(number_setting("VQS_WORKER_CONCURRENCY", &v, 1, 10_000, "jobs")?).ok(),
+                None => None,
+            },
         })
     }
 }
@@ -453,6 +462,7 @@ mod tests {
             server: Default::default(),
             group_concurrency: BTreeMap::new(),
             stats_rollup_seconds: 60,
+            worker_concurrency: None,
         };
         let strong = "0123456789abcdef0123";
         assert!(config(strong, &format!("{strong}q"), &format!("{strong}c")).secret_warnings().is_empty());

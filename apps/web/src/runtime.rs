@@ -118,6 +118,7 @@ pub fn settings(config: &Config) -> VqsSettings {
             .chain(config.group_concurrency.clone())
             .collect(),
         stats_rollup_interval: Duration::from_secs(u64::from(config.stats_rollup_seconds)),
+        worker_concurrency: config.worker_concurrency,
     }
 }
 

@@ -245,3 +245,18 @@ async fn the_consumer_route_releases_the_slot_of_an_in_process_push() {
     dispatcher.await.unwrap();
     assert_eq!(*pusher.1.lock().unwrap(), vec![true; 5], "released by the consumer, not only by the dispatcher");
 }
+
+/// `VQS_WORKER_CONCURRENCY` reaches every consumer the dispatcher runs as this process's own
+/// limit, in place of the default of 100, and adds no limit counted in the database (the
+/// probe trigger has no `maxConcurrency`; the rule against one is `vqs`'s unit test
+/// `worker_concurrency_caps_this_process_and_never_raises_the_global_limit`).
+#[tokio::test]
+async fn worker_concurrency_limits_each_consumer_of_this_process() {
+    let unset = TestApp::new().await.consumer("probe");
+    assert_eq!((unset.max_concurrency, unset.global_max_concurrency), (100, None), "the default");
+    for n in [1, 2, 10_000] {
+        let set = TestApp::with_config(|c| c.worker_concurrency = Some(n)).await.consumer("probe");
+        assert_eq!(set.max_concurrency, n, "this process runs at most {n} at once");
+        assert!(!set.limited_across_processes(), "and nothing is counted across processes");
+    }
+}

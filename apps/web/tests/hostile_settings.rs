@@ -38,6 +38,8 @@ fn out_of_range_settings_stop_start_up_naming_variable_value_and_range() {
         ("VQS_HTTP_MAX_CONNECTIONS", "0", "from 1 to 1000000"),
         ("VQS_HTTP_MAX_BODY_BYTES", "1", "from 1024 to 1073741824"),
         ("VQS_SHUTDOWN_GRACE_SECONDS", "86400", "from 1 to 3600"),
+        ("VQS_WORKER_CONCURRENCY", "0", "from 1 to 10000"),
+        ("VQS_WORKER_CONCURRENCY", "10001", "from 1 to 10000"),
     ] {
         let out = web_command(&dir).env(var, value).output().unwrap();
         assert!(!out.status.success(), "{var}={value} was accepted");

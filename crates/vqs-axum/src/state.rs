@@ -43,6 +43,10 @@ pub struct VqsSettings {
     /// How often a serving process rolls finished executions into the per-minute figures
     /// of the dashboard's charts (`vqs::stats`). Default 60 s.
     pub stats_rollup_interval: Duration,
+    /// Jobs of each queue trigger this process runs at once, at most (never more than the
+    /// trigger's `maxConcurrency`): [`vqs::ConsumerConfig::with_worker_concurrency`].
+    /// `None`: the trigger's `maxConcurrency`, else 100.
+    pub worker_concurrency: Option<u32>,
 }
 
 impl Default for VqsSettings {
@@ -60,6 +64,7 @@ impl Default for VqsSettings {
             job_topics: Vec::new(),
             job_group_concurrency: BTreeMap::new(),
             stats_rollup_interval: Duration::from_secs(60),
+            worker_concurrency: None,
         }
     }
 }
@@ -104,6 +109,8 @@ pub struct VqsState {
     pub job_group_concurrency: Arc<BTreeMap<String, u32>>,
     /// [`VqsSettings::stats_rollup_interval`].
     pub stats_rollup_interval: Duration,
+    /// [`VqsSettings::worker_concurrency`].
+    pub worker_concurrency: Option<u32>,
 }
 
 /// Where the consumer routes' pushes come from. Chosen when the process starts (by which
@@ -152,6 +159,7 @@ impl VqsState {
             job_topics: Arc::new(settings.job_topics),
             job_group_concurrency: Arc::new(settings.job_group_concurrency),
             stats_rollup_interval: settings.stats_rollup_interval,
+            worker_concurrency: settings.worker_concurrency,
         }
     }
 }

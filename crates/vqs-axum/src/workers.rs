@@ -84,7 +84,8 @@ pub struct Workers {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The push consumers of `vercel.json` as this process's dispatcher runs them: leased for
+/// The push consumers of `vercel.json` as this process's dispatcher runs them: at most
+/// `VQS_WORKER_CONCURRENCY` jobs of each at once here when set; leased for
 /// `VQS_LEASE_SECONDS`; a job's consumer route served by this process records each attempt
 /// with its lease (one write fewer per job, and never a job running before its row exists).
 pub fn consumers(state: &VqsState) -> Vec<ConsumerConfig> {
@@ -95,7 +96,7 @@ pub fn consumers(state: &VqsState) -> Vec<ConsumerConfig> {
         .queue_triggers
         .iter()
         .map(|t| {
-            let c = ConsumerConfig::from(t);
+            let c = ConsumerConfig::from(t).with_worker_concurrency(state.worker_concurrency);
             // The job type served by the route gives the group concurrency.
             let group_concurrency = state
                 .job_group_concurrency

@@ -66,6 +66,18 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// With `worker_concurrency` (an app's per-process setting, `VQS_WORKER_CONCURRENCY`):
+    /// at most that many pushes in flight in this process — and no more than the trigger's
+    /// `maxConcurrency`, which stays the limit across processes. `None`: unchanged (the
+    /// trigger's `maxConcurrency`, else 100). Like the `concurrency` of BullMQ's or
+    /// graphile-worker's workers, it limits one process only: without a `maxConcurrency`
+    /// nothing is counted in the database, and leases are prefetched.
+    pub fn with_worker_concurrency(self, worker_concurrency: Option<u32>) -> Self {
+        let Some(n) = worker_concurrency else { return self };
+        let n = n.max(1);
+        ConsumerConfig { max_concurrency: self.global_max_concurrency.map_or(n, |m| n.min(m.max(1))), ..self }
+    }
+
     /// A limit counted in the database across processes (`maxConcurrency` or a group
     /// concurrency): such a consumer prefetches nothing (a lease waiting in one process's
     /// buffer would hold a slot another process could use), and after a short claim looks
@@ -687,5 +699,38 @@ pub(crate) async fn push_one(
     match r {
         Ok(()) | Err(StoreError::LeaseLost(_)) | Err(StoreError::NotFound(_)) => {}
         Err(e) => tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(max_concurrency: Option<u32>) -> ConsumerConfig {
+        let t = QueueTrigger {
+            function_key: "api/queue/t.rs".into(),
+            route_path: "/api/queue/t".into(),
+            consumer_group: "g".into(),
+            topic: "t".into(),
+            retry_after_seconds: None,
+            max_deliveries: None,
+            max_concurrency,
+            initial_delay_seconds: None,
+        };
+        ConsumerConfig::from(&t)
+    }
+
+    #[test]
+    fn worker_concurrency_caps_this_process_and_never_raises_the_global_limit() {
+        let local = trigger(None).with_worker_concurrency(Some(8));
+        assert_eq!((local.max_concurrency, local.global_max_concurrency), (8, None), "a local cap, nothing global");
+        assert!(!local.limited_across_processes(), "so nothing is counted in the database");
+        let lower = trigger(Some(50)).with_worker_concurrency(Some(8));
+        assert_eq!((lower.max_concurrency, lower.global_max_concurrency), (8, Some(50)));
+        let higher = trigger(Some(5)).with_worker_concurrency(Some(8));
+        assert_eq!(higher.max_concurrency, 5, "never more in one process than the global limit");
+        assert_eq!(trigger(Some(5)).with_worker_concurrency(None).max_concurrency, 5);
+        assert_eq!(trigger(None).with_worker_concurrency(None).max_concurrency, 100, "the default");
+        assert_eq!(trigger(None).with_worker_concurrency(Some(0)).max_concurrency, 1);
     }
 }

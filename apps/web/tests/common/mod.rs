@@ -94,6 +94,7 @@ impl TestApp {
             server: Default::default(),
             group_concurrency: Default::default(),
             stats_rollup_seconds: 60,
+            worker_concurrency: None,
         };
         change(&mut config);
         let vercel = web::runtime::load_vercel(&config.vercel_json).unwrap();
