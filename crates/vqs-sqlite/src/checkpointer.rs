@@ -1,12 +1,21 @@
 //! WAL checkpoints off the writer's path. SQLite's own automatic checkpoint runs inside the
 //! commit that takes the WAL past 1,000 pages: that commit copies the pages back into the
 //! database file and syncs it (`synchronous = NORMAL` syncs at checkpoints only) while every
-//! write queued behind it waits — the tail of the enqueue→start latency. Here the writer's
-//! automatic checkpoint is off (`wal_autocheckpoint = 0`, set on every connection the store
-//! opens) and a task of the store's own runs a `PASSIVE` checkpoint on a connection of its
+//! write queued behind it waits — the tail of the enqueue→start latency. Here that automatic
+//! checkpoint is off on every connection the store opens but the writer's, which keeps only
+//! a backstop (below), and a task of the store's own runs a `PASSIVE` checkpoint on a connection of its
 //! own every [`INTERVAL`]: it copies what no reader still needs, never waits for the writer
 //! or the readers, and the writer starts the WAL over once all of it has been copied, as
 //! before. The task ends with the store (its last handle dropped); its failures are logged.
+//!
+//! Under a stream of writes with no pause (a bulk load), a `PASSIVE` checkpoint never gets
+//! to the end of the WAL — the writer appends while it copies — so the writer never starts
+//! the WAL over and it grows without end: 483 MB after a million messages were loaded, and
+//! the processing that followed ran at about half speed (every read searches the WAL's index;
+//! BENCHMARKS.md). So the writer keeps SQLite's automatic checkpoint, at
+//! [`WRITER_BACKSTOP_PAGES`] rather than 1,000: it runs only when the task has fallen that
+//! far behind, inside a commit (no append meanwhile, so it reaches the end), copies what the
+//! task has not yet copied, and the WAL starts over.
 
 use std::time::Duration;
 
@@ -16,6 +25,10 @@ use tokio::task::JoinHandle;
 
 /// How often the WAL is checkpointed. A pass with nothing to copy costs a few system calls.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+
+/// The writer's automatic checkpoint (`wal_autocheckpoint`): WAL pages (4 KiB) past which a
+/// commit checkpoints, about 40 MiB — reached only when the task cannot keep up.
+pub(crate) const WRITER_BACKSTOP_PAGES: u32 = 10_000;
 
 /// The checkpoint task; aborted when dropped (with the store's last handle).
 #[derive(Debug)]

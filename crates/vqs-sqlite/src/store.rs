@@ -62,7 +62,11 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = opts.connect().await.map_err(db_err)?;
+        // The writer keeps one automatic checkpoint, far out: a backstop for a stream of writes
+        // the checkpointer cannot catch up with (`checkpointer::WRITER_BACKSTOP_PAGES`).
+        let writer_opts =
+            opts.clone().pragma("wal_autocheckpoint", crate::checkpointer::WRITER_BACKSTOP_PAGES.to_string());
+        let conn = writer_opts.connect().await.map_err(db_err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .idle_timeout(None)
