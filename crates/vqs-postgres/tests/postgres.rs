@@ -25,9 +25,18 @@ async fn store(url: &str) -> PgStore {
 }
 
 async fn subscribe(store: &PgStore, topic: &str, group: &str) {
+    subscribe_as(store, topic, group, false).await;
+}
+
+/// Consumer group `g` subscribed to topic `t`, grouped (its deliveries carry group keys).
+async fn subscribe_grouped(store: &PgStore) {
+    subscribe_as(store, "t", "g", true).await;
+}
+
+async fn subscribe_as(store: &PgStore, topic: &str, group: &str, grouped: bool) {
     store
         .subscription_ensure(SubscriptionEnsureParams {
-            grouped: false,
+            grouped,
             topic_pattern: topic.into(),
             consumer_group: group.into(),
             initial_delay_seconds: 0,
@@ -616,15 +625,7 @@ async fn a_paused_group_is_held_on_every_process_and_its_backlog_left_to_the_rea
 async fn maintenance_folds_the_wake_ups_no_grouped_claim_is_folding() {
     let url = fresh_url().await;
     let one = store(&url).await;
-    one.subscription_ensure(SubscriptionEnsureParams {
-        grouped: true,
-        topic_pattern: "t".into(),
-        consumer_group: "g".into(),
-        initial_delay_seconds: 0,
-        now: chrono::Utc::now(),
-    })
-    .await
-    .unwrap();
+    subscribe_grouped(&one).await;
     let q = Queue::new(Arc::new(one.clone()), Clock::system());
     for i in 0..20 {
         let opts = SendOpts { group: Some(format!("tenant-{}", i % 5)), ..Default::default() };
@@ -693,15 +694,7 @@ async fn a_claim_parking_from_an_older_snapshot_never_strands_a_group_another_cl
     use sqlx::Connection;
     let url = fresh_url().await;
     let (one, two) = (store(&url).await, store(&url).await);
-    two.subscription_ensure(SubscriptionEnsureParams {
-        grouped: true,
-        topic_pattern: "t".into(),
-        consumer_group: "g".into(),
-        initial_delay_seconds: 0,
-        now: chrono::Utc::now(),
-    })
-    .await
-    .unwrap();
+    subscribe_grouped(&two).await;
     let t0 = chrono::Utc::now();
     let secs = move |s: i64| t0 + chrono::Duration::seconds(s);
     let send = |delay: u32, now| vqs::store::MessageSendParams {
