@@ -341,6 +341,24 @@ fn goals(w: &mut String, rows: &Rows) {
             ));
         }
     }
+    // Several worker processes on one database: the most processes measured against one.
+    let procs = rows.extra("processes");
+    let rate = |k: u64| {
+        median(
+            procs
+                .iter()
+                .filter(|r| r.get("processes").and_then(Value::as_u64) == Some(k))
+                .filter_map(|r| n(r, "window_per_s").or_else(|| n(r, "process_per_s")))
+                .collect(),
+        )
+    };
+    let most = procs.iter().filter_map(|r| r.get("processes").and_then(Value::as_u64)).max();
+    if let (Some(k), Some(one)) = (most.filter(|&k| k > 1), rate(1))
+        && let Some(many) = rate(k)
+    {
+        let name = format!("PostgreSQL: {k} worker processes on one database at least as fast as one");
+        lines.extend(at_least(&name, Some(many / one), 1.0, "×"));
+    }
     if !lines.is_empty() {
         let _ = writeln!(w, "### The issue's goals (ratios in this run)\n\n{}\n", lines.join("\n"));
     }
@@ -371,6 +389,34 @@ fn extras(w: &mut String, rows: &Rows) {
             );
         }
         let _ = writeln!(w);
+    }
+    let procs = rows.extra("processes");
+    if !procs.is_empty() {
+        let _ = writeln!(w, "### Worker processes on one database (each at its own C)\n");
+        table_head(
+            w,
+            &["system", "processes", "N", "C each", "process/s from spawn", "process/s over the attempts"]
+                .map(String::from),
+        );
+        for r in procs {
+            let timed_out = r["timed_out"] == true;
+            table_row(
+                w,
+                &[
+                    s(r, "system").to_owned(),
+                    num(n(r, "processes").unwrap_or(0.0), 0),
+                    num(n(r, "n").unwrap_or(0.0), 0),
+                    num(n(r, "concurrency").unwrap_or(0.0), 0),
+                    show(Cell { value: n(r, "process_per_s"), timed_out }, 0),
+                    show(Cell { value: n(r, "window_per_s"), timed_out }, 0),
+                ],
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nFrom spawn: the processes' start-up included. Over the attempts: from the first attempt's \
+             start to the last one's end, from the execution records.\n"
+        );
     }
     let memory = rows.extra("memory");
     if !memory.is_empty() {
@@ -473,6 +519,8 @@ mod tests {
             r#"{"system":"vqs-postgres","workload":"throughput","enqueue_mode":"bulk","concurrency":50,"enqueue_per_s":10000,"process_per_s":40000,"timed_out":false}"#,
             r#"{"system":"bullmq","workload":"latency","p50_ms":0.5,"p95_ms":0.8,"p99_ms":3.0}"#,
             r#"{"system":"vqs-postgres","workload":"latency","p50_ms":1.0,"p95_ms":2.0,"p99_ms":6.0,"timed_out":true}"#,
+            r#"{"system":"vqs-postgres","workload":"processes","processes":1,"n":20000,"concurrency":50,"process_per_s":9000,"window_per_s":10000,"timed_out":false}"#,
+            r#"{"system":"vqs-postgres","workload":"processes","processes":3,"n":20000,"concurrency":50,"process_per_s":8000,"window_per_s":8500,"timed_out":false}"#,
             "not json",
         ]);
         let ctx = Context {
@@ -493,6 +541,11 @@ mod tests {
         assert!(t.contains("| vqs-postgres | 10,000 | 40,000 | 1.00 † | 2.00 † | 6.00 † |"), "{t}");
         assert!(t.contains("≥ 2× BullMQ: 2.50× — met"), "{t}");
         assert!(t.contains("p99 ≤ 5 ms: 6.00 ms — missed, 1.2× the goal"), "{t}");
+        assert!(
+            t.contains("3 worker processes on one database at least as fast as one: 0.85× — missed, short by 15%"),
+            "{t}"
+        );
+        assert!(t.contains("| vqs-postgres | 3 | 20,000 | 50 | 8,000 | 8,500 |"), "{t}");
     }
 
     #[test]

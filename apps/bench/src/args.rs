@@ -32,6 +32,9 @@ pub enum Workload {
     /// A head-of-line attack: one group with `--hostile-big` waiting (group concurrency 1)
     /// beside 100 small groups of `--n` jobs in all, against those jobs alone ungrouped.
     Hostile,
+    /// `--n` jobs processed by each count of `--processes` worker processes on one
+    /// database (PostgreSQL only), each at `--extra-concurrency` of its own.
+    Processes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +116,9 @@ pub struct Args {
     /// them takes a while, so the default is smaller).
     #[arg(long, default_value_t = 100_000)]
     pub hostile_big: usize,
+    /// Worker process counts of the processes workload, each measured on a fresh database.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    pub processes: Vec<usize>,
     /// Jobs of the round-trip workload.
     #[arg(long, default_value_t = 5_000)]
     pub roundtrip_n: usize,

@@ -21,6 +21,7 @@ mod latency;
 mod line;
 mod memory;
 mod pg_wire_counter;
+mod processes;
 mod round_trips;
 mod scaling;
 mod statement_counter;
@@ -135,6 +136,15 @@ async fn run_backend(args: &Args, target: &Target) -> Result<()> {
             Workload::Hostile => {
                 let timeout = secs(args.process_timeout_s);
                 flow::hostile(target, &out, args.n, args.hostile_big, args.extra_concurrency, timeout).await?
+            }
+            Workload::Processes if target.backend() == Backend::Sqlite => {
+                line::log("vqs-sqlite: processes skipped (SQLite is served by one process)");
+            }
+            Workload::Processes => {
+                let timeout = secs(args.process_timeout_s);
+                for &k in &args.processes {
+                    processes::processes(target, &out, args.n, k, args.extra_concurrency, timeout).await?;
+                }
             }
         }
     }
