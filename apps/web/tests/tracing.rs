@@ -7,6 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncBufReadExt;
+
 use common::TestApp;
 use serde_json::Value;
 use vqs::store::{DeliveryClaimParams, SubscriptionEnsureParams};
@@ -134,16 +136,25 @@ async fn json_logs_carry_the_job_span_fields_and_no_secret() {
         .kill_on_drop(true)
         .spawn()
         .expect("start web serve");
-    // Wait until the job ran and the message was dead-lettered.
+    // Read the log until the job's dead-lettered event, which is written just after the
+    // dead-letter commits: waiting on the store instead would race it.
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while app.queue().dead_letters(10).await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the job never ran");
-        assert!(child.try_wait().unwrap().is_none(), "the server exited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    loop {
+        let line = tokio::time::timeout_at(deadline.into(), log.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no dead-lettered event within 60 s in {stderr}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the server exited; its log: {stderr}"));
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.contains("\"dead-lettered\"") {
+            break;
+        }
     }
     child.start_kill().unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    child.wait().await.unwrap();
     for secret in [common::ADMIN_TOKEN, common::QUEUE_SECRET, common::CRON_SECRET] {
         assert!(!stderr.contains(secret), "a secret reached the log");
     }
