@@ -357,6 +357,12 @@ async fn a_serving_process_never_shows_a_secret_in_logs_bodies_metrics_or_the_da
     let dir = tempfile::tempdir().unwrap();
     let database_url = common::fresh_database_url(&dir).await;
     let (mut child, base) = serve_with_secrets(&database_url).await;
+    // Drain the trace-level log as it is written: a full pipe would block the server.
+    let mut stderr = child.stderr.take().unwrap();
+    let log_reader = tokio::spawn(async move {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).await.map(|_| logs)
+    });
     let secrets = [CRON_SECRET, QUEUE_SECRET, ADMIN_TOKEN, "test-metrics-token"];
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let mut seen = String::new();
@@ -404,8 +410,7 @@ async fn a_serving_process_never_shows_a_secret_in_logs_bodies_metrics_or_the_da
     seen += &record(http.get(format!("{base}/api/health")).send().await.unwrap()).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let logs = log_reader.await.unwrap().unwrap();
     assert!(logs.contains("dashboard login"), "debug logs were captured: {}", &logs[..logs.len().min(2000)]);
     for s in secrets {
         assert!(!seen.contains(s), "a response showed {s}");
