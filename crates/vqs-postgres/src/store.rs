@@ -182,6 +182,16 @@ impl PgStore {
         crate::lease::claim_plan(&self.pool, p).await
     }
 
+    /// The plan the claim's own connection keeps for this claim: its generic plan, made once
+    /// without the parameters' values (the hot path plans each statement once per
+    /// connection, often while the tables are still empty, and keeps the plan until ANALYZE
+    /// changes their statistics). Grouped when `p` has a group concurrency. For the test
+    /// that no cached claim plan reads a whole consumer group, and for an operator asking
+    /// why claims are slow although [`explain_claim`](Self::explain_claim)'s plan is not.
+    pub async fn explain_claim_as_cached(&self, p: &DeliveryClaimParams) -> Result<String, StoreError> {
+        crate::lease::claim_generic_plan(&self.pool, p).await
+    }
+
     /// Wake `queue`'s dispatchers whenever any process publishes (`LISTEN vqs_published`),
     /// so new work starts at once instead of at the next poll, and tell its running jobs
     /// when any process cancels them (`LISTEN vqs_control`: `cancel:<message id>`), and of

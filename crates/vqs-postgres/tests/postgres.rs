@@ -748,3 +748,28 @@ async fn a_claim_parking_from_an_older_snapshot_never_strands_a_group_another_cl
     let next = two.delivery_claim(at(10, secs(200), None)).await.unwrap();
     assert_eq!(next.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [p.as_str()], "P is not stranded");
 }
+
+#[tokio::test]
+async fn the_cached_claim_plans_find_rows_by_key_even_when_planned_on_empty_tables() {
+    // The hot path plans each statement once per connection and keeps the plan: a claim
+    // planned while the tables were empty must not read a whole consumer group (every
+    // delivery it ever had, history included, or every message group) on each later claim:
+    // no lookup by a table's primary key may be bounded by the consumer group alone, and
+    // the lease must not join its rows back through a hash.
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    for per_group in [None, Some(1)] {
+        let plan = store.explain_claim_as_cached(&claim_of_g(10, per_group)).await.unwrap();
+        let lines: Vec<&str> = plan.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let by_pkey = line.contains("deliveries_pkey") || line.contains("flow_groups_pkey");
+            let Some(cond) = lines.get(i + 1).filter(|_| by_pkey) else { continue };
+            assert!(
+                !cond.contains("Index Cond: (consumer_group = "),
+                "a lookup by primary key is bounded by the consumer group alone (grouped: {per_group:?}):\n{plan}"
+            );
+        }
+        let leased = &plan[plan.find("CTE leased").unwrap()..plan.find("CTE abandoned").unwrap()];
+        assert!(!leased.contains("Hash"), "the lease joins back by a hash (grouped: {per_group:?}):\n{plan}");
+    }
+}
