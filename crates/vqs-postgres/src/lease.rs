@@ -436,10 +436,13 @@ fn push_park<'a>(
         .push_bind(&p.consumer_group)
         .push(" AND f0.group_key = g.key) AS changed) x WHERE f.consumer_group = ")
         .push_bind(&p.consumer_group)
-        // The visited groups' keys as an array computed first, beside the join: the rows are
-        // found by their whole primary key. With the join alone, the generic plan (made once
-        // per connection, often on empty tables) hashed every group of the consumer group
-        // on each claim.
+        // The visited groups' keys as an array computed first, beside the join, so the plan
+        // can find the rows by their whole primary key. With the join alone, the generic
+        // plan made on empty tables (once per connection) hashed every group of the consumer
+        // group on each claim. Not a guarantee: planned with statistics that show few groups
+        // per consumer group, PostgreSQL may still read them all through the key's first
+        // column and filter by this array (seen in the flow workload: 1,921 index entries
+        // read to park 150 of 1,000 groups, 3.5 ms).
         .push(" AND f.group_key = ANY(ARRAY(SELECT key FROM g)) AND f.group_key = g.key)");
 }
 
