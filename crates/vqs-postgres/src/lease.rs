@@ -136,9 +136,11 @@ pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result
 /// one statement, when `p` has a group concurrency): its generic plan, made without the
 /// parameters' values under the hot path's settings, as that connection plans it once and
 /// keeps (`store.rs`). `PREPARE` and `EXPLAIN EXECUTE` with every parameter `NULL` (a
-/// generic plan does not look at them), on a connection of `pool`, in a transaction that
-/// is rolled back, so its settings and the prepared statement end with it.
+/// generic plan does not look at them), on a connection of its own, closed after, so
+/// neither its settings nor the prepared statement (which a rollback would not remove)
+/// reach a pooled connection.
 pub(crate) async fn claim_generic_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
+    use sqlx::Connection;
     let grouped = p.group_concurrency.map(Grouped::InStatement);
     let sql = claim_query_after("", p, grouped).into_sql();
     // The highest `$n` (QueryBuilder numbers its binds 1, 2, … in order).
@@ -148,15 +150,20 @@ pub(crate) async fn claim_generic_plan(pool: &PgPool, p: &DeliveryClaimParams) -
         .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
         .max()
         .unwrap_or(0);
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    for setting in ["plan_cache_mode = force_generic_plan", "enable_seqscan = off", "jit = off"] {
-        sqlx::query(&format!("SET LOCAL {setting}")).execute(&mut *tx).await.map_err(db_err)?;
-    }
-    sqlx::raw_sql(&format!("PREPARE vqs_claim_plan AS {sql}")).execute(&mut *tx).await.map_err(db_err)?;
+    let options = pool.connect_options().as_ref().clone();
+    let mut conn = PgConnection::connect_with(&options).await.map_err(db_err)?;
     let nulls = vec!["NULL"; params].join(", ");
-    let rows =
-        sqlx::raw_sql(&format!("EXPLAIN EXECUTE vqs_claim_plan({nulls})")).fetch_all(&mut *tx).await.map_err(db_err)?;
-    tx.rollback().await.map_err(db_err)?;
+    let script = format!(
+        "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off; \
+         PREPARE vqs_claim_plan AS {sql}"
+    );
+    let plan = async {
+        sqlx::raw_sql(&script).execute(&mut conn).await?;
+        sqlx::raw_sql(&format!("EXPLAIN EXECUTE vqs_claim_plan({nulls})")).fetch_all(&mut conn).await
+    }
+    .await;
+    let _ = conn.close().await;
+    let rows = plan.map_err(db_err)?;
     Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
 }
 
