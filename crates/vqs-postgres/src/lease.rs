@@ -429,11 +429,16 @@ fn push_park<'a>(
                AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
                AND d.message_id <> ALL(c.ids) ORDER BY d.priority LIMIT 1), 32767), \
                CASE WHEN x.changed THEN f.priority END) \
-             FROM g CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(array_agg(l.message_id), '{}') AS ids, \
-               CASE WHEN COUNT(*) > 0 THEN ",
+             FROM g LEFT JOIN (SELECT l.group_key, COUNT(*) AS n, array_agg(l.message_id) AS ids FROM leased l \
+               GROUP BY l.group_key) lg ON lg.group_key = g.key \
+             CROSS JOIN LATERAL (SELECT COALESCE(lg.n, 0) AS n, COALESCE(lg.ids, '{}') AS ids, \
+               CASE WHEN lg.n > 0 THEN ",
         )
         .push_bind(lease_until)
-        .push("::timestamptz END AS until FROM leased l WHERE l.group_key = g.key) c ")
+        // What this claim leased per group, counted once: a count per visited group read
+        // the whole of `leased` each time (150 groups × 150 leases a claim in the flow
+        // workload: 2.7 ms of a 21 ms claim).
+        .push("::timestamptz END AS until) c ")
         // Whether another claim changed the group's row after this statement's snapshot and
         // before the function locked it: the version read here is not the one locked.
         .push(
