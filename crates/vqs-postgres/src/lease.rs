@@ -3,6 +3,7 @@
 
 use crate::held_connection::HeldConnection;
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use sqlx::PgPool;
 use sqlx::Postgres;
 use sqlx::QueryBuilder;
@@ -129,7 +130,7 @@ fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
 /// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
 pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
     let rows = claim_query_after("EXPLAIN ", p, None).build().fetch_all(pool).await.map_err(db_err)?;
-    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
+    Ok(plan_text(&rows))
 }
 
 /// The plan the claim's own connection caches for the claim statement of `p` (grouped, in
@@ -140,7 +141,6 @@ pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result
 /// neither its settings nor the prepared statement (which a rollback would not remove)
 /// reach a pooled connection.
 pub(crate) async fn claim_generic_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
-    use sqlx::Connection;
     let grouped = p.group_concurrency.map(Grouped::InStatement);
     let sql = claim_query_after("", p, grouped).into_sql();
     // The highest `$n` (QueryBuilder numbers its binds 1, 2, … in order).
@@ -163,8 +163,12 @@ pub(crate) async fn claim_generic_plan(pool: &PgPool, p: &DeliveryClaimParams) -
     }
     .await;
     let _ = conn.close().await;
-    let rows = plan.map_err(db_err)?;
-    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n"))
+    Ok(plan_text(&plan.map_err(db_err)?))
+}
+
+/// An `EXPLAIN`'s rows as one text, a line each.
+fn plan_text(rows: &[PgRow]) -> String {
+    rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n")
 }
 
 /// How a grouped claim statement finds its groups.
