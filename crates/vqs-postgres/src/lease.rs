@@ -416,50 +416,60 @@ fn push_park<'a>(
     lease_until: DateTime<Utc>,
 ) {
     let per_group = i64::from(per_group.max(1));
-    q.push(", parked AS (UPDATE flow_groups f SET running = g.live + c.n, concurrency = ")
+    // Each visited group once, with what the park needs of it:
+    // - its row as this statement's snapshot sees it, found by its whole primary key (a
+    //   subquery per group that cannot be flattened into a join): where it is (`tid`, by
+    //   which the update below finds it), and whether another claim changed it after this
+    //   snapshot and before the function locked it (the version seen is not the one locked);
+    // - what this claim leased of it (`n`, `ids`), counted once for all groups by one
+    //   grouped aggregate (a count per visited group read the whole of `leased` each time:
+    //   150 groups × 150 leases a claim in the flow workload, 2.7 ms of a 21 ms claim), and
+    //   joined here, in a statement of its own, where the planner hashes it (joined in the
+    //   update, beside the other joins, it was rescanned once per group).
+    q.push(
+        ", seen AS MATERIALIZED (SELECT g.key, g.live, g.lease_end, s.tid, g.row_xmin IS DISTINCT FROM s.xmin AS changed, \
+           COALESCE(lg.n, 0) AS n, COALESCE(lg.ids, '{}') AS ids, CASE WHEN lg.n > 0 THEN ",
+    )
+    .push_bind(lease_until)
+    .push(
+        "::timestamptz END AS until FROM g \
+         LEFT JOIN LATERAL (SELECT f0.ctid AS tid, f0.xmin FROM flow_groups f0 WHERE f0.consumer_group = ",
+    )
+    .push_bind(&p.consumer_group)
+    .push(
+        " AND f0.group_key = g.key OFFSET 0) s ON true \
+         LEFT JOIN (SELECT l.group_key, COUNT(*) AS n, array_agg(l.message_id) AS ids FROM leased l \
+           GROUP BY l.group_key) lg ON lg.group_key = g.key)",
+    );
+    q.push(", parked AS (UPDATE flow_groups f SET running = x.live + x.n, concurrency = ")
         .push_bind(i32::try_from(per_group).unwrap_or(i32::MAX))
-        .push(", ready_at = LEAST(CASE WHEN g.key <> '' AND g.live + c.n >= ")
+        .push(", ready_at = LEAST(CASE WHEN x.key <> '' AND x.live + x.n >= ")
         .push_bind(per_group)
         .push(
-            " THEN LEAST(g.lease_end, c.until) \
+            " THEN LEAST(x.lease_end, x.until) \
              ELSE LEAST((SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = f.consumer_group \
-               AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.message_id <> ALL(c.ids)), c.until) END, \
+               AND d.group_key = x.key AND d.state IN ('pending', 'leased') AND d.message_id <> ALL(x.ids)), x.until) END, \
                CASE WHEN x.changed THEN ",
         )
         .push_bind(p.now)
         .push(
             "::timestamptz END), \
              priority = LEAST(COALESCE((SELECT d.priority FROM deliveries d WHERE d.consumer_group = f.consumer_group \
-               AND d.group_key = g.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
-               AND d.message_id <> ALL(c.ids) ORDER BY d.priority LIMIT 1), 32767), \
+               AND d.group_key = x.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+               AND d.message_id <> ALL(x.ids) ORDER BY d.priority LIMIT 1), 32767), \
                CASE WHEN x.changed THEN f.priority END) \
-             FROM g LEFT JOIN (SELECT l.group_key, COUNT(*) AS n, array_agg(l.message_id) AS ids FROM leased l \
-               GROUP BY l.group_key) lg ON lg.group_key = g.key \
-             CROSS JOIN LATERAL (SELECT COALESCE(lg.n, 0) AS n, COALESCE(lg.ids, '{}') AS ids, \
-               CASE WHEN lg.n > 0 THEN ",
+             FROM seen x ",
         )
-        .push_bind(lease_until)
-        // What this claim leased per group, counted once: a count per visited group read
-        // the whole of `leased` each time (150 groups × 150 leases a claim in the flow
-        // workload: 2.7 ms of a 21 ms claim).
-        .push("::timestamptz END AS until) c ")
-        // Whether another claim changed the group's row after this statement's snapshot and
-        // before the function locked it: the version read here is not the one locked.
-        .push(
-            "CROSS JOIN LATERAL (SELECT g.row_xmin IS DISTINCT FROM (SELECT f0.xmin FROM flow_groups f0 \
-               WHERE f0.consumer_group = ",
-        )
-        .push_bind(&p.consumer_group)
-        .push(" AND f0.group_key = g.key) AS changed) x WHERE f.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        // The visited groups' keys as an array computed first, beside the join, so the plan
-        // can find the rows by their whole primary key. With the join alone, the generic
-        // plan made on empty tables (once per connection) hashed every group of the consumer
-        // group on each claim. Not a guarantee: planned with statistics that show few groups
-        // per consumer group, PostgreSQL may still read them all through the key's first
-        // column and filter by this array (seen in the flow workload: 1,921 index entries
-        // read to park 150 of 1,000 groups, 3.5 ms).
-        .push(" AND f.group_key = ANY(ARRAY(SELECT key FROM g)) AND f.group_key = g.key)");
+        // The rows by where they are (a TID scan; `seen` found them in this consumer group),
+        // the join by key. Found by key instead, the generic plan — made once per
+        // connection, often before `flow_groups` had statistics — read every group of the
+        // consumer group through the primary key's first column and filtered them by the
+        // visited keys (950 of 1,000 groups read and dropped to park 50: the cost grew with
+        // the number of groups, not the claim); and with the consumer group named here too,
+        // it still preferred that scan to the TID scan. A row the snapshot does not see
+        // (created after it) is not parked here: the group stays ready, as its fold left it,
+        // for the next claim.
+        .push("WHERE f.ctid = ANY(ARRAY(SELECT tid FROM seen WHERE tid IS NOT NULL)) AND f.group_key = x.key)");
 }
 
 /// With a rate limit: a CTE of the claim statement that advances the bucket by the number

@@ -750,26 +750,107 @@ async fn a_claim_parking_from_an_older_snapshot_never_strands_a_group_another_cl
 }
 
 #[tokio::test]
-async fn the_cached_claim_plans_find_rows_by_key_even_when_planned_on_empty_tables() {
+async fn the_cached_claim_plans_find_rows_by_key_whatever_the_statistics_said() {
     // The hot path plans each statement once per connection and keeps the plan: a claim
-    // planned while the tables were empty must not read a whole consumer group (every
-    // delivery it ever had, history included, or every message group) on each later claim:
-    // no lookup by a table's primary key may be bounded by the consumer group alone, and
-    // the lease must not join its rows back through a hash.
+    // planned while the tables were empty, or while statistics showed a few message groups
+    // where there are now a thousand, must not read a whole consumer group (every delivery
+    // it ever had, history included, or every message group) on each later claim: no lookup
+    // by a table's primary key may be bounded by the consumer group alone, the lease must not
+    // join its rows back through a hash, and the park finds its rows where it saw them.
     let url = fresh_url().await;
     let store = store(&url).await;
-    for per_group in [None, Some(1)] {
-        let plan = store.explain_claim_as_cached(&claim_of_g(10, per_group)).await.unwrap();
+    let check = |plan: String, when: &str, per_group: Option<u32>| {
         let lines: Vec<&str> = plan.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let by_pkey = line.contains("deliveries_pkey") || line.contains("flow_groups_pkey");
             let Some(cond) = lines.get(i + 1).filter(|_| by_pkey) else { continue };
             assert!(
                 !cond.contains("Index Cond: (consumer_group = "),
-                "a lookup by primary key is bounded by the consumer group alone (grouped: {per_group:?}):\n{plan}"
+                "{when}: a lookup by primary key is bounded by the consumer group alone (grouped: {per_group:?}):\n{plan}"
             );
         }
         let leased = &plan[plan.find("CTE leased").unwrap()..plan.find("CTE abandoned").unwrap()];
-        assert!(!leased.contains("Hash"), "the lease joins back by a hash (grouped: {per_group:?}):\n{plan}");
+        assert!(!leased.contains("Hash"), "{when}: the lease joins back by a hash (grouped: {per_group:?}):\n{plan}");
+        if per_group.is_some() {
+            let parked = &plan[plan.find("CTE parked").unwrap()..];
+            assert!(
+                parked.contains("Tid Scan on flow_groups f"),
+                "{when}: the park does not find its rows by TID:\n{plan}"
+            );
+        }
+    };
+    for per_group in [None, Some(1)] {
+        check(store.explain_claim_as_cached(&claim_of_g(10, per_group)).await.unwrap(), "empty", per_group);
     }
+    // Three groups analysed, then a thousand more.
+    subscribe_grouped(&store).await;
+    let q = Queue::new(Arc::new(store.clone()), Clock::system());
+    let opts = |g: String| SendOpts { group: Some(g), ..Default::default() };
+    let claim_all = async |n: usize| {
+        q.send_many("t", (0..n).map(|i| (b"{}".to_vec(), opts(format!("g{n}-{i}"))))).await.unwrap();
+        while !store.delivery_claim(claim_of_g(500, Some(1))).await.unwrap().is_empty() {}
+    };
+    claim_all(3).await;
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    claim_all(1000).await;
+    for per_group in [None, Some(1)] {
+        let plan = store.explain_claim_as_cached(&claim_of_g(10, per_group)).await.unwrap();
+        check(plan, "three groups analysed, a thousand now", per_group);
+    }
+}
+
+/// A grouped claim counts each visited group's live leases (`vqs_group_rooms`), a statement
+/// PL/pgSQL plans once per connection. Planned generically while statistics showed no lease
+/// in flight — as after a backlog was loaded and analysed — the count read every lease of
+/// the consumer group through `deliveries_leased` and filtered it by group, once per group
+/// visited (160 leases read per group, 5–7 ms of a claim in the flow workload). It must
+/// read only the group's own rows, however many jobs are in flight (migration 0034).
+#[tokio::test]
+async fn a_grouped_claim_counts_a_groups_leases_without_reading_every_lease_of_the_consumer_group() {
+    use sqlx::Connection;
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe_grouped(&store).await;
+    let q = Queue::new(Arc::new(store.clone()), Clock::system());
+    // 1,000 groups of one message each, analysed before anything is leased; then all leased.
+    let opts = |g: String| SendOpts { group: Some(g), ..Default::default() };
+    q.send_many("t", (0..1000).map(|i| (b"{}".to_vec(), opts(format!("g{i}"))))).await.unwrap();
+    store.analyze().await.unwrap();
+    let mut leased = 0;
+    loop {
+        let got = store.delivery_claim(claim_of_g(500, Some(1))).await.unwrap().len();
+        if got == 0 {
+            break;
+        }
+        leased += got;
+    }
+    assert_eq!(leased, 1000, "every group's message leased");
+    // One more group becomes ready; its count is planned generically, as on the claim's
+    // connection, and run.
+    q.send("t", b"{}".to_vec(), opts("late".into())).await.unwrap();
+    // Called once first: the session compiles the function and plans its statements (and
+    // reads the catalogs), then the second call is measured.
+    let rooms = "SELECT * FROM vqs_group_rooms('g', now(), 1, 10, false, NULL, 0, NULL, '', NULL, NULL)";
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("SET plan_cache_mode = force_generic_plan; SELECT vqs_fold_wakeups('g'); {rooms}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The index entries of `deliveries` the call reads, as this transaction's statistics
+    // count them: every lease in flight when the count reads them all (1,000), the group's
+    // own few otherwise.
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    let visited: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT key FROM ({rooms}) r")).fetch_all(&mut conn).await.unwrap();
+    let (read, by_index): (i64, String) = sqlx::query_as(
+        "SELECT COALESCE(SUM(n), 0)::int8, COALESCE(string_agg(name || '=' || n, ', '), '') FROM \
+         (SELECT c.relname::text AS name, pg_stat_get_xact_tuples_returned(c.oid) AS n \
+          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'deliveries'::regclass) r",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+    assert_eq!(visited, ["late"], "the one ready group is visited");
+    assert!(read < 50, "{read} index entries of deliveries read to count one group's leases ({by_index})");
 }
