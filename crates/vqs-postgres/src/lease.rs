@@ -404,9 +404,11 @@ fn push_limit<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryClaimParams
 /// does not see. Parking from this snapshot would then undo that: a group with nothing else
 /// live would leave the ready set with the new message in it, stranded until something else
 /// woke the group. So the function returns the `xmin` of the row version it locked (migration
-/// 0033); when the version this snapshot sees is another one, the group is parked ready now
-/// (and at no worse a priority than the other claim set), and the next claim parks it from a
-/// newer snapshot (`a_claim_parking_from_an_older_snapshot_never_strands_a_group…`).
+/// 0033); when the version this snapshot sees is another one, the group is not parked from
+/// this snapshot: it is parked ready now (at no worse a priority than the other claim set),
+/// or, the update having found the row by the version this snapshot saw (`seen`), left as
+/// the other claim parked it; either way the next claim parks it from a newer snapshot
+/// (`a_claim_parking_from_an_older_snapshot_never_strands_a_group…`).
 /// A full group needs no such care (its lease end comes from the function's own counts),
 /// but the rule is applied alike: the case is rare, and it costs the next claim one visit.
 fn push_park<'a>(

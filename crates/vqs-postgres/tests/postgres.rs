@@ -749,6 +749,18 @@ async fn a_claim_parking_from_an_older_snapshot_never_strands_a_group_another_cl
     assert_eq!(next.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [p.as_str()], "P is not stranded");
 }
 
+/// Grouped claims of consumer group `g` (group concurrency 1) until one leases nothing;
+/// returns how many were leased.
+async fn lease_all_grouped(store: &PgStore) -> usize {
+    let mut leased = 0;
+    loop {
+        match store.delivery_claim(claim_of_g(500, Some(1))).await.unwrap().len() {
+            0 => return leased,
+            got => leased += got,
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_cached_claim_plans_find_rows_by_key_whatever_the_statistics_said() {
     // The hot path plans each statement once per connection and keeps the plan: a claim
@@ -788,7 +800,7 @@ async fn the_cached_claim_plans_find_rows_by_key_whatever_the_statistics_said() 
     let opts = |g: String| SendOpts { group: Some(g), ..Default::default() };
     let claim_all = async |n: usize| {
         q.send_many("t", (0..n).map(|i| (b"{}".to_vec(), opts(format!("g{n}-{i}"))))).await.unwrap();
-        while !store.delivery_claim(claim_of_g(500, Some(1))).await.unwrap().is_empty() {}
+        lease_all_grouped(&store).await;
     };
     claim_all(3).await;
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
@@ -816,15 +828,7 @@ async fn a_grouped_claim_counts_a_groups_leases_without_reading_every_lease_of_t
     let opts = |g: String| SendOpts { group: Some(g), ..Default::default() };
     q.send_many("t", (0..1000).map(|i| (b"{}".to_vec(), opts(format!("g{i}"))))).await.unwrap();
     store.analyze().await.unwrap();
-    let mut leased = 0;
-    loop {
-        let got = store.delivery_claim(claim_of_g(500, Some(1))).await.unwrap().len();
-        if got == 0 {
-            break;
-        }
-        leased += got;
-    }
-    assert_eq!(leased, 1000, "every group's message leased");
+    assert_eq!(lease_all_grouped(&store).await, 1000, "every group's message leased");
     // One more group becomes ready; its count is planned generically, as on the claim's
     // connection, and run.
     q.send("t", b"{}".to_vec(), opts("late".into())).await.unwrap();
