@@ -22,6 +22,9 @@ pub struct PgStore {
     writer: Writer,
     /// The claims' own connection (a claim is one statement: no pool pings around it).
     claim_conn: Arc<tokio::sync::Mutex<HeldConnection>>,
+    /// A second one, when the hot pool has room for it beside a spare: a grouped claim of
+    /// many groups runs as two statements at once, one on each (`lease::claim_grouped`).
+    second_claim_conn: Option<Arc<tokio::sync::Mutex<HeldConnection>>>,
     /// The consumer groups that claim through the ready groups while a group of their
     /// topic is paused, as last read (at most a second old).
     claims_by_group: Arc<crate::group_pauses::ClaimsByGroup>,
@@ -30,8 +33,8 @@ pub struct PgStore {
 /// Writer tasks: while one writes its batch, the next one collects the following batch.
 const WRITER_TASKS: usize = 2;
 
-/// Connections of the hot path's pool: one per writer task, the claim's, and one spare.
-const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 2;
+/// Connections of the hot path's pool: one per writer task, the claim's two, and one spare.
+const HOT_CONNECTIONS: u32 = WRITER_TASKS as u32 + 3;
 
 /// How many connections a [`PgStore`] may open (see [`PgStore::connect_with`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,16 +50,17 @@ impl PgPoolSize {
     /// hot connection leaves a writer the other; the main pool never waits on itself).
     pub const MIN_TOTAL: u32 = 4;
 
-    /// A process that runs the dispatcher and many jobs at once: 16 + 4 connections.
-    pub const SERVER: PgPoolSize = PgPoolSize { main: 16, hot: HOT_CONNECTIONS };
+    /// A process that runs the dispatcher and many jobs at once: 15 + 5 connections.
+    pub const SERVER: PgPoolSize = PgPoolSize { main: 15, hot: HOT_CONNECTIONS };
 
-    /// `total` connections at most, split between the two pools (a fifth, 2 to 4, for the
-    /// hot path). `None` below [`PgPoolSize::MIN_TOTAL`].
+    /// `total` connections at most, split between the two pools (a quarter, 2 to 5, for the
+    /// hot path; the claim's second connection only with all 5, from 20). `None` below
+    /// [`PgPoolSize::MIN_TOTAL`].
     pub fn total(total: u32) -> Option<PgPoolSize> {
         if total < Self::MIN_TOTAL {
             return None;
         }
-        let hot = (total / 5).clamp(2, HOT_CONNECTIONS);
+        let hot = (total / 4).clamp(2, HOT_CONNECTIONS);
         Some(PgPoolSize { main: total - hot, hot })
     }
 }
@@ -142,17 +146,24 @@ impl PgStore {
                 ("jit", "off"),
             ]));
         let claim_conn = Arc::new(tokio::sync::Mutex::new(HeldConnection::new(hot.clone())));
+        let second_claim_conn =
+            (size.hot >= HOT_CONNECTIONS).then(|| Arc::new(tokio::sync::Mutex::new(HeldConnection::new(hot.clone()))));
         // `pool.close()` waits for every connection to come back: give the claims' back, and
         // close the hot path's pool with it.
-        let (held, closed, hot_pool) = (claim_conn.clone(), pool.close_event(), hot.clone());
+        let (held, second, closed, hot_pool) =
+            (claim_conn.clone(), second_claim_conn.clone(), pool.close_event(), hot.clone());
         tokio::spawn(async move {
             closed.await;
             held.lock().await.discard();
+            if let Some(second) = second {
+                second.lock().await.discard();
+            }
             hot_pool.close().await;
         });
         Ok(PgStore {
             writer: Writer::start(pool.clone(), hot, WRITER_TASKS),
             claim_conn,
+            second_claim_conn,
             pool,
             claims_by_group: Default::default(),
         })
@@ -331,7 +342,14 @@ impl QueueStore for PgStore {
     /// executions of those whose earlier lease expired (abandoned), and — with
     /// `start_executions` — record each new attempt's `running` execution.
     async fn delivery_claim(&self, p: DeliveryClaimParams) -> Result<Vec<LeasedMessage>, StoreError> {
-        crate::lease::delivery_claim(&self.pool, &self.claim_conn, &self.claims_by_group, p).await
+        crate::lease::delivery_claim(
+            &self.pool,
+            &self.claim_conn,
+            self.second_claim_conn.as_ref(),
+            &self.claims_by_group,
+            p,
+        )
+        .await
     }
 
     async fn delivery_ack(&self, p: DeliveryAckParams) -> Result<(), StoreError> {

@@ -761,6 +761,70 @@ async fn lease_all_grouped(store: &PgStore) -> usize {
     }
 }
 
+/// A grouped claim of many groups runs as two statements at once, each up to half the limit
+/// on a connection of its own. Together they must lease what one statement would: no group
+/// twice, no more than the limit, the best priorities first and first in the batch, and the
+/// next claim finds the rest.
+#[tokio::test]
+async fn a_grouped_claim_run_as_two_statements_takes_each_group_once_and_the_best_priorities_first() {
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe_grouped(&store).await;
+    let q = Queue::new(Arc::new(store.clone()), Clock::system());
+    // 50 groups at priority 5, published first (the oldest), then 50 at priority 0; two
+    // messages each, the group named in the payload.
+    let sends = |prefix: &'static str, priority: i16| {
+        (0..100).map(move |i| {
+            let group = format!("{prefix}{}", i % 50);
+            let opts = SendOpts { group: Some(group.clone()), priority: Some(priority), ..Default::default() };
+            (group.into_bytes(), opts)
+        })
+    };
+    q.send_many("t", sends("low", 5)).await.unwrap();
+    q.send_many("t", sends("high", 0)).await.unwrap();
+    let groups = |batch: &[vqs::store::LeasedMessage]| -> Vec<String> {
+        batch.iter().map(|m| String::from_utf8(m.payload.clone()).unwrap()).collect()
+    };
+
+    let first = groups(&store.delivery_claim(claim_of_g(64, Some(1))).await.unwrap());
+    assert_eq!(first.len(), 64, "a full claim: 100 groups are ready");
+    let distinct: HashSet<&String> = first.iter().collect();
+    assert_eq!(distinct.len(), 64, "a group leased twice at a group concurrency of 1: {first:?}");
+    let high = first.iter().take_while(|g| g.starts_with("high")).count();
+    assert_eq!(high, 50, "every priority-0 group first, before any priority-5 one: {first:?}");
+
+    let second = groups(&store.delivery_claim(claim_of_g(64, Some(1))).await.unwrap());
+    assert_eq!(second.len(), 36, "the other 36 priority-5 groups, each once: {second:?}");
+    assert!(second.iter().all(|g| g.starts_with("low") && !distinct.contains(g)), "{second:?}");
+    let all: HashSet<&String> = first.iter().chain(&second).collect();
+    assert_eq!(all.len(), 100, "every group once");
+    assert!(store.delivery_claim(claim_of_g(64, Some(1))).await.unwrap().is_empty(), "every group is full");
+}
+
+/// Split in two, the first half stops at its limit in the middle of a group, which it holds
+/// locked until it commits: the room left there is claimed too, as one statement would.
+#[tokio::test]
+async fn a_grouped_claim_run_as_two_statements_leaves_no_room_unclaimed() {
+    let url = fresh_url().await;
+    let store = store(&url).await;
+    subscribe_grouped(&store).await;
+    let q = Queue::new(Arc::new(store.clone()), Clock::system());
+    // 20 groups of 5 messages at a group concurrency of 3: 60 can start. The first half of a
+    // claim of 64 takes 32: ten groups' 3, and 2 of the eleventh.
+    let opts = |i: usize| SendOpts { group: Some(format!("g{:02}", i % 20)), ..Default::default() };
+    q.send_many("t", (0..100).map(|i| (format!("g{:02}", i % 20).into_bytes(), opts(i)))).await.unwrap();
+    let batch = store.delivery_claim(claim_of_g(64, Some(3))).await.unwrap();
+    let mut per_group = std::collections::BTreeMap::<String, usize>::new();
+    for m in &batch {
+        *per_group.entry(String::from_utf8(m.payload.clone()).unwrap()).or_default() += 1;
+    }
+    assert_eq!(batch.len(), 60, "{per_group:?}");
+    assert!(per_group.len() == 20 && per_group.values().all(|&n| n == 3), "{per_group:?}");
+    // And as unkeyed messages (one group whose room is the claim's): the whole limit.
+    q.send_many("t", (0..100).map(|_| (b"{}".to_vec(), SendOpts::default()))).await.unwrap();
+    assert_eq!(store.delivery_claim(claim_of_g(64, Some(3))).await.unwrap().len(), 64);
+}
+
 #[tokio::test]
 async fn the_cached_claim_plans_find_rows_by_key_whatever_the_statistics_said() {
     // The hot path plans each statement once per connection and keeps the plan: a claim

@@ -39,5 +39,6 @@ fn a_pool_is_split_between_the_main_and_the_hot_path() {
     assert_eq!(PgPoolSize::total(4), Some(PgPoolSize { main: 2, hot: 2 }));
     assert_eq!(PgPoolSize::total(5), Some(PgPoolSize { main: 3, hot: 2 }));
     assert_eq!(PgPoolSize::total(20), Some(PgPoolSize::SERVER));
-    assert_eq!(PgPoolSize::total(100), Some(PgPoolSize { main: 96, hot: 4 }));
+    assert_eq!(PgPoolSize::total(16), Some(PgPoolSize { main: 12, hot: 4 }));
+    assert_eq!(PgPoolSize::total(100), Some(PgPoolSize { main: 95, hot: 5 }));
 }
