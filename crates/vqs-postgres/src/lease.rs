@@ -330,7 +330,7 @@ fn claim_query_after<'a>(
     }
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
-             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key \
+             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key, m.priority, m.due_at \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id \
              ORDER BY m.priority, m.due_at",
         );
@@ -516,9 +516,9 @@ fn push_bucket_advance<'a>(q: &mut QueryBuilder<'a, Postgres>, p: &'a DeliveryCl
 /// loop otherwise runs alone while the rest of the machine waits for it (the flow
 /// workload, BENCHMARKS.md). Both see the fold. `vqs_group_rooms` locks the groups it takes
 /// (`SKIP LOCKED`), so the halves take different groups, each counted after its lock as
-/// two processes' claims are; the first takes the first groups in claim order, the second
-/// the next ones, and their rows are returned in that order. What the split leaves within
-/// a group one half took is claimed after both (below).
+/// two processes' claims are: together, the first groups in claim order. Their rows are
+/// returned in one statement's order (priority, then due time). What the split leaves
+/// within a group one half took is claimed after both (below).
 async fn claim_grouped(
     pool: &PgPool,
     claim_conn: &Arc<tokio::sync::Mutex<HeldConnection>>,
@@ -572,6 +572,9 @@ async fn claim_grouped(
                     }
                 }
             }
+            // In the order one statement returns: by priority, then due time. The halves
+            // lock groups while both walk the ready set, so either may hold the best ones.
+            rows.sort_by_key(|r| (r.get::<i16, _>(12), r.get::<DateTime<Utc>, _>(13)));
             Ok(rows)
         }
         None => grouped_statement(&mut held, p, per_group).await,
