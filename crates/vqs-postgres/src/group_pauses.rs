@@ -1,5 +1,5 @@
 //! Paused message groups of a topic (`group_pauses`, migration 0024): the claim reads the
-//! table itself (`lease.rs`, `flow_groups.rs`), so a pause holds on every process at once.
+//! table itself (`claim_statement.rs`, `flow_groups.rs`), so a pause holds on every process at once.
 
 use sqlx::{PgPool, Row};
 use std::collections::HashSet;
@@ -80,7 +80,7 @@ pub(crate) async fn group_pause_list(pool: &PgPool, p: GroupPauseListParams) -> 
 const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The consumer groups whose claim goes through the ready groups with no limit per group
-/// (`lease.rs`): subscribed grouped (their deliveries carry their group key) to a topic
+/// (`lease.rs`, `delivery_claim`): subscribed grouped (their deliveries carry their group key) to a topic
 /// with a paused message group. Their claim then skips the paused group in the ready set
 /// instead of reading past its backlog in due order.
 ///

@@ -22,12 +22,14 @@
 
 mod cancel;
 mod claim_rooms;
+mod claim_statement;
 mod cron_runs;
 mod dead_letter_groups;
 mod dead_letters;
 mod executions;
 mod flow_groups;
 mod group_pauses;
+mod grouped_claim;
 mod held_connection;
 mod keyed_insert;
 mod lease;

@@ -23,7 +23,7 @@ pub struct PgStore {
     /// The claims' own connection (a claim is one statement: no pool pings around it).
     claim_conn: Arc<tokio::sync::Mutex<HeldConnection>>,
     /// A second one, when the hot pool has room for it beside a spare: a grouped claim of
-    /// many groups runs as two statements at once, one on each (`lease::claim_grouped`).
+    /// many groups runs as two statements at once, one on each (`grouped_claim::claim_grouped`).
     second_claim_conn: Option<Arc<tokio::sync::Mutex<HeldConnection>>>,
     /// The consumer groups that claim through the ready groups while a group of their
     /// topic is paused, as last read (at most a second old).
@@ -190,7 +190,7 @@ impl PgStore {
     /// run): for an operator asking why claims are slow, and for the test that a claim reads
     /// the due index — never the whole backlog — however much is waiting.
     pub async fn explain_claim(&self, p: &DeliveryClaimParams) -> Result<String, StoreError> {
-        crate::lease::claim_plan(&self.pool, p).await
+        crate::claim_statement::claim_plan(&self.pool, p).await
     }
 
     /// The plan the claim's own connection keeps for this claim: its generic plan, made once
@@ -200,7 +200,7 @@ impl PgStore {
     /// that no cached claim plan reads a whole consumer group, and for an operator asking
     /// why claims are slow although [`explain_claim`](Self::explain_claim)'s plan is not.
     pub async fn explain_claim_as_cached(&self, p: &DeliveryClaimParams) -> Result<String, StoreError> {
-        crate::lease::claim_generic_plan(&self.pool, p).await
+        crate::claim_statement::claim_generic_plan(&self.pool, p).await
     }
 
     /// Wake `queue`'s dispatchers whenever any process publishes (`LISTEN vqs_published`),
