@@ -17,12 +17,6 @@ use crate::flow_groups::GroupRooms;
 use crate::rows::db_err;
 use crate::rows::*;
 
-/// The claim statement for `p`: at most `p.limit`, and under the group's limits when it has
-/// any (see [`push_limit`]).
-pub(crate) fn claim_query(p: &DeliveryClaimParams) -> QueryBuilder<'_, Postgres> {
-    claim_query_after("", p, None)
-}
-
 /// The plan PostgreSQL chooses for the claim statement of `p` (`EXPLAIN`, nothing run).
 pub(crate) async fn claim_plan(pool: &PgPool, p: &DeliveryClaimParams) -> Result<String, StoreError> {
     let rows = claim_query_after("EXPLAIN ", p, None).build().fetch_all(pool).await.map_err(db_err)?;
@@ -80,7 +74,8 @@ pub(crate) enum Grouped<'a> {
     InStatement(u32),
 }
 
-/// [`claim_query`] after `prefix` (`EXPLAIN `, or nothing). With `grouped`, of the groups
+/// The claim statement for `p` after `prefix` (`EXPLAIN `, or nothing): at most `p.limit`,
+/// and under the consumer group's limits when it has any (see [`push_limit`]). With `grouped`, of the groups
 /// it says only, each up to its room (through `deliveries_grouped`: a group's rows in claim
 /// order, nothing of another group read).
 pub(crate) fn claim_query_after<'a>(

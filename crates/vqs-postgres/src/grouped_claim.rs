@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -21,16 +20,12 @@ use crate::rows::*;
 /// whose buckets are advanced from what was leased, a transaction of its own instead
 /// ([`claim_grouped_in_transaction`]).
 ///
-/// A claim of many groups ([`SPLIT_AT`] or more, with the claim's second connection) runs
-/// as two statements at once, each up to half the limit, one on each connection. A grouped
-/// claim's cost is per group visited — each one locked, counted, leased from and parked —
-/// and one statement runs on one server core; the two halves use both, where the claim
-/// loop otherwise runs alone while the rest of the machine waits for it (the flow
-/// workload, BENCHMARKS.md). Both see the fold. `vqs_group_rooms` locks the groups it takes
-/// (`SKIP LOCKED`), so the halves take different groups, each counted after its lock as
-/// two processes' claims are: together, the first groups in claim order. Their rows are
-/// returned in one statement's order (priority, then due time). What the split leaves
-/// within a group one half took is claimed after both (below).
+/// A claim of many groups runs as two statements at once (`split_claim.rs`), both after the
+/// fold. A grouped claim's cost is per group visited — each one locked, counted, leased
+/// from and parked — and one statement runs on one server core (the flow workload,
+/// BENCHMARKS.md). `vqs_group_rooms` locks the groups it takes (`SKIP LOCKED`), so the
+/// halves take different groups, each counted after its lock as two processes' claims are:
+/// together, the first groups in claim order.
 pub(crate) async fn claim_grouped(
     pool: &PgPool,
     claim_conn: &Arc<tokio::sync::Mutex<HeldConnection>>,
@@ -45,72 +40,10 @@ pub(crate) async fn claim_grouped(
     let conn = held.get().await?;
     let folded = crate::flow_groups::fold_wakeups(&mut *conn, &p.consumer_group).await;
     held.check(folded)?;
-    // Not under a consumer group's own limit: `vqs_claim_room` counts this process's leases
-    // as `leased_here`, which would not include what the other half leased.
-    let split = p.limit >= SPLIT_AT && p.max_leased.is_none() && p.rate_limit.is_none() && p.message_id.is_none();
-    match second_claim_conn.filter(|_| split) {
-        Some(second) => {
-            let first_half = DeliveryClaimParams { limit: p.limit / 2, ..p.clone() };
-            let second_half = DeliveryClaimParams { limit: p.limit - p.limit / 2, ..p.clone() };
-            let (first, second) = tokio::join!(grouped_statement(&mut held, &first_half, per_group), async {
-                grouped_statement(&mut *second.lock().await, &second_half, per_group).await
-            });
-            // What one half leased is returned even when the other failed: leased and
-            // committed, it would otherwise wait for its lease to end.
-            let (mut rows, second) = match (first, second) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), Err(_)) => return Err(e),
-                (Ok(rows), Err(e)) | (Err(e), Ok(rows)) => {
-                    tracing::warn!(error = %e, queue.consumer_group = %p.consumer_group, "half of a grouped claim failed");
-                    return Ok(rows);
-                }
-            };
-            // Each half stops at its limit, and the groups it took stay locked until it
-            // commits: room left in one of them (more than one a group, or the unkeyed
-            // messages' group, whose room is the claim's) was out of the other half's reach.
-            // When a half came back full and the claim short, what is left of the limit is
-            // claimed again, now that both have committed.
-            let full = rows.len() as u32 == first_half.limit || second.len() as u32 == second_half.limit;
-            rows.extend(second);
-            let room_left_behind =
-                per_group > 1 || rows.iter().any(|r| r.get::<Option<String>, _>(11).unwrap_or_default().is_empty());
-            let short = p.limit.saturating_sub(rows.len() as u32);
-            if full && room_left_behind && short > 0 {
-                let rest = DeliveryClaimParams { limit: short, ..p.clone() };
-                match grouped_statement(&mut held, &rest, per_group).await {
-                    Ok(more) => rows.extend(more),
-                    Err(e) => {
-                        tracing::warn!(error = %e, queue.consumer_group = %p.consumer_group, "a grouped claim's rest failed")
-                    }
-                }
-            }
-            // In the order one statement returns: by priority, then due time. The halves
-            // lock groups while both walk the ready set, so either may hold the best ones.
-            rows.sort_by_key(|r| (r.get::<i16, _>(12), r.get::<DateTime<Utc>, _>(13)));
-            Ok(rows)
-        }
-        None => grouped_statement(&mut held, p, per_group).await,
+    match second_claim_conn.filter(|_| crate::split_claim::splits(p)) {
+        Some(second) => crate::split_claim::claim_in_two(&mut held, second, p, per_group).await,
+        None => crate::split_claim::claim_statement(&mut held, p, Some(per_group)).await,
     }
-}
-
-/// The smallest grouped claim split in two ([`claim_grouped`]): below it, the fixed cost
-/// each statement pays (the ready set's priority walk, a round trip, a commit) is not
-/// worth paying twice.
-const SPLIT_AT: u32 = 32;
-
-/// The one-statement grouped claim of `p` on `held`.
-async fn grouped_statement(
-    held: &mut HeldConnection,
-    p: &DeliveryClaimParams,
-    per_group: u32,
-) -> Result<Vec<PgRow>, StoreError> {
-    let conn = held.get().await?;
-    let rows = claim_query_after("", p, Some(Grouped::InStatement(per_group)))
-        .build()
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err);
-    held.check(rows)
 }
 
 /// The grouped claim under a group rate limit: the wake-ups folded in, then in one

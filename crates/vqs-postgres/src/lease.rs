@@ -73,13 +73,12 @@ pub(crate) async fn delivery_claim(
         (None, None) if p.message_id.is_none() && claims_by_group.contains(pool, &p.consumer_group).await? => {
             crate::grouped_claim::claim_grouped(pool, claim_conn, second_claim_conn, &p, i32::MAX as u32).await?
         }
+        // Plain: one statement. (Not split in two as a grouped claim of many is: two halves
+        // walk the same due rows and write the same index pages, and each took longer than
+        // the whole claim alone; BENCHMARKS.md.)
         (None, None) => {
             let mut held = claim_conn.lock().await;
-            let conn = held.get().await?;
-            let rows = crate::claim_statement::claim_query(&p).build().fetch_all(&mut *conn).await.map_err(db_err);
-            let rows = held.check(rows)?;
-            drop(held);
-            rows
+            crate::split_claim::claim_statement(&mut held, &p, None).await?
         }
     };
     if rows.is_empty()

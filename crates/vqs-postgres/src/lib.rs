@@ -44,6 +44,7 @@ mod rows;
 mod schedules;
 mod server_admin;
 mod sessions;
+mod split_claim;
 mod stats;
 mod stats_rollup;
 mod store;
