@@ -143,37 +143,32 @@ impl Delivery {
 
     /// Parse a v2beta push from its headers and body.
     pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Delivery, DeliveryError> {
-        let mut partial = DeliveryError {
-            reason: String::new(),
-            topic: None,
-            message_id: None,
-            consumer_group: None,
-            receipt_handle: None,
+        // On failure, what could be read, so the message can still be dead-lettered. (Read
+        // only then: a push that parses reads each header once.)
+        let fail = |reason: String| {
+            let get =
+                |name: &HeaderName| header(headers, name).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
+            DeliveryError {
+                reason,
+                topic: get(&name::QUEUE_NAME),
+                message_id: get(&name::MESSAGE_ID),
+                consumer_group: get(&name::CONSUMER_GROUP),
+                receipt_handle: get(&name::RECEIPT_HANDLE),
+            }
         };
-        let fail = |mut e: DeliveryError, reason: String| {
-            e.reason = reason;
-            e
-        };
-        let get = |name: &HeaderName| header(headers, name);
-        partial.topic = get(&name::QUEUE_NAME).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.message_id = get(&name::MESSAGE_ID).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.consumer_group = get(&name::CONSUMER_GROUP).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-        partial.receipt_handle = get(&name::RECEIPT_HANDLE).ok().flatten().filter(|s| !s.is_empty()).map(str::to_owned);
-
-        match get(&name::TYPE) {
+        match header(headers, &name::TYPE) {
             Ok(Some(CE_TYPE_V2BETA)) => {}
             Ok(Some(other)) => {
-                let reason =
-                    format!("unsupported ce-type {other:?}: expected {CE_TYPE_V2BETA:?} (a v2beta binary CloudEvent)");
-                return Err(fail(partial, reason));
+                return Err(fail(format!(
+                    "unsupported ce-type {other:?}: expected {CE_TYPE_V2BETA:?} (a v2beta binary CloudEvent)"
+                )));
             }
             Ok(None) => {
-                let reason = format!(
+                return Err(fail(format!(
                     "missing header ce-type: a queue delivery is a binary CloudEvent with ce-type: {CE_TYPE_V2BETA}"
-                );
-                return Err(fail(partial, reason));
+                )));
             }
-            Err(e) => return Err(fail(partial, e)),
+            Err(e) => return Err(fail(e)),
         }
         let required = |name: &HeaderName| -> Result<String, String> {
             match header(headers, name)? {
@@ -218,7 +213,7 @@ impl Delivery {
                 execution_slot: None,
             })
         })();
-        parsed.map_err(|reason| fail(partial, reason))
+        parsed.map_err(fail)
     }
 
     /// The push for a leased message, as the platform sends it.
@@ -372,6 +367,32 @@ mod tests {
         let d = sample();
         let parsed = Delivery::parse(&headers(&d.headers()), d.body.clone()).unwrap();
         assert_eq!(parsed, d);
+    }
+
+    #[test]
+    fn the_header_map_carries_the_same_headers_then_the_producers_own() {
+        let mut d = sample();
+        d.producer_headers = vec![
+            ("x-tenant".into(), "acme".into()),
+            ("ce-type".into(), "shadowing".into()),
+            ("bad name".into(), "dropped".into()),
+            ("x-bad-value".into(), "line\nbreak".into()),
+        ];
+        let map = d.header_map().unwrap();
+        let pushed: Vec<(&str, &str)> = map.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        let mut expected: Vec<(&str, String)> = d.headers();
+        expected.push(("x-tenant", "acme".into()));
+        assert_eq!(pushed, expected.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+        assert_eq!(map["ce-vqsdeliverycount"], "2");
+        assert_eq!(map["ce-time"], "2026-01-01T00:00:00.000Z");
+        let parsed = Delivery::parse(&map, d.body.clone()).unwrap();
+        assert_eq!(parsed, Delivery { producer_headers: Vec::new(), ..d });
+    }
+
+    #[test]
+    fn a_content_type_that_is_no_header_value_fails_the_header_map() {
+        let d = Delivery { content_type: Some("text/plain\r\nx: y".into()), ..sample() };
+        assert!(d.header_map().unwrap_err().starts_with("header content-type"));
     }
 
     #[test]
