@@ -147,6 +147,14 @@ pub fn otel_config() -> Option<vqs_otel::OtlpConfig> {
     Some(vqs_otel::OtlpConfig { endpoint: None, service_name: service_name.unwrap_or_else(|| "vqs-web".into()) })
 }
 
+/// Whether the text logs are coloured: only on a terminal, and not when `NO_COLOR` is set
+/// (no-color.org). Logs piped to a file, a collector or Vercel's log viewer get no escape
+/// codes.
+pub fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The `RUST_LOG` filter, or the default.
 pub fn log_filter() -> String {
     std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "info,sqlx=warn".into())

@@ -1,7 +1,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
-use web::config::{LogFormat, log_filter, log_format};
+use web::config::{LogFormat, log_colours, log_filter, log_format};
 
 /// mimalloc rather than glibc's malloc: a job's push allocates a few hundred small objects
 /// across threads (headers, strings, futures), and glibc's arenas spent a third of the app's
@@ -19,7 +19,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let filter = EnvFilter::try_new(log_filter()).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colours());
     let logs = match format {
         // One JSON object per line; the fields of the enclosing spans (`job.topic`, `job.id`,
         // `trace.id`, …) ride along on every event logged inside a job.

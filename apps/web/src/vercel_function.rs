@@ -29,7 +29,11 @@ use vqs_axum::vercel_access::{VercelAccess, VercelPublisher, with_request_token}
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::config::log_colours())
+        .try_init();
 }
 
 /// The repository's `vercel.json`, as built: the deployment's triggers and crons. (Vercel

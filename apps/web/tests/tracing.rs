@@ -177,3 +177,39 @@ async fn json_logs_carry_the_job_span_fields_and_no_secret() {
     let execution = app.queue().executions(Default::default()).await.unwrap()[0].id;
     assert_eq!(span["job.id"], execution, "job.id is the execution row's id");
 }
+
+/// Text logs written to a pipe (a file, a collector, Vercel's log viewer) carry no terminal
+/// colour codes.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let app = TestApp::new().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
+        .arg("serve")
+        .env("DATABASE_URL", &app.database_url)
+        .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
+        .env("VQS_LOG_FORMAT", "text")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env_remove("NO_COLOR")
+        .env("PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start web serve");
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stderr.contains("vqs listening") {
+        let line = tokio::time::timeout_at(deadline.into(), log.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no start-up line within 60 s in {stderr}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the server exited; its log: {stderr}"));
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert!(stderr.contains(" INFO "), "a text log line: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a piped log: {stderr:?}");
+}
