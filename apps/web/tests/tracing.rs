@@ -1,6 +1,7 @@
 //! Tracing: the producer's W3C `traceparent` reaches the job's span and every message the
 //! job publishes; `VQS_LOG_FORMAT=json` writes one JSON object per line whose span carries
-//! the stable fields `job.topic`, `job.id`, `job.attempt`, `message.id` and `trace.id`.
+//! the stable fields `job.topic`, `job.id`, `job.attempt`, `message.id` and `trace.id`;
+//! text logs written to a pipe carry no colour codes.
 
 mod common;
 
@@ -121,41 +122,15 @@ async fn json_logs_carry_the_job_span_fields_and_no_secret() {
     let opts = SendOpts { headers_json: Some(headers), ..SendOpts::default() };
     let id = app.queue().send("probe", br#"{"fatal":true}"#.to_vec(), opts).await.unwrap().message_id;
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
-        .arg("serve")
-        .env("DATABASE_URL", &app.database_url)
-        .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-        .env("VQS_LOG_FORMAT", "json")
-        .env("VQS_ADMIN_TOKEN", common::ADMIN_TOKEN)
-        .env("VQS_QUEUE_SECRET", common::QUEUE_SECRET)
-        .env("CRON_SECRET", common::CRON_SECRET)
-        .env("RUST_LOG", "info,sqlx=warn")
-        .env("PORT", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start web serve");
     // Read the log until the job's dead-lettered event, which is written just after the
     // dead-letter commits: waiting on the store instead would race it.
-    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut stderr = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = tokio::time::timeout_at(deadline.into(), log.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no dead-lettered event within 60 s in {stderr}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the server exited; its log: {stderr}"));
-        stderr.push_str(&line);
-        stderr.push('\n');
-        if line.contains("\"dead-lettered\"") {
-            break;
-        }
-    }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    for secret in [common::ADMIN_TOKEN, common::QUEUE_SECRET, common::CRON_SECRET] {
+    let secrets = [
+        ("VQS_ADMIN_TOKEN", common::ADMIN_TOKEN),
+        ("VQS_QUEUE_SECRET", common::QUEUE_SECRET),
+        ("CRON_SECRET", common::CRON_SECRET),
+    ];
+    let stderr = serve_log_until(&app, "json", &secrets, "\"dead-lettered\"").await;
+    for (_, secret) in secrets {
         assert!(!stderr.contains(secret), "a secret reached the log");
     }
     let lines: Vec<Value> = stderr
@@ -183,11 +158,20 @@ async fn json_logs_carry_the_job_span_fields_and_no_secret() {
 #[tokio::test]
 async fn text_logs_to_a_pipe_have_no_colour_codes() {
     let app = TestApp::new().await;
+    let stderr = serve_log_until(&app, "text", &[], "vqs listening").await;
+    assert!(stderr.contains(" INFO "), "a text log line: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a piped log: {stderr:?}");
+}
+
+/// `web serve` on `app`'s database with `VQS_LOG_FORMAT=format` (and `env`), its stderr a
+/// pipe (`NO_COLOR` unset): the log up to and including the first line containing `until`.
+async fn serve_log_until(app: &TestApp, format: &str, env: &[(&str, &str)], until: &str) -> String {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_web"))
         .arg("serve")
         .env("DATABASE_URL", &app.database_url)
         .env("VQS_VERCEL_JSON", common::repo_root().join("vercel.json"))
-        .env("VQS_LOG_FORMAT", "text")
+        .env("VQS_LOG_FORMAT", format)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info,sqlx=warn")
         .env_remove("NO_COLOR")
         .env("PORT", "0")
@@ -199,17 +183,19 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
     let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut stderr = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !stderr.contains("vqs listening") {
+    loop {
         let line = tokio::time::timeout_at(deadline.into(), log.next_line())
             .await
-            .unwrap_or_else(|_| panic!("no start-up line within 60 s in {stderr}"))
+            .unwrap_or_else(|_| panic!("no line with {until} within 60 s in {stderr}"))
             .unwrap()
             .unwrap_or_else(|| panic!("the server exited; its log: {stderr}"));
         stderr.push_str(&line);
         stderr.push('\n');
+        if line.contains(until) {
+            break;
+        }
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    assert!(stderr.contains(" INFO "), "a text log line: {stderr}");
-    assert!(!stderr.contains('\u{1b}'), "colour codes in a piped log: {stderr:?}");
+    stderr
 }

@@ -75,9 +75,9 @@ pub(crate) enum Grouped<'a> {
 }
 
 /// The claim statement for `p` after `prefix` (`EXPLAIN `, or nothing): at most `p.limit`,
-/// and under the consumer group's limits when it has any (see [`push_limit`]). With `grouped`, of the groups
-/// it says only, each up to its room (through `deliveries_grouped`: a group's rows in claim
-/// order, nothing of another group read).
+/// and under the consumer group's limits when it has any (see [`push_limit`]). With
+/// `grouped`, of the groups it says only, each up to its room (through `deliveries_grouped`:
+/// a group's rows in claim order, nothing of another group read).
 pub(crate) fn claim_query_after<'a>(
     prefix: &str,
     p: &'a DeliveryClaimParams,
