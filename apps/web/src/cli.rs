@@ -472,7 +472,10 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
             let m = queue.message(&id).await?.ok_or_else(|| anyhow!("no message {id}"))?;
             let progress = message_progress(&queue, &id).await.map_err(|e| anyhow!("{}", e.message))?;
             let mut v = message_json(&m, &progress);
-            if let Some(why) = held(&queue, &m).await.map_err(|e| anyhow!("{}", e.message))? {
+            // The triggers of vercel.json count too (a `maxConcurrency` holds like a limit).
+            let state =
+                crate::runtime::state(&config, queue.clone(), crate::runtime::load_vercel(&config.vercel_json)?);
+            if let Some(why) = held(&state, &m).await.map_err(|e| anyhow!("{}", e.message))? {
                 v["held"] = json!(why);
             }
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n");

@@ -17,16 +17,6 @@ use vqs::store::{ExecutionListParams, ExecutionStatus};
 const JOBS: usize = 24;
 const LIMIT: u64 = 2;
 
-/// The repository's vercel.json with `maxConcurrency` set on the probe trigger.
-fn limited_vercel_json(dir: &std::path::Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(common::repo_root().join("vercel.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["functions"]["api/queue/probe.rs"]["experimentalTriggers"][0]["maxConcurrency"] = LIMIT.into();
-    let path = dir.join("vercel.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    path
-}
-
 /// The most attempts running at one instant, from their recorded start and end.
 fn most_at_once(runs: &[(DateTime<Utc>, DateTime<Utc>)]) -> usize {
     let mut edges: Vec<(DateTime<Utc>, i32)> = runs.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
@@ -44,7 +34,7 @@ fn most_at_once(runs: &[(DateTime<Utc>, DateTime<Utc>)]) -> usize {
 async fn three_processes_never_run_more_than_max_concurrency_between_them() {
     let app = TestApp::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let vercel_json = limited_vercel_json(dir.path());
+    let vercel_json = common::vercel_json_with_max_concurrency(dir.path(), LIMIT);
     let vercel_json = vercel_json.to_str().unwrap();
     let mut procs: Vec<Child> =
         (0..3).map(|_| common::serve(&app.database_url, &[("VQS_VERCEL_JSON", vercel_json)])).collect();

@@ -100,7 +100,18 @@ async fn a_concurrency_override_replaces_the_triggers_limit_and_holds_the_rest()
     for _ in 0..3 {
         sent.push(app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id);
     }
-    let consumer = app.consumer("probe");
+    let held = hold_one(&app, &app.consumer("probe")).await;
+    assert_eq!(app.dispatch("probe").await, 0, "the group is at the override's limit of 1");
+    let waiting = sent.iter().find(|id| **id != held).unwrap();
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{waiting}")).await;
+    assert_eq!(m["held"], "concurrency", "{m}");
+    // Raised at runtime: the others start.
+    app.call(put("/api/admin/limits/probe", r#"{"concurrency":3}"#)).await;
+    assert_eq!(app.dispatch("probe").await, 2);
+}
+
+/// Lease one due message of `consumer` with no holder, as a running job holds it.
+async fn hold_one(app: &TestApp, consumer: &vqs::ConsumerConfig) -> String {
     let held = app
         .queue()
         .store()
@@ -122,13 +133,46 @@ async fn a_concurrency_override_replaces_the_triggers_limit_and_holds_the_rest()
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
-    assert_eq!(app.dispatch("probe").await, 0, "the group is at the override's limit of 1");
-    let waiting = sent.iter().find(|id| **id != held[0].message_id).unwrap();
+    held[0].message_id.clone()
+}
+
+/// The trigger's own `maxConcurrency` (vercel.json, no override) holds a due message the
+/// same way, and the message view says so; an override replaces it, as the claim does.
+#[tokio::test]
+async fn a_message_held_by_the_triggers_max_concurrency_says_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let vercel_json_path = common::vercel_json_with_max_concurrency(dir.path(), 1);
+    let vercel_json = vercel_json_path.clone();
+    let app = TestApp::with_config(|c| c.vercel_json = vercel_json).await;
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        sent.push(app.queue().send("probe", b"{}".to_vec(), SendOpts::default()).await.unwrap().message_id);
+    }
+    let consumer = app.consumer("probe");
+    assert_eq!(consumer.global_max_concurrency, Some(1));
+    let running = hold_one(&app, &consumer).await;
+    assert_eq!(app.dispatch("probe").await, 0, "the trigger's maxConcurrency of 1 is taken");
+    let waiting = sent.iter().find(|id| **id != running).unwrap();
     let (_, m) = app.admin_get(&format!("/api/admin/messages/{waiting}")).await;
-    assert_eq!(m["held"], "concurrency", "{m}");
-    // Raised at runtime: the others start.
-    app.call(put("/api/admin/limits/probe", r#"{"concurrency":3}"#)).await;
-    assert_eq!(app.dispatch("probe").await, 2);
+    assert_eq!((m["state"].as_str(), m["held"].as_str()), (Some("pending"), Some("concurrency")), "{m}");
+    // The running one is not held.
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{running}")).await;
+    assert_eq!(m["held"], Value::Null, "{m}");
+    // `web message` reads the same vercel.json and says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_web"))
+        .args(["message", waiting.as_str(), "--json"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("VQS_VERCEL_JSON", &vercel_json_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["held"], "concurrency", "{}", String::from_utf8_lossy(&out.stderr));
+    // An override of 2 replaces the trigger's 1: nothing holds it, and it starts.
+    app.call(put("/api/admin/limits/probe", r#"{"concurrency":2}"#)).await;
+    let (_, m) = app.admin_get(&format!("/api/admin/messages/{waiting}")).await;
+    assert_eq!(m["held"], Value::Null, "{m}");
+    assert_eq!(app.dispatch("probe").await, 1);
 }
 
 /// Group limits changed without a deploy: a group concurrency override groups the topic's

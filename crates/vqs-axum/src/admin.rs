@@ -220,7 +220,7 @@ async fn message(State(state): State<VqsState>, Path(id): Path<String>) -> Resul
     let m = state.queue.message(&id).await?.ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
     let progress = message_progress(&state.queue, &id).await?;
     let mut v = message_json(&m, &progress);
-    if let Some(why) = crate::admin_pause::held(&state.queue, &m).await? {
+    if let Some(why) = crate::admin_pause::held(&state, &m).await? {
         // Why it is not running (SPEC.md, "Flow control").
         v["held"] = json!(why);
     }

@@ -137,8 +137,10 @@ fn with_paused(mut stats: Vec<TopicStats>, paused: &BTreeSet<String>) -> Vec<Val
 /// its topic or its message group is paused and a delivery of it is waiting (pending); `Some("group_concurrency")`
 /// when a delivery is due but its group is full; else, for a delivery that is due,
 /// `"concurrency"` or `"rate_limit"` when a limit in force holds it back
-/// ([`Queue::limit_held`]). SPEC.md, "Flow control".
-pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
+/// ([`Queue::limit_held`], with the app's trigger that consumes it: its `maxConcurrency`
+/// counts too). SPEC.md, "Flow control".
+pub async fn held(state: &crate::VqsState, m: &MessageRecord) -> Result<Option<&'static str>, ApiError> {
+    let queue = &state.queue;
     if !m.deliveries.iter().any(|d| d.state == DeliveryState::Pending) {
         return Ok(None);
     }
@@ -156,8 +158,10 @@ pub async fn held(queue: &Queue, m: &MessageRecord) -> Result<Option<&'static st
         return Ok(Some(why));
     }
     let now = queue.clock().now();
+    let consumers = crate::consumers(state);
     for d in m.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && d.visible_at <= now) {
-        if let Some(why) = queue.limit_held(&m.topic, &d.consumer_group).await? {
+        let consumer = consumers.iter().find(|c| c.consumer_group == d.consumer_group && c.consumes(&m.topic));
+        if let Some(why) = queue.limit_held(&m.topic, &d.consumer_group, consumer).await? {
             return Ok(Some(why));
         }
     }

@@ -78,6 +78,15 @@ impl ConsumerConfig {
         ConsumerConfig { max_concurrency: self.global_max_concurrency.map_or(n, |m| n.min(m.max(1))), ..self }
     }
 
+    /// Whether the consumer takes messages of `topic`: its own topic, or any topic starting
+    /// with the prefix of a wildcard pattern (`prefix*`).
+    pub fn consumes(&self, topic: &str) -> bool {
+        match self.topic_pattern.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => self.topic_pattern == topic,
+        }
+    }
+
     /// A limit counted in the database across processes (`maxConcurrency` or a group
     /// concurrency): such a consumer prefetches nothing (a lease waiting in one process's
     /// buffer would hold a slot another process could use), and after a short claim looks

@@ -300,13 +300,26 @@ impl Queue {
     }
 
     /// Why a due delivery of `topic` for `consumer_group` is not starting because of a limit
-    /// in force (as stored): `"concurrency"` when the group has as many live leases as the
-    /// topic's `concurrency`, `"rate_limit"` when the group's bucket for the topic allows no
-    /// start now. Derived on each call, never stored.
-    pub async fn limit_held(&self, topic: &str, consumer_group: &str) -> Result<Option<&'static str>, QueueError> {
-        let limits = self.topic_limits(topic).await?.in_force.values();
+    /// in force (as stored), as the dispatcher's claim applies them to `consumer` (the
+    /// trigger consuming it in this app, if any): `"concurrency"` when the group has as many
+    /// live leases as its limit — the topic's `concurrency`, else the trigger's
+    /// `maxConcurrency` — and `"rate_limit"` when the group's bucket for the topic allows no
+    /// start now. A wildcard consumer (`prefix*`) keeps only its trigger's `maxConcurrency`
+    /// (limits are per topic). Derived on each call, never stored.
+    pub async fn limit_held(
+        &self,
+        topic: &str,
+        consumer_group: &str,
+        consumer: Option<&crate::ConsumerConfig>,
+    ) -> Result<Option<&'static str>, QueueError> {
+        let trigger_max = consumer.and_then(|c| c.global_max_concurrency);
+        let limits = if consumer.is_some_and(|c| c.topic_pattern.ends_with('*')) {
+            TopicLimits::default()
+        } else {
+            self.topic_limits(topic).await?.in_force.values()
+        };
         let now = self.clock().now();
-        if let Some(max) = limits.concurrency {
+        if let Some(max) = limits.concurrency.or(trigger_max) {
             let p = DeliveryLeasedCountParams { consumer_group: consumer_group.to_owned(), now };
             if self.store().delivery_leased_count(p).await? >= i64::from(max) {
                 return Ok(Some("concurrency"));

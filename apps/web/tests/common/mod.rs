@@ -21,6 +21,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The repository's vercel.json with `maxConcurrency` set to `n` on the probe trigger,
+/// written into `dir`.
+pub fn vercel_json_with_max_concurrency(dir: &std::path::Path, n: u64) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("vercel.json")).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["functions"]["api/queue/probe.rs"]["experimentalTriggers"][0]["maxConcurrency"] = n.into();
+    let path = dir.join("vercel.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    path
+}
+
 /// A URL for a new, empty database of the backend under test: SQLite (a file in `dir`) by
 /// default; PostgreSQL when `VQS_TEST_BACKEND=postgres` (a fresh `vqs_test_*` database on
 /// `VQS_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`). A PostgreSQL run

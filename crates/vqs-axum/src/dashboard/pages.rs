@@ -437,7 +437,7 @@ pub async fn message(
         (None, _) => badge("warn", "no consumer"),
     };
     // Why it is not running (the admin API's `held`).
-    let state_label = match crate::admin_pause::held(q, &m).await {
+    let state_label = match crate::admin_pause::held(state, &m).await {
         Ok(Some(why)) => format!("{state_label} {}", badge("warn", &format!("held: {why}"))),
         _ => state_label,
     };
