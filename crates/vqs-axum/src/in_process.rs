@@ -9,7 +9,8 @@ use vqs::{CronInvoker, CronResponse, Delivery, Pusher};
 
 use crate::queue_route::InProcessPush;
 
-/// A [`Pusher`] that calls the router in process: same routes, same checks.
+/// A [`Pusher`] that calls the router in process: same routes, same checks, the delivery
+/// handed over as it is ([`InProcessPush`]) rather than as headers to parse again.
 #[derive(Clone, Debug)]
 pub struct InProcessPusher {
     router: Router,
@@ -25,15 +26,10 @@ impl InProcessPusher {
 #[async_trait]
 impl Pusher for InProcessPusher {
     async fn push(&self, route_path: &str, delivery: Delivery) -> Result<u16, String> {
-        let (execution_id, attempt) = (delivery.execution_id, delivery.attempt);
-        let headers = delivery.header_map()?;
-        let mut req = http::Request::post(route_path).body(Body::from(delivery.body)).map_err(|e| e.to_string())?;
-        *req.headers_mut() = headers;
-        req.extensions_mut().insert(InProcessPush { execution_id, attempt });
-        // The dispatcher's execution slot, for the consumer to release when the job is done.
-        if let Some(slot) = delivery.execution_slot {
-            req.extensions_mut().insert(slot);
-        }
+        // The delivery rides along whole, its execution slot included (for the consumer to
+        // release when the job is done); the route reads no headers of it.
+        let mut req = http::Request::post(route_path).body(Body::empty()).map_err(|e| e.to_string())?;
+        req.extensions_mut().insert(InProcessPush(delivery));
         let resp = self.router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
         Ok(resp.status().as_u16())
     }
