@@ -58,6 +58,7 @@ fn leased(m: Message) -> LeasedMessage {
         expires_at: time(m.expires_ms),
         lease_until: time(m.expires_ms),
         execution_id: None,
+        group_key: None,
     }
 }
 

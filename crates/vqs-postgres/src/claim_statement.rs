@@ -112,7 +112,8 @@ pub(crate) fn claim_query_after<'a>(
     }
     q.push(
         "SELECT d.message_id, m.topic, m.payload, m.content_type, m.headers_json, m.created_at, m.expires_at, \
-         d.priority, d.visible_at AS due_at, d.group_key FROM deliveries d JOIN messages m ON m.id = d.message_id \
+         d.priority, d.visible_at AS due_at, d.group_key, m.group_key AS message_group_key \
+         FROM deliveries d JOIN messages m ON m.id = d.message_id \
          WHERE d.consumer_group = ",
     );
     q.push_bind(&p.consumer_group)
@@ -220,7 +221,8 @@ pub(crate) fn claim_query_after<'a>(
     }
     q.push(
             " SELECT l.message_id, l.delivery_count, l.lease_token, m.topic, m.payload, m.content_type, \
-             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key, m.priority, m.due_at \
+             m.headers_json, m.created_at, m.expires_at, s.id, l.attempts, m.group_key, m.priority, m.due_at, \
+             m.message_group_key \
              FROM leased l JOIN due m ON m.message_id = l.message_id LEFT JOIN started s ON s.message_id = l.message_id \
              ORDER BY m.priority, m.due_at",
         );

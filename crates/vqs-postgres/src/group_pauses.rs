@@ -57,6 +57,15 @@ pub(crate) async fn group_pause_set(pool: &PgPool, p: GroupPauseSetParams) -> Re
         }
         removed
     };
+    // Every process's view of the paused groups (`Queue::group_paused_known`) hears of it at
+    // the commit: `gpause:<topic>/<group>` (a topic has no `/`).
+    sqlx::query("SELECT pg_notify('vqs_control', $1 || $2 || '/' || $3)")
+        .bind(if p.paused { "gpause:" } else { "gresume:" })
+        .bind(&p.topic)
+        .bind(&p.group_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     Ok(out)
 }

@@ -117,6 +117,7 @@ pub(crate) async fn delivery_claim(
                 expires_at: r.get(8),
                 lease_until,
                 execution_id: r.get(9),
+                group_key: r.get(14),
             }
         })
         .collect())

@@ -239,6 +239,10 @@ impl PgStore {
                                 queue.notice_topic_control(topic, true);
                             } else if let Some(topic) = payload.strip_prefix("resume:") {
                                 queue.notice_topic_control(topic, false);
+                            } else if let Some(key) = payload.strip_prefix("gpause:") {
+                                queue.notice_group_control(key, true);
+                            } else if let Some(key) = payload.strip_prefix("gresume:") {
+                                queue.notice_group_control(key, false);
                             } else if let Some(topic) = payload.strip_prefix("limits:") {
                                 // Read the overrides off the listener's task: it keeps listening.
                                 let (queue, topic) = (queue.clone(), topic.to_owned());
@@ -257,8 +261,9 @@ impl PgStore {
     }
 }
 
-/// The channel a cancel (`cancel:<message id>`) and a pause or resume of a topic
-/// (`pause:<topic>`, `resume:<topic>`) are announced on, in their own transaction.
+/// The channel a cancel (`cancel:<message id>`), a pause or resume of a topic (`pause:<topic>`,
+/// `resume:<topic>`) or of a message group (`gpause:<topic>/<group>`, `gresume:…`) and a
+/// change of a topic's limits (`limits:<topic>`) are announced on, in their own transaction.
 pub const CONTROL_CHANNEL: &str = "vqs_control";
 
 fn ssl_mode_name(mode: PgSslMode) -> &'static str {

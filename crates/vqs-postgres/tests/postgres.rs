@@ -617,6 +617,53 @@ async fn a_paused_group_is_held_on_every_process_and_its_backlog_left_to_the_rea
     assert!(drained[..5000].windows(2).all(|w| w[0] < w[1]), "A in due order");
 }
 
+/// A group pause or resume in one process reaches another process's view of the paused
+/// groups (what its dispatcher checks a buffered lease against) through `NOTIFY`, without
+/// waiting for a poll; a reconnected listener's view is read from the table.
+#[tokio::test]
+async fn a_group_pause_in_one_process_reaches_the_others_view_at_once() {
+    let url = fresh_url().await;
+    let (a, b) = (store(&url).await, store(&url).await);
+    let queue_a = Queue::new(Arc::new(a.clone()), Clock::system());
+    let queue_b = Queue::new(Arc::new(b), Clock::system());
+    let _listener = a.forward_wakeups(queue_a.clone());
+    let group = "tenant/7 é";
+    // Pause and resume from B until A's listener is up and hears one (LISTEN starts
+    // asynchronously); then each change is heard within the wait, never by a poll (none runs).
+    let heard = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            queue_b.pause_group("t", group).await.unwrap();
+            if wait_until(|| queue_a.group_paused_known("t", group), Duration::from_millis(500)).await {
+                return;
+            }
+            queue_b.resume_group("t", group).await.unwrap();
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "process A never heard process B's group pause");
+    assert!(!queue_a.group_paused_known("u", group), "the same group of another topic is not paused");
+    queue_b.resume_group("t", group).await.unwrap();
+    assert!(wait_until(|| !queue_a.group_paused_known("t", group), Duration::from_secs(5)).await, "the resume");
+    // A view read from the table (as after a reconnect) has what is stored.
+    queue_b.pause_group("t", "X").await.unwrap();
+    let c = Queue::new(Arc::new(store(&url).await), Clock::system());
+    assert!(!c.group_paused_known("t", "X"), "not read yet");
+    c.read_paused_groups().await.unwrap();
+    assert!(c.group_paused_known("t", "X"));
+}
+
+/// Whether `check` holds within `limit`, looking every 5 ms.
+async fn wait_until(check: impl Fn() -> bool, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    check()
+}
+
 /// A consumer group whose subscription stays grouped after its group limit or pause ended
 /// claims in one plain statement, which folds no wake-ups: its publishes and settlements'
 /// wake-ups are folded by maintenance instead of piling up, and its groups stay claimable

@@ -250,7 +250,7 @@ pub(crate) async fn claim_in(
     }
 
     let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at FROM messages WHERE id IN (",
+        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at, group_key FROM messages WHERE id IN (",
     );
     let mut sep = sel.separated(", ");
     for r in &leased {
@@ -280,6 +280,7 @@ pub(crate) async fn claim_in(
             expires_at: time(m.get(6)),
             lease_until: time(lease_until),
             execution_id,
+            group_key: m.get(7),
         });
     }
     Ok(out)

@@ -89,6 +89,28 @@ pub async fn a_claim_skips_a_paused_group_and_spends_nothing_on_it(s: Store) {
     assert_eq!(s.delivery_claim(claim_params("g", 10, at(6))).await.unwrap().len(), 1, "the rest of A");
 }
 
+/// A lease names its message's group, whichever way it was claimed — plain (the consumer
+/// group is not grouped), grouped, or by id — so a dispatcher can hold back a buffered
+/// lease of a group paused after the claim.
+pub async fn a_lease_names_its_messages_group_however_it_was_claimed(s: Store) {
+    subscribe(&s, "t", "plain").await;
+    subscribe_grouped(&s, "t", "grouped").await;
+    let a = send_to(&s, "t", Some("tenant/A é"), 0).await;
+    let none = send_to(&s, "t", None, 1).await;
+    let keys = |leased: Vec<LeasedMessage>| {
+        let mut v: Vec<(String, Option<String>)> = leased.into_iter().map(|m| (m.message_id, m.group_key)).collect();
+        v.sort();
+        v
+    };
+    let mut want = vec![(a.clone(), Some("tenant/A é".to_owned())), (none.clone(), None)];
+    want.sort();
+    assert_eq!(keys(s.delivery_claim(claim_params("plain", 10, at(2))).await.unwrap()), want, "plain");
+    let grouped = DeliveryClaimParams { group_concurrency: Some(5), ..claim_params("grouped", 10, at(2)) };
+    assert_eq!(keys(s.delivery_claim(grouped).await.unwrap()), want, "grouped");
+    let by_id = DeliveryClaimParams { message_id: Some(a.clone()), ..claim_params("plain", 1, at(200)) };
+    assert_eq!(keys(s.delivery_claim(by_id).await.unwrap()), [(a, Some("tenant/A é".to_owned()))], "by id");
+}
+
 pub async fn a_grouped_claim_skips_a_paused_group_until_resumed(s: Store) {
     subscribe_grouped(&s, "t", "g").await;
     let grouped =

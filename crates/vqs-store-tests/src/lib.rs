@@ -160,6 +160,7 @@ macro_rules! conformance {
                                 a_group_start_given_back_lets_the_group_start_again_at_once }
             group_pauses { a_pause_is_stored_idempotent_and_per_topic, sixteen_concurrent_pauses_leave_one_row,
                            a_claim_skips_a_paused_group_and_spends_nothing_on_it,
+                           a_lease_names_its_messages_group_however_it_was_claimed,
                            a_grouped_claim_skips_a_paused_group_until_resumed,
                            an_ungrouped_consumer_group_claims_around_a_paused_backlog_through_the_ready_groups,
                            a_consumer_group_with_a_paused_group_still_takes_a_full_batch_of_one_group }

@@ -128,6 +128,7 @@ impl QueueService for VercelQueueService {
             expires_at: m.expires_at.unwrap_or(m.created_at + chrono::Duration::hours(24)),
             lease_until: now + chrono::Duration::seconds(i64::from(seconds)),
             execution_id: None,
+            group_key: None,
         })
     }
 

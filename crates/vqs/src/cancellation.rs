@@ -170,6 +170,7 @@ impl Queue {
         self.cancellations().notified.store(connected, Ordering::Relaxed);
         if connected {
             self.paused_topics_view().mark_unread();
+            self.paused_groups_view().mark_unread();
             self.limits_state().mark_unread();
         }
     }

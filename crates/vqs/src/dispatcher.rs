@@ -332,6 +332,12 @@ async fn consumer_loop(
                 release(&queue, &m, "its topic is paused").await;
                 continue;
             }
+            // Likewise its message group.
+            if m.group_key.as_deref().is_some_and(|g| queue.group_paused_known(&m.topic, g)) {
+                drop((permit, place));
+                release(&queue, &m, "its message group is paused").await;
+                continue;
+            }
             // A lease that waited too long in the buffer is given back, not pushed late.
             if m.lease_until - queue.clock().now()
                 < chrono::Duration::from_std(consumer.visibility / 2).unwrap_or_default()

@@ -12,6 +12,12 @@
 //! lease (Vercel's) of a paused group's message is deferred by [`crate::PAUSED_DEFER`], like
 //! a paused topic's.
 //!
+//! Each process also keeps the paused groups in memory, as it does the paused topics
+//! (`topic_pause.rs`: set at once by a pause here, by `NOTIFY vqs_control` —
+//! `gpause:<topic>/<group>`, `gresume:…` — on PostgreSQL, else read once every
+//! [`crate::TOPIC_CONTROL_POLL_INTERVAL`]), for one check the claim cannot make: a lease
+//! already in a dispatcher's buffer when its group is paused is given back unrun.
+//!
 //! [`QueueStore::group_pause_set`]: crate::QueueStore::group_pause_set
 
 use crate::store::{GroupPause, GroupPauseListParams, GroupPauseSetParams};
@@ -60,6 +66,9 @@ impl Queue {
             now: self.clock().now(),
         };
         let out = self.store().group_pause_set(p).await?;
+        if self.paused_groups_view().set(&view_key(topic, group), out.is_some() && paused) {
+            self.wake();
+        }
         tracing::info!(
             queue.name = topic,
             queue.group = group,
@@ -68,6 +77,38 @@ impl Queue {
             if paused { "paused" } else { "resumed" }
         );
         Ok(out)
+    }
+
+    /// Is `group` of `topic` paused as this process knows it, without asking the store (at
+    /// most [`crate::TOPIC_CONTROL_POLL_INTERVAL`] old where no notification reaches the
+    /// process; of the first [`MAX_PAUSED_GROUPS_LISTED`] paused groups when read from the
+    /// store)? The dispatcher asks it of each lease it takes from its buffer.
+    pub fn group_paused_known(&self, topic: &str, group: &str) -> bool {
+        let view = self.paused_groups_view().snapshot();
+        !view.is_empty() && view.contains(&view_key(topic, group))
+    }
+
+    /// Read the paused message groups from the store now (the first
+    /// [`MAX_PAUSED_GROUPS_LISTED`]); the dispatchers are woken when one was resumed.
+    pub async fn read_paused_groups(&self) -> Result<(), QueueError> {
+        let read = async {
+            let p = GroupPauseListParams { topic: None, group_key: None, limit: MAX_PAUSED_GROUPS_LISTED };
+            let listed = self.store().group_pause_list(p).await?;
+            Ok(listed.iter().map(|g| view_key(&g.topic, &g.group_key)).collect())
+        };
+        if self.paused_groups_view().read_from(read).await? {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// A pause or resume of a message group announced by another process (a backend's
+    /// notification listener calls this with the payload after `gpause:` / `gresume:`,
+    /// `<topic>/<group>`).
+    pub fn notice_group_control(&self, topic_and_group: &str, paused: bool) {
+        if topic_and_group.contains('/') && self.paused_groups_view().set(topic_and_group, paused) {
+            self.wake();
+        }
     }
 
     /// Is `group` of `topic` paused (as stored)?
@@ -103,4 +144,10 @@ impl Queue {
             None => !listed.is_empty(),
         })
     }
+}
+
+/// A paused group in this process's view: `topic/group` (a topic name has no `/`, so the
+/// first one splits it).
+fn view_key(topic: &str, group: &str) -> String {
+    format!("{topic}/{group}")
 }

@@ -86,6 +86,8 @@ struct Inner {
     recorder: OnceLock<SharedRecorder>,
     cancellations: crate::cancellation::Cancellations,
     paused: crate::topic_pause::PausedTopics,
+    /// The paused message groups, as `topic/group` (topic names have no `/`).
+    paused_groups: crate::topic_pause::PausedTopics,
     limits: crate::topic_limits::LimitsState,
 }
 
@@ -132,6 +134,7 @@ impl Queue {
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
                 paused: Default::default(),
+                paused_groups: Default::default(),
                 limits: Default::default(),
             }),
         }
@@ -150,6 +153,7 @@ impl Queue {
                 recorder: OnceLock::new(),
                 cancellations: Default::default(),
                 paused: Default::default(),
+                paused_groups: Default::default(),
                 limits: Default::default(),
             }),
         }
@@ -181,6 +185,10 @@ impl Queue {
 
     pub(crate) fn paused_topics_view(&self) -> &crate::topic_pause::PausedTopics {
         &self.inner.paused
+    }
+
+    pub(crate) fn paused_groups_view(&self) -> &crate::topic_pause::PausedTopics {
+        &self.inner.paused_groups
     }
 
     pub(crate) fn limits_state(&self) -> &crate::topic_limits::LimitsState {

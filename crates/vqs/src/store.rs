@@ -322,6 +322,11 @@ pub struct LeasedMessage {
     pub lease_until: DateTime<Utc>,
     /// The `running` execution recorded with the lease (`start_executions`).
     pub execution_id: Option<i64>,
+    /// The message's group key (SPEC.md, "Flow control"), whether or not the consumer group
+    /// is grouped: a lease waiting in a dispatcher's buffer when its group is paused is given
+    /// back unrun. `None`: the message has none, or the store does not know it (a lease
+    /// from a remote queue service).
+    pub group_key: Option<String>,
 }
 
 /// Identify a lease.

@@ -63,7 +63,7 @@ impl PausedTopics {
     }
 
     /// Record one topic's state; true when it was resumed (was paused here).
-    fn set(&self, topic: &str, paused: bool) -> bool {
+    pub(crate) fn set(&self, topic: &str, paused: bool) -> bool {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
         if state.topics.contains(topic) == paused {
@@ -86,6 +86,33 @@ impl PausedTopics {
 
     fn read_within(&self, age: Duration) -> bool {
         self.lock().read_at.is_some_and(|at| at.elapsed() < age)
+    }
+
+    /// Whether the store was read since the view was last marked unread.
+    pub(crate) fn was_read(&self) -> bool {
+        self.lock().read_at.is_some()
+    }
+
+    /// Make `read` — what `store_read` returned from the store — the view, unless a change
+    /// was heard of while it was read (then the view is read again next time). True when
+    /// something the view had is no longer in it (resumed).
+    pub(crate) async fn read_from<F>(&self, store_read: F) -> Result<bool, QueueError>
+    where
+        F: std::future::Future<Output = Result<BTreeSet<String>, QueueError>>,
+    {
+        let _one = self.reading.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let read = store_read.await?;
+        let mut state = self.lock();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            // A change was heard of meanwhile: this read may predate it; read again next time.
+            state.read_at = None;
+            return Ok(false);
+        }
+        let resumed = state.topics.iter().any(|t| !read.contains(t));
+        state.topics = Arc::new(read);
+        state.read_at = Some(Instant::now());
+        Ok(resumed)
     }
 }
 
@@ -150,24 +177,11 @@ impl Queue {
     /// Read the paused topics from the store now; the dispatchers of a topic found resumed
     /// are woken.
     pub async fn read_paused_topics(&self) -> Result<(), QueueError> {
-        let view = self.paused_topics_view();
-        let _one = view.reading.lock().await;
-        let generation = view.generation.load(Ordering::SeqCst);
-        let stored = self.store().topic_control_list(TopicControlListParams { paused_only: true }).await?;
-        let topics: BTreeSet<String> = stored.into_iter().map(|c| c.topic).collect();
-        let resumed = {
-            let mut state = view.lock();
-            if view.generation.load(Ordering::SeqCst) != generation {
-                // A change was heard of meanwhile: this read may predate it; read again next time.
-                state.read_at = None;
-                return Ok(());
-            }
-            let resumed = state.topics.iter().any(|t| !topics.contains(t));
-            state.topics = Arc::new(topics);
-            state.read_at = Some(Instant::now());
-            resumed
+        let read = async {
+            let stored = self.store().topic_control_list(TopicControlListParams { paused_only: true }).await?;
+            Ok(stored.into_iter().map(|c| c.topic).collect())
         };
-        if resumed {
+        if self.paused_topics_view().read_from(read).await? {
             self.wake();
         }
         Ok(())
@@ -198,11 +212,19 @@ pub async fn watch_topic_controls(queue: Queue, mut shutdown: watch::Receiver<bo
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if queue.control_notifications() && queue.paused_topics_view().lock().read_at.is_some() && queue.limits_read() {
+        if queue.control_notifications()
+            && queue.paused_topics_view().was_read()
+            && queue.paused_groups_view().was_read()
+            && queue.limits_read()
+        {
             continue;
         }
         if let Err(e) = queue.read_paused_topics().await {
             tracing::warn!(error = %e, "could not read the paused topics; trying again shortly");
+        }
+        // And the paused message groups (`group_pause.rs`).
+        if let Err(e) = queue.read_paused_groups().await {
+            tracing::warn!(error = %e, "could not read the paused message groups; trying again shortly");
         }
         // The limit overrides travel the same way (`topic_limits.rs`).
         if let Err(e) = queue.read_topic_limits().await {

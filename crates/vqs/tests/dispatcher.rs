@@ -1,8 +1,9 @@
 //! The local dispatcher on a real SQLite store, pushing through an in-process pusher:
 //! `maxConcurrency` bounds the jobs running at once, a job's slot goes to the next message
 //! as soon as its code is done (before its settlement is written), a failed push gives the
-//! lease back for `retryAfterSeconds`, `maxDeliveries` dead-letters, and an idle dispatcher
-//! is woken by a publish.
+//! lease back for `retryAfterSeconds`, `maxDeliveries` dead-letters, an idle dispatcher
+//! is woken by a publish, and a lease waiting in the buffer when its group is paused is
+//! given back unrun.
 
 mod support;
 
@@ -320,4 +321,81 @@ async fn a_group_rate_limit_spaces_one_groups_starts_and_not_anothers() {
     clock.advance(Duration::from_secs(60));
     assert_eq!(vqs::dispatch_due(&queue, &c, &pusher, "dev1", 10).await.unwrap(), 1, "a minute later, one more");
     assert_eq!(succeeded(&queue, PerTenant::TOPIC).await, 3);
+}
+
+/// Holds while its params say so, until the gate opens.
+struct Gated(Arc<Notify>);
+
+#[derive(Serialize, Deserialize)]
+struct Hold {
+    hold: bool,
+}
+
+impl Jobbable for Gated {
+    type Params = Hold;
+    const TOPIC: &'static str = "gated";
+
+    async fn perform(&self, p: Hold, _: JobContext) -> Result<(), JobError> {
+        if p.hold {
+            self.0.notified().await;
+        }
+        Ok(())
+    }
+}
+
+async fn send_gated(queue: &Queue, hold: bool, group: Option<&str>) -> String {
+    let body = serde_json::to_vec(&Hold { hold }).unwrap();
+    let opts = SendOpts { group: group.map(str::to_owned), ..SendOpts::default() };
+    queue.send(Gated::TOPIC, body, opts).await.unwrap().message_id
+}
+
+async fn delivery_state(queue: &Queue, id: &str) -> (DeliveryState, u32) {
+    let m = queue.message(id).await.unwrap().expect("the message");
+    (m.deliveries[0].state, m.deliveries[0].attempts)
+}
+
+/// A lease already waiting in the dispatcher's buffer when its message group is paused is
+/// given back unrun — no push, no attempt spent — and runs after the resume, as a paused
+/// topic's does: nothing new of a paused group starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_lease_of_a_group_paused_after_its_claim_is_given_back_unrun() {
+    let (queue, _dir) = sqlite_queue(Clock::system()).await;
+    let gate = Arc::new(Notify::new());
+    // One job at a time, and a long prefetch: once the dispatcher has a rate, it leases
+    // ahead of its one slot, into its buffer.
+    let c = ConsumerConfig { max_concurrency: 1, ..consumer(&queue, Gated::TOPIC).await };
+    let pusher = Arc::new(HandlerPusher::new(&queue, QueueHandler::new(Gated(gate.clone()))));
+    let config = DispatcherConfig { prefetch: Duration::from_secs(60), ..DispatcherConfig::default() };
+    let running = start(&queue, c, pusher.clone(), config);
+    // Two quick jobs over 150 ms give it a rate.
+    send_gated(&queue, false, None).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    send_gated(&queue, false, None).await;
+    eventually("the two quick jobs ran", async || succeeded(&queue, Gated::TOPIC).await == 2).await;
+    // One job takes the slot and holds it; two of group A are leased behind it.
+    let holder = send_gated(&queue, true, None).await;
+    eventually("the holder runs", async || delivery_state(&queue, &holder).await.0 == DeliveryState::Leased).await;
+    let a = [send_gated(&queue, false, Some("A")).await, send_gated(&queue, false, Some("A")).await];
+    for id in &a {
+        eventually("A's message is leased into the buffer", async || {
+            delivery_state(&queue, id).await.0 == DeliveryState::Leased
+        })
+        .await;
+    }
+    queue.pause_group(Gated::TOPIC, "A").await.unwrap();
+    gate.notify_one();
+    eventually("the holder finished", async || succeeded(&queue, Gated::TOPIC).await == 3).await;
+    for id in &a {
+        eventually("A's lease is given back", async || delivery_state(&queue, id).await.0 == DeliveryState::Pending)
+            .await;
+        assert_eq!(delivery_state(&queue, id).await.1, 0, "no attempt spent on a held message");
+    }
+    assert!(pusher.pushed().iter().all(|p| !a.contains(&p.message_id)), "nothing of the paused group was pushed");
+    // Resumed: both run, once each.
+    queue.resume_group(Gated::TOPIC, "A").await.unwrap();
+    eventually("A ran after the resume", async || succeeded(&queue, Gated::TOPIC).await == 5).await;
+    running.stop().await;
+    for id in &a {
+        assert_eq!(pusher.pushed().iter().filter(|p| &p.message_id == id).count(), 1, "{id} pushed once");
+    }
 }
