@@ -1,8 +1,9 @@
 use subtle::ConstantTimeEq;
 
 /// A bearer secret. `Debug` and `Display` print `[redacted]`; comparison is constant time.
+/// Shared, not copied, by a clone (the app's state, secrets included, is cloned per request).
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,7 +20,7 @@ impl std::fmt::Display for Secret {
 impl Secret {
     /// `None` for an unset, empty or blank value.
     pub fn new(value: Option<String>) -> Option<Secret> {
-        value.filter(|v| !v.trim().is_empty()).map(Secret)
+        value.filter(|v| !v.trim().is_empty()).map(|v| Secret(v.into()))
     }
 
     /// True when `given` equals the secret. Constant time in the secret's bytes: every byte

@@ -670,7 +670,7 @@ pub(crate) async fn push_one(
     consumer: &ConsumerConfig,
     pusher: &dyn Pusher,
     region: &str,
-    m: LeasedMessage,
+    mut m: LeasedMessage,
     slot: Option<ExecutionSlot>,
 ) {
     if m.delivery_count > consumer.max_deliveries {
@@ -689,7 +689,10 @@ pub(crate) async fn push_one(
         return;
     }
     queue.count(METRIC_DELIVERED, &m.topic);
-    let delivery = Delivery { execution_slot: slot, ..Delivery::from_leased(&m, region) };
+    // The payload moves into the push (what is left of `m` settles a failed one): a large
+    // body is not copied per push.
+    let body = bytes::Bytes::from(std::mem::take(&mut m.payload));
+    let delivery = Delivery { execution_slot: slot, body, ..Delivery::from_leased(&m, region) };
     let outcome = pusher.push(&consumer.route_path, delivery).await;
     let failure = match outcome {
         Ok(status) if (200..300).contains(&status) => return,
