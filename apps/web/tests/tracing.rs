@@ -1,7 +1,8 @@
 //! Tracing: the producer's W3C `traceparent` reaches the job's span and every message the
 //! job publishes; `VQS_LOG_FORMAT=json` writes one JSON object per line whose span carries
 //! the stable fields `job.topic`, `job.id`, `job.attempt`, `message.id` and `trace.id`;
-//! text logs written to a pipe carry no colour codes.
+//! text logs written to a pipe carry no colour codes; an in-process push runs in its
+//! producer's trace from the app's trace layer on.
 
 mod common;
 
@@ -113,6 +114,29 @@ async fn a_request_with_a_traceparent_enqueues_in_its_trace() {
     assert_eq!(app.call(req).await.0, http::StatusCode::CREATED);
     let m = claim_one(&app, &app.consumer("probe").consumer_group).await;
     assert_eq!(traceparent_of(&m).expect("traceparent stored").trace_id, TRACE_ID);
+}
+
+/// An in-process push (the dispatcher's, through the app's router) carries its producer's
+/// trace in its delivery rather than in a header: the app's trace layer still runs the
+/// request in that trace, as it does a request over HTTP with a `traceparent`.
+#[tokio::test]
+async fn the_trace_layer_runs_an_in_process_push_in_its_producers_trace() {
+    use tower::ServiceExt;
+    let app = TestApp::new().await;
+    let seen = axum::Router::new().route(
+        "/seen",
+        axum::routing::post(|| async { TraceContext::current().map(|t| t.trace_id).unwrap_or_default() }),
+    );
+    let router = vqs_axum::app(app.state.clone(), seen);
+    let headers = serde_json::json!({ "traceparent": traceparent() }).to_string();
+    let opts = SendOpts { headers_json: Some(headers), ..SendOpts::default() };
+    app.queue().send("probe", b"{}".to_vec(), opts).await.unwrap();
+    let leased = claim_one(&app, &app.consumer("probe").consumer_group).await;
+    let mut req = http::Request::post("/seen").body(axum::body::Body::empty()).unwrap();
+    req.extensions_mut().insert(vqs_axum::InProcessPush(Delivery::from_leased(&leased, "dev1")));
+    let resp = router.oneshot(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    assert_eq!(std::str::from_utf8(&body).unwrap(), TRACE_ID);
 }
 
 #[tokio::test]

@@ -32,8 +32,13 @@ pub fn app(state: VqsState, routes: Router<VqsState>) -> Router {
 }
 
 /// A request with a W3C `traceparent` is handled in that trace: jobs it enqueues carry it.
+/// An in-process push carries its producer's in its delivery, not in a header.
 async fn continue_trace(req: Request, next: Next) -> Response {
-    let trace = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+    let trace = match req.extensions().get::<crate::InProcessPush>() {
+        Some(push) => push.0.traceparent.as_deref(),
+        None => req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+    }
+    .and_then(TraceContext::parse);
     match trace {
         Some(t) => t.child().scope(next.run(req)).await,
         None => next.run(req).await,
