@@ -14,8 +14,8 @@ use crate::state::{PushSource, VqsState};
 /// Marks a request made by this process's own dispatcher (`router.oneshot`), and carries
 /// its delivery as the dispatcher built it — with the `running` execution recorded with the
 /// lease, the attempt number and the execution slot, which never travel in a header. The
-/// route takes it as it is: its CloudEvent headers are not built to be parsed again (a
-/// fifth of the app's work per job). A request extension: nothing a client sends over
+/// route takes it as it is: its CloudEvent headers are not built to be parsed again (about
+/// a sixth of the app's work per job). A request extension: nothing a client sends over
 /// HTTP can set it.
 #[derive(Clone, Debug)]
 pub struct InProcessPush(pub Delivery);

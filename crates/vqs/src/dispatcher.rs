@@ -81,10 +81,7 @@ impl ConsumerConfig {
     /// Whether the consumer takes messages of `topic`: its own topic, or any topic starting
     /// with the prefix of a wildcard pattern (`prefix*`).
     pub fn consumes(&self, topic: &str) -> bool {
-        match self.topic_pattern.strip_suffix('*') {
-            Some(prefix) => topic.starts_with(prefix),
-            None => self.topic_pattern == topic,
-        }
+        crate::store_support::TopicPattern::parse(&self.topic_pattern).matches(topic)
     }
 
     /// A limit counted in the database across processes (`maxConcurrency` or a group

@@ -85,9 +85,9 @@ struct Inner {
     publisher: Option<Arc<dyn QueueService>>,
     recorder: OnceLock<SharedRecorder>,
     cancellations: crate::cancellation::Cancellations,
-    paused: crate::topic_pause::PausedTopics,
+    paused: crate::topic_pause::PausedSet,
     /// The paused message groups, as `topic/group` (topic names have no `/`).
-    paused_groups: crate::topic_pause::PausedTopics,
+    paused_groups: crate::topic_pause::PausedSet,
     limits: crate::topic_limits::LimitsState,
 }
 
@@ -183,11 +183,11 @@ impl Queue {
         &self.inner.cancellations
     }
 
-    pub(crate) fn paused_topics_view(&self) -> &crate::topic_pause::PausedTopics {
+    pub(crate) fn paused_topics_view(&self) -> &crate::topic_pause::PausedSet {
         &self.inner.paused
     }
 
-    pub(crate) fn paused_groups_view(&self) -> &crate::topic_pause::PausedTopics {
+    pub(crate) fn paused_groups_view(&self) -> &crate::topic_pause::PausedSet {
         &self.inner.paused_groups
     }
 

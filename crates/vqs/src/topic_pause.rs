@@ -34,9 +34,10 @@ pub const TOPIC_CONTROL_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// half a minute on Vercel, at two deliveries a minute per held message.
 pub const PAUSED_DEFER: Duration = Duration::from_secs(30);
 
-/// This process's view of the paused topics.
+/// This process's view of what is paused: the paused topics, and (a second view, keyed
+/// `topic/group`) the paused message groups (`group_pause.rs`).
 #[derive(Default)]
-pub(crate) struct PausedTopics {
+pub(crate) struct PausedSet {
     state: Mutex<ViewState>,
     /// Bumped by every change heard of (a pause here, a notification): a store read that
     /// started before it is not applied over it.
@@ -47,35 +48,35 @@ pub(crate) struct PausedTopics {
 
 #[derive(Default)]
 struct ViewState {
-    topics: Arc<BTreeSet<String>>,
+    keys: Arc<BTreeSet<String>>,
     /// When the store was last read; `None`: never, or the view must be read again (a
     /// notification channel reconnected: what it missed is unknown).
     read_at: Option<Instant>,
 }
 
-impl PausedTopics {
+impl PausedSet {
     fn lock(&self) -> std::sync::MutexGuard<'_, ViewState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn snapshot(&self) -> Arc<BTreeSet<String>> {
-        self.lock().topics.clone()
+        self.lock().keys.clone()
     }
 
-    /// Record one topic's state; true when it was resumed (was paused here).
-    pub(crate) fn set(&self, topic: &str, paused: bool) -> bool {
+    /// Record one key's state; true when it was resumed (was paused here).
+    pub(crate) fn set(&self, key: &str, paused: bool) -> bool {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
-        if state.topics.contains(topic) == paused {
+        if state.keys.contains(key) == paused {
             return false;
         }
-        let mut topics = (*state.topics).clone();
+        let mut keys = (*state.keys).clone();
         if paused {
-            topics.insert(topic.to_owned());
+            keys.insert(key.to_owned());
         } else {
-            topics.remove(topic);
+            keys.remove(key);
         }
-        state.topics = Arc::new(topics);
+        state.keys = Arc::new(keys);
         !paused
     }
 
@@ -109,8 +110,8 @@ impl PausedTopics {
             state.read_at = None;
             return Ok(false);
         }
-        let resumed = state.topics.iter().any(|t| !read.contains(t));
-        state.topics = Arc::new(read);
+        let resumed = state.keys.iter().any(|k| !read.contains(k));
+        state.keys = Arc::new(read);
         state.read_at = Some(Instant::now());
         Ok(resumed)
     }
