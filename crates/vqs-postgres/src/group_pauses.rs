@@ -93,41 +93,201 @@ const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::fro
 /// with a paused message group. Their claim then skips the paused group in the ready set
 /// instead of reading past its backlog in due order.
 ///
-/// Read at most once a second per store (one small join; the plain claim stays one
-/// statement, with no extra round trip), and at once after this store pauses or resumes a
-/// group or changes a subscription. Another process's pause reaches it within that second;
-/// until then the plain claim holds the group back by its filter ([`CLAIM_FILTER`]), so a
-/// stale answer costs speed for that second, never correctness.
+/// Read once a second per store (one small join; the plain claim stays one statement), and
+/// at once after this store pauses or resumes a group or changes a subscription. Another
+/// process's pause reaches it within that second; until then the plain claim holds the group
+/// back by its filter ([`CLAIM_FILTER`]), so a stale answer costs speed for that second,
+/// never correctness. For the same reason the claim never waits for the once-a-second read:
+/// it goes by the last answer while the next is read in the background (a claim that waited
+/// for it — a pool connection, then the join — held back every job its claim would have
+/// started, once a second: the latency workload's slowest samples, BENCHMARKS.md). Only a
+/// claim with no answer at all (the first, or the first after [`ClaimsByGroup::forget`])
+/// reads before it claims.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimsByGroup {
-    read: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
+    state: std::sync::Mutex<ClaimsByGroupState>,
+}
+
+#[derive(Debug, Default)]
+struct ClaimsByGroupState {
+    /// The last answer, and when the read that gave it started.
+    known: Option<(std::time::Instant, Arc<HashSet<String>>)>,
+    /// A background read is under way (one at a time).
+    refreshing: bool,
+    /// Bumped by [`ClaimsByGroup::forget`]: a read that started before it is not kept.
+    generation: u64,
 }
 
 impl ClaimsByGroup {
-    /// Forget the last read: the next claim reads again.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsByGroupState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forget the last read: the next claim reads again before it claims.
     pub(crate) fn forget(&self) {
-        *self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let mut state = self.lock();
+        state.known = None;
+        state.generation += 1;
     }
 
     /// Does `consumer_group` claim through the ready groups (see the type)?
-    pub(crate) async fn contains(&self, pool: &PgPool, consumer_group: &str) -> Result<bool, StoreError> {
-        let known = self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let groups = match known {
-            Some((at, groups)) if at.elapsed() < CLAIMS_BY_GROUP_READ_EVERY => groups,
-            _ => {
-                let read_at = std::time::Instant::now();
-                let rows: Vec<String> = sqlx::query_scalar(
-                    "SELECT DISTINCT s.consumer_group FROM group_pauses gp JOIN subscriptions s \
-                     ON s.grouped AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix)))",
-                )
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?;
-                let groups: Arc<HashSet<String>> = Arc::new(rows.into_iter().collect());
-                *self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((read_at, groups.clone()));
-                groups
-            }
-        };
+    pub(crate) async fn contains(self: &Arc<Self>, pool: &PgPool, consumer_group: &str) -> Result<bool, StoreError> {
+        let pool = pool.clone();
+        let groups = self.answer(move || read_claims_by_group(pool)).await?;
         Ok(groups.contains(consumer_group))
+    }
+
+    /// The answer to go by now: read with `read` when there is none; else the last one,
+    /// with `read` started in the background when it is a second old.
+    async fn answer<F, R>(self: &Arc<Self>, read: F) -> Result<Arc<HashSet<String>>, StoreError>
+    where
+        F: FnOnce() -> R,
+        R: std::future::Future<Output = Result<HashSet<String>, StoreError>> + Send + 'static,
+    {
+        let (known, generation, refresh) = {
+            let mut state = self.lock();
+            let stale = state.known.as_ref().is_some_and(|(at, _)| at.elapsed() >= CLAIMS_BY_GROUP_READ_EVERY);
+            let refresh = stale && !state.refreshing;
+            state.refreshing |= refresh;
+            (state.known.as_ref().map(|(_, groups)| groups.clone()), state.generation, refresh)
+        };
+        let Some(known) = known else {
+            let read_at = std::time::Instant::now();
+            let groups = Arc::new(read().await?);
+            self.keep(generation, read_at, groups.clone());
+            return Ok(groups);
+        };
+        if refresh {
+            let (this, reading) = (self.clone(), read());
+            tokio::spawn(async move {
+                let read_at = std::time::Instant::now();
+                match reading.await {
+                    Ok(groups) => this.keep(generation, read_at, Arc::new(groups)),
+                    Err(e) => {
+                        // The last answer stays (it costs speed at worst); try again in a second.
+                        tracing::warn!(error = %e, "could not read which consumer groups have a paused message group; going by the last read");
+                        let mut state = this.lock();
+                        if let Some((at, _)) = state.known.as_mut() {
+                            *at = read_at;
+                        }
+                    }
+                }
+                this.lock().refreshing = false;
+            });
+        }
+        Ok(known)
+    }
+
+    /// Keep a read's answer, unless the view was forgotten since it started.
+    fn keep(&self, generation: u64, read_at: std::time::Instant, groups: Arc<HashSet<String>>) {
+        let mut state = self.lock();
+        if state.generation == generation {
+            state.known = Some((read_at, groups));
+        }
+    }
+}
+
+async fn read_claims_by_group(pool: PgPool) -> Result<HashSet<String>, StoreError> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT s.consumer_group FROM group_pauses gp JOIN subscriptions s \
+         ON s.grouped AND (s.topic_pattern = gp.topic OR (s.is_prefix AND starts_with(gp.topic, s.prefix)))",
+    )
+    .fetch_all(&pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The policy of [`ClaimsByGroup`]'s answer: when a claim waits for the read, and when
+    //! it goes by the last answer. (What the read returns is the PostgreSQL suites'.)
+
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use futures::FutureExt;
+    use tokio::sync::oneshot;
+    use vqs::store::StoreError;
+
+    use super::ClaimsByGroup;
+
+    type Read = Result<HashSet<String>, StoreError>;
+
+    fn set(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    /// A read that answers when the test says so.
+    fn held_read() -> (oneshot::Sender<Read>, impl FnOnce() -> futures::future::BoxFuture<'static, Read>) {
+        let (tx, rx) = oneshot::channel::<Read>();
+        (tx, move || async move { rx.await.unwrap_or_else(|_| Err(StoreError::Database("dropped".into()))) }.boxed())
+    }
+
+    /// A view whose answer is `names`, read two seconds ago.
+    fn stale(names: &[&str]) -> Arc<ClaimsByGroup> {
+        let view = Arc::new(ClaimsByGroup::default());
+        view.lock().known = Some((Instant::now() - Duration::from_secs(2), Arc::new(set(names))));
+        view
+    }
+
+    async fn refreshed(view: &ClaimsByGroup) {
+        for _ in 0..1_000 {
+            if !view.lock().refreshing {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the background read never finished");
+    }
+
+    #[tokio::test]
+    async fn with_no_answer_yet_the_claim_waits_for_the_read() {
+        let view = Arc::new(ClaimsByGroup::default());
+        let (tx, read) = held_read();
+        let mut answer = Box::pin(view.answer(read));
+        assert!((&mut answer).now_or_never().is_none(), "answered before the read did");
+        tx.send(Ok(set(&["cg"]))).unwrap();
+        assert_eq!(*answer.await.unwrap(), set(&["cg"]));
+    }
+
+    #[tokio::test]
+    async fn a_claim_goes_by_the_last_answer_while_a_second_old_one_is_read_again() {
+        let view = stale(&["old"]);
+        let (tx, read) = held_read();
+        let answer = view.answer(read).now_or_never().expect("the claim waited for the read");
+        assert_eq!(*answer.unwrap(), set(&["old"]));
+        // One background read at a time: a second claim meanwhile starts none.
+        let second = view.answer(|| async { panic!("a second read started") }.boxed()).now_or_never();
+        assert_eq!(*second.expect("waited").unwrap(), set(&["old"]));
+        tx.send(Ok(set(&["new"]))).unwrap();
+        refreshed(&view).await;
+        let fresh = view.answer(|| async { panic!("read again at once") }.boxed()).now_or_never();
+        assert_eq!(*fresh.expect("waited").unwrap(), set(&["new"]));
+    }
+
+    #[tokio::test]
+    async fn a_read_that_started_before_a_forget_is_not_kept() {
+        let view = stale(&["old"]);
+        let (tx, read) = held_read();
+        view.answer(read).now_or_never().expect("waited").unwrap();
+        view.forget();
+        tx.send(Ok(set(&["before the pause"]))).unwrap();
+        refreshed(&view).await;
+        let after = view.answer(|| async { Ok(set(&["after the pause"])) }.boxed()).await.unwrap();
+        assert_eq!(*after, set(&["after the pause"]), "the forgotten view was read again before the claim");
+    }
+
+    #[tokio::test]
+    async fn a_failed_background_read_keeps_the_last_answer_for_another_second() {
+        let view = stale(&["old"]);
+        view.answer(|| async { Err(StoreError::Database("connection refused".into())) }.boxed())
+            .now_or_never()
+            .expect("waited")
+            .unwrap();
+        refreshed(&view).await;
+        let next = view.answer(|| async { panic!("read again at once after a failure") }.boxed()).now_or_never();
+        assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
     }
 }

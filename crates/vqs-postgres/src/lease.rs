@@ -51,7 +51,7 @@ pub(crate) async fn delivery_claim(
     pool: &PgPool,
     claim_conn: &Arc<tokio::sync::Mutex<HeldConnection>>,
     second_claim_conn: Option<&Arc<tokio::sync::Mutex<HeldConnection>>>,
-    claims_by_group: &crate::group_pauses::ClaimsByGroup,
+    claims_by_group: &Arc<crate::group_pauses::ClaimsByGroup>,
     p: DeliveryClaimParams,
 ) -> Result<Vec<LeasedMessage>, StoreError> {
     let lease_until = p.now + secs(p.visibility_seconds);

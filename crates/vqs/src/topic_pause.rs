@@ -70,13 +70,14 @@ impl PausedSet {
         if state.keys.contains(key) == paused {
             return false;
         }
-        let mut keys = (*state.keys).clone();
+        // Copied only while a snapshot of it is held somewhere (copy on write): a mass pause
+        // of many groups, one at a time, does not copy the whole set per pause.
+        let keys = Arc::make_mut(&mut state.keys);
         if paused {
             keys.insert(key.to_owned());
         } else {
             keys.remove(key);
         }
-        state.keys = Arc::new(keys);
         !paused
     }
 
