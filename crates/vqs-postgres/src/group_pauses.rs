@@ -103,6 +103,9 @@ const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::fro
 /// started, once a second: the latency workload's slowest samples, BENCHMARKS.md). Only a
 /// claim with no answer at all (the first, or the first after [`ClaimsByGroup::forget`])
 /// reads before it claims.
+/// How long a background read of [`ClaimsByGroup`] may take before it counts as failed.
+const BACKGROUND_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Default)]
 pub(crate) struct ClaimsByGroup {
     state: std::sync::Mutex<ClaimsByGroupState>,
@@ -161,7 +164,12 @@ impl ClaimsByGroup {
             let (this, reading) = (self.clone(), read());
             tokio::spawn(async move {
                 let read_at = std::time::Instant::now();
-                match reading.await {
+                // Bounded, so that a read stuck on a dead connection cannot keep every later
+                // one from starting.
+                let read = tokio::time::timeout(BACKGROUND_READ_TIMEOUT, reading).await.unwrap_or_else(|_| {
+                    Err(StoreError::Database(format!("no answer in {} s", BACKGROUND_READ_TIMEOUT.as_secs())))
+                });
+                match read {
                     Ok(groups) => this.keep(generation, read_at, Arc::new(groups)),
                     Err(e) => {
                         // The last answer stays (it costs speed at worst); try again in a second.
@@ -288,6 +296,19 @@ mod tests {
             .unwrap();
         refreshed(&view).await;
         let next = view.answer(|| async { panic!("read again at once after a failure") }.boxed()).now_or_never();
+        assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_background_read_that_never_answers_gives_way_after_its_time_limit() {
+        let view = stale(&["old"]);
+        let (_never_sent, read) = held_read();
+        view.answer(read).now_or_never().expect("waited").unwrap();
+        assert!(view.lock().refreshing);
+        // The paused clock moves on by itself while nothing else can run.
+        tokio::time::sleep(super::BACKGROUND_READ_TIMEOUT + Duration::from_secs(1)).await;
+        refreshed(&view).await;
+        let next = view.answer(|| async { panic!("read again at once after a timeout") }.boxed()).now_or_never();
         assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
     }
 }
