@@ -88,24 +88,25 @@ pub(crate) async fn group_pause_list(pool: &PgPool, p: GroupPauseListParams) -> 
 /// ready groups because a group of their topic is paused ([`ClaimsByGroup`]).
 const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a background read of [`ClaimsByGroup`] may take before it counts as failed.
+const BACKGROUND_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The consumer groups whose claim goes through the ready groups with no limit per group
 /// (`lease.rs`, `delivery_claim`): subscribed grouped (their deliveries carry their group key) to a topic
 /// with a paused message group. Their claim then skips the paused group in the ready set
 /// instead of reading past its backlog in due order.
 ///
-/// Read once a second per store (one small join; the plain claim stays one statement), and
-/// at once after this store pauses or resumes a group or changes a subscription. Another
-/// process's pause reaches it within that second; until then the plain claim holds the group
-/// back by its filter ([`CLAIM_FILTER`]), so a stale answer costs speed for that second,
-/// never correctness. For the same reason the claim never waits for the once-a-second read:
-/// it goes by the last answer while the next is read in the background (a claim that waited
-/// for it — a pool connection, then the join — held back every job its claim would have
-/// started, once a second: the latency workload's slowest samples, BENCHMARKS.md). Only a
-/// claim with no answer at all (the first, or the first after [`ClaimsByGroup::forget`])
-/// reads before it claims.
-/// How long a background read of [`ClaimsByGroup`] may take before it counts as failed.
-const BACKGROUND_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
+/// Read again when a claim finds the answer a second old (one small join; the plain claim
+/// stays one statement), and at once after this store pauses or resumes a group or changes
+/// a subscription. Until another process's pause reaches it, the plain claim holds the group
+/// back by its filter ([`CLAIM_FILTER`], in every claim statement), so a stale answer costs
+/// speed, never correctness. For the same reason the claim never waits for that read: it
+/// goes by the last answer while the next is read in the background (a claim that waited for
+/// it — a pool connection, then the join — held back every job its claim would have started,
+/// once a second: the latency workload's slowest samples, BENCHMARKS.md). So after an idle
+/// spell the first claim goes by an answer as old as the spell, and the claims a moment later
+/// by a fresh one. Only a claim with no answer at all (the first, or the first after
+/// [`ClaimsByGroup::forget`]) reads before it claims.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimsByGroup {
     state: std::sync::Mutex<ClaimsByGroupState>,
@@ -161,8 +162,12 @@ impl ClaimsByGroup {
             return Ok(groups);
         };
         if refresh {
+            // Clears `refreshing` however the task ends: done, panicked, or dropped unrun
+            // (a runtime shutting down), so later reads are never blocked by this one.
+            let refreshing = Refreshing(self.clone());
             let (this, reading) = (self.clone(), read());
             tokio::spawn(async move {
+                let _refreshing = refreshing;
                 let read_at = std::time::Instant::now();
                 // Bounded, so that a read stuck on a dead connection cannot keep every later
                 // one from starting.
@@ -175,12 +180,12 @@ impl ClaimsByGroup {
                         // The last answer stays (it costs speed at worst); try again in a second.
                         tracing::warn!(error = %e, "could not read which consumer groups have a paused message group; going by the last read");
                         let mut state = this.lock();
-                        if let Some((at, _)) = state.known.as_mut() {
+                        let current = state.generation == generation;
+                        if let Some((at, _)) = state.known.as_mut().filter(|_| current) {
                             *at = read_at;
                         }
                     }
                 }
-                this.lock().refreshing = false;
             });
         }
         Ok(known)
@@ -192,6 +197,15 @@ impl ClaimsByGroup {
         if state.generation == generation {
             state.known = Some((read_at, groups));
         }
+    }
+}
+
+/// Owned by a background read of [`ClaimsByGroup`]: clears its `refreshing` when dropped.
+struct Refreshing(Arc<ClaimsByGroup>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.lock().refreshing = false;
     }
 }
 
@@ -236,7 +250,9 @@ mod tests {
     /// A view whose answer is `names`, read two seconds ago.
     fn stale(names: &[&str]) -> Arc<ClaimsByGroup> {
         let view = Arc::new(ClaimsByGroup::default());
-        view.lock().known = Some((Instant::now() - Duration::from_secs(2), Arc::new(set(names))));
+        let two_seconds_ago =
+            Instant::now().checked_sub(Duration::from_secs(2)).expect("the clock is two seconds past its start");
+        view.lock().known = Some((two_seconds_ago, Arc::new(set(names))));
         view
     }
 
@@ -267,11 +283,15 @@ mod tests {
         let answer = view.answer(read).now_or_never().expect("the claim waited for the read");
         assert_eq!(*answer.unwrap(), set(&["old"]));
         // One background read at a time: a second claim meanwhile starts none.
-        let second = view.answer(|| async { panic!("a second read started") }.boxed()).now_or_never();
+        let second = view
+            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("a second read started") })
+            .now_or_never();
         assert_eq!(*second.expect("waited").unwrap(), set(&["old"]));
         tx.send(Ok(set(&["new"]))).unwrap();
         refreshed(&view).await;
-        let fresh = view.answer(|| async { panic!("read again at once") }.boxed()).now_or_never();
+        let fresh = view
+            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once") })
+            .now_or_never();
         assert_eq!(*fresh.expect("waited").unwrap(), set(&["new"]));
     }
 
@@ -295,7 +315,9 @@ mod tests {
             .expect("waited")
             .unwrap();
         refreshed(&view).await;
-        let next = view.answer(|| async { panic!("read again at once after a failure") }.boxed()).now_or_never();
+        let next = view
+            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once after a failure") })
+            .now_or_never();
         assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
     }
 
@@ -308,7 +330,24 @@ mod tests {
         // The paused clock moves on by itself while nothing else can run.
         tokio::time::sleep(super::BACKGROUND_READ_TIMEOUT + Duration::from_secs(1)).await;
         refreshed(&view).await;
-        let next = view.answer(|| async { panic!("read again at once after a timeout") }.boxed()).now_or_never();
+        let next = view
+            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once after a timeout") })
+            .now_or_never();
         assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
+    }
+
+    #[tokio::test]
+    async fn a_background_read_that_panics_does_not_block_the_next() {
+        let view = stale(&["old"]);
+        view.answer(|| async { panic!("the read panicked") }.boxed()).now_or_never().expect("waited").unwrap();
+        refreshed(&view).await;
+        let (tx, read) = held_read();
+        view.answer(read).now_or_never().expect("waited").unwrap();
+        tx.send(Ok(set(&["new"]))).expect("a second background read started");
+        refreshed(&view).await;
+        assert_eq!(
+            *view.answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again") }).await.unwrap(),
+            set(&["new"])
+        );
     }
 }
