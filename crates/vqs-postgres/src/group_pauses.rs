@@ -84,8 +84,8 @@ pub(crate) async fn group_pause_list(pool: &PgPool, p: GroupPauseListParams) -> 
     Ok(rows.iter().map(|r| GroupPause { topic: r.get(0), group_key: r.get(1), paused_at: r.get(2) }).collect())
 }
 
-/// How long a process goes by its last read of which consumer groups claim through the
-/// ready groups because a group of their topic is paused ([`ClaimsByGroup`]).
+/// How old [`ClaimsByGroup`]'s answer gets before a claim starts the next read (in the
+/// background).
 const CLAIMS_BY_GROUP_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a background read of [`ClaimsByGroup`] may take before it counts as failed.
@@ -164,10 +164,9 @@ impl ClaimsByGroup {
         if refresh {
             // Clears `refreshing` however the task ends: done, panicked, or dropped unrun
             // (a runtime shutting down), so later reads are never blocked by this one.
-            let refreshing = Refreshing(self.clone());
-            let (this, reading) = (self.clone(), read());
+            let (refreshing, reading) = (Refreshing(self.clone()), read());
             tokio::spawn(async move {
-                let _refreshing = refreshing;
+                let this = &refreshing.0;
                 let read_at = std::time::Instant::now();
                 // Bounded, so that a read stuck on a dead connection cannot keep every later
                 // one from starting.
@@ -247,6 +246,11 @@ mod tests {
         (tx, move || async move { rx.await.unwrap_or_else(|_| Err(StoreError::Database("dropped".into()))) }.boxed())
     }
 
+    /// A read that must not start: it panics where `answer` calls it.
+    fn no_read(why: &'static str) -> impl FnOnce() -> futures::future::BoxFuture<'static, Read> {
+        move || panic!("{why}")
+    }
+
     /// A view whose answer is `names`, read two seconds ago.
     fn stale(names: &[&str]) -> Arc<ClaimsByGroup> {
         let view = Arc::new(ClaimsByGroup::default());
@@ -283,15 +287,11 @@ mod tests {
         let answer = view.answer(read).now_or_never().expect("the claim waited for the read");
         assert_eq!(*answer.unwrap(), set(&["old"]));
         // One background read at a time: a second claim meanwhile starts none.
-        let second = view
-            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("a second read started") })
-            .now_or_never();
+        let second = view.answer(no_read("a second read started")).now_or_never();
         assert_eq!(*second.expect("waited").unwrap(), set(&["old"]));
         tx.send(Ok(set(&["new"]))).unwrap();
         refreshed(&view).await;
-        let fresh = view
-            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once") })
-            .now_or_never();
+        let fresh = view.answer(no_read("read again at once")).now_or_never();
         assert_eq!(*fresh.expect("waited").unwrap(), set(&["new"]));
     }
 
@@ -315,9 +315,7 @@ mod tests {
             .expect("waited")
             .unwrap();
         refreshed(&view).await;
-        let next = view
-            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once after a failure") })
-            .now_or_never();
+        let next = view.answer(no_read("read again at once after a failure")).now_or_never();
         assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
     }
 
@@ -330,9 +328,7 @@ mod tests {
         // The paused clock moves on by itself while nothing else can run.
         tokio::time::sleep(super::BACKGROUND_READ_TIMEOUT + Duration::from_secs(1)).await;
         refreshed(&view).await;
-        let next = view
-            .answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again at once after a timeout") })
-            .now_or_never();
+        let next = view.answer(no_read("read again at once after a timeout")).now_or_never();
         assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
     }
 
@@ -345,9 +341,6 @@ mod tests {
         view.answer(read).now_or_never().expect("waited").unwrap();
         tx.send(Ok(set(&["new"]))).expect("a second background read started");
         refreshed(&view).await;
-        assert_eq!(
-            *view.answer(|| -> futures::future::BoxFuture<'static, Read> { panic!("read again") }).await.unwrap(),
-            set(&["new"])
-        );
+        assert_eq!(*view.answer(no_read("read again")).await.unwrap(), set(&["new"]));
     }
 }
