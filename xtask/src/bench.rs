@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: build `vqs-bench` (release), run it beside the peers' benchmark
 //! (`../shared/bench/peers/run.sh`, BullMQ, graphile-worker and pg-boss) in one run, then
 //! run vqs's own extra workloads (scaling, memory, round trips, one against three worker
-//! processes) and print one table with every system's figures and vqs's ratio to each
+//! processes, message groups against the same jobs ungrouped) and print one table with every system's figures and vqs's ratio to each
 //! peer. This orchestrates binaries only.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ pub const HELP: &str = "    bench [--quick] [--no-peers] [--peers DIR] [--postgr
           [--backlog LIST] [--no-extras] [--budget-s N] [-- VQS-BENCH ARGS]
                       benchmark vqs (SQLite and PostgreSQL) against BullMQ, graphile-worker and
                       pg-boss in one run (the peers' run.sh, as root) and print one table with
-                      vqs's ratio to each peer, then scaling, memory, round trips and 1 vs 3 processes.
+                      vqs's ratio to each peer, then scaling, memory, round trips, 1 vs 3
+                      processes and the flow and hostile workloads (grouped against plain).
                       --quick: small N (a minute or two); --no-peers: vqs only;
                       --peers DIR (or VQS_BENCH_PEERS): the peers folder, default
                       ../shared/bench/peers; --postgres URL: the server (default
@@ -151,7 +152,7 @@ pub fn run(root: &Path, rest: Vec<String>) -> ExitCode {
     let left = opts.budget_s.saturating_sub(started.elapsed().as_secs());
     if opts.extras && left < 90 {
         notes.push(format!(
-            "scaling, memory, round trips and processes were skipped: {left} s of the {} s budget were left \
+            "scaling, memory, round trips, processes, flow and hostile were skipped: {left} s of the {} s budget were left \
              (`--budget-s` for more, or `--no-peers`)",
             opts.budget_s
         ));
@@ -161,13 +162,13 @@ pub fn run(root: &Path, rest: Vec<String>) -> ExitCode {
         let mut cmd = vqs.clone();
         cmd.extend([
             "--workload".into(),
-            "scaling,memory,roundtrips,processes".into(),
+            "scaling,memory,roundtrips,processes,flow,hostile".into(),
             "--backlog".into(),
             opts.backlog.clone(),
         ]);
         cmd.extend(["--load-budget-s".into(), load_budget.to_string()]);
         if opts.quick {
-            cmd.extend(["--scaling-n", "2000", "--roundtrip-n", "1000"].map(String::from));
+            cmd.extend(["--scaling-n", "2000", "--roundtrip-n", "1000", "--hostile-big", "10000"].map(String::from));
         }
         say(&format!("vqs extras: {}", cmd[1..].join(" ")));
         if let Err(e) = run_to_file(&cmd, quick_env, &file) {

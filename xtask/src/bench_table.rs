@@ -323,9 +323,9 @@ fn goals(w: &mut String, rows: &Rows) {
         {
             let change = 100.0 * (b / a - 1.0);
             let capped = last.get("load_capped").and_then(Value::as_bool) == Some(true);
-            let verdict = if change.abs() <= 20.0 { "met" } else { "missed" };
+            let verdict = if change.abs() <= 10.0 { "met" } else { "missed" };
             lines.push(format!(
-                "- {sys}: flat from {} to {} waiting (within 20%): {} → {} jobs/s ({change:+.0}%) — {verdict}{}",
+                "- {sys}: flat from {} to {} waiting (within 10%): {} → {} jobs/s ({change:+.0}%) — {verdict}{}",
                 num(n(first, "backlog").unwrap_or(0.0), 0),
                 num(n(last, "backlog").unwrap_or(0.0), 0),
                 num(a, 0),
@@ -358,6 +358,25 @@ fn goals(w: &mut String, rows: &Rows) {
     {
         let name = format!("PostgreSQL: {k} worker processes on one database at least as fast as one");
         lines.extend(at_least(&name, Some(many / one), 1.0, "×"));
+    }
+    // Message groups: each grouped run against the same jobs ungrouped, in the same process.
+    let count = |r: &Value, k: &str| num(n(r, k).unwrap_or(0.0), 0);
+    for r in rows.extra("flow") {
+        let name = format!(
+            "{}: the flow workload ({} groups, group concurrency 1) within 10% of the same jobs ungrouped",
+            s(r, "system"),
+            count(r, "groups")
+        );
+        lines.extend(at_least(&name, n(r, "of_plain"), 0.9, "×"));
+    }
+    for r in rows.extra("hostile") {
+        let name = format!(
+            "{}: the hostile workload ({} small groups beside one of {} waiting) within 10% of the same jobs ungrouped",
+            s(r, "system"),
+            count(r, "small_groups"),
+            count(r, "big_group_waiting")
+        );
+        lines.extend(at_least(&name, n(r, "of_plain"), 0.9, "×"));
     }
     if !lines.is_empty() {
         let _ = writeln!(w, "### The issue's goals (ratios in this run)\n\n{}\n", lines.join("\n"));
@@ -416,6 +435,48 @@ fn extras(w: &mut String, rows: &Rows) {
             w,
             "\nFrom spawn: the processes' start-up included. Over the attempts: from the first attempt's \
              start to the last one's end, from the execution records.\n"
+        );
+    }
+    let grouped: Vec<&Value> = rows.extra("flow").into_iter().chain(rows.extra("hostile")).collect();
+    if !grouped.is_empty() {
+        let _ = writeln!(w, "### Message groups against the same jobs ungrouped (group concurrency 1, C as shown)\n");
+        table_head(
+            w,
+            &[
+                "system",
+                "workload",
+                "N",
+                "groups",
+                "waiting in the big group",
+                "C",
+                "grouped process/s",
+                "plain process/s",
+                "of plain",
+            ]
+            .map(String::from),
+        );
+        for r in grouped {
+            let timed_out = r["timed_out"] == true;
+            let count = |k: &str| n(r, k).map_or_else(|| "–".to_owned(), |x| num(x, 0));
+            table_row(
+                w,
+                &[
+                    s(r, "system").to_owned(),
+                    s(r, "workload").to_owned(),
+                    count("n"),
+                    n(r, "groups").or_else(|| n(r, "small_groups")).map_or_else(|| "–".to_owned(), |x| num(x, 0)),
+                    count("big_group_waiting"),
+                    count("concurrency"),
+                    show(Cell { value: n(r, "process_per_s"), timed_out }, 0),
+                    show(Cell { value: n(r, "plain_process_per_s"), timed_out }, 0),
+                    n(r, "of_plain").map_or_else(|| "–".to_owned(), |x| format!("{x:.2}")),
+                ],
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nBoth runs of a line are measured in the same process, one after the other, on fresh databases: \
+             the grouped run's jobs carry a group key under group concurrency 1, the plain run's none.\n"
         );
     }
     let memory = rows.extra("memory");
@@ -523,19 +584,7 @@ mod tests {
             r#"{"system":"vqs-postgres","workload":"processes","processes":3,"n":20000,"concurrency":50,"process_per_s":8000,"window_per_s":8500,"timed_out":false}"#,
             "not json",
         ]);
-        let ctx = Context {
-            files: vec![f],
-            meta: None,
-            vqs_commit: "abc".into(),
-            load_at_start: "0".into(),
-            load_at_end: "0".into(),
-            fsync_at_start: "-".into(),
-            fsync_at_end: "-".into(),
-            wall_s: 1.0,
-            quick: false,
-            notes: vec![],
-        };
-        let t = render(&ctx);
+        let t = render(&context(f));
         // bulk 0.5×, process 2.5×, p50 0.5×, p99 0.5×
         assert!(t.contains("| vqs-postgres | bullmq | 0.50× | 2.50× | 0.50× | 0.50× |"), "{t}");
         assert!(t.contains("| vqs-postgres | 10,000 | 40,000 | 1.00 † | 2.00 † | 6.00 † |"), "{t}");
@@ -546,6 +595,55 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| vqs-postgres | 3 | 20,000 | 50 | 8,000 | 8,500 |"), "{t}");
+    }
+
+    fn context(f: PathBuf) -> Context {
+        Context {
+            files: vec![f],
+            meta: None,
+            vqs_commit: "abc".into(),
+            load_at_start: "0".into(),
+            load_at_end: "0".into(),
+            fsync_at_start: "-".into(),
+            fsync_at_end: "-".into(),
+            wall_s: 1.0,
+            quick: false,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn grouped_runs_get_a_table_and_a_goal_each_and_scaling_is_judged_within_ten_percent() {
+        let (_d, f) = write(&[
+            r#"{"system":"vqs-postgres","workload":"flow","n":20000,"groups":1000,"group_concurrency":1,"concurrency":50,"process_per_s":12000,"plain_process_per_s":24000,"of_plain":0.5,"timed_out":false}"#,
+            r#"{"system":"vqs-sqlite","workload":"flow","n":20000,"groups":1000,"group_concurrency":1,"concurrency":50,"process_per_s":9500,"plain_process_per_s":10000,"of_plain":0.95,"timed_out":false}"#,
+            r#"{"system":"vqs-postgres","workload":"hostile","n":20000,"big_group_waiting":100000,"small_groups":100,"group_concurrency":1,"concurrency":50,"process_per_s":8000,"plain_process_per_s":24000,"of_plain":0.333,"timed_out":true}"#,
+            r#"{"system":"vqs-postgres","workload":"scaling","backlog":10000,"n":10000,"concurrency":50,"process_per_s":20000,"timed_out":false}"#,
+            r#"{"system":"vqs-postgres","workload":"scaling","backlog":1000000,"n":10000,"concurrency":50,"process_per_s":17000,"timed_out":false}"#,
+        ]);
+        let t = render(&context(f));
+        assert!(
+            t.contains(
+                "- vqs-postgres: the flow workload (1,000 groups, group concurrency 1) within 10% of the same jobs \
+                 ungrouped: 0.50× — missed, short by 44%"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("- vqs-sqlite: the flow workload (1,000 groups, group concurrency 1) within 10% of the same jobs ungrouped: 0.95× — met"), "{t}");
+        assert!(
+            t.contains(
+                "- vqs-postgres: the hostile workload (100 small groups beside one of 100,000 waiting) within 10% of \
+                 the same jobs ungrouped: 0.33× — missed"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("| vqs-postgres | flow | 20,000 | 1,000 | – | 50 | 12,000 | 24,000 | 0.50 |"), "{t}");
+        assert!(
+            t.contains("| vqs-postgres | hostile | 20,000 | 100 | 100,000 | 50 | 8,000 † | 24,000 † | 0.33 |"),
+            "{t}"
+        );
+        // 17,000 against 20,000 is 15% slower: within the old 20%, not within the issue's 10%.
+        assert!(t.contains("waiting (within 10%): 20,000 → 17,000 jobs/s (-15%) — missed"), "{t}");
     }
 
     #[test]
