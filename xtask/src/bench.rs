@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: build `vqs-bench` (release), run it beside the peers' benchmark
 //! (`../shared/bench/peers/run.sh`, BullMQ, graphile-worker and pg-boss) in one run, then
 //! run vqs's own extra workloads (scaling, memory, round trips, one against three worker
-//! processes, message groups against the same jobs ungrouped) and print one table with every system's figures and vqs's ratio to each
-//! peer. This orchestrates binaries only.
+//! processes, message groups against the same jobs ungrouped) and print one table with
+//! every system's figures and vqs's ratio to each peer. This orchestrates binaries only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
