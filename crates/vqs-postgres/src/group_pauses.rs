@@ -260,6 +260,12 @@ mod tests {
         view
     }
 
+    /// The view answers `names` at once, without starting a read (`why` says what it would mean).
+    fn answers_without_reading(view: &Arc<ClaimsByGroup>, names: &[&str], why: &'static str) {
+        let answer = view.answer(no_read(why)).now_or_never();
+        assert_eq!(*answer.expect("the claim waited for a read").unwrap(), set(names));
+    }
+
     async fn refreshed(view: &ClaimsByGroup) {
         for _ in 0..1_000 {
             if !view.lock().refreshing {
@@ -287,12 +293,10 @@ mod tests {
         let answer = view.answer(read).now_or_never().expect("the claim waited for the read");
         assert_eq!(*answer.unwrap(), set(&["old"]));
         // One background read at a time: a second claim meanwhile starts none.
-        let second = view.answer(no_read("a second read started")).now_or_never();
-        assert_eq!(*second.expect("waited").unwrap(), set(&["old"]));
+        answers_without_reading(&view, &["old"], "a second read started");
         tx.send(Ok(set(&["new"]))).unwrap();
         refreshed(&view).await;
-        let fresh = view.answer(no_read("read again at once")).now_or_never();
-        assert_eq!(*fresh.expect("waited").unwrap(), set(&["new"]));
+        answers_without_reading(&view, &["new"], "read again at once");
     }
 
     #[tokio::test]
@@ -315,8 +319,7 @@ mod tests {
             .expect("waited")
             .unwrap();
         refreshed(&view).await;
-        let next = view.answer(no_read("read again at once after a failure")).now_or_never();
-        assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
+        answers_without_reading(&view, &["old"], "read again at once after a failure");
     }
 
     #[tokio::test(start_paused = true)]
@@ -328,8 +331,7 @@ mod tests {
         // The paused clock moves on by itself while nothing else can run.
         tokio::time::sleep(super::BACKGROUND_READ_TIMEOUT + Duration::from_secs(1)).await;
         refreshed(&view).await;
-        let next = view.answer(no_read("read again at once after a timeout")).now_or_never();
-        assert_eq!(*next.expect("waited").unwrap(), set(&["old"]));
+        answers_without_reading(&view, &["old"], "read again at once after a timeout");
     }
 
     #[tokio::test]
