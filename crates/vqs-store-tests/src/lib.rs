@@ -168,6 +168,7 @@ macro_rules! conformance {
                              a_skipped_tick_moves_on_and_publishes_nothing, the_due_query_reads_the_jittered_due_time,
                              jitter_spreads_fires_and_catch_up_can_be_off }
             outcomes { a_snoozed_retry_gives_the_attempt_back, an_ack_closing_cancelled_ends_the_delivery_cancelled,
+                       a_batch_of_acks_settles_each_delivery_by_its_own_lease,
                        cancelling_a_pending_message_means_it_never_runs,
                        cancelling_a_leased_message_closes_its_attempt_and_voids_its_lease,
                        cancelling_a_finished_message_changes_nothing, cancelling_an_unknown_message_finds_nothing,

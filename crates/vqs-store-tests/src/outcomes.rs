@@ -93,6 +93,55 @@ pub async fn an_ack_closing_cancelled_ends_the_delivery_cancelled(s: Store) {
     assert_eq!(delivery_state(&s, &y, "a").await, DeliveryState::Acked);
 }
 
+/// Sixty acknowledgements sent at once, settled together: each delivery ends as its own ack
+/// said (a job that cancelled itself `cancelled`, the others `acked`), and a forged receipt
+/// handle among them fails alone, its delivery still leased.
+pub async fn a_batch_of_acks_settles_each_delivery_by_its_own_lease(s: Store) {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Ack {
+        Forged,
+        Cancelled,
+        Success,
+    }
+    let ack_of = |i: usize| match i {
+        _ if i.is_multiple_of(5) => Ack::Forged,
+        _ if i.is_multiple_of(3) => Ack::Cancelled,
+        _ => Ack::Success,
+    };
+    subscribe(&s, "t", "a").await;
+    for _ in 0..60 {
+        send(&s, "t", at(0)).await;
+    }
+    let leased = s.delivery_claim(DeliveryClaimParams { limit: 60, ..claim_exec("a", at(1)) }).await.unwrap();
+    assert_eq!(leased.len(), 60);
+    let acks = leased.iter().enumerate().map(|(i, m)| {
+        let (m, status) = match ack_of(i) {
+            Ack::Forged => (
+                LeasedMessage { receipt_handle: receipt_handle(&m.message_id, "forged"), ..m.clone() },
+                ExecutionStatus::Success,
+            ),
+            Ack::Cancelled => (m.clone(), ExecutionStatus::Cancelled),
+            Ack::Success => (m.clone(), ExecutionStatus::Success),
+        };
+        s.delivery_ack(DeliveryAckParams { lease: lease(&m, at(2)), execution: finish(m.execution_id, status, at(2)) })
+    });
+    let results = futures::future::join_all(acks).await;
+    for (i, (m, r)) in leased.iter().zip(&results).enumerate() {
+        let expected = match ack_of(i) {
+            Ack::Forged => {
+                assert!(is_lease_lost(r), "ack {i}: a forged handle is a lost lease: {r:?}");
+                DeliveryState::Leased
+            }
+            Ack::Cancelled => DeliveryState::Cancelled,
+            Ack::Success => DeliveryState::Acked,
+        };
+        if ack_of(i) != Ack::Forged {
+            assert!(r.is_ok(), "ack {i} ({:?}): {r:?}", ack_of(i));
+        }
+        assert_eq!(delivery_state(&s, &m.message_id, "a").await, expected, "delivery {i} ({:?})", ack_of(i));
+    }
+}
+
 pub async fn cancelling_a_pending_message_means_it_never_runs(s: Store) {
     subscribe(&s, "t", "a").await;
     let id = send(&s, "t", at(0)).await;
