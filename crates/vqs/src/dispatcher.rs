@@ -472,9 +472,11 @@ async fn consumer_loop(
     {
         buffer.extend(batch);
     }
-    for m in buffer.drain(..) {
-        release(&queue, &m, "the process stopped before it was pushed").await;
-    }
+    // All at once: the store writes them together (one statement on PostgreSQL, not one per
+    // lease), so a full buffer goes back to the other processes in milliseconds.
+    let waiting: Vec<LeasedMessage> = buffer.drain(..).collect();
+    futures::future::join_all(waiting.iter().map(|m| release(&queue, m, "the process stopped before it was pushed")))
+        .await;
     let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
 }
 

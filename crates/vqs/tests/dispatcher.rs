@@ -399,3 +399,42 @@ async fn a_buffered_lease_of_a_group_paused_after_its_claim_is_given_back_unrun(
         assert_eq!(pusher.pushed().iter().filter(|p| &p.message_id == id).count(), 1, "{id} pushed once");
     }
 }
+
+/// A graceful stop gives back every lease still waiting in the buffer, unrun and with no
+/// attempt spent, so another process can take them at once instead of after their leases
+/// run out; the job still running is let finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_gives_back_every_buffered_lease_unrun() {
+    let (queue, _dir) = sqlite_queue(Clock::system()).await;
+    let gate = Arc::new(Notify::new());
+    let c = ConsumerConfig { max_concurrency: 1, ..consumer(&queue, Gated::TOPIC).await };
+    let pusher = Arc::new(HandlerPusher::new(&queue, QueueHandler::new(Gated(gate.clone()))));
+    let config = DispatcherConfig {
+        prefetch: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(100),
+        ..DispatcherConfig::default()
+    };
+    let running = start(&queue, c, pusher.clone(), config);
+    // Two quick jobs over 150 ms give it a rate, then one job holds the only slot.
+    send_gated(&queue, false, None).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    send_gated(&queue, false, None).await;
+    eventually("the two quick jobs ran", async || succeeded(&queue, Gated::TOPIC).await == 2).await;
+    let holder = send_gated(&queue, true, None).await;
+    eventually("the holder runs", async || delivery_state(&queue, &holder).await.0 == DeliveryState::Leased).await;
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        waiting.push(send_gated(&queue, false, None).await);
+    }
+    for id in &waiting {
+        eventually("leased into the buffer", async || delivery_state(&queue, id).await.0 == DeliveryState::Leased)
+            .await;
+    }
+    running.stop().await;
+    for id in &waiting {
+        assert_eq!(delivery_state(&queue, id).await, (DeliveryState::Pending, 0), "{id} given back, no attempt spent");
+    }
+    assert!(pusher.pushed().iter().all(|p| !waiting.contains(&p.message_id)), "nothing buffered was pushed");
+    gate.notify_one();
+    eventually("the holder finished", async || succeeded(&queue, Gated::TOPIC).await == 3).await;
+}
