@@ -315,7 +315,9 @@ async fn consumer_loop(
         if *shutdown.borrow() {
             break;
         }
-        // Hand out what is leased while slots are free.
+        // Hand out what is leased while slots are free. Leases not to be pushed are given back
+        // together after the loop (one write, not one per lease: a paused topic's full buffer).
+        let mut give_back: Vec<(LeasedMessage, &str)> = Vec::new();
         while !buffer.is_empty() {
             let (Ok(permit), Ok(place)) = (permits.clone().try_acquire_owned(), in_flight.clone().try_acquire_owned())
             else {
@@ -326,20 +328,20 @@ async fn consumer_loop(
             // execution row removed), so nothing new starts.
             if queue.paused_topics_known().contains(&m.topic) {
                 drop((permit, place));
-                release(&queue, &m, "its topic is paused").await;
+                give_back.push((m, "its topic is paused"));
                 continue;
             }
             // Likewise its message group.
             if m.group_key.as_deref().is_some_and(|g| queue.group_paused_known(&m.topic, g)) {
                 drop((permit, place));
-                release(&queue, &m, "its message group is paused").await;
+                give_back.push((m, "its message group is paused"));
                 continue;
             }
             // A lease that waited too long in the buffer is given back, not pushed late.
             if m.lease_until - queue.clock().now()
                 < chrono::Duration::from_std(consumer.visibility / 2).unwrap_or_default()
             {
-                release(&queue, &m, "it waited for a free slot past half its lease").await;
+                give_back.push((m, "it waited for a free slot past half its lease"));
                 continue;
             }
             rate.count();
@@ -356,6 +358,7 @@ async fn consumer_loop(
                 freed.notify_one();
             });
         }
+        release_all(&queue, give_back).await;
         // A consumer of one topic that is paused claims nothing (its backlog is not even
         // scanned): it waits for a wake-up — a resume wakes every dispatcher of the process —
         // or the poll interval.
@@ -472,11 +475,7 @@ async fn consumer_loop(
     {
         buffer.extend(batch);
     }
-    // All at once: the store writes them together (one statement on PostgreSQL, not one per
-    // lease), so a full buffer goes back to the other processes in milliseconds.
-    let waiting: Vec<LeasedMessage> = buffer.drain(..).collect();
-    futures::future::join_all(waiting.iter().map(|m| release(&queue, m, "the process stopped before it was pushed")))
-        .await;
+    release_all(&queue, buffer.drain(..).map(|m| (m, "the process stopped before it was pushed")).collect()).await;
     let _ = tokio::time::timeout(config.shutdown_grace, in_flight.acquire_many(in_flight_max)).await;
 }
 
@@ -620,6 +619,15 @@ pub async fn dispatch_due(
         push_one(queue, consumer, pusher, region, m, None).await;
     }
     Ok(n)
+}
+
+/// Give leases back, each for its reason, all at once: the store writes them together (one
+/// statement on PostgreSQL, not one per lease), so a full buffer goes back in milliseconds.
+async fn release_all(queue: &Queue, leases: Vec<(LeasedMessage, &str)>) {
+    if leases.is_empty() {
+        return;
+    }
+    futures::future::join_all(leases.iter().map(|(m, why)| release(queue, m, why))).await;
 }
 
 /// Give a lease that was never pushed back: due again at once, neither the delivery nor the
