@@ -354,27 +354,34 @@ async fn delivery_state(queue: &Queue, id: &str) -> (DeliveryState, u32) {
     (m.deliveries[0].state, m.deliveries[0].attempts)
 }
 
+/// A one-slot dispatcher of `Gated` that leases far ahead (`config`'s prefetch is made long),
+/// given a rate by two quick jobs, its slot then held by a job that waits for the gate:
+/// whatever is sent next is leased into its buffer. Returns it, its pusher and the gate.
+async fn one_slot_held(queue: &Queue, config: DispatcherConfig) -> (Running, Arc<HandlerPusher>, Arc<Notify>) {
+    let gate = Arc::new(Notify::new());
+    let c = ConsumerConfig { max_concurrency: 1, ..consumer(queue, Gated::TOPIC).await };
+    let pusher = Arc::new(HandlerPusher::new(queue, QueueHandler::new(Gated(gate.clone()))));
+    let config = DispatcherConfig { prefetch: Duration::from_secs(60), ..config };
+    let running = start(queue, c, pusher.clone(), config);
+    // Two quick jobs over 150 ms give it a rate.
+    send_gated(queue, false, None).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    send_gated(queue, false, None).await;
+    eventually("the two quick jobs ran", async || succeeded(queue, Gated::TOPIC).await == 2).await;
+    // One job takes the slot and holds it.
+    let holder = send_gated(queue, true, None).await;
+    eventually("the holder runs", async || delivery_state(queue, &holder).await.0 == DeliveryState::Leased).await;
+    (running, pusher, gate)
+}
+
 /// A lease already waiting in the dispatcher's buffer when its message group is paused is
 /// given back unrun — no push, no attempt spent — and runs after the resume, as a paused
 /// topic's does: nothing new of a paused group starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buffered_lease_of_a_group_paused_after_its_claim_is_given_back_unrun() {
     let (queue, _dir) = sqlite_queue(Clock::system()).await;
-    let gate = Arc::new(Notify::new());
-    // One job at a time, and a long prefetch: once the dispatcher has a rate, it leases
-    // ahead of its one slot, into its buffer.
-    let c = ConsumerConfig { max_concurrency: 1, ..consumer(&queue, Gated::TOPIC).await };
-    let pusher = Arc::new(HandlerPusher::new(&queue, QueueHandler::new(Gated(gate.clone()))));
-    let config = DispatcherConfig { prefetch: Duration::from_secs(60), ..DispatcherConfig::default() };
-    let running = start(&queue, c, pusher.clone(), config);
-    // Two quick jobs over 150 ms give it a rate.
-    send_gated(&queue, false, None).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    send_gated(&queue, false, None).await;
-    eventually("the two quick jobs ran", async || succeeded(&queue, Gated::TOPIC).await == 2).await;
-    // One job takes the slot and holds it; two of group A are leased behind it.
-    let holder = send_gated(&queue, true, None).await;
-    eventually("the holder runs", async || delivery_state(&queue, &holder).await.0 == DeliveryState::Leased).await;
+    let (running, pusher, gate) = one_slot_held(&queue, DispatcherConfig::default()).await;
+    // Two of group A are leased behind the holder.
     let a = [send_gated(&queue, false, Some("A")).await, send_gated(&queue, false, Some("A")).await];
     for id in &a {
         eventually("A's message is leased into the buffer", async || {
@@ -406,22 +413,8 @@ async fn a_buffered_lease_of_a_group_paused_after_its_claim_is_given_back_unrun(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_gives_back_every_buffered_lease_unrun() {
     let (queue, _dir) = sqlite_queue(Clock::system()).await;
-    let gate = Arc::new(Notify::new());
-    let c = ConsumerConfig { max_concurrency: 1, ..consumer(&queue, Gated::TOPIC).await };
-    let pusher = Arc::new(HandlerPusher::new(&queue, QueueHandler::new(Gated(gate.clone()))));
-    let config = DispatcherConfig {
-        prefetch: Duration::from_secs(60),
-        shutdown_grace: Duration::from_millis(100),
-        ..DispatcherConfig::default()
-    };
-    let running = start(&queue, c, pusher.clone(), config);
-    // Two quick jobs over 150 ms give it a rate, then one job holds the only slot.
-    send_gated(&queue, false, None).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    send_gated(&queue, false, None).await;
-    eventually("the two quick jobs ran", async || succeeded(&queue, Gated::TOPIC).await == 2).await;
-    let holder = send_gated(&queue, true, None).await;
-    eventually("the holder runs", async || delivery_state(&queue, &holder).await.0 == DeliveryState::Leased).await;
+    let config = DispatcherConfig { shutdown_grace: Duration::from_millis(100), ..DispatcherConfig::default() };
+    let (running, pusher, gate) = one_slot_held(&queue, config).await;
     let mut waiting = Vec::new();
     for _ in 0..20 {
         waiting.push(send_gated(&queue, false, None).await);
