@@ -106,6 +106,11 @@ pub struct Args {
     /// Jobs processed from the top of the backlog in each scaling measurement.
     #[arg(long, default_value_t = 10_000)]
     pub scaling_n: usize,
+    /// Times each scaling backlog is loaded and measured, the backlogs taken in turn
+    /// (10,000, 1,000,000, 10,000, …); `cargo xtask bench` judges the median. One measurement
+    /// is half a second, and a pair of them differs by several percent on a busy host.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub scaling_rounds: u32,
     /// Worker concurrency of the scaling, memory and round-trip workloads.
     #[arg(long, default_value_t = 50)]
     pub extra_concurrency: u32,

@@ -120,9 +120,18 @@ async fn run_backend(args: &Args, target: &Target) -> Result<()> {
                 }
             }
             Workload::Scaling => {
-                for &backlog in &args.backlog {
-                    let budget = secs(args.load_budget_s);
-                    scaling::scaling(target, &out, backlog, args.scaling_n, args.extra_concurrency, budget).await?;
+                let budget = secs(args.load_budget_s);
+                for round in 1..=args.scaling_rounds {
+                    for &backlog in &args.backlog {
+                        let o = scaling::ScalingOpts {
+                            backlog,
+                            n: args.scaling_n,
+                            c: args.extra_concurrency,
+                            budget,
+                            round,
+                        };
+                        scaling::scaling(target, &out, o).await?;
+                    }
                 }
             }
             Workload::Memory => memory::memory(target, &out, args.n, args.extra_concurrency).await?,

@@ -18,8 +18,19 @@ use crate::in_process_worker::InProcessWorker;
 use crate::line::{Emitter, log, r1, r3};
 use crate::{bulk, store_reads};
 
-pub async fn scaling(target: &Target, out: &Emitter, backlog: usize, n: usize, c: u32, budget: Duration) -> Result<()> {
-    log(&format!("{}: scaling backlog={backlog} n={n} c={c} (load budget {budget:?})", out.system()));
+/// One scaling measurement: `backlog` loaded (within `budget`), then the first `n` processed
+/// at concurrency `c`; `round` of `--scaling-rounds`.
+pub struct ScalingOpts {
+    pub backlog: usize,
+    pub n: usize,
+    pub c: u32,
+    pub budget: Duration,
+    pub round: u32,
+}
+
+pub async fn scaling(target: &Target, out: &Emitter, o: ScalingOpts) -> Result<()> {
+    let ScalingOpts { backlog, n, c, budget, round } = o;
+    log(&format!("{}: scaling backlog={backlog} n={n} c={c} round {round} (load budget {budget:?})", out.system()));
     let db = target.fresh().await?;
     let producer = db.open().await?;
     let job = producer.queue.job(Probe);
@@ -58,6 +69,7 @@ pub async fn scaling(target: &Target, out: &Emitter, backlog: usize, n: usize, c
     out.emit(
         "scaling",
         json!({
+            "round": round,
             "backlog": loaded,
             "backlog_target": backlog,
             "load_capped": loaded < backlog,
