@@ -501,18 +501,18 @@ fn extras(w: &mut String, rows: &Rows) {
             ]
             .map(String::from),
         );
+        let count = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |x| num(x, 0));
         for r in grouped {
             let timed_out = r["timed_out"] == true;
-            let count = |k: &str| n(r, k).map_or_else(|| "–".to_owned(), |x| num(x, 0));
             table_row(
                 w,
                 &[
                     s(r, "system").to_owned(),
                     s(r, "workload").to_owned(),
-                    count("n"),
-                    n(r, "groups").or_else(|| n(r, "small_groups")).map_or_else(|| "–".to_owned(), |x| num(x, 0)),
-                    count("big_group_waiting"),
-                    count("concurrency"),
+                    count(n(r, "n")),
+                    count(n(r, "groups").or_else(|| n(r, "small_groups"))),
+                    count(n(r, "big_group_waiting")),
+                    count(n(r, "concurrency")),
                     show(Cell { value: n(r, "process_per_s"), timed_out }, 0),
                     show(Cell { value: n(r, "plain_process_per_s"), timed_out }, 0),
                     n(r, "of_plain").map_or_else(|| "–".to_owned(), |x| format!("{x:.2}")),
