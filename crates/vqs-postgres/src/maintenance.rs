@@ -8,6 +8,7 @@ use sqlx::{PgPool, Row};
 use vqs::store::{
     ABANDONED_ERROR, MaintenanceParams, MaintenanceReport, StoreError, message_id_floor, retention_cutoff, sql_count,
 };
+use vqs::store_support::{CountLimitBoundaries, CountLimitBoundary};
 
 use crate::rows::db_err;
 
@@ -16,13 +17,12 @@ fn cutoff(p: &MaintenanceParams, seconds: u64) -> DateTime<Utc> {
 }
 
 /// Whether `table` may hold more than `max` rows. Finding where a count limit falls is an
-/// OFFSET walk over `max` index entries (a million by default: ~0.2 s of server time on
-/// each maintenance pass); a limit that large is only walked when the planner's estimate
-/// of the table's rows is above it (or the table has no estimate yet). Small limits are
-/// always walked: that is cheap, and exact.
+/// OFFSET walk over `max` index entries (a million by default: 0.2–0.8 s of server time);
+/// a limit that large is only walked when the planner's estimate of the table's rows is
+/// above it (or the table has no estimate yet), and what the walk found is remembered for a
+/// while ([`CountLimitBoundary`]). Small limits are always walked: that is cheap, and exact.
 async fn may_exceed(pool: &PgPool, table: &str, max: u64) -> Result<bool, StoreError> {
-    const ALWAYS_WALKED: u64 = 100_000;
-    if max < ALWAYS_WALKED {
+    if max < CountLimitBoundary::<()>::REMEMBERED_FROM {
         return Ok(true);
     }
     let estimate: Option<f32> = sqlx::query("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
@@ -35,7 +35,11 @@ async fn may_exceed(pool: &PgPool, table: &str, max: u64) -> Result<bool, StoreE
 }
 
 /// Execution rows older than the retention, then beyond the count limit (oldest first).
-pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
+pub(crate) async fn prune_executions(
+    pool: &PgPool,
+    limits: &CountLimitBoundaries,
+    p: &MaintenanceParams,
+) -> Result<u64, StoreError> {
     let batch = i64::from(p.batch.max(1));
     let mut pruned = sqlx::query(
         "DELETE FROM job_executions WHERE id IN \
@@ -47,13 +51,24 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
     .await
     .map_err(db_err)?
     .rows_affected();
-    if p.max_executions > 0 && (pruned as i64) < batch && may_exceed(pool, "job_executions", p.max_executions).await? {
-        let boundary: Option<i64> = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
-            .bind(sql_count(p.max_executions))
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0));
+    if p.max_executions > 0 && (pruned as i64) < batch {
+        let boundary = match limits.executions.remembered(p.max_executions) {
+            Some(b) => b,
+            None => {
+                let b: Option<i64> = if may_exceed(pool, "job_executions", p.max_executions).await? {
+                    sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
+                        .bind(sql_count(p.max_executions))
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(db_err)?
+                        .map(|r| r.get(0))
+                } else {
+                    None
+                };
+                limits.executions.remember(p.max_executions, b);
+                b
+            }
+        };
         if let Some(boundary) = boundary {
             pruned += sqlx::query(
                 "DELETE FROM job_executions WHERE id IN \
@@ -74,19 +89,31 @@ pub(crate) async fn prune_executions(pool: &PgPool, p: &MaintenanceParams) -> Re
 /// retention cut-off or beyond the count limit, with their deliveries, checkpoint and
 /// progress. Ids are time-ordered, so "older than" is a primary-key range. A message with an
 /// idempotency key is kept until its retention ends: its key dedups sends until then.
-pub(crate) async fn prune_finished_messages(pool: &PgPool, p: &MaintenanceParams) -> Result<u64, StoreError> {
+pub(crate) async fn prune_finished_messages(
+    pool: &PgPool,
+    limits: &CountLimitBoundaries,
+    p: &MaintenanceParams,
+) -> Result<u64, StoreError> {
     let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
-    let over_count: String = if p.max_messages > 0 && may_exceed(pool, "messages", p.max_messages).await? {
-        sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
-            .bind(sql_count(p.max_messages))
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let over_count: String = match limits.messages.remembered(p.max_messages) {
+        Some(b) => b,
+        None if p.max_messages > 0 => {
+            let b: Option<String> = if may_exceed(pool, "messages", p.max_messages).await? {
+                sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
+                    .bind(sql_count(p.max_messages))
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(db_err)?
+                    .map(|r| r.get(0))
+            } else {
+                None
+            };
+            limits.messages.remember(p.max_messages, b.clone());
+            b
+        }
+        None => None,
+    }
+    .unwrap_or_default();
     let mut tx = pool.begin().await.map_err(db_err)?;
     let ids: Vec<String> = sqlx::query(
         "SELECT m.id FROM messages m WHERE (m.id < $1 OR m.id <= $2) \
@@ -146,7 +173,11 @@ pub(crate) async fn prune_cron_runs(pool: &PgPool, p: &MaintenanceParams) -> Res
     .rows_affected())
 }
 
-pub(crate) async fn maintenance_run(pool: &PgPool, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
+pub(crate) async fn maintenance_run(
+    pool: &PgPool,
+    limits: &CountLimitBoundaries,
+    p: MaintenanceParams,
+) -> Result<MaintenanceReport, StoreError> {
     let batch = i64::from(p.batch.max(1));
     // Attempts left `running` by a process that died: their delivery's lease ran out and
     // nobody has leased it again yet (a new lease closes them itself). Found from the
@@ -221,8 +252,8 @@ pub(crate) async fn maintenance_run(pool: &PgPool, p: MaintenanceParams) -> Resu
     tx.commit().await.map_err(db_err)?;
     report.messages_pruned = expired.len() as u64;
 
-    report.executions_pruned = prune_executions(pool, &p).await?;
-    report.finished_messages_pruned = prune_finished_messages(pool, &p).await?;
+    report.executions_pruned = prune_executions(pool, limits, &p).await?;
+    report.finished_messages_pruned = prune_finished_messages(pool, limits, &p).await?;
     let dl_cutoff = vqs::store::retention_cutoff(p.now, p.dead_letter_retention_seconds);
     report.dead_letters_pruned = sqlx::query(
         "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < $1 ORDER BY id LIMIT $2)",

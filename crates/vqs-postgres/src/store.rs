@@ -28,6 +28,8 @@ pub struct PgStore {
     /// The consumer groups that claim through the ready groups while a group of their
     /// topic is paused, as last read (at most a second old).
     claims_by_group: Arc<crate::group_pauses::ClaimsByGroup>,
+    /// Where the retention count limits fell when last walked (`maintenance.rs`).
+    count_limits: Arc<vqs::store_support::CountLimitBoundaries>,
 }
 
 /// Writer tasks: while one writes its batch, the next one collects the following batch.
@@ -166,6 +168,7 @@ impl PgStore {
             second_claim_conn,
             pool,
             claims_by_group: Default::default(),
+            count_limits: Default::default(),
         })
     }
 
@@ -485,7 +488,7 @@ impl QueueStore for PgStore {
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
-        crate::maintenance::maintenance_run(&self.pool, p).await
+        crate::maintenance::maintenance_run(&self.pool, &self.count_limits, p).await
     }
 
     async fn cron_run_start(&self, p: CronRunStartParams) -> Result<Option<i64>, StoreError> {

@@ -7,6 +7,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use vqs::store::{
     ABANDONED_ERROR, MaintenanceParams, MaintenanceReport, StoreError, message_id_floor, retention_cutoff, sql_count,
 };
+use vqs::store_support::CountLimitBoundaries;
 
 use crate::rows::{US_PER_S, db_err, us};
 
@@ -17,30 +18,50 @@ fn cutoff(p: &MaintenanceParams, seconds: u64) -> i64 {
 /// Where the count limits fall: the newest execution id and message id beyond them, if the
 /// tables hold more. Each is an OFFSET walk over up to a limit's worth of index entries
 /// (a million by default, tens of milliseconds): read through the read pool before the pass,
-/// so the single writer — every job's settlement — is not held for them.
+/// so the single writer — every job's settlement — is not held for them, and a large limit's
+/// boundary is remembered for a while rather than walked at every pass
+/// ([`CountLimitBoundary`](vqs::store_support::CountLimitBoundary)).
 #[derive(Debug, Default)]
 pub(crate) struct CountBoundaries {
     executions: Option<i64>,
     messages: Option<String>,
 }
 
-pub(crate) async fn count_boundaries(read: &SqlitePool, p: &MaintenanceParams) -> Result<CountBoundaries, StoreError> {
+pub(crate) async fn count_boundaries(
+    read: &SqlitePool,
+    limits: &CountLimitBoundaries,
+    p: &MaintenanceParams,
+) -> Result<CountBoundaries, StoreError> {
     let mut b = CountBoundaries::default();
     if p.max_executions > 0 {
-        b.executions = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(sql_count(p.max_executions))
-            .fetch_optional(read)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0));
+        b.executions = match limits.executions.remembered(p.max_executions) {
+            Some(found) => found,
+            None => {
+                let found = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
+                    .bind(sql_count(p.max_executions))
+                    .fetch_optional(read)
+                    .await
+                    .map_err(db_err)?
+                    .map(|r| r.get(0));
+                limits.executions.remember(p.max_executions, found);
+                found
+            }
+        };
     }
     if p.max_messages > 0 {
-        b.messages = sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
-            .bind(sql_count(p.max_messages))
-            .fetch_optional(read)
-            .await
-            .map_err(db_err)?
-            .map(|r| r.get(0));
+        b.messages = match limits.messages.remembered(p.max_messages) {
+            Some(found) => found,
+            None => {
+                let found: Option<String> = sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
+                    .bind(sql_count(p.max_messages))
+                    .fetch_optional(read)
+                    .await
+                    .map_err(db_err)?
+                    .map(|r| r.get(0));
+                limits.messages.remember(p.max_messages, found.clone());
+                found
+            }
+        };
     }
     Ok(b)
 }

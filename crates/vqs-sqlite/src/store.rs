@@ -25,6 +25,8 @@ pub struct SqliteStore {
     /// Readers (WAL lets them run beside the writer).
     read: SqlitePool,
     options: SqliteConnectOptions,
+    /// Where the retention count limits fell when last walked (`maintenance.rs`).
+    count_limits: std::sync::Arc<vqs::store_support::CountLimitBoundaries>,
     /// WAL checkpoints off the writer's path; stops with the last handle.
     _checkpointer: std::sync::Arc<crate::checkpointer::Checkpointer>,
 }
@@ -73,7 +75,13 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_lazy_with(opts.clone().read_only(true));
         let checkpointer = std::sync::Arc::new(crate::checkpointer::Checkpointer::start(opts.clone()));
-        Ok(SqliteStore { writer: Writer::start(conn), read, options: opts, _checkpointer: checkpointer })
+        Ok(SqliteStore {
+            writer: Writer::start(conn),
+            read,
+            options: opts,
+            count_limits: Default::default(),
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Apply the migrations in `migrations/sqlite` that have not run yet.
@@ -295,7 +303,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn maintenance_run(&self, p: MaintenanceParams) -> Result<MaintenanceReport, StoreError> {
-        let counts = crate::maintenance::count_boundaries(&self.read, &p).await?;
+        let counts = crate::maintenance::count_boundaries(&self.read, &self.count_limits, &p).await?;
         self.writer.run(move |c| maintain(c, p, counts).boxed()).await
     }
 

@@ -8,7 +8,9 @@
 //!   answer of a settlement that lost the race;
 //! - the group-commit rules of a batching writer: [`drain_batch`] (how much one commit
 //!   takes), [`ack_rounds`] (two acknowledgements of one delivery never share a statement)
-//!   and [`write_row_by_row`] (a refused batch is written again one operation at a time).
+//!   and [`write_row_by_row`] (a refused batch is written again one operation at a time);
+//! - [`CountLimitBoundary`]: where a large retention count limit fell, remembered between
+//!   maintenance passes instead of walked again at each.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
@@ -244,6 +246,70 @@ pub fn write_row_by_row(error: &StoreError, operations: usize) -> bool {
     matches!(error, StoreError::Refused(_)) && operations > 1
 }
 
+/// Where a retention count limit (`max_messages`, `max_executions`) fell when it was last
+/// found: the newest row beyond the limit, or none. Finding it is an `OFFSET` walk over
+/// `limit` index entries — with the default million, 0.2–0.8 s of a database core (more
+/// when the table's visibility map is not set) — and the maintenance loop runs a pass every
+/// 15 s, or every 250 ms while a pass fills its batch: a queue busy enough to keep a
+/// million messages would have walked a million entries several times a second. So a
+/// limit of [`CountLimitBoundary::REMEMBERED_FROM`] or more is walked at most once per
+/// [`CountLimitBoundary::FOR`] per process, and pruned up to the boundary found meanwhile.
+///
+/// Why a remembered boundary is safe: rows newer than it only ever get added (ids grow),
+/// which moves the true boundary newer, so the remembered one prunes less than it could,
+/// never a row within the newest `limit`. (A row newer than the boundary deleted meanwhile,
+/// by its age or an operator, would let it prune one row too many; age prunes the oldest
+/// first, so only the operator's deletion can, and it is left to the next walk.) Smaller
+/// limits are walked at every pass: that is cheap, and exact.
+#[derive(Debug)]
+pub struct CountLimitBoundary<T> {
+    /// The limit it was found for, the boundary, and when.
+    found: std::sync::Mutex<Option<(u64, Option<T>, std::time::Instant)>>,
+}
+
+impl<T> Default for CountLimitBoundary<T> {
+    fn default() -> Self {
+        CountLimitBoundary { found: std::sync::Mutex::new(None) }
+    }
+}
+
+impl<T: Clone> CountLimitBoundary<T> {
+    /// Limits at least this large are remembered.
+    pub const REMEMBERED_FROM: u64 = 100_000;
+    /// How long a boundary is used before it is walked again.
+    pub const FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The boundary for `limit` found less than [`Self::FOR`] ago (`Some(None)`: the table
+    /// was within the limit), or `None` when it must be walked.
+    pub fn remembered(&self, limit: u64) -> Option<Option<T>> {
+        if limit < Self::REMEMBERED_FROM {
+            return None;
+        }
+        let found = self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*found {
+            Some((l, b, at)) if *l == limit && at.elapsed() < Self::FOR => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remember what a walk for `limit` found.
+    pub fn remember(&self, limit: u64, boundary: Option<T>) {
+        if limit >= Self::REMEMBERED_FROM {
+            *self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((limit, boundary, std::time::Instant::now()));
+        }
+    }
+}
+
+/// A store's remembered count-limit boundaries, one per limited table.
+#[derive(Debug, Default)]
+pub struct CountLimitBoundaries {
+    /// The newest message id beyond `max_messages`.
+    pub messages: CountLimitBoundary<String>,
+    /// The newest execution id beyond `max_executions`.
+    pub executions: CountLimitBoundary<i64>,
+}
+
 /// The message a schedule's fire publishes: the schedule's topic and payload (JSON text), to
 /// every subscriber, due at once, under the idempotency key `schedule:<name>:<tick>` — so a
 /// tick published twice (a fire record pruned, a trigger at the same instant) is still one
@@ -394,6 +460,20 @@ pub fn busiest_groups(candidates: Vec<crate::store::FlowGroupLoad>, limit: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_count_limit_boundary_is_remembered_for_that_limit_and_a_small_one_never() {
+        let b = CountLimitBoundary::<i64>::default();
+        assert_eq!(b.remembered(1_000_000), None, "nothing found yet: walk");
+        b.remember(1_000_000, Some(42));
+        assert_eq!(b.remembered(1_000_000), Some(Some(42)));
+        assert_eq!(b.remembered(2_000_000), None, "another limit: walk again");
+        b.remember(1_000_000, None);
+        assert_eq!(b.remembered(1_000_000), Some(None), "within the limit is remembered too");
+        b.remember(99_999, Some(7));
+        assert_eq!(b.remembered(99_999), None, "a small limit is walked at every pass");
+        assert_eq!(b.remembered(1_000_000), Some(None));
+    }
 
     #[test]
     fn a_group_bucket_parks_the_group_until_its_next_start() {
