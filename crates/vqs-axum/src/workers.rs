@@ -241,11 +241,22 @@ async fn stats_rollup_loop(queue: Queue, every: Duration, mut shutdown: watch::R
     }
 }
 
-/// Every 15 s, one maintenance pass; while a pass hits its batch limit (a backlog to prune),
-/// the next follows after a short pause instead, so a backlog drains in bounded batches
-/// with the queue's own work running in between.
+/// Every 15 s, one maintenance pass, the first one 15 s after start; while a pass hits its
+/// batch limit (a backlog to prune), the next follows after a short pause instead, so a
+/// backlog drains in bounded batches with the queue's own work running in between.
+///
+/// Not at start, for the reason the rollup waits (above): with a million messages kept, a
+/// pass walks the count limit's million index entries (0.8 s of a PostgreSQL core here,
+/// then remembered for a minute: `CountLimitBoundary`), and every process of a deploy starts
+/// at once, under the deepest backlog it will see. Nothing in a pass is urgent: an
+/// abandoned attempt is closed by the claim that leases its message again.
 async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
+    let mut pause = MAINTENANCE_EVERY;
     loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return,
+        }
         let more = match queue.maintenance(&retention).await {
             Ok(report) => report.hit_batch_limit(retention.batch),
             Err(e) => {
@@ -253,10 +264,9 @@ async fn maintenance_loop(queue: Queue, retention: RetentionConfig, mut shutdown
                 false
             }
         };
-        let pause = if more { Duration::from_millis(250) } else { Duration::from_secs(15) };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => return,
-        }
+        pause = if more { Duration::from_millis(250) } else { MAINTENANCE_EVERY };
     }
 }
+
+/// The maintenance loop's interval.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(15);
