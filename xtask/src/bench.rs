@@ -168,7 +168,10 @@ pub fn run(root: &Path, rest: Vec<String>) -> ExitCode {
         ]);
         cmd.extend(["--load-budget-s".into(), load_budget.to_string()]);
         if opts.quick {
-            cmd.extend(["--scaling-n", "2000", "--roundtrip-n", "1000", "--hostile-big", "10000"].map(String::from));
+            cmd.extend(
+                ["--scaling-n", "2000", "--scaling-warmup", "1000", "--roundtrip-n", "1000", "--hostile-big", "10000"]
+                    .map(String::from),
+            );
         } else {
             // Each backlog measured three times, in turn; the table judges the median.
             cmd.extend(["--scaling-rounds", "3"].map(String::from));

@@ -157,6 +157,8 @@ impl Rows {
                     n: med("n"),
                     concurrency: med("concurrency"),
                     process_per_s: med("process_per_s"),
+                    warmup: med("warmup"),
+                    start_per_s: med("start_per_s"),
                     rounds: of
                         .iter()
                         .map(|r| Cell { value: n(r, "process_per_s"), timed_out: r["timed_out"] == true })
@@ -181,6 +183,10 @@ struct Scaling {
     concurrency: Option<f64>,
     /// The median over the rounds.
     process_per_s: Option<f64>,
+    /// Jobs processed before the timed N (`--scaling-warmup`), and their rate, the worker's
+    /// start included (medians).
+    warmup: Option<f64>,
+    start_per_s: Option<f64>,
     rounds: Vec<Cell>,
 }
 
@@ -434,8 +440,13 @@ fn fmt_unit(x: f64, unit: &str) -> String {
 fn extras(w: &mut String, rows: &Rows) {
     let scaling: Vec<Scaling> = VQS.iter().flat_map(|sys| rows.scaling(sys)).collect();
     if !scaling.is_empty() {
-        let _ = writeln!(w, "### Scaling: processing the first N with a backlog waiting (C as shown)\n");
-        let head = ["system", "waiting", "loaded in", "load rate/s", "N", "C", "process/s", "each round"];
+        let _ = writeln!(
+            w,
+            "### Scaling: processing N with a backlog waiting, after a warm-up (C as shown)\n\n\
+             The warm-up's jobs are loaded on top of the backlog and processed first, untimed; their rate, \
+             the worker's start included, is shown beside.\n"
+        );
+        let head = ["system", "waiting", "loaded in", "load rate/s", "N", "C", "process/s", "each round", "warm-up"];
         table_head(w, &head.map(String::from));
         for r in &scaling {
             let each: Vec<String> = r.rounds.iter().map(|c| show(*c, 0)).collect();
@@ -450,6 +461,10 @@ fn extras(w: &mut String, rows: &Rows) {
                     num(r.concurrency.unwrap_or(0.0), 0),
                     show(Cell { value: r.process_per_s, timed_out: r.rounds.iter().any(|c| c.timed_out) }, 0),
                     each.join(" · "),
+                    match (r.warmup, r.start_per_s) {
+                        (Some(k), Some(rate)) if k > 0.0 => format!("{} at {}/s", num(k, 0), num(rate, 0)),
+                        _ => "–".into(),
+                    },
                 ],
             );
         }
@@ -662,7 +677,8 @@ mod tests {
     fn scaling_rounds_are_judged_by_their_medians_and_each_is_shown() {
         let row = |round: u32, backlog: u32, rate: u32| {
             format!(
-                r#"{{"system":"vqs-postgres","workload":"scaling","round":{round},"backlog":{backlog},"backlog_target":{backlog},"n":10000,"concurrency":50,"load_s":1.0,"enqueue_per_s":80000,"process_per_s":{rate},"timed_out":false}}"#
+                r#"{{"system":"vqs-postgres","workload":"scaling","round":{round},"backlog":{backlog},"backlog_target":{backlog},"n":10000,"warmup":5000,"start_per_s":{start},"concurrency":50,"load_s":1.0,"enqueue_per_s":80000,"process_per_s":{rate},"timed_out":false}}"#,
+                start = rate / 2
             )
         };
         // One round alone would say −20% (missed); the medians say −5%.
@@ -685,7 +701,8 @@ mod tests {
         );
         assert!(
             t.contains(
-                "| vqs-postgres | 1,000,000 | 1.0 s | 80,000 | 10,000 | 50 | 19,000 | 16,000 · 19,000 · 19,500 |"
+                "| vqs-postgres | 1,000,000 | 1.0 s | 80,000 | 10,000 | 50 | 19,000 | 16,000 · 19,000 · 19,500 | 5,000 at \
+                 9,500/s |"
             ),
             "{t}"
         );

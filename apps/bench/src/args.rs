@@ -106,6 +106,12 @@ pub struct Args {
     /// Jobs processed from the top of the backlog in each scaling measurement.
     #[arg(long, default_value_t = 10_000)]
     pub scaling_n: usize,
+    /// Jobs each scaling measurement processes before its timed `--scaling-n`, loaded on top
+    /// of the backlog so that the timed window starts with `--backlog` waiting: the worker's
+    /// start (store opened, caches cold, the first maintenance pass) is not what is varied.
+    /// Their rate, start included, is reported beside (`start_per_s`).
+    #[arg(long, default_value_t = 5_000)]
+    pub scaling_warmup: usize,
     /// Times each scaling backlog is loaded and measured, the backlogs taken in turn
     /// (10,000, 1,000,000, 10,000, …); `cargo xtask bench` judges the median. One measurement
     /// is half a second, and the same one ranged over 10–15% across runs on a 2-core host.

@@ -126,6 +126,7 @@ async fn run_backend(args: &Args, target: &Target) -> Result<()> {
                         let o = scaling::ScalingOpts {
                             backlog,
                             n: args.scaling_n,
+                            warmup: args.scaling_warmup,
                             c: args.extra_concurrency,
                             budget,
                             round,
