@@ -52,23 +52,20 @@ pub(crate) async fn prune_executions(
     .map_err(db_err)?
     .rows_affected();
     if p.max_executions > 0 && (pruned as i64) < batch {
-        let boundary = match limits.executions.remembered(p.max_executions) {
-            Some(b) => b,
-            None => {
-                let b: Option<i64> = if may_exceed(pool, "job_executions", p.max_executions).await? {
-                    sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
-                        .bind(sql_count(p.max_executions))
-                        .fetch_optional(pool)
-                        .await
-                        .map_err(db_err)?
-                        .map(|r| r.get(0))
-                } else {
-                    None
-                };
-                limits.executions.remember(p.max_executions, b);
-                b
-            }
-        };
+        let boundary = limits
+            .executions
+            .get_or_walk(p.max_executions, || async {
+                if !may_exceed(pool, "job_executions", p.max_executions).await? {
+                    return Ok(None);
+                }
+                sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
+                    .bind(sql_count(p.max_executions))
+                    .fetch_optional(pool)
+                    .await
+                    .map(|r| r.map(|r| r.get(0)))
+                    .map_err(db_err)
+            })
+            .await?;
         if let Some(boundary) = boundary {
             pruned += sqlx::query(
                 "DELETE FROM job_executions WHERE id IN \
@@ -95,25 +92,25 @@ pub(crate) async fn prune_finished_messages(
     p: &MaintenanceParams,
 ) -> Result<u64, StoreError> {
     let age_floor = message_id_floor(cutoff(p, p.message_retention_seconds));
-    let over_count: String = match limits.messages.remembered(p.max_messages) {
-        Some(b) => b,
-        None if p.max_messages > 0 => {
-            let b: Option<String> = if may_exceed(pool, "messages", p.max_messages).await? {
+    let over_count: String = if p.max_messages > 0 {
+        limits
+            .messages
+            .get_or_walk(p.max_messages, || async {
+                if !may_exceed(pool, "messages", p.max_messages).await? {
+                    return Ok(None);
+                }
                 sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
                     .bind(sql_count(p.max_messages))
                     .fetch_optional(pool)
                     .await
-                    .map_err(db_err)?
-                    .map(|r| r.get(0))
-            } else {
-                None
-            };
-            limits.messages.remember(p.max_messages, b.clone());
-            b
-        }
-        None => None,
-    }
-    .unwrap_or_default();
+                    .map(|r| r.map(|r| r.get(0)))
+                    .map_err(db_err)
+            })
+            .await?
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let mut tx = pool.begin().await.map_err(db_err)?;
     let ids: Vec<String> = sqlx::query(
         "SELECT m.id FROM messages m WHERE (m.id < $1 OR m.id <= $2) \

@@ -34,34 +34,30 @@ pub(crate) async fn count_boundaries(
 ) -> Result<CountBoundaries, StoreError> {
     let mut b = CountBoundaries::default();
     if p.max_executions > 0 {
-        b.executions = match limits.executions.remembered(p.max_executions) {
-            Some(found) => found,
-            None => {
-                let found = sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
+        b.executions = limits
+            .executions
+            .get_or_walk(p.max_executions, || async {
+                sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
                     .bind(sql_count(p.max_executions))
                     .fetch_optional(read)
                     .await
-                    .map_err(db_err)?
-                    .map(|r| r.get(0));
-                limits.executions.remember(p.max_executions, found);
-                found
-            }
-        };
+                    .map(|r| r.map(|r| r.get(0)))
+                    .map_err(db_err)
+            })
+            .await?;
     }
     if p.max_messages > 0 {
-        b.messages = match limits.messages.remembered(p.max_messages) {
-            Some(found) => found,
-            None => {
-                let found: Option<String> = sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
+        b.messages = limits
+            .messages
+            .get_or_walk(p.max_messages, || async {
+                sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
                     .bind(sql_count(p.max_messages))
                     .fetch_optional(read)
                     .await
-                    .map_err(db_err)?
-                    .map(|r| r.get(0));
-                limits.messages.remember(p.max_messages, found.clone());
-                found
-            }
-        };
+                    .map(|r| r.map(|r| r.get(0)))
+                    .map_err(db_err)
+            })
+            .await?;
     }
     Ok(b)
 }

@@ -292,6 +292,19 @@ impl<T: Clone> CountLimitBoundary<T> {
         }
     }
 
+    /// The boundary for `limit`: the remembered one, or what `walk` finds now (remembered).
+    pub async fn get_or_walk<E, F>(&self, limit: u64, walk: impl FnOnce() -> F) -> Result<Option<T>, E>
+    where
+        F: std::future::Future<Output = Result<Option<T>, E>>,
+    {
+        if let Some(found) = self.remembered(limit) {
+            return Ok(found);
+        }
+        let found = walk().await?;
+        self.remember(limit, found.clone());
+        Ok(found)
+    }
+
     /// Remember what a walk for `limit` found.
     pub fn remember(&self, limit: u64, boundary: Option<T>) {
         if limit >= Self::REMEMBERED_FROM {
@@ -460,6 +473,25 @@ pub fn busiest_groups(candidates: Vec<crate::store::FlowGroupLoad>, limit: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_large_count_limit_is_walked_once_a_small_one_every_time_and_a_failed_walk_not_remembered() {
+        let b = CountLimitBoundary::<i64>::default();
+        let walks = std::cell::Cell::new(0);
+        let walk = |found: Result<Option<i64>, &'static str>| {
+            walks.set(walks.get() + 1);
+            async move { found }
+        };
+        assert_eq!(b.get_or_walk(1_000_000, || walk(Err("timed out"))).await, Err("timed out"));
+        for _ in 0..3 {
+            assert_eq!(b.get_or_walk(1_000_000, || walk(Ok(Some(9)))).await, Ok(Some(9)));
+        }
+        assert_eq!(walks.get(), 2, "the failed walk, then one walk remembered");
+        for _ in 0..3 {
+            assert_eq!(b.get_or_walk(1_000, || walk(Ok(None))).await, Ok(None));
+        }
+        assert_eq!(walks.get(), 5, "a small limit is walked at every pass");
+    }
 
     #[test]
     fn a_large_count_limit_boundary_is_remembered_for_that_limit_and_a_small_one_never() {
