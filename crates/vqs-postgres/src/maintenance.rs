@@ -34,6 +34,23 @@ async fn may_exceed(pool: &PgPool, table: &str, max: u64) -> Result<bool, StoreE
     Ok(estimate.is_none_or(|rows| rows < 0.0 || f64::from(rows) > max as f64))
 }
 
+/// The id of `table`'s newest row beyond its newest `limit` (`None`: it holds no more), the
+/// OFFSET walk itself; `table` is one of ours, never input.
+async fn newest_beyond<T>(pool: &PgPool, table: &'static str, limit: u64) -> Result<Option<T>, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    if !may_exceed(pool, table, limit).await? {
+        return Ok(None);
+    }
+    sqlx::query(&format!("SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET $1"))
+        .bind(sql_count(limit))
+        .fetch_optional(pool)
+        .await
+        .map(|r| r.map(|r| r.get(0)))
+        .map_err(db_err)
+}
+
 /// Execution rows older than the retention, then beyond the count limit (oldest first).
 pub(crate) async fn prune_executions(
     pool: &PgPool,
@@ -54,17 +71,7 @@ pub(crate) async fn prune_executions(
     if p.max_executions > 0 && (pruned as i64) < batch {
         let boundary = limits
             .executions
-            .get_or_walk(p.max_executions, || async {
-                if !may_exceed(pool, "job_executions", p.max_executions).await? {
-                    return Ok(None);
-                }
-                sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET $1")
-                    .bind(sql_count(p.max_executions))
-                    .fetch_optional(pool)
-                    .await
-                    .map(|r| r.map(|r| r.get(0)))
-                    .map_err(db_err)
-            })
+            .get_or_walk(p.max_executions, || newest_beyond(pool, "job_executions", p.max_executions))
             .await?;
         if let Some(boundary) = boundary {
             pruned += sqlx::query(
@@ -95,17 +102,7 @@ pub(crate) async fn prune_finished_messages(
     let over_count: String = if p.max_messages > 0 {
         limits
             .messages
-            .get_or_walk(p.max_messages, || async {
-                if !may_exceed(pool, "messages", p.max_messages).await? {
-                    return Ok(None);
-                }
-                sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1")
-                    .bind(sql_count(p.max_messages))
-                    .fetch_optional(pool)
-                    .await
-                    .map(|r| r.map(|r| r.get(0)))
-                    .map_err(db_err)
-            })
+            .get_or_walk(p.max_messages, || newest_beyond(pool, "messages", p.max_messages))
             .await?
             .unwrap_or_default()
     } else {

@@ -36,30 +36,28 @@ pub(crate) async fn count_boundaries(
     if p.max_executions > 0 {
         b.executions = limits
             .executions
-            .get_or_walk(p.max_executions, || async {
-                sqlx::query("SELECT id FROM job_executions ORDER BY id DESC LIMIT 1 OFFSET ?")
-                    .bind(sql_count(p.max_executions))
-                    .fetch_optional(read)
-                    .await
-                    .map(|r| r.map(|r| r.get(0)))
-                    .map_err(db_err)
-            })
+            .get_or_walk(p.max_executions, || newest_beyond(read, "job_executions", p.max_executions))
             .await?;
     }
     if p.max_messages > 0 {
-        b.messages = limits
-            .messages
-            .get_or_walk(p.max_messages, || async {
-                sqlx::query("SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?")
-                    .bind(sql_count(p.max_messages))
-                    .fetch_optional(read)
-                    .await
-                    .map(|r| r.map(|r| r.get(0)))
-                    .map_err(db_err)
-            })
-            .await?;
+        b.messages =
+            limits.messages.get_or_walk(p.max_messages, || newest_beyond(read, "messages", p.max_messages)).await?;
     }
     Ok(b)
+}
+
+/// The id of `table`'s newest row beyond its newest `limit` (`None`: it holds no more), the
+/// OFFSET walk itself; `table` is one of ours, never input.
+async fn newest_beyond<T>(read: &SqlitePool, table: &'static str, limit: u64) -> Result<Option<T>, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite> + Send + Unpin,
+{
+    sqlx::query(&format!("SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?"))
+        .bind(sql_count(limit))
+        .fetch_optional(read)
+        .await
+        .map(|r| r.map(|r| r.get(0)))
+        .map_err(db_err)
 }
 
 /// Execution rows older than the retention, then beyond the count limit (oldest first).
