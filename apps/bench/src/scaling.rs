@@ -59,7 +59,7 @@ pub async fn scaling(target: &Target, out: &Emitter, o: ScalingOpts) -> Result<(
         }
     }
     let load_s = l0.elapsed().as_secs_f64();
-    let warmup = warmup.min(loaded.saturating_sub(n.min(loaded)));
+    let warmup = warmup.min(loaded.saturating_sub(n));
     let n = n.min(loaded - warmup);
     // Waiting when the timed window starts.
     let waiting = loaded - warmup;

@@ -257,10 +257,10 @@ pub fn write_row_by_row(error: &StoreError, operations: usize) -> bool {
 ///
 /// Why a remembered boundary is safe: rows newer than it only ever get added (ids grow),
 /// which moves the true boundary newer, so the remembered one prunes less than it could,
-/// never a row within the newest `limit`. (A row newer than the boundary deleted meanwhile,
-/// by its age or an operator, would let it prune one row too many; age prunes the oldest
-/// first, so only the operator's deletion can, and it is left to the next walk.) Smaller
-/// limits are walked at every pass: that is cheap, and exact.
+/// never a row within the newest `limit`. (Rows newer than the boundary deleted meanwhile —
+/// expired messages, an operator's purge; age prunes the oldest first — let it prune that
+/// many too many until the next walk.) Smaller limits are walked at every pass: that is
+/// cheap, and exact.
 #[derive(Debug)]
 pub struct CountLimitBoundary<T> {
     /// The limit it was found for, the boundary, and when.
@@ -281,7 +281,7 @@ impl<T: Clone> CountLimitBoundary<T> {
 
     /// The boundary for `limit` found less than [`Self::FOR`] ago (`Some(None)`: the table
     /// was within the limit), or `None` when it must be walked.
-    pub fn remembered(&self, limit: u64) -> Option<Option<T>> {
+    fn remembered(&self, limit: u64) -> Option<Option<T>> {
         if limit < Self::REMEMBERED_FROM {
             return None;
         }
@@ -306,7 +306,7 @@ impl<T: Clone> CountLimitBoundary<T> {
     }
 
     /// Remember what a walk for `limit` found.
-    pub fn remember(&self, limit: u64, boundary: Option<T>) {
+    fn remember(&self, limit: u64, boundary: Option<T>) {
         if limit >= Self::REMEMBERED_FROM {
             *self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some((limit, boundary, std::time::Instant::now()));
