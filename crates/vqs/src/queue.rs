@@ -84,6 +84,8 @@ struct Inner {
     /// Where messages are published when not to `store` (Vercel's queue service).
     publisher: Option<Arc<dyn QueueService>>,
     recorder: OnceLock<SharedRecorder>,
+    /// The recorder's handles by topic (`queue_metrics.rs`).
+    metric_handles: crate::queue_metrics::MetricHandles,
     cancellations: crate::cancellation::Cancellations,
     paused: crate::topic_pause::PausedSet,
     /// The paused message groups, as `topic/group` (topic names have no `/`).
@@ -132,6 +134,7 @@ impl Queue {
                 published: Notify::new(),
                 publisher: None,
                 recorder: OnceLock::new(),
+                metric_handles: Default::default(),
                 cancellations: Default::default(),
                 paused: Default::default(),
                 paused_groups: Default::default(),
@@ -151,6 +154,7 @@ impl Queue {
                 published: Notify::new(),
                 publisher: Some(publisher),
                 recorder: OnceLock::new(),
+                metric_handles: Default::default(),
                 cancellations: Default::default(),
                 paused: Default::default(),
                 paused_groups: Default::default(),
@@ -197,6 +201,10 @@ impl Queue {
 
     pub(crate) fn recorder_cell(&self) -> &OnceLock<SharedRecorder> {
         &self.inner.recorder
+    }
+
+    pub(crate) fn metric_handles(&self) -> &crate::queue_metrics::MetricHandles {
+        &self.inner.metric_handles
     }
 
     /// A handle to enqueue and run job `J`.

@@ -74,7 +74,11 @@ impl Queue {
     }
 
     pub(crate) fn count(&self, name: &'static str, topic: &str) {
-        self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1));
+        let handles = self.topic_handles(topic);
+        match handles.as_ref().and_then(|h| h.counter(name)) {
+            Some(counter) => counter.increment(1),
+            None => self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1)),
+        }
     }
 
     pub(crate) fn count_schedule_fire(&self, topic: &str, kind: &'static str) {
@@ -84,10 +88,79 @@ impl Queue {
     }
 
     pub(crate) fn job_duration(&self, topic: &str, success: bool, took: Duration) {
+        if let Some(h) = self.topic_handles(topic) {
+            return h.durations[usize::from(!success)].record(took.as_secs_f64());
+        }
         let outcome = if success { "success" } else { "failed" };
         self.with_metrics(|| {
             metrics::histogram!(METRIC_JOB_DURATION, "topic" => topic.to_owned(), "outcome" => outcome)
                 .record(took.as_secs_f64())
         });
+    }
+
+    /// The topic's registered handles, when this queue has a recorder of its own; `None`
+    /// (report through the macros, registering each time) for the global recorder — which
+    /// may be installed after a handle was taken — and past [`MAX_TOPICS_CACHED`] topics.
+    fn topic_handles(&self, topic: &str) -> Option<Arc<TopicHandles>> {
+        let recorder = self.recorder_cell().get()?;
+        let cache = self.metric_handles();
+        if let Some(h) = cache.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
+            return Some(h.clone());
+        }
+        let mut topics = cache.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = topics.get(topic) {
+            return Some(h.clone());
+        }
+        if topics.len() >= MAX_TOPICS_CACHED {
+            return None;
+        }
+        let h = Arc::new(metrics::with_local_recorder(recorder.as_ref(), || TopicHandles::register(topic)));
+        topics.insert(topic.to_owned(), h.clone());
+        Some(h)
+    }
+}
+
+/// The most topics whose handles a queue keeps (any name can be published to; past this,
+/// each report registers as it goes, as a recorder without a cache would).
+const MAX_TOPICS_CACHED: usize = 1_024;
+
+/// The counters a job's life reports, in [`TopicHandles::counters`] order.
+const PER_TOPIC_COUNTERS: [&str; 8] = [
+    METRIC_PUBLISHED,
+    METRIC_DELIVERED,
+    METRIC_SUCCEEDED,
+    METRIC_FAILED,
+    METRIC_RETRIED,
+    METRIC_SNOOZED,
+    METRIC_CANCELLED,
+    METRIC_DEAD_LETTERED,
+];
+
+/// A queue's registered metric handles by topic. Reporting through the macros builds a key
+/// (the topic copied into a label) and looks it up in the recorder's registry at every
+/// call, a thousand instructions and more; a registered handle is an atomic add (the
+/// benchmark's callgrind run, BENCHMARKS.md).
+pub(crate) type MetricHandles = std::sync::RwLock<std::collections::HashMap<String, Arc<TopicHandles>>>;
+
+/// One topic's counters and its duration histograms (`success`, `failed`).
+pub(crate) struct TopicHandles {
+    counters: [metrics::Counter; PER_TOPIC_COUNTERS.len()],
+    durations: [metrics::Histogram; 2],
+}
+
+impl TopicHandles {
+    fn register(topic: &str) -> TopicHandles {
+        TopicHandles {
+            counters: PER_TOPIC_COUNTERS.map(|name| metrics::counter!(name, "topic" => topic.to_owned())),
+            durations: ["success", "failed"].map(
+                |outcome| metrics::histogram!(METRIC_JOB_DURATION, "topic" => topic.to_owned(), "outcome" => outcome),
+            ),
+        }
+    }
+
+    /// The handle of `name`, if it is a per-topic counter (any other is reported through
+    /// the macros, as before).
+    fn counter(&self, name: &str) -> Option<&metrics::Counter> {
+        PER_TOPIC_COUNTERS.iter().position(|n| *n == name).map(|i| &self.counters[i])
     }
 }
