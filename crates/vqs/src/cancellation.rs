@@ -39,12 +39,14 @@ pub(crate) struct Cancellations {
 
 /// A delivery: (message id, consumer group).
 type DeliveryKey = (String, String);
-/// The signals of one delivery's registrations (normally one), by registration id.
-type Signals = Vec<(u64, watch::Sender<bool>)>;
 
 #[derive(Default)]
 struct State {
-    running: HashMap<DeliveryKey, Signals>,
+    /// By registration id: the delivery worked and its signal. Keyed by the registration,
+    /// not the delivery, so that registering and dropping are one insert and one remove of
+    /// a small key (a delivery worked twice at once — its lease ran out and it was taken
+    /// again — has two entries).
+    running: HashMap<u64, (DeliveryKey, watch::Sender<bool>)>,
     recent: HashSet<String>,
     recent_order: VecDeque<(Instant, String)>,
 }
@@ -75,9 +77,8 @@ impl Cancellations {
         state.forget_old(Instant::now());
         let already = state.recent.contains(message_id);
         let (tx, rx) = watch::channel(already);
-        let key = (message_id.to_owned(), consumer_group.to_owned());
-        state.running.entry(key.clone()).or_default().push((id, tx));
-        (CancelGuard { registry: self, key, id }, CancelSignal(Some(rx)))
+        state.running.insert(id, ((message_id.to_owned(), consumer_group.to_owned()), tx));
+        (CancelGuard { registry: self, id }, CancelSignal(Some(rx)))
     }
 
     /// A message was cancelled (in every consumer group): fire its running deliveries and
@@ -89,36 +90,29 @@ impl Cancellations {
             state.recent_order.push_back((now, message_id.to_owned()));
         }
         state.forget_old(now);
-        for ((m, _), senders) in state.running.iter() {
+        for ((m, _), tx) in state.running.values() {
             if m == message_id {
-                for (_, tx) in senders {
-                    tx.send_replace(true);
-                }
+                tx.send_replace(true);
             }
         }
     }
 
     fn running(&self) -> Vec<(String, String)> {
-        self.lock().running.keys().cloned().collect()
+        let state = self.lock();
+        let keys: HashSet<&DeliveryKey> = state.running.values().map(|(key, _)| key).collect();
+        keys.into_iter().cloned().collect()
     }
 }
 
 /// Unregisters a running delivery when the consumer is done with it.
 pub(crate) struct CancelGuard<'a> {
     registry: &'a Cancellations,
-    key: (String, String),
     id: u64,
 }
 
 impl Drop for CancelGuard<'_> {
     fn drop(&mut self) {
-        let mut state = self.registry.lock();
-        if let Some(senders) = state.running.get_mut(&self.key) {
-            senders.retain(|(id, _)| *id != self.id);
-            if senders.is_empty() {
-                state.running.remove(&self.key);
-            }
-        }
+        self.registry.lock().running.remove(&self.id);
     }
 }
 
