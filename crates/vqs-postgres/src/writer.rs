@@ -251,26 +251,39 @@ WITH started AS MATERIALIZED (
            lease_token = NULL, visible_at = $12, updated_at = $12
     WHERE d.message_id = ANY($10::text[]) AND d.state = $14::text
       AND (SELECT j FROM leases) ? (d.consumer_group || '/' || d.message_id || '.' || d.lease_token)
-    RETURNING d.message_id, d.consumer_group, d.keyed
+    RETURNING d.message_id, d.consumer_group
 )
 SELECT 's' AS kind, ord, id, NULL AS message_id, NULL AS consumer_group FROM started
 UNION ALL SELECT 'a', 0, 0, message_id, consumer_group FROM acked";
 
-/// Started execution ids in input order, and the (consumer group, message id) pairs acknowledged.
-type Settled = (Vec<Option<i64>>, std::collections::HashSet<(String, String)>);
+/// Started execution ids in input order, and whether each acknowledgement took.
+type Settled = (Vec<Option<i64>>, Vec<bool>);
 
-/// Read the settle statement's rows. Never panics: a row that does not decode fails the batch.
-fn decode_settled(rows: &[sqlx::postgres::PgRow], starts: usize) -> Result<Settled, StoreError> {
+/// Read the settle statement's rows: `acks` names each acknowledgement's delivery (consumer
+/// group, message id), distinct (`ack_rounds`). Never panics: a row that does not decode
+/// fails the batch. The names are read in place and matched through a map of borrowed
+/// names: no copy of them per row.
+fn decode_settled(rows: &[sqlx::postgres::PgRow], starts: usize, acks: &[(&str, &str)]) -> Result<Settled, StoreError> {
     let mut ids = vec![None; starts];
-    let mut acked = std::collections::HashSet::new();
+    let mut acked = vec![false; acks.len()];
+    let position: std::collections::HashMap<(&str, &str), usize> =
+        acks.iter().enumerate().map(|(i, key)| (*key, i)).collect();
     for r in rows {
-        if r.try_get::<&str, _>(0).map_err(db_err)? == "s" {
-            let ord = usize::try_from(r.try_get::<i64, _>(1).map_err(db_err)?).unwrap_or(0);
+        // The statement's own columns: read without sqlx's type check (`lease.rs`).
+        if r.try_get_unchecked::<&str, _>(0).map_err(db_err)? == "s" {
+            let ord = usize::try_from(r.try_get_unchecked::<i64, _>(1).map_err(db_err)?).unwrap_or(0);
             let slot = ord.checked_sub(1).and_then(|i| ids.get_mut(i));
             *slot.ok_or_else(|| StoreError::Database(format!("execution insert returned position {ord}")))? =
-                Some(r.try_get::<i64, _>(2).map_err(db_err)?);
+                Some(r.try_get_unchecked::<i64, _>(2).map_err(db_err)?);
         } else {
-            acked.insert((r.try_get::<String, _>(4).map_err(db_err)?, r.try_get::<String, _>(3).map_err(db_err)?));
+            let key = (
+                r.try_get_unchecked::<&str, _>(4).map_err(db_err)?,
+                r.try_get_unchecked::<&str, _>(3).map_err(db_err)?,
+            );
+            // A delivery not asked for cannot be acknowledged by the statement's WHERE.
+            if let Some(&i) = position.get(&key) {
+                acked[i] = true;
+            }
         }
     }
     Ok((ids, acked))
@@ -360,8 +373,12 @@ async fn write_settlement_round(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)
-        .and_then(|rows| decode_settled(&rows, starts.len()));
-    let (ids, mut acked) = match held.check(result) {
+        .and_then(|rows| {
+            let acks: Vec<(&str, &str)> =
+                valid_acks.iter().map(|(p, _, m, _)| (p.lease.consumer_group.as_str(), m.as_str())).collect();
+            decode_settled(&rows, starts.len(), &acks)
+        });
+    let (ids, acked) = match held.check(result) {
         Ok(decoded) => decoded,
         // A value the database refused fails the whole statement: write each operation in a
         // statement of its own, so only the one that holds it fails.
@@ -392,8 +409,8 @@ async fn write_settlement_round(
     for (_, reply) in finishes {
         let _ = reply.send(Ok(()));
     }
-    for (p, reply, message_id, _) in valid_acks {
-        let r = if acked.remove(&(p.lease.consumer_group.clone(), message_id.clone())) {
+    for ((p, reply, message_id, _), acked) in valid_acks.into_iter().zip(acked) {
+        let r = if acked {
             Ok(())
         } else {
             Err(match pool.acquire().await {

@@ -12,8 +12,7 @@
 //! - [`CountLimitBoundary`]: where a large retention count limit fell, remembered between
 //!   maintenance passes instead of walked again at each.
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -176,27 +175,34 @@ pub fn drain_batch<T>(first: T, max: usize, mut next: impl FnMut() -> Option<T>)
 /// `delivery` names an operation's delivery (message id and consumer group); the first
 /// round holds each delivery's first operation, the second its second, and so on. Order
 /// within a round is input order.
-pub fn ack_rounds<T, K: Eq + Hash>(ops: Vec<T>, delivery: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+/// The keys are borrowed from the operations (no copy of the names per acknowledgement).
+pub fn ack_rounds<T>(ops: Vec<T>, delivery: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<T>> {
+    // An operation's round is how many of its delivery's came before it.
+    let round_of: Vec<usize> = {
+        let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(ops.len());
+        ops.iter()
+            .map(|op| {
+                let n = seen.entry(delivery(op)).or_insert(0);
+                *n += 1;
+                *n - 1
+            })
+            .collect()
+    };
     let mut rounds: Vec<Vec<T>> = Vec::new();
-    let mut seen: Vec<HashSet<K>> = Vec::new();
-    for op in ops {
-        let key = delivery(&op);
-        let i = seen.iter().position(|s| !s.contains(&key)).unwrap_or(seen.len());
-        if i == rounds.len() {
+    for (op, round) in ops.into_iter().zip(round_of) {
+        if round == rounds.len() {
             rounds.push(Vec::new());
-            seen.push(HashSet::new());
         }
-        seen[i].insert(key);
-        rounds[i].push(op);
+        rounds[round].push(op);
     }
     rounds
 }
 
 /// The delivery a lease operation names, as [`ack_rounds`] keys it: (consumer group, message
 /// id). A receipt handle that does not parse is its own key (it fails alone anyway).
-pub fn lease_delivery(lease: &LeaseParams) -> (String, String) {
+pub fn lease_delivery(lease: &LeaseParams) -> (&str, &str) {
     let message = split_receipt_handle(&lease.receipt_handle).map_or(lease.receipt_handle.as_str(), |(m, _)| m);
-    (lease.consumer_group.clone(), message.to_owned())
+    (lease.consumer_group.as_str(), message)
 }
 
 /// The message a dead letter's replay publishes: its payload, content type and trace
@@ -472,6 +478,8 @@ pub fn busiest_groups(candidates: Vec<crate::store::FlowGroupLoad>, limit: u32) 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[tokio::test]
@@ -592,7 +600,7 @@ mod tests {
             let keys: HashSet<_> = round.iter().map(|(m, g, _)| (m, g)).collect();
             assert_eq!(keys.len(), round.len(), "one delivery twice in a round: {round:?}");
         }
-        assert!(ack_rounds(Vec::<(u8, u8)>::new(), |o| o.0).is_empty());
+        assert!(ack_rounds(Vec::<(String, String)>::new(), |(m, g)| (m.as_str(), g.as_str())).is_empty());
         let lease = |handle: &str| LeaseParams {
             consumer_group: "g".into(),
             receipt_handle: handle.into(),
@@ -600,7 +608,7 @@ mod tests {
         };
         assert_eq!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m1.t2")), "one delivery, two leases");
         assert_ne!(lease_delivery(&lease("m1.t1")), lease_delivery(&lease("m2.t1")));
-        assert_eq!(lease_delivery(&lease("bad")), ("g".to_owned(), "bad".to_owned()));
+        assert_eq!(lease_delivery(&lease("bad")), ("g", "bad"));
     }
 
     #[test]
