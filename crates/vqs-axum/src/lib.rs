@@ -64,6 +64,6 @@ pub use queue_route::{InProcessPush, queue_route};
 pub use schedules_cron::{ROUNDS as SCHEDULES_CRON_ROUNDS, schedules_cron};
 pub use serve::{TaskFailed, serve, shutdown_signal};
 pub use server::ServerLimits;
-pub use state::{PushSource, VqsSettings, VqsState};
+pub use state::{PushSource, VqsSettings, VqsState, VqsStateFields};
 pub use vercel_access::VercelEnv;
 pub use workers::{StartError, Workers, consumers, require_routes};

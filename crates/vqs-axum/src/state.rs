@@ -69,9 +69,30 @@ impl Default for VqsSettings {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: [`VqsStateFields`] behind one `Arc`, read through `Deref`
+/// (`state.queue`). axum clones a router's state into the services a request passes
+/// through, several times a request: one reference count each, not a count per field.
+/// Writing a field (`DerefMut`, a test or a Vercel function setting itself up) copies the
+/// fields first if another clone shares them.
 #[derive(Clone, Debug)]
-pub struct VqsState {
+pub struct VqsState(Arc<VqsStateFields>);
+
+impl std::ops::Deref for VqsState {
+    type Target = VqsStateFields;
+    fn deref(&self) -> &VqsStateFields {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for VqsState {
+    fn deref_mut(&mut self) -> &mut VqsStateFields {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`VqsState`].
+#[derive(Clone, Debug)]
+pub struct VqsStateFields {
     /// The queue every route reads and writes.
     pub queue: Queue,
     /// The app's `vercel.json` as parsed: its queue triggers (the consumers) and crons.
@@ -140,7 +161,7 @@ impl VqsState {
         }
         let topics = vercel.queue_triggers.iter().filter(|t| !t.topic.ends_with('*')).map(|t| t.topic.clone());
         let metrics = crate::metrics::Metrics::install(&queue, topics);
-        VqsState {
+        VqsState(Arc::new(VqsStateFields {
             queue,
             vercel: Arc::new(vercel),
             queue_secret: settings.queue_secret,
@@ -160,6 +181,6 @@ impl VqsState {
             job_group_concurrency: Arc::new(settings.job_group_concurrency),
             stats_rollup_interval: settings.stats_rollup_interval,
             worker_concurrency: settings.worker_concurrency,
-        }
+        }))
     }
 }
