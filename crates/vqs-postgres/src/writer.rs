@@ -317,13 +317,14 @@ async fn write_settlement_round(
     if starts.is_empty() && finishes.is_empty() && acks.is_empty() {
         return;
     }
-    // Receipt handles that don't parse fail alone, before the statement.
-    let mut valid_acks = Vec::with_capacity(acks.len());
+    // Receipt handles that don't parse fail alone, before the statement. A valid one is
+    // `message.token`: kept with the length of its message id, read in place (`message_id`).
+    let mut valid_acks: Vec<ValidAck> = Vec::with_capacity(acks.len());
     for (p, reply) in acks {
         match split_receipt_handle(&p.lease.receipt_handle) {
-            Ok((m, t)) => {
-                let (m, t) = (m.to_owned(), t.to_owned());
-                valid_acks.push((p, reply, m, t));
+            Ok((m, _)) => {
+                let len = m.len();
+                valid_acks.push((p, reply, len));
             }
             Err(e) => {
                 // Its execution still closes, with the others.
@@ -340,9 +341,14 @@ async fn write_settlement_round(
     // delivery (`ack_rounds`), in any order (the statement makes them one jsonb object).
     let (leases, cancelling): (Vec<String>, Vec<bool>) = valid_acks
         .iter()
-        .map(|(p, _, m, t)| {
+        .map(|(p, ..)| {
             let cancelled = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Cancelled);
-            (format!("{}/{m}.{t}", p.lease.consumer_group), cancelled)
+            let (group, handle) = (&p.lease.consumer_group, &p.lease.receipt_handle);
+            let mut lease = String::with_capacity(group.len() + 1 + handle.len());
+            lease.push_str(group);
+            lease.push('/');
+            lease.push_str(handle);
+            (lease, cancelled)
         })
         .unzip();
     let conn = match held.get().await {
@@ -364,7 +370,7 @@ async fn write_settlement_round(
         .bind(closing.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
         .bind(closing.iter().map(|p| p.now).collect::<Vec<_>>())
         .bind(closing.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
-        .bind(valid_acks.iter().map(|(_, _, m, _)| m.as_str()).collect::<Vec<_>>())
+        .bind(valid_acks.iter().map(message_id).collect::<Vec<_>>())
         .bind(&leases)
         .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
         .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
@@ -375,7 +381,7 @@ async fn write_settlement_round(
         .map_err(db_err)
         .and_then(|rows| {
             let acks: Vec<(&str, &str)> =
-                valid_acks.iter().map(|(p, _, m, _)| (p.lease.consumer_group.as_str(), m.as_str())).collect();
+                valid_acks.iter().map(|a| (a.0.lease.consumer_group.as_str(), message_id(a))).collect();
             decode_settled(&rows, starts.len(), &acks)
         });
     let (ids, acked) = match held.check(result) {
@@ -409,19 +415,29 @@ async fn write_settlement_round(
     for (_, reply) in finishes {
         let _ = reply.send(Ok(()));
     }
-    for ((p, reply, message_id, _), acked) in valid_acks.into_iter().zip(acked) {
+    for (ack, acked) in valid_acks.into_iter().zip(acked) {
         let r = if acked {
             Ok(())
         } else {
             Err(match pool.acquire().await {
                 Ok(mut conn) => {
-                    lease_failure(&mut conn, &message_id, &p.lease.consumer_group, &p.lease.receipt_handle).await
+                    let (p, m) = (&ack.0, message_id(&ack));
+                    lease_failure(&mut conn, m, &p.lease.consumer_group, &p.lease.receipt_handle).await
                 }
                 Err(e) => db_err(e),
             })
         };
-        let _ = reply.send(r);
+        let _ = ack.1.send(r);
     }
+}
+
+/// An acknowledgement checked by [`write_settlement_round`]: with the length of the message
+/// id its receipt handle starts with.
+type ValidAck = (DeliveryAckParams, Reply<()>, usize);
+
+/// The message id of a checked acknowledgement, read in its receipt handle.
+fn message_id(ack: &ValidAck) -> &str {
+    &ack.0.lease.receipt_handle[..ack.2]
 }
 
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`
