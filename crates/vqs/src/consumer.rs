@@ -247,7 +247,9 @@ impl QueueHandler {
         let span = tracing::info_span!(
             "job",
             job.topic = self.topic(),
-            job.id = tracing::field::Empty,
+            // The attempt's execution id: known here when the dispatcher recorded it with the
+            // lease, else recorded when the attempt starts (`JobClient::run_attempt`).
+            job.id = delivery.execution_id,
             job.attempt = delivery.attempt(),
             message.id = %delivery.message_id,
             queue.consumer_group = %delivery.consumer_group,

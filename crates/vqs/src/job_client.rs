@@ -147,6 +147,7 @@ impl<J: Jobbable> JobClient<J> {
                 now: clock.now(),
             })
             .await?;
+        tracing::Span::current().record("job.id", execution_id);
         Ok(self.run_started(execution_id, params, metadata, cancel).await)
     }
 
@@ -160,7 +161,6 @@ impl<J: Jobbable> JobClient<J> {
         cancel: CancelSignal,
     ) -> Attempt {
         let clock = self.queue.clock();
-        tracing::Span::current().record("job.id", execution_id);
         let ctx = JobContext::new(metadata, self.queue.clone()).with_cancel(cancel);
         let began_at = Some(clock.now());
         let timeout = self.job.timeout();
