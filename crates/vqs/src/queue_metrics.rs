@@ -6,7 +6,7 @@
 //! (so two apps in one process — tests — each see their own values), else to the global
 //! recorder `metrics` was given, if any.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::Queue;
@@ -74,11 +74,15 @@ impl Queue {
     }
 
     pub(crate) fn count(&self, name: &'static str, topic: &str) {
-        let handles = self.topic_handles(topic);
-        match handles.as_ref().and_then(|h| h.counter(name)) {
-            Some(counter) => counter.increment(1),
-            None => self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1)),
+        if let Some((h, recorder)) = self.topic_handles(topic)
+            && let Some(i) = PER_TOPIC_COUNTERS.iter().position(|n| *n == name)
+        {
+            let counter = h.counters[i]
+                .get_or_init(|| metrics::with_local_recorder(recorder.as_ref(), || h.register_counter(name)));
+            return counter.increment(1);
         }
+        // Not one of the per-topic counters, or no handles kept.
+        self.with_metrics(|| metrics::counter!(name, "topic" => topic.to_owned()).increment(1));
     }
 
     pub(crate) fn count_schedule_fire(&self, topic: &str, kind: &'static str) {
@@ -88,10 +92,16 @@ impl Queue {
     }
 
     pub(crate) fn job_duration(&self, topic: &str, success: bool, took: Duration) {
-        if let Some(h) = self.topic_handles(topic) {
-            return h.durations[usize::from(!success)].record(took.as_secs_f64());
-        }
         let outcome = if success { "success" } else { "failed" };
+        if let Some((h, recorder)) = self.topic_handles(topic) {
+            let histogram = h.durations[usize::from(!success)].get_or_init(|| {
+                metrics::with_local_recorder(
+                    recorder.as_ref(),
+                    || metrics::histogram!(METRIC_JOB_DURATION, "topic" => h.topic.clone(), "outcome" => outcome),
+                )
+            });
+            return histogram.record(took.as_secs_f64());
+        }
         self.with_metrics(|| {
             metrics::histogram!(METRIC_JOB_DURATION, "topic" => topic.to_owned(), "outcome" => outcome)
                 .record(took.as_secs_f64())
@@ -101,22 +111,26 @@ impl Queue {
     /// The topic's registered handles, when this queue has a recorder of its own; `None`
     /// (report through the macros, registering each time) for the global recorder — which
     /// may be installed after a handle was taken — and past [`MAX_TOPICS_CACHED`] topics.
-    fn topic_handles(&self, topic: &str) -> Option<Arc<TopicHandles>> {
+    fn topic_handles(&self, topic: &str) -> Option<(Arc<TopicHandles>, &SharedRecorder)> {
         let recorder = self.recorder_cell().get()?;
         let cache = self.metric_handles();
         if let Some(h) = cache.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
-            return Some(h.clone());
+            return Some((h.clone(), recorder));
         }
         let mut topics = cache.write().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = topics.get(topic) {
-            return Some(h.clone());
+            return Some((h.clone(), recorder));
         }
         if topics.len() >= MAX_TOPICS_CACHED {
             return None;
         }
-        let h = Arc::new(metrics::with_local_recorder(recorder.as_ref(), || TopicHandles::register(topic)));
+        let h = Arc::new(TopicHandles {
+            topic: topic.to_owned(),
+            counters: Default::default(),
+            durations: Default::default(),
+        });
         topics.insert(topic.to_owned(), h.clone());
-        Some(h)
+        Some((h, recorder))
     }
 }
 
@@ -142,25 +156,18 @@ const PER_TOPIC_COUNTERS: [&str; 8] = [
 /// benchmark's callgrind run, BENCHMARKS.md).
 pub(crate) type MetricHandles = std::sync::RwLock<std::collections::HashMap<String, Arc<TopicHandles>>>;
 
-/// One topic's counters and its duration histograms (`success`, `failed`).
+/// One topic's counters and its duration histograms (`success`, `failed`), each registered
+/// at its first report: a series appears in the export when it first counts, as through the
+/// macros (a topic only published to shows its one counter, not ten series of zeros).
 pub(crate) struct TopicHandles {
-    counters: [metrics::Counter; PER_TOPIC_COUNTERS.len()],
-    durations: [metrics::Histogram; 2],
+    topic: String,
+    counters: [OnceLock<metrics::Counter>; PER_TOPIC_COUNTERS.len()],
+    durations: [OnceLock<metrics::Histogram>; 2],
 }
 
 impl TopicHandles {
-    fn register(topic: &str) -> TopicHandles {
-        TopicHandles {
-            counters: PER_TOPIC_COUNTERS.map(|name| metrics::counter!(name, "topic" => topic.to_owned())),
-            durations: ["success", "failed"].map(
-                |outcome| metrics::histogram!(METRIC_JOB_DURATION, "topic" => topic.to_owned(), "outcome" => outcome),
-            ),
-        }
-    }
-
-    /// The handle of `name`, if it is a per-topic counter (any other is reported through
-    /// the macros, as before).
-    fn counter(&self, name: &str) -> Option<&metrics::Counter> {
-        PER_TOPIC_COUNTERS.iter().position(|n| *n == name).map(|i| &self.counters[i])
+    /// Register `name` for this topic, with the queue's recorder as the local one.
+    fn register_counter(&self, name: &'static str) -> metrics::Counter {
+        metrics::counter!(name, "topic" => self.topic.clone())
     }
 }

@@ -16,6 +16,10 @@ use vqs::{Clock, SendOpts};
 struct Counts(Mutex<HashMap<String, Arc<AtomicU64>>>);
 
 impl Counts {
+    fn registered(&self, name: &str, topic: &str) -> bool {
+        self.0.lock().unwrap().contains_key(&format!("{name}{{topic={topic}}}"))
+    }
+
     fn get(&self, name: &str, topic: &str) -> u64 {
         let key = format!("{name}{{topic={topic}}}");
         self.0.lock().unwrap().get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
@@ -54,6 +58,9 @@ async fn each_topic_is_counted_in_the_queues_own_recorder_past_the_kept_handles_
             assert_eq!(counts.get(vqs::METRIC_PUBLISHED, topic), round + 1, "{topic} after round {round}");
         }
     }
+    // A series appears when it first counts: a topic only published to has no others.
+    assert!(!counts.registered(vqs::METRIC_SUCCEEDED, &topics[0]));
+    assert!(!counts.registered(vqs::METRIC_DELIVERED, &topics[0]));
     // A duplicate is not a publish.
     let keyed = SendOpts { idempotency_key: Some("k".into()), ..Default::default() };
     for _ in 0..3 {
