@@ -318,13 +318,13 @@ async fn write_settlement_round(
         return;
     }
     // Receipt handles that don't parse fail alone, before the statement. A valid one is
-    // `message.token`: kept with the length of its message id, read in place (`message_id`).
+    // `message.token`: kept with the length of its message id, read in place (`ValidAck`).
     let mut valid_acks: Vec<ValidAck> = Vec::with_capacity(acks.len());
     for (p, reply) in acks {
         match split_receipt_handle(&p.lease.receipt_handle) {
             Ok((m, _)) => {
                 let len = m.len();
-                valid_acks.push((p, reply, len));
+                valid_acks.push(ValidAck { params: p, reply, message_len: len });
             }
             Err(e) => {
                 // Its execution still closes, with the others.
@@ -334,14 +334,14 @@ async fn write_settlement_round(
     }
     // Sorted and unique, as the statement's binary search needs: executions by id.
     let mut closing: Vec<&ExecutionFinishParams> =
-        finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|(a, ..)| a.execution.as_ref())).collect();
+        finishes.iter().map(|(p, _)| p).chain(valid_acks.iter().filter_map(|a| a.params.execution.as_ref())).collect();
     closing.sort_by_key(|p| p.id);
     closing.dedup_by_key(|p| p.id);
     // Each lease as `group/message.token`, and whether its job cancelled itself; one per
     // delivery (`ack_rounds`), in any order (the statement makes them one jsonb object).
     let (leases, cancelling): (Vec<String>, Vec<bool>) = valid_acks
         .iter()
-        .map(|(p, ..)| {
+        .map(|ValidAck { params: p, .. }| {
             let cancelled = p.execution.as_ref().is_some_and(|e| e.status == ExecutionStatus::Cancelled);
             let (group, handle) = (&p.lease.consumer_group, &p.lease.receipt_handle);
             let mut lease = String::with_capacity(group.len() + 1 + handle.len());
@@ -356,7 +356,7 @@ async fn write_settlement_round(
         Err(e) => {
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-            valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
+            valid_acks.into_iter().for_each(|a| drop(a.reply.send(Err(e.clone()))));
             return;
         }
     };
@@ -370,9 +370,9 @@ async fn write_settlement_round(
         .bind(closing.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
         .bind(closing.iter().map(|p| p.now).collect::<Vec<_>>())
         .bind(closing.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
-        .bind(valid_acks.iter().map(message_id).collect::<Vec<_>>())
+        .bind(valid_acks.iter().map(ValidAck::message_id).collect::<Vec<_>>())
         .bind(&leases)
-        .bind(valid_acks.iter().map(|(p, ..)| p.lease.now).max())
+        .bind(valid_acks.iter().map(|a| a.params.lease.now).max())
         .bind(closing.iter().map(|p| p.began_at).collect::<Vec<_>>())
         .bind("leased")
         .bind(&cancelling)
@@ -381,7 +381,7 @@ async fn write_settlement_round(
         .map_err(db_err)
         .and_then(|rows| {
             let acks: Vec<(&str, &str)> =
-                valid_acks.iter().map(|a| (a.0.lease.consumer_group.as_str(), message_id(a))).collect();
+                valid_acks.iter().map(|a| (a.params.lease.consumer_group.as_str(), a.message_id())).collect();
             decode_settled(&rows, starts.len(), &acks)
         });
     let (ids, acked) = match held.check(result) {
@@ -396,7 +396,7 @@ async fn write_settlement_round(
             for f in finishes {
                 Box::pin(write_settlement_round(held, pool, Vec::new(), vec![f], Vec::new())).await;
             }
-            for (p, reply, ..) in valid_acks {
+            for ValidAck { params: p, reply, .. } in valid_acks {
                 Box::pin(write_settlement_round(held, pool, Vec::new(), Vec::new(), vec![(p, reply)])).await;
             }
             return;
@@ -405,7 +405,7 @@ async fn write_settlement_round(
             tracing::warn!(error = %e, "write batch failed");
             starts.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
             finishes.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
-            valid_acks.into_iter().for_each(|(_, r, ..)| drop(r.send(Err(e.clone()))));
+            valid_acks.into_iter().for_each(|a| drop(a.reply.send(Err(e.clone()))));
             return;
         }
     };
@@ -421,23 +421,29 @@ async fn write_settlement_round(
         } else {
             Err(match pool.acquire().await {
                 Ok(mut conn) => {
-                    let (p, m) = (&ack.0, message_id(&ack));
-                    lease_failure(&mut conn, m, &p.lease.consumer_group, &p.lease.receipt_handle).await
+                    let lease = &ack.params.lease;
+                    lease_failure(&mut conn, ack.message_id(), &lease.consumer_group, &lease.receipt_handle).await
                 }
                 Err(e) => db_err(e),
             })
         };
-        let _ = ack.1.send(r);
+        let _ = ack.reply.send(r);
     }
 }
 
-/// An acknowledgement checked by [`write_settlement_round`]: with the length of the message
-/// id its receipt handle starts with.
-type ValidAck = (DeliveryAckParams, Reply<()>, usize);
+/// An acknowledgement whose receipt handle parsed, in [`write_settlement_round`].
+struct ValidAck {
+    params: DeliveryAckParams,
+    reply: Reply<()>,
+    /// The length of the message id its receipt handle (`message.token`) starts with.
+    message_len: usize,
+}
 
-/// The message id of a checked acknowledgement, read in its receipt handle.
-fn message_id(ack: &ValidAck) -> &str {
-    &ack.0.lease.receipt_handle[..ack.2]
+impl ValidAck {
+    /// The message id, read in place in the receipt handle.
+    fn message_id(&self) -> &str {
+        &self.params.lease.receipt_handle[..self.message_len]
+    }
 }
 
 /// Retries, dead letters and releases, in one statement: each named lease leaves `leased`

@@ -77,8 +77,9 @@ impl Queue {
         if let Some((h, recorder)) = self.topic_handles(topic)
             && let Some(i) = PER_TOPIC_COUNTERS.iter().position(|n| *n == name)
         {
-            let counter = h.counters[i]
-                .get_or_init(|| metrics::with_local_recorder(recorder.as_ref(), || h.register_counter(name)));
+            let counter = h.counters[i].get_or_init(|| {
+                metrics::with_local_recorder(recorder.as_ref(), || metrics::counter!(name, "topic" => h.topic.clone()))
+            });
             return counter.increment(1);
         }
         // Not one of the per-topic counters, or no handles kept.
@@ -163,11 +164,4 @@ pub(crate) struct TopicHandles {
     topic: String,
     counters: [OnceLock<metrics::Counter>; PER_TOPIC_COUNTERS.len()],
     durations: [OnceLock<metrics::Histogram>; 2],
-}
-
-impl TopicHandles {
-    /// Register `name` for this topic, with the queue's recorder as the local one.
-    fn register_counter(&self, name: &'static str) -> metrics::Counter {
-        metrics::counter!(name, "topic" => self.topic.clone())
-    }
 }
