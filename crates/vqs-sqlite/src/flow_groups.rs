@@ -15,6 +15,7 @@ use vqs::store::{
 };
 
 use crate::rows::{db_err, us};
+use crate::statements::{ROWS_PER_STATEMENT, push_in_list, push_rows};
 
 /// What a grouped claim picked: the groups it looked at and the deliveries to lease.
 pub(crate) struct GroupPicks {
@@ -239,12 +240,8 @@ pub(crate) async fn advance_buckets(
     let mut counts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     if !leased_ids.is_empty() {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT group_key FROM deliveries WHERE consumer_group = ");
-        q.push_bind(&p.consumer_group).push(" AND message_id IN (");
-        let mut sep = q.separated(", ");
-        for id in leased_ids {
-            sep.push_bind(id);
-        }
-        q.push(")");
+        q.push_bind(&p.consumer_group).push(" AND message_id IN ");
+        push_in_list(&mut q, leased_ids);
         let keys: Vec<Option<String>> = q.build_query_scalar().fetch_all(&mut *conn).await.map_err(db_err)?;
         for key in keys.into_iter().flatten() {
             *counts.entry(key).or_default() += 1;
@@ -313,52 +310,54 @@ pub(crate) async fn park(
         return Ok(());
     }
     let now = us(p.now);
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "WITH c AS (SELECT k.key AS key, (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = ",
-    );
-    q.push_bind(&p.consumer_group)
-        .push(
-            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
-        )
-        .push_bind(now)
-        .push(") + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(" AND s.group_key = k.key AND s.expires_at > ")
-        .push_bind(now)
-        .push(
-            ") AS live, (SELECT MIN(e) FROM (SELECT MIN(d.visible_at) AS e FROM deliveries d WHERE d.consumer_group = ",
-        )
-        .push_bind(&p.consumer_group)
-        .push(
-            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
-        )
-        .push_bind(now)
-        .push(" UNION ALL SELECT MIN(s.expires_at) FROM flow_group_slots s WHERE s.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(" AND s.group_key = k.key AND s.expires_at > ")
-        .push_bind(now)
-        .push(")) AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first, (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(
-            " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
-             ORDER BY d.priority LIMIT 1) AS best FROM (",
+    for keys in rest.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "WITH c AS (SELECT k.key AS key, (SELECT COUNT(*) FROM deliveries d WHERE d.consumer_group = ",
         );
-    let mut sep = q.separated(" UNION ALL ");
-    for key in rest {
-        sep.push("SELECT ").push_bind_unseparated(key).push_unseparated(" AS key");
+        q.push_bind(&p.consumer_group)
+            .push(
+                " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+            )
+            .push_bind(now)
+            .push(") + (SELECT COUNT(*) FROM flow_group_slots s WHERE s.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND s.group_key = k.key AND s.expires_at > ")
+            .push_bind(now)
+            .push(
+                ") AS live, (SELECT MIN(e) FROM (SELECT MIN(d.visible_at) AS e FROM deliveries d WHERE d.consumer_group = ",
+            )
+            .push_bind(&p.consumer_group)
+            .push(
+                " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'leased' AND d.visible_at > ",
+            )
+            .push_bind(now)
+            .push(" UNION ALL SELECT MIN(s.expires_at) FROM flow_group_slots s WHERE s.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND s.group_key = k.key AND s.expires_at > ")
+            .push_bind(now)
+            .push(")) AS lease_end, (SELECT MIN(d.visible_at) FROM deliveries d WHERE d.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND d.group_key = k.key AND d.state IN ('pending', 'leased')) AS first, (SELECT d.priority FROM deliveries d WHERE d.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(
+                " AND d.group_key = k.key AND d.state IN ('pending', 'leased') AND d.state = 'pending' \
+                 ORDER BY d.priority LIMIT 1) AS best FROM (",
+            );
+        // The keys as padded rows: one text for nearby numbers of groups (`statements.rs`).
+        push_rows(&mut q, "column2 AS key", 1, keys, |b, key| {
+            b.push_bind(*key);
+        });
+        // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from
+        // correlated subqueries would be evaluated again for every row).
+        q.push(") k) UPDATE flow_groups SET running = c.live, concurrency = ")
+            .push_bind(i64::from(picks.per_group))
+            .push(", ready_at = CASE WHEN c.key <> '' AND c.live >= ")
+            .push_bind(i64::from(picks.per_group))
+            .push(" THEN c.lease_end ELSE c.first END, priority = COALESCE(c.best, 32767) FROM c WHERE flow_groups.consumer_group = ")
+            .push_bind(&p.consumer_group)
+            .push(" AND flow_groups.group_key = c.key");
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
     }
-    // `UPDATE … FROM`: the counts are computed once per group (a CTE referenced from
-    // correlated subqueries would be evaluated again for every row).
-    q.push(") k) UPDATE flow_groups SET running = c.live, concurrency = ")
-        .push_bind(i64::from(picks.per_group))
-        .push(", ready_at = CASE WHEN c.key <> '' AND c.live >= ")
-        .push_bind(i64::from(picks.per_group))
-        .push(" THEN c.lease_end ELSE c.first END, priority = COALESCE(c.best, 32767) FROM c WHERE flow_groups.consumer_group = ")
-        .push_bind(&p.consumer_group)
-        .push(" AND flow_groups.group_key = c.key");
-    q.build().execute(&mut *conn).await.map_err(db_err)?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use vqs::store_support::{rate_advance, rate_interval_us, rate_room};
 
 use crate::lease_failure::lease_failure;
 use crate::rows::{US_PER_S, db_err, time, us};
+use crate::statements::{ROWS_PER_STATEMENT, push_in_list, push_rows};
 
 /// Move a leased delivery to a new state; the error says why when the lease is not held.
 /// Returns the message id and its delivery count.
@@ -146,12 +147,9 @@ pub(crate) async fn claim_in(
         .push(" WHERE consumer_group = ")
         .push_bind(&p.consumer_group);
     if let Some(ids) = &picked {
-        q.push(" AND message_id IN (");
-        let mut sep = q.separated(", ");
-        for id in ids {
-            sep.push_bind(id.clone());
-        }
-        q.push(") RETURNING message_id, delivery_count, lease_token, topic, attempts");
+        q.push(" AND message_id IN ");
+        push_in_list(&mut q, ids);
+        q.push(" RETURNING message_id, delivery_count, lease_token, topic, attempts");
     } else {
         q.push(
             " AND message_id IN (SELECT d.message_id FROM deliveries d JOIN messages m ON m.id = d.message_id \
@@ -221,42 +219,36 @@ pub(crate) async fn claim_in(
             .push_bind(ABANDONED_ERROR)
             .push(" WHERE status = 'running' AND consumer_group = ")
             .push_bind(&p.consumer_group)
-            .push(" AND message_id IN (");
-        let mut sep = close.separated(", ");
-        for id in &redelivered {
-            sep.push_bind(id);
-        }
-        close.push(")");
+            .push(" AND message_id IN ");
+        push_in_list(&mut close, &redelivered);
         close.build().execute(&mut *conn).await.map_err(db_err)?;
     }
 
     let mut started: std::collections::HashMap<String, i64> = Default::default();
     if p.start_executions {
-        let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
-        );
-        ins.push_values(&leased, |mut b, l| {
-            b.push_bind(l.get::<String, _>(3))
-                .push_bind(l.get::<String, _>(0))
-                .push_bind(&p.consumer_group)
-                .push_bind(l.get::<i64, _>(4))
-                .push_bind("running")
-                .push_bind(now);
-        });
-        ins.push(" RETURNING id, message_id");
-        for r in ins.build().fetch_all(&mut *conn).await.map_err(db_err)? {
-            started.insert(r.get(1), r.get(0));
+        for chunk in leased.chunks(ROWS_PER_STATEMENT) {
+            let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
+            );
+            push_rows(&mut ins, "column2, column3, column4, column5, 'running', column6", 5, chunk, |b, l| {
+                b.push_bind(l.get::<&str, _>(3))
+                    .push_bind(l.get::<&str, _>(0))
+                    .push_bind(&p.consumer_group)
+                    .push_bind(l.get::<i64, _>(4))
+                    .push_bind(now);
+            });
+            ins.push(" RETURNING id, message_id");
+            for r in ins.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+                started.insert(r.get(1), r.get(0));
+            }
         }
     }
 
+    let leased_ids: Vec<&str> = leased.iter().map(|r| r.get::<&str, _>(0)).collect();
     let mut sel: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at, group_key FROM messages WHERE id IN (",
+        "SELECT id, topic, payload, content_type, headers_json, created_at, expires_at, group_key FROM messages WHERE id IN ",
     );
-    let mut sep = sel.separated(", ");
-    for r in &leased {
-        sep.push_bind(r.get::<String, _>(0));
-    }
-    sel.push(")");
+    push_in_list(&mut sel, &leased_ids);
     let messages = sel.build().fetch_all(&mut *conn).await.map_err(db_err)?;
     let mut by_id: std::collections::HashMap<String, SqliteRow> =
         messages.into_iter().map(|r| (r.get::<String, _>(0), r)).collect();

@@ -40,6 +40,7 @@ mod replace;
 mod rows;
 mod schedules;
 mod sessions;
+mod statements;
 mod stats;
 mod stats_rollup;
 mod store;

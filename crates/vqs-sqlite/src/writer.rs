@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
@@ -17,11 +18,10 @@ use vqs::store::{
 use vqs::store_support::{Reply, WriteQueue, ack_rounds, drain_batch, write_row_by_row};
 
 use crate::rows::{db_err, us};
+use crate::statements::{ROWS_PER_STATEMENT, push_rows};
 
 /// Operations drained into one transaction at most.
 const MAX_BATCH: usize = 1024;
-/// Rows per multi-row statement (SQLite allows 32 766 bound parameters).
-const ROWS_PER_STATEMENT: usize = 256;
 
 type RunFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
 
@@ -225,22 +225,21 @@ fn fail(batch: Batch, e: StoreError) {
     batch.acks.into_iter().for_each(|(_, r)| drop(r.send(Err(e.clone()))));
 }
 
-fn push_message_values<'a>(q: &mut QueryBuilder<'a, Sqlite>, rows: &[(&'a MessageSendParams, String)]) {
-    q.push_values(rows, |mut b, (p, id)| {
-        let created = us(p.now);
-        b.push_bind(id.clone())
-            .push_bind(&p.topic)
-            .push_bind(&p.payload)
-            .push_bind(&p.content_type)
-            .push_bind(&p.headers_json)
-            .push_bind(&p.idempotency_key)
-            .push_bind(created)
-            .push_bind(created + i64::from(p.delay_seconds) * 1_000_000)
-            .push_bind(created + i64::from(p.retention_seconds) * 1_000_000)
-            .push_bind(&p.only_group)
-            .push_bind(&p.group_key)
-            .push_bind(i64::from(p.priority));
-    });
+/// One message's values, in [`INSERT_MESSAGES`]'s column order.
+fn bind_message<'a>(b: &mut Separated<'_, 'a, Sqlite, &'static str>, p: &'a MessageSendParams, id: &'a str) {
+    let created = us(p.now);
+    b.push_bind(id)
+        .push_bind(&p.topic)
+        .push_bind(&p.payload)
+        .push_bind(&p.content_type)
+        .push_bind(&p.headers_json)
+        .push_bind(&p.idempotency_key)
+        .push_bind(created)
+        .push_bind(created + i64::from(p.delay_seconds) * 1_000_000)
+        .push_bind(created + i64::from(p.retention_seconds) * 1_000_000)
+        .push_bind(&p.only_group)
+        .push_bind(&p.group_key)
+        .push_bind(i64::from(p.priority));
 }
 
 const INSERT_MESSAGES: &str = "INSERT INTO messages \
@@ -262,9 +261,15 @@ pub(crate) async fn sends(
         .map(|(i, p)| (i, *p, new_message_id_at(p.now)))
         .collect();
     for chunk in plain.chunks(ROWS_PER_STATEMENT) {
-        let rows: Vec<(&MessageSendParams, String)> = chunk.iter().map(|(_, p, id)| (*p, id.clone())).collect();
         let mut q = QueryBuilder::new(INSERT_MESSAGES);
-        push_message_values(&mut q, &rows);
+        push_rows(
+            &mut q,
+            "column2, column3, column4, column5, column6, column7, column8, column9, column10, column11, column12, \
+             column13",
+            12,
+            chunk,
+            |b, (_, p, id)| bind_message(b, p, id),
+        );
         q.build().execute(&mut *conn).await.map_err(db_err)?;
         for (i, _, id) in chunk {
             out[*i] = Some(Ok(SendResult { message_id: id.clone(), duplicate: false, replaced: false }));
@@ -284,7 +289,7 @@ async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Resul
     for _ in 0..2 {
         let id = new_message_id_at(p.now);
         let mut q = QueryBuilder::new(INSERT_MESSAGES);
-        push_message_values(&mut q, &[(p, id.clone())]);
+        q.push_values([(p, &id)], |mut b, (p, id)| bind_message(&mut b, p, id));
         q.push(" ON CONFLICT (topic, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id");
         if q.build().fetch_optional(&mut *conn).await.map_err(db_err)?.is_some() {
             return Ok(SendResult { message_id: id, duplicate: false, replaced: false });
@@ -330,12 +335,11 @@ async fn starts(
         let mut q = QueryBuilder::new(
             "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
         );
-        q.push_values(chunk, |mut b, (p, _)| {
+        push_rows(&mut q, "column2, column3, column4, column5, 'running', column6", 5, chunk, |b, (p, _)| {
             b.push_bind(&p.topic)
                 .push_bind(&p.message_id)
                 .push_bind(&p.consumer_group)
                 .push_bind(i64::from(p.attempt))
-                .push_bind("running")
                 .push_bind(us(p.now));
         });
         q.push(" RETURNING id, message_id, consumer_group, attempt");
@@ -358,7 +362,7 @@ pub(crate) async fn finishes<'a>(
     let finishes: Vec<&ExecutionFinishParams> = finishes.collect();
     for chunk in finishes.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new("WITH v (id, status, now, error, began) AS (");
-        q.push_values(chunk, |mut b, p| {
+        push_rows(&mut q, "column2, column3, column4, column5, column6", 5, chunk, |b, p| {
             b.push_bind(p.id)
                 .push_bind(p.status.as_str())
                 .push_bind(us(p.now))
@@ -403,7 +407,7 @@ async fn acks(
         for chunk in round.chunks(ROWS_PER_STATEMENT) {
             let mut acked: std::collections::HashSet<(String, String)> = Default::default();
             let mut q = QueryBuilder::new("WITH v (message_id, consumer_group, token, now, state) AS (");
-            q.push_values(chunk, |mut b, (_, p, m, t, state)| {
+            push_rows(&mut q, "column2, column3, column4, column5, column6", 5, chunk, |b, (_, p, m, t, state)| {
                 b.push_bind(*m).push_bind(&p.consumer_group).push_bind(*t).push_bind(us(p.now)).push_bind(*state);
             });
             q.push(
