@@ -13,7 +13,7 @@ use vqs::store_support::{rate_advance, rate_interval_us, rate_room};
 
 use crate::lease_failure::lease_failure;
 use crate::rows::{US_PER_S, db_err, time, us};
-use crate::statements::{ROWS_PER_STATEMENT, push_in_list, push_rows};
+use crate::statements::{ROWS_PER_STATEMENT, push_in_list};
 
 /// Move a leased delivery to a new state; the error says why when the lease is not held.
 /// Returns the message id and its delivery count.
@@ -227,15 +227,8 @@ pub(crate) async fn claim_in(
     let mut started: std::collections::HashMap<String, i64> = Default::default();
     if p.start_executions {
         for chunk in leased.chunks(ROWS_PER_STATEMENT) {
-            let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
-            );
-            push_rows(&mut ins, "column2, column3, column4, column5, 'running', column6", 5, chunk, |b, l| {
-                b.push_bind(l.get::<&str, _>(3))
-                    .push_bind(l.get::<&str, _>(0))
-                    .push_bind(&p.consumer_group)
-                    .push_bind(l.get::<i64, _>(4))
-                    .push_bind(now);
+            let mut ins = crate::writer::insert_running(chunk, |l| {
+                (l.get::<&str, _>(3), l.get::<&str, _>(0), &p.consumer_group, l.get::<i64, _>(4), now)
             });
             ins.push(" RETURNING id, message_id");
             for r in ins.build().fetch_all(&mut *conn).await.map_err(db_err)? {

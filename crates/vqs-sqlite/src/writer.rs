@@ -326,21 +326,35 @@ async fn keyed_send(conn: &mut SqliteConnection, p: &MessageSendParams) -> Resul
     Err(StoreError::Database("idempotent insert did not settle".into()))
 }
 
+/// A `running` execution row's values: topic, message id, consumer group, attempt, and when it
+/// started (microseconds).
+pub(crate) type RunningRow<'q> = (&'q str, &'q str, &'q str, i64, i64);
+
+/// `INSERT` of a `running` execution row per item of `rows` (at most [`ROWS_PER_STATEMENT`]),
+/// as padded rows (`statements.rs`); the caller adds its `RETURNING`. The starts written here
+/// and the attempts a claim records (`lease.rs`) both use it.
+pub(crate) fn insert_running<'q, T>(
+    rows: &'q [T],
+    values: impl Fn(&'q T) -> RunningRow<'q>,
+) -> QueryBuilder<'q, Sqlite> {
+    let mut q = QueryBuilder::new(
+        "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
+    );
+    push_rows(&mut q, "column2, column3, column4, column5, 'running', column6", 5, rows, |b, row| {
+        let (topic, message_id, consumer_group, attempt, started) = values(row);
+        b.push_bind(topic).push_bind(message_id).push_bind(consumer_group).push_bind(attempt).push_bind(started);
+    });
+    q
+}
+
 async fn starts(
     conn: &mut SqliteConnection,
     starts: &[(ExecutionStartParams, Reply<i64>)],
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(starts.len());
     for chunk in starts.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::new(
-            "INSERT INTO job_executions (topic, message_id, consumer_group, attempt, status, started_at) ",
-        );
-        push_rows(&mut q, "column2, column3, column4, column5, 'running', column6", 5, chunk, |b, (p, _)| {
-            b.push_bind(&p.topic)
-                .push_bind(&p.message_id)
-                .push_bind(&p.consumer_group)
-                .push_bind(i64::from(p.attempt))
-                .push_bind(us(p.now));
+        let mut q = insert_running(chunk, |(p, _)| {
+            (&p.topic, &p.message_id, &p.consumer_group, i64::from(p.attempt), us(p.now))
         });
         q.push(" RETURNING id, message_id, consumer_group, attempt");
         let rows = q.build().fetch_all(&mut *conn).await.map_err(db_err)?;
