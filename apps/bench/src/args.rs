@@ -96,18 +96,19 @@ pub struct Args {
     /// Time limit for the latency worker to finish every job.
     #[arg(long, env = "BENCH_LATENCY_TIMEOUT_S", default_value_t = 30.0)]
     pub latency_timeout_s: f64,
-    /// Waiting messages before each scaling measurement (e.g. 10000,1000000).
+    /// Messages waiting behind the timed jobs of each scaling measurement, all through its
+    /// window (e.g. 10000,1000000).
     #[arg(long, value_delimiter = ',', default_value = "10000")]
     pub backlog: Vec<usize>,
     /// Time allowed to load one scaling backlog; a slower backend is measured with the
     /// backlog it reached (the output line says so).
     #[arg(long, default_value_t = 120.0)]
     pub load_budget_s: f64,
-    /// Jobs processed from the top of the backlog in each scaling measurement.
+    /// Jobs timed in each scaling measurement, loaded before the backlog (processed first).
     #[arg(long, default_value_t = 10_000)]
     pub scaling_n: usize,
-    /// Jobs each scaling measurement processes before its timed `--scaling-n`, loaded on top
-    /// of the backlog so that the timed window starts with `--backlog` waiting: the worker's
+    /// Jobs each scaling measurement processes before its timed `--scaling-n`, loaded first,
+    /// so that the timed window starts with the worker warm: the worker's
     /// start (store opened, caches cold, the first maintenance pass) is not what is varied.
     /// Their rate, start included, is reported beside (`start_per_s`).
     #[arg(long, default_value_t = 5_000)]

@@ -1,10 +1,12 @@
-//! Throughput against the backlog: with `backlog` messages waiting, time the processing of
-//! the next `n` at concurrency C. The backlog is loaded through the bulk path (timed too,
+//! Throughput against the backlog: time the processing of `n` jobs at concurrency C with
+//! `backlog` more waiting behind them for the whole window — so a small backlog is not
+//! drained inside the window (its last claims smaller than the rest) while a large one is
+//! not. The jobs are loaded through the bulk path (timed too,
 //! for information) within a time budget: a backend that loads too slowly for it is
 //! measured with the backlog it reached, and the line says so. On PostgreSQL the load is
 //! followed by `ANALYZE` and a `CHECKPOINT`, both untimed.
 //!
-//! The worker first processes `warmup` jobs, loaded on top of the backlog: what the figure
+//! The worker first processes `warmup` jobs, loaded first of all: what the figure
 //! varies is the backlog, not the worker's start — the store opened, caches cold after the
 //! load, the first maintenance pass (whose count-limit reads walk up to a million index
 //! entries) — which took 6–25% of a half-second window with a million loaded and almost
@@ -25,8 +27,9 @@ use crate::in_process_worker::InProcessWorker;
 use crate::line::{Emitter, log, r1, r3};
 use crate::{bulk, store_reads};
 
-/// One scaling measurement: `backlog` and `warmup` more loaded (within `budget`), then
-/// `warmup` processed at concurrency `c`, then the next `n` timed; `round` of `--scaling-rounds`.
+/// One scaling measurement: `warmup`, `n` and `backlog` loaded in that order (within
+/// `budget`), then `warmup` processed at concurrency `c`, then the next `n` timed with the
+/// backlog still waiting behind them; `round` of `--scaling-rounds`.
 pub struct ScalingOpts {
     pub backlog: usize,
     pub n: usize,
@@ -48,7 +51,7 @@ pub async fn scaling(target: &Target, out: &Emitter, o: ScalingOpts) -> Result<(
     let l0 = Instant::now();
     let mut loaded = 0;
     let mut reported = l0;
-    let target_load = backlog + warmup;
+    let target_load = backlog + warmup + n;
     while loaded < target_load && (loaded < n + warmup || l0.elapsed() < budget) {
         let k = (target_load - loaded).min(10 * bulk::CHUNK);
         bulk::enqueue(&job, k).await?;
@@ -61,8 +64,8 @@ pub async fn scaling(target: &Target, out: &Emitter, o: ScalingOpts) -> Result<(
     let load_s = l0.elapsed().as_secs_f64();
     let warmup = warmup.min(loaded.saturating_sub(n));
     let n = n.min(loaded - warmup);
-    // Waiting when the timed window starts.
-    let waiting = loaded - warmup;
+    // Waiting behind the timed jobs, all through the timed window.
+    let waiting = loaded - warmup - n;
     producer.analyze().await?;
     producer.close().await;
     // PostgreSQL: write the load out now, so that the checkpoint of a million inserts does
