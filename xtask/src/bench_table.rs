@@ -443,8 +443,9 @@ fn extras(w: &mut String, rows: &Rows) {
         let _ = writeln!(
             w,
             "### Scaling: processing N with a backlog waiting, after a warm-up (C as shown)\n\n\
-             The warm-up's jobs are loaded on top of the backlog and processed first, untimed; their rate, \
-             the worker's start included, is shown beside.\n"
+             The load is the warm-up, then the N timed, then the backlog, which stays waiting behind the N \
+             for the whole window. The warm-up is processed first, untimed; its rate, the worker's start \
+             included, is shown beside.\n"
         );
         let head = ["system", "waiting", "loaded in", "load rate/s", "N", "C", "process/s", "each round", "warm-up"];
         table_head(w, &head.map(String::from));
